@@ -1,0 +1,120 @@
+"""One domain error base and one HTTP error envelope:
+``{"error": {"code", "message", "details", "timestamp", "request_id"}}``."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.http import Http404, JsonResponse
+from rest_framework import exceptions as drf
+from rest_framework.response import Response
+
+from config.context import request_id_var
+
+logger = logging.getLogger("tradedesk.errors")
+
+
+class ApplicationError(Exception):
+    """A domain error with a stable code. Services raise it; the API maps it to the envelope."""
+
+    status_code = 400
+    code = "application_error"
+
+    def __init__(self, message: str, *, code: str | None = None, details=None, status_code: int | None = None):
+        super().__init__(message)
+        self.message = message
+        if code:
+            self.code = code
+        if status_code:
+            self.status_code = status_code
+        self.details = details or {}
+
+
+class NotFoundError(ApplicationError):
+    status_code = 404
+    code = "not_found"
+
+
+class ConflictError(ApplicationError):
+    status_code = 409
+    code = "conflict"
+
+
+def envelope(code: str, message: str, details=None) -> dict:
+    return {
+        "error": {
+            "code": code,
+            "message": message,
+            "details": details if details is not None else {},
+            "timestamp": datetime.now(UTC).isoformat(),
+            "request_id": request_id_var.get(),
+        }
+    }
+
+
+_DRF_CODES = {
+    drf.ValidationError: ("validation_error", "Invalid input."),
+    drf.ParseError: ("parse_error", None),
+    drf.AuthenticationFailed: ("authentication_failed", None),
+    drf.NotAuthenticated: ("not_authenticated", None),
+    drf.PermissionDenied: ("permission_denied", None),
+    drf.NotFound: ("not_found", None),
+    drf.MethodNotAllowed: ("method_not_allowed", None),
+    drf.NotAcceptable: ("not_acceptable", None),
+    drf.UnsupportedMediaType: ("unsupported_media_type", None),
+    drf.Throttled: ("throttled", None),
+}
+
+
+def exception_handler(exc, context):
+    """DRF exception handler: every error leaves as the envelope; internals never leak."""
+    if isinstance(exc, ApplicationError):
+        return Response(envelope(exc.code, exc.message, exc.details), status=exc.status_code)
+    if isinstance(exc, Http404):
+        exc = drf.NotFound()
+    elif isinstance(exc, DjangoPermissionDenied):
+        exc = drf.PermissionDenied()
+
+    if isinstance(exc, drf.APIException):
+        code, message = "error", None
+        for cls, (c, m) in _DRF_CODES.items():
+            if isinstance(exc, cls):
+                code, message = c, m
+                break
+        details = {}
+        if isinstance(exc, drf.ValidationError):
+            details = exc.detail if isinstance(exc.detail, dict) else {"non_field_errors": exc.detail}
+        elif message is None:
+            message = str(exc.detail)
+        headers = {}
+        if getattr(exc, "auth_header", None):
+            headers["WWW-Authenticate"] = exc.auth_header
+        if isinstance(exc, drf.Throttled) and exc.wait is not None:
+            headers["Retry-After"] = str(int(exc.wait) + (0 if exc.wait == int(exc.wait) else 1))
+            details = {"retry_after_seconds": int(headers["Retry-After"])}
+        return Response(envelope(code, message or str(exc.detail), details), status=exc.status_code, headers=headers)
+
+    logger.exception("unhandled error in API view", extra={"view": context.get("view").__class__.__name__})
+    return Response(envelope("internal_error", "An internal error occurred."), status=500)
+
+
+def _wants_envelope(request) -> bool:
+    return request.path.startswith(("/api/", "/internal/", "/health", "/ready"))
+
+
+def handler404(request, exception=None):
+    if _wants_envelope(request):
+        return JsonResponse(envelope("not_found", "Not found."), status=404)
+    from django.views.defaults import page_not_found
+
+    return page_not_found(request, exception)
+
+
+def handler500(request):
+    if _wants_envelope(request):
+        return JsonResponse(envelope("internal_error", "An internal error occurred."), status=500)
+    from django.views.defaults import server_error
+
+    return server_error(request)

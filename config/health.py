@@ -1,0 +1,54 @@
+"""`GET /health` (liveness: the process answers) and `GET /ready` (DB, Redis, Celery)."""
+
+from __future__ import annotations
+
+import time
+
+from django.conf import settings
+from django.db import connection
+from django.http import JsonResponse
+
+
+def _check(fn) -> dict:
+    started = time.monotonic()
+    try:
+        detail = fn() or {}
+        return {"ok": True, "ms": round((time.monotonic() - started) * 1000, 1), **detail}
+    except Exception as exc:  # report, never raise: this page explains what is down
+        return {"ok": False, "error": f"{type(exc).__name__}: {exc}"[:300]}
+
+
+def _database():
+    with connection.cursor() as cur:
+        cur.execute("SELECT 1")
+        cur.fetchone()
+
+
+def _redis():
+    import redis
+
+    client = redis.Redis.from_url(settings.CACHES["default"]["LOCATION"], socket_timeout=1, socket_connect_timeout=1)
+    try:
+        client.ping()
+    finally:
+        client.close()
+
+
+def _celery():
+    from config.celery import app
+
+    replies = app.control.ping(timeout=settings.READY_CELERY_TIMEOUT) or []
+    if not replies:
+        raise RuntimeError("no Celery worker answered")
+    return {"workers": sorted(name for reply in replies for name in reply)}
+
+
+def health(request):
+    return JsonResponse({"status": "ok"})
+
+
+def ready(request):
+    checks = {"database": _check(_database), "redis": _check(_redis)}
+    checks["celery"] = _check(_celery) if checks["redis"]["ok"] else {"ok": False, "error": "redis unreachable"}
+    ok = all(c["ok"] for c in checks.values())
+    return JsonResponse({"status": "ready" if ok else "not_ready", "checks": checks}, status=200 if ok else 503)

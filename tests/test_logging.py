@@ -1,0 +1,43 @@
+import json
+import logging
+
+from config.context import request_id_var
+from config.logging import ContextFilter, JsonFormatter, RedactionFilter, redact
+
+
+def _emit(msg, *args, **extra):
+    record = logging.LogRecord("t", logging.INFO, __file__, 1, msg, args, None)
+    for k, v in extra.items():
+        setattr(record, k, v)
+    ContextFilter().filter(record)
+    RedactionFilter().filter(record)
+    return json.loads(JsonFormatter().format(record))
+
+
+def test_json_log_carries_request_id():
+    token = request_id_var.set("rid-1")
+    try:
+        line = _emit("hello %s", "world")
+    finally:
+        request_id_var.reset(token)
+    assert line["message"] == "hello world" and line["request_id"] == "rid-1" and line["level"] == "INFO"
+
+
+def test_secrets_are_redacted_by_key_and_by_shape():
+    key = "0x" + "ab" * 32
+    jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJl"
+    line = _emit(
+        "login with %s and key %s url ?password=hunter2&x=1",
+        jwt,
+        key,
+        payload={"password": "hunter2", "nested": {"api_key": "k", "ok": "fine"}, "note": f"whsec_abc {key}"},
+        authorization="Bearer x",
+    )
+    text = json.dumps(line)
+    for secret in ("hunter2", key, jwt, "whsec_abc", "Bearer x"):
+        assert secret not in text
+    assert line["payload"]["nested"]["ok"] == "fine"
+
+
+def test_redact_keeps_structure():
+    assert redact({"a": [1, {"secret": "s"}]}) == {"a": [1, {"secret": "[REDACTED]"}]}

@@ -1,0 +1,82 @@
+"""`manage.py run`: the whole desk in the foreground (what `make run` calls).
+
+Starts the embedded PostgreSQL/Redis when DATABASE_URL/REDIS_URL are unset (settings do
+that on import), migrates, syncs the Beat schedule, ensures the operator account, seeds the
+demo, then runs the Procfile (web + worker + beat + feeds) under honcho. Ctrl-C stops the
+processes, then the embedded services this command started."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+from django.conf import settings
+from django.core.management import call_command
+from django.core.management.base import BaseCommand
+from django.db import connections
+
+from config import embedded
+
+
+def _free_port(preferred: int) -> int:
+    for port in (preferred, 0):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return s.getsockname()[1]
+    raise RuntimeError("no free port")
+
+
+class Command(BaseCommand):
+    help = "Run web + worker + beat + feeds in the foreground, with the embedded services by default."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--port", type=int, default=int(os.environ.get("TRADEDESK_PORT", "8000")))
+        parser.add_argument("--no-seed", action="store_true")
+        parser.add_argument("--check", action="store_true", help="prepare everything, then exit (no processes)")
+
+    def handle(self, *args, port, no_seed, check, **options):
+        call_command("migrate", interactive=False, verbosity=0)
+        call_command("sync_beat_schedule")
+        call_command("ensure_operator")
+        if not no_seed:
+            call_command("seed_demo")
+        if check:
+            return
+        try:
+            port = _free_port(port)
+            self.stdout.write(self.style.SUCCESS(f"admin:    http://127.0.0.1:{port}/admin/"))
+            self.stdout.write(f"api docs: http://127.0.0.1:{port}/api/docs/   ready: http://127.0.0.1:{port}/ready")
+            self._run_procfile(port)
+        finally:
+            connections.close_all()
+            stopped = embedded.stop_started()
+            if stopped:
+                self.stdout.write(f"stopped embedded services: {', '.join(stopped)}")
+
+    def _run_procfile(self, port: int) -> None:
+        env = {
+            **os.environ,
+            "DATABASE_URL": settings.DATABASE_URL,
+            "REDIS_URL": settings.REDIS_URL,
+            "PORT": str(port),
+            "PYTHONUNBUFFERED": "1",
+        }
+        procfile = Path(settings.BASE_DIR) / "Procfile"
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "honcho", "-f", str(procfile), "-d", str(settings.BASE_DIR), "start"],
+            env=env,
+        )
+        try:
+            proc.wait()
+        except KeyboardInterrupt:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.terminate()
+                proc.wait()

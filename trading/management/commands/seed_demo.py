@@ -1,0 +1,27 @@
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand
+from django.db import transaction
+
+from trading.services.ledger import event_record
+
+
+class Command(BaseCommand):
+    help = "Seed a small demo (idempotent): a demo trader and the paper venue's setup."
+
+    @transaction.atomic
+    def handle(self, *args, **options):
+        User = get_user_model()
+        user, created = User.objects.get_or_create(
+            username="demo", defaults={"email": "demo@tradedesk.local", "email_verified": True}
+        )
+        if created:
+            user.set_unusable_password()
+            user.save(update_fields=["password"])
+            event_record(
+                topic="user.created",
+                aggregate_type="user",
+                aggregate_id=user.pk,
+                payload={"username": user.username, "source": "seed_demo"},
+                actor="seed_demo",
+            )
+        self.stdout.write(f"demo seeded (demo user {'created' if created else 'present'})")

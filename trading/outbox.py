@@ -1,0 +1,137 @@
+"""Outbox dispatcher: publishes committed ledger events to registered handlers.
+
+`event_record` writes one `OutboxMessage` per (event, matching handler) in the same
+transaction as the event, so a rolled-back transaction publishes nothing and a committed
+one is published at least once. Per handler, messages go out in event-id order: one
+dispatcher at a time per handler (a PostgreSQL advisory lock), and a failing message blocks
+the ones behind it (head of line) until it succeeds or is given up as dead after
+`OUTBOX_MAX_ATTEMPTS`, when the next ones proceed and an operator sees it in the admin.
+
+Handlers are plain callables `fn(event) -> None`, registered at app start-up
+(`AppConfig.ready`) with topic patterns (`fnmatch` style, e.g. `order.*`). A handler that
+raises is retried with exponential backoff. A handler's own database writes run in a
+savepoint, so they commit together with the message being marked delivered.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import logging
+import zlib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import F
+from django.utils import timezone
+
+logger = logging.getLogger("tradedesk.outbox")
+
+
+@dataclass(frozen=True)
+class Handler:
+    name: str
+    fn: Callable
+    topics: tuple[str, ...]
+
+    def wants(self, topic: str) -> bool:
+        return any(fnmatch.fnmatchcase(topic, pattern) for pattern in self.topics)
+
+
+_handlers: dict[str, Handler] = {}
+
+
+def register_handler(name: str, fn: Callable, *, topics: Iterable[str] = ("*",)) -> None:
+    _handlers[name] = Handler(name=name, fn=fn, topics=tuple(topics))
+
+
+def unregister_handler(name: str) -> None:
+    _handlers.pop(name, None)
+
+
+def handlers_for(topic: str) -> list[str]:
+    return [h.name for h in _handlers.values() if h.wants(topic)]
+
+
+def _kick() -> None:
+    from trading.tasks import outbox_dispatch_task
+
+    try:
+        outbox_dispatch_task.apply_async(ignore_result=True)
+    except Exception:  # broker down: the Beat sweep picks the messages up later
+        logger.warning("could not enqueue outbox dispatch; Beat will retry", exc_info=True)
+
+
+def kick_after_commit() -> None:
+    """Enqueue one dispatch after the current transaction commits (once per transaction)."""
+    pending = getattr(connection, "run_on_commit", [])
+    if any(entry[1] is _kick for entry in pending):
+        return
+    transaction.on_commit(_kick)
+
+
+def _backoff(attempts: int) -> timedelta:
+    return timedelta(seconds=min(2**attempts, 300))
+
+
+def _dispatch_handler(handler: Handler, batch_size: int, max_attempts: int) -> int:
+    from trading.models import OutboxMessage
+
+    done = 0
+    with transaction.atomic():
+        with connection.cursor() as cur:
+            cur.execute(
+                "SELECT pg_try_advisory_xact_lock(%s, %s)", [4242, zlib.crc32(handler.name.encode()) & 0x7FFFFFFF]
+            )
+            if not cur.fetchone()[0]:
+                return 0  # another dispatcher is publishing for this handler
+        now = timezone.now()
+        rows = list(
+            OutboxMessage.objects.select_related("event")
+            .filter(handler=handler.name, status=OutboxMessage.Status.PENDING)
+            .order_by("event_id")[:batch_size]
+        )
+        delivered = []
+        for row in rows:
+            if row.next_attempt_at > now:
+                break  # head of line is waiting for its retry: keep order
+            try:
+                with transaction.atomic():
+                    handler.fn(row.event)
+            except Exception as exc:
+                row.attempts += 1
+                row.last_error = f"{type(exc).__name__}: {exc}"[:2000]
+                if row.attempts >= max_attempts:
+                    row.status = OutboxMessage.Status.DEAD
+                    row.save(update_fields=["attempts", "last_error", "status"])
+                    logger.error("outbox message dead", extra={"handler": handler.name, "event_id": row.event_id})
+                    continue
+                row.next_attempt_at = now + _backoff(row.attempts)
+                row.save(update_fields=["attempts", "last_error", "next_attempt_at"])
+                logger.warning(
+                    "outbox handler failed; will retry",
+                    extra={"handler": handler.name, "event_id": row.event_id, "attempts": row.attempts},
+                )
+                break
+            delivered.append(row.pk)
+        if delivered:
+            OutboxMessage.objects.filter(pk__in=delivered).update(
+                status=OutboxMessage.Status.DELIVERED, delivered_at=timezone.now(), attempts=F("attempts") + 1
+            )
+            done = len(delivered)
+    return done
+
+
+def outbox_dispatch(*, batch_size: int | None = None, max_rounds: int = 50) -> int:
+    """Publish pending messages for every handler until nothing is ready; returns the count."""
+    batch_size = batch_size or settings.OUTBOX_BATCH_SIZE
+    max_attempts = settings.OUTBOX_MAX_ATTEMPTS
+    total = 0
+    for _ in range(max_rounds):
+        progressed = sum(_dispatch_handler(h, batch_size, max_attempts) for h in list(_handlers.values()))
+        total += progressed
+        if not progressed:
+            break
+    return total
