@@ -215,3 +215,28 @@ class PriceFeed(Protocol):
     def get_price(self, symbol: str) -> PriceTick: ...
 
     def get_prices(self, symbols: list[str]) -> dict[str, PriceTick]: ...
+
+
+class VenueEventKind(StrEnum):
+    """Things a venue does on its own after accepting a command (keeper fills, triggers)."""
+
+    ORDER_FILLED = "order_filled"  # a resting/pending order filled (fill attached)
+    ORDER_CANCELLED = "order_cancelled"  # the venue cancelled a pending order (e.g. slippage, timeout)
+    POSITION_CLOSED = "position_closed"  # closed by the venue: native SL/TP hit (fill attached)
+    POSITION_LIQUIDATED = "position_liquidated"  # fill attached; margin lost
+    FUNDING_CHARGED = "funding_charged"  # details: {"amount": Decimal (positive = paid)}
+
+
+@dataclass(frozen=True)
+class VenueEvent:
+    venue: str
+    kind: VenueEventKind
+    account: str
+    symbol: str
+    pair_id: str = ""
+    trade_index: str = ""
+    idempotency_key: str = ""  # of the command that created the order, when known
+    venue_order_id: str = ""
+    fill: Fill | None = None
+    details: dict = field(default_factory=dict)
+    occurred_at: datetime | None = None
