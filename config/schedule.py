@@ -8,4 +8,14 @@ BEAT_SCHEDULE: dict[str, dict] = {
         "every": 2.0,
         "expires": 10,
     },
+    "reconcile-executions": {
+        "task": "trading.tasks.reconcile_executions_task",
+        "every": 10.0,
+        "expires": 10,
+    },
+    "idempotency-purge": {
+        "task": "trading.tasks.idempotency_purge_task",
+        "every": 3600.0,
+        "expires": 600,
+    },
 }

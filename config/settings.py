@@ -202,3 +202,23 @@ LOGGING = {
     },
 }
 READY_CELERY_TIMEOUT = env.float("READY_CELERY_TIMEOUT", default=1.0)
+
+# --- trading: venue kill switches, risk defaults, execution, idempotency ------------------------
+# A disabled venue is never armed, whatever its control-state row says.
+VENUE_ENABLED = {
+    "paper": env.bool("PAPER_ENABLED", default=True),
+    "ostium": env.bool("OSTIUM_ENABLED", default=True),
+    "near_intents": env.bool("NEAR_INTENTS_ENABLED", default=True),
+}
+RISK_DEFAULTS = {
+    "max_notional": env("RISK_MAX_NOTIONAL", default="10000"),
+    "max_leverage": env("RISK_MAX_LEVERAGE", default=""),  # empty: the market's own maximum
+    "max_open_positions": env.int("RISK_MAX_OPEN_POSITIONS", default=20),
+    "max_slippage": env("RISK_MAX_SLIPPAGE", default="0.05"),
+    "price_band": env("RISK_PRICE_BAND", default="0.10"),
+    "daily_loss_cap": env("RISK_DAILY_LOSS_CAP", default="5000"),
+    "max_orders_per_minute": env.int("RISK_MAX_ORDERS_PER_MINUTE", default=60),
+}
+RISK_LIMITS_CACHE_SECONDS = env.float("RISK_LIMITS_CACHE_SECONDS", default=2.0)
+RECONCILE_GRACE_SECONDS = env.float("RECONCILE_GRACE_SECONDS", default=30.0)
+IDEMPOTENCY_TTL_HOURS = env.int("IDEMPOTENCY_TTL_HOURS", default=24)

@@ -5,3 +5,12 @@ class TradingConfig(AppConfig):
     name = "trading"
     verbose_name = "Trading"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self):
+        try:
+            from providers.events import register_venue_listener
+        except ImportError:  # the providers side is not installed yet
+            return
+        from trading.services.venue_events import venue_event_listener
+
+        register_venue_listener(venue_event_listener)
