@@ -7,10 +7,7 @@ class TradingConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self):
-        try:
-            from providers.events import register_venue_listener
-        except ImportError:  # the providers side is not installed yet
-            return
+        from providers.events import register_venue_listener
         from trading.services.venue_events import venue_event_listener
 
         register_venue_listener(venue_event_listener)
