@@ -7,9 +7,10 @@ D = Decimal
 
 @pytest.fixture(autouse=True)
 def _fresh_limits(settings):
-    """Risk limits are read on every order in tests (no per-process cache)."""
+    """Risk limits are read on every order in tests (no per-process cache); fast password hashing."""
     from trading.selectors import risk_limits_cache_clear
 
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     settings.RISK_LIMITS_CACHE_SECONDS = 0
     risk_limits_cache_clear()
     yield

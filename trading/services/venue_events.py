@@ -109,7 +109,9 @@ def venue_event_apply(event: VenueEvent) -> str:
         return "closed" if pnl is not None else "ignored"
     if kind == VenueEventKind.FUNDING_CHARGED:
         amount = Decimal(str(event.details.get("amount", "0")))
-        ref = event.details.get("charge_id") or event.details.get("id") or (event.occurred_at.isoformat() if event.occurred_at else "")
+        ref = event.details.get("charge_id") or event.details.get("id")
+        if not ref and event.occurred_at:
+            ref = event.occurred_at.isoformat()
         applied = trade_funding_apply(
             trade=trade,
             amount=amount,
