@@ -64,6 +64,8 @@ class Command(BaseCommand):
             "DATABASE_URL": settings.DATABASE_URL,
             "REDIS_URL": settings.REDIS_URL,
             "PORT": str(port),
+            # the Procfile's `python` is this interpreter (the project's venv)
+            "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
             "PYTHONUNBUFFERED": "1",
         }
         procfile = Path(settings.BASE_DIR) / "Procfile"
