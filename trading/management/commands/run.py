@@ -73,12 +73,18 @@ class Command(BaseCommand):
             [sys.executable, "-m", "honcho", "-f", str(procfile), "-d", str(settings.BASE_DIR), "start"],
             env=env,
         )
-        try:
-            proc.wait()
-        except KeyboardInterrupt:
+
+        def forward(signum, frame):  # Ctrl-C or a service manager's TERM: stop the processes
             proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.terminate()
-                proc.wait()
+
+        signal.signal(signal.SIGINT, forward)
+        signal.signal(signal.SIGTERM, forward)
+        try:
+            proc.wait(timeout=None)
+        finally:
+            if proc.poll() is None:
+                try:
+                    proc.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    proc.terminate()
+                    proc.wait()
