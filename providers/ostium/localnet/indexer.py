@@ -333,7 +333,7 @@ class Indexer:
             "hillInflectionPoint": 0,
             "hillPosScale": 100,
             "hillNegScale": 100,
-            "springFactor": 0,
+            "springFactor": 10**14,
             "sFactorUpScaleP": 100,
             "sFactorDownScaleP": 100,
             "lastTradePrice": int(spec.price * 10**18) if spec else 0,

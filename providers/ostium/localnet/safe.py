@@ -46,9 +46,9 @@ def create_safe(
     """Deploy a Safe proxy with the given owners/threshold; returns its address."""
     client = EthereumClient(rpc_url)
     w3 = client.w3
-    setup_data = (
-        get_safe_V1_4_1_contract(w3, infra.singleton)
-        .functions.setup(
+    setup_data = get_safe_V1_4_1_contract(w3, infra.singleton).encode_abi(
+        "setup",
+        [
             [Web3.to_checksum_address(o) for o in owners],
             threshold,
             NULL_ADDRESS,
@@ -57,8 +57,7 @@ def create_safe(
             NULL_ADDRESS,
             0,
             NULL_ADDRESS,
-        )
-        .build_transaction({"gas": 1, "gasPrice": 1, "to": infra.singleton})["data"]
+        ],
     )
     factory = ProxyFactoryV141(infra.proxy_factory, client)
     sent = factory.deploy_proxy_contract_with_nonce(

@@ -231,10 +231,11 @@ class SubgraphSchema:
         for entity, (plural, single) in COLLECTIONS.items():
 
             def many(info, entity=entity, skip=0, first=100, orderBy=None, orderDirection=None, where=None, block=None):
-                items = [e for e in self._collection(entity) if _matches(e, where or {})]
+                items = [(seq, e) for seq, e in enumerate(self._collection(entity)) if _matches(e, where or {})]
                 key = orderBy or "id"
-                items.sort(key=lambda e: _sort_key(e.get(key)), reverse=(orderDirection == "desc"))
-                return items[skip : skip + min(first, 1000)]
+                # ties keep indexing order (reversed for desc), like block/log order
+                items.sort(key=lambda x: (_sort_key(x[1].get(key)), x[0]), reverse=(orderDirection == "desc"))
+                return [e for _, e in items[skip : skip + min(first, 1000)]]
 
             def one(info, id, entity=entity, block=None):
                 for e in self._collection(entity):
