@@ -5,15 +5,15 @@ import "./OstiumTypes.sol";
 
 interface IOstiumTradingStorage {
     function usdc() external view returns (address);
-    function maxTradesPerPair() external view returns (uint256);
-    function maxPendingMarketOrders() external view returns (uint256);
+    function maxTradesPerPair() external view returns (uint8);
+    function maxPendingMarketOrders() external view returns (uint8);
     function pairsCount() external view returns (uint256);
     function getPair(uint16 pairIndex) external view returns (Pair memory);
     function transferUsdc(address from, address to, uint256 amount) external;
     function firstEmptyTradeIndex(address trader, uint16 pairIndex) external view returns (uint8);
     function getOpenTrade(address trader, uint16 pairIndex, uint8 index) external view returns (Trade memory);
     function getOpenTradeInfo(address trader, uint16 pairIndex, uint8 index) external view returns (TradeInfo memory);
-    function openTradesCount(address trader, uint16 pairIndex) external view returns (uint256);
+    function openTradesCount(address trader, uint16 pairIndex) external view returns (uint32);
     function storeTrade(Trade memory t, TradeInfo memory info) external;
     function updateTrade(Trade memory t) external;
     function updateTradeInfo(address trader, uint16 pairIndex, uint8 index, TradeInfo memory info) external;
@@ -26,12 +26,12 @@ interface IOstiumTradingStorage {
         external
         view
         returns (OpenLimitOrder memory);
-    function openLimitOrdersCount(address trader, uint16 pairIndex) external view returns (uint256);
+    function openLimitOrdersCount(address trader, uint16 pairIndex) external view returns (uint8);
     function storeOpenLimitOrder(OpenLimitOrder memory o, BuilderFee memory bf) external;
     function updateOpenLimitOrder(OpenLimitOrder memory o) external;
     function unregisterOpenLimitOrder(address trader, uint16 pairIndex, uint8 index) external;
     function pendingOrderIdsCount(address trader) external view returns (uint256);
-    function pendingMarketOpenCount(address trader, uint16 pairIndex) external view returns (uint256);
+    function pendingMarketOpenCount(address trader, uint16 pairIndex) external view returns (uint8);
     function getPendingMarketOrder(uint256 orderId) external view returns (PendingMarketOrderV2 memory);
     function pendingMarketOrderIsOpen(uint256 orderId) external view returns (bool);
     function storePendingMarketOrder(PendingMarketOrderV2 memory o, uint256 id, bool open, BuilderFee memory bf)

@@ -31,19 +31,19 @@ contract OstiumTradingStorage {
     IRegistry public immutable registry;
     address public immutable usdc;
 
-    uint256 public maxTradesPerPair = 10;
-    uint256 public maxPendingMarketOrders = 10;
-    uint256 public totalOpenTradesCount;
+    uint8 public maxTradesPerPair = 10;
+    uint8 public maxPendingMarketOrders = 10;
+    uint32 public totalOpenTradesCount;
 
     Pair[] private _pairs;
 
     mapping(address => mapping(uint16 => mapping(uint8 => Trade))) public openTrades;
     mapping(address => mapping(uint16 => mapping(uint8 => TradeInfo))) internal openTradesInfo;
-    mapping(address => mapping(uint16 => uint256)) public openTradesCount;
+    mapping(address => mapping(uint16 => uint32)) public openTradesCount;
 
     mapping(address => mapping(uint16 => mapping(uint8 => OpenLimitOrder))) private _limits;
     mapping(address => mapping(uint16 => mapping(uint8 => bool))) private _hasLimit;
-    mapping(address => mapping(uint16 => uint256)) public openLimitOrdersCount;
+    mapping(address => mapping(uint16 => uint8)) public openLimitOrdersCount;
     mapping(uint16 => uint256) public totalOpenLimitOrders;
 
     mapping(uint256 => PendingMarketOrderV2) public reqID_pendingMarketOrder;
@@ -51,8 +51,8 @@ contract OstiumTradingStorage {
     mapping(uint256 => PendingAutomationOrder) internal reqID_pendingAutomationOrder;
     mapping(uint256 => PendingRemoveCollateral) internal reqID_pendingRemoveCollateral;
     mapping(uint256 => uint256) public pendingMarketCloseTradeIds;
-    mapping(address => mapping(uint16 => uint256)) public pendingMarketOpenCount;
-    mapping(address => mapping(uint16 => uint256)) public pendingMarketCloseCount;
+    mapping(address => mapping(uint16 => uint8)) public pendingMarketOpenCount;
+    mapping(address => mapping(uint16 => uint8)) public pendingMarketCloseCount;
     mapping(address => uint256[]) private _pendingOrderIds;
     // trade/limit key => pending order id (close or automation), 0 = none
     mapping(bytes32 => uint256) public pendingOrderOf;
@@ -105,13 +105,13 @@ contract OstiumTradingStorage {
 
     function setMaxTradesPerPair(uint256 value) external onlyGov {
         if (value == 0 || value > 255) revert WrongParams();
-        maxTradesPerPair = value;
+        maxTradesPerPair = uint8(value);
         emit MaxTradesPerPairUpdated(value);
     }
 
     function setMaxPendingMarketOrders(uint256 value) external onlyGov {
-        if (value == 0) revert WrongParams();
-        maxPendingMarketOrders = value;
+        if (value == 0 || value > 255) revert WrongParams();
+        maxPendingMarketOrders = uint8(value);
         emit MaxPendingMarketOrdersUpdated(value);
     }
 
