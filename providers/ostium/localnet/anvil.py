@@ -8,6 +8,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -22,6 +23,16 @@ _LISTENING = re.compile(r"Listening on ([0-9.]+):(\d+)")
 
 class AnvilError(RuntimeError):
     pass
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child
+    """Linux: SIGTERM anvil if the Python process dies without stopping it."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, 15)  # PR_SET_PDEATHSIG, SIGTERM
+    except Exception:
+        pass
 
 
 def repo_root() -> Path:
@@ -81,6 +92,7 @@ class Anvil:
             stdin=subprocess.DEVNULL,
             text=True,
             bufsize=1,
+            preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
         )
         self.host, self.port = self._wait_for_port(startup_timeout)
         self.rpc_url = f"http://{self.host}:{self.port}"
