@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
-from eth_utils import keccak
+from web3 import Web3
 
 # Address the SDK hard-codes for its testnet faucet (ostium_python_sdk.faucet).
 SDK_TESTNET_FAUCET_ADDRESS = "0x6830C550814105d8B27bDAEC0DB391cAa7B967c8"
@@ -37,7 +37,7 @@ class PairSpec:
 
     @property
     def feed_id(self) -> str:
-        return "0x" + keccak(text=f"ostium-localnet:{self.from_}/{self.to}").hex()
+        return Web3.keccak(text=f"ostium-localnet:{self.from_}/{self.to}").to_0x_hex()
 
 
 CRYPTO = GroupSpec(0, "crypto", 100, 5000, 1000)

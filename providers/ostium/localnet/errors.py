@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 
-from eth_abi import decode
 from web3 import Web3
+
+_CODEC = Web3().codec
 
 from .artifacts import CONTRACT_NAMES, abi
 
@@ -48,13 +49,13 @@ def decode_error(data: bytes | str) -> DecodedError | None:
     entry = error_table().get(data[:4])
     if entry is None:
         if data[:4] == bytes.fromhex("08c379a0"):
-            (reason,) = decode(["string"], data[4:])
+            (reason,) = _CODEC.decode(["string"], data[4:])
             return DecodedError("Error", {"reason": reason}, "0x08c379a0")
         return None
     name, types, names = entry
     values = [
         Web3.to_checksum_address(v) if t == "address" else v
-        for t, v in zip(types, decode(types, data[4:]) if types else ())
+        for t, v in zip(types, _CODEC.decode(types, data[4:]) if types else ())
     ]
     return DecodedError(name, dict(zip(names, values)), "0x" + data[:4].hex())
 

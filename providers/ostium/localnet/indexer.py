@@ -342,12 +342,19 @@ class Indexer:
     # ----- trading events -----
 
     def _on_MarketOpenOrderInitiated(self, a, ctx) -> None:
-        pending = self.storage.functions.getPendingMarketOrder(a["orderId"]).call(block_identifier=ctx["block"])
-        t = pending[3]
-        collateral, leverage, buy = int(t[0]), int(t[5]), bool(t[8])
+        # The event carries no trade details: read the pending order as of
+        # the initiating block (the fill/cancel event completes it anyway).
+        try:
+            pending = self.storage.functions.getPendingMarketOrder(a["orderId"]).call(
+                block_identifier=ctx["block"]
+            )
+            wanted, t = int(pending[1]), pending[3]
+            collateral, leverage, buy = int(t[0]), int(t[5]), bool(t[8])
+        except Exception:  # historical state unavailable
+            wanted, collateral, leverage, buy = 0, 0, 0, False
         self._new_order(
             a["orderId"], a["trader"], a["pairIndex"], ctx,
-            price=int(pending[1]), collateral=collateral, leverage=leverage, isBuy=buy,
+            price=wanted, collateral=collateral, leverage=leverage, isBuy=buy,
             notional=collateral * leverage // 100,
         )
 
@@ -475,6 +482,7 @@ class Indexer:
             a["orderId"], ctx, tradeID=str(a["orderId"]), price=int(t["openPrice"]),
             priceAfterImpact=int(t["openPrice"]), priceImpactP=int(a["priceImpactP"]) // 10**16,
             tradeNotional=int(a["tradeNotional"]), collateral=int(t["collateral"]), leverage=int(t["leverage"]),
+            isBuy=bool(t["buy"]), notional=int(t["collateral"]) * int(t["leverage"]) // 100,
         )
 
     def _on_MarketOpenCanceled(self, a, ctx) -> None:

@@ -66,6 +66,9 @@ class Keeper:
     def _price(self, pair_index: int) -> int:
         return to_price_units(self.prices.get_price(self.pairs[pair_index].symbol))
 
+    def _market_open(self, pair_index: int) -> bool:
+        return self.prices.quote(self.pairs[pair_index].symbol).is_market_open
+
     def _send(self, fn, kind: str, detail: str) -> KeeperAction:
         tx_hash = fn.transact({"from": self.address, "gas": KEEPER_GAS, **TX_FEES})
         receipt = self.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=30, poll_latency=0.01)
@@ -98,6 +101,8 @@ class Keeper:
         now = int(time.time())
         for t in self.storage.functions.getAllOpenTrades().call():
             trader, pair_index, index = t[4], t[6], t[7]
+            if not self._market_open(pair_index):
+                continue
             order_type = self._trade_trigger(t, self._price(pair_index))
             if order_type is None:
                 continue
@@ -107,7 +112,7 @@ class Keeper:
             actions.append(self._send(fn, "trigger", f"type={order_type} {trader}/{pair_index}/{index}"))
         for o in self.storage.functions.getAllOpenLimitOrders().call():
             trader, pair_index, index = o[4], o[8], o[10]
-            if not self._limit_hit(o, self._price(pair_index)):
+            if not self._market_open(pair_index) or not self._limit_hit(o, self._price(pair_index)):
                 continue
             if self.storage.functions.pendingOrderForLimit(trader, pair_index, index).call():
                 continue
@@ -122,6 +127,8 @@ class Keeper:
         ids, kinds, pair_indexes = self.upkeep.functions.getPendingRequests().call()
         for order_id, kind, pair_index in sorted(zip(ids, kinds, pair_indexes)):
             quote = self.prices.quote(self.pairs[pair_index].symbol)
+            if not quote.is_market_open:
+                continue  # no price while the market is closed; the order can time out
             answer = (
                 order_id,
                 to_price_units(quote.mid),

@@ -206,3 +206,70 @@ def test_random_walk_moves_prices(localnet_session):
     for _ in range(5):
         again.step()
     assert again.get_price("BTC-USD") == source.get_price("BTC-USD")
+
+
+def test_partial_close(localnet):
+    trader = localnet.traders[4]
+    sdk = localnet.sdk(trader.private_key)
+
+    async def flow():
+        sdk.ostium.perform_trade(_long(collateral=200, leverage=5), at_price=65000)
+        localnet.run_keeper()
+        start = localnet.usdc_balance(trader.address)
+        localnet.set_price("BTC-USD", 71500)  # +10% at 5x = +50%
+        closing = sdk.ostium.close_trade(BTC, 0, market_price=71500, close_percentage=25)
+        localnet.run_keeper()
+        result = await sdk.ostium.track_order_and_trade(sdk.subgraph, closing["order_id"])
+        assert result["order"]["closePercent"] == pytest.approx(25.0)
+        assert result["order"]["amountSentToTrader"] == pytest.approx(75.0)  # 50 USDC * 1.5
+        trade = (await sdk.get_open_trades())[0][0]
+        assert int(trade["collateral"]) == 150 * 10**6
+        assert localnet.usdc_balance(trader.address) == start + 75
+
+    asyncio.run(flow())
+
+
+def test_market_closed_orders_wait(localnet):
+    trader = localnet.traders[5]
+    sdk = localnet.sdk(trader.private_key)
+    localnet.prices.set_market_open("BTC-USD", False)
+    sent = sdk.ostium.perform_trade(_long(), at_price=65000)
+    assert localnet.run_keeper() == []
+    storage = localnet.contract("tradingStorage")
+    assert storage.functions.getPendingOrderIds(trader.address).call() == [sent["order_id"]]
+    localnet.prices.set_market_open("BTC-USD", True)
+    assert [a.ok for a in localnet.run_keeper()] == [True]
+    assert storage.functions.getPendingOrderIds(trader.address).call() == []
+
+
+def _send(localnet, fn, sender, gas=None):
+    params = {"from": sender, "maxPriorityFeePerGas": 0, "maxFeePerGas": 10**9}
+    if gas:
+        params["gas"] = gas  # skip estimation so reverts are mined
+    return localnet.w3.eth.wait_for_transaction_receipt(fn.transact(params))
+
+
+def test_remove_delegate_revokes_access(localnet):
+    owner, delegate = localnet.traders[6], localnet.traders[7]
+    trading = localnet.contract("trading")
+    usdc = localnet.contract("usdc")
+    _send(localnet, usdc.functions.approve(localnet.addresses.tradingStorage, 10**12), owner.address)
+    _send(localnet, trading.functions.setDelegate(delegate.address), owner.address)
+    sdk = localnet.sdk(delegate.private_key, use_delegation=True)
+    sent = sdk.ostium.perform_trade(_long(trader_address=owner.address), at_price=65000)
+    assert sent["receipt"]["status"] == 1
+    localnet.run_keeper()
+    assert len(asyncio.run(sdk.get_open_trades(trader_address=owner.address))[0]) == 1
+
+    _send(localnet, trading.functions.removeDelegate(), owner.address)
+    assert trading.functions.delegations(owner.address).call() == "0x" + "00" * 20
+    receipt = sdk.ostium.update_tp(BTC, 0, 90000, trader_address=owner.address)
+    assert receipt["status"] == 0
+    assert revert_reason(localnet.w3, receipt["transactionHash"]).name == "NoDelegate"
+
+    # a delegate may not change delegation on the trader's behalf
+    _send(localnet, trading.functions.setDelegate(delegate.address), owner.address)
+    inner = trading.encode_abi("setDelegate", [localnet.traders[0].address])
+    receipt = _send(localnet, trading.functions.delegatedAction(owner.address, inner), delegate.address, gas=500_000)
+    assert receipt["status"] == 0
+    assert revert_reason(localnet.w3, receipt["transactionHash"]).name == "DelegateForbidden"
