@@ -31,8 +31,8 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child
         import ctypes
 
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, 15)  # PR_SET_PDEATHSIG, SIGTERM
-    except Exception:
-        pass
+    except (OSError, AttributeError):  # not glibc: anvil is still stopped by stop()
+        return
 
 
 def repo_root() -> Path:
@@ -51,9 +51,7 @@ def find_anvil() -> Path:
     found = shutil.which("anvil")
     if found:
         return Path(found)
-    raise AnvilError(
-        f"anvil not found: run `npm ci --ignore-scripts` in {repo_root()} or set {ANVIL_ENV}"
-    )
+    raise AnvilError(f"anvil not found: run `npm ci --ignore-scripts` in {repo_root()} or set {ANVIL_ENV}")
 
 
 class Anvil:
@@ -74,13 +72,20 @@ class Anvil:
         self.binary = find_anvil()
         args = [
             str(self.binary),
-            "--host", "127.0.0.1",
-            "--port", "0",
-            "--chain-id", str(chain_id),
-            "--accounts", str(accounts),
-            "--balance", str(balance_eth),
-            "--mnemonic", mnemonic,
-            "--base-fee", str(base_fee_wei),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--chain-id",
+            str(chain_id),
+            "--accounts",
+            str(accounts),
+            "--balance",
+            str(balance_eth),
+            "--mnemonic",
+            mnemonic,
+            "--base-fee",
+            str(base_fee_wei),
             "--disable-min-priority-fee",
             "--disable-code-size-limit",
         ] + list(extra_args or [])

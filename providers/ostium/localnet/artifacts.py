@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 ARTIFACTS_DIR = Path(__file__).resolve().parent / "artifacts"
@@ -21,7 +21,7 @@ CONTRACT_NAMES = (
 )
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_artifact(name: str) -> dict:
     with open(ARTIFACTS_DIR / f"{name}.json", encoding="utf-8") as fh:
         return json.load(fh)

@@ -7,9 +7,9 @@ import argparse
 import json
 import signal
 import threading
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
-from typing import Callable
 
 from .localnet import Localnet, start_localnet
 
@@ -18,18 +18,24 @@ DEFAULT_CONFIG_OUT = Path(".var") / "ostium-localnet.json"
 
 def add_arguments(parser) -> None:
     parser.add_argument(
-        "--config-out", default=str(DEFAULT_CONFIG_OUT),
+        "--config-out",
+        default=str(DEFAULT_CONFIG_OUT),
         help=f"write the network config JSON here (default: {DEFAULT_CONFIG_OUT})",
     )
     parser.add_argument("--keeper-interval", type=float, default=0.5, help="keeper polling interval, seconds")
     parser.add_argument(
-        "--random-walk", type=float, default=1.0,
+        "--random-walk",
+        type=float,
+        default=1.0,
         help="seconds between random-walk price steps (0 = fixed prices)",
     )
     parser.add_argument("--seed", type=int, default=None, help="random-walk seed")
     parser.add_argument("--fund-usdc", type=Decimal, default=Decimal("100000"), help="USDC per demo trader")
     parser.add_argument(
-        "--fund", action="append", default=[], metavar="ADDRESS",
+        "--fund",
+        action="append",
+        default=[],
+        metavar="ADDRESS",
         help="also fund this address with USDC and 100 ETH (repeatable)",
     )
 

@@ -114,7 +114,9 @@ def deploy_ostium(
 
     # The SDK's Faucet class talks to a fixed address; install our faucet there.
     faucet_template = d.deploy("OstiumFaucet", registry, usdc, FAUCET_AMOUNT_USDC, 0)
-    w3.provider.make_request("anvil_setCode", [SDK_TESTNET_FAUCET_ADDRESS, w3.eth.get_code(faucet_template).to_0x_hex()])
+    w3.provider.make_request(
+        "anvil_setCode", [SDK_TESTNET_FAUCET_ADDRESS, w3.eth.get_code(faucet_template).to_0x_hex()]
+    )
     # Multicall3 at its canonical address (no immutables, so the runtime code is enough).
     w3.provider.make_request("anvil_setCode", [MULTICALL3_ADDRESS, load_artifact("Multicall3")["deployedBytecode"]])
 

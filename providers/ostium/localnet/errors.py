@@ -7,9 +7,9 @@ from functools import lru_cache
 
 from web3 import Web3
 
-_CODEC = Web3().codec
-
 from .artifacts import CONTRACT_NAMES, abi
+
+_CODEC = Web3().codec
 
 
 def _type(item) -> str:
@@ -55,9 +55,9 @@ def decode_error(data: bytes | str) -> DecodedError | None:
     name, types, names = entry
     values = [
         Web3.to_checksum_address(v) if t == "address" else v
-        for t, v in zip(types, _CODEC.decode(types, data[4:]) if types else ())
+        for t, v in zip(types, _CODEC.decode(types, data[4:]) if types else (), strict=True)
     ]
-    return DecodedError(name, dict(zip(names, values)), "0x" + data[:4].hex())
+    return DecodedError(name, dict(zip(names, values, strict=True)), "0x" + data[:4].hex())
 
 
 def revert_reason(w3: Web3, tx_hash) -> DecodedError | None:

@@ -345,16 +345,20 @@ class Indexer:
         # The event carries no trade details: read the pending order as of
         # the initiating block (the fill/cancel event completes it anyway).
         try:
-            pending = self.storage.functions.getPendingMarketOrder(a["orderId"]).call(
-                block_identifier=ctx["block"]
-            )
+            pending = self.storage.functions.getPendingMarketOrder(a["orderId"]).call(block_identifier=ctx["block"])
             wanted, t = int(pending[1]), pending[3]
             collateral, leverage, buy = int(t[0]), int(t[5]), bool(t[8])
         except Exception:  # historical state unavailable
             wanted, collateral, leverage, buy = 0, 0, 0, False
         self._new_order(
-            a["orderId"], a["trader"], a["pairIndex"], ctx,
-            price=wanted, collateral=collateral, leverage=leverage, isBuy=buy,
+            a["orderId"],
+            a["trader"],
+            a["pairIndex"],
+            ctx,
+            price=wanted,
+            collateral=collateral,
+            leverage=leverage,
+            isBuy=buy,
             notional=collateral * leverage // 100,
         )
 
@@ -364,7 +368,8 @@ class Indexer:
         if trade:
             trade["closeInitiated"] = True
             fields.update(
-                isBuy=trade["isBuy"], leverage=trade["leverage"],
+                isBuy=trade["isBuy"],
+                leverage=trade["leverage"],
                 collateral=trade["collateral"] * int(a["closePercentage"]) // 10000,
                 notional=trade["notional"] * int(a["closePercentage"]) // 10000,
                 tradeNotional=trade["tradeNotional"] * int(a["closePercentage"]) // 10000,
@@ -375,7 +380,10 @@ class Indexer:
         limit_id = f"{_hex(a['trader'])}_{int(a['pairIndex'])}_{int(a['index'])}"
         limit = self.limits.get(limit_id, {})
         self._new_order(
-            a["orderId"], a["trader"], a["pairIndex"], ctx,
+            a["orderId"],
+            a["trader"],
+            a["pairIndex"],
+            ctx,
             orderType=OPEN_ORDER_TYPE_NAMES.get(limit.get("orderTypeCode"), "Limit"),
             limitID=limit_id,
             price=limit.get("openPrice", 0),
@@ -388,7 +396,10 @@ class Indexer:
     def _on_AutomationCloseOrderInitiated(self, a, ctx) -> None:
         trade = self.trades.get(str(a["tradeId"]), {})
         self._new_order(
-            a["orderId"], a["trader"], a["pairIndex"], ctx,
+            a["orderId"],
+            a["trader"],
+            a["pairIndex"],
+            ctx,
             orderType=ORDER_TYPE_NAMES.get(int(a["orderType"]), "Automation"),
             orderAction="Close",
             tradeID=str(a["tradeId"]),
@@ -436,7 +447,9 @@ class Indexer:
         limit = self.limits.get(f"{_hex(a['trader'])}_{int(a['pairIndex'])}_{int(a['index'])}")
         if limit:
             limit.update(
-                openPrice=int(a["newPrice"]), takeProfitPrice=int(a["newTp"]), stopLossPrice=int(a["newSl"]),
+                openPrice=int(a["newPrice"]),
+                takeProfitPrice=int(a["newTp"]),
+                stopLossPrice=int(a["newSl"]),
                 updatedAt=ctx["ts"],
             )
 
@@ -459,8 +472,13 @@ class Indexer:
 
     def _on_RemoveCollateralInitiated(self, a, ctx) -> None:
         self._new_order(
-            a["orderId"], a["trader"], a["pairIndex"], ctx,
-            orderType="RemoveCollateral", orderAction="RemoveCollateral", tradeID=str(a["tradeId"]),
+            a["orderId"],
+            a["trader"],
+            a["pairIndex"],
+            ctx,
+            orderType="RemoveCollateral",
+            orderAction="RemoveCollateral",
+            tradeID=str(a["tradeId"]),
             collateral=int(a["removeAmount"]),
         )
 
@@ -479,10 +497,17 @@ class Indexer:
         t = a["t"]
         self._open_trade(a["orderId"], t, a["tradeNotional"], "Market", ctx)
         self._execute_order(
-            a["orderId"], ctx, tradeID=str(a["orderId"]), price=int(t["openPrice"]),
-            priceAfterImpact=int(t["openPrice"]), priceImpactP=int(a["priceImpactP"]) // 10**16,
-            tradeNotional=int(a["tradeNotional"]), collateral=int(t["collateral"]), leverage=int(t["leverage"]),
-            isBuy=bool(t["buy"]), notional=int(t["collateral"]) * int(t["leverage"]) // 100,
+            a["orderId"],
+            ctx,
+            tradeID=str(a["orderId"]),
+            price=int(t["openPrice"]),
+            priceAfterImpact=int(t["openPrice"]),
+            priceImpactP=int(a["priceImpactP"]) // 10**16,
+            tradeNotional=int(a["tradeNotional"]),
+            collateral=int(t["collateral"]),
+            leverage=int(t["leverage"]),
+            isBuy=bool(t["buy"]),
+            notional=int(t["collateral"]) * int(t["leverage"]) // 100,
         )
 
     def _on_MarketOpenCanceled(self, a, ctx) -> None:
@@ -493,9 +518,11 @@ class Indexer:
             "price": int(a["price"]),
             "priceAfterImpact": int(a["price"]),
             "priceImpactP": int(a["priceImpactP"]) // 10**16,
-            "profitPercent": int(a["percentProfit"]) // 10**4 if a["percentProfit"] >= 0
+            "profitPercent": int(a["percentProfit"]) // 10**4
+            if a["percentProfit"] >= 0
             else -((-int(a["percentProfit"])) // 10**4),
-            "totalProfitPercent": int(a["percentProfit"]) // 10**4 if a["percentProfit"] >= 0
+            "totalProfitPercent": int(a["percentProfit"]) // 10**4
+            if a["percentProfit"] >= 0
             else -((-int(a["percentProfit"])) // 10**4),
             "amountSentToTrader": int(a["usdcSentToTrader"]),
             "tradeID": str(a["tradeId"]),
@@ -520,8 +547,12 @@ class Indexer:
         if limit:
             limit.update(isActive=False, isExecuted=True, executedAt=ctx["ts"], executedTx=ctx["tx"])
         self._execute_order(
-            a["orderId"], ctx, tradeID=str(a["orderId"]), price=int(t["openPrice"]),
-            priceAfterImpact=int(t["openPrice"]), priceImpactP=int(a["priceImpactP"]) // 10**16,
+            a["orderId"],
+            ctx,
+            tradeID=str(a["orderId"]),
+            price=int(t["openPrice"]),
+            priceAfterImpact=int(t["openPrice"]),
+            priceImpactP=int(a["priceImpactP"]) // 10**16,
             tradeNotional=int(a["tradeNotional"]),
         )
 

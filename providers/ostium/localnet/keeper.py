@@ -125,7 +125,7 @@ class Keeper:
     def fulfill_pending(self) -> list[KeeperAction]:
         actions = []
         ids, kinds, pair_indexes = self.upkeep.functions.getPendingRequests().call()
-        for order_id, kind, pair_index in sorted(zip(ids, kinds, pair_indexes)):
+        for order_id, kind, pair_index in sorted(zip(ids, kinds, pair_indexes, strict=True)):
             quote = self.prices.quote(self.pairs[pair_index].symbol)
             if not quote.is_market_open:
                 continue  # no price while the market is closed; the order can time out
@@ -150,7 +150,7 @@ class Keeper:
 
     # ----- polling loop -----
 
-    def start(self, interval: float = 0.5) -> "Keeper":
+    def start(self, interval: float = 0.5) -> Keeper:
         if self._thread and self._thread.is_alive():
             return self
         self._stop.clear()

@@ -114,9 +114,7 @@ class Localnet:
         """An ostium_python_sdk NetworkConfig pointing at this localnet."""
         from ostium_python_sdk import NetworkConfig
 
-        return NetworkConfig(
-            graph_url=self.subgraph_url, contracts=self.addresses.sdk_contracts(), is_testnet=True
-        )
+        return NetworkConfig(graph_url=self.subgraph_url, contracts=self.addresses.sdk_contracts(), is_testnet=True)
 
     def sdk(self, private_key: str, use_delegation: bool = False, verbose: bool = False):
         """An unmodified OstiumSDK wired to this localnet (RPC, submit RPC,
@@ -179,7 +177,11 @@ class Localnet:
         address = Web3.to_checksum_address(address)
         if usdc:
             amount = int(Decimal(str(usdc)) * 10**6)
-            tx = self.contract("usdc").functions.mint(address, amount).transact({"from": self.deployer.address, **TX_FEES})
+            tx = (
+                self.contract("usdc")
+                .functions.mint(address, amount)
+                .transact({"from": self.deployer.address, **TX_FEES})
+            )
             self.w3.eth.wait_for_transaction_receipt(tx, poll_latency=0.01)
         if eth:
             balance = self.w3.eth.get_balance(address) + Web3.to_wei(Decimal(str(eth)), "ether")
@@ -227,7 +229,7 @@ class Localnet:
                 log.exception("error stopping %s", part)
         self.anvil.stop()
 
-    def __enter__(self) -> "Localnet":
+    def __enter__(self) -> Localnet:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -77,7 +77,7 @@ class PriceServer:
         self.url = f"http://{self.host}:{self.port}"
         self._thread = threading.Thread(target=self.httpd.serve_forever, name="ostium-price-api", daemon=True)
 
-    def start(self) -> "PriceServer":
+    def start(self) -> PriceServer:
         self._thread.start()
         return self
 

@@ -80,7 +80,7 @@ class PriceSource:
     def reset(self) -> None:
         with self._lock:
             self._prices = dict(self._initial)
-            self._market_open = {s: True for s in self._initial}
+            self._market_open = dict.fromkeys(self._initial, True)
 
     def step(self) -> None:
         """Advance every price by one random-walk step (log-normal)."""
@@ -111,7 +111,7 @@ class RandomWalker:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="ostium-price-walk", daemon=True)
 
-    def start(self) -> "RandomWalker":
+    def start(self) -> RandomWalker:
         self._thread.start()
         return self
 

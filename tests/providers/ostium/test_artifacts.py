@@ -14,6 +14,7 @@ from providers.ostium.localnet.artifacts import ARTIFACTS_DIR, CONTRACT_NAMES
 COMPILE_SCRIPT = repo_root() / "providers" / "ostium" / "localnet" / "compile.js"
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
 def test_artifacts_are_up_to_date(tmp_path):
     if not (repo_root() / "node_modules" / "solc").exists():

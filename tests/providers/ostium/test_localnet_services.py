@@ -4,11 +4,9 @@ subgraph, Multicall3, collateral and market-timeout flows."""
 from __future__ import annotations
 
 import asyncio
-import json
-import time
-import urllib.request
 from decimal import Decimal
 
+import httpx
 import pytest
 from web3 import Web3
 
@@ -19,16 +17,20 @@ BTC = 0
 
 
 def _long(collateral=100, leverage=10, pair=BTC, **extra):
-    return {"collateral": collateral, "leverage": leverage, "asset_type": pair, "direction": True,
-            "order_type": "MARKET", **extra}
+    return {
+        "collateral": collateral,
+        "leverage": leverage,
+        "asset_type": pair,
+        "direction": True,
+        "order_type": "MARKET",
+        **extra,
+    }
 
 
 def _graphql(net, query, variables=None):
-    req = urllib.request.Request(
-        net.subgraph_url, data=json.dumps({"query": query, "variables": variables or {}}).encode(),
-        headers={"Content-Type": "application/json"},
-    )
-    return json.loads(urllib.request.urlopen(req, timeout=10).read())
+    response = httpx.post(net.subgraph_url, json={"query": query, "variables": variables or {}}, timeout=10)
+    response.raise_for_status()
+    return response.json()
 
 
 def test_price_api_serves_sdk_format(localnet):
@@ -38,8 +40,18 @@ def test_price_api_serves_sdk_format(localnet):
     async def flow():
         prices = await sdk.price.get_latest_prices()
         btc = next(p for p in prices if p["from"] == "BTC" and p["to"] == "USD")
-        assert set(btc) >= {"feed_id", "bid", "mid", "ask", "isMarketOpen", "isDayTradingClosed",
-                            "secondsToToggleIsDayTradingClosed", "from", "to", "timestampSeconds"}
+        assert set(btc) >= {
+            "feed_id",
+            "bid",
+            "mid",
+            "ask",
+            "isMarketOpen",
+            "isDayTradingClosed",
+            "secondsToToggleIsDayTradingClosed",
+            "from",
+            "to",
+            "timestampSeconds",
+        }
         assert btc["mid"] == 65432.1 and btc["isMarketOpen"] is True
         assert await sdk.price.get_price("BTC", "USD") == (65432.1, True, False)
 
@@ -98,6 +110,7 @@ def test_keeper_polling_loop_fills_sdk_orders(localnet):
     sdk = localnet.sdk(trader.private_key)
     localnet.keeper.start(interval=0.1)
     try:
+
         async def flow():
             sent = sdk.ostium.perform_trade(_long(), at_price=65000)
             result = await sdk.ostium.track_order_and_trade(sdk.subgraph, sent["order_id"])

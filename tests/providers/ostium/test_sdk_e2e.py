@@ -14,8 +14,13 @@ BTC = 0
 
 
 def _market_long(collateral=100, leverage=10, **extra):
-    params = {"collateral": collateral, "leverage": leverage, "asset_type": BTC, "direction": True,
-              "order_type": "MARKET"}
+    params = {
+        "collateral": collateral,
+        "leverage": leverage,
+        "asset_type": BTC,
+        "direction": True,
+        "order_type": "MARKET",
+    }
     params.update(extra)
     return params
 
