@@ -57,12 +57,17 @@ def format_summary(net: Localnet) -> str:
 
 
 def run(options, out: Callable[[str], None] = print, stop_event: threading.Event | None = None) -> None:
-    net = start_localnet(
-        keeper_interval=options.keeper_interval or None,
-        random_walk_interval=options.random_walk or None,
-        price_seed=options.seed,
-        fund_traders_usdc=options.fund_usdc,
-    )
+    out("Starting Ostium localnet...")
+    try:
+        net = start_localnet(
+            keeper_interval=options.keeper_interval or None,
+            random_walk_interval=options.random_walk or None,
+            price_seed=options.seed,
+            fund_traders_usdc=options.fund_usdc,
+        )
+    except KeyboardInterrupt:
+        out("Interrupted during startup; stopped.")
+        return
     stop_event = stop_event or threading.Event()
     previous = None
     try:

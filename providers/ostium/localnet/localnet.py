@@ -251,8 +251,9 @@ def start_localnet(
     ``localnet.run_keeper()``); ``random_walk_interval`` moves prices."""
     started = time.monotonic()
     anvil = Anvil(chain_id=chain_id, accounts=accounts)
+    started_parts: list = []
     try:
-        w3 = Web3(Web3.HTTPProvider(anvil.rpc_url, request_kwargs={"timeout": 30}))
+        w3 = _web3(anvil.rpc_url)
         accts = derive_accounts(anvil.mnemonic, accounts)
         deployer, keeper_acct = accts[ROLE_DEPLOYER], accts[ROLE_KEEPER]
         addresses = deploy_ostium(w3, deployer.address, keeper_acct.address, pairs)
@@ -262,10 +263,13 @@ def start_localnet(
         addresses.safeFallbackHandler = infra.fallback_handler
 
         prices = PriceSource(pairs, spread_p=spread_p, seed=price_seed)
-        keeper = Keeper(w3, addresses, keeper_acct.address, prices, pairs)
-        indexer = Indexer(w3, addresses, pairs)
+        # each threaded component gets its own HTTP session
+        keeper = Keeper(_web3(anvil.rpc_url), addresses, keeper_acct.address, prices, pairs)
+        indexer = Indexer(_web3(anvil.rpc_url), addresses, pairs)
         subgraph = SubgraphServer(indexer).start()
+        started_parts.append(subgraph)
         price_server = PriceServer(prices, pairs).start()
+        started_parts.append(price_server)
         net = Localnet(anvil, w3, addresses, infra, accts, pairs, prices, keeper, indexer, subgraph, price_server)
         if fund_traders_usdc:
             for trader in net.traders:
@@ -273,10 +277,21 @@ def start_localnet(
         indexer.sync()
         if random_walk_interval:
             net.walker = RandomWalker(prices, random_walk_interval).start()
+            started_parts.append(net.walker)
         if keeper_interval:
             keeper.start(keeper_interval)
+            started_parts.append(keeper)
         net.startup_seconds = time.monotonic() - started
         return net
     except BaseException:
+        for part in reversed(started_parts):
+            try:
+                part.stop()
+            except Exception:
+                log.exception("error stopping %s", part)
         anvil.stop()
         raise
+
+
+def _web3(rpc_url: str) -> Web3:
+    return Web3(Web3.HTTPProvider(rpc_url, request_kwargs={"timeout": 30}))
