@@ -154,6 +154,7 @@ STATIC_ROOT = BASE_DIR / "staticfiles"
 # Static files (admin CSS/JS, API docs) are served by the web process itself; the finders let
 # it serve them straight from the apps without a collectstatic step.
 WHITENOISE_USE_FINDERS = True
+STATIC_ROOT.mkdir(exist_ok=True)  # whitenoise warns about a missing root before collectstatic
 WHITENOISE_AUTOREFRESH = DEBUG
 
 # --- REST framework / OpenAPI -------------------------------------------------------------------
