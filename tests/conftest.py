@@ -55,3 +55,12 @@ def operator_user(django_user_model):
 def staff_client(client, operator_user):
     client.force_login(operator_user)
     return client
+
+
+@pytest.fixture(autouse=True)
+def _reset_throttles():
+    """Rate-limit counters live in Redis and outlive a test: start each test with none."""
+    from trading.throttling import throttle_reset
+
+    throttle_reset()
+    yield
