@@ -162,7 +162,7 @@ SIWE_DOMAIN = env("SIWE_DOMAIN", default="") or next(
     (h for h in ALLOWED_HOSTS if h and not h.startswith((".", "*", "["))), "localhost"
 )
 SIWE_URI = env("SIWE_URI", default="") or f"https://{SIWE_DOMAIN}"
-SIWE_CHAIN_IDS = [int(c) for c in env.list("SIWE_CHAIN_IDS", default=["42161", "421614"])]
+SIWE_CHAIN_IDS = [int(c) for c in env.list("SIWE_CHAIN_IDS", default=[]) or ["42161", "421614"]]
 SIWE_NONCE_TTL = env.int("SIWE_NONCE_TTL", default=5 * 60)  # seconds
 SIWE_CLOCK_SKEW = env.int("SIWE_CLOCK_SKEW", default=60)  # seconds of tolerance on issued-at / not-before
 THROTTLE_RATES = {

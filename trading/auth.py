@@ -36,7 +36,8 @@ class JWTAuthentication(BaseAuthentication):
             claims = tokens.decode(raw, expected_type=tokens.ACCESS)
         except tokens.TokenError as exc:
             raise exceptions.AuthenticationFailed(str(exc)) from None
-        user = User.objects.filter(pk=claims["sub"]).first()
+        sub = str(claims["sub"])
+        user = User.objects.filter(pk=int(sub)).first() if sub.isdigit() else None
         if user is None or not user.is_active:
             raise exceptions.AuthenticationFailed("User is inactive or does not exist.")
         return user, tokens.AccessToken(claims=claims)

@@ -222,3 +222,24 @@ def test_openapi_schema_documents_the_auth_endpoints(staff_client):
     for p in ("/api/v1/auth/register", "/api/v1/auth/login", "/api/v1/auth/refresh", "/api/v1/auth/wallet/connect"):
         assert p in schema["paths"], p
     assert {"bearerAuth", "apiKeyAuth"} <= set(schema["components"]["securitySchemes"])
+
+
+def test_purge_removes_only_long_expired_nonces_and_refresh_tokens():
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from trading.models import SiweNonce
+    from trading.tasks import accounts_purge_expired_task
+
+    user = UserFactory()
+    live = login(user)
+    old = timezone.now() - timedelta(days=2)
+    SiweNonce.objects.create(nonce_hash="a" * 64, wallet_address="0x" + "1" * 40, expires_at=old)
+    SiweNonce.objects.create(nonce_hash="b" * 64, wallet_address="0x" + "1" * 40, expires_at=timezone.now())
+    RefreshToken.objects.create(jti="old", token_hash="c" * 64, family="f", user=user, expires_at=old)
+    # when
+    assert accounts_purge_expired_task() == {"nonces": 1, "refresh_tokens": 1}
+    # then the live refresh token still works
+    assert set(SiweNonce.objects.values_list("nonce_hash", flat=True)) == {"b" * 64}
+    assert APIClient().post("/api/v1/auth/refresh", {"refresh_token": live["refresh_token"]}).status_code == 200

@@ -500,3 +500,11 @@ def api_key_authenticate(raw: str) -> ApiKey | None:
         ApiKey.objects.filter(pk=key.pk).update(last_used_at=now)
         key.last_used_at = now
     return key
+
+
+def auth_records_purge(*, older_than: timedelta = timedelta(days=1)) -> dict:
+    """Delete SIWE nonces and refresh tokens that expired more than `older_than` ago (Beat)."""
+    cutoff = timezone.now() - older_than
+    nonces, _ = SiweNonce.objects.filter(expires_at__lt=cutoff).delete()
+    refresh, _ = RefreshToken.objects.filter(expires_at__lt=cutoff).delete()
+    return {"nonces": nonces, "refresh_tokens": refresh}
