@@ -186,3 +186,55 @@ def test_inactive_wallet_user_cannot_sign_in():
     again = get_nonce(client, account.address)
     response = _connect(client, again["message"], sign(account, again["message"]))
     assert response.status_code == 401 and response.json()["error"]["code"] == "account_disabled"
+
+
+def test_a_squatted_username_does_not_block_the_wallets_first_sign_in():
+    # given someone already holds the username a new wallet user would get
+    from tests.trading.accounts_helpers import UserFactory
+
+    account = Account.create()
+    UserFactory(username=account.address)
+    client = APIClient()
+    issued = get_nonce(client, account.address)
+    # when / then
+    assert _connect(client, issued["message"], sign(account, issued["message"])).status_code == 200
+    user = User.objects.get(wallet_address=account.address, auth_method="wallet")
+    assert user.username.startswith(account.address + "-")
+
+
+def test_register_refuses_wallet_like_usernames():
+    response = APIClient().post(
+        "/api/v1/auth/register",
+        {"email": "sq@example.com", "username": Account.create().address, "password": "Correct-Horse-Battery-9"},
+        format="json",
+    )
+    assert response.status_code == 400 and "username" in response.json()["error"]["details"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_connects_with_one_message_sign_in_once():
+    # given one signed message posted by several clients at the same moment
+    import threading
+
+    from django.db import connections
+
+    account = Account.create()
+    issued = get_nonce(APIClient(), account.address)
+    signature = sign(account, issued["message"])
+    barrier, results = threading.Barrier(4), []
+
+    def attempt():
+        try:
+            barrier.wait()
+            results.append(_connect(APIClient(), issued["message"], signature).status_code)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=attempt) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    # then the nonce is consumed exactly once: one sign-in, one user
+    assert sorted(results) == [200, 401, 401, 401]
+    assert User.objects.filter(wallet_address=account.address).count() == 1

@@ -52,7 +52,14 @@ def _actor(user) -> str:
 @transaction.atomic
 def user_register(*, email: str, username: str, password: str) -> User:
     email = email.strip().lower()
-    user = User(email=email, username=username.strip(), auth_method=User.AuthMethod.PASSWORD)
+    username = username.strip()
+    if username.lower().startswith("0x"):
+        raise ApplicationError(
+            "Usernames starting with 0x are reserved for wallet accounts.",
+            code="validation_error",
+            details={"username": ["Usernames starting with 0x are reserved for wallet accounts."]},
+        )
+    user = User(email=email, username=username, auth_method=User.AuthMethod.PASSWORD)
     try:
         validate_password(password, user=user)
     except DjangoValidationError as exc:
@@ -329,7 +336,10 @@ def siwe_sign_in(*, message: str, signature: str) -> tuple[User, TokenPair, bool
             if len(owners) == 1:
                 user = User.objects.get(pk=owners.pop())
         if user is None:
-            user = User(username=address, auth_method=User.AuthMethod.WALLET, wallet_address=address, email=None)
+            username = address
+            if User.objects.filter(username__iexact=username).exists():  # taken: never fail a sign-in over it
+                username = f"{address}-{secrets.token_hex(3)}"
+            user = User(username=username, auth_method=User.AuthMethod.WALLET, wallet_address=address, email=None)
             user.set_unusable_password()
             user.save()
             Wallet.objects.create(
