@@ -89,6 +89,7 @@ def asgi_server(transactional_db):
     import socket
     import subprocess
     import sys
+    import tempfile
 
     import httpx
     from django.conf import settings
@@ -111,19 +112,21 @@ def asgi_server(transactional_db):
             "LOG_LEVEL": "WARNING",
             **(env or {}),
         }
+        log = tempfile.TemporaryFile()  # noqa: SIM115 (closed at teardown) a file, not a pipe: never blocks
         proc = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "config.asgi:application", "--host", "127.0.0.1", "--port", str(port)],
             cwd=settings.BASE_DIR,
             env=child_env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
-        procs.append(proc)
+        procs.append((proc, log))
         base = f"http://127.0.0.1:{port}"
 
         def up():
             if proc.poll() is not None:
-                pytest.fail(f"uvicorn exited: {proc.stderr.read().decode()[-2000:]}")
+                log.seek(0)
+                pytest.fail(f"uvicorn exited: {log.read().decode()[-2000:]}")
             try:
                 return httpx.get(f"{base}/health", timeout=1).status_code == 200
             except httpx.HTTPError:
@@ -133,10 +136,11 @@ def asgi_server(transactional_db):
         return base
 
     yield start
-    for proc in procs:
+    for proc, log in procs:
         proc.terminate()
         try:
             proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+        log.close()

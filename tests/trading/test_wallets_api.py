@@ -111,3 +111,27 @@ def test_session_auth_still_works_for_the_admin_side(client):
     user = UserFactory()
     client.force_login(user)
     assert client.get("/api/v1/me").json()["id"] == user.pk
+
+
+def test_wallet_add_service_checksums_and_refuses_bad_addresses():
+    from config.errors import ApplicationError
+    from trading.services.accounts import wallet_add
+
+    user = UserFactory()
+    account = Account.create()
+    wallet = wallet_add(user=user, wallet_address=account.address.lower(), wallet_type="smart_account", provider="safe")
+    assert wallet.wallet_address == account.address and wallet.verified_at is None and wallet.provider == "safe"
+    assert Event.objects.get(topic="wallet.added", aggregate_id=str(wallet.pk)).payload["verified"] is False
+    with pytest.raises(ApplicationError) as exc:
+        wallet_add(user=user, wallet_address="0xnot-an-address")
+    assert exc.value.code == "validation_error"
+    # an unverified link does not let that address into this account: it signs in as its own user
+    client = APIClient()
+    issued = get_nonce(client, account.address)
+    response = client.post(
+        "/api/v1/auth/wallet/connect",
+        {"message": issued["message"], "signature": sign(account, issued["message"])},
+        format="json",
+    )
+    assert response.status_code == 200
+    assert bearer(response.json()["access_token"]).get("/api/v1/me").json()["id"] != user.pk

@@ -46,6 +46,17 @@ def _actor(user) -> str:
     return f"user:{user.pk}"
 
 
+def _address(value: str) -> str:
+    try:
+        return checksum_address(value)
+    except DjangoValidationError:
+        raise ApplicationError(
+            "Not an Ethereum address.",
+            code="validation_error",
+            details={"wallet_address": ["Not an Ethereum address."]},
+        ) from None
+
+
 # --- registration and password login --------------------------------------------------------------
 
 
@@ -221,7 +232,7 @@ def siwe_nonce_issue(*, wallet_address: str, chain_id: int | None = None) -> dic
     """A single-use nonce bound to `wallet_address`, and a ready-to-sign EIP-4361 message."""
     from siwe import SiweMessage
 
-    address = checksum_address(wallet_address)
+    address = _address(wallet_address)
     chain_id = chain_id or settings.SIWE_CHAIN_IDS[0]
     if chain_id not in settings.SIWE_CHAIN_IDS:
         raise ApplicationError(
@@ -376,7 +387,7 @@ def wallet_add(
     provider_wallet_id: str = "",
     verified: bool = False,
 ) -> Wallet:
-    address = checksum_address(wallet_address)
+    address = _address(wallet_address)
     existing = Wallet.objects.select_for_update().filter(user=user, wallet_address=address).first()
     if existing is not None:
         if existing.is_active:
