@@ -8,4 +8,9 @@ BEAT_SCHEDULE: dict[str, dict] = {
         "every": 2.0,
         "expires": 10,
     },
+    "accounts-purge-expired": {
+        "task": "trading.tasks.accounts_purge_expired_task",
+        "every": 3600.0,
+        "expires": 600,
+    },
 }
