@@ -12,16 +12,25 @@ from tests.providers.helpers import open_request
 pytestmark = pytest.mark.usefixtures("paper_markets")
 
 
-@pytest.mark.parametrize(
-    "model",
-    ["providerroute", "papermarket", "paperpricestate", "paperaccount", "paperposition", "paperorder", "paperfill",
-     "paperfundingcharge"],
-)  # fmt: skip
-def test_changelists_render(staff_client, model):
+MODELS = (
+    "providerroute",
+    "papermarket",
+    "paperpricestate",
+    "paperaccount",
+    "paperposition",
+    "paperorder",
+    "paperfill",
+    "paperfundingcharge",
+)
+
+
+def test_changelists_and_change_pages_render(staff_client):
     price_set("BTC-USD", Decimal("50000"))
     get_venue("paper").open_trade(open_request())
-    response = staff_client.get(f"/admin/providers/{model}/")
-    assert response.status_code == 200
+    for model in MODELS:
+        assert staff_client.get(f"/admin/providers/{model}/").status_code == 200, model
+    fill = PaperFill.objects.get()
+    assert staff_client.get(f"/admin/providers/paperfill/{fill.pk}/change/").status_code == 200
 
 
 def test_fills_are_read_only(staff_client):
