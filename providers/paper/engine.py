@@ -624,6 +624,12 @@ def paper_trade_close(*, request: CloseTradeRequest) -> ExecutionResult:
         sign = Side(position.side).sign
         full = request.fraction == ONE
         closed = position.size if full else q(position.size * request.fraction, ROUND_DOWN)
+        if closed <= 0:
+            return _finish(
+                order,
+                _rejected(ErrorCode.INVALID_REQUEST, "fraction closes nothing of this size", raw_request=raw),
+                status=PaperOrder.Status.REJECTED,
+            )
         quote = quote_taker(market=market, tick=tick, direction=-sign, notional=closed * tick.price)
         if quote.slippage > request.max_slippage:
             return _finish(
