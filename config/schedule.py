@@ -13,4 +13,14 @@ BEAT_SCHEDULE: dict[str, dict] = {
         "every": 3600.0,
         "expires": 600,
     },
+    "price-tick": {
+        "task": "providers.tasks.price_tick_task",
+        "every": 1.0,
+        "expires": 2,
+    },
+    "paper-funding": {
+        "task": "providers.tasks.paper_funding_task",
+        "every": 300.0,
+        "expires": 240,
+    },
 }

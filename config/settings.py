@@ -213,6 +213,23 @@ SPECTACULAR_SETTINGS = {
 OUTBOX_BATCH_SIZE = env.int("OUTBOX_BATCH_SIZE", default=200)
 OUTBOX_MAX_ATTEMPTS = env.int("OUTBOX_MAX_ATTEMPTS", default=10)
 
+# --- providers: venues, router, prices, paper venue ---------------------------------------------
+# Venue a symbol trades on when no ProviderRoute matches it.
+DEFAULT_VENUE = env("DEFAULT_VENUE", default="paper")
+# Seconds a venue's market list is cached.
+MARKETS_CACHE_TTL = env.int("MARKETS_CACHE_TTL", default=60)
+# Feed behind providers.prices (paper: the simulated random walk).
+PRICE_FEED = env("PRICE_FEED", default="paper")
+# Seconds a price tick stays in the Redis cache.
+PRICE_CACHE_TTL = env.int("PRICE_CACHE_TTL", default=30)
+# A tick older than this (seconds) is stale: venues re-ask the feed, price_is_stale() says True.
+PRICE_MAX_AGE = env.float("PRICE_MAX_AGE", default=10.0)
+# Seed and step (seconds) of the paper random walk.
+PAPER_FEED_SEED = env("PAPER_FEED_SEED", default="tradedesk")
+PAPER_FEED_DT = env.float("PAPER_FEED_DT", default=1.0)
+# USD balance a paper account starts with on first use.
+PAPER_STARTING_BALANCE = env("PAPER_STARTING_BALANCE", default="100000")
+
 # --- logging ------------------------------------------------------------------------------------
 LOG_LEVEL = env("LOG_LEVEL", default="INFO")
 LOGGING = {

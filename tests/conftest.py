@@ -144,3 +144,30 @@ def asgi_server(transactional_db):
             proc.kill()
             proc.wait()
         log.close()
+
+
+@pytest.fixture
+def paper_markets(db):
+    """The paper venue's default markets and starting prices, with no cached ticks or market
+    lists left over from earlier tests (transactional tests flush the seeded rows)."""
+    from providers.markets import markets_cache_clear
+    from providers.paper.seed import seed_paper_demo
+    from providers.prices import price_cache_clear
+
+    price_cache_clear()
+    markets_cache_clear()
+    seed_paper_demo()
+    yield
+    price_cache_clear()
+    markets_cache_clear()
+
+
+@pytest.fixture
+def venue_events():
+    """Every VenueEvent emitted while the test runs (after commit), in order."""
+    from providers.events import register_venue_listener, unregister_venue_listener
+
+    received = []
+    register_venue_listener(received.append)
+    yield received
+    unregister_venue_listener(received.append)
