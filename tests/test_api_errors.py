@@ -1,7 +1,6 @@
 """Every error path of the API leaves as the one envelope, carrying the request id."""
 
 import pytest
-from django.core.cache import cache
 from django.test import override_settings
 from django.urls import path
 from rest_framework.decorators import api_view, permission_classes, throttle_classes
@@ -96,7 +95,7 @@ def test_malformed_json(staff_client):
 
 @override_settings(ROOT_URLCONF="tests.test_api_errors")
 def test_throttled_has_retry_after(client):
-    cache.clear()
+    # (throttle counters are reset before every test by the autouse fixture in conftest)
     assert client.get("/api/v1/test/throttled").status_code == 200
     response = client.get("/api/v1/test/throttled")
     err = _assert_envelope(response, 429, "throttled")

@@ -136,13 +136,15 @@ class LoginFailureLimiter:
 
 
 def throttle_reset() -> int:
-    """Delete every throttle counter (tests; an operator clearing a lockout). Returns the count."""
+    """Delete every throttle counter (tests; an operator clearing a lockout), leaving the rest of
+    Redis alone (`cache.clear()` would flush the broker and channel layer sharing the database)."""
     backend = getattr(cache, "_cache", None)
     if not hasattr(backend, "get_client"):  # not the Redis cache (a test's local memory cache)
         cache.clear()
         return 0
     client = backend.get_client(write=True)  # the Redis client behind the Django cache
-    pattern = f"{settings.CACHES['default'].get('KEY_PREFIX', '')}:*:{KEY_NAMESPACE}:*"
+    # ours are `throttle:...`, DRF's built-in throttles use `throttle_<scope>_<ident>`
+    pattern = f"{settings.CACHES['default'].get('KEY_PREFIX', '')}:*:{KEY_NAMESPACE}*"
     keys = list(client.scan_iter(match=pattern, count=500))
     if keys:
         client.delete(*keys)
