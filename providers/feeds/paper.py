@@ -78,9 +78,9 @@ class PaperFeed:
         if symbols is not None:
             markets = markets.filter(symbol__in=[s.upper() for s in symbols])
         markets = {m.symbol: m for m in markets}
-        for market in markets.values():
-            if not PaperPriceState.objects.filter(symbol=market.symbol).exists():
-                self._state_init(market)
+        known = set(PaperPriceState.objects.filter(symbol__in=markets).values_list("symbol", flat=True))
+        for symbol in markets.keys() - known:
+            self._state_init(markets[symbol])
         now = timezone.now()
         ticks = []
         with transaction.atomic():
