@@ -6,6 +6,7 @@ import asyncio
 from decimal import Decimal
 
 import pytest
+from ostium_python_sdk import NetworkConfig, OstiumSDK
 from web3 import Web3
 
 from providers.ostium.localnet.errors import revert_reason
@@ -27,7 +28,22 @@ def _market_long(collateral=100, leverage=10, **extra):
 
 def test_market_open_tp_and_history(localnet):
     trader = localnet.traders[0]
-    sdk = localnet.sdk(trader.private_key)
+    # constructed by hand here (Localnet.sdk() does the same)
+    sdk = OstiumSDK(
+        NetworkConfig(
+            graph_url=localnet.subgraph_url,
+            contracts={
+                "usdc": localnet.addresses.usdc,
+                "trading": localnet.addresses.trading,
+                "tradingStorage": localnet.addresses.tradingStorage,
+            },
+            is_testnet=True,
+        ),
+        private_key=trader.private_key,
+        rpc_url=localnet.rpc_url,
+        submit_rpc_url=localnet.rpc_url,
+    )
+    sdk.price.base_url = localnet.price_url  # Price has no URL parameter
     address = trader.address
 
     async def flow():
