@@ -245,10 +245,13 @@ def start_localnet(
     spread_p: Decimal = Decimal("0"),
     fund_traders_usdc: Decimal | int = 100_000,
     chain_id: int = ARBITRUM_SEPOLIA_CHAIN_ID,
+    price_source: PriceSource | None = None,
 ) -> Localnet:
     """Start anvil, deploy everything and start the keeper, subgraph and price
     API. ``keeper_interval=None`` leaves the keeper idle (call
-    ``localnet.run_keeper()``); ``random_walk_interval`` moves prices."""
+    ``localnet.run_keeper()``); ``random_walk_interval`` moves prices.
+    ``price_source`` plugs in another price source (any PriceSource
+    subclass: ``get_price``, ``set_price``, ``quote``, ``quotes``, ``step``)."""
     started = time.monotonic()
     anvil = Anvil(chain_id=chain_id, accounts=accounts)
     started_parts: list = []
@@ -262,7 +265,7 @@ def start_localnet(
         addresses.safeProxyFactory = infra.proxy_factory
         addresses.safeFallbackHandler = infra.fallback_handler
 
-        prices = PriceSource(pairs, spread_p=spread_p, seed=price_seed)
+        prices = price_source or PriceSource(pairs, spread_p=spread_p, seed=price_seed)
         # each threaded component gets its own HTTP session
         keeper = Keeper(_web3(anvil.rpc_url), addresses, keeper_acct.address, prices, pairs)
         indexer = Indexer(_web3(anvil.rpc_url), addresses, pairs)
