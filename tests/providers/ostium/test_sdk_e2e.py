@@ -68,9 +68,17 @@ def test_market_open_tp_and_history(localnet):
         actions = localnet.run_keeper()
         assert [a.ok for a in actions] == [True]
         tracked = await sdk.ostium.track_order_and_trade(sdk.subgraph, order_id)
+        assert "source" not in tracked["order"]  # enriched from the subgraph, not the chain fallback
         assert tracked["order"]["isPending"] is False
         assert tracked["order"]["isCancelled"] is False
         assert tracked["trade"]["openPrice"] == pytest.approx(65000)
+        order = await sdk.subgraph.get_order_by_id(order_id)
+        assert order["orderAction"] == "Open" and order["trader"] == address.lower()
+        assert int(order["collateral"]) == 100 * 10**6 and int(order["leverage"]) == 1000
+        assert order["initiatedTx"] == sent["receipt"]["transactionHash"].to_0x_hex()
+        trade_by_id = await sdk.subgraph.get_trade_by_id(order["tradeID"])
+        assert trade_by_id["isOpen"] is True and trade_by_id["tradeType"] == "Market"
+        assert int(trade_by_id["tradeNotional"]) == 100 * 10 * 10**18 // 65000
 
         open_trades, trader_address = await sdk.get_open_trades()
         assert trader_address == address
