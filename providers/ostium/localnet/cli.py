@@ -69,7 +69,7 @@ def run(options, out: Callable[[str], None] = print, stop_event: threading.Event
         out("Interrupted during startup; stopped.")
         return
     stop_event = stop_event or threading.Event()
-    previous = None
+    previous = {}
     try:
         for address in options.fund:
             net.fund(address, usdc=options.fund_usdc, eth=100)
@@ -78,7 +78,9 @@ def run(options, out: Callable[[str], None] = print, stop_event: threading.Event
         out(f"Config written to {path}")
         out("Press Ctrl-C to stop.")
         if threading.current_thread() is threading.main_thread():
-            previous = signal.signal(signal.SIGTERM, lambda *_: stop_event.set())
+            # handle both explicitly: a background job may inherit SIGINT as ignored
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                previous[sig] = signal.signal(sig, lambda *_: stop_event.set())
         try:
             while not stop_event.wait(0.5):
                 if not net.anvil.running():
@@ -89,8 +91,8 @@ def run(options, out: Callable[[str], None] = print, stop_event: threading.Event
     finally:
         out("Stopping Ostium localnet...")
         net.stop()
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         out("Stopped.")
 
 

@@ -47,10 +47,31 @@ class Addresses:
         return {"usdc": self.usdc, "trading": self.trading, "tradingStorage": self.tradingStorage}
 
 
+def create_address(sender: str, nonce: int) -> str:
+    """Address of the contract created by ``sender``'s transaction ``nonce``."""
+    if nonce == 0:
+        nonce_rlp = b"\x80"
+    elif nonce < 0x80:
+        nonce_rlp = bytes([nonce])
+    else:
+        raw_nonce = nonce.to_bytes((nonce.bit_length() + 7) // 8, "big")
+        nonce_rlp = bytes([0x80 + len(raw_nonce)]) + raw_nonce
+    payload = b"\x94" + bytes.fromhex(sender[2:]) + nonce_rlp  # rlp([address, nonce])
+    return Web3.to_checksum_address(Web3.keccak(bytes([0xC0 + len(payload)]) + payload)[12:])
+
+
 class Deployer:
+    """Sends the deployer's transactions with fixed gas limits (no estimate
+    round trips). Calls are pipelined: ``transact`` only sends, ``flush``
+    waits for all receipts and checks that none reverted."""
+
+    DEPLOY_GAS = 8_000_000
+    CALL_GAS = 1_000_000
+
     def __init__(self, w3: Web3, deployer: str):
         self.w3 = w3
         self.deployer = Web3.to_checksum_address(deployer)
+        self._pending: list = []
 
     def _wait(self, tx_hash):
         receipt = self.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=30, poll_latency=0.01)
@@ -59,13 +80,21 @@ class Deployer:
         return receipt
 
     def deploy(self, name: str, *args) -> str:
+        """Send a deployment (pipelined) and return the address it will have."""
+        nonce = self.w3.eth.get_transaction_count(self.deployer, "pending")
         art = load_artifact(name)
         factory = self.w3.eth.contract(abi=art["abi"], bytecode=art["bytecode"])
-        tx_hash = factory.constructor(*args).transact({"from": self.deployer, **TX_FEES})
-        return self._wait(tx_hash)["contractAddress"]
+        params = {"from": self.deployer, "gas": self.DEPLOY_GAS, "nonce": nonce, **TX_FEES}
+        self._pending.append(factory.constructor(*args).transact(params))
+        return create_address(self.deployer, nonce)
 
-    def transact(self, fn) -> dict:
-        return self._wait(fn.transact({"from": self.deployer, **TX_FEES}))
+    def transact(self, fn) -> None:
+        self._pending.append(fn.transact({"from": self.deployer, "gas": self.CALL_GAS, **TX_FEES}))
+
+    def flush(self) -> None:
+        pending, self._pending = self._pending, []
+        for tx_hash in pending:
+            self._wait(tx_hash)
 
     def contract(self, name: str, address: str):
         return self.w3.eth.contract(address=address, abi=abi(name))
@@ -111,9 +140,11 @@ def deploy_ostium(
             )
         )
     d.transact(d.contract("MockUSDC", usdc).functions.mint(storage, VAULT_LIQUIDITY_USDC))
+    d.flush()
 
     # The SDK's Faucet class talks to a fixed address; install our faucet there.
     faucet_template = d.deploy("OstiumFaucet", registry, usdc, FAUCET_AMOUNT_USDC, 0)
+    d.flush()
     w3.provider.make_request(
         "anvil_setCode", [SDK_TESTNET_FAUCET_ADDRESS, w3.eth.get_code(faucet_template).to_0x_hex()]
     )

@@ -11,6 +11,7 @@ from decimal import Decimal
 from pathlib import Path
 
 from eth_account import Account
+from eth_account.hdaccount import key_from_seed, seed_from_mnemonic
 from web3 import Web3
 
 from .anvil import ARBITRUM_SEPOLIA_CHAIN_ID, Anvil
@@ -40,12 +41,13 @@ class LocalAccount:
 
 
 def derive_accounts(mnemonic: str, count: int) -> list[LocalAccount]:
-    Account.enable_unaudited_hdwallet_features()
+    """Anvil's dev accounts: BIP-44 m/44'/60'/0'/0/i from the mnemonic."""
+    seed = seed_from_mnemonic(mnemonic, "")  # one PBKDF2 run for all accounts
     out = []
     for i in range(count):
-        acct = Account.from_mnemonic(mnemonic, account_path=f"m/44'/60'/0'/0/{i}")
+        acct = Account.from_key(key_from_seed(seed, f"m/44'/60'/0'/0/{i}"))
         name = {ROLE_DEPLOYER: "deployer", ROLE_KEEPER: "keeper"}.get(i, f"trader{i - 1}")
-        out.append(LocalAccount(name, acct.address, "0x" + acct.key.hex().removeprefix("0x")))
+        out.append(LocalAccount(name, acct.address, acct.key.to_0x_hex()))
     return out
 
 
@@ -173,19 +175,27 @@ class Localnet:
 
     # ----- funding -----
 
-    def fund(self, address: str, usdc: Decimal | int | str = 0, eth: Decimal | int | str = 0) -> None:
+    def fund(
+        self, address: str, usdc: Decimal | int | str = 0, eth: Decimal | int | str = 0, wait: bool = True
+    ) -> str | None:
+        """Mint USDC to and/or add ETH to ``address``; returns the mint's tx hash."""
         address = Web3.to_checksum_address(address)
+        tx = None
         if usdc:
             amount = int(Decimal(str(usdc)) * 10**6)
             tx = (
                 self.contract("usdc")
                 .functions.mint(address, amount)
-                .transact({"from": self.deployer.address, **TX_FEES})
+                .transact({"from": self.deployer.address, "gas": 200_000, **TX_FEES})
             )
-            self.w3.eth.wait_for_transaction_receipt(tx, poll_latency=0.01)
+            if wait:
+                receipt = self.w3.eth.wait_for_transaction_receipt(tx, poll_latency=0.01)
+                if receipt["status"] != 1:
+                    raise RuntimeError(f"USDC mint to {address} reverted")
         if eth:
             balance = self.w3.eth.get_balance(address) + Web3.to_wei(Decimal(str(eth)), "ether")
             self.w3.provider.make_request("anvil_setBalance", [address, hex(balance)])
+        return tx.to_0x_hex() if tx is not None else None
 
     def usdc_balance(self, address: str) -> Decimal:
         raw = self.contract("usdc").functions.balanceOf(Web3.to_checksum_address(address)).call()
@@ -245,10 +255,13 @@ def start_localnet(
     spread_p: Decimal = Decimal("0"),
     fund_traders_usdc: Decimal | int = 100_000,
     chain_id: int = ARBITRUM_SEPOLIA_CHAIN_ID,
+    price_source: PriceSource | None = None,
 ) -> Localnet:
     """Start anvil, deploy everything and start the keeper, subgraph and price
     API. ``keeper_interval=None`` leaves the keeper idle (call
-    ``localnet.run_keeper()``); ``random_walk_interval`` moves prices."""
+    ``localnet.run_keeper()``); ``random_walk_interval`` moves prices.
+    ``price_source`` plugs in another price source (any PriceSource
+    subclass: ``get_price``, ``set_price``, ``quote``, ``quotes``, ``step``)."""
     started = time.monotonic()
     anvil = Anvil(chain_id=chain_id, accounts=accounts)
     started_parts: list = []
@@ -262,7 +275,7 @@ def start_localnet(
         addresses.safeProxyFactory = infra.proxy_factory
         addresses.safeFallbackHandler = infra.fallback_handler
 
-        prices = PriceSource(pairs, spread_p=spread_p, seed=price_seed)
+        prices = price_source or PriceSource(pairs, spread_p=spread_p, seed=price_seed)
         # each threaded component gets its own HTTP session
         keeper = Keeper(_web3(anvil.rpc_url), addresses, keeper_acct.address, prices, pairs)
         indexer = Indexer(_web3(anvil.rpc_url), addresses, pairs)
@@ -272,8 +285,10 @@ def start_localnet(
         started_parts.append(price_server)
         net = Localnet(anvil, w3, addresses, infra, accts, pairs, prices, keeper, indexer, subgraph, price_server)
         if fund_traders_usdc:
-            for trader in net.traders:
-                net.fund(trader.address, usdc=fund_traders_usdc)
+            mints = [net.fund(t.address, usdc=fund_traders_usdc, wait=False) for t in net.traders]
+            for tx in mints:
+                if w3.eth.wait_for_transaction_receipt(tx, poll_latency=0.01)["status"] != 1:
+                    raise RuntimeError("funding a demo trader failed")
         indexer.sync()
         if random_walk_interval:
             net.walker = RandomWalker(prices, random_walk_interval).start()

@@ -32,7 +32,9 @@ call_command("ostium_localnet", *sys.argv[1:])
 """
 
 
-def _run_until_config(cmd: list[str], config: Path, timeout: float = 60.0) -> tuple[str, dict]:
+def _run_until_config(
+    cmd: list[str], config: Path, stop_signal=signal.SIGINT, timeout: float = 60.0
+) -> tuple[str, dict]:
     env = dict(os.environ, PYTHONPATH=str(repo_root()), PYTHONUNBUFFERED="1")
     proc = subprocess.Popen(cmd, cwd=repo_root(), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
@@ -46,7 +48,7 @@ def _run_until_config(cmd: list[str], config: Path, timeout: float = 60.0) -> tu
         w3 = Web3(Web3.HTTPProvider(data["rpc_url"]))
         assert w3.eth.chain_id == 421614
         assert w3.eth.get_code(data["contracts"]["trading"])
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(stop_signal)
         output, _ = proc.communicate(timeout=30)
     finally:
         if proc.poll() is None:
@@ -88,7 +90,9 @@ def test_management_command(tmp_path):
     config = tmp_path / "cfg" / "net.json"
     fund = "0x000000000000000000000000000000000000dEaD"
     output, data = _run_until_config(
-        [sys.executable, "-c", DJANGO_RUNNER, "--config-out", str(config), "--fund", fund], config
+        [sys.executable, "-c", DJANGO_RUNNER, "--config-out", str(config), "--fund", fund],
+        config,
+        stop_signal=signal.SIGTERM,
     )
     assert "Config written to" in output and "Stopped." in output
     assert data["chain_id"] == 421614

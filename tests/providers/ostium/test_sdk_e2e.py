@@ -6,6 +6,7 @@ import asyncio
 from decimal import Decimal
 
 import pytest
+from ostium_python_sdk import NetworkConfig, OstiumSDK
 from web3 import Web3
 
 from providers.ostium.localnet.errors import revert_reason
@@ -27,7 +28,22 @@ def _market_long(collateral=100, leverage=10, **extra):
 
 def test_market_open_tp_and_history(localnet):
     trader = localnet.traders[0]
-    sdk = localnet.sdk(trader.private_key)
+    # constructed by hand here (Localnet.sdk() does the same)
+    sdk = OstiumSDK(
+        NetworkConfig(
+            graph_url=localnet.subgraph_url,
+            contracts={
+                "usdc": localnet.addresses.usdc,
+                "trading": localnet.addresses.trading,
+                "tradingStorage": localnet.addresses.tradingStorage,
+            },
+            is_testnet=True,
+        ),
+        private_key=trader.private_key,
+        rpc_url=localnet.rpc_url,
+        submit_rpc_url=localnet.rpc_url,
+    )
+    sdk.price.base_url = localnet.price_url  # Price has no URL parameter
     address = trader.address
 
     async def flow():
@@ -52,9 +68,17 @@ def test_market_open_tp_and_history(localnet):
         actions = localnet.run_keeper()
         assert [a.ok for a in actions] == [True]
         tracked = await sdk.ostium.track_order_and_trade(sdk.subgraph, order_id)
+        assert "source" not in tracked["order"]  # enriched from the subgraph, not the chain fallback
         assert tracked["order"]["isPending"] is False
         assert tracked["order"]["isCancelled"] is False
         assert tracked["trade"]["openPrice"] == pytest.approx(65000)
+        order = await sdk.subgraph.get_order_by_id(order_id)
+        assert order["orderAction"] == "Open" and order["trader"] == address.lower()
+        assert int(order["collateral"]) == 100 * 10**6 and int(order["leverage"]) == 1000
+        assert order["initiatedTx"] == sent["receipt"]["transactionHash"].to_0x_hex()
+        trade_by_id = await sdk.subgraph.get_trade_by_id(order["tradeID"])
+        assert trade_by_id["isOpen"] is True and trade_by_id["tradeType"] == "Market"
+        assert int(trade_by_id["tradeNotional"]) == 100 * 10 * 10**18 // 65000
 
         open_trades, trader_address = await sdk.get_open_trades()
         assert trader_address == address
