@@ -42,7 +42,9 @@ def test_committed_events_reach_each_matching_handler_once_in_order(celery_worke
     ids = [_record("order.accepted", n).id for n in range(20)]
     other = _record("risk.rejected", 99).id
 
-    wait_for(lambda: len(recorder["b"]) == 21 and len(recorder["a"]) == 20)
+    pending = OutboxMessage.objects.filter(handler__startswith="test-", status="pending")
+    # handlers see the events before the dispatcher's transaction marks them delivered
+    wait_for(lambda: len(recorder["b"]) == 21 and len(recorder["a"]) == 20 and not pending.exists())
     outbox.outbox_dispatch()  # a second pass must not publish anything again
     assert recorder["a"] == ids
     assert recorder["b"] == [*ids, other]
@@ -85,7 +87,8 @@ def test_a_failing_handler_is_retried_and_blocks_later_events_until_it_succeeds(
     outbox.register_handler("test-flaky", flaky, topics=["order.*"])
     try:
         first, second = _record("order.accepted", 0).id, _record("order.accepted", 1).id
-        wait_for(lambda: outbox.outbox_dispatch() is not None and calls)
+        first_attempt = OutboxMessage.objects.filter(handler="test-flaky", event_id=first, attempts=1)
+        wait_for(lambda: outbox.outbox_dispatch() is not None and first_attempt.exists())
         msg = OutboxMessage.objects.get(handler="test-flaky", event_id=first)
         assert (msg.status, msg.attempts) == ("pending", 1) and "receiver down" in msg.last_error
         assert calls == [first]  # the second waits behind the first: order is kept
