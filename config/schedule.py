@@ -8,6 +8,21 @@ BEAT_SCHEDULE: dict[str, dict] = {
         "every": 2.0,
         "expires": 10,
     },
+    "reconcile-executions": {
+        "task": "trading.tasks.reconcile_executions_task",
+        "every": 10.0,
+        "expires": 10,
+    },
+    "idempotency-purge": {
+        "task": "trading.tasks.idempotency_purge_task",
+        "every": 3600.0,
+        "expires": 600,
+    },
+    "accounts-purge-expired": {
+        "task": "trading.tasks.accounts_purge_expired_task",
+        "every": 3600.0,
+        "expires": 600,
+    },
     "price-tick": {
         "task": "providers.tasks.price_tick_task",
         "every": 1.0,

@@ -1,12 +1,46 @@
+from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 from django.utils import timezone
 
-from trading.models import Event, OutboxMessage, User
+from trading.models import (
+    ApiKey,
+    ControlState,
+    Event,
+    ExecutionCommand,
+    Fill,
+    IdempotencyRecord,
+    Order,
+    OutboxMessage,
+    Position,
+    RefreshToken,
+    RiskLimit,
+    Trade,
+    TradingState,
+    User,
+    Wallet,
+)
+from trading.services import accounts
+
+
+class WalletInline(admin.TabularInline):
+    """Read-only here: wallets change through their services (the Wallet admin has actions)."""
+
+    model = Wallet
+    extra = 0
+    can_delete = False
+    fields = ("wallet_address", "wallet_type", "provider", "provider_wallet_id", "is_active", "verified_at")
+    readonly_fields = fields
+    show_change_link = True
+
+    def has_add_permission(self, request, obj=None):
+        return False
 
 
 @admin.register(User)
 class UserAdmin(BaseUserAdmin):
+    inlines = [WalletInline]
+    actions = ["revoke_sessions"]
     list_display = (
         "username",
         "email",
@@ -24,6 +58,136 @@ class UserAdmin(BaseUserAdmin):
             {"fields": ("auth_method", "wallet_address", "feature_access_level", "email_verified", "last_login_at")},
         ),
     )
+
+    @admin.action(description="Sign out everywhere (revoke all refresh tokens)")
+    def revoke_sessions(self, request, queryset):
+        n = sum(accounts.user_tokens_revoke_all(user=u, reason="operator") for u in queryset)
+        self.message_user(request, f"{n} refresh token(s) revoked.", messages.SUCCESS)
+
+
+@admin.register(Wallet)
+class WalletAdmin(admin.ModelAdmin):
+    list_display = ("wallet_address", "user", "wallet_type", "provider", "is_active", "verified_at", "created_at")
+    list_filter = ("provider", "wallet_type", "is_active")
+    search_fields = ("wallet_address", "user__username", "user__email", "provider_wallet_id")
+    list_select_related = ("user",)
+    readonly_fields = ("user", "wallet_address", "verified_at", "created_at", "updated_at", "is_active")
+    fields = (
+        "user",
+        "wallet_address",
+        "wallet_type",
+        "provider",
+        "provider_wallet_id",
+        "is_active",
+        "verified_at",
+        "created_at",
+        "updated_at",
+    )
+    actions = ["deactivate"]
+
+    def has_add_permission(self, request):
+        return False  # users link wallets themselves (signed) or through provider integrations
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    @admin.action(description="Deactivate selected wallets")
+    def deactivate(self, request, queryset):
+        for wallet in queryset.filter(is_active=True):
+            accounts.wallet_deactivate(wallet=wallet, actor=request.user)
+        self.message_user(request, "Wallets deactivated.", messages.SUCCESS)
+
+
+class ApiKeyAddForm(forms.ModelForm):
+    scopes = forms.MultipleChoiceField(choices=ApiKey.Scope.choices, widget=forms.CheckboxSelectMultiple)
+
+    class Meta:
+        model = ApiKey
+        fields = ("name", "user", "scopes", "expires_at")
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(admin.ModelAdmin):
+    """The key is generated on add and shown once in a message; only its prefix is kept visible."""
+
+    list_display = (
+        "name",
+        "prefix",
+        "user",
+        "scopes",
+        "status",
+        "created_by",
+        "created_at",
+        "last_used_at",
+        "expires_at",
+    )
+    list_filter = ("revoked_at", "created_at")
+    search_fields = ("name", "prefix", "user__username", "user__email")
+    list_select_related = ("user", "created_by")
+    actions = ["revoke"]
+    raw_id_fields = ("user",)
+
+    @admin.display(description="status")
+    def status(self, obj):
+        if obj.revoked_at:
+            return "revoked"
+        return "active" if obj.is_usable else "expired"
+
+    def get_form(self, request, obj=None, **kwargs):
+        if obj is None:
+            kwargs["form"] = ApiKeyAddForm
+        return super().get_form(request, obj, **kwargs)
+
+    def get_fields(self, request, obj=None):
+        if obj is None:
+            return ("name", "user", "scopes", "expires_at")
+        return (
+            "name",
+            "prefix",
+            "user",
+            "scopes",
+            "created_by",
+            "created_at",
+            "last_used_at",
+            "expires_at",
+            "revoked_at",
+        )
+
+    def get_readonly_fields(self, request, obj=None):
+        if obj is None:
+            return ()
+        return ("prefix", "user", "scopes", "created_by", "created_at", "last_used_at", "expires_at", "revoked_at")
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            obj.save(update_fields=["name"])
+            return
+        key, raw = accounts.api_key_create(
+            name=obj.name,
+            user=obj.user,
+            scopes=list(form.cleaned_data["scopes"]),
+            created_by=request.user,
+            expires_at=obj.expires_at,
+        )
+        obj.pk, obj.prefix, obj.key_hash, obj.scopes = key.pk, key.prefix, key.key_hash, key.scopes
+        obj.created_by, obj.created_at = key.created_by, key.created_at
+        obj._state.adding, obj._state.db = False, key._state.db
+        self.message_user(
+            request,
+            f"API key created. Copy it now, it will not be shown again: {raw}",
+            messages.WARNING,
+        )
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # revoke instead: the row stays for the audit trail
+
+    @admin.action(description="Revoke selected API keys")
+    def revoke(self, request, queryset):
+        n = 0
+        for key in queryset.filter(revoked_at__isnull=True):
+            accounts.api_key_revoke(api_key=key, actor=request.user)
+            n += 1
+        self.message_user(request, f"{n} API key(s) revoked.", messages.SUCCESS)
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -65,3 +229,218 @@ class OutboxMessageAdmin(ReadOnlyAdmin):
 
     def has_retry_permission(self, request):
         return request.user.is_superuser
+
+
+# --- trading -------------------------------------------------------------------------------------
+
+
+class ExecutionCommandInline(admin.TabularInline):
+    model = ExecutionCommand
+    extra = 0
+    can_delete = False
+    fields = ("idempotency_key", "action", "status", "error_code", "attempts", "created_at", "completed_at")
+    readonly_fields = fields
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Order)
+class OrderAdmin(ReadOnlyAdmin):
+    """Orders change only through services; UNKNOWN ones wait for reconciliation (filter by status)."""
+
+    list_display = (
+        "id",
+        "created_at",
+        "user",
+        "provider",
+        "asset",
+        "order_type",
+        "side",
+        "collateral",
+        "leverage",
+        "status",
+        "error_code",
+        "filled_price",
+    )
+    list_filter = ("status", "order_type", "provider", "side")
+    search_fields = ("=id", "=client_order_id", "asset", "=venue_order_id", "=transaction_hash", "user__username")
+    date_hierarchy = "created_at"
+    inlines = [ExecutionCommandInline]
+    readonly_fields = ("timeline",)
+    show_full_result_count = False
+
+    @admin.display(description="Timeline")
+    def timeline(self, obj):
+        from django.utils.html import format_html_join
+
+        events = Event.objects.filter(correlation_id=obj.correlation_id).order_by("id")
+        return format_html_join(
+            "\n",
+            "<div><code>{}</code> {} — {} (caused by {})</div>",
+            ((e.id, e.occurred_at, e.topic, e.causation_id or "—") for e in events),
+        )
+
+    def get_fields(self, request, obj=None):
+        return ["timeline", *[f.name for f in Order._meta.fields]]
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_view_permission(self, request, obj=None):
+        return request.user.is_staff
+
+
+@admin.register(ExecutionCommand)
+class ExecutionCommandAdmin(ReadOnlyAdmin):
+    list_display = ("id", "idempotency_key", "provider", "action", "status", "error_code", "attempts", "created_at")
+    list_filter = ("status", "action", "provider")
+    search_fields = ("=idempotency_key", "=order__id")
+
+
+@admin.register(Trade)
+class TradeAdmin(ReadOnlyAdmin):
+    list_display = (
+        "id",
+        "user",
+        "provider",
+        "asset",
+        "pair_id",
+        "trade_index",
+        "side",
+        "size",
+        "entry_price",
+        "realized_pnl",
+        "status",
+        "close_reason",
+    )
+    list_filter = ("status", "provider", "side", "close_reason")
+    search_fields = ("=id", "asset", "user__username")
+
+
+@admin.register(Position)
+class PositionAdmin(ReadOnlyAdmin):
+    list_display = ("id", "user", "provider", "asset", "side", "quantity", "avg_entry_price", "realized_pnl", "status")
+    list_filter = ("status", "provider", "side")
+    search_fields = ("asset", "user__username")
+
+
+@admin.register(Fill)
+class FillAdmin(ReadOnlyAdmin):
+    list_display = ("id", "occurred_at", "kind", "trade", "order", "price", "size", "fee", "realized_pnl", "funding")
+    list_filter = ("kind",)
+
+
+@admin.register(RiskLimit)
+class RiskLimitAdmin(admin.ModelAdmin):
+    list_display = (
+        "instrument",
+        "max_notional",
+        "max_leverage",
+        "max_open_positions",
+        "max_slippage",
+        "price_band",
+        "daily_loss_cap",
+        "max_orders_per_minute",
+        "updated_at",
+    )
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        from django.db import transaction
+
+        from trading.services.ledger import event_record
+
+        with transaction.atomic():
+            event_record(
+                topic="risk_limit.changed",
+                aggregate_type="risk_limit",
+                aggregate_id=obj.instrument or "global",
+                actor=f"user:{request.user.pk}",
+                payload={f.name: getattr(obj, f.name) for f in RiskLimit._meta.fields if f.name != "updated_at"},
+            )
+
+
+@admin.register(ControlState)
+class ControlStateAdmin(ReadOnlyAdmin):
+    """Changed only through the control services (actions ask for no form: the reason is the
+    admin's name + action; the control panel UI comes later)."""
+
+    list_display = ("component", "armed", "paused", "draining", "reason", "changed_by", "changed_at", "expires_at")
+    list_filter = ("armed", "paused", "draining")
+    actions = ["arm", "disarm", "pause", "resume"]
+
+    def _apply(self, request, queryset, fn, verb):
+        from config.errors import ApplicationError
+
+        for state in queryset:
+            try:
+                fn(component=state.component, actor=f"user:{request.user.pk}", reason=f"{verb} in the admin")
+            except ApplicationError as exc:
+                self.message_user(request, f"{state.component}: {exc.message}", messages.ERROR)
+            else:
+                self.message_user(request, f"{state.component}: {verb}.", messages.SUCCESS)
+
+    @admin.action(description="Arm selected components", permissions=["operate"])
+    def arm(self, request, queryset):
+        from trading.services.control import control_arm
+
+        self._apply(request, queryset, control_arm, "armed")
+
+    @admin.action(description="Disarm selected components", permissions=["operate"])
+    def disarm(self, request, queryset):
+        from trading.services.control import control_disarm
+
+        self._apply(request, queryset, control_disarm, "disarmed")
+
+    @admin.action(description="Pause selected components", permissions=["operate"])
+    def pause(self, request, queryset):
+        from trading.services.control import control_pause
+
+        self._apply(request, queryset, control_pause, "paused")
+
+    @admin.action(description="Resume selected components", permissions=["operate"])
+    def resume(self, request, queryset):
+        from trading.services.control import control_resume
+
+        self._apply(request, queryset, control_resume, "resumed")
+
+    def has_operate_permission(self, request):
+        return request.user.is_superuser
+
+
+@admin.register(TradingState)
+class TradingStateAdmin(ReadOnlyAdmin):
+    list_display = (
+        "scope_type",
+        "scope_key",
+        "state",
+        "previous_state",
+        "reason",
+        "changed_by",
+        "changed_at",
+        "expires_at",
+    )
+    list_filter = ("scope_type", "state")
+
+
+@admin.register(IdempotencyRecord)
+class IdempotencyRecordAdmin(ReadOnlyAdmin):
+    list_display = ("user", "key", "method", "path", "status", "response_status", "created_at")
+    list_filter = ("status",)
+    search_fields = ("=key",)
+
+
+@admin.register(RefreshToken)
+class RefreshTokenAdmin(ReadOnlyAdmin):
+    """Issued refresh tokens (the tokens themselves are never stored: jti and hash only)."""
+
+    list_display = ("short_jti", "user", "family", "created_at", "expires_at", "revoked_at", "revoked_reason")
+    list_filter = ("revoked_reason",)
+    search_fields = ("=jti", "=family", "user__username", "user__email")
+    fields = ("jti", "user", "family", "created_at", "expires_at", "revoked_at", "revoked_reason", "replaced_by")
+    list_select_related = ("user",)
+
+    @admin.display(description="jti")
+    def short_jti(self, obj):
+        return obj.jti[:12] + "…"

@@ -103,3 +103,560 @@ class OutboxMessage(models.Model):
 
     def __str__(self):
         return f"{self.handler} ← {self.event_id} ({self.status})"
+
+
+# ================================================================================================
+# Trading domain: orders, trades, positions, execution commands, control/trading states, risk
+# limits and API idempotency records. Quantities are Decimal (NumericField), times aware UTC.
+# ================================================================================================
+
+MONEY = {"max_digits": 38, "decimal_places": 18}  # as precise as the venues report
+MONEY_NULL = {**MONEY, "null": True, "blank": True}
+
+
+class IllegalTransition(Exception):
+    """An order was asked to move to a status its transition table does not allow."""
+
+    def __init__(self, order_id, src: str, dst: str):
+        super().__init__(f"order {order_id}: illegal transition {src} -> {dst}")
+        self.src, self.dst = src, dst
+
+
+class Side(models.TextChoices):
+    LONG = "long", "Long"
+    SHORT = "short", "Short"
+
+
+class Order(models.Model):
+    """One order of a user. MARKET/LIMIT open exposure (or reduce it with `reduce_only` +
+    `trade`); protective orders (STOP_LOSS, TAKE_PROFIT, TRAILING_STOP, OCO) are attached to
+    an open `trade` and close it when triggered. Status moves only along `TRANSITIONS`
+    (`trading.services.orders.order_transition`), each move writing its ledger event."""
+
+    class Type(models.TextChoices):
+        MARKET = "MARKET"
+        LIMIT = "LIMIT"
+        STOP_LOSS = "STOP_LOSS"
+        TAKE_PROFIT = "TAKE_PROFIT"
+        TRAILING_STOP = "TRAILING_STOP"
+        OCO = "OCO"
+
+    class Status(models.TextChoices):
+        ACCEPTED = "ACCEPTED"
+        PENDING_TRIGGER = "PENDING_TRIGGER"
+        TRIGGERED = "TRIGGERED"
+        SUBMITTING = "SUBMITTING"
+        SUBMITTED = "SUBMITTED"
+        PARTIALLY_FILLED = "PARTIALLY_FILLED"
+        FILLED = "FILLED"
+        REJECTED = "REJECTED"
+        CANCELLED = "CANCELLED"
+        EXPIRED = "EXPIRED"
+        UNKNOWN = "UNKNOWN"
+
+    PROTECTIVE_TYPES = frozenset({Type.STOP_LOSS, Type.TAKE_PROFIT, Type.TRAILING_STOP, Type.OCO})
+    TERMINAL = frozenset({Status.FILLED, Status.REJECTED, Status.CANCELLED, Status.EXPIRED})
+    S = Status
+    TRANSITIONS: dict[str, frozenset] = {
+        S.ACCEPTED: frozenset({S.SUBMITTING, S.PENDING_TRIGGER, S.REJECTED, S.CANCELLED, S.EXPIRED}),
+        S.PENDING_TRIGGER: frozenset({S.TRIGGERED, S.SUBMITTING, S.CANCELLED, S.EXPIRED, S.REJECTED}),
+        S.TRIGGERED: frozenset({S.SUBMITTING, S.CANCELLED, S.REJECTED}),
+        S.SUBMITTING: frozenset({S.SUBMITTED, S.PARTIALLY_FILLED, S.FILLED, S.REJECTED, S.CANCELLED, S.UNKNOWN}),
+        S.SUBMITTED: frozenset({S.PARTIALLY_FILLED, S.FILLED, S.REJECTED, S.CANCELLED, S.EXPIRED, S.UNKNOWN}),
+        S.PARTIALLY_FILLED: frozenset({S.FILLED, S.CANCELLED, S.EXPIRED, S.UNKNOWN}),
+        S.UNKNOWN: frozenset({S.SUBMITTED, S.PARTIALLY_FILLED, S.FILLED, S.REJECTED, S.CANCELLED}),
+        S.FILLED: frozenset(),
+        S.REJECTED: frozenset(),
+        S.CANCELLED: frozenset(),
+        S.EXPIRED: frozenset(),
+    }
+    del S
+
+    user = models.ForeignKey("trading.User", on_delete=models.PROTECT, related_name="orders")
+    # The Wallet model arrives on another branch; until then the trading wallet's address.
+    wallet_address = models.CharField(max_length=64, null=True, blank=True)
+    provider = models.CharField(max_length=32, help_text="venue name, e.g. paper, ostium")
+    asset = models.CharField(max_length=32, help_text="pair symbol, e.g. BTC-USD")
+    asset_type = models.CharField(max_length=16, blank=True, default="")
+    order_type = models.CharField(max_length=16, choices=Type.choices)
+    side = models.CharField(max_length=5, choices=Side.choices)
+    collateral = models.DecimalField(**MONEY, default=0)
+    leverage = models.DecimalField(max_digits=12, decimal_places=4, default=1)
+    quantity = models.DecimalField(**MONEY_NULL, help_text="base units; estimated at placing, actual once filled")
+    price = models.DecimalField(**MONEY_NULL, help_text="LIMIT price")
+    stop_price = models.DecimalField(**MONEY_NULL)
+    take_profit_price = models.DecimalField(**MONEY_NULL)
+    trailing_stop_distance = models.DecimalField(**MONEY_NULL)
+    trailing_stop_percentage = models.DecimalField(**MONEY_NULL)
+    oco_stop_price = models.DecimalField(**MONEY_NULL)
+    oco_take_profit_price = models.DecimalField(**MONEY_NULL)
+    close_fraction = models.DecimalField(
+        max_digits=12, decimal_places=10, null=True, blank=True, help_text="share of the trade a close closes"
+    )
+    max_slippage = models.DecimalField(max_digits=8, decimal_places=6, default=0)
+    reference_price = models.DecimalField(**MONEY_NULL, help_text="the price the risk engine checked against")
+    reduce_only = models.BooleanField(default=False)
+    client_order_id = models.CharField(max_length=64, null=True, blank=True)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.ACCEPTED, db_index=True)
+    error_code = models.CharField(max_length=64, blank=True, default="")
+    error_message = models.TextField(blank=True, default="")
+    # venue references
+    pair_id = models.CharField(max_length=64, blank=True, default="")
+    trade_index = models.CharField(max_length=64, blank=True, default="")
+    transaction_hash = models.CharField(max_length=100, blank=True, default="")
+    venue_order_id = models.CharField(max_length=100, blank=True, default="")
+    # fill
+    filled_quantity = models.DecimalField(**MONEY, default=0)
+    filled_price = models.DecimalField(**MONEY_NULL)
+    fee = models.DecimalField(**MONEY, default=0)
+    realized_pnl = models.DecimalField(**MONEY_NULL)
+    # links: the trade this order opened, protects or closes; the order it was attached by
+    trade = models.ForeignKey("trading.Trade", null=True, blank=True, on_delete=models.PROTECT, related_name="orders")
+    parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT, related_name="attached_orders")
+    triggered_at = models.DateTimeField(null=True, blank=True)
+    filled_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["user", "client_order_id"],
+                name="order_client_order_id_unique",
+                condition=models.Q(client_order_id__isnull=False),
+            ),
+            models.CheckConstraint(condition=models.Q(collateral__gte=0), name="order_collateral_nonneg"),
+            models.CheckConstraint(condition=models.Q(leverage__gt=0), name="order_leverage_pos"),
+        ]
+        indexes = [
+            models.Index(fields=["user", "created_at"], name="order_user_created"),
+            models.Index(fields=["user", "status"], name="order_user_status"),
+            models.Index(
+                fields=["status", "order_type"],
+                name="order_waiting_trigger",
+                condition=models.Q(status__in=["ACCEPTED", "PENDING_TRIGGER"]),
+            ),
+        ]
+
+    def __str__(self):
+        return f"order {self.pk} {self.order_type} {self.side} {self.asset} {self.status}"
+
+    @property
+    def correlation_id(self) -> str:
+        return f"order-{self.pk}"
+
+    @property
+    def is_protective(self) -> bool:
+        return self.order_type in self.PROTECTIVE_TYPES
+
+    @property
+    def is_close(self) -> bool:
+        """Does executing this order close (part of) `trade` rather than open exposure?"""
+        return self.is_protective or (self.reduce_only and self.trade_id is not None)
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in self.TERMINAL
+
+    def can_transition(self, to: str) -> bool:
+        return to in self.TRANSITIONS.get(self.status, frozenset())
+
+    def check_transition(self, to: str) -> None:
+        if not self.can_transition(to):
+            raise IllegalTransition(self.pk, self.status, to)
+
+
+class Trade(models.Model):
+    """One venue position leg (Ostium "trade"): opened by one fill, closed in one or more parts."""
+
+    class Status(models.TextChoices):
+        OPEN = "open"
+        CLOSED = "closed"
+
+    class CloseReason(models.TextChoices):
+        USER = "user", "Closed by the user"
+        STOP_LOSS = "stop_loss"
+        TAKE_PROFIT = "take_profit"
+        TRAILING_STOP = "trailing_stop"
+        VENUE = "venue", "Closed by the venue"
+        LIQUIDATION = "liquidation"
+
+    user = models.ForeignKey("trading.User", on_delete=models.PROTECT, related_name="trades")
+    position = models.ForeignKey("trading.Position", on_delete=models.PROTECT, related_name="trades")
+    provider = models.CharField(max_length=32)
+    asset = models.CharField(max_length=32)
+    pair_id = models.CharField(max_length=64)
+    trade_index = models.CharField(max_length=64)
+    side = models.CharField(max_length=5, choices=Side.choices)
+    collateral = models.DecimalField(**MONEY)
+    leverage = models.DecimalField(max_digits=12, decimal_places=4)
+    size = models.DecimalField(**MONEY, help_text="open size, base units")
+    initial_size = models.DecimalField(**MONEY)
+    entry_price = models.DecimalField(**MONEY)
+    current_price = models.DecimalField(**MONEY)
+    unrealized_pnl = models.DecimalField(**MONEY, default=0)
+    realized_pnl = models.DecimalField(**MONEY, default=0)
+    margin = models.DecimalField(**MONEY)
+    liquidation_price = models.DecimalField(**MONEY_NULL)
+    stop_loss_price = models.DecimalField(**MONEY_NULL)
+    take_profit_price = models.DecimalField(**MONEY_NULL)
+    fees_paid = models.DecimalField(**MONEY, default=0)
+    funding_paid = models.DecimalField(**MONEY, default=0)
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.OPEN)
+    opened_at = models.DateTimeField(default=timezone.now)
+    closed_at = models.DateTimeField(null=True, blank=True)
+    close_reason = models.CharField(max_length=16, choices=CloseReason.choices, blank=True, default="")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [
+            # venues reuse indices once a trade is closed (Ostium: per trader and pair)
+            models.UniqueConstraint(
+                fields=["user", "provider", "pair_id", "trade_index"],
+                name="trade_open_venue_ref_unique",
+                condition=models.Q(status="open"),
+            ),
+        ]
+        indexes = [models.Index(fields=["user", "status"], name="trade_user_status")]
+
+    def __str__(self):
+        return f"trade {self.provider}:{self.pair_id}/{self.trade_index} {self.side} {self.asset} {self.status}"
+
+    @property
+    def sign(self) -> int:
+        return 1 if self.side == Side.LONG else -1
+
+
+class Position(models.Model):
+    """Per user + venue + asset + side aggregate of the open trades (MarqetFi-style)."""
+
+    class Status(models.TextChoices):
+        OPEN = "open"
+        CLOSED = "closed"
+
+    user = models.ForeignKey("trading.User", on_delete=models.PROTECT, related_name="positions")
+    provider = models.CharField(max_length=32)
+    asset = models.CharField(max_length=32)
+    side = models.CharField(max_length=5, choices=Side.choices)
+    quantity = models.DecimalField(**MONEY, default=0)
+    avg_entry_price = models.DecimalField(**MONEY, default=0)
+    current_price = models.DecimalField(**MONEY, default=0)
+    unrealized_pnl = models.DecimalField(**MONEY, default=0)
+    realized_pnl = models.DecimalField(**MONEY, default=0)
+    margin = models.DecimalField(**MONEY, default=0)
+    leverage = models.DecimalField(max_digits=12, decimal_places=4, default=0)
+    liquidation_price = models.DecimalField(**MONEY_NULL)
+    fees_paid = models.DecimalField(**MONEY, default=0)
+    funding_paid = models.DecimalField(**MONEY, default=0)
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.OPEN)
+    opened_at = models.DateTimeField(default=timezone.now)
+    closed_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["user", "provider", "asset", "side"],
+                name="position_one_open_per_side",
+                condition=models.Q(status="open"),
+            )
+        ]
+        indexes = [models.Index(fields=["user", "status"], name="position_user_status")]
+
+    def __str__(self):
+        return f"position {self.user_id} {self.provider}:{self.asset} {self.side} {self.status}"
+
+
+class Fill(models.Model):
+    """One execution applied to a trade (open, partial/full close, liquidation, funding).
+    `dedupe_key` makes applying the same venue result or venue event twice a no-op."""
+
+    class Kind(models.TextChoices):
+        OPEN = "open"
+        CLOSE = "close"
+        LIQUIDATION = "liquidation"
+        FUNDING = "funding"
+
+    dedupe_key = models.CharField(max_length=200, unique=True)
+    user = models.ForeignKey("trading.User", on_delete=models.PROTECT, related_name="fills")
+    trade = models.ForeignKey(Trade, on_delete=models.PROTECT, related_name="fills")
+    order = models.ForeignKey(Order, null=True, blank=True, on_delete=models.PROTECT, related_name="fills")
+    kind = models.CharField(max_length=12, choices=Kind.choices)
+    price = models.DecimalField(**MONEY, default=0)
+    size = models.DecimalField(**MONEY, default=0)
+    notional = models.DecimalField(**MONEY, default=0)
+    fee = models.DecimalField(**MONEY, default=0)
+    realized_pnl = models.DecimalField(**MONEY, default=0, help_text="before fees")
+    funding = models.DecimalField(**MONEY, default=0, help_text="positive = paid")
+    price_source = models.CharField(max_length=32, blank=True, default="")
+    occurred_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [models.Index(fields=["user", "occurred_at"], name="fill_user_time")]
+
+    def __str__(self):
+        return f"fill {self.kind} {self.size}@{self.price} trade {self.trade_id}"
+
+
+class ExecutionCommand(models.Model):
+    """What the executor asked a venue to do, persisted (and committed) BEFORE the call.
+    `idempotency_key` is deterministic (`order-<id>-<action>-<attempt>`); the venue dedupes on
+    it and reconciliation asks the venue about it when the outcome was never recorded."""
+
+    class Action(models.TextChoices):
+        OPEN = "open"
+        CLOSE = "close"
+        UPDATE_SL = "update_sl"
+        UPDATE_TP = "update_tp"
+        CANCEL = "cancel"
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+        UNKNOWN = "unknown"
+
+    order = models.ForeignKey(Order, on_delete=models.PROTECT, related_name="commands")
+    provider = models.CharField(max_length=32)
+    action = models.CharField(max_length=12, choices=Action.choices)
+    idempotency_key = models.CharField(max_length=120, unique=True)
+    request = models.JSONField(default=dict, encoder=DjangoJSONEncoder)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING, db_index=True)
+    result = models.JSONField(null=True, blank=True, encoder=DjangoJSONEncoder)
+    error_code = models.CharField(max_length=64, blank=True, default="")
+    attempts = models.PositiveIntegerField(default=0, help_text="reconciliation look-ups")
+    created_at = models.DateTimeField(default=timezone.now)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+
+    def __str__(self):
+        return f"{self.idempotency_key} ({self.status})"
+
+
+class ControlState(models.Model):
+    """Arm/disarm of one component that can cause side effects (`executor:paper`,
+    `strategy:<name>`, `treasury:withdrawals`, `signer:ostium`). Starts disarmed. Change it
+    only through `trading.services.control` so every change is in the ledger."""
+
+    component = models.CharField(max_length=100, unique=True)
+    armed = models.BooleanField(default=False)
+    paused = models.BooleanField(default=False)
+    draining = models.BooleanField(default=False, help_text="finish in-flight work, accept nothing new")
+    reason = models.TextField(blank=True, default="")
+    changed_by = models.CharField(max_length=150, blank=True, default="")
+    changed_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField(null=True, blank=True, help_text="an armed state lapses to disarmed then")
+
+    class Meta:
+        ordering = ["component"]
+
+    def __str__(self):
+        return f"{self.component} ({'armed' if self.armed else 'disarmed'})"
+
+
+class TradingState(models.Model):
+    """ACTIVE / REDUCE_ONLY / HALTED for one scope (global, a venue, an instrument, a strategy).
+    An expired state falls back to `previous_state`."""
+
+    class Scope(models.TextChoices):
+        GLOBAL = "global"
+        VENUE = "venue"
+        INSTRUMENT = "instrument"
+        STRATEGY = "strategy"
+
+    class State(models.TextChoices):
+        ACTIVE = "ACTIVE"
+        REDUCE_ONLY = "REDUCE_ONLY"
+        HALTED = "HALTED"
+
+    scope_type = models.CharField(max_length=12, choices=Scope.choices)
+    scope_key = models.CharField(max_length=100, blank=True, default="", help_text="empty for global")
+    state = models.CharField(max_length=12, choices=State.choices, default=State.ACTIVE)
+    previous_state = models.CharField(max_length=12, choices=State.choices, blank=True, default="")
+    reason = models.TextField(blank=True, default="")
+    changed_by = models.CharField(max_length=150, blank=True, default="")
+    changed_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["scope_type", "scope_key"]
+        constraints = [models.UniqueConstraint(fields=["scope_type", "scope_key"], name="trading_state_scope")]
+
+    def __str__(self):
+        return f"{self.scope_type}:{self.scope_key or '*'} {self.state}"
+
+    def effective_state(self, now=None) -> str:
+        if self.expires_at and self.expires_at <= (now or timezone.now()):
+            return self.previous_state or self.State.ACTIVE
+        return self.state
+
+
+class RiskLimit(models.Model):
+    """Risk limits: the row with an empty `instrument` is the global default; a row per
+    instrument overrides the fields it sets. Unset fields fall back to settings (RISK_*)."""
+
+    instrument = models.CharField(max_length=32, unique=True, blank=True, default="", help_text="empty = global")
+    max_notional = models.DecimalField(**MONEY_NULL, help_text="USD per order")
+    max_leverage = models.DecimalField(max_digits=12, decimal_places=4, null=True, blank=True)
+    max_open_positions = models.PositiveIntegerField(null=True, blank=True)
+    max_slippage = models.DecimalField(max_digits=8, decimal_places=6, null=True, blank=True, help_text="fraction")
+    price_band = models.DecimalField(
+        max_digits=8, decimal_places=6, null=True, blank=True, help_text="fraction from the reference price"
+    )
+    daily_loss_cap = models.DecimalField(**MONEY_NULL, help_text="USD realised loss per user per UTC day")
+    max_orders_per_minute = models.PositiveIntegerField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["instrument"]
+
+    def __str__(self):
+        return f"risk limits {self.instrument or 'global'}"
+
+
+class IdempotencyRecord(models.Model):
+    """A client's `Idempotency-Key` for one write: the request's hash and, once done, the
+    stored response (replayed for the same body). Kept `IDEMPOTENCY_TTL_HOURS`."""
+
+    class Status(models.TextChoices):
+        IN_PROGRESS = "in_progress"
+        DONE = "done"
+
+    user = models.ForeignKey("trading.User", on_delete=models.CASCADE, related_name="+")
+    key = models.CharField(max_length=255)
+    method = models.CharField(max_length=8)
+    path = models.CharField(max_length=255)
+    request_hash = models.CharField(max_length=64)
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.IN_PROGRESS)
+    response_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    response_body = models.JSONField(null=True, blank=True, encoder=DjangoJSONEncoder)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "key"], name="idempotency_user_key")]
+
+    def __str__(self):
+        return f"{self.user_id}:{self.key} ({self.status})"
+
+
+# --- accounts and API access ----------------------------------------------------------------------
+
+
+class Wallet(models.Model):
+    """A wallet a user controls. `verified_at` is set when ownership was proven by a signature."""
+
+    class WalletType(models.TextChoices):
+        EOA = "eoa", "Externally owned account"
+        SMART_ACCOUNT = "smart_account", "Smart account"
+
+    class Provider(models.TextChoices):
+        PRIVY = "privy", "Privy"
+        DYNAMIC = "dynamic", "Dynamic"
+        EXTERNAL = "external", "External (own key)"
+        SAFE = "safe", "Safe"
+
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="wallets")
+    wallet_address = models.CharField(max_length=42, db_index=True)
+    wallet_type = models.CharField(max_length=16, choices=WalletType.choices, default=WalletType.EOA)
+    provider = models.CharField(max_length=16, choices=Provider.choices, default=Provider.EXTERNAL)
+    provider_wallet_id = models.CharField(max_length=128, blank=True, default="")
+    is_active = models.BooleanField(default=True)
+    verified_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [models.UniqueConstraint(fields=["user", "wallet_address"], name="wallet_user_address_unique")]
+
+    def __str__(self):
+        return f"{self.wallet_address} ({self.provider})"
+
+    def save(self, *args, **kwargs):
+        self.wallet_address = checksum_address(self.wallet_address)
+        super().save(*args, **kwargs)
+
+    def clean(self):
+        super().clean()
+        if self.wallet_address:
+            self.wallet_address = checksum_address(self.wallet_address)
+
+
+class RefreshToken(models.Model):
+    """One issued refresh token, stored by jti with a SHA-256 of the token (never the token).
+    Tokens of one sign-in form a family; rotating revokes the old one, and presenting a revoked
+    one again revokes the whole family (the token was stolen or replayed)."""
+
+    jti = models.CharField(max_length=64, unique=True)
+    token_hash = models.CharField(max_length=64)
+    family = models.CharField(max_length=64, db_index=True)
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="refresh_tokens")
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField()
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    revoked_reason = models.CharField(max_length=32, blank=True, default="")
+    replaced_by = models.CharField(max_length=64, blank=True, default="")
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self):
+        return f"refresh {self.jti[:8]}… user={self.user_id}"
+
+
+class SiweNonce(models.Model):
+    """A single-use Sign-In with Ethereum nonce, bound to the address it was issued for.
+    Only its SHA-256 is stored."""
+
+    nonce_hash = models.CharField(max_length=64, unique=True)
+    wallet_address = models.CharField(max_length=42)
+    issued_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField()
+    used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["expires_at"], name="siwe_nonce_expiry")]
+
+    def __str__(self):
+        return f"nonce for {self.wallet_address}"
+
+
+class ApiKey(models.Model):
+    """A service key for server-to-server callers, acting as `user` within `scopes`.
+    The key is shown once at creation; only its prefix and SHA-256 are kept."""
+
+    class Scope(models.TextChoices):
+        READ = "read", "Read"
+        TRADE = "trade", "Trade"
+
+    name = models.CharField(max_length=100)
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="api_keys")
+    prefix = models.CharField(max_length=16, db_index=True)
+    key_hash = models.CharField(max_length=64, unique=True)
+    scopes = models.JSONField(default=list)
+    created_by = models.ForeignKey(User, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        verbose_name = "API key"
+
+    def __str__(self):
+        return f"{self.name} ({self.prefix}…)"
+
+    @property
+    def is_usable(self) -> bool:
+        if self.revoked_at is not None:
+            return False
+        return self.expires_at is None or self.expires_at > timezone.now()

@@ -1,4 +1,5 @@
 from celery import shared_task
+from django.db import OperationalError
 
 from trading.outbox import outbox_dispatch
 
@@ -6,3 +7,54 @@ from trading.outbox import outbox_dispatch
 @shared_task(ignore_result=True, acks_late=True, expires=30)
 def outbox_dispatch_task() -> int:
     return outbox_dispatch()
+
+
+# Execution tasks are safe to redeliver: the executor claims the order and never sends a
+# command twice (the command row exists → reconcile instead).
+@shared_task(
+    ignore_result=True,
+    acks_late=True,
+    autoretry_for=(OperationalError,),
+    retry_backoff=True,
+    retry_jitter=True,
+    max_retries=5,
+)
+def execute_order_task(order_id: int) -> str:
+    from trading.services.execution import order_execute
+
+    return order_execute(order_id=order_id)
+
+
+@shared_task(ignore_result=True, acks_late=True, autoretry_for=(OperationalError,), retry_backoff=True, max_retries=5)
+def cancel_order_task(order_id: int) -> str:
+    from trading.services.execution import order_cancel_execute
+
+    return order_cancel_execute(order_id=order_id)
+
+
+@shared_task(ignore_result=True, acks_late=True, autoretry_for=(OperationalError,), retry_backoff=True, max_retries=5)
+def protection_sync_task(trade_id: int, actions: list[str]) -> list[str]:
+    from trading.services.execution import trade_protection_sync
+
+    return trade_protection_sync(trade_id=trade_id, actions=actions)
+
+
+@shared_task(ignore_result=True, acks_late=True, expires=10)
+def reconcile_executions_task() -> dict:
+    from trading.services.execution import execution_reconcile
+
+    return execution_reconcile()
+
+
+@shared_task(ignore_result=True, expires=600)
+def idempotency_purge_task() -> int:
+    from trading.services.idempotency import idempotency_purge
+
+    return idempotency_purge()
+
+
+@shared_task(ignore_result=True, expires=600)
+def accounts_purge_expired_task() -> dict:
+    from trading.services.accounts import auth_records_purge
+
+    return auth_records_purge()

@@ -2,6 +2,8 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
+from trading.models import ControlState
+from trading.services.control import control_arm, venue_enabled
 from trading.services.ledger import event_record
 
 
@@ -24,4 +26,8 @@ class Command(BaseCommand):
                 payload={"username": user.username, "source": "seed_demo"},
                 actor="seed_demo",
             )
+        # the paper executor is the only one a demo arms
+        paper = ControlState.objects.filter(component="executor:paper").first()
+        if venue_enabled("paper") and not (paper and paper.armed):
+            control_arm(component="executor:paper", actor="seed_demo", reason="demo seed")
         self.stdout.write(f"demo seeded (demo user {'created' if created else 'present'})")

@@ -1,0 +1,274 @@
+"""Request and response serializers of the trading API."""
+
+from decimal import Decimal
+
+from django.db import models
+from rest_framework import serializers
+
+from trading.models import Event, Order, Position, Trade
+
+
+class DecimalOut(serializers.DecimalField):
+    """Decimals leave as strings without trailing zeros ("60009.5", not "60009.500000000000000000")."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("normalize_output", True)
+        super().__init__(*args, **kwargs)
+
+
+class ModelSerializer(serializers.ModelSerializer):
+    serializer_field_mapping = serializers.ModelSerializer.serializer_field_mapping | {models.DecimalField: DecimalOut}
+
+
+PRICE = {"max_digits": 28, "decimal_places": 8, "required": False, "allow_null": True, "min_value": Decimal("0")}
+
+
+class TradeOpenRequest(serializers.Serializer):
+    asset = serializers.CharField(max_length=32, help_text="pair symbol, e.g. BTC-USD")
+    asset_type = serializers.CharField(max_length=16, required=False, allow_blank=True, default="")
+    direction = serializers.ChoiceField(choices=["long", "short"])
+    order_type = serializers.ChoiceField(choices=Order.Type.values, default=Order.Type.MARKET)
+    collateral = serializers.DecimalField(max_digits=28, decimal_places=8, required=False, allow_null=True)
+    leverage = serializers.DecimalField(max_digits=12, decimal_places=4, required=False, allow_null=True)
+    price = serializers.DecimalField(**PRICE, help_text="LIMIT price")
+    stop_price = serializers.DecimalField(**PRICE, help_text="STOP_LOSS level, or a stop-loss attached to an open")
+    take_profit_price = serializers.DecimalField(**PRICE)
+    trailing_stop_distance = serializers.DecimalField(**PRICE)
+    trailing_stop_percentage = serializers.DecimalField(**PRICE)
+    oco_stop_price = serializers.DecimalField(**PRICE)
+    oco_take_profit_price = serializers.DecimalField(**PRICE)
+    slippage_percentage = serializers.DecimalField(
+        max_digits=8,
+        decimal_places=4,
+        required=False,
+        allow_null=True,
+        min_value=Decimal("0"),
+        help_text="max slippage accepted, in percent (default: the risk limit)",
+    )
+    reduce_only = serializers.BooleanField(required=False, default=False)
+    pair_id = serializers.CharField(
+        max_length=64, required=False, allow_blank=True, help_text="protective/reduce-only: the trade"
+    )
+    trade_index = serializers.CharField(max_length=64, required=False, allow_blank=True)
+    client_order_id = serializers.CharField(max_length=64, required=False, allow_blank=True, allow_null=True)
+
+
+class TradeCloseRequest(serializers.Serializer):
+    percentage = serializers.DecimalField(
+        max_digits=7,
+        decimal_places=4,
+        required=False,
+        allow_null=True,
+        min_value=Decimal("0.0001"),
+        max_value=Decimal("100"),
+        help_text="share of the trade to close, in percent (default 100)",
+    )
+    client_order_id = serializers.CharField(max_length=64, required=False, allow_blank=True, allow_null=True)
+
+
+class TradeProtectionRequest(serializers.Serializer):
+    stop_loss_price = serializers.DecimalField(**PRICE, help_text="null removes the stop-loss")
+    take_profit_price = serializers.DecimalField(**PRICE, help_text="null removes the take-profit")
+
+
+class OrderPlacedResponse(serializers.Serializer):
+    order_id = serializers.IntegerField()
+    status = serializers.CharField()
+    order_type = serializers.CharField()
+    asset = serializers.CharField()
+    direction = serializers.CharField()
+    pair_id = serializers.CharField(allow_blank=True)
+    trade_index = serializers.CharField(allow_blank=True)
+    transaction_hash = serializers.CharField(allow_blank=True)
+    client_order_id = serializers.CharField(allow_null=True)
+    created_at = serializers.DateTimeField()
+
+
+def order_placed_data(order: Order) -> dict:
+    return {
+        "order_id": order.pk,
+        "status": order.status,
+        "order_type": order.order_type,
+        "asset": order.asset,
+        "direction": order.side,
+        "pair_id": order.pair_id,
+        "trade_index": order.trade_index,
+        "transaction_hash": order.transaction_hash,
+        "client_order_id": order.client_order_id,
+        "created_at": order.created_at.isoformat(),
+    }
+
+
+class OrderSerializer(ModelSerializer):
+    direction = serializers.CharField(source="side")
+    trade_id = serializers.IntegerField(allow_null=True)
+    parent_id = serializers.IntegerField(allow_null=True)
+
+    class Meta:
+        model = Order
+        fields = [
+            "id",
+            "status",
+            "order_type",
+            "provider",
+            "asset",
+            "asset_type",
+            "direction",
+            "collateral",
+            "leverage",
+            "quantity",
+            "price",
+            "stop_price",
+            "take_profit_price",
+            "trailing_stop_distance",
+            "trailing_stop_percentage",
+            "oco_stop_price",
+            "oco_take_profit_price",
+            "reduce_only",
+            "close_fraction",
+            "max_slippage",
+            "reference_price",
+            "client_order_id",
+            "error_code",
+            "error_message",
+            "pair_id",
+            "trade_index",
+            "transaction_hash",
+            "venue_order_id",
+            "filled_quantity",
+            "filled_price",
+            "fee",
+            "realized_pnl",
+            "trade_id",
+            "parent_id",
+            "wallet_address",
+            "triggered_at",
+            "filled_at",
+            "created_at",
+            "updated_at",
+        ]
+
+
+class TimelineEventSerializer(ModelSerializer):
+    class Meta:
+        model = Event
+        fields = ["id", "occurred_at", "topic", "aggregate_type", "aggregate_id", "causation_id", "actor", "payload"]
+
+
+class OrderDetailSerializer(OrderSerializer):
+    events = serializers.SerializerMethodField()
+
+    class Meta(OrderSerializer.Meta):
+        fields = [*OrderSerializer.Meta.fields, "events"]
+
+    def get_events(self, order) -> list[dict]:
+        from trading.selectors import order_timeline
+
+        return TimelineEventSerializer(order_timeline(order=order), many=True).data
+
+
+class TradeSerializer(ModelSerializer):
+    direction = serializers.CharField(source="side")
+
+    class Meta:
+        model = Trade
+        fields = [
+            "id",
+            "provider",
+            "asset",
+            "pair_id",
+            "trade_index",
+            "direction",
+            "status",
+            "collateral",
+            "leverage",
+            "size",
+            "initial_size",
+            "entry_price",
+            "current_price",
+            "unrealized_pnl",
+            "realized_pnl",
+            "margin",
+            "liquidation_price",
+            "stop_loss_price",
+            "take_profit_price",
+            "fees_paid",
+            "funding_paid",
+            "opened_at",
+            "closed_at",
+            "close_reason",
+        ]
+
+
+class PositionSerializer(ModelSerializer):
+    direction = serializers.CharField(source="side")
+    trades = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Position
+        fields = [
+            "id",
+            "provider",
+            "asset",
+            "direction",
+            "status",
+            "quantity",
+            "avg_entry_price",
+            "current_price",
+            "unrealized_pnl",
+            "realized_pnl",
+            "margin",
+            "leverage",
+            "liquidation_price",
+            "fees_paid",
+            "funding_paid",
+            "opened_at",
+            "closed_at",
+            "trades",
+        ]
+
+    def get_trades(self, position) -> list[dict]:
+        trades = [t for t in position.trades.all() if t.status == Trade.Status.OPEN or position.status == "closed"]
+        return TradeSerializer(trades, many=True).data
+
+
+class OrderFilter(serializers.Serializer):
+    status = serializers.ChoiceField(choices=Order.Status.values, required=False)
+    asset = serializers.CharField(max_length=32, required=False)
+    type = serializers.ChoiceField(choices=Order.Type.values, required=False)
+
+
+class PositionFilter(serializers.Serializer):
+    status = serializers.ChoiceField(choices=[*Position.Status.values, "all"], required=False, default="open")
+
+
+class PriceSerializer(serializers.Serializer):
+    pair = serializers.CharField()
+    price = DecimalOut(max_digits=38, decimal_places=18)
+    bid = DecimalOut(max_digits=38, decimal_places=18, allow_null=True)
+    ask = DecimalOut(max_digits=38, decimal_places=18, allow_null=True)
+    timestamp = serializers.DateTimeField()
+    source = serializers.CharField()
+
+
+def price_data(tick) -> dict:
+    return {
+        "pair": tick.symbol,
+        "price": tick.price,
+        "bid": tick.bid,
+        "ask": tick.ask,
+        "timestamp": tick.timestamp,
+        "source": tick.source,
+    }
+
+
+class PriceQuery(serializers.Serializer):
+    use_cache = serializers.BooleanField(required=False, default=True)
+
+
+class PricesQuery(PriceQuery):
+    pairs = serializers.CharField(help_text="comma-separated pair symbols, e.g. BTC-USD,ETH-USD")
+
+
+class PricesResponse(serializers.Serializer):
+    prices = PriceSerializer(many=True)

@@ -1,0 +1,163 @@
+"""Trading API (`/api/v1/trading/...`): thin doors onto `trading.services.orders`."""
+
+from decimal import Decimal
+
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import generics, status
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from config.errors import NotFoundError
+from trading.api import serializers as s
+from trading.api.idempotency import IDEMPOTENCY_KEY_PARAMETER, idempotent
+from trading.models import Order
+from trading.selectors import orders_for_user, positions_for_user, trade_open_for_user
+from trading.services import orders as order_services
+
+ERROR = {"description": "the error envelope {error: {code, message, details, timestamp, request_id}}"}
+
+
+class TradeOpen(APIView):
+    @extend_schema(
+        operation_id="trading_trade_open",
+        request=s.TradeOpenRequest,
+        responses={201: s.OrderPlacedResponse, 400: ERROR, 404: ERROR, 409: ERROR, 422: ERROR},
+        parameters=[IDEMPOTENCY_KEY_PARAMETER],
+        description=(
+            "Open a trade (MARKET, LIMIT) or place a protective order (STOP_LOSS, TAKE_PROFIT, TRAILING_STOP, "
+            "OCO; give pair_id + trade_index of the open trade). Passes the risk engine (422 RISK_* codes), "
+            "then executes asynchronously: poll GET /orders/{id}."
+        ),
+    )
+    @idempotent
+    def post(self, request):
+        body = s.TradeOpenRequest(data=request.data)
+        body.is_valid(raise_exception=True)
+        d = body.validated_data
+        trade = None
+        if d.get("pair_id") or d.get("trade_index"):
+            trade = trade_open_for_user(
+                user=request.user, pair_id=d.get("pair_id", ""), trade_index=d.get("trade_index", "")
+            )
+            if trade is None:
+                raise NotFoundError("No such open trade.", code="TRADE_NOT_FOUND")
+        slippage = d.get("slippage_percentage")
+        order = order_services.order_place(
+            user=request.user,
+            asset=d["asset"],
+            asset_type=d.get("asset_type", ""),
+            side=d["direction"],
+            order_type=d["order_type"],
+            collateral=d.get("collateral"),
+            leverage=d.get("leverage"),
+            price=d.get("price"),
+            stop_price=d.get("stop_price"),
+            take_profit_price=d.get("take_profit_price"),
+            trailing_stop_distance=d.get("trailing_stop_distance"),
+            trailing_stop_percentage=d.get("trailing_stop_percentage"),
+            oco_stop_price=d.get("oco_stop_price"),
+            oco_take_profit_price=d.get("oco_take_profit_price"),
+            reduce_only=d.get("reduce_only", False),
+            trade=trade,
+            max_slippage=None if slippage is None else slippage / Decimal(100),
+            client_order_id=d.get("client_order_id") or None,
+        )
+        return Response(s.order_placed_data(order), status=status.HTTP_201_CREATED)
+
+
+class TradeDetail(APIView):
+    @extend_schema(
+        operation_id="trading_trade_close",
+        request=s.TradeCloseRequest,
+        parameters=[
+            IDEMPOTENCY_KEY_PARAMETER,
+            OpenApiParameter("percentage", float, description="share to close, percent (also accepted in the body)"),
+        ],
+        responses={202: s.OrderPlacedResponse, 404: ERROR, 409: ERROR, 422: ERROR},
+        description="Close an open trade (or `percentage` of it) through the executor. Answers with the close order.",
+    )
+    @idempotent
+    def delete(self, request, pair_id: str, index: str):
+        data = request.data if isinstance(request.data, dict) and request.data else request.query_params
+        body = s.TradeCloseRequest(data=data)
+        body.is_valid(raise_exception=True)
+        order = order_services.trade_close(
+            user=request.user,
+            pair_id=pair_id,
+            trade_index=index,
+            percentage=body.validated_data.get("percentage"),
+            client_order_id=body.validated_data.get("client_order_id") or None,
+        )
+        return Response(s.order_placed_data(order), status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(
+        operation_id="trading_trade_protection_update",
+        request=s.TradeProtectionRequest,
+        parameters=[IDEMPOTENCY_KEY_PARAMETER],
+        responses={200: s.TradeSerializer, 400: ERROR, 404: ERROR, 422: ERROR},
+        description="Set or remove (null) the stop-loss / take-profit of an open trade.",
+    )
+    @idempotent
+    def patch(self, request, pair_id: str, index: str):
+        body = s.TradeProtectionRequest(data=request.data)
+        body.is_valid(raise_exception=True)
+        trade = order_services.trade_protection_update(
+            user=request.user, pair_id=pair_id, trade_index=index, **body.validated_data
+        )
+        return Response(s.TradeSerializer(trade).data)
+
+
+class PositionList(generics.ListAPIView):
+    serializer_class = s.PositionSerializer
+
+    @extend_schema(operation_id="trading_positions", parameters=[s.PositionFilter])
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)
+
+    def get_queryset(self):
+        f = s.PositionFilter(data=self.request.query_params)
+        f.is_valid(raise_exception=True)
+        wanted = f.validated_data["status"]
+        return positions_for_user(user=self.request.user, status=None if wanted == "all" else wanted)
+
+
+class OrderList(generics.ListAPIView):
+    serializer_class = s.OrderSerializer
+
+    @extend_schema(operation_id="trading_orders", parameters=[s.OrderFilter])
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)
+
+    def get_queryset(self):
+        f = s.OrderFilter(data=self.request.query_params)
+        f.is_valid(raise_exception=True)
+        d = f.validated_data
+        return orders_for_user(
+            user=self.request.user, status=d.get("status"), asset=d.get("asset"), order_type=d.get("type")
+        )
+
+
+class OrderDetail(generics.RetrieveAPIView):
+    serializer_class = s.OrderDetailSerializer
+
+    @extend_schema(operation_id="trading_order", description="One order with its event timeline.")
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)
+
+    def get_queryset(self):
+        return Order.objects.filter(user=self.request.user)
+
+
+class OrderCancel(APIView):
+    @extend_schema(
+        operation_id="trading_order_cancel",
+        request=None,
+        parameters=[IDEMPOTENCY_KEY_PARAMETER],
+        responses={202: s.OrderSerializer, 404: ERROR, 409: ERROR},
+        description="Cancel an order. Not yet at the venue: CANCELLED at once; resting at the venue: "
+        "cancelled there by the executor (the order stays SUBMITTED until the venue answers).",
+    )
+    @idempotent
+    def post(self, request, pk: int):
+        order = order_services.order_cancel(user=request.user, order_id=pk)
+        return Response(s.OrderSerializer(order).data, status=status.HTTP_202_ACCEPTED)

@@ -1,0 +1,20 @@
+"""Row locks in one place, so every path takes them in the same order: order, then trade,
+then position, then command."""
+
+from trading.models import ExecutionCommand, Order, Position, Trade
+
+
+def order_lock(pk, *, skip_locked: bool = False) -> Order | None:
+    return Order.objects.select_for_update(skip_locked=skip_locked, of=("self",)).filter(pk=pk).first()
+
+
+def trade_lock(pk) -> Trade | None:
+    return Trade.objects.select_for_update(of=("self",)).filter(pk=pk).first()
+
+
+def position_lock(pk) -> Position | None:
+    return Position.objects.select_for_update(of=("self",)).filter(pk=pk).first()
+
+
+def command_lock(pk) -> ExecutionCommand | None:
+    return ExecutionCommand.objects.select_for_update(of=("self",)).filter(pk=pk).first()

@@ -1,0 +1,158 @@
+"""The pre-trade risk engine: pure and fast.
+
+`risk_check(intent, snapshot)` runs no query and calls nothing external: the placing service
+loads a `RiskSnapshot` (limits, trading states, the user's open positions, today's realised
+loss, recent order count, reference price) and passes it in. The first failing check raises
+`RiskDenied` with a stable code; the service records a `risk.rejected` event and the API
+answers 422 with that code in the error envelope.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from config.errors import ApplicationError
+
+ACTIVE, REDUCE_ONLY, HALTED = "ACTIVE", "REDUCE_ONLY", "HALTED"
+
+
+class RiskCode:
+    TRADING_HALTED = "RISK_TRADING_HALTED"
+    REDUCE_ONLY = "RISK_REDUCE_ONLY"
+    MAX_NOTIONAL = "RISK_MAX_NOTIONAL"
+    MAX_LEVERAGE = "RISK_MAX_LEVERAGE"
+    MAX_OPEN_POSITIONS = "RISK_MAX_OPEN_POSITIONS"
+    MAX_SLIPPAGE = "RISK_MAX_SLIPPAGE"
+    PRICE_BAND = "RISK_PRICE_BAND"
+    DAILY_LOSS_CAP = "RISK_DAILY_LOSS_CAP"
+    ORDER_RATE = "RISK_ORDER_RATE"
+    VENUE_DRAINING = "RISK_VENUE_DRAINING"
+
+
+class RiskDenied(ApplicationError):
+    status_code = 422
+    code = "RISK_DENIED"
+
+
+@dataclass(frozen=True)
+class RiskLimits:
+    max_notional: Decimal
+    max_leverage: Decimal | None  # None: the market's own maximum
+    max_open_positions: int
+    max_slippage: Decimal
+    price_band: Decimal
+    daily_loss_cap: Decimal
+    max_orders_per_minute: int
+
+
+@dataclass(frozen=True)
+class RiskSnapshot:
+    limits: RiskLimits
+    # effective trading state per scope label ("global", "venue:paper", "instrument:BTC-USD")
+    trading_states: dict[str, str]
+    market_max_leverage: Decimal
+    open_positions: frozenset[tuple[str, str, str]]  # (venue, asset, side) of the user's open positions
+    realized_loss_today: Decimal  # >= 0, USD net of fees and funding
+    orders_last_minute: int
+    reference_price: Decimal
+    venue_draining: bool = False
+
+
+@dataclass(frozen=True)
+class OrderIntent:
+    venue: str
+    asset: str
+    side: str
+    order_type: str
+    collateral: Decimal
+    leverage: Decimal
+    reduces_exposure: bool  # closes/protective/reduce-only: allowed under REDUCE_ONLY, not capped
+    max_slippage: Decimal
+    prices: dict[str, Decimal] = field(default_factory=dict)  # the limit/stop/tp levels to band-check
+
+    @property
+    def notional(self) -> Decimal:
+        return self.collateral * self.leverage
+
+
+def _text(value):
+    return format(value.normalize(), "f") if isinstance(value, Decimal) else value
+
+
+def _deny(code: str, message: str, **details) -> RiskDenied:
+    return RiskDenied(message, code=code, details={k: _text(v) for k, v in details.items()})
+
+
+def risk_check(intent: OrderIntent, snap: RiskSnapshot) -> None:
+    """Raise `RiskDenied` for the first limit the intent breaks; return None when it passes."""
+    limits = snap.limits
+    for scope in ("global", f"venue:{intent.venue}", f"instrument:{intent.asset}"):
+        state = snap.trading_states.get(scope, ACTIVE)
+        if state == HALTED:
+            raise _deny(RiskCode.TRADING_HALTED, f"Trading is halted ({scope}).", scope=scope)
+        if state == REDUCE_ONLY and not intent.reduces_exposure:
+            raise _deny(RiskCode.REDUCE_ONLY, f"Only exposure-reducing orders are accepted ({scope}).", scope=scope)
+    if snap.venue_draining and not intent.reduces_exposure:
+        raise _deny(RiskCode.VENUE_DRAINING, f"Venue {intent.venue} is draining: no new exposure.", venue=intent.venue)
+
+    if snap.orders_last_minute >= limits.max_orders_per_minute:
+        raise _deny(
+            RiskCode.ORDER_RATE,
+            "Too many orders in the last minute.",
+            limit=limits.max_orders_per_minute,
+            recent=snap.orders_last_minute,
+        )
+    if intent.max_slippage > limits.max_slippage:
+        raise _deny(
+            RiskCode.MAX_SLIPPAGE,
+            "Requested slippage tolerance exceeds the limit.",
+            requested=intent.max_slippage,
+            limit=limits.max_slippage,
+        )
+    ref = snap.reference_price
+    if ref > 0:
+        for name, level in intent.prices.items():
+            if level is None:
+                continue
+            distance = abs(level - ref) / ref
+            if distance > limits.price_band:
+                raise _deny(
+                    RiskCode.PRICE_BAND,
+                    f"{name} is too far from the reference price.",
+                    field=name,
+                    price=level,
+                    reference_price=ref,
+                    band=limits.price_band,
+                )
+    if intent.reduces_exposure:
+        return
+
+    if intent.notional > limits.max_notional:
+        raise _deny(
+            RiskCode.MAX_NOTIONAL,
+            "Order notional exceeds the limit.",
+            notional=intent.notional,
+            limit=limits.max_notional,
+        )
+    max_leverage = snap.market_max_leverage
+    if limits.max_leverage is not None:
+        max_leverage = min(max_leverage, limits.max_leverage)
+    if intent.leverage > max_leverage:
+        raise _deny(RiskCode.MAX_LEVERAGE, "Leverage exceeds the limit.", leverage=intent.leverage, limit=max_leverage)
+    if (intent.venue, intent.asset, intent.side) not in snap.open_positions and len(
+        snap.open_positions
+    ) >= limits.max_open_positions:
+        raise _deny(
+            RiskCode.MAX_OPEN_POSITIONS,
+            "Too many open positions.",
+            open_positions=len(snap.open_positions),
+            limit=limits.max_open_positions,
+        )
+    if snap.realized_loss_today >= limits.daily_loss_cap:
+        raise _deny(
+            RiskCode.DAILY_LOSS_CAP,
+            "Daily realised loss cap reached.",
+            realized_loss_today=snap.realized_loss_today,
+            limit=limits.daily_loss_cap,
+        )

@@ -1,0 +1,132 @@
+"""Reads that are more than a one-line queryset."""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import connection
+from django.utils import timezone
+
+from trading.models import ControlState, Event, Order, Position, RiskLimit, Trade
+from trading.risk import RiskLimits, RiskSnapshot
+from trading.services.control import executor_component, trading_states_for
+
+_limits_cache: dict[str, tuple[float, RiskLimits]] = {}
+
+
+def _dec(value) -> Decimal | None:
+    if value in (None, ""):
+        return None
+    return Decimal(str(value))
+
+
+def risk_limits_for(asset: str) -> RiskLimits:
+    """Settings defaults, overridden by the global RiskLimit row, overridden by the instrument's.
+    Cached per process for RISK_LIMITS_CACHE_SECONDS (0 disables the cache)."""
+    ttl = settings.RISK_LIMITS_CACHE_SECONDS
+    hit = _limits_cache.get(asset)
+    if ttl > 0 and hit and hit[0] > time.monotonic():
+        return hit[1]
+    d = settings.RISK_DEFAULTS
+    values = {
+        "max_notional": _dec(d["max_notional"]),
+        "max_leverage": _dec(d["max_leverage"]),
+        "max_open_positions": int(d["max_open_positions"]),
+        "max_slippage": _dec(d["max_slippage"]),
+        "price_band": _dec(d["price_band"]),
+        "daily_loss_cap": _dec(d["daily_loss_cap"]),
+        "max_orders_per_minute": int(d["max_orders_per_minute"]),
+    }
+    rows = sorted(RiskLimit.objects.filter(instrument__in=["", asset]), key=lambda r: r.instrument != "")
+    for row in rows:  # global first, then the instrument's override
+        for name in values:
+            value = getattr(row, name)
+            if value is not None:
+                values[name] = value
+    limits = RiskLimits(**values)
+    if ttl > 0:
+        _limits_cache[asset] = (time.monotonic() + ttl, limits)
+    return limits
+
+
+def risk_limits_cache_clear() -> None:
+    _limits_cache.clear()
+
+
+_USER_STATS_SQL = """
+SELECT
+  (SELECT COUNT(*) FROM trading_order WHERE user_id = %(user)s AND created_at >= %(minute_ago)s),
+  (SELECT COALESCE(SUM(realized_pnl - fee - funding), 0) FROM trading_fill
+     WHERE user_id = %(user)s AND occurred_at >= %(day_start)s),
+  (SELECT COALESCE(json_agg(json_build_array(provider, asset, side)), '[]'::json) FROM trading_position
+     WHERE user_id = %(user)s AND status = 'open'),
+  (SELECT draining FROM trading_controlstate WHERE component = %(component)s)
+"""
+
+
+def risk_snapshot_load(*, user, venue: str, asset: str, market_max_leverage: Decimal, reference_price: Decimal):
+    """Everything the risk engine needs, in three queries (limits are usually cached)."""
+    now = timezone.now()
+    day_start = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    with connection.cursor() as cur:
+        cur.execute(
+            _USER_STATS_SQL,
+            {
+                "user": user.pk,
+                "minute_ago": now - timedelta(minutes=1),
+                "day_start": day_start,
+                "component": executor_component(venue),
+            },
+        )
+        recent, net_today, open_positions, draining = cur.fetchone()
+    if isinstance(open_positions, str):
+        import json
+
+        open_positions = json.loads(open_positions)
+    net_today = Decimal(net_today)
+    return RiskSnapshot(
+        limits=risk_limits_for(asset),
+        trading_states=trading_states_for(venue=venue, asset=asset, now=now),
+        market_max_leverage=market_max_leverage,
+        open_positions=frozenset(tuple(p) for p in open_positions),
+        realized_loss_today=max(Decimal(0), -net_today),
+        orders_last_minute=int(recent),
+        reference_price=reference_price,
+        venue_draining=bool(draining),
+    )
+
+
+def orders_for_user(*, user, status: str | None = None, asset: str | None = None, order_type: str | None = None):
+    qs = Order.objects.filter(user=user).order_by("-id")
+    if status:
+        qs = qs.filter(status=status)
+    if asset:
+        qs = qs.filter(asset=asset)
+    if order_type:
+        qs = qs.filter(order_type=order_type)
+    return qs
+
+
+def order_timeline(*, order: Order):
+    return Event.objects.filter(correlation_id=order.correlation_id).order_by("id")
+
+
+def positions_for_user(*, user, status: str | None = Position.Status.OPEN):
+    qs = Position.objects.filter(user=user).order_by("-id")
+    if status:
+        qs = qs.filter(status=status)
+    return qs.prefetch_related("trades")
+
+
+def trade_open_for_user(*, user, pair_id: str, trade_index: str, provider: str | None = None) -> Trade | None:
+    qs = Trade.objects.filter(user=user, pair_id=pair_id, trade_index=trade_index, status=Trade.Status.OPEN)
+    if provider:
+        qs = qs.filter(provider=provider)
+    return qs.order_by("-id").first()
+
+
+def control_states():
+    return ControlState.objects.order_by("component")

@@ -1,0 +1,190 @@
+"""Control states (arm/disarm per component) and trading states (per scope).
+
+Every change locks the row, records who/when/why and writes its ledger event in the same
+transaction. The environment kill switch (`PAPER_ENABLED`, `OSTIUM_ENABLED`,
+`NEAR_INTENTS_ENABLED`) beats the database: a disabled venue is never armed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from config.errors import ApplicationError
+from trading.models import ControlState, TradingState
+from trading.services.ledger import event_record
+
+EXECUTOR_PREFIX = "executor:"
+
+
+def executor_component(venue: str) -> str:
+    return f"{EXECUTOR_PREFIX}{venue}"
+
+
+def venue_enabled(venue: str) -> bool:
+    """The environment kill switch for a venue (default: enabled)."""
+    return bool(settings.VENUE_ENABLED.get(venue, True))
+
+
+def _kill_switched(component: str) -> bool:
+    return component.startswith(EXECUTOR_PREFIX) and not venue_enabled(component[len(EXECUTOR_PREFIX) :])
+
+
+def _snapshot(state: ControlState) -> dict:
+    return {
+        "armed": state.armed,
+        "paused": state.paused,
+        "draining": state.draining,
+        "reason": state.reason,
+        "changed_by": state.changed_by,
+        "changed_at": state.changed_at,
+        "expires_at": state.expires_at,
+    }
+
+
+@transaction.atomic
+def _control_change(*, component: str, actor: str, reason: str, topic: str, expires_at=None, **changes) -> ControlState:
+    if not reason or not reason.strip():
+        raise ApplicationError("A reason is required.", code="REASON_REQUIRED", details={"component": component})
+    state, _ = ControlState.objects.select_for_update().get_or_create(component=component)
+    before = _snapshot(state)
+    for name, value in changes.items():
+        setattr(state, name, value)
+    state.reason = reason.strip()
+    state.changed_by = actor
+    state.changed_at = timezone.now()
+    state.expires_at = expires_at
+    state.save()
+    event_record(
+        topic=topic,
+        aggregate_type="control_state",
+        aggregate_id=component,
+        correlation_id=f"control-{component}",
+        actor=actor,
+        payload={"component": component, "before": before, "after": _snapshot(state)},
+    )
+    return state
+
+
+def control_arm(*, component: str, actor: str, reason: str, expires_at: datetime | None = None) -> ControlState:
+    if _kill_switched(component):
+        raise ApplicationError(
+            f"{component} is disabled by its environment kill switch and cannot be armed.",
+            code="VENUE_DISABLED",
+            details={"component": component},
+            status_code=409,
+        )
+    return _control_change(
+        component=component, actor=actor, reason=reason, topic="control.armed", expires_at=expires_at, armed=True
+    )
+
+
+def control_disarm(*, component: str, actor: str, reason: str) -> ControlState:
+    return _control_change(component=component, actor=actor, reason=reason, topic="control.disarmed", armed=False)
+
+
+def control_pause(*, component: str, actor: str, reason: str, expires_at: datetime | None = None) -> ControlState:
+    return _control_change(
+        component=component, actor=actor, reason=reason, topic="control.paused", expires_at=expires_at, paused=True
+    )
+
+
+def control_resume(*, component: str, actor: str, reason: str) -> ControlState:
+    """Lift a pause or a drain (arming is separate)."""
+    return _control_change(
+        component=component, actor=actor, reason=reason, topic="control.resumed", paused=False, draining=False
+    )
+
+
+def control_drain(*, component: str, actor: str, reason: str) -> ControlState:
+    """Finish what is in flight, accept nothing new (new exposure is refused at placing)."""
+    return _control_change(component=component, actor=actor, reason=reason, topic="control.draining", draining=True)
+
+
+@dataclass(frozen=True)
+class Gate:
+    ok: bool
+    code: str = ""
+    message: str = ""
+
+
+def control_gate(state: ControlState | None, *, component: str, now=None) -> Gate:
+    """May `component` cause a side effect now? Pure: pass the row (None = no row = disarmed)."""
+    if _kill_switched(component):
+        return Gate(False, "VENUE_DISABLED", f"{component} is disabled by its environment kill switch.")
+    if state is None or not state.armed:
+        return Gate(False, "VENUE_DISARMED", f"{component} is disarmed.")
+    if state.expires_at and state.expires_at <= (now or timezone.now()):
+        return Gate(False, "VENUE_DISARMED", f"{component} was armed until {state.expires_at.isoformat()}.")
+    if state.paused:
+        return Gate(False, "VENUE_PAUSED", f"{component} is paused.")
+    return Gate(True)
+
+
+def executor_gate(venue: str) -> Gate:
+    component = executor_component(venue)
+    return control_gate(ControlState.objects.filter(component=component).first(), component=component)
+
+
+@transaction.atomic
+def trading_state_set(
+    *,
+    scope_type: str,
+    scope_key: str = "",
+    state: str,
+    actor: str,
+    reason: str,
+    expires_at: datetime | None = None,
+) -> TradingState:
+    if scope_type not in TradingState.Scope.values:
+        raise ApplicationError(f"Unknown scope type {scope_type!r}.", code="INVALID_SCOPE")
+    if state not in TradingState.State.values:
+        raise ApplicationError(f"Unknown trading state {state!r}.", code="INVALID_TRADING_STATE")
+    if not reason or not reason.strip():
+        raise ApplicationError("A reason is required.", code="REASON_REQUIRED")
+    if scope_type == TradingState.Scope.GLOBAL:
+        scope_key = ""
+    row, _ = TradingState.objects.select_for_update().get_or_create(scope_type=scope_type, scope_key=scope_key)
+    previous = row.effective_state()
+    row.previous_state = previous
+    row.state = state
+    row.reason = reason.strip()
+    row.changed_by = actor
+    row.changed_at = timezone.now()
+    row.expires_at = expires_at
+    row.save()
+    event_record(
+        topic="trading_state.changed",
+        aggregate_type="trading_state",
+        aggregate_id=f"{scope_type}:{scope_key}",
+        correlation_id=f"trading-state-{scope_type}:{scope_key}",
+        actor=actor,
+        payload={
+            "scope_type": scope_type,
+            "scope_key": scope_key,
+            "state": state,
+            "previous_state": previous,
+            "reason": row.reason,
+            "expires_at": expires_at,
+        },
+    )
+    return row
+
+
+def trading_states_for(*, venue: str, asset: str, now=None) -> dict[str, str]:
+    """Effective states for the scopes an order on (venue, asset) falls under (one query)."""
+    from django.db.models import Q
+
+    rows = TradingState.objects.filter(
+        Q(scope_type="global") | Q(scope_type="venue", scope_key=venue) | Q(scope_type="instrument", scope_key=asset)
+    )
+    now = now or timezone.now()
+    out = {}
+    for row in rows:
+        label = "global" if row.scope_type == "global" else f"{row.scope_type}:{row.scope_key}"
+        out[label] = row.effective_state(now)
+    return out

@@ -1,0 +1,573 @@
+"""The executor: the only code that asks a venue to do something for an order.
+
+    claim (lock, skip if locked) → check arm + trading state NOW → persist the
+    ExecutionCommand and commit → call the venue outside any transaction → record the result
+
+The command row (unique deterministic idempotency key) is committed before the call, so a
+redelivered task finds it and never submits twice; a crash between the call and the
+result leaves a command without a result, which `execution_reconcile` (Beat) resolves by
+asking the venue `get_order_status(idempotency_key=...)`. A timeout or exception is
+UNKNOWN, never retried blindly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from datetime import timedelta
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from providers.interface import (
+    CloseTradeRequest,
+    ErrorCode,
+    ExecStatus,
+    ExecutionResult,
+    OpenTradeRequest,
+    Side,
+    VenueError,
+    VenueException,
+    VenueOrderKind,
+)
+from trading.lock_objects import command_lock, order_lock
+from trading.models import ExecutionCommand, Order, Trade
+from trading.services.control import Gate, executor_gate, trading_states_for
+from trading.services.orders import order_event, order_transition
+from trading.services.positions import trade_open_from_fill, trade_reduce_from_fill
+
+logger = logging.getLogger("tradedesk.execution")
+
+A = ExecutionCommand.Action
+CS = ExecutionCommand.Status
+OS = Order.Status
+
+CLOSE_REASON_BY_TYPE = {
+    Order.Type.STOP_LOSS: Trade.CloseReason.STOP_LOSS,
+    Order.Type.TAKE_PROFIT: Trade.CloseReason.TAKE_PROFIT,
+    Order.Type.TRAILING_STOP: Trade.CloseReason.TRAILING_STOP,
+}
+
+
+def venue_account(order: Order) -> str:
+    """Whose position at the venue: opaque `user:<id>` on paper, the trader's address elsewhere."""
+    if order.provider != "paper" and order.wallet_address:
+        return order.wallet_address
+    return f"user:{order.user_id}"
+
+
+def command_key(order: Order, action: str, attempt: int = 1) -> str:
+    return f"order-{order.pk}-{action}-{attempt}"
+
+
+def _jsonable(obj) -> dict:
+    return dataclasses.asdict(obj) if dataclasses.is_dataclass(obj) else dict(obj)
+
+
+def result_to_json(result: ExecutionResult) -> dict:
+    return dataclasses.asdict(result)
+
+
+def _get_venue(name: str):
+    from providers.registry import get_venue
+
+    return get_venue(name)
+
+
+# --- the gate at side-effect time ----------------------------------------------------------------
+
+
+def execution_gate(order: Order) -> Gate:
+    gate = executor_gate(order.provider)
+    if not gate.ok:
+        return gate
+    states = trading_states_for(venue=order.provider, asset=order.asset)
+    for scope, state in states.items():
+        if state == "HALTED":
+            return Gate(False, "TRADING_HALTED", f"Trading is halted ({scope}).")
+        if state == "REDUCE_ONLY" and not order.is_close:
+            return Gate(False, "TRADING_REDUCE_ONLY", f"Only exposure-reducing orders may execute ({scope}).")
+    return Gate(True)
+
+
+# --- requests ------------------------------------------------------------------------------------
+
+
+def _open_request(order: Order, key: str) -> OpenTradeRequest:
+    return OpenTradeRequest(
+        idempotency_key=key,
+        account=venue_account(order),
+        symbol=order.asset,
+        side=Side(order.side),
+        collateral=order.collateral,
+        leverage=order.leverage,
+        kind=VenueOrderKind.LIMIT if order.order_type == Order.Type.LIMIT else VenueOrderKind.MARKET,
+        limit_price=order.price if order.order_type == Order.Type.LIMIT else None,
+        stop_loss=order.stop_price,
+        take_profit=order.take_profit_price,
+        max_slippage=order.max_slippage,
+        reference_price=order.reference_price,
+        delegated=order.provider != "paper" and bool(order.wallet_address),
+    )
+
+
+def _close_request(order: Order, key: str) -> CloseTradeRequest:
+    trade = order.trade
+    return CloseTradeRequest(
+        idempotency_key=key,
+        account=venue_account(order),
+        symbol=order.asset,
+        pair_id=trade.pair_id,
+        trade_index=trade.trade_index,
+        fraction=order.close_fraction or Decimal(1),
+        max_slippage=order.max_slippage,
+        delegated=order.provider != "paper" and bool(order.wallet_address),
+    )
+
+
+# --- executor ------------------------------------------------------------------------------------
+
+
+def order_execute(*, order_id: int) -> str:
+    """Execute an ACCEPTED/TRIGGERED order exactly once. Returns what happened (for logs)."""
+    claim = _claim(order_id)
+    if isinstance(claim, str):
+        return claim
+    command_id, provider, action, request = claim
+    result = _venue_call(provider, action, request)
+    return execution_result_record(command_id=command_id, result=result, source="executor")
+
+
+def _claim(order_id: int):
+    with transaction.atomic():
+        order = order_lock(order_id, skip_locked=True)
+        if order is None:
+            return "locked-or-missing"
+        if order.status in (OS.SUBMITTING, OS.UNKNOWN):
+            # redelivered after the command was written: never call again; reconcile (after
+            # the grace period, so an in-flight call is not second-guessed)
+            transaction.on_commit(lambda: _reconcile_order_commands(order_id))
+            return "already-submitting"
+        if order.status not in (OS.ACCEPTED, OS.TRIGGERED):
+            return f"not-executable:{order.status}"
+        gate = execution_gate(order)
+        if gate.ok and order.is_close and (order.trade is None or order.trade.status != Trade.Status.OPEN):
+            gate = Gate(False, "TRADE_NOT_OPEN", "The trade to close is not open.")
+        if not gate.ok:
+            order.error_code, order.error_message = gate.code, gate.message
+            order_transition(
+                order=order,
+                to=OS.REJECTED,
+                fields=("error_code", "error_message"),
+                payload={"stage": "executor"},
+            )
+            return f"rejected:{gate.code}"
+        action = A.CLOSE if order.is_close else A.OPEN
+        key = command_key(order, action)
+        request = _close_request(order, key) if action == A.CLOSE else _open_request(order, key)
+        command, created = ExecutionCommand.objects.get_or_create(
+            idempotency_key=key,
+            defaults={
+                "order": order,
+                "provider": order.provider,
+                "action": action,
+                "request": _jsonable(request),
+                "sent_at": timezone.now(),
+            },
+        )
+        if not created:  # cannot happen while the status guard holds; never submit twice
+            return "command-exists"
+        order_transition(
+            order=order,
+            to=OS.SUBMITTING,
+            payload={"command_id": command.pk, "idempotency_key": key, "action": action},
+        )
+        return command.pk, order.provider, action, request
+
+
+def _venue_call(provider: str, action: str, request) -> ExecutionResult:
+    """Call the venue. Outside any transaction; a raised exception is an unknown outcome."""
+    try:
+        venue = _get_venue(provider)
+    except VenueException as exc:  # nothing was sent
+        return ExecutionResult(status=ExecStatus.REJECTED, error=exc.error)
+    try:
+        if action == A.OPEN:
+            return venue.open_trade(request)
+        if action == A.CLOSE:
+            return venue.close_trade(request)
+        if action == A.CANCEL:
+            return venue.cancel_order(**request)
+        if action in (A.UPDATE_SL, A.UPDATE_TP):
+            kwargs = dict(request)
+            if kwargs.get("price") is not None:
+                kwargs["price"] = Decimal(str(kwargs["price"]))
+            return (venue.update_sl if action == A.UPDATE_SL else venue.update_tp)(**kwargs)
+        raise ValueError(f"unknown action {action}")
+    except Exception as exc:
+        logger.warning("venue call failed; outcome unknown", extra={"venue": provider, "action": action}, exc_info=True)
+        code = exc.error.code if isinstance(exc, VenueException) else ErrorCode.UNKNOWN_OUTCOME
+        return ExecutionResult(
+            status=ExecStatus.UNKNOWN,
+            error=VenueError(code=code, message=f"{type(exc).__name__}: {exc}"[:500], retryable=True),
+        )
+
+
+# --- recording results ---------------------------------------------------------------------------
+
+
+def _move(order: Order, to: str, **kw):
+    """Transition unless the order already got there (a venue event may have beaten us)."""
+    if order.status == to or order.is_terminal:
+        return None
+    return order_transition(order=order, to=to, **kw)
+
+
+def _set_refs(order: Order, result: ExecutionResult) -> list[str]:
+    fields = []
+    for name in ("venue_order_id", "pair_id", "trade_index", "transaction_hash"):
+        value = getattr(result, name, "")
+        if value and getattr(order, name) != value:
+            setattr(order, name, value)
+            fields.append(name)
+    return fields
+
+
+def execution_result_record(*, command_id: int, result: ExecutionResult, source: str) -> str:
+    """Record what the venue answered for a command (executor or reconciliation)."""
+    with transaction.atomic():
+        command = ExecutionCommand.objects.only("order_id").get(pk=command_id)
+        order = order_lock(command.order_id)
+        command = command_lock(command_id)
+        resolvable = command.status in (CS.PENDING, CS.UNKNOWN) or (
+            source != "executor" and command.status == CS.SUCCEEDED and order.status == OS.SUBMITTED
+        )
+        if not resolvable:
+            return f"already-recorded:{command.status}"
+        status = ExecStatus(result.status)
+        command.result = result_to_json(result)
+        command.error_code = str(result.error.code) if result.error else ""
+        if status == ExecStatus.UNKNOWN:
+            command.status = CS.UNKNOWN
+        elif status in (ExecStatus.REJECTED, ExecStatus.NOT_FOUND) or (
+            status == ExecStatus.CANCELLED and command.action != A.CANCEL
+        ):
+            command.status = CS.FAILED
+        else:
+            command.status = CS.SUCCEEDED
+        if command.status != CS.UNKNOWN:
+            command.completed_at = timezone.now()
+        command.save()
+        if command.action in (A.OPEN, A.CLOSE):
+            return _record_order_result(order, command, result, source)
+        if command.action == A.CANCEL:
+            return _record_cancel_result(order, command, result, source)
+        order_event(
+            order=order,
+            topic="order.protection_synced" if command.status == CS.SUCCEEDED else "order.protection_sync_failed",
+            payload={"action": command.action, "command_id": command.pk, "status": command.status, "source": source},
+        )
+        return command.status
+
+
+def _record_order_result(order: Order, command: ExecutionCommand, result: ExecutionResult, source: str) -> str:
+    status = ExecStatus(result.status)
+    payload = {"command_id": command.pk, "idempotency_key": command.idempotency_key, "source": source}
+    if status in (ExecStatus.FILLED, ExecStatus.PARTIALLY_FILLED) and result.fill is not None:
+        fill_apply(order=order, result=result, source=source, partial=status == ExecStatus.PARTIALLY_FILLED)
+        return str(order.status)
+    fields = _set_refs(order, result)
+    if status == ExecStatus.PENDING or (status == ExecStatus.FILLED and result.fill is None):
+        _move(order, OS.SUBMITTED, fields=tuple(fields), payload=payload)
+    elif status in (ExecStatus.REJECTED, ExecStatus.NOT_FOUND, ExecStatus.CANCELLED):
+        if status == ExecStatus.NOT_FOUND:
+            order.error_code = "EXECUTION_NOT_SENT"
+            order.error_message = "The venue never received the command."
+        elif result.error:
+            order.error_code, order.error_message = str(result.error.code), result.error.message
+        else:
+            order.error_code = "VENUE_CANCELLED" if status == ExecStatus.CANCELLED else "VENUE_REJECTED"
+        fields += ["error_code", "error_message"]
+        _move(
+            order,
+            OS.CANCELLED if status == ExecStatus.CANCELLED else OS.REJECTED,
+            fields=tuple(fields),
+            payload=payload,
+        )
+    elif status == ExecStatus.UNKNOWN:
+        if result.error:
+            order.error_code, order.error_message = str(result.error.code), result.error.message
+            fields += ["error_code", "error_message"]
+        if order.status != OS.UNKNOWN:
+            _move(order, OS.UNKNOWN, fields=tuple(fields), payload=payload)
+    return str(order.status)
+
+
+def _record_cancel_result(order: Order, command: ExecutionCommand, result: ExecutionResult, source: str) -> str:
+    status = ExecStatus(result.status)
+    payload = {"command_id": command.pk, "source": source}
+    if status in (ExecStatus.CANCELLED, ExecStatus.FILLED):
+        order.error_code, order.error_message = "CANCELLED_BY_USER", "cancelled at the venue"
+        _move(order, OS.CANCELLED, fields=("error_code", "error_message"), payload=payload)
+    elif status != ExecStatus.UNKNOWN:
+        order_event(
+            order=order,
+            topic="order.cancel_failed",
+            payload={**payload, "error_code": command.error_code, "status": str(status)},
+        )
+    return str(order.status)
+
+
+def fill_apply(*, order: Order, result: ExecutionResult, source: str, partial: bool = False, causation_id=None):
+    """Apply a fill of `order` (executor result, reconciliation or venue event): the order
+    becomes FILLED, then the trade/position change (caused by `order.filled`). Idempotent
+    through the fill's dedupe key and the order status. The caller holds the order lock."""
+    if order.status == OS.FILLED:
+        return None
+    fill = result.fill
+    fields = _set_refs(order, result)
+    order.filled_quantity = fill.size
+    order.filled_price = fill.price
+    order.fee = fill.fee
+    order.filled_at = fill.timestamp or timezone.now()
+    fields += ["filled_quantity", "filled_price", "fee", "filled_at"]
+    if not order.is_close:
+        order.quantity = fill.size
+        fields.append("quantity")
+    filled = order_transition(
+        order=order,
+        to=OS.PARTIALLY_FILLED if partial else OS.FILLED,
+        causation_id=causation_id,
+        fields=tuple(fields),
+        payload={
+            "source": source,
+            "price": fill.price,
+            "size": fill.size,
+            "notional": fill.notional,
+            "fee": fill.fee,
+            "slippage": fill.slippage,
+            "price_source": fill.price_source,
+            "realized_pnl": fill.realized_pnl,
+        },
+    )
+    if order.is_close:
+        reason = CLOSE_REASON_BY_TYPE.get(order.order_type, Trade.CloseReason.USER)
+        if order.order_type == Order.Type.OCO and order.trade.stop_loss_price:
+            reason = Trade.CloseReason.STOP_LOSS
+        pnl = trade_reduce_from_fill(
+            trade=order.trade,
+            fill=fill,
+            fraction=order.close_fraction or Decimal(1),
+            dedupe_key=f"{order.provider}:close:{order.correlation_id}",
+            reason=reason,
+            order=order,
+            correlation_id=order.correlation_id,
+            causation_id=filled.id,
+        )
+        if pnl is not None:
+            order.realized_pnl = pnl
+            order.save(update_fields=["realized_pnl", "updated_at"])
+    else:
+        trade = trade_open_from_fill(
+            order=order,
+            fill=fill,
+            pair_id=result.pair_id,
+            trade_index=result.trade_index,
+            dedupe_key=f"{order.provider}:open:{order.correlation_id}",
+            causation_id=filled.id,
+        )
+        if trade is not None:
+            order.trade = trade
+            order.pair_id, order.trade_index = trade.pair_id, trade.trade_index
+            order.save(update_fields=["trade", "pair_id", "trade_index", "updated_at"])
+            protective_orders_attach(parent=order, trade=trade, causation_id=filled.id)
+    return filled
+
+
+def protective_orders_attach(*, parent: Order, trade: Trade, causation_id: str) -> list[Order]:
+    """SL/TP/trailing given with an open become protective orders on the new trade."""
+    specs = []
+    if parent.stop_price is not None:
+        specs.append((Order.Type.STOP_LOSS, {"stop_price": parent.stop_price}))
+    if parent.take_profit_price is not None:
+        specs.append((Order.Type.TAKE_PROFIT, {"take_profit_price": parent.take_profit_price}))
+    if parent.trailing_stop_distance is not None or parent.trailing_stop_percentage is not None:
+        specs.append(
+            (
+                Order.Type.TRAILING_STOP,
+                {
+                    "trailing_stop_distance": parent.trailing_stop_distance,
+                    "trailing_stop_percentage": parent.trailing_stop_percentage,
+                },
+            )
+        )
+    children = []
+    for order_type, levels in specs:
+        child = Order.objects.create(
+            user_id=parent.user_id,
+            wallet_address=parent.wallet_address,
+            provider=parent.provider,
+            asset=parent.asset,
+            asset_type=parent.asset_type,
+            order_type=order_type,
+            side=parent.side,
+            collateral=Decimal(0),
+            leverage=parent.leverage,
+            quantity=trade.size,
+            close_fraction=Decimal(1),
+            max_slippage=parent.max_slippage,
+            reference_price=trade.entry_price,
+            trade=trade,
+            parent=parent,
+            pair_id=trade.pair_id,
+            trade_index=trade.trade_index,
+            **levels,
+        )
+        order_event(
+            order=child,
+            topic="order.accepted",
+            causation_id=causation_id,
+            payload={"order_id": child.pk, "order_type": order_type, "parent_id": parent.pk, "trade_id": trade.pk}
+            | {k: v for k, v in levels.items() if v is not None},
+        )
+        order_transition(order=child, to=OS.PENDING_TRIGGER)
+        children.append(child)
+    changed = []
+    if parent.stop_price is not None:
+        trade.stop_loss_price = parent.stop_price
+        changed.append("stop_loss_price")
+    if parent.take_profit_price is not None:
+        trade.take_profit_price = parent.take_profit_price
+        changed.append("take_profit_price")
+    if changed:
+        trade.save(update_fields=[*changed, "updated_at"])
+    return children
+
+
+# --- cancels and SL/TP at the venue --------------------------------------------------------------
+
+
+def _send_command(*, order_id: int, action: str, build) -> str:
+    """Write a command for a side action (cancel, update_sl/tp) and send it once."""
+    with transaction.atomic():
+        order = order_lock(order_id)
+        if order is None:
+            return "missing"
+        gate = executor_gate(order.provider)
+        if not gate.ok:
+            order_event(
+                order=order, topic=f"order.{action}_refused", payload={"code": gate.code, "message": gate.message}
+            )
+            return f"refused:{gate.code}"
+        attempt = order.commands.filter(action=action).count() + 1
+        key = command_key(order, action, attempt)
+        request = build(order)
+        if request is None:
+            return "nothing-to-send"
+        command = ExecutionCommand.objects.create(
+            order=order,
+            provider=order.provider,
+            action=action,
+            idempotency_key=key,
+            request=request,
+            sent_at=timezone.now(),
+        )
+    result = _venue_call(order.provider, action, request)
+    return execution_result_record(command_id=command.pk, result=result, source="executor")
+
+
+def order_cancel_execute(*, order_id: int) -> str:
+    def build(order):
+        if order.status != OS.SUBMITTED:
+            return None
+        return {"account": venue_account(order), "venue_order_id": order.venue_order_id or command_key(order, A.OPEN)}
+
+    return _send_command(order_id=order_id, action=A.CANCEL, build=build)
+
+
+def trade_protection_sync(*, trade_id: int, actions: list[str]) -> list[str]:
+    """Send the trade's current SL/TP levels to the venue (its native SL/TP, when it has one)."""
+    trade = Trade.objects.get(pk=trade_id)
+    anchor = trade.orders.order_by("id").first()  # the command hangs off the order that opened the trade
+    if anchor is None:
+        return []
+    out = []
+    for action in actions:
+        level = trade.stop_loss_price if action == A.UPDATE_SL else trade.take_profit_price
+
+        def build(order, level=level):
+            return {
+                "account": venue_account(order),
+                "pair_id": trade.pair_id,
+                "trade_index": trade.trade_index,
+                "price": level,
+                "delegated": order.provider != "paper" and bool(order.wallet_address),
+            }
+
+        out.append(_send_command(order_id=anchor.pk, action=action, build=build))
+    return out
+
+
+# --- reconciliation ------------------------------------------------------------------------------
+
+
+def _reconcile_order_commands(order_id: int) -> None:
+    for pk in ExecutionCommand.objects.filter(order_id=order_id, status__in=[CS.PENDING, CS.UNKNOWN]).values_list(
+        "pk", flat=True
+    ):
+        command_reconcile(command_id=pk)
+
+
+def command_reconcile(*, command_id: int, grace_seconds: float | None = None) -> str:
+    """Ask the venue what became of a command whose outcome we never recorded."""
+    grace = settings.RECONCILE_GRACE_SECONDS if grace_seconds is None else grace_seconds
+    command = ExecutionCommand.objects.select_related("order").get(pk=command_id)
+    if command.status == CS.PENDING and command.created_at > timezone.now() - timedelta(seconds=grace):
+        return "in-grace"
+    ExecutionCommand.objects.filter(pk=command_id).update(attempts=command.attempts + 1)
+    if command.action in (A.UPDATE_SL, A.UPDATE_TP):
+        # setting a level is idempotent: send it again
+        result = _venue_call(command.provider, command.action, command.request)
+        return execution_result_record(command_id=command_id, result=result, source="reconciliation")
+    key = command.idempotency_key
+    if command.action == A.CANCEL:
+        key = command_key(command.order, A.OPEN)
+    try:
+        result = _get_venue(command.provider).get_order_status(idempotency_key=key)
+    except Exception as exc:
+        logger.warning("reconciliation look-up failed", extra={"command": key}, exc_info=True)
+        return f"lookup-failed:{type(exc).__name__}"
+    if ExecStatus(result.status) == ExecStatus.UNKNOWN:
+        return "still-unknown"
+    if command.action == A.CANCEL and ExecStatus(result.status) not in (ExecStatus.CANCELLED, ExecStatus.UNKNOWN):
+        result = dataclasses.replace(result, status=ExecStatus.REJECTED)  # the order was not cancelled
+    if command.status == CS.SUCCEEDED and ExecStatus(result.status) == ExecStatus.PENDING:
+        return "still-pending"
+    return execution_result_record(command_id=command_id, result=result, source="reconciliation")
+
+
+def execution_reconcile(*, grace_seconds: float | None = None, limit: int = 200) -> dict[str, str]:
+    """Beat job: resolve commands without a result (crash), UNKNOWN outcomes, and resting
+    orders whose venue fill we may have missed."""
+    grace = settings.RECONCILE_GRACE_SECONDS if grace_seconds is None else grace_seconds
+    cutoff = timezone.now() - timedelta(seconds=grace)
+    ids = list(
+        ExecutionCommand.objects.filter(
+            Q(status=CS.PENDING, created_at__lte=cutoff)
+            | Q(status=CS.UNKNOWN)
+            | Q(status=CS.SUCCEEDED, action__in=[A.OPEN, A.CLOSE], order__status=OS.SUBMITTED, created_at__lte=cutoff)
+        )
+        .order_by("id")
+        .values_list("id", flat=True)[:limit]
+    )
+    out = {}
+    for pk in ids:
+        try:
+            out[str(pk)] = command_reconcile(command_id=pk, grace_seconds=grace)
+        except Exception:
+            logger.exception("reconciliation of command failed", extra={"command_id": pk})
+            out[str(pk)] = "error"
+    return out

@@ -1,0 +1,107 @@
+"""Client `Idempotency-Key`s for write endpoints.
+
+    same key + same body      → the stored response (status and body), replayed
+    same key + different body → 422 IDEMPOTENCY_KEY_REUSED
+    same key, first in flight → 409 IDEMPOTENCY_IN_PROGRESS
+
+The key is claimed by inserting a committed `in_progress` row (the unique (user, key) index
+decides between concurrent requests), the view runs, and the response is stored. A 5xx
+releases the key so the client may retry. Keys live IDEMPOTENCY_TTL_HOURS; a Beat job
+purges older ones."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from config.errors import ApplicationError, ConflictError
+from trading.models import IdempotencyRecord
+
+MAX_KEY_LENGTH = 255
+
+
+def request_hash(*, method: str, path: str, body: bytes | dict | None) -> str:
+    if isinstance(body, bytes | bytearray):
+        try:
+            body = json.loads(body or b"null")
+        except ValueError:
+            canonical = bytes(body)
+        else:
+            canonical = json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+    else:
+        canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str).encode()
+    h = hashlib.sha256()
+    h.update(method.upper().encode() + b" " + path.encode() + b"\n")
+    h.update(canonical)
+    return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class Claim:
+    record: IdempotencyRecord
+    replay: bool  # True: `record` holds the response to send back
+
+
+def _expired(record: IdempotencyRecord) -> bool:
+    return record.created_at < timezone.now() - timedelta(hours=settings.IDEMPOTENCY_TTL_HOURS)
+
+
+def idempotency_claim(*, user, key: str, method: str, path: str, digest: str) -> Claim:
+    if not key or len(key) > MAX_KEY_LENGTH:
+        raise ApplicationError(
+            f"Idempotency-Key must be 1 to {MAX_KEY_LENGTH} characters.", code="IDEMPOTENCY_KEY_INVALID"
+        )
+    for _ in range(2):
+        try:
+            with transaction.atomic():
+                record = IdempotencyRecord.objects.create(
+                    user=user, key=key, method=method, path=path, request_hash=digest
+                )
+            return Claim(record=record, replay=False)
+        except IntegrityError:
+            record = IdempotencyRecord.objects.filter(user=user, key=key).first()
+            if record is None:
+                continue  # released meanwhile: try again
+            if _expired(record):
+                IdempotencyRecord.objects.filter(pk=record.pk, created_at=record.created_at).delete()
+                continue
+            if record.request_hash != digest:
+                raise ApplicationError(
+                    "This Idempotency-Key was used with a different request.",
+                    code="IDEMPOTENCY_KEY_REUSED",
+                    status_code=422,
+                ) from None
+            if record.status == IdempotencyRecord.Status.IN_PROGRESS:
+                raise ConflictError(
+                    "A request with this Idempotency-Key is still in progress.", code="IDEMPOTENCY_IN_PROGRESS"
+                ) from None
+            return Claim(record=record, replay=True)
+    raise ConflictError("Could not claim the Idempotency-Key; retry.", code="IDEMPOTENCY_IN_PROGRESS")
+
+
+def idempotency_complete(*, record: IdempotencyRecord, status: int, body) -> None:
+    if status >= 500:
+        IdempotencyRecord.objects.filter(pk=record.pk).delete()
+        return
+    IdempotencyRecord.objects.filter(pk=record.pk).update(
+        status=IdempotencyRecord.Status.DONE,
+        response_status=status,
+        response_body=body,
+        completed_at=timezone.now(),
+    )
+
+
+def idempotency_release(*, record: IdempotencyRecord) -> None:
+    IdempotencyRecord.objects.filter(pk=record.pk, status=IdempotencyRecord.Status.IN_PROGRESS).delete()
+
+
+def idempotency_purge(*, now=None) -> int:
+    cutoff = (now or timezone.now()) - timedelta(hours=settings.IDEMPOTENCY_TTL_HOURS)
+    deleted, _ = IdempotencyRecord.objects.filter(created_at__lt=cutoff).delete()
+    return deleted

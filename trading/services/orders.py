@@ -1,0 +1,454 @@
+"""Orders: the status state machine, placing (validation + risk + accepted event), closes,
+cancels and SL/TP changes. The executor (`trading.services.execution`) does the venue side."""
+
+from __future__ import annotations
+
+import logging
+from decimal import Decimal
+
+from django.db import IntegrityError, connection, transaction
+from django.utils import timezone
+
+from config.errors import ApplicationError, ConflictError, NotFoundError
+from providers.interface import VenueException
+from trading import validation
+from trading.lock_objects import order_lock, trade_lock
+from trading.models import Event, Order, Trade
+from trading.risk import OrderIntent, RiskDenied, risk_check
+from trading.selectors import risk_snapshot_load, trade_open_for_user
+from trading.services.ledger import event_record
+
+logger = logging.getLogger("tradedesk.orders")
+
+ZERO = Decimal(0)
+QUANT = Decimal("0.00000001")
+
+
+def _q(value: Decimal | None) -> Decimal | None:
+    return None if value is None else Decimal(value).quantize(QUANT)
+
+
+def order_last_event_id(order: Order) -> str:
+    return (
+        Event.objects.filter(correlation_id=order.correlation_id).order_by("-id").values_list("id", flat=True).first()
+        or ""
+    )
+
+
+def order_event(*, order: Order, topic: str, actor: str = "system", causation_id: str | None = None, payload=None):
+    """Write one event of an order's life: correlation `order-<id>`, causation = the causing
+    event (by default the order's previous event, so the chain can be walked back)."""
+    return event_record(
+        topic=topic,
+        aggregate_type="order",
+        aggregate_id=order.pk,
+        correlation_id=order.correlation_id,
+        causation_id=causation_id if causation_id is not None else order_last_event_id(order),
+        actor=actor,
+        payload=payload or {},
+    )
+
+
+def order_snapshot(order: Order) -> dict:
+    return {
+        "order_id": order.pk,
+        "user_id": order.user_id,
+        "provider": order.provider,
+        "asset": order.asset,
+        "order_type": order.order_type,
+        "side": order.side,
+        "collateral": order.collateral,
+        "leverage": order.leverage,
+        "quantity": order.quantity,
+        "price": order.price,
+        "stop_price": order.stop_price,
+        "take_profit_price": order.take_profit_price,
+        "trailing_stop_distance": order.trailing_stop_distance,
+        "trailing_stop_percentage": order.trailing_stop_percentage,
+        "oco_stop_price": order.oco_stop_price,
+        "oco_take_profit_price": order.oco_take_profit_price,
+        "reduce_only": order.reduce_only,
+        "close_fraction": order.close_fraction,
+        "trade_id": order.trade_id,
+        "parent_id": order.parent_id,
+        "client_order_id": order.client_order_id,
+        "reference_price": order.reference_price,
+        "max_slippage": order.max_slippage,
+    }
+
+
+@transaction.atomic
+def order_transition(
+    *,
+    order: Order,
+    to: str,
+    actor: str = "system",
+    causation_id: str | None = None,
+    payload: dict | None = None,
+    fields: tuple[str, ...] = (),
+) -> Event:
+    """Move `order` to status `to` (raises IllegalTransition when the table forbids it), save
+    it with `fields`, and write `order.<to>`. The caller holds the order's row lock."""
+    order.check_transition(to)
+    source = order.status
+    order.status = to
+    if to == Order.Status.TRIGGERED and not order.triggered_at:
+        order.triggered_at = timezone.now()
+        fields = (*fields, "triggered_at")
+    order.save(update_fields=["status", "updated_at", *fields])
+    body = {"from": source, "to": to}
+    if order.error_code and to in (Order.Status.REJECTED, Order.Status.CANCELLED, Order.Status.UNKNOWN):
+        body.update(error_code=order.error_code, error_message=order.error_message)
+    body.update(payload or {})
+    return order_event(order=order, topic=f"order.{to.lower()}", actor=actor, causation_id=causation_id, payload=body)
+
+
+# --- placing ------------------------------------------------------------------------------------
+
+
+def _route(asset: str) -> str:
+    from providers.router import route
+
+    try:
+        return route(asset)
+    except VenueException as exc:
+        raise ApplicationError(exc.error.message, code=str(exc.error.code), status_code=400) from exc
+
+
+def _market(asset: str):
+    from providers.markets import market_get
+
+    try:
+        return market_get(asset)
+    except VenueException as exc:
+        raise ApplicationError(
+            exc.error.message, code=str(exc.error.code), details={"asset": asset}, status_code=400
+        ) from exc
+
+
+def _price(asset: str):
+    from providers.prices import price_get
+
+    try:
+        return price_get(asset)
+    except VenueException as exc:
+        raise ApplicationError(
+            exc.error.message, code=str(exc.error.code), details={"asset": asset}, status_code=503
+        ) from exc
+
+
+def _enqueue_execute(order_id: int) -> None:
+    from trading.tasks import execute_order_task
+
+    transaction.on_commit(lambda: execute_order_task.delay(order_id))
+
+
+def _record_risk_rejection(*, user, actor: str, intent: OrderIntent, denial: RiskDenied, request: dict) -> None:
+    """The rejection is recorded even though no order exists: its own transaction, committed
+    before the error goes back (when the caller holds no transaction of its own)."""
+    with transaction.atomic():
+        event_record(
+            topic="risk.rejected",
+            aggregate_type="user",
+            aggregate_id=user.pk,
+            actor=actor,
+            payload={
+                "code": denial.code,
+                "message": denial.message,
+                "details": denial.details,
+                "venue": intent.venue,
+                "asset": intent.asset,
+                "side": intent.side,
+                "order_type": intent.order_type,
+                "notional": intent.notional,
+                "request": request,
+            },
+        )
+
+
+def order_place(
+    *,
+    user,
+    asset: str,
+    side: str,
+    order_type: str = Order.Type.MARKET,
+    collateral: Decimal | None = None,
+    leverage: Decimal | None = None,
+    asset_type: str = "",
+    price: Decimal | None = None,
+    stop_price: Decimal | None = None,
+    take_profit_price: Decimal | None = None,
+    trailing_stop_distance: Decimal | None = None,
+    trailing_stop_percentage: Decimal | None = None,
+    oco_stop_price: Decimal | None = None,
+    oco_take_profit_price: Decimal | None = None,
+    reduce_only: bool = False,
+    trade: Trade | None = None,
+    close_fraction: Decimal | None = None,
+    max_slippage: Decimal | None = None,
+    client_order_id: str | None = None,
+    wallet_address: str | None = None,
+    parent: Order | None = None,
+    actor: str | None = None,
+    causation_id: str = "",
+) -> Order:
+    """Validate, run the risk engine, write the order and `order.accepted` in one transaction,
+    and enqueue execution after commit. MARKET/LIMIT go to the executor (LIMIT rests at the
+    venue); protective orders wait in PENDING_TRIGGER for the protective engine. Never calls
+    a venue (only the cached market list and the price cache)."""
+    actor = actor or f"user:{user.pk}"
+    order_type = str(order_type).upper()
+    side = str(side).lower()
+    asset = asset.upper()
+    if trade is not None:
+        if trade.user_id != user.pk or trade.status != Trade.Status.OPEN:
+            raise NotFoundError("No such open trade.", code="TRADE_NOT_FOUND")
+        asset, side, provider = trade.asset, trade.side, trade.provider
+    else:
+        provider = _route(asset)
+    market = _market(asset)
+    tick = _price(asset)
+    ref = tick.price
+    protective = order_type in validation.PROTECTIVE
+    validation.order_validate(
+        validation.OrderInput(
+            order_type=order_type,
+            side=side,
+            collateral=collateral,
+            leverage=leverage,
+            price=price,
+            stop_price=stop_price,
+            take_profit_price=take_profit_price,
+            trailing_stop_distance=trailing_stop_distance,
+            trailing_stop_percentage=trailing_stop_percentage,
+            oco_stop_price=oco_stop_price,
+            oco_take_profit_price=oco_take_profit_price,
+            reduce_only=reduce_only,
+            has_trade=trade is not None,
+        ),
+        market=market,
+        current_price=ref,
+    )
+    if close_fraction is not None and not (ZERO < close_fraction <= 1):
+        raise validation.invalid("close_fraction must be in (0, 1].", close_fraction="must be in (0, 1]")
+    reduces = protective or reduce_only
+    if reduces:
+        collateral, leverage = ZERO, trade.leverage
+        close_fraction = close_fraction or Decimal(1)
+        quantity = trade.size * close_fraction
+    else:
+        entry = price if order_type == Order.Type.LIMIT else ref
+        quantity = collateral * leverage / entry
+
+    snapshot = risk_snapshot_load(
+        user=user, venue=provider, asset=asset, market_max_leverage=market.max_leverage, reference_price=ref
+    )
+    if max_slippage is None:
+        max_slippage = snapshot.limits.max_slippage
+    band_prices = {
+        name: value
+        for name, value in (
+            ("price", price),
+            ("stop_price", stop_price),
+            ("take_profit_price", take_profit_price),
+            ("oco_stop_price", oco_stop_price),
+            ("oco_take_profit_price", oco_take_profit_price),
+        )
+        if value is not None
+    }
+    intent = OrderIntent(
+        venue=provider,
+        asset=asset,
+        side=side,
+        order_type=order_type,
+        collateral=collateral,
+        leverage=leverage,
+        reduces_exposure=reduces,
+        max_slippage=max_slippage,
+        prices=band_prices,
+    )
+    try:
+        risk_check(intent, snapshot)
+    except RiskDenied as denial:
+        _record_risk_rejection(
+            user=user,
+            actor=actor,
+            intent=intent,
+            denial=denial,
+            request={"client_order_id": client_order_id, "trade_id": trade.pk if trade else None},
+        )
+        raise
+
+    with transaction.atomic():
+        order = Order(
+            user=user,
+            wallet_address=wallet_address or (user.wallet_address or None),
+            provider=provider,
+            asset=asset,
+            asset_type=asset_type or market.category,
+            order_type=order_type,
+            side=side,
+            collateral=_q(collateral),
+            leverage=leverage,
+            quantity=_q(quantity),
+            price=price,
+            stop_price=stop_price,
+            take_profit_price=take_profit_price,
+            trailing_stop_distance=trailing_stop_distance,
+            trailing_stop_percentage=trailing_stop_percentage,
+            oco_stop_price=oco_stop_price,
+            oco_take_profit_price=oco_take_profit_price,
+            close_fraction=close_fraction if reduces else None,
+            max_slippage=max_slippage,
+            reference_price=ref,
+            reduce_only=reduce_only,
+            client_order_id=client_order_id or None,
+            trade=trade,
+            parent=parent,
+            pair_id=trade.pair_id if trade else market.pair_id,
+            trade_index=trade.trade_index if trade else "",
+        )
+        try:
+            with transaction.atomic():
+                order.save(force_insert=True)
+        except IntegrityError as exc:
+            if client_order_id and "order_client_order_id_unique" in str(exc):
+                raise ConflictError(
+                    "An order with this client_order_id exists.",
+                    code="DUPLICATE_CLIENT_ORDER_ID",
+                    details={"client_order_id": client_order_id},
+                ) from exc
+            raise
+        order_event(
+            order=order,
+            topic="order.accepted",
+            actor=actor,
+            causation_id=causation_id,
+            payload={**order_snapshot(order), "price_source": tick.source, "price_at": tick.timestamp},
+        )
+        if protective:
+            order_transition(order=order, to=Order.Status.PENDING_TRIGGER, actor=actor)
+        else:
+            _enqueue_execute(order.pk)
+    return order
+
+
+# --- closes, cancels, SL/TP ---------------------------------------------------------------------
+
+
+def trade_close(
+    *, user, pair_id: str, trade_index: str, percentage: Decimal | None = None, client_order_id: str | None = None
+) -> Order:
+    """Close a trade (or `percentage` of it) through the same order/command/executor path."""
+    trade = trade_open_for_user(user=user, pair_id=pair_id, trade_index=trade_index)
+    if trade is None:
+        raise NotFoundError("No such open trade.", code="TRADE_NOT_FOUND")
+    fraction = Decimal(1) if percentage is None else Decimal(percentage) / 100
+    if not (ZERO < fraction <= 1):
+        raise validation.invalid("percentage must be in (0, 100].", percentage="must be in (0, 100]")
+    return order_place(
+        user=user,
+        asset=trade.asset,
+        side=trade.side,
+        order_type=Order.Type.MARKET,
+        reduce_only=True,
+        trade=trade,
+        close_fraction=fraction,
+        client_order_id=client_order_id,
+    )
+
+
+CANCELLABLE_LOCALLY = frozenset({Order.Status.ACCEPTED, Order.Status.PENDING_TRIGGER, Order.Status.TRIGGERED})
+
+
+def order_cancel(*, user, order_id: int, actor: str | None = None, reason: str = "cancelled by the user") -> Order:
+    """Cancel an order. One that has not reached the venue is cancelled here; a resting one
+    (SUBMITTED) is cancelled at the venue by the executor (status follows its answer)."""
+    actor = actor or f"user:{user.pk}"
+    with transaction.atomic():
+        order = order_lock(order_id)
+        if order is None or order.user_id != user.pk:
+            raise NotFoundError("No such order.", code="ORDER_NOT_FOUND")
+        if order.status in CANCELLABLE_LOCALLY:
+            order.error_code, order.error_message = "CANCELLED_BY_USER", reason
+            order_transition(
+                order=order, to=Order.Status.CANCELLED, actor=actor, fields=("error_code", "error_message")
+            )
+            return order
+        if order.status == Order.Status.SUBMITTED:
+            order_event(order=order, topic="order.cancel_requested", actor=actor, payload={"reason": reason})
+            from trading.tasks import cancel_order_task
+
+            transaction.on_commit(lambda: cancel_order_task.delay(order.pk))
+            return order
+        raise ConflictError(
+            f"An order in status {order.status} cannot be cancelled.",
+            code="ORDER_NOT_CANCELLABLE",
+            details={"status": order.status},
+        )
+
+
+_UNSET = object()
+
+
+def trade_protection_update(
+    *, user, pair_id: str, trade_index: str, stop_loss_price=_UNSET, take_profit_price=_UNSET
+) -> Trade:
+    """Set or remove (None) the SL/TP of an open trade: the active STOP_LOSS/TAKE_PROFIT order
+    is replaced by a new one (PENDING_TRIGGER) and the level is sent to the venue natively."""
+    trade = trade_open_for_user(user=user, pair_id=pair_id, trade_index=trade_index)
+    if trade is None:
+        raise NotFoundError("No such open trade.", code="TRADE_NOT_FOUND")
+    actor = f"user:{user.pk}"
+    changes = []
+    if stop_loss_price is not _UNSET:
+        changes.append((Order.Type.STOP_LOSS, "stop_loss_price", "stop_price", stop_loss_price))
+    if take_profit_price is not _UNSET:
+        changes.append((Order.Type.TAKE_PROFIT, "take_profit_price", "take_profit_price", take_profit_price))
+    if not changes:
+        raise validation.invalid("Nothing to change.", stop_loss_price="give stop_loss_price and/or take_profit_price")
+    new_orders = []
+    with transaction.atomic():
+        trade = trade_lock(trade.pk)
+        for order_type, trade_field, order_field, level in changes:
+            for old in Order.objects.select_for_update().filter(
+                trade=trade, order_type=order_type, status__in=CANCELLABLE_LOCALLY
+            ):
+                old.error_code, old.error_message = "REPLACED", "replaced by a new level"
+                order_transition(
+                    order=old, to=Order.Status.CANCELLED, actor=actor, fields=("error_code", "error_message")
+                )
+            if level is not None:
+                new_orders.append(
+                    order_place(
+                        user=user,
+                        asset=trade.asset,
+                        side=trade.side,
+                        order_type=order_type,
+                        trade=trade,
+                        **{order_field: Decimal(level)},
+                    )
+                )
+            setattr(trade, trade_field, level)
+        trade.save(update_fields=[c[1] for c in changes] + ["updated_at"])
+        event_record(
+            topic="trade.protection_updated",
+            aggregate_type="trade",
+            aggregate_id=trade.pk,
+            correlation_id=f"trade-{trade.pk}",
+            actor=actor,
+            payload={
+                "stop_loss_price": trade.stop_loss_price,
+                "take_profit_price": trade.take_profit_price,
+                "orders": [o.pk for o in new_orders],
+            },
+        )
+        from trading.tasks import protection_sync_task
+
+        actions = [("update_sl" if c[0] == Order.Type.STOP_LOSS else "update_tp") for c in changes]
+        transaction.on_commit(lambda: protection_sync_task.delay(trade.pk, actions))
+    return trade
+
+
+def in_transaction() -> bool:
+    return connection.in_atomic_block
