@@ -25,7 +25,7 @@ def _timed(fn, n: int) -> list[float]:
 def _line(name: str, samples: list[float], baseline: float) -> None:
     p50 = statistics.median(samples)
     p95 = sorted(samples)[int(len(samples) * 0.95) - 1]
-    print(f"{name:<46} n={len(samples):<5} p50={p50:8.3f} ms  p95={p95:8.3f} ms  ({p50 / baseline:6.1f}× baseline)")
+    print(f"{name:<52} n={len(samples):<5} p50={p50:8.3f} ms  p95={p95:8.3f} ms  ({p50 / baseline:6.1f}× baseline)")
 
 
 class _Rollback(Exception):
