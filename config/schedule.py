@@ -8,4 +8,9 @@ BEAT_SCHEDULE: dict[str, dict] = {
         "every": 2.0,
         "expires": 10,
     },
+    "webhook-retry-sweep": {
+        "task": "webhooks.tasks.webhook_retry_sweep",
+        "every": 30.0,
+        "expires": 25,
+    },
 }
