@@ -77,6 +77,7 @@ class WebhookDelivery(models.Model):
     payload = models.JSONField(help_text="The JSON body sent, identical on every attempt.")
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.PENDING)
     attempts = models.PositiveIntegerField(default=0, help_text="Attempts in the current round (redelivery resets).")
+    total_attempts = models.PositiveIntegerField(default=0, help_text="Attempts in all rounds.")
     next_attempt_at = models.DateTimeField(null=True, blank=True)
     lease_until = models.DateTimeField(null=True, blank=True, editable=False)
     last_response_code = models.PositiveSmallIntegerField(null=True, blank=True)

@@ -61,6 +61,8 @@ class Receiver:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # headers and body go out in separate writes
+            wbufsize = 65536  # ... or rather in one: flushed after each request
 
             def log_message(self, *args):  # quiet
                 pass

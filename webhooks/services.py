@@ -18,7 +18,8 @@ from email.utils import parsedate_to_datetime
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
-from django.db.models import Max
+from django.db.models import Count, OuterRef, Subquery
+from django.db.models.functions import Coalesce
 
 from config import crypto
 from config.errors import ApplicationError
@@ -354,6 +355,7 @@ class _Claim:
     number: int
     secrets: list[str]
     url: str
+    endpoint_failing: bool
 
 
 def max_attempts() -> int:
@@ -384,6 +386,8 @@ def _retry_after(headers: dict | None, now: datetime) -> float | None:
 
 @transaction.atomic
 def _claim(delivery_id: int, now: datetime) -> _Claim | str | None:
+    """Take a due delivery for one attempt. The endpoint's row lock serialises claims per
+    endpoint, so counting its in-flight deliveries enforces WEBHOOK_ENDPOINT_CONCURRENCY."""
     delivery = (
         WebhookDelivery.objects.select_for_update(skip_locked=True)
         .filter(pk=delivery_id, status=WebhookDelivery.Status.PENDING, next_attempt_at__lte=now)
@@ -391,17 +395,26 @@ def _claim(delivery_id: int, now: datetime) -> _Claim | str | None:
     )
     if delivery is None:
         return None  # delivered, failed, in flight, not due yet, or another worker has it
-    endpoint = WebhookEndpoint.objects.select_for_update().get(pk=delivery.endpoint_id)
+    in_flight = (
+        WebhookDelivery.objects.filter(
+            endpoint=OuterRef("pk"), status=WebhookDelivery.Status.DELIVERING, lease_until__gt=now
+        )
+        .values("endpoint")
+        .annotate(n=Count("pk"))
+        .values("n")
+    )
+    endpoint = (
+        WebhookEndpoint.objects.select_for_update(of=("self",))
+        .annotate(in_flight=Coalesce(Subquery(in_flight), 0))
+        .get(pk=delivery.endpoint_id)
+    )
     if not endpoint.is_active:
         delivery.status = WebhookDelivery.Status.FAILED
         delivery.next_attempt_at = None
         delivery.last_error = "endpoint disabled"
         delivery.save(update_fields=["status", "next_attempt_at", "last_error", "updated_at"])
         return None
-    in_flight = WebhookDelivery.objects.filter(
-        endpoint=endpoint, status=WebhookDelivery.Status.DELIVERING, lease_until__gt=now
-    ).count()
-    if in_flight >= settings.WEBHOOK_ENDPOINT_CONCURRENCY:
+    if endpoint.in_flight >= settings.WEBHOOK_ENDPOINT_CONCURRENCY:
         delay = settings.WEBHOOK_CONCURRENCY_RETRY_DELAY * random.uniform(1.0, 1.5)
         delivery.next_attempt_at = now + timedelta(seconds=delay)
         delivery.save(update_fields=["next_attempt_at", "updated_at"])
@@ -409,10 +422,16 @@ def _claim(delivery_id: int, now: datetime) -> _Claim | str | None:
         return "busy"
     delivery.status = WebhookDelivery.Status.DELIVERING
     delivery.attempts += 1
+    delivery.total_attempts += 1
     delivery.lease_until = now + timedelta(seconds=settings.WEBHOOK_LEASE)
-    delivery.save(update_fields=["status", "attempts", "lease_until", "updated_at"])
-    number = (WebhookAttempt.objects.filter(delivery=delivery).aggregate(n=Max("number"))["n"] or 0) + 1
-    return _Claim(delivery=delivery, number=number, secrets=endpoint_secrets(endpoint, now), url=endpoint.url)
+    delivery.save(update_fields=["status", "attempts", "total_attempts", "lease_until", "updated_at"])
+    return _Claim(
+        delivery=delivery,
+        number=delivery.total_attempts,
+        secrets=endpoint_secrets(endpoint, now),
+        url=endpoint.url,
+        endpoint_failing=endpoint.failing_since is not None,
+    )
 
 
 @dataclass(frozen=True)
@@ -469,39 +488,71 @@ def delivery_attempt(*, delivery_id: int, now: datetime | None = None) -> Outcom
         result = transport.post(target, body=body, headers=headers, timeout=settings.WEBHOOK_TIMEOUT)
         kind, error = _classify(result)
     duration_ms = int((time.monotonic() - started) * 1000)
-    return _record(delivery.pk, claim.number, now, duration_ms, result, kind, error)
+    if kind == "ok":
+        outcome = _record_success(claim, now, duration_ms, result)
+    else:
+        outcome = _record_failure(claim, now, duration_ms, result, kind, error)
+    logger.info(
+        "webhook attempt",
+        extra={
+            "delivery": delivery.webhook_id,
+            "attempt": claim.number,
+            "response_code": outcome.response_code,
+            "outcome": outcome.status,
+        },
+    )
+    return outcome
 
 
-@transaction.atomic
-def _record(delivery_id, number, now, duration_ms, result, kind, error) -> Outcome:
-    delivery = WebhookDelivery.objects.select_for_update().filter(pk=delivery_id).first()
-    if delivery is None:  # the endpoint was deleted meanwhile
-        return Outcome(status="skipped")
-    code = result.status if result else None
-    WebhookAttempt.objects.create(
-        delivery=delivery,
-        number=number,
+def _attempt_row(claim: _Claim, now, duration_ms, result, error="") -> WebhookAttempt:
+    return WebhookAttempt.objects.create(
+        delivery_id=claim.delivery.pk,
+        number=claim.number,
         started_at=now,
         duration_ms=duration_ms,
-        response_code=code,
+        response_code=result.status if result else None,
         response_body=(result.body if result else "")[: transport.BODY_LIMIT],
         error=error[:500],
     )
+
+
+@transaction.atomic
+def _record_success(claim: _Claim, now, duration_ms, result) -> Outcome:
+    """The common path, in as few round trips as possible: no row locks needed."""
+    if not WebhookDelivery.objects.filter(pk=claim.delivery.pk).update(
+        status=WebhookDelivery.Status.DELIVERED,
+        delivered_at=now,
+        next_attempt_at=None,
+        lease_until=None,
+        last_response_code=result.status,
+        last_error="",
+        updated_at=clock.now(),
+    ):
+        return Outcome(status="skipped")  # the endpoint was deleted meanwhile
+    _attempt_row(claim, now, duration_ms, result)
+    if claim.endpoint_failing:
+        WebhookEndpoint.objects.filter(pk=claim.delivery.endpoint_id, failing_since__isnull=False).update(
+            failing_since=None
+        )
+    return Outcome(status="delivered", response_code=result.status)
+
+
+@transaction.atomic
+def _record_failure(claim: _Claim, now, duration_ms, result, kind, error) -> Outcome:
+    delivery = WebhookDelivery.objects.select_for_update().filter(pk=claim.delivery.pk).first()
+    if delivery is None:  # the endpoint was deleted meanwhile
+        return Outcome(status="skipped")
+    code = result.status if result else None
+    _attempt_row(claim, now, duration_ms, result, error)
     endpoint = WebhookEndpoint.objects.select_for_update().get(pk=delivery.endpoint_id)
+    if delivery.status != WebhookDelivery.Status.DELIVERING:
+        # the sweep took it back meanwhile (lease ran out): its state is the sweep's now
+        return Outcome(status=delivery.status, response_code=code, error=error)
     delivery.last_response_code = code
     delivery.last_error = error[:500]
     delivery.lease_until = None
-    outcome_status, next_at = "failed", None
-    if kind == "ok":
-        delivery.status = WebhookDelivery.Status.DELIVERED
-        delivery.delivered_at = now
-        outcome_status = "delivered"
-        if endpoint.failing_since is not None:
-            endpoint.failing_since = None
-            endpoint.save(update_fields=["failing_since", "updated_at"])
-    elif delivery.status != WebhookDelivery.Status.DELIVERING:
-        outcome_status = delivery.status  # the sweep already took it back; leave its state alone
-    elif kind == "retry" and delivery.attempts < max_attempts():
+    next_at = None
+    if kind == "retry" and delivery.attempts < max_attempts():
         delay = retry_delay(delivery.attempts)
         if code == 429:
             delay = _retry_after(result.headers, now) or delay
@@ -514,27 +565,20 @@ def _record(delivery_id, number, now, duration_ms, result, kind, error) -> Outco
         outcome_status = "gone" if kind == "gone" else "failed"
     delivery.next_attempt_at = next_at
     delivery.save()
-    if kind != "ok":
-        if endpoint.failing_since is None:
-            endpoint.failing_since = now
-            endpoint.save(update_fields=["failing_since", "updated_at"])
-        if endpoint.is_active:
-            if kind == "gone":
-                endpoint_disable(
-                    endpoint=endpoint,
-                    reason=f"the receiver answered 410 Gone (delivery {delivery.webhook_id})",
-                    now=now,
-                )
-            elif now - endpoint.failing_since >= timedelta(seconds=settings.WEBHOOK_DISABLE_AFTER):
-                endpoint_disable(
-                    endpoint=endpoint,
-                    reason=f"every attempt has failed since {endpoint.failing_since.isoformat()} (last: {error[:150]})",
-                    now=now,
-                )
-    logger.info(
-        "webhook attempt",
-        extra={"delivery": delivery.webhook_id, "attempt": number, "response_code": code, "outcome": outcome_status},
-    )
+    if endpoint.failing_since is None:
+        endpoint.failing_since = now
+        endpoint.save(update_fields=["failing_since", "updated_at"])
+    if endpoint.is_active:
+        if kind == "gone":
+            endpoint_disable(
+                endpoint=endpoint, reason=f"the receiver answered 410 Gone (delivery {delivery.webhook_id})", now=now
+            )
+        elif now - endpoint.failing_since >= timedelta(seconds=settings.WEBHOOK_DISABLE_AFTER):
+            endpoint_disable(
+                endpoint=endpoint,
+                reason=f"every attempt has failed since {endpoint.failing_since.isoformat()} (last: {error[:150]})",
+                now=now,
+            )
     return Outcome(status=outcome_status, response_code=code, error=error, next_attempt_at=next_at)
 
 
