@@ -1,3 +1,5 @@
+import threading
+
 import pytest
 from django.db import transaction
 
@@ -41,3 +43,27 @@ def record(topic: str, user_id, **payload):
     """A producer's state change: one ledger event, committed (or in the test's transaction)."""
     with transaction.atomic():
         return event_record(topic=topic, aggregate_type="test", aggregate_id=1, payload={"user_id": user_id, **payload})
+
+
+@pytest.fixture
+def beat(transactional_db):
+    """Stand-in for Celery Beat's outbox-dispatch entry (every 2 s in production, faster here):
+    a dispatch kicked while another dispatcher holds the handler's lock is picked up by Beat."""
+    from django.db import connection
+
+    from trading import outbox
+
+    stop = threading.Event()
+
+    def run():
+        try:
+            while not stop.wait(0.3):
+                outbox.outbox_dispatch()
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=run, daemon=True, name="test-beat")
+    thread.start()
+    yield
+    stop.set()
+    thread.join(10)

@@ -18,7 +18,7 @@ from webhooks.models import WebhookDelivery
 from webhooks.sandbox import Reply
 from webhooks.tasks import webhook_retry_sweep
 
-pytestmark = [pytest.mark.celery]
+pytestmark = [pytest.mark.celery, pytest.mark.usefixtures("beat")]
 
 
 def test_a_committed_event_reaches_the_receiver_signed(celery_worker, user, make_endpoint, receiver):
@@ -94,14 +94,6 @@ def test_admin_redeliver_all_failed_for_an_endpoint(celery_worker, staff_client,
     assert "2 delivery(ies) queued again." in r.content.decode()
     wait_for(lambda: WebhookDelivery.objects.filter(status="delivered").count() == 2)
     assert len(receiver.requests) == 4
-
-
-def test_the_admin_never_shows_a_secret(staff_client, user, make_endpoint):
-    endpoint, secret = make_endpoint(user, ["*"])
-    page = staff_client.get(f"/admin/webhooks/webhookendpoint/{endpoint.pk}/change/").content.decode()
-    assert endpoint.secret_fingerprint in page
-    assert secret not in page and endpoint.secret_encrypted not in page
-    assert secret not in staff_client.get("/admin/webhooks/webhookendpoint/").content.decode()
 
 
 @override_settings(WEBHOOK_ENDPOINT_CONCURRENCY=2, WEBHOOK_CONCURRENCY_RETRY_DELAY=0.2)

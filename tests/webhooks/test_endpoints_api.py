@@ -144,3 +144,11 @@ def test_endpoints_are_in_the_openapi_schema(api):
         "/api/v1/webhooks/{id}/deliveries",
     ):
         assert path in paths
+
+
+def test_the_admin_never_shows_a_secret(staff_client, user, make_endpoint):
+    endpoint, secret = make_endpoint(user, ["*"])
+    page = staff_client.get(f"/admin/webhooks/webhookendpoint/{endpoint.pk}/change/").content.decode()
+    assert endpoint.secret_fingerprint in page
+    assert secret not in page and endpoint.secret_encrypted not in page
+    assert secret not in staff_client.get("/admin/webhooks/webhookendpoint/").content.decode()
