@@ -206,6 +206,8 @@ WEBHOOK_CONCURRENCY_RETRY_DELAY = env.float("WEBHOOK_CONCURRENCY_RETRY_DELAY", d
 # sweep decides its worker was lost.
 WEBHOOK_TIMEOUT = env.float("WEBHOOK_TIMEOUT", default=10.0)
 WEBHOOK_LEASE = env.int("WEBHOOK_LEASE", default=120)
+# A CA bundle (PEM path) to verify receivers' certificates with instead of the default roots.
+WEBHOOK_CA_BUNDLE = env("WEBHOOK_CA_BUNDLE", default="")
 # Deliveries the Beat sweep re-enqueues per run.
 WEBHOOK_SWEEP_BATCH = env.int("WEBHOOK_SWEEP_BATCH", default=500)
 

@@ -32,8 +32,12 @@ class CheckedTarget:
     scheme: str
     host: str  # as in the URL (lower case, no brackets)
     port: int
-    address: str  # the checked IP the request will connect to
+    addresses: tuple[str, ...]  # the checked IPs the request may connect to, in resolver order
     path: str  # path + query
+
+    @property
+    def address(self) -> str:
+        return self.addresses[0]
 
 
 def _allowlist():
@@ -132,4 +136,4 @@ def target_check(url: str) -> CheckedTarget:
     path = parts.path or "/"
     if parts.query:
         path += "?" + parts.query
-    return CheckedTarget(scheme=scheme, host=host, port=port, address=str(addresses[0]), path=path)
+    return CheckedTarget(scheme=scheme, host=host, port=port, addresses=tuple(str(a) for a in addresses), path=path)

@@ -9,6 +9,7 @@ on loopback that records every request and answers from a script.
 
 from __future__ import annotations
 
+import ssl
 import threading
 import time
 from collections import deque
@@ -34,8 +35,11 @@ class Received:
 
 
 class Receiver:
-    def __init__(self, host: str = "127.0.0.1", default: Reply | None = None):
+    def __init__(self, host: str = "127.0.0.1", default: Reply | None = None, tls: tuple[str, str] | None = None):
+        """`tls=(certfile, keyfile)` serves https; `server_names` records the SNI names seen."""
         self.host = host
+        self.tls = tls
+        self.server_names: list[str | None] = []
         self.default = default or Reply()
         self.requests: list[Received] = []
         self.in_flight = 0
@@ -53,8 +57,8 @@ class Receiver:
     def port(self) -> int:
         return self._server.server_address[1]
 
-    def url(self, path: str = "/hook") -> str:
-        return f"http://{self.host}:{self.port}{path}"
+    def url(self, path: str = "/hook", host: str | None = None) -> str:
+        return f"{'https' if self.tls else 'http'}://{host or self.host}:{self.port}{path}"
 
     def start(self) -> Receiver:
         receiver = self
@@ -95,6 +99,11 @@ class Receiver:
                         receiver.in_flight -= 1
 
         self._server = ThreadingHTTPServer((self.host, 0), Handler)
+        if self.tls:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*self.tls)
+            context.sni_callback = lambda sock, name, ctx: self.server_names.append(name)
+            self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
         self._server.daemon_threads = True
         threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True, name="webhook-receiver").start()
         return self

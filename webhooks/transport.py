@@ -4,11 +4,14 @@ the first 2 KB of the response read."""
 
 from __future__ import annotations
 
+import ssl
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
+from functools import lru_cache
 
 import httpx
+from django.conf import settings
 
 from webhooks.safety import CheckedTarget
 
@@ -25,16 +28,26 @@ class HttpResult:
     error: str = ""  # "timeout: ..." / "connection: ..." when no response came back
 
 
-def _client(target: CheckedTarget, timeout: float) -> httpx.Client:
+@lru_cache(maxsize=4)
+def _verify(ca_bundle: str) -> ssl.SSLContext | bool:
+    """Certificates are always verified; WEBHOOK_CA_BUNDLE adds a private CA (e.g. internal
+    receivers an operator allowlisted) instead of the system/certifi roots."""
+    return ssl.create_default_context(cafile=ca_bundle) if ca_bundle else True
+
+
+def _client(target: CheckedTarget, address: str, timeout: float) -> httpx.Client:
     """One pooled client per thread and (host, checked address, port): a pooled TLS connection
     is never reused for another host name on the same address."""
     clients = getattr(_local, "clients", None)
     if clients is None:
         clients = _local.clients = OrderedDict()
-    key = (target.scheme, target.host, target.address, target.port, timeout)
+    ca_bundle = settings.WEBHOOK_CA_BUNDLE
+    key = (target.scheme, target.host, address, target.port, timeout, ca_bundle)
     client = clients.get(key)
     if client is None:
-        client = httpx.Client(timeout=httpx.Timeout(timeout), follow_redirects=False, trust_env=False)
+        client = httpx.Client(
+            timeout=httpx.Timeout(timeout), follow_redirects=False, trust_env=False, verify=_verify(ca_bundle)
+        )
         clients[key] = client
         if len(clients) > _MAX_CLIENTS:
             _, old = clients.popitem(last=False)
@@ -45,18 +58,30 @@ def _client(target: CheckedTarget, timeout: float) -> httpx.Client:
 
 
 def post(target: CheckedTarget, *, body: bytes, headers: dict[str, str], timeout: float) -> HttpResult:
-    address = f"[{target.address}]" if ":" in target.address else target.address
+    """POST to the first checked address that accepts a connection (never to a fresh DNS answer)."""
+    result = HttpResult(error="connection: no address")
+    for address in target.addresses:
+        result = _post_to(target, address, body=body, headers=headers, timeout=timeout)
+        if not result.error.startswith("connection: ConnectError"):
+            break
+    return result
+
+
+def _post_to(
+    target: CheckedTarget, address: str, *, body: bytes, headers: dict[str, str], timeout: float
+) -> HttpResult:
     default_port = 443 if target.scheme == "https" else 80
-    host_header = target.host if target.port == default_port else f"{target.host}:{target.port}"
-    if ":" in target.host and not target.host.startswith("["):
-        host_header = f"[{target.host}]" if target.port == default_port else f"[{target.host}]:{target.port}"
-    url = f"{target.scheme}://{address}:{target.port}{target.path}"
+    host = f"[{target.host}]" if ":" in target.host else target.host
+    host_header = host if target.port == default_port else f"{host}:{target.port}"
+    literal = f"[{address}]" if ":" in address else address
+    url = f"{target.scheme}://{literal}:{target.port}{target.path}"
     extensions = {"sni_hostname": target.host} if target.scheme == "https" else {}
+    client = _client(target, address, timeout)
     try:
-        request = _client(target, timeout).build_request(
+        request = client.build_request(
             "POST", url, content=body, headers={**headers, "host": host_header}, extensions=extensions
         )
-        response = _client(target, timeout).send(request, stream=True)
+        response = client.send(request, stream=True)
         try:
             chunks, size = [], 0
             for chunk in response.iter_bytes():

@@ -351,3 +351,53 @@ def test_the_body_is_stable_json(user, make_endpoint, receiver):
     body = json.loads(receiver.requests[0].body)
     assert set(body) == {"id", "event_type", "timestamp", "data"}
     assert body["data"] == {"a": 1, "b": 2, "user_id": user.pk}
+
+
+@pytest.fixture
+def localhost_cert(tmp_path):
+    """A self-signed certificate for the name "localhost" (key and cert PEM paths)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = timezone.now()
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(days=1))
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return str(cert_path), str(key_path)
+
+
+def test_https_goes_to_the_checked_address_with_the_names_sni_and_certificate(user, localhost_cert, settings):
+    # given an https receiver on 127.0.0.1 whose certificate names "localhost", allowlisted by name
+    from webhooks.sandbox import Receiver
+
+    WebhookAllowlist.objects.create(host="localhost")
+    with Receiver(tls=localhost_cert) as rx:
+        services.endpoint_create(user=user, url=rx.url(host="localhost"), event_types=["*"])
+        # when the receiver's CA is not trusted, the certificate check fails (and is retried)
+        d1 = _one_delivery("trade.closed", user)
+        outcome = services.delivery_attempt(delivery_id=d1.pk)
+        assert outcome.status == "retry" and "CERTIFICATE_VERIFY_FAILED" in outcome.error
+        # when it is trusted, the request is made to the checked IP with SNI and Host "localhost"
+        settings.WEBHOOK_CA_BUNDLE = localhost_cert[0]
+        d2 = _one_delivery("trade.opened", user)
+        assert services.delivery_attempt(delivery_id=d2.pk).status == "delivered"
+    assert rx.server_names[-1] == "localhost"
+    assert rx.requests[-1].headers["host"] == f"localhost:{rx.port}"
