@@ -1,10 +1,10 @@
 """Webhook delivery throughput and latency, beside raw httpx POSTs to the same receiver.
 
-Setup: a throwaway database, a real Celery worker (threads pool, 2 threads) on the real Redis
-broker, one endpoint on a loopback receiver (sandbox double) that answers 200 at once.
+Setup: a throwaway database, a real Celery worker (its own process, prefork pool with 2
+processes) on the real Redis broker, one endpoint on a loopback receiver (sandbox double) that answers 200 at once.
 - burst: N ledger events committed back to back; deliveries/second from the first commit to
   the last delivery recorded, and commit → first-attempt latency (p50/p99);
-- paced: events committed at a steady rate well under capacity; commit → first attempt;
+- paced: events committed at a steady rate under capacity; commit → first attempt;
 - baseline: the same number of raw httpx POSTs (signed the same way) from 2 threads.
 """
 
@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 N_BURST = int(os.environ.get("BENCH_WEBHOOK_EVENTS", "400"))
 N_PACED = int(os.environ.get("BENCH_WEBHOOK_PACED_EVENTS", "100"))
-PACED_RATE = float(os.environ.get("BENCH_WEBHOOK_PACED_RATE", "20"))
+PACED_RATE = float(os.environ.get("BENCH_WEBHOOK_PACED_RATE", "5"))
 WORKERS = 2
 
 
@@ -117,9 +117,34 @@ def _baseline(url: str, count: int, secret: str) -> tuple[float, list[float]]:
     return count / (time.time() - t0), durations
 
 
+def _worker_process():
+    """`celery worker` in its own process (2 prefork children) against the throwaway database."""
+    import subprocess
+    import sys
+    from urllib.parse import quote
+
+    from django.conf import settings
+    from django.db import connection
+
+    db = connection.settings_dict
+    auth = quote(db["USER"] or "") + (f":{quote(db['PASSWORD'])}" if db.get("PASSWORD") else "")
+    if (db.get("HOST") or "").startswith("/"):
+        url = f"postgres://{auth}@/{db['NAME']}?host={quote(db['HOST'])}"
+    else:
+        url = f"postgres://{auth}@{db.get('HOST') or '127.0.0.1'}:{db.get('PORT') or 5432}/{db['NAME']}"
+    env = {**os.environ, "DATABASE_URL": url, "REDIS_URL": settings.REDIS_URL, "LOG_LEVEL": "WARNING"}
+    queue = settings.CELERY_TASK_DEFAULT_QUEUE
+    return subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "config", "worker", "--pool", "prefork", "-c", str(WORKERS), "-Q", queue]
+        + ["--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "WARNING"],
+        env=env,
+        cwd=str(settings.BASE_DIR),
+        stdout=subprocess.DEVNULL,
+    )
+
+
 def main() -> None:
     _setup_django()
-    from celery.contrib.testing.worker import start_worker
     from django.contrib.auth import get_user_model
     from django.db import connection
     from django.test.utils import setup_databases, teardown_databases
@@ -139,9 +164,10 @@ def main() -> None:
             base_rate, base_durations = _baseline(rx.url("/baseline"), N_BURST, secret)
 
             app.control.purge()
-            with start_worker(app, pool="threads", concurrency=WORKERS, perform_ping_check=False, loglevel="WARNING"):
-                _record(user.pk, -1)  # warm up: imports, connections
-                _wait_delivered(1)
+            worker = _worker_process()
+            try:
+                _record(user.pk, -1)  # warm up: the worker starting, imports, connections
+                _wait_delivered(1, timeout=120)
                 WebhookAttempt.objects.all().delete()
                 WebhookDelivery.objects.all().delete()
 
@@ -156,8 +182,11 @@ def main() -> None:
                 paced = _run_events(user.pk, N_PACED, 100_000, PACED_RATE)
                 _wait_delivered(N_PACED)
                 paced_lat = _latencies(paced)
+            finally:
+                worker.terminate()
+                worker.wait(60)
 
-        print(f"workers: {WORKERS} Celery threads; receiver: loopback, answers 200 at once")
+        print(f"workers: 1 Celery worker process, {WORKERS} prefork children; receiver: loopback, answers 200 at once")
         print(f"{'':38}{'rate':>14}{'p50':>12}{'p99':>12}")
         print(
             f"{'baseline: raw httpx POSTs (signed)':38}{base_rate:10.0f} /s  "
