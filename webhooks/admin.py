@@ -60,6 +60,13 @@ class WebhookEndpointAdmin(admin.ModelAdmin):
                 self.message_user(request, f"#{endpoint.pk}: {exc.message}", messages.ERROR)
         self.message_user(request, f"{total} delivery(ies) queued again.", messages.SUCCESS)
 
+    def delete_model(self, request, obj):
+        services.endpoint_delete(endpoint=obj, actor=_actor(request))
+
+    def delete_queryset(self, request, queryset):
+        for endpoint in queryset:
+            services.endpoint_delete(endpoint=endpoint, actor=_actor(request))
+
     def save_model(self, request, obj, form, change):
         # only description and is_active are editable here; go through the service for the event
         services.endpoint_update(

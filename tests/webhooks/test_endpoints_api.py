@@ -152,3 +152,40 @@ def test_the_admin_never_shows_a_secret(staff_client, user, make_endpoint):
     assert endpoint.secret_fingerprint in page
     assert secret not in page and endpoint.secret_encrypted not in page
     assert secret not in staff_client.get("/admin/webhooks/webhookendpoint/").content.decode()
+
+
+def test_admin_pages_render_with_filters_and_edits_go_through_the_service(staff_client, user, make_endpoint):
+    endpoint, _ = make_endpoint(user, ["*"])
+    for url in (
+        "/admin/webhooks/webhookendpoint/?is_active__exact=1",
+        "/admin/webhooks/webhookdelivery/?status__exact=failed",
+        "/admin/webhooks/webhookallowlist/",
+        "/admin/webhooks/webhooknotice/",
+    ):
+        assert staff_client.get(url).status_code == 200, url
+    # when an operator deactivates the endpoint in the admin
+    r = staff_client.post(
+        f"/admin/webhooks/webhookendpoint/{endpoint.pk}/change/", {"description": "paused by ops", "is_active": ""}
+    )
+    assert r.status_code == 302
+    endpoint.refresh_from_db()
+    assert not endpoint.is_active and endpoint.description == "paused by ops"
+    assert Event.objects.filter(topic="webhook.endpoint_updated", actor="admin:op").exists()
+
+
+def test_secrets_are_not_logged(caplog, user, make_endpoint, receiver):
+    import logging
+
+    from tests.webhooks.conftest import record
+    from trading import outbox
+    from webhooks import services
+
+    caplog.set_level(logging.DEBUG)
+    endpoint, secret = make_endpoint(user, ["*"])
+    rotated = services.endpoint_rotate_secret(endpoint=endpoint, actor="test")
+    record("trade.closed", user.pk)
+    outbox.outbox_dispatch()
+    services.delivery_attempt(delivery_id=WebhookDelivery.objects.get().pk)
+    assert receiver.requests
+    text = caplog.text + " ".join(str(r.__dict__) for r in caplog.records)
+    assert secret not in text and rotated not in text
