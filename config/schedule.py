@@ -33,4 +33,9 @@ BEAT_SCHEDULE: dict[str, dict] = {
         "every": 300.0,
         "expires": 240,
     },
+    "webhook-retry-sweep": {
+        "task": "webhooks.tasks.webhook_retry_sweep",
+        "every": 30.0,
+        "expires": 25,
+    },
 }

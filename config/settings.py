@@ -229,6 +229,39 @@ PAPER_FEED_SEED = env("PAPER_FEED_SEED", default="tradedesk")
 PAPER_FEED_DT = env.float("PAPER_FEED_DT", default=1.0)
 # USD balance a paper account starts with on first use.
 PAPER_STARTING_BALANCE = env("PAPER_STARTING_BALANCE", default="100000")
+# --- secrets at rest ----------------------------------------------------------------------------
+# Comma-separated Fernet keys, newest first (config/crypto.py). Empty: one key derived from SECRET_KEY.
+FIELD_ENCRYPTION_KEYS = env.list("FIELD_ENCRYPTION_KEYS", default=[])
+
+# --- outbound webhooks --------------------------------------------------------------------------
+# How long a rotated-out signing secret keeps signing next to the new one (seconds).
+WEBHOOK_SECRET_ROTATION_GRACE = env.int("WEBHOOK_SECRET_ROTATION_GRACE", default=24 * 3600)
+# Delay (seconds) before each retry; its length + 1 is the number of attempts.
+WEBHOOK_RETRY_SCHEDULE = [
+    int(x)
+    for x in env.list(
+        "WEBHOOK_RETRY_SCHEDULE", default=["5", "30", "120", "600", "1800", "3600", "10800", "21600", "43200"]
+    )
+]
+# Each delay is multiplied by a random factor in [1 - jitter, 1 + jitter].
+WEBHOOK_RETRY_JITTER = env.float("WEBHOOK_RETRY_JITTER", default=0.1)
+# Bounds (seconds) within which a receiver's Retry-After on 429 is honoured.
+WEBHOOK_RETRY_AFTER_MIN = env.int("WEBHOOK_RETRY_AFTER_MIN", default=1)
+WEBHOOK_RETRY_AFTER_MAX = env.int("WEBHOOK_RETRY_AFTER_MAX", default=3600)
+# An endpoint whose attempts have failed continuously this long (seconds) is disabled.
+WEBHOOK_DISABLE_AFTER = env.int("WEBHOOK_DISABLE_AFTER", default=5 * 24 * 3600)
+# Deliveries in flight at once per endpoint; more wait (rescheduled shortly, not an attempt).
+WEBHOOK_ENDPOINT_CONCURRENCY = env.int("WEBHOOK_ENDPOINT_CONCURRENCY", default=2)
+# Seconds before an over-the-cap delivery is tried again.
+WEBHOOK_CONCURRENCY_RETRY_DELAY = env.float("WEBHOOK_CONCURRENCY_RETRY_DELAY", default=1.0)
+# Request timeout (seconds) and how long a claimed delivery may stay "delivering" before the
+# sweep decides its worker was lost.
+WEBHOOK_TIMEOUT = env.float("WEBHOOK_TIMEOUT", default=10.0)
+WEBHOOK_LEASE = env.int("WEBHOOK_LEASE", default=120)
+# A CA bundle (PEM path) to verify receivers' certificates with instead of the default roots.
+WEBHOOK_CA_BUNDLE = env("WEBHOOK_CA_BUNDLE", default="")
+# Deliveries the Beat sweep re-enqueues per run.
+WEBHOOK_SWEEP_BATCH = env.int("WEBHOOK_SWEEP_BATCH", default=500)
 
 # --- logging ------------------------------------------------------------------------------------
 LOG_LEVEL = env("LOG_LEVEL", default="INFO")

@@ -1,0 +1,213 @@
+"""Webhook delivery throughput and latency, beside raw httpx POSTs to the same receiver.
+
+Setup: a throwaway database, a real Celery worker (its own process, prefork pool with 2
+processes) on the real Redis broker, one endpoint on a loopback receiver (sandbox double) that answers 200 at once.
+- burst: N ledger events committed back to back; deliveries/second from the first commit to
+  the last delivery recorded, and commit → first-attempt latency (p50/p99);
+- paced: events committed at a steady rate under capacity; commit → first attempt;
+- baseline: the same number of raw httpx POSTs (signed the same way) from 2 threads.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+N_BURST = int(os.environ.get("BENCH_WEBHOOK_EVENTS", "400"))
+N_PACED = int(os.environ.get("BENCH_WEBHOOK_PACED_EVENTS", "100"))
+PACED_RATE = float(os.environ.get("BENCH_WEBHOOK_PACED_RATE", "5"))
+WORKERS = 2
+
+
+def _pct(values: list[float], p: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1000:7.1f} ms"
+
+
+def _setup_django():
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+    os.environ.setdefault("CELERY_QUEUE", "tradedesk-bench")  # never a running worker's queue
+    os.environ.setdefault("LOG_LEVEL", "WARNING")
+    import logging
+
+    import django
+
+    django.setup()
+    for name in ("celery", "httpx", "tradedesk"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def _record(user_id: int, n: int) -> float:
+    from django.db import transaction
+
+    from trading.services.ledger import event_record
+
+    with transaction.atomic():
+        event_record(topic="trade.closed", aggregate_type="bench", aggregate_id=n, payload={"user_id": user_id, "n": n})
+    return time.time()
+
+
+def _run_events(user_id: int, count: int, start: int, rate: float | None) -> dict[int, float]:
+    committed = {}
+    t0 = time.monotonic()
+    for i in range(count):
+        if rate:
+            delay = t0 + i / rate - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+        committed[start + i] = _record(user_id, start + i)
+    return committed
+
+
+def _wait_delivered(count: int, timeout: float = 300) -> float:
+    from webhooks.models import WebhookDelivery
+
+    deadline = time.monotonic() + timeout
+    while WebhookDelivery.objects.filter(status="delivered").count() < count:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"not all {count} deliveries were delivered in {timeout}s")
+        time.sleep(0.02)
+    return time.time()
+
+
+def _latencies(committed: dict[int, float]) -> list[float]:
+    from webhooks.models import WebhookAttempt
+
+    first = {
+        a.delivery.payload["data"]["n"]: a.started_at.timestamp()
+        for a in WebhookAttempt.objects.filter(number=1).select_related("delivery")
+    }
+    return [first[n] - t for n, t in committed.items() if n in first]
+
+
+def _baseline(url: str, count: int, secret: str) -> tuple[float, list[float]]:
+    import httpx
+
+    from webhooks import signing
+
+    local = threading.local()
+    body = b'{"data":{"n":0},"event_type":"trade.closed","id":"msg_x","timestamp":"2026-01-01T00:00:00+00:00"}'
+
+    def post(i: int) -> float:
+        client = getattr(local, "client", None)
+        if client is None:
+            client = local.client = httpx.Client(timeout=10)
+        started = time.time()
+        headers = signing.signed_headers(
+            secrets_newest_first=[secret],
+            msg_id=f"msg_{i}",
+            delivery_id=f"msg_{i}",
+            event_type="trade.closed",
+            timestamp=int(started),
+            body=body,
+        )
+        client.post(url, content=body, headers=headers).raise_for_status()
+        return time.time() - started
+
+    t0 = time.time()
+    with ThreadPoolExecutor(WORKERS) as pool:
+        durations = list(pool.map(post, range(count)))
+    return count / (time.time() - t0), durations
+
+
+def _worker_process():
+    """`celery worker` in its own process (2 prefork children) against the throwaway database."""
+    import subprocess
+    import sys
+    from urllib.parse import quote
+
+    from django.conf import settings
+    from django.db import connection
+
+    db = connection.settings_dict
+    auth = quote(db["USER"] or "") + (f":{quote(db['PASSWORD'])}" if db.get("PASSWORD") else "")
+    if (db.get("HOST") or "").startswith("/"):
+        url = f"postgres://{auth}@/{db['NAME']}?host={quote(db['HOST'])}"
+    else:
+        url = f"postgres://{auth}@{db.get('HOST') or '127.0.0.1'}:{db.get('PORT') or 5432}/{db['NAME']}"
+    env = {**os.environ, "DATABASE_URL": url, "REDIS_URL": settings.REDIS_URL, "LOG_LEVEL": "WARNING"}
+    queue = settings.CELERY_TASK_DEFAULT_QUEUE
+    return subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "config", "worker", "--pool", "prefork", "-c", str(WORKERS), "-Q", queue]
+        + ["--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "WARNING"],
+        env=env,
+        cwd=str(settings.BASE_DIR),
+        stdout=subprocess.DEVNULL,
+    )
+
+
+def main() -> None:
+    _setup_django()
+    from django.contrib.auth import get_user_model
+    from django.db import connection
+    from django.test.utils import setup_databases, teardown_databases
+
+    from config.celery import app
+    from webhooks import services
+    from webhooks.models import WebhookAllowlist, WebhookAttempt, WebhookDelivery
+    from webhooks.sandbox import Receiver
+
+    old = setup_databases(verbosity=0, interactive=False)
+    try:
+        with Receiver() as rx:
+            WebhookAllowlist.objects.create(cidr="127.0.0.1/32", allow_http=True)
+            user = get_user_model().objects.create_user(username="bench")
+            _, secret = services.endpoint_create(user=user, url=rx.url(), event_types=["*"])
+
+            base_rate, base_durations = _baseline(rx.url("/baseline"), N_BURST, secret)
+
+            app.control.purge()
+            worker = _worker_process()
+            try:
+                _record(user.pk, -1)  # warm up: the worker starting, imports, connections
+                _wait_delivered(1, timeout=120)
+                WebhookAttempt.objects.all().delete()
+                WebhookDelivery.objects.all().delete()
+
+                committed = _run_events(user.pk, N_BURST, 0, None)
+                first_commit = min(committed.values())
+                done = _wait_delivered(N_BURST)
+                burst_rate = N_BURST / (done - first_commit)
+                burst_lat = _latencies(committed)
+
+                WebhookAttempt.objects.all().delete()
+                WebhookDelivery.objects.all().delete()
+                paced = _run_events(user.pk, N_PACED, 100_000, PACED_RATE)
+                _wait_delivered(N_PACED)
+                paced_lat = _latencies(paced)
+            finally:
+                worker.terminate()
+                worker.wait(60)
+
+        print(f"workers: 1 Celery worker process, {WORKERS} prefork children; receiver: loopback, answers 200 at once")
+        print(f"{'':38}{'rate':>14}{'p50':>12}{'p99':>12}")
+        print(
+            f"{'baseline: raw httpx POSTs (signed)':38}{base_rate:10.0f} /s  "
+            f"{_ms(statistics.median(base_durations))}  {_ms(_pct(base_durations, 99))}   (request time)"
+        )
+        print(
+            f"{f'webhooks, burst of {N_BURST} events':38}{burst_rate:10.0f} /s  "
+            f"{_ms(statistics.median(burst_lat))}  {_ms(_pct(burst_lat, 99))}   (commit → first attempt)"
+        )
+        print(
+            f"{f'webhooks, paced {PACED_RATE:.0f} events/s':38}{'':14}"
+            f"{_ms(statistics.median(paced_lat))}  {_ms(_pct(paced_lat, 99))}   (commit → first attempt)"
+        )
+    finally:
+        with connection.cursor() as cur:  # worker threads may still hold connections
+            cur.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        teardown_databases(old, verbosity=0)
+
+
+if __name__ == "__main__":
+    main()

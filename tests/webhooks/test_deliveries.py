@@ -1,0 +1,403 @@
+"""Deliveries driven step by step (the clock is passed in), against a real HTTP receiver on
+loopback: signatures, event mapping and ownership, the retry schedule, 410, redirects,
+timeouts, SSRF at delivery time, disabling after continuous failure, secret rotation."""
+
+import hashlib
+import hmac
+import json
+from datetime import timedelta
+
+import pytest
+from django.test import override_settings
+from django.utils import timezone
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
+
+from tests.webhooks.conftest import record
+from trading import outbox
+from trading.models import Event
+from webhooks import services
+from webhooks.models import WebhookAllowlist, WebhookDelivery, WebhookNotice
+from webhooks.sandbox import Reply
+
+pytestmark = pytest.mark.django_db
+
+SCHEDULE = [5, 30, 120, 600, 1800, 3600, 10800, 21600, 43200]
+
+
+def _deliveries_for(event):
+    outbox.outbox_dispatch()
+    return list(WebhookDelivery.objects.filter(event_id=event.id).order_by("id"))
+
+
+def _one_delivery(topic, user, **payload):
+    event = record(topic, user.pk, **payload)
+    (delivery,) = _deliveries_for(event)
+    return delivery
+
+
+def test_a_delivery_carries_both_signatures(user, make_endpoint, receiver):
+    # given an endpoint subscribed to trade.executed
+    endpoint, secret = make_endpoint(user, ["trade.executed"])
+    delivery = _one_delivery("order.filled", user, order_id=7, price="101.5")
+    # when
+    outcome = services.delivery_attempt(delivery_id=delivery.pk)
+    # then
+    assert outcome.status == "delivered"
+    (req,) = receiver.requests
+    payload = Webhook(secret).verify(req.body, req.headers)  # Standard Webhooks
+    assert payload == {
+        "id": delivery.webhook_id,
+        "event_type": "trade.executed",
+        "timestamp": Event.objects.get(pk=delivery.event_id).occurred_at.isoformat(),
+        "data": {"user_id": user.pk, "order_id": 7, "price": "101.5"},
+    }
+    assert req.headers["webhook-id"] == delivery.webhook_id
+    expected = "sha256=" + hmac.new(secret.encode(), req.body, hashlib.sha256).hexdigest()
+    assert hmac.compare_digest(req.headers["x-webhook-signature"], expected)  # MarqetFi
+    assert req.headers["x-webhook-event-type"] == "trade.executed"
+    assert req.headers["x-webhook-delivery-id"] == delivery.webhook_id
+    assert req.headers["x-webhook-timestamp"] == req.headers["webhook-timestamp"]
+    with pytest.raises(WebhookVerificationError):
+        Webhook("whsec_" + "A" * 44).verify(req.body, req.headers)  # a wrong secret fails
+    delivery.refresh_from_db()
+    assert (delivery.status, delivery.attempts, delivery.last_response_code) == ("delivered", 1, 200)
+    (attempt,) = delivery.attempt_log.all()
+    assert (attempt.number, attempt.response_code, attempt.response_body) == (1, 200, "ok")
+
+
+@pytest.mark.parametrize(
+    ("topic", "event_type"),
+    [
+        ("order.filled", "trade.executed"),
+        ("trade.opened", "trade.executed"),
+        ("trade.closed", "trade.closed"),
+        ("order.triggered", "order.triggered"),
+        ("order.rejected", "order.rejected"),
+        ("risk.rejected", "order.rejected"),
+        ("position.updated", "position.updated"),
+        ("position.liquidated", "position.liquidated"),
+        ("deposit.completed", "deposit.completed"),
+        ("swap.completed", "swap.completed"),
+        ("delegation.revoked", "delegation.updated"),
+    ],
+)
+def test_ledger_topics_map_to_event_types(user, make_endpoint, topic, event_type):
+    make_endpoint(user, ["*"])
+    assert _one_delivery(topic, user).event_type == event_type
+
+
+def test_only_the_owners_subscribed_active_endpoints_get_the_event(user, other_user, make_endpoint):
+    # given alice: one endpoint for trades, one for deposits, one inactive; bob: one for everything
+    trades, _ = make_endpoint(user, ["trade.executed"])
+    make_endpoint(user, ["deposit.completed"])
+    inactive, _ = make_endpoint(user, ["*"])
+    services.endpoint_update(endpoint=inactive, actor="test", is_active=False)
+    make_endpoint(other_user, ["*"])
+    # when alice's trade happens
+    event = record("trade.opened", user.pk)
+    # then only her trade endpoint gets it
+    assert [d.endpoint_id for d in _deliveries_for(event)] == [trades.pk]
+    # an event naming no owner, and a topic that is not mapped, go nowhere
+    assert _deliveries_for(record("trade.opened", None)) == []
+    assert _deliveries_for(record("order.accepted", user.pk)) == []
+
+
+def test_the_handler_creates_each_delivery_once(user, make_endpoint):
+    make_endpoint(user, ["*"])
+    event = record("trade.closed", user.pk)
+    services.deliveries_create_for_event(event)
+    services.deliveries_create_for_event(event)  # the outbox redelivering the same event
+    assert WebhookDelivery.objects.filter(event_id=event.id).count() == 1
+
+
+def _run_until_settled(delivery, now, limit=20):
+    """Attempt the delivery at each scheduled time until it settles; return the attempt times."""
+    times = []
+    for _ in range(limit):
+        outcome = services.delivery_attempt(delivery_id=delivery.pk, now=now)
+        times.append(now)
+        if outcome.status != "retry":
+            return times, outcome
+        now = outcome.next_attempt_at
+    raise AssertionError("did not settle")
+
+
+def test_fails_three_times_then_succeeds_with_the_same_webhook_id_on_the_schedule(user, make_endpoint, receiver):
+    # given a receiver that fails three ways, then accepts
+    make_endpoint(user)
+    delivery = _one_delivery("trade.closed", user)
+    receiver.script(Reply(500), Reply(503), Reply(502), Reply(200))
+    t0 = timezone.now() + timedelta(days=400)  # far from real time: only our calls are due
+    # when an early attempt is made before the retry is due, nothing is sent
+    first = services.delivery_attempt(delivery_id=delivery.pk, now=t0)
+    assert first.status == "retry"
+    assert services.delivery_attempt(delivery_id=delivery.pk, now=t0 + timedelta(seconds=4)).status == "skipped"
+    times, outcome = _run_until_settled(delivery, first.next_attempt_at)
+    times = [t0, *times]
+    # then
+    assert outcome.status == "delivered"
+    assert [r.headers["webhook-id"] for r in receiver.requests] == [delivery.webhook_id] * 4
+    assert len({r.body for r in receiver.requests}) == 1  # the same body every time
+    gaps = [(b - a).total_seconds() for a, b in zip(times, times[1:], strict=False)]
+    for gap, base in zip(gaps, SCHEDULE, strict=False):
+        assert base * 0.9 <= gap <= base * 1.1
+    delivery.refresh_from_db()
+    assert delivery.status == "delivered" and delivery.attempts == 4
+    assert [(a.number, a.response_code) for a in delivery.attempt_log.all()] == [
+        (1, 500),
+        (2, 503),
+        (3, 502),
+        (4, 200),
+    ]
+
+
+def test_a_receiver_that_never_recovers_fails_after_about_a_day(user, make_endpoint, receiver):
+    make_endpoint(user)
+    receiver.default = Reply(503)
+    delivery = _one_delivery("trade.closed", user)
+    t0 = timezone.now() + timedelta(days=400)
+    times, outcome = _run_until_settled(delivery, t0)
+    assert outcome.status == "failed"
+    assert len(times) == len(SCHEDULE) + 1 == len(receiver.requests)
+    total = (times[-1] - t0).total_seconds()
+    assert sum(SCHEDULE) * 0.9 <= total <= sum(SCHEDULE) * 1.1
+    assert 20 * 3600 < total < 26 * 3600
+    delivery.refresh_from_db()
+    assert (delivery.status, delivery.next_attempt_at, delivery.last_response_code) == ("failed", None, 503)
+
+
+def test_retry_after_on_429_is_honoured_within_bounds(user, make_endpoint, receiver):
+    make_endpoint(user)
+    t0 = timezone.now() + timedelta(days=400)
+    receiver.script(Reply(429, headers={"Retry-After": "120"}), Reply(429, headers={"Retry-After": "999999"}))
+    d = _one_delivery("trade.closed", user)
+    first = services.delivery_attempt(delivery_id=d.pk, now=t0)
+    assert first.next_attempt_at == t0 + timedelta(seconds=120)
+    second = services.delivery_attempt(delivery_id=d.pk, now=first.next_attempt_at)
+    assert second.next_attempt_at == first.next_attempt_at + timedelta(seconds=3600)  # capped
+
+
+def test_410_gone_disables_the_endpoint_with_an_event_and_a_notice(user, make_endpoint, receiver):
+    endpoint, _ = make_endpoint(user)
+    d1 = _one_delivery("trade.closed", user)
+    d2 = _one_delivery("trade.opened", user)
+    receiver.script(Reply(410))
+    # when
+    assert services.delivery_attempt(delivery_id=d1.pk).status == "gone"
+    # then
+    endpoint.refresh_from_db()
+    assert not endpoint.is_active and "410" in endpoint.disabled_reason
+    assert Event.objects.filter(topic="webhook.endpoint_disabled", aggregate_id=str(endpoint.pk)).exists()
+    notice = WebhookNotice.objects.get(endpoint=endpoint)
+    assert endpoint.url in notice.text and "410" in notice.text
+    d2.refresh_from_db()
+    assert d2.status == "failed" and d2.last_error == "endpoint disabled"
+    assert services.delivery_attempt(delivery_id=d2.pk).status == "skipped"
+    assert len(receiver.requests) == 1
+
+
+def test_other_4xx_is_a_final_failure(user, make_endpoint, receiver):
+    endpoint, _ = make_endpoint(user)
+    receiver.script(Reply(400, body=b"bad payload" * 500))
+    d = _one_delivery("trade.closed", user)
+    assert services.delivery_attempt(delivery_id=d.pk).status == "failed"
+    d.refresh_from_db()
+    assert (d.status, d.last_response_code, d.next_attempt_at) == ("failed", 400, None)
+    assert len(d.attempt_log.get().response_body) == 2048
+    endpoint.refresh_from_db()
+    assert endpoint.is_active  # one failure does not disable
+
+
+def test_a_redirect_is_not_followed(user, make_endpoint, receiver):
+    make_endpoint(user)
+    receiver.script(Reply(307, headers={"Location": receiver.url("/elsewhere")}))
+    d = _one_delivery("trade.closed", user)
+    assert services.delivery_attempt(delivery_id=d.pk).status == "failed"
+    assert [r.path for r in receiver.requests] == ["/hook"]
+    d.refresh_from_db()
+    assert "redirect not followed" in d.last_error and d.last_response_code == 307
+
+
+@override_settings(WEBHOOK_TIMEOUT=0.3)
+def test_a_timeout_is_retried(user, make_endpoint, receiver):
+    make_endpoint(user)
+    receiver.script(Reply(200, delay=1.5))
+    d = _one_delivery("trade.closed", user)
+    outcome = services.delivery_attempt(delivery_id=d.pk)
+    assert outcome.status == "retry" and outcome.error.startswith("timeout")
+    assert d.attempt_log.get().response_code is None
+
+
+def test_a_connection_error_is_retried(user, allow_loopback, receiver):
+    # given an endpoint on a port where nothing listens
+    receiver.stop()
+    services.endpoint_create(user=user, url=receiver.url(), event_types=["*"])
+    d = _one_delivery("trade.closed", user)
+    outcome = services.delivery_attempt(delivery_id=d.pk)
+    assert outcome.status == "retry" and outcome.error.startswith("connection")
+
+
+def test_the_target_is_checked_again_at_delivery_time(user, make_endpoint, receiver, allow_loopback):
+    make_endpoint(user)
+    d = _one_delivery("trade.closed", user)
+    allow_loopback.delete()  # the operator withdraws the allowlist entry
+    outcome = services.delivery_attempt(delivery_id=d.pk)
+    assert outcome.status == "failed" and "loopback" in outcome.error
+    assert receiver.requests == []
+
+
+def test_a_host_name_is_connected_to_at_its_checked_address(user, receiver, db):
+    # given "localhost" allowlisted by name
+    WebhookAllowlist.objects.create(host="localhost", allow_http=True)
+    services.endpoint_create(user=user, url=f"http://localhost:{receiver.port}/hook", event_types=["*"])
+    d = _one_delivery("trade.closed", user)
+    services.delivery_attempt(delivery_id=d.pk)
+    (req,) = receiver.requests
+    assert req.headers["host"] == f"localhost:{receiver.port}"  # the original name, not the IP
+
+
+@override_settings(WEBHOOK_DISABLE_AFTER=3600)
+def test_an_endpoint_failing_continuously_is_disabled(user, make_endpoint, receiver):
+    endpoint, _ = make_endpoint(user)
+    receiver.default = Reply(500)
+    t0 = timezone.now() + timedelta(days=400)
+    d1 = _one_delivery("trade.closed", user)
+    services.delivery_attempt(delivery_id=d1.pk, now=t0)
+    endpoint.refresh_from_db()
+    assert endpoint.failing_since == t0 and endpoint.is_active
+    # when it still fails two hours later
+    d2 = _one_delivery("trade.opened", user)
+    services.delivery_attempt(delivery_id=d2.pk, now=t0 + timedelta(hours=2))
+    # then
+    endpoint.refresh_from_db()
+    assert not endpoint.is_active and "every attempt has failed" in endpoint.disabled_reason
+    assert WebhookNotice.objects.filter(endpoint=endpoint).count() == 1
+    d1.refresh_from_db()
+    assert d1.status == "failed"
+
+
+def test_a_success_resets_the_failing_clock(user, make_endpoint, receiver):
+    endpoint, _ = make_endpoint(user)
+    receiver.script(Reply(500))
+    d = _one_delivery("trade.closed", user)
+    t0 = timezone.now() + timedelta(days=400)
+    retry = services.delivery_attempt(delivery_id=d.pk, now=t0)
+    endpoint.refresh_from_db()
+    assert endpoint.failing_since == t0
+    services.delivery_attempt(delivery_id=d.pk, now=retry.next_attempt_at)
+    endpoint.refresh_from_db()
+    assert endpoint.failing_since is None
+
+
+def test_rotation_signs_with_both_secrets_during_the_grace_period_and_only_the_new_after(user, make_endpoint, receiver):
+    endpoint, old = make_endpoint(user)
+    # during the grace period
+    new = services.endpoint_rotate_secret(endpoint=endpoint, actor="test")
+    services.delivery_attempt(delivery_id=_one_delivery("trade.closed", user).pk)
+    req = receiver.requests[-1]
+    assert len(req.headers["webhook-signature"].split(" ")) == 2
+    Webhook(new).verify(req.body, req.headers)
+    Webhook(old).verify(req.body, req.headers)
+    assert (
+        req.headers["x-webhook-signature"] == "sha256=" + hmac.new(new.encode(), req.body, hashlib.sha256).hexdigest()
+    )
+    # after it: rotate again as if 25 hours ago, so the grace has run out
+    newer = services.endpoint_rotate_secret(endpoint=endpoint, actor="test", now=timezone.now() - timedelta(hours=25))
+    services.delivery_attempt(delivery_id=_one_delivery("trade.opened", user).pk)
+    req = receiver.requests[-1]
+    assert len(req.headers["webhook-signature"].split(" ")) == 1
+    Webhook(newer).verify(req.body, req.headers)
+    with pytest.raises(WebhookVerificationError):
+        Webhook(new).verify(req.body, req.headers)
+
+
+@override_settings(WEBHOOK_ENDPOINT_CONCURRENCY=2)
+def test_over_the_concurrency_cap_a_delivery_waits_without_an_attempt(user, make_endpoint, receiver):
+    endpoint, _ = make_endpoint(user)
+    t0 = timezone.now() + timedelta(days=400)
+    # given two deliveries of the endpoint in flight
+    busy = [_one_delivery("trade.closed", user, n=n) for n in range(2)]
+    WebhookDelivery.objects.filter(pk__in=[d.pk for d in busy]).update(
+        status="delivering", lease_until=t0 + timedelta(seconds=60)
+    )
+    d = _one_delivery("trade.opened", user)
+    # when
+    outcome = services.delivery_attempt(delivery_id=d.pk, now=t0)
+    # then
+    assert outcome.status == "busy" and receiver.requests == []
+    d.refresh_from_db()
+    assert (d.status, d.attempts) == ("pending", 0) and d.next_attempt_at > t0
+    # an in-flight delivery whose lease ran out (worker lost) no longer counts
+    later = t0 + timedelta(seconds=61)
+    assert services.delivery_attempt(delivery_id=d.pk, now=later).status == "delivered"
+
+
+def test_the_sweep_recovers_a_lost_worker_and_requeues_overdue_deliveries(user, make_endpoint, receiver):
+    make_endpoint(user)
+    t0 = timezone.now() + timedelta(days=400)
+    lost = _one_delivery("trade.closed", user)
+    WebhookDelivery.objects.filter(pk=lost.pk).update(status="delivering", attempts=1, lease_until=t0)
+    result = services.deliveries_sweep(now=t0 + timedelta(seconds=1))
+    lost.refresh_from_db()
+    assert result["recovered"] == 1
+    assert (lost.status, lost.last_error) == ("pending", "worker lost during attempt 1")
+    assert services.delivery_attempt(delivery_id=lost.pk, now=t0 + timedelta(seconds=2)).status == "delivered"
+
+
+def test_the_body_is_stable_json(user, make_endpoint, receiver):
+    make_endpoint(user)
+    d = _one_delivery("trade.closed", user, b=2, a=1)
+    services.delivery_attempt(delivery_id=d.pk)
+    body = json.loads(receiver.requests[0].body)
+    assert set(body) == {"id", "event_type", "timestamp", "data"}
+    assert body["data"] == {"a": 1, "b": 2, "user_id": user.pk}
+
+
+@pytest.fixture
+def localhost_cert(tmp_path):
+    """A self-signed certificate for the name "localhost" (key and cert PEM paths)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = timezone.now()
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(days=1))
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return str(cert_path), str(key_path)
+
+
+def test_https_goes_to_the_checked_address_with_the_names_sni_and_certificate(user, localhost_cert, settings):
+    # given an https receiver on 127.0.0.1 whose certificate names "localhost", allowlisted by name
+    from webhooks.sandbox import Receiver
+
+    WebhookAllowlist.objects.create(host="localhost")
+    with Receiver(tls=localhost_cert) as rx:
+        services.endpoint_create(user=user, url=rx.url(host="localhost"), event_types=["*"])
+        # when the receiver's CA is not trusted, the certificate check fails (and is retried)
+        d1 = _one_delivery("trade.closed", user)
+        outcome = services.delivery_attempt(delivery_id=d1.pk)
+        assert outcome.status == "retry" and "CERTIFICATE_VERIFY_FAILED" in outcome.error
+        # when it is trusted, the request is made to the checked IP with SNI and Host "localhost"
+        settings.WEBHOOK_CA_BUNDLE = localhost_cert[0]
+        d2 = _one_delivery("trade.opened", user)
+        assert services.delivery_attempt(delivery_id=d2.pk).status == "delivered"
+    assert rx.server_names[-1] == "localhost"
+    assert rx.requests[-1].headers["host"] == f"localhost:{rx.port}"

@@ -1,0 +1,54 @@
+"""Signing secrets and the two signature schemes every delivery carries.
+
+- Standard Webhooks (https://www.standardwebhooks.com): `webhook-id`, `webhook-timestamp`,
+  `webhook-signature: v1,<base64 HMAC-SHA256(key, "{id}.{timestamp}.{body}")>`, keyed with the
+  base64-decoded part of the secret after `whsec_`. Several signatures are space-separated
+  (during a secret rotation: the new one first, then the old one).
+- MarqetFi style: `X-Webhook-Signature: sha256=<hex HMAC-SHA256(secret, body)>` keyed with the
+  whole secret string (`whsec_...`, UTF-8), plus `X-Webhook-Event-Type`,
+  `X-Webhook-Delivery-ID`, `X-Webhook-Timestamp`. Always the newest secret.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import secrets
+
+PREFIX = "whsec_"
+
+
+def secret_generate() -> str:
+    return PREFIX + base64.b64encode(secrets.token_bytes(32)).decode()
+
+
+def _key(secret: str) -> bytes:
+    return base64.b64decode(secret.removeprefix(PREFIX))
+
+
+def standard_signature(secret: str, *, msg_id: str, timestamp: int, body: bytes) -> str:
+    mac = hmac.new(_key(secret), f"{msg_id}.{timestamp}.".encode() + body, hashlib.sha256).digest()
+    return "v1," + base64.b64encode(mac).decode()
+
+
+def marqetfi_signature(secret: str, body: bytes) -> str:
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def signed_headers(
+    *, secrets_newest_first: list[str], msg_id: str, delivery_id: str, event_type: str, timestamp: int, body: bytes
+) -> dict[str, str]:
+    return {
+        "content-type": "application/json",
+        "user-agent": "Tradedesk-Webhooks/1.0",
+        "webhook-id": msg_id,
+        "webhook-timestamp": str(timestamp),
+        "webhook-signature": " ".join(
+            standard_signature(s, msg_id=msg_id, timestamp=timestamp, body=body) for s in secrets_newest_first
+        ),
+        "x-webhook-signature": marqetfi_signature(secrets_newest_first[0], body),
+        "x-webhook-event-type": event_type,
+        "x-webhook-delivery-id": delivery_id,
+        "x-webhook-timestamp": str(timestamp),
+    }
