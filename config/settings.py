@@ -120,6 +120,11 @@ CHANNEL_LAYERS = {
         "CONFIG": {
             "hosts": [_redis_for(REDIS_URL)],
             "prefix": env("CHANNELS_PREFIX", default="td-test-asgi" if TESTING else "td-asgi"),
+            # Messages waiting per channel (a web process's consumers share one Redis key) and
+            # seconds a message may wait before Redis drops it. Consumers pull messages into
+            # their own bounded send queues at once, so these only absorb bursts.
+            "capacity": env.int("CHANNELS_CAPACITY", default=1000),
+            "expiry": env.int("CHANNELS_EXPIRY", default=30),
         },
     }
 }
@@ -181,6 +186,17 @@ SPECTACULAR_SETTINGS = {
 # --- ledger / outbox ----------------------------------------------------------------------------
 OUTBOX_BATCH_SIZE = env.int("OUTBOX_BATCH_SIZE", default=200)
 OUTBOX_MAX_ATTEMPTS = env.int("OUTBOX_MAX_ATTEMPTS", default=10)
+
+# --- websockets (/ws, /stream): limits and backpressure, see docs/websockets.md -----------------
+REALTIME_SEND_QUEUE_SIZE = env.int("REALTIME_SEND_QUEUE_SIZE", default=256)
+REALTIME_MAX_PAIRS = env.int("REALTIME_MAX_PAIRS", default=50)
+REALTIME_MAX_TOPICS = env.int("REALTIME_MAX_TOPICS", default=20)
+REALTIME_RATE_LIMIT = env.float("REALTIME_RATE_LIMIT", default=20.0)
+REALTIME_STATS_INTERVAL = env.float("REALTIME_STATS_INTERVAL", default=10.0)
+REALTIME_CLOSE_GRACE = env.float("REALTIME_CLOSE_GRACE", default=10.0)
+REALTIME_STREAM_REPLAY_LIMIT = env.int("REALTIME_STREAM_REPLAY_LIMIT", default=10000)
+REALTIME_STREAM_BUFFER = env.int("REALTIME_STREAM_BUFFER", default=10000)
+REALTIME_STREAM_DEDUPE = env.int("REALTIME_STREAM_DEDUPE", default=10000)
 
 # --- logging ------------------------------------------------------------------------------------
 LOG_LEVEL = env("LOG_LEVEL", default="INFO")
