@@ -116,7 +116,7 @@ CACHES = {
 }
 CHANNEL_LAYERS = {
     "default": {
-        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "BACKEND": "trading.realtime.layer.RedisChannelLayer",  # channels-redis, waiting pool
         "CONFIG": {
             "hosts": [_redis_for(REDIS_URL)],
             "prefix": env("CHANNELS_PREFIX", default="td-test-asgi" if TESTING else "td-asgi"),
@@ -125,6 +125,8 @@ CHANNEL_LAYERS = {
             # their own bounded send queues at once, so these only absorb bursts.
             "capacity": env.int("CHANNELS_CAPACITY", default=1000),
             "expiry": env.int("CHANNELS_EXPIRY", default=30),
+            # Redis connections per process and event loop; more commands at once wait for one.
+            "max_connections": env.int("CHANNELS_MAX_CONNECTIONS", default=100),
         },
     }
 }

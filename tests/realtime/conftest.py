@@ -27,10 +27,18 @@ class LiveServer:
     def __init__(self):
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        # small, fixed kernel send buffers (accepted sockets inherit them): a client that
+        # stops reading pushes back on the server after kilobytes, not megabytes
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 8192)
         self.sock.bind(("127.0.0.1", 0))
         self.port = self.sock.getsockname()[1]
         config = uvicorn.Config(
-            "config.asgi:application", lifespan="off", log_level="warning", ws="websockets-sansio", access_log=False
+            "config.asgi:application",
+            lifespan="off",
+            log_level="warning",
+            ws="websockets-sansio",
+            access_log=False,
+            ws_ping_interval=None,  # the slow-client tests stop reading on purpose
         )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
@@ -151,6 +159,6 @@ def make_user(django_user_model):
         n = next(counter)
         fields.setdefault("username", f"trader{n}")
         fields.setdefault("email", f"trader{n}@example.com")
-        return django_user_model.objects.create_user(password="pw-Trader-12345!", **fields)
+        return django_user_model.objects.create_user(password=None, **fields)  # no hashing: fast
 
     return make

@@ -15,6 +15,7 @@ import asyncio
 import json
 import logging
 import time
+import weakref
 from collections import deque
 
 from channels.consumer import get_handler_name
@@ -33,6 +34,13 @@ CLOSE_REPLAY_TOO_LARGE = 4413  # /stream resume asks for more events than the re
 CLOSE_RATE_LIMITED = 4429  # kept sending faster than the message rate limit
 
 _CLOSE = "close"
+
+_live: weakref.WeakSet = weakref.WeakSet()
+
+
+def live_connections() -> list[RealtimeConsumer]:
+    """The authenticated connections this process serves (for stats and tests)."""
+    return list(_live)
 
 
 class SendQueue:
@@ -174,6 +182,7 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
             return
         self.user = user
         await self.accept(subprotocol)
+        _live.add(self)
         loop = asyncio.get_running_loop()
         self._tasks.append(asyncio.create_task(self._writer()))
         expires_at = auth.get("expires_at")
@@ -185,6 +194,7 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
         logger.info("websocket connected", extra={"endpoint": self.endpoint, "user_id": user.pk})
 
     async def disconnect(self, code):
+        _live.discard(self)
         for timer in getattr(self, "_timers", []):
             timer.cancel()
         for task in getattr(self, "_tasks", []):

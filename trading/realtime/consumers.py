@@ -289,6 +289,7 @@ class _Seen:
 
 class StreamConsumer(RealtimeConsumer):
     endpoint = "stream"
+    replay_batch_size = 500
 
     async def connect(self):
         self.patterns: list[str] = []
@@ -461,7 +462,7 @@ class StreamConsumer(RealtimeConsumer):
             self.seen = _Seen(max(settings.REALTIME_STREAM_DEDUPE, count + settings.REALTIME_STREAM_BUFFER))
             replayed, cursor = 0, after
             while upto is not None:
-                batch = await database_sync_to_async(self._replay_batch)(cursor, upto, 500)
+                batch = await database_sync_to_async(self._replay_batch)(cursor, upto, self.replay_batch_size)
                 if not batch:
                     break
                 for row in batch:
