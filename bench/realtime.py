@@ -31,6 +31,8 @@ LADDER = [int(r) for r in os.environ.get("BENCH_WS_RATES", "10,20,40,80,160,320"
 WINDOW = float(os.environ.get("BENCH_WS_WINDOW", "3"))
 LAG_MS = float(os.environ.get("BENCH_WS_LAG_MS", "250"))
 PAIR = "BTC-USD"
+# clients offer permessage-deflate as browsers do; the server (like the Procfile's) declines it
+COMPRESSION = None if os.environ.get("BENCH_WS_COMPRESSION", "deflate") == "none" else "deflate"
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -86,6 +88,8 @@ def _start_server(env: dict, port: int) -> subprocess.Popen:
             "warning",
             "--lifespan",
             "off",
+            "--ws-per-message-deflate",  # as in the Procfile: compressing each frame per
+            "false",  # connection costs more than fan-out can afford
         ],
         cwd=ROOT,
         env=env,
@@ -211,7 +215,9 @@ async def _websocket_run(port: int, token: str, publisher: Publisher) -> dict:
 
     async def client():
         nonlocal ready
-        async with connect(url, origin="http://localhost", ping_interval=None, max_queue=None, open_timeout=60) as ws:
+        async with connect(
+            url, origin="http://localhost", ping_interval=None, max_queue=None, open_timeout=60, compression=COMPRESSION
+        ) as ws:
             await ws.send(json.dumps({"type": "subscribe", "channel": "prices", "data": {"pairs": [PAIR]}}))
             await ws.recv()
             ready += 1

@@ -19,6 +19,7 @@ from django.db.models import Q
 
 from trading.realtime import groups
 from trading.realtime.connection import CLOSE_REPLAY_TOO_LARGE, CLOSE_TOO_SLOW, RealtimeConsumer, logger, now_iso
+from trading.realtime.hub import price_hub
 from trading.realtime.publish import dumps
 
 WS_CHANNELS = ("prices", "trades", "positions", "deposits")
@@ -116,10 +117,7 @@ class WsConsumer(RealtimeConsumer):
                 )
             )
             return
-        for pair in sorted(new):
-            group = groups.price_group(pair)
-            await self.channel_layer.group_add(group, self.channel_name)
-            self.groups.append(group)
+        await price_hub(self.channel_layer).subscribe(self, sorted(new))
         self.pairs |= new
         self.push(self.control_frame("subscribed", {"pairs": sorted(self.pairs)}, "prices"))
 
@@ -127,13 +125,9 @@ class WsConsumer(RealtimeConsumer):
         pairs = self._pairs_from(data, required=False)
         if pairs == []:
             return
-        gone = self.pairs if pairs is None else self.pairs & set(pairs)
-        for pair in sorted(gone):
-            group = groups.price_group(pair)
-            await self.channel_layer.group_discard(group, self.channel_name)
-            if group in self.groups:
-                self.groups.remove(group)
-        self.pairs -= set(gone)
+        gone = set(self.pairs if pairs is None else self.pairs & set(pairs))
+        await price_hub(self.channel_layer).unsubscribe(self, sorted(gone))
+        self.pairs -= gone
         self.push(self.control_frame("unsubscribed", {"pairs": sorted(self.pairs)}, "prices"))
 
     def _trade_ids_from(self, data: dict) -> set[str] | None | bool:
@@ -199,9 +193,11 @@ class WsConsumer(RealtimeConsumer):
 
     # -- channel-layer messages --------------------------------------------------------------
 
-    async def price_tick(self, message):
-        if message["pair"] in self.pairs:
-            self.push_text(message["text"], droppable=True, kind="prices")
+    async def disconnect(self, code):
+        await super().disconnect(code)
+        if self.pairs:
+            pairs, self.pairs = sorted(self.pairs), set()
+            await price_hub(self.channel_layer).unsubscribe(self, pairs)
 
     async def position_marks(self, message):
         if "positions" not in self.user_channels or message.get("user_id") != self.user.pk:
