@@ -116,10 +116,17 @@ CACHES = {
 }
 CHANNEL_LAYERS = {
     "default": {
-        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "BACKEND": "trading.realtime.layer.RedisChannelLayer",  # channels-redis, waiting pool
         "CONFIG": {
             "hosts": [_redis_for(REDIS_URL)],
             "prefix": env("CHANNELS_PREFIX", default="td-test-asgi" if TESTING else "td-asgi"),
+            # Messages waiting per channel (a web process's consumers share one Redis key) and
+            # seconds a message may wait before Redis drops it. Consumers pull messages into
+            # their own bounded send queues at once, so these only absorb bursts.
+            "capacity": env.int("CHANNELS_CAPACITY", default=1000),
+            "expiry": env.int("CHANNELS_EXPIRY", default=30),
+            # Redis connections per process and event loop; more commands at once wait for one.
+            "max_connections": env.int("CHANNELS_MAX_CONNECTIONS", default=100),
         },
     }
 }
@@ -262,6 +269,16 @@ WEBHOOK_LEASE = env.int("WEBHOOK_LEASE", default=120)
 WEBHOOK_CA_BUNDLE = env("WEBHOOK_CA_BUNDLE", default="")
 # Deliveries the Beat sweep re-enqueues per run.
 WEBHOOK_SWEEP_BATCH = env.int("WEBHOOK_SWEEP_BATCH", default=500)
+# --- websockets (/ws, /stream): limits and backpressure, see docs/websockets.md -----------------
+REALTIME_SEND_QUEUE_SIZE = env.int("REALTIME_SEND_QUEUE_SIZE", default=256)
+REALTIME_MAX_PAIRS = env.int("REALTIME_MAX_PAIRS", default=50)
+REALTIME_MAX_TOPICS = env.int("REALTIME_MAX_TOPICS", default=20)
+REALTIME_RATE_LIMIT = env.float("REALTIME_RATE_LIMIT", default=20.0)
+REALTIME_STATS_INTERVAL = env.float("REALTIME_STATS_INTERVAL", default=10.0)
+REALTIME_CLOSE_GRACE = env.float("REALTIME_CLOSE_GRACE", default=10.0)
+REALTIME_STREAM_REPLAY_LIMIT = env.int("REALTIME_STREAM_REPLAY_LIMIT", default=10000)
+REALTIME_STREAM_BUFFER = env.int("REALTIME_STREAM_BUFFER", default=10000)
+REALTIME_STREAM_DEDUPE = env.int("REALTIME_STREAM_DEDUPE", default=10000)
 
 # --- logging ------------------------------------------------------------------------------------
 LOG_LEVEL = env("LOG_LEVEL", default="INFO")

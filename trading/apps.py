@@ -8,7 +8,17 @@ class TradingConfig(AppConfig):
 
     def ready(self):
         from providers.events import register_venue_listener
+        from providers.prices import register_tick_listener
+        from trading import (
+            outbox,
+            schema,  # noqa: F401  (registers the OpenAPI auth schemes)
+        )
+        from trading.realtime.publish import publish_ledger_event, publish_price_tick
         from trading.services.venue_events import venue_event_listener
 
+        # what venues do on their own (fills of resting orders, liquidations, funding)
         register_venue_listener(venue_event_listener)
-        from trading import schema  # noqa: F401  (registers the OpenAPI auth schemes)
+        # committed ledger events → websocket clients (channel-layer groups)
+        outbox.register_handler("realtime", publish_ledger_event, topics=["*"])
+        # price ticks → `prices.<PAIR>` websocket groups
+        register_tick_listener(publish_price_tick)

@@ -1,0 +1,98 @@
+"""Websocket authentication: a JWT access token, or the Django (admin) session cookie.
+
+A token comes either as the `token` query parameter (`/ws?token=<jwt>`) or as the
+subprotocol pair `Sec-WebSocket-Protocol: bearer, <jwt>`; the server then answers with the
+subprotocol `bearer` (browsers cannot set an Authorization header on a websocket). With no
+token, the session cookie is used (`AuthMiddlewareStack`). A token that is present but bad
+never falls back to the session.
+
+`user_from_token` is the one place a token becomes a user; point it at the shared decoder
+when there is one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from urllib.parse import parse_qs
+
+import jwt
+from channels.db import database_sync_to_async
+from channels.middleware import BaseMiddleware
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import AnonymousUser
+
+BEARER_SUBPROTOCOL = "bearer"
+
+
+class TokenRejected(Exception):
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code  # token_invalid | token_expired | user_inactive
+
+
+@dataclass(frozen=True)
+class TokenIdentity:
+    user: object
+    expires_at: datetime
+
+
+def user_from_token(token: str) -> TokenIdentity:
+    """Decode an access token (HS256; claims `sub` = user id, `exp`, `iat`, `type: "access"`;
+    key `JWT_SIGNING_KEY`, default `SECRET_KEY`) and load its active user."""
+    key = getattr(settings, "JWT_SIGNING_KEY", "") or settings.SECRET_KEY
+    try:
+        claims = jwt.decode(token, key, algorithms=["HS256"], options={"require": ["sub", "exp", "iat"]})
+    except jwt.ExpiredSignatureError as exc:
+        raise TokenRejected("token_expired", "The access token has expired.") from exc
+    except jwt.PyJWTError as exc:
+        raise TokenRejected("token_invalid", "The access token is not valid.") from exc
+    if claims.get("type") != "access":
+        raise TokenRejected("token_invalid", "Not an access token.")
+    try:
+        user_id = int(claims["sub"])
+    except (TypeError, ValueError) as exc:
+        raise TokenRejected("token_invalid", "The access token has no valid subject.") from exc
+    user = get_user_model().objects.filter(pk=user_id).first()
+    if user is None or not user.is_active:
+        raise TokenRejected("user_inactive", "The user does not exist or is inactive.")
+    return TokenIdentity(user=user, expires_at=datetime.fromtimestamp(int(claims["exp"]), UTC))
+
+
+def token_from_scope(scope) -> tuple[str | None, str | None]:
+    """(token, subprotocol to echo) from the query string or `bearer, <token>` subprotocols."""
+    subprotocols = list(scope.get("subprotocols") or [])
+    if BEARER_SUBPROTOCOL in subprotocols:
+        index = subprotocols.index(BEARER_SUBPROTOCOL)
+        if index + 1 < len(subprotocols):
+            return subprotocols[index + 1], BEARER_SUBPROTOCOL
+    query = parse_qs((scope.get("query_string") or b"").decode("latin-1"))
+    tokens = query.get("token")
+    if tokens:
+        return tokens[0], None
+    return None, None
+
+
+class TokenAuthMiddleware(BaseMiddleware):
+    """Sets `scope["user"]` from a token when one is given, and `scope["auth"]`:
+    `{"method": "jwt" | "session", "expires_at": datetime | None, "subprotocol": str | None,
+    "error": code | None}`. Goes inside `AuthMiddlewareStack` so it can override the session."""
+
+    async def __call__(self, scope, receive, send):
+        token, subprotocol = token_from_scope(scope)
+        scope = dict(scope)
+        if token is None:
+            scope["auth"] = {"method": "session", "expires_at": None, "subprotocol": None, "error": None}
+        else:
+            auth = {"method": "jwt", "expires_at": None, "subprotocol": subprotocol, "error": None}
+            try:
+                identity = await database_sync_to_async(user_from_token)(token)
+            except TokenRejected as exc:
+                auth["error"] = exc.code
+                scope["user"] = AnonymousUser()
+            else:
+                auth["expires_at"] = identity.expires_at
+                scope["user"] = identity.user
+            scope["auth"] = auth
+        return await super().__call__(scope, receive, send)
