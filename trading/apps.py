@@ -11,3 +11,4 @@ class TradingConfig(AppConfig):
         from trading.services.venue_events import venue_event_listener
 
         register_venue_listener(venue_event_listener)
+        from trading import schema  # noqa: F401  (registers the OpenAPI auth schemes)
