@@ -1,13 +1,16 @@
 """POST /api/v1/trading/trades (paper venue) against a single-INSERT DRF baseline, in one run.
 
-A real uvicorn server (BENCH_WORKERS processes) runs against its own database
-(`<name>_bench`, recreated) on the configured PostgreSQL server and Redis; 32 concurrent
-httpx clients (one user each) post for BENCH_SECONDS per endpoint after a warm-up.
-Reported per endpoint: server-side latency p50/p99 from the `Server-Timing` header (time
-inside Django: middleware + view + queries), client-side latency p50/p99 (includes queueing
-behind the workers), and throughput (requests/s). The trades endpoint sends an
-Idempotency-Key per request, as a client would. Orders are only placed (the placing path
-never calls the venue); no worker executes them during the run and their queue is purged.
+A real uvicorn server (BENCH_WORKERS processes, `bench._asgi`: at most
+BENCH_SERVER_CONCURRENCY requests inside Django per process, the rest queue in the event
+loop) runs against its own database (`<name>_bench`, recreated) on the configured PostgreSQL
+server and Redis, with `bench._settings` (psycopg pool, one Redis pool per process, header
+auth, Server-Timing). 32 concurrent httpx clients (one user each) post for BENCH_SECONDS per
+endpoint after a warm-up. Reported per endpoint: server-side latency p50/p99 from the
+`Server-Timing` header (time inside Django: middleware + view + queries), client-side latency
+p50/p99 (adds the queueing in front of the workers), throughput, and SQL statements per
+request. The trades endpoint is measured with an Idempotency-Key per request (as clients
+send it) and without. Orders are only placed (the placing path never calls the venue); no
+worker executes them during the run and their queue is purged afterwards.
 """
 
 from __future__ import annotations
