@@ -66,11 +66,14 @@ def _run_events(user_id: int, count: int, start: int, rate: float | None) -> dic
     return committed
 
 
-def _wait_delivered(count: int, timeout: float = 300) -> float:
+def _wait_delivered(count: int, timeout: float = 300, marks: dict | None = None) -> float:
+    """Wait until `count` deliveries are delivered; `marks["created"]` = when all existed."""
     from webhooks.models import WebhookDelivery
 
     deadline = time.monotonic() + timeout
     while WebhookDelivery.objects.filter(status="delivered").count() < count:
+        if marks is not None and "created" not in marks and WebhookDelivery.objects.count() >= count:
+            marks["created"] = time.time()
         if time.monotonic() > deadline:
             raise TimeoutError(f"not all {count} deliveries were delivered in {timeout}s")
         time.sleep(0.02)
@@ -173,8 +176,11 @@ def main() -> None:
 
                 committed = _run_events(user.pk, N_BURST, 0, None)
                 first_commit = min(committed.values())
-                done = _wait_delivered(N_BURST)
+                marks: dict = {}
+                done = _wait_delivered(N_BURST, marks=marks)
                 burst_rate = N_BURST / (done - first_commit)
+                last_commit = max(committed.values())
+                created_after = marks.get("created", done) - first_commit
                 burst_lat = _latencies(committed)
 
                 WebhookAttempt.objects.all().delete()
@@ -195,6 +201,10 @@ def main() -> None:
         print(
             f"{f'webhooks, burst of {N_BURST} events':38}{burst_rate:10.0f} /s  "
             f"{_ms(statistics.median(burst_lat))}  {_ms(_pct(burst_lat, 99))}   (commit → first attempt)"
+        )
+        print(
+            f"  (burst: events committed in {last_commit - first_commit:.1f} s; all deliveries created by the outbox "
+            f"after {created_after:.1f} s; all delivered after {done - first_commit:.1f} s)"
         )
         print(
             f"{f'webhooks, paced {PACED_RATE:.0f} events/s':38}{'':14}"
