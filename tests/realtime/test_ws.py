@@ -3,6 +3,7 @@
 from datetime import UTC, datetime
 from decimal import Decimal
 
+import pytest
 from websockets.exceptions import ConnectionClosed
 
 from providers.interface import PriceTick
@@ -162,3 +163,14 @@ def test_ping_pong_reports_stats(ws_server, make_user):
         send(ws, {"type": "stats"})
         stats = recv_until(ws, lambda m: m["type"] == "stats")
         assert stats["data"]["dropped"] == {} and stats["data"]["queueSize"] > 0
+
+
+@pytest.mark.celery
+def test_the_celery_worker_publishes_committed_events_to_the_client(celery_worker, ws_server, make_user):
+    user = make_user()
+    with ws_connect(ws_server, token=make_token(user)) as ws:
+        subscribe(ws, "deposits")
+        # no explicit dispatch: the commit kicks the outbox task, the worker publishes
+        event = record("deposit.completed", user=user, aggregate_type="deposit", aggregate_id="d-7", dispatch=False)
+        update = recv(ws, timeout=30)
+        assert update["type"] == "deposit_update" and update["data"]["eventId"] == event.id
