@@ -28,4 +28,9 @@ BEAT_SCHEDULE: dict[str, dict] = {
         "every": 300.0,
         "expires": 240,
     },
+    "control-expiry": {
+        "task": "trading.tasks.control_expiry_task",
+        "every": 5.0,
+        "expires": 10,
+    },
 }

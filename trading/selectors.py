@@ -63,7 +63,8 @@ SELECT
      WHERE user_id = %(user)s AND occurred_at >= %(day_start)s),
   (SELECT COALESCE(json_agg(json_build_array(provider, asset, side)), '[]'::json) FROM trading_position
      WHERE user_id = %(user)s AND status = 'open'),
-  (SELECT draining FROM trading_controlstate WHERE component = %(component)s)
+  (SELECT draining FROM trading_controlstate WHERE component = %(component)s),
+  (SELECT paused FROM trading_controlstate WHERE component = %(component)s)
 """
 
 
@@ -81,7 +82,7 @@ def risk_snapshot_load(*, user, venue: str, asset: str, market_max_leverage: Dec
                 "component": executor_component(venue),
             },
         )
-        recent, net_today, open_positions, draining = cur.fetchone()
+        recent, net_today, open_positions, draining, paused = cur.fetchone()
     if isinstance(open_positions, str):
         import json
 
@@ -96,6 +97,7 @@ def risk_snapshot_load(*, user, venue: str, asset: str, market_max_leverage: Dec
         orders_last_minute=int(recent),
         reference_price=reference_price,
         venue_draining=bool(draining),
+        venue_paused=bool(paused),
     )
 
 

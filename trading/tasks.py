@@ -51,3 +51,10 @@ def idempotency_purge_task() -> int:
     from trading.services.idempotency import idempotency_purge
 
     return idempotency_purge()
+
+
+@shared_task(ignore_result=True, expires=30)
+def control_expiry_task() -> dict:
+    from trading.services.expiry import control_expiry_run
+
+    return control_expiry_run()
