@@ -6,6 +6,8 @@ missing browser is a failure."""
 
 import os
 import shutil
+from datetime import timedelta
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -89,6 +91,35 @@ def _final(order):
     return wait_for(done, timeout=30)
 
 
+def _demo_data(trader):
+    from django.core.management import call_command
+    from django.utils import timezone
+    from django_celery_beat.models import PeriodicTask
+
+    from trading.services.control import trading_state_set
+    from trading.services.orders import order_place
+
+    protected = order_place(
+        user=trader,
+        asset="ETH-USD",
+        side="short",
+        collateral=Decimal(250),
+        leverage=Decimal(5),
+        stop_price=Decimal(3150),
+    )
+    assert _final(protected).status == "FILLED"
+    trading_state_set(
+        scope_type="instrument",
+        scope_key="SOL-USD",
+        state="REDUCE_ONLY",
+        actor="demo",
+        reason="thin liquidity after the token unlock",
+        expires_at=timezone.now() + timedelta(hours=2),
+    )
+    call_command("sync_beat_schedule", verbosity=0)
+    PeriodicTask.objects.filter(task="trading.tasks.outbox_dispatch_task").update(last_run_at=timezone.now())
+
+
 def test_an_operator_disarms_sees_orders_refused_rearms_sees_them_execute_and_opens_the_timeline(
     browser, live_server, celery_worker, markets, trader, api, tmp_path
 ):
@@ -124,7 +155,8 @@ def test_an_operator_disarms_sees_orders_refused_rearms_sees_them_execute_and_op
     assert topics[:4] == ["order.accepted", "order.submitting", "order.filled", "trade.opened"]
     assert filled.commands.get().idempotency_key in page.locator("#td-commands").inner_text()
 
-    # the panel with this demo data, for the README
+    # the panel with some more demo data, for the README
+    _demo_data(trader)
     page.goto(f"{live_server.url}/admin/")
     page.wait_for_selector("#td-venues svg")
     shot = Path(os.environ.get("CONTROL_PANEL_SCREENSHOT") or tmp_path / "control-panel.png")

@@ -63,6 +63,7 @@ def _panel_context(request, site) -> dict:
         **site.each_context(request),
         **snapshot,
         "title": "Control panel",
+        "is_nav_sidebar_enabled": False,  # the panel wants the full width; "All models" links the rest
         "can": _abilities(request.user),
         "exposure_chart": bar_chart([(r["venue"], r["exposure"]) for r in venues], title="Open exposure (USD)"),
         "pnl_chart": bar_chart([(r["venue"], r["pnl_today"]) for r in venues], title="PnL today (USD)", signed=True),
