@@ -215,3 +215,76 @@ def test_the_timeline_shows_events_commands_and_redacts_secrets(client, markets,
     assert reverse("admin:timeline", args=["order", order.pk]) in change
     listing = client.get(reverse("admin:trading_order_changelist")).content.decode()
     assert reverse("admin:timeline", args=["order", order.pk]) in listing
+
+
+def test_the_panel_shows_a_kill_switched_venue_as_disabled_whatever_its_row_says(client, settings):
+    from trading.services.control import control_arm
+
+    control_arm(component="executor:ostium", actor="op", reason="live")
+    settings.VENUE_ENABLED = settings.VENUE_ENABLED | {"ostium": False}
+    _login(client, "viewer")
+
+    data = client.get(reverse("admin:control_panel_status")).json()
+
+    ostium = next(c for c in data["components"] if c["component"] == "executor:ostium")
+    assert ostium["armed"] is True and ostium["status"] == "disabled"
+    assert "OSTIUM_ENABLED=false" in ostium["waiting_on"]
+
+
+def test_halt_everything_from_the_panel_as_a_risk_admin(client):
+    from trading.services.control import control_arm
+
+    control_arm(component="executor:paper", actor="op", reason="live")
+    _login(client, "risk_admin")
+    url = reverse("admin:halt_all")
+    assert "executor:paper" in client.get(url).content.decode()
+
+    response = client.post(url, {"reason": "venue outage", "expires_at": ""})
+
+    assert response.status_code == 302
+    assert TradingState.objects.get(scope_type="global").state == "HALTED"
+    assert not ControlState.objects.filter(armed=True).exists()
+    assert Event.objects.get(topic="desk.halted").payload["reason"] == "venue outage"
+
+
+def test_force_close_from_the_positions_list_places_a_close_through_the_executor(client, markets, trader, armed):
+    from trading.models import Position
+    from trading.services.execution import order_execute
+    from trading.services.orders import order_place
+
+    opened = order_place(user=trader, asset="BTC-USD", side="long", collateral=D(100), leverage=D(2))
+    order_execute(order_id=opened.pk)
+    position = Position.objects.get(user=trader, status="open")
+    _login(client, "operator")
+    url = reverse("admin:trading_position_changelist")
+
+    client.post(
+        url,
+        {"action": "force_close", "_selected_action": [position.pk], "confirm": "yes", "reason": "risk call"},
+    )
+
+    opened.refresh_from_db()
+    close = Order.objects.get(reduce_only=True)
+    assert close.status == "ACCEPTED" and close.trade_id == opened.trade_id
+    order_execute(order_id=close.pk)
+    position.refresh_from_db()
+    assert position.status == "closed"
+    assert Event.objects.get(topic="trade.force_close_requested").payload["reason"] == "risk call"
+
+
+def test_a_viewer_cannot_force_close_from_the_positions_list(client, markets, trader, armed):
+    from trading.models import Position
+    from trading.services.execution import order_execute
+    from trading.services.orders import order_place
+
+    order_execute(order_id=order_place(user=trader, asset="BTC-USD", side="long", collateral=D(100), leverage=D(2)).pk)
+    position = Position.objects.get(user=trader, status="open")
+    _login(client, "viewer")
+
+    client.post(
+        reverse("admin:trading_position_changelist"),
+        {"action": "force_close", "_selected_action": [position.pk], "confirm": "yes", "reason": "forged"},
+    )
+
+    assert not Order.objects.filter(reduce_only=True).exists()
+    assert not Event.objects.filter(topic="trade.force_close_requested").exists()

@@ -103,3 +103,21 @@ def test_the_expiry_job_is_in_the_beat_schedule():
     from config.schedule import BEAT_SCHEDULE
 
     assert BEAT_SCHEDULE["control-expiry"]["task"] == "trading.tasks.control_expiry_task"
+
+
+def test_reduce_only_refuses_new_exposure_at_placing_but_lets_a_close_execute(markets, trader, armed):
+    from trading.services.orders import trade_close
+
+    opened = _place(trader)
+    order_execute(order_id=opened.pk)
+    opened.refresh_from_db()
+    control.trading_state_set(scope_type="venue", scope_key="paper", state="REDUCE_ONLY", actor="op", reason="risk")
+
+    with pytest.raises(ApplicationError) as err:
+        _place(trader)
+    close = trade_close(user=trader, pair_id=opened.trade.pair_id, trade_index=opened.trade.trade_index)
+    order_execute(order_id=close.pk)
+
+    assert err.value.code == "RISK_REDUCE_ONLY"
+    close.refresh_from_db()
+    assert close.status == "FILLED"
