@@ -33,7 +33,7 @@ def test_a_market_order_fills_once_and_its_whole_life_is_in_the_ledger(markets, 
     trade = Trade.objects.get(user=trader)
     position = Position.objects.get(user=trader)
     assert command.idempotency_key == f"order-{order.pk}-open-1" and command.status == "succeeded"
-    assert command.result["status"] == "filled" and command.request["collateral"] == "100.00000000"
+    assert command.result["status"] == "filled" and D(command.request["collateral"]) == 100
     assert order.status == "FILLED" and order.trade == trade
     assert (order.pair_id, order.trade_index) == ("BTC-USD", trade.trade_index)
     assert trade.entry_price == order.filled_price and trade.size == order.filled_quantity == order.quantity
