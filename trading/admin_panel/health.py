@@ -97,10 +97,13 @@ def beat_health() -> list[HealthItem]:
 
 def queue_depth() -> int:
     """Tasks waiting in the Celery queue (Redis LLEN of the queue's list)."""
-    from django.core.cache import cache
+    import redis
 
-    client = cache._cache.get_client(write=False)
-    return int(client.llen(settings.CELERY_TASK_DEFAULT_QUEUE))
+    client = redis.Redis.from_url(settings.CACHES["default"]["LOCATION"], socket_timeout=1, socket_connect_timeout=1)
+    try:
+        return int(client.llen(settings.CELERY_TASK_DEFAULT_QUEUE))
+    finally:
+        client.close()
 
 
 def celery_queue_health() -> list[HealthItem]:
