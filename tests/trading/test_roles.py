@@ -111,3 +111,13 @@ def test_force_close_needs_its_permission_and_goes_through_the_close_path(market
     requested = Event.objects.get(topic="trade.force_close_requested")
     accepted = Event.objects.get(correlation_id=close.correlation_id, topic="order.accepted")
     assert accepted.causation_id == requested.id and requested.payload["reason"] == "margin call"
+
+
+def test_an_unknown_component_is_refused_not_created():
+    with pytest.raises(ApplicationError) as err:
+        operator.control_state_change(
+            actor=user_in("operator"), component="executor:nowhere", action="arm", reason="typo"
+        )
+
+    assert err.value.code == "UNKNOWN_COMPONENT"
+    assert not ControlState.objects.filter(component="executor:nowhere").exists()

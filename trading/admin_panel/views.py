@@ -92,6 +92,7 @@ def _confirm_page(request, site, *, title, help_text, form, target, danger=False
         {
             **site.each_context(request),
             "title": title,
+            "is_nav_sidebar_enabled": False,
             "help_text": help_text,
             "form": form,
             "targets": [target] if isinstance(target, str) else target,
@@ -272,6 +273,7 @@ def timeline(request, site, kind, pk):
         {
             **site.each_context(request),
             "title": f"Timeline of {kind} {pk}",
+            "is_nav_sidebar_enabled": False,
             "kind": kind,
             "pk": pk,
             "rows": rows,

@@ -73,6 +73,10 @@ def control_state_change(
         raise ApplicationError(f"Unknown control action {action!r}.", code="INVALID_ACTION")
     service, perm, timed = CONTROL_ACTIONS[action]
     permission_require(actor=actor, perm=perm)
+    if not component.startswith("strategy:") and not ControlState.objects.filter(component=component).exists():
+        raise ApplicationError(
+            f"No component {component!r}.", code="UNKNOWN_COMPONENT", details={"component": component}, status_code=404
+        )
     if expires_at is not None and not timed:
         raise ApplicationError(f"{action} takes no expiry.", code="EXPIRY_NOT_ALLOWED")
     kwargs = {"expires_at": _future(expires_at)} if timed else {}
