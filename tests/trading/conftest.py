@@ -11,10 +11,15 @@ def _fresh_limits(settings):
     from trading.selectors import risk_limits_cache_clear
 
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    from trading.services.orders import venue_market_cache_clear
+
     settings.RISK_LIMITS_CACHE_SECONDS = 0
+    settings.TRADING_MARKET_CACHE_SECONDS = 0
     risk_limits_cache_clear()
+    venue_market_cache_clear()
     yield
     risk_limits_cache_clear()
+    venue_market_cache_clear()
 
 
 @pytest.fixture
