@@ -38,4 +38,9 @@ BEAT_SCHEDULE: dict[str, dict] = {
         "every": 30.0,
         "expires": 25,
     },
+    "control-expiry": {
+        "task": "trading.tasks.control_expiry_task",
+        "every": 5.0,
+        "expires": 10,
+    },
 }

@@ -3,6 +3,15 @@ from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 from django.utils import timezone
 
+from trading.admin_panel.actions import (
+    ControlStateActions,
+    ForceCloseActions,
+    TimelineLink,
+    TradingStateActions,
+    position_force_close_action,
+    trade_force_close_action,
+)
+from trading.admin_panel.forms import RiskLimitForm
 from trading.models import (
     ApiKey,
     ControlState,
@@ -246,7 +255,7 @@ class ExecutionCommandInline(admin.TabularInline):
 
 
 @admin.register(Order)
-class OrderAdmin(ReadOnlyAdmin):
+class OrderAdmin(TimelineLink, ReadOnlyAdmin):
     """Orders change only through services; UNKNOWN ones wait for reconciliation (filter by status)."""
 
     list_display = (
@@ -262,6 +271,7 @@ class OrderAdmin(ReadOnlyAdmin):
         "status",
         "error_code",
         "filled_price",
+        "timeline_link",
     )
     list_filter = ("status", "order_type", "provider", "side")
     search_fields = ("=id", "=client_order_id", "asset", "=venue_order_id", "=transaction_hash", "user__username")
@@ -299,7 +309,7 @@ class ExecutionCommandAdmin(ReadOnlyAdmin):
 
 
 @admin.register(Trade)
-class TradeAdmin(ReadOnlyAdmin):
+class TradeAdmin(TimelineLink, ForceCloseActions, ReadOnlyAdmin):
     list_display = (
         "id",
         "user",
@@ -313,14 +323,28 @@ class TradeAdmin(ReadOnlyAdmin):
         "realized_pnl",
         "status",
         "close_reason",
+        "timeline_link",
     )
     list_filter = ("status", "provider", "side", "close_reason")
+    actions = [trade_force_close_action]
     search_fields = ("=id", "asset", "user__username")
 
 
 @admin.register(Position)
-class PositionAdmin(ReadOnlyAdmin):
-    list_display = ("id", "user", "provider", "asset", "side", "quantity", "avg_entry_price", "realized_pnl", "status")
+class PositionAdmin(TimelineLink, ForceCloseActions, ReadOnlyAdmin):
+    list_display = (
+        "id",
+        "user",
+        "provider",
+        "asset",
+        "side",
+        "quantity",
+        "avg_entry_price",
+        "realized_pnl",
+        "status",
+        "timeline_link",
+    )
+    actions = [position_force_close_action]
     list_filter = ("status", "provider", "side")
     search_fields = ("asset", "user__username")
 
@@ -333,6 +357,10 @@ class FillAdmin(ReadOnlyAdmin):
 
 @admin.register(RiskLimit)
 class RiskLimitAdmin(admin.ModelAdmin):
+    """Editable by risk_admin (and superusers) only; every save goes through
+    `risk_limit_update`, which validates and records `risk.limit_changed` (before/after)."""
+
+    form = RiskLimitForm
     list_display = (
         "instrument",
         "max_notional",
@@ -345,72 +373,34 @@ class RiskLimitAdmin(admin.ModelAdmin):
         "updated_at",
     )
 
+    def get_readonly_fields(self, request, obj=None):
+        return ("instrument",) if obj else ()
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # clear a field instead: every change is audited through the service
+
     def save_model(self, request, obj, form, change):
-        super().save_model(request, obj, form, change)
-        from django.db import transaction
+        from trading.services.operator import RISK_LIMIT_FIELDS, risk_limit_update
 
-        from trading.services.ledger import event_record
-
-        with transaction.atomic():
-            event_record(
-                topic="risk_limit.changed",
-                aggregate_type="risk_limit",
-                aggregate_id=obj.instrument or "global",
-                actor=f"user:{request.user.pk}",
-                payload={f.name: getattr(obj, f.name) for f in RiskLimit._meta.fields if f.name != "updated_at"},
-            )
+        row = risk_limit_update(
+            actor=request.user,
+            instrument=obj.instrument,
+            values={name: form.cleaned_data.get(name) for name in RISK_LIMIT_FIELDS},
+        )
+        obj.pk, obj.updated_at = row.pk, row.updated_at
 
 
 @admin.register(ControlState)
-class ControlStateAdmin(ReadOnlyAdmin):
-    """Changed only through the control services (actions ask for no form: the reason is the
-    admin's name + action; the control panel UI comes later)."""
+class ControlStateAdmin(ControlStateActions, ReadOnlyAdmin):
+    """Changed only through the control services: each action asks for a reason (and an
+    optional expiry) on a confirmation page. The control panel is the everyday view."""
 
     list_display = ("component", "armed", "paused", "draining", "reason", "changed_by", "changed_at", "expires_at")
     list_filter = ("armed", "paused", "draining")
-    actions = ["arm", "disarm", "pause", "resume"]
-
-    def _apply(self, request, queryset, fn, verb):
-        from config.errors import ApplicationError
-
-        for state in queryset:
-            try:
-                fn(component=state.component, actor=f"user:{request.user.pk}", reason=f"{verb} in the admin")
-            except ApplicationError as exc:
-                self.message_user(request, f"{state.component}: {exc.message}", messages.ERROR)
-            else:
-                self.message_user(request, f"{state.component}: {verb}.", messages.SUCCESS)
-
-    @admin.action(description="Arm selected components", permissions=["operate"])
-    def arm(self, request, queryset):
-        from trading.services.control import control_arm
-
-        self._apply(request, queryset, control_arm, "armed")
-
-    @admin.action(description="Disarm selected components", permissions=["operate"])
-    def disarm(self, request, queryset):
-        from trading.services.control import control_disarm
-
-        self._apply(request, queryset, control_disarm, "disarmed")
-
-    @admin.action(description="Pause selected components", permissions=["operate"])
-    def pause(self, request, queryset):
-        from trading.services.control import control_pause
-
-        self._apply(request, queryset, control_pause, "paused")
-
-    @admin.action(description="Resume selected components", permissions=["operate"])
-    def resume(self, request, queryset):
-        from trading.services.control import control_resume
-
-        self._apply(request, queryset, control_resume, "resumed")
-
-    def has_operate_permission(self, request):
-        return request.user.is_superuser
 
 
 @admin.register(TradingState)
-class TradingStateAdmin(ReadOnlyAdmin):
+class TradingStateAdmin(TradingStateActions, ReadOnlyAdmin):
     list_display = (
         "scope_type",
         "scope_key",

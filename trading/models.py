@@ -365,6 +365,7 @@ class Position(models.Model):
             )
         ]
         indexes = [models.Index(fields=["user", "status"], name="position_user_status")]
+        permissions = [("force_close_position", "Can force-close open positions and trades")]
 
     def __str__(self):
         return f"position {self.user_id} {self.provider}:{self.asset} {self.side} {self.status}"
@@ -456,6 +457,10 @@ class ControlState(models.Model):
 
     class Meta:
         ordering = ["component"]
+        permissions = [
+            ("arm_controlstate", "Can arm and disarm components"),
+            ("pause_controlstate", "Can pause, resume and drain components"),
+        ]
 
     def __str__(self):
         return f"{self.component} ({'armed' if self.armed else 'disarmed'})"
@@ -488,6 +493,7 @@ class TradingState(models.Model):
     class Meta:
         ordering = ["scope_type", "scope_key"]
         constraints = [models.UniqueConstraint(fields=["scope_type", "scope_key"], name="trading_state_scope")]
+        permissions = [("halt_all", "Can halt everything (global halt, every component disarmed)")]
 
     def __str__(self):
         return f"{self.scope_type}:{self.scope_key or '*'} {self.state}"

@@ -28,6 +28,7 @@ class RiskCode:
     DAILY_LOSS_CAP = "RISK_DAILY_LOSS_CAP"
     ORDER_RATE = "RISK_ORDER_RATE"
     VENUE_DRAINING = "RISK_VENUE_DRAINING"
+    VENUE_PAUSED = "RISK_VENUE_PAUSED"
 
 
 class RiskDenied(ApplicationError):
@@ -57,6 +58,7 @@ class RiskSnapshot:
     orders_last_minute: int
     reference_price: Decimal
     venue_draining: bool = False
+    venue_paused: bool = False  # paused: the venue takes no new work at all
 
 
 @dataclass(frozen=True)
@@ -93,6 +95,8 @@ def risk_check(intent: OrderIntent, snap: RiskSnapshot) -> None:
             raise _deny(RiskCode.TRADING_HALTED, f"Trading is halted ({scope}).", scope=scope)
         if state == REDUCE_ONLY and not intent.reduces_exposure:
             raise _deny(RiskCode.REDUCE_ONLY, f"Only exposure-reducing orders are accepted ({scope}).", scope=scope)
+    if snap.venue_paused:
+        raise _deny(RiskCode.VENUE_PAUSED, f"Venue {intent.venue} is paused: no new orders.", venue=intent.venue)
     if snap.venue_draining and not intent.reduces_exposure:
         raise _deny(RiskCode.VENUE_DRAINING, f"Venue {intent.venue} is draining: no new exposure.", venue=intent.venue)
 

@@ -65,6 +65,7 @@ SELECT
   (SELECT COALESCE(json_agg(json_build_array(provider, asset, side)), '[]'::json) FROM trading_position
      WHERE user_id = %(user)s AND status = 'open'),
   (SELECT draining FROM trading_controlstate WHERE component = %(component)s),
+  (SELECT paused FROM trading_controlstate WHERE component = %(component)s),
   (SELECT COALESCE(json_agg(json_build_array(scope_type, scope_key, state, previous_state, expires_at)), '[]'::json)
      FROM trading_tradingstate
      WHERE scope_type = 'global' OR (scope_type = 'venue' AND scope_key = %(venue)s)
@@ -88,7 +89,7 @@ def risk_snapshot_load(*, user, venue: str, asset: str, market_max_leverage: Dec
                 "asset": asset,
             },
         )
-        recent, net_today, open_positions, draining, states = cur.fetchone()
+        recent, net_today, open_positions, draining, paused, states = cur.fetchone()
     if isinstance(open_positions, str):
         open_positions = json.loads(open_positions)
     if isinstance(states, str):
@@ -110,6 +111,7 @@ def risk_snapshot_load(*, user, venue: str, asset: str, market_max_leverage: Dec
         orders_last_minute=int(recent),
         reference_price=reference_price,
         venue_draining=bool(draining),
+        venue_paused=bool(paused),
     )
 
 

@@ -58,3 +58,10 @@ def accounts_purge_expired_task() -> dict:
     from trading.services.accounts import auth_records_purge
 
     return auth_records_purge()
+
+
+@shared_task(ignore_result=True, expires=30)
+def control_expiry_task() -> dict:
+    from trading.services.expiry import control_expiry_run
+
+    return control_expiry_run()

@@ -1,0 +1,290 @@
+"""The admin as control panel: panel page, confirmations, role enforcement at the door,
+read-only ledger, risk limit edits with audit events, and the order timeline."""
+
+from decimal import Decimal
+
+import pytest
+from django.urls import reverse
+
+from tests.trading.roles import user_in
+from trading.models import ControlState, Event, Order, RiskLimit, TradingState
+
+pytestmark = pytest.mark.django_db
+D = Decimal
+
+
+def _login(client, group, username=None):
+    user = user_in(group, username)
+    client.force_login(user)
+    return user
+
+
+def test_the_admin_index_is_the_control_panel_for_staff_with_view_rights(client):
+    _login(client, "viewer")
+
+    page = client.get(reverse("admin:index"))
+
+    assert page.status_code == 200
+    body = page.content.decode()
+    assert "executor:paper" in body and "signer:ostium" in body and "treasury:withdrawals" in body
+    assert "disarmed" in body and "Price freshness" in body and "<svg" in body
+    assert client.get(reverse("admin:models_index")).status_code == 200
+
+
+def test_a_viewer_sees_no_action_buttons_an_operator_sees_arm_a_risk_admin_sees_halt_all(client):
+    _login(client, "viewer")
+    body = client.get(reverse("admin:control_panel")).content.decode()
+    assert ">Arm<" not in body and ">Disarm<" not in body and "HALT EVERYTHING" not in body and ">Halt<" not in body
+
+    _login(client, "operator")
+    body = client.get(reverse("admin:control_panel")).content.decode()
+    assert ">Arm<" in body and "HALT EVERYTHING" not in body
+
+    _login(client, "risk_admin")
+    body = client.get(reverse("admin:control_panel")).content.decode()
+    assert "HALT EVERYTHING" in body and ">Halt<" in body and ">Arm<" not in body
+
+
+def test_an_action_needs_a_reason_on_its_confirmation_page(client):
+    op = _login(client, "operator")
+    url = reverse("admin:control_action", args=["executor:paper", "arm"])
+
+    assert client.get(url).status_code == 200
+    refused = client.post(url, {"reason": ""})
+    assert refused.status_code == 200 and "This field is required" in refused.content.decode()
+    assert not ControlState.objects.get(component="executor:paper").armed
+
+    done = client.post(url, {"reason": "market open"})
+
+    assert done.status_code == 302
+    state = ControlState.objects.get(component="executor:paper")
+    assert state.armed and state.reason == "market open" and state.changed_by == f"user:{op.pk}:operator"
+    assert Event.objects.filter(topic="control.armed", aggregate_id="executor:paper").count() == 1
+
+
+def test_a_forged_post_by_a_viewer_is_refused_and_changes_nothing(client):
+    _login(client, "viewer")
+
+    for url in (
+        reverse("admin:control_action", args=["executor:paper", "arm"]),
+        reverse("admin:halt_all"),
+        reverse("admin:trading_state_action", args=["halt"]),
+    ):
+        assert client.post(url, {"reason": "forged", "scope_type": "global"}).status_code == 403
+    # the changelist action, forged
+    pk = ControlState.objects.get(component="executor:paper").pk
+    response = client.post(
+        reverse("admin:trading_controlstate_changelist"),
+        {"action": "arm", "_selected_action": [pk], "confirm": "yes", "reason": "forged"},
+        follow=True,
+    )
+
+    assert response.status_code in (200, 403)
+    assert not ControlState.objects.filter(armed=True).exists()
+    assert not TradingState.objects.exists()
+    assert not Event.objects.filter(aggregate_type__in=["control_state", "trading_state"]).exists()
+
+
+def test_changelist_actions_confirm_then_apply_with_the_reason_and_expiry(client):
+    _login(client, "operator")
+    pks = list(ControlState.objects.filter(component__startswith="executor:").values_list("pk", flat=True))
+    url = reverse("admin:trading_controlstate_changelist")
+
+    confirm = client.post(url, {"action": "pause", "_selected_action": pks})
+    assert confirm.status_code == 200 and "Yes, pause selected components" in confirm.content.decode()
+    assert not ControlState.objects.filter(paused=True).exists()
+
+    client.post(
+        url, {"action": "pause", "_selected_action": pks, "confirm": "yes", "reason": "venue upgrade", "expires_at": ""}
+    )
+
+    assert ControlState.objects.filter(paused=True, reason="venue upgrade").count() == 3
+    assert Event.objects.filter(topic="control.paused").count() == 3
+
+
+def test_a_risk_admin_sets_a_timed_halt_on_a_venue_from_the_panel(client):
+    _login(client, "risk_admin")
+    url = reverse("admin:trading_state_action", args=["halt"])
+
+    client.post(
+        url, {"scope_type": "venue", "scope_key": "ostium", "reason": "RPC down", "expires_at": "2999-01-01 00:00"}
+    )
+
+    row = TradingState.objects.get(scope_type="venue", scope_key="ostium")
+    assert row.state == "HALTED" and row.expires_at.year == 2999 and row.previous_state == "ACTIVE"
+
+
+def test_ledger_and_execution_records_are_read_only_even_for_superusers(client, operator_user):
+    client.force_login(operator_user)
+    for model in ("event", "outboxmessage", "executioncommand", "fill", "idempotencyrecord"):
+        assert client.get(reverse(f"admin:trading_{model}_add")).status_code == 403, model
+    event = Event.objects.create(topic="t", aggregate_type="x", aggregate_id="1")
+    page = client.get(reverse("admin:trading_event_change", args=[event.pk]))
+    assert page.status_code == 200 and 'name="_save"' not in page.content.decode()
+    assert client.post(reverse("admin:trading_event_delete", args=[event.pk]), {"post": "yes"}).status_code == 403
+    assert Event.objects.filter(pk=event.pk).exists()
+
+
+def test_risk_limits_are_validated_and_every_change_is_audited_with_before_and_after(client):
+    _login(client, "risk_admin")
+    add = reverse("admin:trading_risklimit_add")
+
+    bad = client.post(add, {"instrument": "BTC-USD", "max_notional": "-5", "max_slippage": "3"})
+    assert bad.status_code == 200 and not RiskLimit.objects.exists()
+    assert "Must be positive" in bad.content.decode() and "Must be between" in bad.content.decode()
+
+    client.post(add, {"instrument": "btc-usd", "max_notional": "1000"})
+    row = RiskLimit.objects.get(instrument="BTC-USD")
+    client.post(
+        reverse("admin:trading_risklimit_change", args=[row.pk]), {"max_notional": "2500", "max_leverage": "10"}
+    )
+
+    events = list(Event.objects.filter(topic="risk.limit_changed").order_by("id"))
+    assert [D(e.payload["after"]["max_notional"]) for e in events] == [D(1000), D(2500)]
+    assert events[0].payload["created"] is True and events[0].payload["before"]["max_notional"] is None
+    assert D(events[1].payload["before"]["max_notional"]) == D(1000)
+    assert set(events[1].payload["changed"]) == {"max_notional", "max_leverage"}
+
+
+def test_an_operator_cannot_edit_risk_limits(client):
+    _login(client, "operator")
+
+    assert client.post(reverse("admin:trading_risklimit_add"), {"max_notional": "1"}).status_code == 403
+    assert not RiskLimit.objects.exists()
+
+
+def test_the_status_json_reports_components_and_attention_counts(client, markets, trader):
+    _login(client, "viewer")
+    Order.objects.create(
+        user=trader, provider="paper", asset="BTC-USD", order_type="MARKET", side="long", status="UNKNOWN"
+    )
+
+    data = client.get(reverse("admin:control_panel_status")).json()
+
+    paper = next(c for c in data["components"] if c["component"] == "executor:paper")
+    assert paper["status"] == "disarmed" and paper["armed"] is False
+    assert data["attention"]["unknown_orders"] == 1
+    assert {p["symbol"] for p in data["prices"]} >= {"BTC-USD", "ETH-USD"}
+    assert any(h["name"].startswith("Celery queue") for h in data["health"])
+
+
+def test_drain_shows_draining_while_orders_are_in_flight_then_drained(client, markets, trader, armed):
+    from trading.services import control
+    from trading.services.execution import order_execute
+    from trading.services.orders import order_place
+
+    _login(client, "viewer")
+    order = order_place(user=trader, asset="BTC-USD", side="long", collateral=D(100), leverage=D(2))
+    control.control_drain(component="executor:paper", actor="op", reason="closing time")
+
+    def status():
+        data = client.get(reverse("admin:control_panel_status")).json()
+        return next(c for c in data["components"] if c["component"] == "executor:paper")
+
+    assert status()["status"] == "draining" and status()["in_flight"] == 1
+    order_execute(order_id=order.pk)
+    assert status()["status"] == "drained"
+
+
+def test_the_timeline_shows_events_commands_and_redacts_secrets(client, markets, trader, armed):
+    from trading.models import ExecutionCommand
+    from trading.services.execution import order_execute
+    from trading.services.orders import order_place
+
+    _login(client, "viewer")
+    order = order_place(
+        user=trader, asset="BTC-USD", side="long", collateral=D(100), leverage=D(2), stop_price=D(55000)
+    )
+    order_execute(order_id=order.pk)
+    command = ExecutionCommand.objects.get(order=order)
+    ExecutionCommand.objects.filter(pk=command.pk).update(request={**command.request, "api_key": "tdk_live_secret"})
+
+    page = client.get(reverse("admin:timeline", args=["order", order.pk]))
+
+    body = page.content.decode()
+    assert page.status_code == 200
+    for topic in ("order.accepted", "order.submitting", "order.filled", "trade.opened"):
+        assert topic in body, topic
+    assert "risk engine passed" in body and command.idempotency_key in body
+    assert "tdk_live_secret" not in body and "[REDACTED]" in body
+    order.refresh_from_db()
+    assert f"/admin/trading/trade/{order.trade_id}/change/" in body
+    assert client.get(reverse("admin:timeline", args=["trade", order.trade_id])).status_code == 200
+    assert client.get(reverse("admin:timeline", args=["position", order.trade.position_id])).status_code == 200
+    change = client.get(reverse("admin:trading_order_change", args=[order.pk])).content.decode()
+    assert reverse("admin:timeline", args=["order", order.pk]) in change
+    listing = client.get(reverse("admin:trading_order_changelist")).content.decode()
+    assert reverse("admin:timeline", args=["order", order.pk]) in listing
+
+
+def test_the_panel_shows_a_kill_switched_venue_as_disabled_whatever_its_row_says(client, settings):
+    from trading.services.control import control_arm
+
+    control_arm(component="executor:ostium", actor="op", reason="live")
+    settings.VENUE_ENABLED = settings.VENUE_ENABLED | {"ostium": False}
+    _login(client, "viewer")
+
+    data = client.get(reverse("admin:control_panel_status")).json()
+
+    ostium = next(c for c in data["components"] if c["component"] == "executor:ostium")
+    assert ostium["armed"] is True and ostium["status"] == "disabled"
+    assert "OSTIUM_ENABLED=false" in ostium["waiting_on"]
+
+
+def test_halt_everything_from_the_panel_as_a_risk_admin(client):
+    from trading.services.control import control_arm
+
+    control_arm(component="executor:paper", actor="op", reason="live")
+    _login(client, "risk_admin")
+    url = reverse("admin:halt_all")
+    assert "executor:paper" in client.get(url).content.decode()
+
+    response = client.post(url, {"reason": "venue outage", "expires_at": ""})
+
+    assert response.status_code == 302
+    assert TradingState.objects.get(scope_type="global").state == "HALTED"
+    assert not ControlState.objects.filter(armed=True).exists()
+    assert Event.objects.get(topic="desk.halted").payload["reason"] == "venue outage"
+
+
+def test_force_close_from_the_positions_list_places_a_close_through_the_executor(client, markets, trader, armed):
+    from trading.models import Position
+    from trading.services.execution import order_execute
+    from trading.services.orders import order_place
+
+    opened = order_place(user=trader, asset="BTC-USD", side="long", collateral=D(100), leverage=D(2))
+    order_execute(order_id=opened.pk)
+    position = Position.objects.get(user=trader, status="open")
+    _login(client, "operator")
+    url = reverse("admin:trading_position_changelist")
+
+    client.post(
+        url,
+        {"action": "force_close", "_selected_action": [position.pk], "confirm": "yes", "reason": "risk call"},
+    )
+
+    opened.refresh_from_db()
+    close = Order.objects.get(reduce_only=True)
+    assert close.status == "ACCEPTED" and close.trade_id == opened.trade_id
+    order_execute(order_id=close.pk)
+    position.refresh_from_db()
+    assert position.status == "closed"
+    assert Event.objects.get(topic="trade.force_close_requested").payload["reason"] == "risk call"
+
+
+def test_a_viewer_cannot_force_close_from_the_positions_list(client, markets, trader, armed):
+    from trading.models import Position
+    from trading.services.execution import order_execute
+    from trading.services.orders import order_place
+
+    order_execute(order_id=order_place(user=trader, asset="BTC-USD", side="long", collateral=D(100), leverage=D(2)).pk)
+    position = Position.objects.get(user=trader, status="open")
+    _login(client, "viewer")
+
+    client.post(
+        reverse("admin:trading_position_changelist"),
+        {"action": "force_close", "_selected_action": [position.pk], "confirm": "yes", "reason": "forged"},
+    )
+
+    assert not Order.objects.filter(reduce_only=True).exists()
+    assert not Event.objects.filter(topic="trade.force_close_requested").exists()

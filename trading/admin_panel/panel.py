@@ -1,0 +1,261 @@
+"""Reads behind the control panel: components and their states, trading states, health,
+prices, counts that need attention, exposure and today's PnL per venue."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+
+from django.conf import settings
+from django.db.models import Count, DecimalField, Exists, ExpressionWrapper, F, Max, OuterRef, Q, Sum
+from django.utils import timezone
+
+from trading.admin_panel.health import HealthItem, health_collect
+from trading.models import ControlState, ExecutionCommand, Fill, Order, Position, Trade, TradingState
+from trading.services.control import EXECUTOR_PREFIX, venue_enabled
+
+ZERO = Decimal(0)
+NEAR_LIQUIDATION = Decimal("0.05")  # within 5 % of the liquidation price
+IN_FLIGHT = (
+    Order.Status.ACCEPTED,
+    Order.Status.TRIGGERED,
+    Order.Status.SUBMITTING,
+    Order.Status.SUBMITTED,
+    Order.Status.PARTIALLY_FILLED,
+    Order.Status.UNKNOWN,
+)
+WORKING_STOP_TYPES = (Order.Type.STOP_LOSS, Order.Type.TRAILING_STOP, Order.Type.OCO)
+WORKING_STATUSES = (
+    Order.Status.PENDING_TRIGGER,
+    Order.Status.TRIGGERED,
+    Order.Status.SUBMITTING,
+    Order.Status.SUBMITTED,
+)
+KILL_SWITCH_VARS = {"paper": "PAPER_ENABLED", "ostium": "OSTIUM_ENABLED", "near_intents": "NEAR_INTENTS_ENABLED"}
+
+
+@dataclass
+class ComponentView:
+    state: ControlState
+    status: str  # armed / disarmed / paused / draining / drained / disabled / lapsed
+    badge: str  # ok / warn / down
+    heartbeat: datetime | None
+    waiting_on: str
+    in_flight: int = 0
+
+    @property
+    def component(self) -> str:
+        return self.state.component
+
+    def as_dict(self) -> dict:
+        s = self.state
+        return {
+            "component": s.component,
+            "status": self.status,
+            "armed": s.armed,
+            "paused": s.paused,
+            "draining": s.draining,
+            "in_flight": self.in_flight,
+            "reason": s.reason,
+            "changed_by": s.changed_by,
+            "changed_at": s.changed_at.isoformat(),
+            "expires_at": s.expires_at.isoformat() if s.expires_at else None,
+            "heartbeat": self.heartbeat.isoformat() if self.heartbeat else None,
+            "waiting_on": self.waiting_on,
+        }
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def component_views(now=None) -> list[ComponentView]:
+    now = now or timezone.now()
+    states = list(ControlState.objects.order_by("component"))
+    venues = [s.component[len(EXECUTOR_PREFIX) :] for s in states if s.component.startswith(EXECUTOR_PREFIX)]
+    heartbeats = dict(
+        ExecutionCommand.objects.filter(provider__in=venues)
+        .values("provider")
+        .annotate(last=Max("sent_at"))
+        .values_list("provider", "last")
+    )
+    in_flight = {
+        row["provider"]: row["n"]
+        for row in Order.objects.filter(provider__in=venues, status__in=IN_FLIGHT)
+        .values("provider")
+        .annotate(n=Count("id"))
+    }
+    out = []
+    for s in states:
+        venue = s.component[len(EXECUTOR_PREFIX) :] if s.component.startswith(EXECUTOR_PREFIX) else None
+        busy = in_flight.get(venue, 0) if venue else 0
+        heartbeat = heartbeats.get(venue) if venue else None
+        lapsed = bool(s.expires_at and s.expires_at <= now)
+        if venue and not venue_enabled(venue):
+            status, badge = "disabled", "down"
+            waiting = f"environment kill switch {KILL_SWITCH_VARS.get(venue, venue.upper() + '_ENABLED')}=false"
+        elif not s.armed or (lapsed and not s.paused):
+            status, badge = ("lapsed" if s.armed else "disarmed"), "down"
+            waiting = "an operator to arm it" + (f"; {_plural(busy, 'order')} will be refused" if busy else "")
+        elif s.paused:
+            status, badge = "paused", "warn"
+            waiting = "resume" + (f" (until {s.expires_at:%Y-%m-%d %H:%M} UTC)" if s.expires_at else "")
+        elif s.draining:
+            status, badge = ("draining", "warn") if busy else ("drained", "warn")
+            waiting = (
+                f"{_plural(busy, 'in-flight order')} to finish" if busy else "nothing: drained; resume to take new work"
+            )
+        else:
+            status, badge = "armed", "ok"
+            waiting = f"{_plural(busy, 'order')} in flight" if busy else ("new orders" if venue else "work")
+        out.append(ComponentView(s, status, badge, heartbeat, waiting, busy))
+    return out
+
+
+def trading_state_rows(now=None) -> list[dict]:
+    now = now or timezone.now()
+    rows = []
+    for row in TradingState.objects.order_by("scope_type", "scope_key"):
+        effective = row.effective_state(now)
+        rows.append(
+            {
+                "row": row,
+                "scope": "global" if row.scope_type == "global" else f"{row.scope_type}:{row.scope_key}",
+                "state": effective,
+                "badge": {"ACTIVE": "ok", "REDUCE_ONLY": "warn", "HALTED": "down"}[effective],
+            }
+        )
+    if not any(r["scope"] == "global" for r in rows):
+        rows.insert(0, {"row": None, "scope": "global", "state": "ACTIVE", "badge": "ok"})
+    return rows
+
+
+def price_rows(now=None) -> list[dict]:
+    from providers.models import PaperMarket
+    from providers.prices import price_cached
+
+    now = now or timezone.now()
+    symbols = set(PaperMarket.objects.values_list("symbol", flat=True))
+    symbols |= set(Trade.objects.filter(status=Trade.Status.OPEN).values_list("asset", flat=True))
+    rows = []
+    for symbol in sorted(symbols):
+        tick = price_cached(symbol)
+        age = (now - tick.timestamp).total_seconds() if tick else None
+        stale = age is None or age > settings.PRICE_MAX_AGE
+        rows.append(
+            {
+                "symbol": symbol,
+                "price": tick.price if tick else None,
+                "source": tick.source if tick else "",
+                "age": round(age, 1) if age is not None else None,
+                "badge": "down" if tick is None else "warn" if stale else "ok",
+            }
+        )
+    return rows
+
+
+@dataclass
+class Attention:
+    unknown_orders: int
+    near_liquidation: int
+    without_stop: int
+    items: list[HealthItem] = field(default_factory=list)
+
+
+def attention_counts() -> Attention:
+    open_trades = Trade.objects.filter(status=Trade.Status.OPEN)
+    near = 0
+    for current, liq in open_trades.filter(liquidation_price__isnull=False).values_list(
+        "current_price", "liquidation_price"
+    ):
+        if current and abs(current - liq) / current <= NEAR_LIQUIDATION:
+            near += 1
+    protected = Order.objects.filter(
+        trade_id=OuterRef("pk"), order_type__in=WORKING_STOP_TYPES, status__in=WORKING_STATUSES
+    )
+    without = open_trades.filter(~Exists(protected)).count()
+    return Attention(
+        unknown_orders=Order.objects.filter(status=Order.Status.UNKNOWN).count(),
+        near_liquidation=near,
+        without_stop=without,
+    )
+
+
+def venue_figures(now=None) -> list[dict]:
+    """Open exposure (|quantity| × mark) and today's PnL (realised net of fees and funding
+    since 00:00 UTC, plus open unrealised) per venue."""
+    now = now or timezone.now()
+    day_start = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    money = DecimalField(max_digits=38, decimal_places=8)
+    exposure = {
+        r["provider"]: r
+        for r in Position.objects.filter(status=Position.Status.OPEN)
+        .values("provider")
+        .annotate(
+            exposure=Sum(ExpressionWrapper(F("quantity") * F("current_price"), output_field=money)),
+            unrealized=Sum("unrealized_pnl"),
+        )
+    }
+    realized = dict(
+        Fill.objects.filter(occurred_at__gte=day_start)
+        .values("trade__provider")
+        .annotate(net=Sum(ExpressionWrapper(F("realized_pnl") - F("fee") - F("funding"), output_field=money)))
+        .values_list("trade__provider", "net")
+    )
+    venues = sorted(set(settings.VENUE_ENABLED) | set(exposure) | set(realized))
+    rows = []
+    for venue in venues:
+        e = exposure.get(venue, {})
+        unrealized = e.get("unrealized") or ZERO
+        rows.append(
+            {
+                "venue": venue,
+                "exposure": (e.get("exposure") or ZERO).quantize(Decimal("0.01")),
+                "realized_today": (realized.get(venue) or ZERO).quantize(Decimal("0.01")),
+                "unrealized": unrealized.quantize(Decimal("0.01")),
+                "pnl_today": ((realized.get(venue) or ZERO) + unrealized).quantize(Decimal("0.01")),
+            }
+        )
+    return rows
+
+
+def panel_snapshot(now=None) -> dict:
+    now = now or timezone.now()
+    attention = attention_counts()
+    health = health_collect()
+    return {
+        "now": now,
+        "components": component_views(now),
+        "trading_states": trading_state_rows(now),
+        "health": health,
+        "prices": price_rows(now),
+        "attention": attention,
+        "venues": venue_figures(now),
+        "open_orders": Order.objects.filter(Q(status__in=IN_FLIGHT)).count(),
+    }
+
+
+def panel_json(snapshot: dict) -> dict:
+    a = snapshot["attention"]
+    return {
+        "now": snapshot["now"].isoformat(),
+        "components": [c.as_dict() for c in snapshot["components"]],
+        "trading_states": [
+            {
+                "scope": r["scope"],
+                "state": r["state"],
+                "reason": r["row"].reason if r["row"] else "",
+                "expires_at": r["row"].expires_at.isoformat() if r["row"] and r["row"].expires_at else None,
+            }
+            for r in snapshot["trading_states"]
+        ],
+        "health": [h.as_dict() for h in snapshot["health"]],
+        "prices": [{**p, "price": str(p["price"]) if p["price"] is not None else None} for p in snapshot["prices"]],
+        "attention": {
+            "unknown_orders": a.unknown_orders,
+            "near_liquidation": a.near_liquidation,
+            "without_stop": a.without_stop,
+        },
+        "venues": [{k: str(v) if isinstance(v, Decimal) else v for k, v in r.items()} for r in snapshot["venues"]],
+    }
