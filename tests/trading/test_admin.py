@@ -27,13 +27,18 @@ def test_unknown_orders_are_listed_and_an_order_page_shows_its_timeline(staff_cl
 def test_admin_arm_action_goes_through_the_service(staff_client):
     state = ControlState.objects.get(component="executor:paper")
 
+    asked = staff_client.post("/admin/trading/controlstate/", {"action": "arm", "_selected_action": [state.pk]})
+    assert asked.status_code == 200 and not ControlState.objects.get(pk=state.pk).armed  # confirmation first
+
     response = staff_client.post(
-        "/admin/trading/controlstate/", {"action": "arm", "_selected_action": [state.pk]}, follow=True
+        "/admin/trading/controlstate/",
+        {"action": "arm", "_selected_action": [state.pk], "confirm": "yes", "reason": "desk open", "expires_at": ""},
+        follow=True,
     )
 
     assert response.status_code == 200
     state.refresh_from_db()
-    assert state.armed and state.changed_by.startswith("user:")
+    assert state.armed and state.reason == "desk open" and state.changed_by.startswith("user:")
     assert Event.objects.filter(topic="control.armed", aggregate_id="executor:paper").exists()
 
 
@@ -43,5 +48,5 @@ def test_risk_limits_are_editable_in_the_admin_and_changes_are_recorded(staff_cl
         {"instrument": "BTC-USD", "max_notional": "2500", "max_open_positions": "", "max_orders_per_minute": ""},
     )
     assert response.status_code == 302
-    event = Event.objects.get(topic="risk_limit.changed")
-    assert event.aggregate_id == "BTC-USD" and D(event.payload["max_notional"]) == 2500
+    event = Event.objects.get(topic="risk.limit_changed")
+    assert event.aggregate_id == "BTC-USD" and D(event.payload["after"]["max_notional"]) == 2500
