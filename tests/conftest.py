@@ -40,9 +40,41 @@ def celery_worker_session(django_db_blocker):
         yield worker
 
 
+_worker_started = False
+
+
+def _drain_worker(timeout: float = 30.0) -> None:
+    """Drop queued tasks and wait until the in-process worker runs none: a task still
+    querying while the test database is flushed (TRUNCATE) can deadlock the flush."""
+    from celery.worker import state
+
+    from config.celery import app
+
+    app.control.purge()
+    deadline = time.monotonic() + timeout
+    while (state.active_requests or state.reserved_requests) and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
+@pytest.fixture(autouse=True)
+def _quiet_worker_before_flush(request):
+    """Tests that commit (transactional_db) get their database flushed at teardown; let the
+    session worker go idle first. Requesting transactional_db from here orders its teardown
+    (the flush) after this fixture's."""
+    marker = request.node.get_closest_marker("django_db")
+    commits = "transactional_db" in request.fixturenames or bool(marker and marker.kwargs.get("transaction"))
+    if "transactional_db" in request.fixturenames:
+        request.getfixturevalue("transactional_db")  # (the django_db marker is set up before us anyway)
+    yield
+    if commits and _worker_started:
+        _drain_worker()
+
+
 @pytest.fixture
 def celery_worker(celery_worker_session, transactional_db):
     """Use with tests that commit: the worker threads see only committed data."""
+    global _worker_started
+    _worker_started = True
     return celery_worker_session
 
 
