@@ -279,3 +279,19 @@ RISK_DEFAULTS = {
 RISK_LIMITS_CACHE_SECONDS = env.float("RISK_LIMITS_CACHE_SECONDS", default=2.0)
 RECONCILE_GRACE_SECONDS = env.float("RECONCILE_GRACE_SECONDS", default=30.0)
 IDEMPOTENCY_TTL_HOURS = env.int("IDEMPOTENCY_TTL_HOURS", default=24)
+
+# --- Ostium delegations (Safe) and key custody --------------------------------------------------
+# Network Ostium orders trade on (delegation checks use it); "localnet" reads OSTIUM_LOCALNET_CONFIG.
+OSTIUM_NETWORK = env("OSTIUM_NETWORK", default="localnet")
+# JSON written by `python -m providers.ostium.localnet --config-out ...` (RPC + contract addresses).
+OSTIUM_LOCALNET_CONFIG = env("OSTIUM_LOCALNET_CONFIG", default="") or str(embedded.VAR_DIR / "ostium-localnet.json")
+# One delegate key per network ("network") or per user and network ("user").
+OSTIUM_DELEGATE_KEY_SCOPE = env("OSTIUM_DELEGATE_KEY_SCOPE", default="network")
+# Fernet keys encrypting custody keys at rest, comma separated, newest first (rotation: prepend a
+# new key, run `manage.py ostium_delegate_key rotate-encryption`, then drop the old ones).
+DELEGATE_KEY_ENCRYPTION_KEYS = env.list("DELEGATE_KEY_ENCRYPTION_KEYS", default=[])
+# Used when DELEGATE_KEY_ENCRYPTION_KEYS is empty: a file with one Fernet key per line, newest first
+# (generated on first use when missing — development only; give a real secret file in production).
+DELEGATE_KEY_ENCRYPTION_KEY_FILE = env("DELEGATE_KEY_ENCRYPTION_KEY_FILE", default="") or str(
+    embedded.VAR_DIR / "delegate_key_encryption_keys"
+)

@@ -4,3 +4,15 @@ from django.apps import AppConfig
 class DelegationsConfig(AppConfig):
     name = "delegations"
     verbose_name = "Ostium delegations"
+
+    def ready(self):
+        from trading.services.orders import register_pretrade_check
+
+        register_pretrade_check("ostium", ostium_pretrade)
+
+
+def ostium_pretrade(*, user, intent):
+    """Ostium orders of a user trading through a Safe: delegated mode, account = the Safe."""
+    from delegations.services import ostium_pretrade_check
+
+    return ostium_pretrade_check(user=user, collateral=intent.collateral, reduces_exposure=intent.reduces_exposure)
