@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -249,3 +249,8 @@ class DelegationRevoke(_Base):
     )
     def post(self, request, pk: int):
         return _out(services.delegation_revoke(user=request.user, delegation_id=pk))
+
+
+@extend_schema_view(get=extend_schema(exclude=True))
+class DelegationListSlash(DelegationList):
+    """`GET .../delegations/?safe=` (the same list, spelled with a trailing slash)."""

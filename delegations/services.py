@@ -306,7 +306,12 @@ def delegation_execute(*, user, delegation_id: int, actor: str | None = None) ->
         del relayer
     except ApplicationError as exc:
         error = exc
-    on_chain = chain.delegate_of(net, delegation.safe_address) if outcome and outcome.mined else None
+    on_chain = None
+    if outcome is not None and outcome.mined:
+        try:
+            on_chain = chain.delegate_of(net, delegation.safe_address)
+        except ApplicationError:
+            on_chain = None  # recorded as sent; the next read reconciles it
 
     # 3. record the result
     with transaction.atomic():
@@ -389,8 +394,11 @@ def delegation_reconcile(*, delegation: OstiumDelegation, actor: str = "system:r
     net = chain.network_config(delegation.network)
     on_chain = chain.delegate_of(net, delegation.safe_address)
     nonce = None
+    outcome = None
     if delegation.status in (S.PENDING_SIGNATURE, S.SUBMITTED):
         nonce = chain.safe_state(net, delegation.safe_address).nonce
+    if delegation.status == S.SUBMITTED and delegation.transaction_hash.startswith("0x"):
+        outcome = chain.transaction_outcome(net, delegation.transaction_hash)
     with transaction.atomic():
         delegation = delegation_lock(delegation.pk)
         ours = on_chain == delegation.delegate_address
@@ -403,7 +411,10 @@ def delegation_reconcile(*, delegation: OstiumDelegation, actor: str = "system:r
                 _fail(delegation, actor=actor)
                 return delegation
         if delegation.status == S.SUBMITTED and not ours and nonce is not None and nonce <= int(delegation.safe_nonce):
-            return delegation  # still in flight
+            if outcome is not None and outcome.mined and not outcome.success:  # reverted, nonce unused
+                delegation.error_code, delegation.error_message = "EXECUTION_FAILED", outcome.error
+                _fail(delegation, actor=actor)
+            return delegation  # otherwise still in flight
         if delegation.status == S.REVOKING and ours:
             delegation.checked_at = timezone.now()
             delegation.save(update_fields=["checked_at"])

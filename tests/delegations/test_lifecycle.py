@@ -331,3 +331,46 @@ def test_delegations_are_owner_only(django_user_model, settings):
     _, client = user_client(django_user_model, owner)
     response = client.get(f"{BASE}/999")
     assert response.status_code == 404 and response.json()["error"]["code"] == "DELEGATION_NOT_FOUND"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_admin_check_chain_status_action(chain_env, django_user_model, client):
+    net = chain_env.net
+    owner = new_owner(net)
+    _, api = user_client(django_user_model, owner)
+    safe = net.create_safe([owner.address], threshold=1)
+    body = prepare(api, safe)
+    add_signature(api, body["id"], sign_typed(owner, body))
+    assert execute(api, body["id"])["status"] == "active"
+    trading = net.contract("trading")
+    net.exec_safe_tx(safe, trading.address, trading.encode_abi("removeDelegate", []), [owner.key.to_0x_hex()])
+
+    admin = django_user_model.objects.create_superuser(username="root", email="root@example.com", password="pw")
+    client.force_login(admin)
+    response = client.post(
+        "/admin/delegations/ostiumdelegation/",
+        {"action": "check_chain_status", "_selected_action": [body["id"]]},
+        follow=True,
+    )
+    assert response.status_code == 200
+    shown = [str(m) for m in response.context["messages"]]
+    assert shown == [f"delegation {body['id']}: active → revoked"], shown
+    event = Event.objects.get(correlation_id=f"delegation-{body['id']}", topic="delegation.revoked")
+    assert event.actor == f"admin:{admin.pk}"
+    page = client.get(f"/admin/delegations/ostiumdelegation/{body['id']}/change/").content.decode()
+    assert "delegation.revoked" in page
+
+
+def test_the_endpoints_are_in_the_openapi_schema(staff_client):
+    schema = staff_client.get("/api/schema/?format=json").json()
+    for path, method in (
+        ("/api/v1/ostium/delegations", "get"),
+        ("/api/v1/ostium/delegations/prepare", "post"),
+        ("/api/v1/ostium/delegations/{id}", "get"),
+        ("/api/v1/ostium/delegations/{id}/signatures", "post"),
+        ("/api/v1/ostium/delegations/{id}/execute", "post"),
+        ("/api/v1/ostium/delegations/{id}/revoke", "post"),
+    ):
+        assert method in schema["paths"][path], path
+    assert "/api/v1/ostium/delegations/" not in schema["paths"]
+    assert "typed_data" in schema["components"]["schemas"]["DelegationOut"]["properties"]
