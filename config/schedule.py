@@ -33,4 +33,9 @@ BEAT_SCHEDULE: dict[str, dict] = {
         "every": 300.0,
         "expires": 240,
     },
+    "ostium-sync": {
+        "task": "providers.tasks.ostium_sync_task",
+        "every": 2.0,
+        "expires": 5,
+    },
 }

@@ -230,6 +230,39 @@ PAPER_FEED_DT = env.float("PAPER_FEED_DT", default=1.0)
 # USD balance a paper account starts with on first use.
 PAPER_STARTING_BALANCE = env("PAPER_STARTING_BALANCE", default="100000")
 
+# --- Ostium venue (see README "Ostium") ---------------------------------------------------------
+# localnet | testnet (Arbitrum Sepolia) | mainnet (Arbitrum One).
+OSTIUM_NETWORK = env("OSTIUM_NETWORK", default="localnet")
+# The JSON file `python -m providers.ostium.localnet --config-out ...` writes.
+OSTIUM_LOCALNET_CONFIG = env("OSTIUM_LOCALNET_CONFIG", default=".var/ostium-localnet.json")
+# Overrides of the network's endpoints (empty: the network's defaults).
+OSTIUM_RPC_URL = env("OSTIUM_RPC_URL", default="")
+OSTIUM_SUBMIT_RPC_URL = env("OSTIUM_SUBMIT_RPC_URL", default="")  # empty: OSTIUM_RPC_URL
+OSTIUM_SUBGRAPH_URL = env("OSTIUM_SUBGRAPH_URL", default="")
+OSTIUM_PRICE_URL = env("OSTIUM_PRICE_URL", default="")
+# File holding the hex signing key of the desk's own trader (direct mode) and of the
+# delegate that acts for delegating accounts (empty: the trader key signs delegated actions).
+OSTIUM_TRADER_KEY_FILE = env("OSTIUM_TRADER_KEY_FILE", default="")
+OSTIUM_DELEGATE_KEY_FILE = env("OSTIUM_DELEGATE_KEY_FILE", default="")
+# Mainnet safeguards: writes only for these trader addresses (comma-separated), and only
+# up to this notional (collateral x leverage, USD) per open.
+OSTIUM_MAINNET_TRADER_ALLOWLIST = env.list("OSTIUM_MAINNET_TRADER_ALLOWLIST", default=[])
+OSTIUM_MAINNET_MAX_NOTIONAL = env("OSTIUM_MAINNET_MAX_NOTIONAL", default="1000")
+# Timeouts (seconds): reads; a write's receipt (then the outcome is unknown); waiting for a
+# signer's write lock (then nothing was sent).
+OSTIUM_READ_TIMEOUT = env.float("OSTIUM_READ_TIMEOUT", default=10.0)
+OSTIUM_WRITE_TIMEOUT = env.float("OSTIUM_WRITE_TIMEOUT", default=60.0)
+OSTIUM_LOCK_TIMEOUT = env.float("OSTIUM_LOCK_TIMEOUT", default=30.0)
+# Bounded retries (with jitter) for reads only.
+OSTIUM_READ_RETRIES = env.int("OSTIUM_READ_RETRIES", default=2)
+# Circuit breaker per network: open after this many consecutive infrastructure failures, for
+# this many seconds.
+OSTIUM_BREAKER_THRESHOLD = env.int("OSTIUM_BREAKER_THRESHOLD", default=5)
+OSTIUM_BREAKER_COOLDOWN = env.float("OSTIUM_BREAKER_COOLDOWN", default=30.0)
+# A market order still pending after this many seconds is timed out at the venue
+# (openTradeMarketTimeout / closeTradeMarketTimeout) by the sync job.
+OSTIUM_ORDER_TIMEOUT_SECONDS = env.float("OSTIUM_ORDER_TIMEOUT_SECONDS", default=180.0)
+
 # --- logging ------------------------------------------------------------------------------------
 LOG_LEVEL = env("LOG_LEVEL", default="INFO")
 LOGGING = {
