@@ -314,10 +314,7 @@ RECONCILE_GRACE_SECONDS = env.float("RECONCILE_GRACE_SECONDS", default=30.0)
 IDEMPOTENCY_TTL_HOURS = env.int("IDEMPOTENCY_TTL_HOURS", default=24)
 
 # --- Ostium delegations (Safe) and key custody --------------------------------------------------
-# Network Ostium orders trade on (delegation checks use it); "localnet" reads OSTIUM_LOCALNET_CONFIG.
-OSTIUM_NETWORK = env("OSTIUM_NETWORK", default="localnet")
-# JSON written by `python -m providers.ostium.localnet --config-out ...` (RPC + contract addresses).
-OSTIUM_LOCALNET_CONFIG = env("OSTIUM_LOCALNET_CONFIG", default="") or str(embedded.VAR_DIR / "ostium-localnet.json")
+# (network: OSTIUM_NETWORK above; delegation checks and delegate keys use its name)
 # One delegate key per network ("network") or per user and network ("user").
 OSTIUM_DELEGATE_KEY_SCOPE = env("OSTIUM_DELEGATE_KEY_SCOPE", default="network")
 # Fernet keys encrypting custody keys at rest, comma separated, newest first (rotation: prepend a

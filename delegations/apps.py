@@ -10,6 +10,11 @@ class DelegationsConfig(AppConfig):
 
         register_pretrade_check("ostium", ostium_pretrade)
 
+        from delegations.keys import delegate_key_for_trader
+        from providers.ostium.signer_keys import register_delegate_key_source
+
+        register_delegate_key_source(delegate_key_for_trader)
+
 
 def ostium_pretrade(*, user, intent):
     """Ostium orders of a user trading through a Safe: delegated mode, account = the Safe."""

@@ -1,19 +1,14 @@
 """Chain access for delegations: Safe reads, SafeTx building, relayed execution and the
 Ostium Trading / USDC reads. The one module here that talks to an RPC node.
 
-Network facts (RPC URL, chain id, contract addresses) come from `network_config(name)`:
-the Ostium network configuration when the Ostium provider has one for that name, else the
-localnet JSON written by `python -m providers.ostium.localnet --config-out ...`
-(`OSTIUM_LOCALNET_CONFIG`)."""
+Network facts (RPC URL, chain id, contract addresses) come from `network_config(name)`, which
+reads the Ostium provider's network configuration (`providers.ostium.config`)."""
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass, field
-from pathlib import Path
 
-from django.conf import settings
 from eth_abi import encode as abi_encode
 from eth_account.messages import encode_defunct
 from eth_utils import keccak, to_checksum_address
@@ -93,41 +88,28 @@ class OstiumNetwork:
 
 
 def network_config(name: str) -> OstiumNetwork:
-    """The RPC and contract addresses of one Ostium network."""
-    try:  # the Ostium provider's network configuration, when it has one
-        from providers.ostium import config as ostium_config  # type: ignore[attr-defined]
+    """RPC URL, chain id and contract addresses of the Ostium network `name` (localnet, testnet,
+    mainnet), from the Ostium provider's network configuration."""
+    from providers.ostium.config import OstiumConfigError
+    from providers.ostium.config import network_config as ostium_network
 
-        getter = getattr(ostium_config, "delegations_network", None)
-        if getter is not None:
-            found = getter(name)
-            if found is not None:
-                return found
-    except ImportError:
-        pass
-    if name == "localnet":
-        return localnet_network(Path(settings.OSTIUM_LOCALNET_CONFIG))
-    raise ApplicationError(f"Unknown Ostium network {name!r}.", code="UNKNOWN_NETWORK", details={"network": name})
-
-
-def localnet_network(path: Path) -> OstiumNetwork:
     try:
-        data = json.loads(Path(path).read_text())
-    except (OSError, ValueError) as exc:
+        net = ostium_network(name)
+    except OstiumConfigError as exc:
         raise ApplicationError(
-            "The Ostium localnet is not running (no config file).",
+            f"Ostium network {name!r} is not available: {exc}"[:300],
             code="NETWORK_UNAVAILABLE",
             status_code=503,
-            details={"network": "localnet"},
+            details={"network": name},
         ) from exc
-    c = data["contracts"]
     return OstiumNetwork(
-        name="localnet",
-        rpc_url=data["rpc_url"],
-        chain_id=int(data["chain_id"]),
-        trading=c["trading"],
-        trading_storage=c["tradingStorage"],
-        usdc=c["usdc"],
-        multisend_call_only=c.get("multiSendCallOnly") or MULTISEND_CALL_ONLY_141,
+        name=net.name,
+        rpc_url=net.rpc_url,
+        chain_id=net.chain_id,
+        trading=net.contracts["trading"],
+        trading_storage=net.contracts["tradingStorage"],
+        usdc=net.contracts["usdc"],
+        multisend_call_only=net.contracts.get("multiSendCallOnly") or MULTISEND_CALL_ONLY_141,
     )
 
 

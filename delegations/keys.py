@@ -120,6 +120,28 @@ def delegate_key_load(network: str, user=None) -> LocalAccount:
     return Account.from_key(crypto.decrypt(row.encrypted_key))
 
 
+def delegate_key_for_trader(network: str, trader: str) -> str | None:
+    """The Ostium signer's source of delegate keys (registered in AppConfig.ready through
+    `providers.ostium.signer_keys`): the hex key of the delegate that acts for `trader` (a
+    Safe), decrypted by `delegate_key_load`; None when Tradedesk holds none for the network."""
+    from delegations.models import OstiumDelegation
+
+    user = None
+    if key_scope() == "user":
+        found = (
+            OstiumDelegation.objects.filter(network=network, safe_address__iexact=trader)
+            .exclude(status=OstiumDelegation.Status.FAILED)
+            .order_by("-id")
+            .first()
+        )
+        if found is None:
+            return None
+        user = found.user
+    if _active(P.DELEGATE, network, user) is None:
+        return None
+    return delegate_key_load(network, user).key.to_0x_hex()
+
+
 def relayer_key_load(network: str) -> LocalAccount:
     """Decrypt the relayer key (pays gas for execTransaction); used only by `delegations.chain`."""
     row = _active(P.RELAYER, network)

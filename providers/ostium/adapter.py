@@ -93,14 +93,22 @@ class OstiumVenue:
             raise VenueException(E.error(C.INVALID_REQUEST, "no Ostium trader key configured (OSTIUM_TRADER_KEY_FILE)"))
         return key
 
-    def _delegate_key(self) -> str:
-        return _read_key(settings.OSTIUM_DELEGATE_KEY_FILE) or self._trader_key()
+    def _delegate_key(self, trader: str = "") -> str:
+        """The delegate acting for `trader`: the registered source's key (Tradedesk's custody
+        store, see providers.ostium.signer_keys), else OSTIUM_DELEGATE_KEY_FILE, else the trader key."""
+        from providers.ostium.signer_keys import delegate_key_for
 
-    def _client(self, *, delegated: bool = False):
+        return (
+            (delegate_key_for(self.net.name, trader) if trader else None)
+            or _read_key(settings.OSTIUM_DELEGATE_KEY_FILE)
+            or self._trader_key()
+        )
+
+    def _client(self, *, delegated: bool = False, trader: str = ""):
         from providers.ostium.client import client_for
 
         if delegated:
-            return client_for(self.net, self._delegate_key(), use_delegation=True)
+            return client_for(self.net, self._delegate_key(trader), use_delegation=True)
         return client_for(self.net, self._trader_key())
 
     def trader_address(self) -> str:
@@ -115,7 +123,8 @@ class OstiumVenue:
 
         if not Web3.is_address(account):
             raise VenueException(E.error(C.INVALID_REQUEST, f"not an address: {account!r}"))
-        return self._client(delegated=True), Web3.to_checksum_address(account), True
+        trader = Web3.to_checksum_address(account)
+        return self._client(delegated=True, trader=trader), trader, True
 
     def _read(self, fn, *, during: str):
         """A read through the breaker with bounded retries; failures as VenueException."""

@@ -9,7 +9,7 @@ from cryptography.fernet import Fernet
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 
-from tests.providers.ostium.conftest import localnet, localnet_session  # noqa: F401  (shared fixtures)
+from tests.providers.ostium.conftest import localnet, localnet_session, ostium  # noqa: F401  (shared fixtures)
 from tests.trading.accounts_helpers import bearer
 
 

@@ -374,3 +374,30 @@ def test_the_endpoints_are_in_the_openapi_schema(staff_client):
         assert method in schema["paths"][path], path
     assert "/api/v1/ostium/delegations/" not in schema["paths"]
     assert "typed_data" in schema["components"]["schemas"]["DelegationOut"]["properties"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_safetx_executed_elsewhere_is_picked_up_on_read(chain_env, django_user_model):
+    """The owners execute our prepared SafeTx themselves (their own wallet pays gas): the next
+    read finds the delegate set on chain and marks the delegation active."""
+    from delegations import chain
+    from delegations.services import delegation_signers
+
+    net = chain_env.net
+    owner = new_owner(net)
+    _, client = user_client(django_user_model, owner)
+    safe = net.create_safe([owner.address], threshold=1)
+    body = prepare(client, safe)
+    signature = sign_typed(owner, body)
+    add_signature(client, body["id"], signature)
+    d = OstiumDelegation.objects.get(pk=body["id"])
+    assert delegation_signers(d) == [owner.address]
+
+    network = chain.network_config("localnet")
+    tx = chain.safe_tx(network, safe, d.safe_tx_fields(), signatures=bytes(HexBytes(signature)))
+    tx_hash, _ = tx.execute(owner.key.to_0x_hex(), tx_gas=1_500_000)
+    assert net.w3.eth.wait_for_transaction_receipt(tx_hash)["status"] == 1
+
+    detail = client.get(f"{BASE}/{body['id']}").json()
+    assert detail["status"] == "active"
+    assert execute(client, body["id"], expected=409)["error"]["code"] == "DELEGATION_NOT_EXECUTABLE"
