@@ -38,4 +38,10 @@ BEAT_SCHEDULE: dict[str, dict] = {
         "every": 2.0,
         "expires": 5,
     },
+    "venue-reconcile-ostium": {
+        "task": "trading.tasks.venue_reconcile_task",
+        "every": 60.0,
+        "expires": 60,
+        "kwargs": {"venue": "ostium"},
+    },
 }

@@ -262,6 +262,16 @@ OSTIUM_BREAKER_COOLDOWN = env.float("OSTIUM_BREAKER_COOLDOWN", default=30.0)
 # A market order still pending after this many seconds is timed out at the venue
 # (openTradeMarketTimeout / closeTradeMarketTimeout) by the sync job.
 OSTIUM_ORDER_TIMEOUT_SECONDS = env.float("OSTIUM_ORDER_TIMEOUT_SECONDS", default=180.0)
+# The internal signer service (/internal/ostium/v1/...). When OSTIUM_SERVICE_BASE_URL is set the
+# trading core reaches Ostium through it over HTTP; empty: in-process.
+OSTIUM_SERVICE_BASE_URL = env("OSTIUM_SERVICE_BASE_URL", default="")
+# HMAC secrets (comma-separated; two during a rotation: the first signs, all verify). Empty:
+# every signed endpoint refuses.
+OSTIUM_SERVICE_HMAC_SECRETS = env.list("OSTIUM_SERVICE_HMAC_SECRETS", default=[])
+# Seconds a signed request's timestamp may differ from the service's clock.
+OSTIUM_SERVICE_MAX_SKEW = env.int("OSTIUM_SERVICE_MAX_SKEW", default=30)
+# Client timeout for calls to the service (longer than a write's receipt wait).
+OSTIUM_SERVICE_TIMEOUT = env.float("OSTIUM_SERVICE_TIMEOUT", default=90.0)
 
 # --- logging ------------------------------------------------------------------------------------
 LOG_LEVEL = env("LOG_LEVEL", default="INFO")

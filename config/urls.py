@@ -12,6 +12,7 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="api-redoc"),
     path("api/v1/", include("trading.urls")),
+    path("internal/ostium/v1/", include("providers.ostium.service")),
     path("api/v1/", include("delegations.urls")),
 ]
 

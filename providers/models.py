@@ -342,3 +342,22 @@ class OstiumOrder(models.Model):
 
     def __str__(self) -> str:
         return f"{self.action} {self.symbol} {self.idempotency_key} ({self.status})"
+
+
+class OstiumServiceResponse(models.Model):
+    """A stored response of the signer service's idempotent writes (open/close): the same
+    idempotency key replays it."""
+
+    endpoint = models.CharField(max_length=40)
+    idempotency_key = models.CharField(max_length=120)
+    request_digest = models.CharField(max_length=64)
+    response = models.JSONField(default=dict)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["endpoint", "idempotency_key"], name="ostium_service_response_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.endpoint} {self.idempotency_key}"

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import io
 import logging
 import sys
@@ -129,7 +130,13 @@ def sdk_public_network(name: str) -> dict:
 
 def rpc_chain_id(rpc_url: str, timeout: float | None = None) -> int:
     timeout = timeout or settings.OSTIUM_READ_TIMEOUT
-    return Web3(Web3.HTTPProvider(rpc_url, request_kwargs={"timeout": timeout})).eth.chain_id
+    return Web3(_provider(rpc_url, timeout)).eth.chain_id
+
+
+def _provider(rpc_url: str, timeout: float):
+    """An HTTP provider bounded by `timeout`, without web3's own retry loop (reads retry in
+    resilience.retry_read; writes never retry)."""
+    return Web3.HTTPProvider(rpc_url, request_kwargs={"timeout": timeout}, exception_retry_configuration=None)
 
 
 @lru_cache(maxsize=1)
@@ -281,6 +288,7 @@ class OstiumClient:
         from ostium_python_sdk import NetworkConfig, OstiumSDK
 
         timeout = settings.OSTIUM_READ_TIMEOUT
+        rpc_chain_id(self.net.rpc_url, timeout)  # fail fast: the SDK's own first call has no timeout
         config = NetworkConfig(
             graph_url=self.net.subgraph_url, contracts=dict(self.net.contracts), is_testnet=self.net.is_testnet
         )
@@ -293,7 +301,7 @@ class OstiumClient:
                 use_delegation=self.use_delegation,
             )
         # every RPC call bounded (the SDK's provider has no timeout of its own)
-        sdk.w3.provider = Web3.HTTPProvider(self.net.rpc_url, request_kwargs={"timeout": timeout})
+        sdk.w3.provider = _provider(self.net.rpc_url, timeout)
         sdk.ostium.set_submit_rpc_url(self.net.submit_rpc_url)
         sdk.price.base_url = self.net.price_url  # the SDK's Price client has no URL parameter
         self._loop = _LoopThread(f"ostium-loop-{self.address[:8]}")
@@ -445,6 +453,13 @@ class OstiumClient:
         return "", {}
 
     # writes ------------------------------------------------------------------------------------
+    def _lock_name(self) -> str:
+        """One lock per signer per chain (every process); a localnet is its own chain."""
+        chain = f"{self.net.chain_id}"
+        if self.net.name == "localnet":
+            chain += ":" + hashlib.sha256(self.net.rpc_url.encode()).hexdigest()[:12]
+        return f"ostium:signer:{chain}:{self.address.lower()}"
+
     def write(self, name: str, fn: Callable[[object], object], *, timeout: float | None = None) -> WriteOutcome:
         """Run one SDK write `fn(sdk)` for this signer, serialised, bounded, receipt checked."""
         sdk = self.sdk
@@ -455,7 +470,7 @@ class OstiumClient:
         shared = None
         try:
             shared = _redis().lock(
-                f"ostium:signer:{self.net.chain_id}:{self.address.lower()}",
+                self._lock_name(),
                 timeout=max(timeout * 4, 300),
                 thread_local=False,
             )

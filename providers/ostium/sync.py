@@ -29,9 +29,11 @@ E6 = Decimal(10) ** 6
 
 
 def _venue():
-    from providers.registry import get_venue
+    """The in-process adapter (the sync job runs where the keys are: with the service's
+    settings when the signer service is a separate process)."""
+    from providers.ostium.service import _venue as service_venue
 
-    return get_venue("ostium")
+    return service_venue()
 
 
 def ostium_sync(*, limit: int = 200) -> dict[str, int]:

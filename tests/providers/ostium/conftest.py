@@ -39,6 +39,7 @@ def ostium(localnet, settings, tmp_path):
     from providers.markets import markets_cache_clear
     from providers.ostium.client import clients_reset
     from providers.ostium.resilience import breaker_reset
+    from providers.ostium.service import service_reset
     from providers.registry import venues_reset
 
     config = localnet.write_config(tmp_path / "ostium-localnet.json")
@@ -50,12 +51,15 @@ def ostium(localnet, settings, tmp_path):
     settings.OSTIUM_DELEGATE_KEY_FILE = ""
     settings.OSTIUM_RPC_URL = settings.OSTIUM_SUBMIT_RPC_URL = ""
     settings.OSTIUM_SUBGRAPH_URL = settings.OSTIUM_PRICE_URL = ""
+    settings.OSTIUM_SERVICE_BASE_URL = ""
     clients_reset()
     venues_reset()
+    service_reset()
     markets_cache_clear()
     breaker_reset("localnet")
     yield localnet
     clients_reset()
     venues_reset()
+    service_reset()
     markets_cache_clear()
     breaker_reset("localnet")

@@ -198,3 +198,95 @@ def test_delegated_mode_for_a_safe(desk, ostium, celery_worker):
     _flow(ostium, api, safe, user=user)
 
     assert ostium.usdc_balance(ostium.traders[0].address) == signer_usdc  # the signer's own funds untouched
+
+
+@pytest.mark.celery
+def test_a_timed_out_open_is_unknown_then_reconciled_and_filled_without_a_second_submission(
+    desk, ostium, celery_worker, settings
+):
+    from trading.services.execution import execution_reconcile
+
+    user, api = desk
+    me = ostium.traders[0].address
+    usdc = ostium.contract("usdc")
+    params = {"from": me, "maxPriorityFeePerGas": 0, "maxFeePerGas": 10**9}
+    ostium.w3.eth.wait_for_transaction_receipt(
+        usdc.functions.approve(ostium.addresses.tradingStorage, 10**12).transact(params)
+    )
+    settings.OSTIUM_WRITE_TIMEOUT = 1.0
+    nonce = ostium.w3.eth.get_transaction_count(me)
+    ostium.w3.provider.make_request("evm_setAutomine", [False])
+    try:
+        body = {"asset": "BTC-USD", "direction": "long", "order_type": "MARKET", "collateral": "100", "leverage": "10"}
+        order_id = api.post("/api/v1/trading/trades", body, format="json").json()["order_id"]
+        assert _status(order_id, "UNKNOWN", "SUBMITTED", "REJECTED") == "UNKNOWN"
+        # the chain has not mined it: reconciliation cannot tell yet, and sends nothing
+        assert set(execution_reconcile(grace_seconds=0).values()) == {"still-unknown"}
+    finally:
+        ostium.w3.provider.make_request("evm_setAutomine", [True])
+    ostium.w3.provider.make_request("evm_mine", [])
+    wait_for(lambda: ostium.w3.eth.get_transaction_count(me) == nonce + 1)
+    execution_reconcile(grace_seconds=0)
+    assert Order.objects.get(pk=order_id).status == "SUBMITTED"
+    ostium.run_keeper()
+    _sync_until(lambda: Order.objects.get(pk=order_id).status == "FILLED")
+    assert ExecutionCommand.objects.filter(order_id=order_id).count() == 1
+    assert ostium.w3.eth.get_transaction_count(me) == nonce + 1  # one transaction, ever
+    assert Trade.objects.get(orders__pk=order_id).entry_price == D("65000")
+
+
+@pytest.mark.celery
+def test_reconciliation_breaks_are_detected_and_resolved_with_events(desk, ostium, celery_worker):
+    from config.errors import ApplicationError
+    from trading.models import ReconciliationBreak
+    from trading.services.reconciliation import reconciliation_break_resolve, venue_reconcile
+
+    user, api = desk
+    me = ostium.traders[0].address
+    body = {"asset": "BTC-USD", "direction": "long", "order_type": "MARKET", "collateral": "100", "leverage": "10"}
+    first = api.post("/api/v1/trading/trades", body, format="json").json()["order_id"]
+    second = api.post("/api/v1/trading/trades", body | {"collateral": "50"}, format="json").json()["order_id"]
+    for order_id in (first, second):
+        assert _status(order_id, "SUBMITTED", "REJECTED") == "SUBMITTED"
+    ostium.run_keeper()
+    _sync_until(lambda: Order.objects.filter(pk__in=[first, second], status="FILLED").count() == 2)
+    assert venue_reconcile(grace_seconds=0) == []  # all in agreement
+
+    # outside Tradedesk: one of our trades is closed on chain, a new one opened, one size drifts
+    sdk = ostium.sdk(ostium.traders[0].private_key)
+    gone = Trade.objects.get(orders__pk=first)
+    drift = Trade.objects.get(orders__pk=second)
+    sdk.ostium.close_trade(int(gone.pair_id), int(gone.trade_index), market_price=65000)
+    sdk.ostium.perform_trade(
+        {"collateral": 20, "leverage": 2, "asset_type": 1, "direction": True, "order_type": "MARKET"}, at_price=3200
+    )
+    ostium.run_keeper()
+    Trade.objects.filter(pk=drift.pk).update(size=drift.size + D("0.001"))
+    breaks = {b.kind: b for b in venue_reconcile(grace_seconds=0)}
+    assert set(breaks) == {"missing_at_venue", "unknown_at_venue", "size_mismatch"}
+    assert breaks["missing_at_venue"].trade_id == gone.pk and breaks["size_mismatch"].trade_id == drift.pk
+    assert breaks["unknown_at_venue"].details["symbol"] == "ETH-USD"
+    assert venue_reconcile(grace_seconds=0) == []  # one open row per difference
+    assert Event.objects.filter(topic="reconciliation.break_detected").count() == 3
+
+    with pytest.raises(ApplicationError):
+        reconciliation_break_resolve(break_id=breaks["missing_at_venue"].pk, action="adopt", actor="op", note="x")
+    reconciliation_break_resolve(
+        break_id=breaks["missing_at_venue"].pk, action="close", actor="user:op", note="closed on chain by hand"
+    )
+    reconciliation_break_resolve(
+        break_id=breaks["size_mismatch"].pk, action="adopt", actor="user:op", note="venue is right"
+    )
+    reconciliation_break_resolve(
+        break_id=breaks["unknown_at_venue"].pk, action="ignore", actor="user:op", note="desk test trade"
+    )
+    gone.refresh_from_db()
+    drift.refresh_from_db()
+    assert gone.status == "closed" and gone.close_reason == "venue"
+    from providers.registry import get_venue
+
+    venue_sizes = {(p.pair_id, p.trade_index): p.size for p in get_venue("ostium").get_positions(account=me)}
+    assert drift.size == venue_sizes[(drift.pair_id, drift.trade_index)]
+    assert set(ReconciliationBreak.objects.values_list("status", flat=True)) == {"closed", "adopted", "ignored"}
+    resolved = Event.objects.filter(topic="reconciliation.break_resolved")
+    assert resolved.count() == 3 and {e.actor for e in resolved} == {"user:op"}
