@@ -264,7 +264,10 @@ def delegation_execute(*, user, delegation_id: int, actor: str | None = None) ->
         if int(delegation.safe_nonce) != state.nonce:
             delegation.error_code = "SAFE_NONCE_MOVED"
             delegation.error_message = f"The Safe nonce is {state.nonce}, the SafeTx was for {delegation.safe_nonce}."
-            _fail(delegation, actor=actor)
+            if delegation.action == A.DELEGATE:
+                _fail(delegation, actor=actor)
+            else:
+                _revoke_abandoned(delegation, actor=actor)
             return delegation
         signatures = [
             (s.owner, bytes(HexBytes(s.signature)))
@@ -324,23 +327,29 @@ def delegation_execute(*, user, delegation_id: int, actor: str | None = None) ->
             delegation.error_message = error.message if error else outcome.error
             if delegation.action == A.DELEGATE:
                 _fail(delegation, actor=actor)
-            else:  # the revocation did not happen: still active, the revoke can be prepared again
-                if delegation.transaction_hash == "pending":
-                    delegation.transaction_hash = ""
-                delegation.action = A.DELEGATE
-                _transition(
-                    delegation,
-                    S.ACTIVE,
-                    actor=actor,
-                    fields=("error_code", "error_message", "transaction_hash", "action"),
-                    payload={"reason": "revoke_failed"},
-                )
+            else:
+                _revoke_abandoned(delegation, actor=actor)
         elif outcome and outcome.mined:
             _apply_chain_delegate(delegation, on_chain, actor=actor, reason="executed")
         # not mined in time: stays submitted/revoking with its hash; reads reconcile it
     if error is not None and error.status_code >= 500:
         raise error
     return delegation
+
+
+def _revoke_abandoned(delegation: OstiumDelegation, *, actor: str) -> None:
+    """The revocation did not happen: the delegation is still active on chain; the revoke can be
+    prepared again (the next read reconciles it anyway)."""
+    if delegation.transaction_hash == "pending":
+        delegation.transaction_hash = ""
+    delegation.action = A.DELEGATE
+    _transition(
+        delegation,
+        S.ACTIVE,
+        actor=actor,
+        fields=("error_code", "error_message", "transaction_hash", "action"),
+        payload={"reason": "revoke_failed", "error_code": delegation.error_code},
+    )
 
 
 def _fail(delegation: OstiumDelegation, *, actor: str) -> None:

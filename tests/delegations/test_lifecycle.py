@@ -401,3 +401,26 @@ def test_a_safetx_executed_elsewhere_is_picked_up_on_read(chain_env, django_user
     detail = client.get(f"{BASE}/{body['id']}").json()
     assert detail["status"] == "active"
     assert execute(client, body["id"], expected=409)["error"]["code"] == "DELEGATION_NOT_EXECUTABLE"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_revocation_whose_nonce_moved_leaves_the_delegation_active(chain_env, django_user_model):
+    net = chain_env.net
+    owner = new_owner(net)
+    user, client = user_client(django_user_model, owner)
+    safe = net.create_safe([owner.address], threshold=1)
+    body = prepare(client, safe)
+    add_signature(client, body["id"], sign_typed(owner, body))
+    assert execute(client, body["id"])["status"] == "active"
+    revoke = client.post(f"{BASE}/{body['id']}/revoke", format="json").json()
+    add_signature(client, body["id"], sign_typed(owner, revoke))
+    usdc = net.contract("usdc")  # another Safe transaction takes the nonce first
+    net.exec_safe_tx(safe, usdc.address, usdc.encode_abi("approve", [owner.address, 1]), [owner.key.to_0x_hex()])
+
+    after = execute(client, body["id"])
+    assert after["status"] == "active" and after["error_code"] == "SAFE_NONCE_MOVED"
+    assert net.contract("trading").functions.delegations(safe).call() == chain_env.delegate_address
+    assert pretrade(user).account == safe
+    # the revoke can be prepared again, at the new nonce
+    again = client.post(f"{BASE}/{body['id']}/revoke", format="json").json()
+    assert again["status"] == "revoking" and again["safe_tx"]["nonce"] == "2"
