@@ -43,4 +43,15 @@ BEAT_SCHEDULE: dict[str, dict] = {
         "every": 5.0,
         "expires": 10,
     },
+    "ostium-sync": {
+        "task": "providers.tasks.ostium_sync_task",
+        "every": 2.0,
+        "expires": 5,
+    },
+    "venue-reconcile-ostium": {
+        "task": "trading.tasks.venue_reconcile_task",
+        "every": 60.0,
+        "expires": 60,
+        "kwargs": {"venue": "ostium"},
+    },
 }

@@ -280,6 +280,49 @@ REALTIME_STREAM_REPLAY_LIMIT = env.int("REALTIME_STREAM_REPLAY_LIMIT", default=1
 REALTIME_STREAM_BUFFER = env.int("REALTIME_STREAM_BUFFER", default=10000)
 REALTIME_STREAM_DEDUPE = env.int("REALTIME_STREAM_DEDUPE", default=10000)
 
+# --- Ostium venue (see README "Ostium") ---------------------------------------------------------
+# localnet | testnet (Arbitrum Sepolia) | mainnet (Arbitrum One).
+OSTIUM_NETWORK = env("OSTIUM_NETWORK", default="localnet")
+# The JSON file `python -m providers.ostium.localnet --config-out ...` writes.
+OSTIUM_LOCALNET_CONFIG = env("OSTIUM_LOCALNET_CONFIG", default=".var/ostium-localnet.json")
+# Overrides of the network's endpoints (empty: the network's defaults).
+OSTIUM_RPC_URL = env("OSTIUM_RPC_URL", default="")
+OSTIUM_SUBMIT_RPC_URL = env("OSTIUM_SUBMIT_RPC_URL", default="")  # empty: OSTIUM_RPC_URL
+OSTIUM_SUBGRAPH_URL = env("OSTIUM_SUBGRAPH_URL", default="")
+OSTIUM_PRICE_URL = env("OSTIUM_PRICE_URL", default="")
+# File holding the hex signing key of the desk's own trader (direct mode) and of the
+# delegate that acts for delegating accounts (empty: the trader key signs delegated actions).
+OSTIUM_TRADER_KEY_FILE = env("OSTIUM_TRADER_KEY_FILE", default="")
+OSTIUM_DELEGATE_KEY_FILE = env("OSTIUM_DELEGATE_KEY_FILE", default="")
+# Mainnet safeguards: writes only for these trader addresses (comma-separated), and only
+# up to this notional (collateral x leverage, USD) per open.
+OSTIUM_MAINNET_TRADER_ALLOWLIST = env.list("OSTIUM_MAINNET_TRADER_ALLOWLIST", default=[])
+OSTIUM_MAINNET_MAX_NOTIONAL = env("OSTIUM_MAINNET_MAX_NOTIONAL", default="1000")
+# Timeouts (seconds): reads; a write's receipt (then the outcome is unknown); waiting for a
+# signer's write lock (then nothing was sent).
+OSTIUM_READ_TIMEOUT = env.float("OSTIUM_READ_TIMEOUT", default=10.0)
+OSTIUM_WRITE_TIMEOUT = env.float("OSTIUM_WRITE_TIMEOUT", default=60.0)
+OSTIUM_LOCK_TIMEOUT = env.float("OSTIUM_LOCK_TIMEOUT", default=30.0)
+# Bounded retries (with jitter) for reads only.
+OSTIUM_READ_RETRIES = env.int("OSTIUM_READ_RETRIES", default=2)
+# Circuit breaker per network: open after this many consecutive infrastructure failures, for
+# this many seconds.
+OSTIUM_BREAKER_THRESHOLD = env.int("OSTIUM_BREAKER_THRESHOLD", default=5)
+OSTIUM_BREAKER_COOLDOWN = env.float("OSTIUM_BREAKER_COOLDOWN", default=30.0)
+# A market order still pending after this many seconds is timed out at the venue
+# (openTradeMarketTimeout / closeTradeMarketTimeout) by the sync job.
+OSTIUM_ORDER_TIMEOUT_SECONDS = env.float("OSTIUM_ORDER_TIMEOUT_SECONDS", default=180.0)
+# The internal signer service (/internal/ostium/v1/...). When OSTIUM_SERVICE_BASE_URL is set the
+# trading core reaches Ostium through it over HTTP; empty: in-process.
+OSTIUM_SERVICE_BASE_URL = env("OSTIUM_SERVICE_BASE_URL", default="")
+# HMAC secrets (comma-separated; two during a rotation: the first signs, all verify). Empty:
+# every signed endpoint refuses.
+OSTIUM_SERVICE_HMAC_SECRETS = env.list("OSTIUM_SERVICE_HMAC_SECRETS", default=[])
+# Seconds a signed request's timestamp may differ from the service's clock.
+OSTIUM_SERVICE_MAX_SKEW = env.int("OSTIUM_SERVICE_MAX_SKEW", default=30)
+# Client timeout for calls to the service (longer than a write's receipt wait).
+OSTIUM_SERVICE_TIMEOUT = env.float("OSTIUM_SERVICE_TIMEOUT", default=90.0)
+
 # --- logging ------------------------------------------------------------------------------------
 LOG_LEVEL = env("LOG_LEVEL", default="INFO")
 LOGGING = {
@@ -330,3 +373,16 @@ RISK_LIMITS_CACHE_SECONDS = env.float("RISK_LIMITS_CACHE_SECONDS", default=2.0)
 TRADING_MARKET_CACHE_SECONDS = env.float("TRADING_MARKET_CACHE_SECONDS", default=5.0)
 RECONCILE_GRACE_SECONDS = env.float("RECONCILE_GRACE_SECONDS", default=30.0)
 IDEMPOTENCY_TTL_HOURS = env.int("IDEMPOTENCY_TTL_HOURS", default=24)
+
+# --- Ostium delegations (Safe) and key custody --------------------------------------------------
+# (network: OSTIUM_NETWORK above; delegation checks and delegate keys use its name)
+# One delegate key per network ("network") or per user and network ("user").
+OSTIUM_DELEGATE_KEY_SCOPE = env("OSTIUM_DELEGATE_KEY_SCOPE", default="network")
+# Fernet keys encrypting custody keys at rest, comma separated, newest first (rotation: prepend a
+# new key, run `manage.py ostium_delegate_key rotate-encryption`, then drop the old ones).
+DELEGATE_KEY_ENCRYPTION_KEYS = env.list("DELEGATE_KEY_ENCRYPTION_KEYS", default=[])
+# Used when DELEGATE_KEY_ENCRYPTION_KEYS is empty: a file with one Fernet key per line, newest first
+# (generated on first use when missing — development only; give a real secret file in production).
+DELEGATE_KEY_ENCRYPTION_KEY_FILE = env("DELEGATE_KEY_ENCRYPTION_KEY_FILE", default="") or str(
+    embedded.VAR_DIR / "delegate_key_encryption_keys"
+)

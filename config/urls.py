@@ -13,6 +13,8 @@ urlpatterns = [
     path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="api-redoc"),
     path("api/v1/", include("webhooks.urls")),
     path("api/v1/", include("trading.urls")),
+    path("internal/ostium/v1/", include("providers.ostium.service")),
+    path("api/v1/", include("delegations.urls")),
 ]
 
 handler404 = "config.errors.handler404"

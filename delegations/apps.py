@@ -4,3 +4,20 @@ from django.apps import AppConfig
 class DelegationsConfig(AppConfig):
     name = "delegations"
     verbose_name = "Ostium delegations"
+
+    def ready(self):
+        from trading.services.orders import register_pretrade_check
+
+        register_pretrade_check("ostium", ostium_pretrade)
+
+        from delegations.keys import delegate_key_for_trader
+        from providers.ostium.signer_keys import register_delegate_key_source
+
+        register_delegate_key_source(delegate_key_for_trader)
+
+
+def ostium_pretrade(*, user, intent):
+    """Ostium orders of a user trading through a Safe: delegated mode, account = the Safe."""
+    from delegations.services import ostium_pretrade_check
+
+    return ostium_pretrade_check(user=user, collateral=intent.collateral, reduces_exposure=intent.reduces_exposure)

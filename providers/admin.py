@@ -1,6 +1,7 @@
 from django.contrib import admin, messages
 
 from providers.models import (
+    OstiumOrder,
     PaperAccount,
     PaperFill,
     PaperFundingCharge,
@@ -191,3 +192,22 @@ class PaperFillAdmin(ReadOnlyAdmin):
 class PaperFundingChargeAdmin(ReadOnlyAdmin):
     list_display = ("id", "position", "hours", "rate_hourly", "price", "amount", "period_start", "period_end")
     search_fields = ("=position__id",)
+
+
+@admin.register(OstiumOrder)
+class OstiumOrderAdmin(ReadOnlyAdmin):
+    """The Ostium adapter's command records (no keys live here)."""
+
+    list_display = (
+        "id",
+        "action",
+        "symbol",
+        "account",
+        "delegated",
+        "status",
+        "venue_order_id",
+        "tx_hash",
+        "created_at",
+    )
+    list_filter = ("status", "action", "network", "delegated")
+    search_fields = ("idempotency_key", "account", "venue_order_id", "tx_hash")

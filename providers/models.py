@@ -293,3 +293,71 @@ class PaperFundingCharge(models.Model):
 
     def __str__(self):
         return f"funding #{self.pk} position {self.position_id}: {self.amount}"
+
+
+class OstiumOrder(models.Model):
+    """The Ostium adapter's record of one command it sent (before sending: the row exists
+    with its idempotency key, signer nonce and start block, so an unknown outcome can be
+    resolved against the chain without sending twice)."""
+
+    class Status(models.TextChoices):
+        SENDING = "sending"  # written before the transaction; outcome not yet known
+        PENDING = "pending"  # on chain, waiting for the keeper (market) or a price (limit)
+        EXECUTED = "executed"
+        CANCELLED = "cancelled"
+        FAILED = "failed"  # reverted or refused; nothing happened
+        UNKNOWN = "unknown"  # timed out; reconcile
+        NOT_SENT = "not_sent"
+
+    idempotency_key = models.CharField(max_length=120, unique=True)
+    network = models.CharField(max_length=12)
+    action = models.CharField(max_length=12)  # open | close
+    account = models.CharField(max_length=42, db_index=True)  # the trader address
+    signer = models.CharField(max_length=42)
+    delegated = models.BooleanField(default=False)
+    symbol = models.CharField(max_length=20)
+    pair_id = models.CharField(max_length=10, blank=True, default="")
+    trade_index = models.CharField(max_length=10, blank=True, default="")
+    order_type = models.CharField(max_length=10, default="market")
+    side = models.CharField(max_length=5, blank=True, default="")
+    collateral = models.DecimalField(max_digits=38, decimal_places=18, default=Decimal("0"))
+    leverage = models.DecimalField(max_digits=38, decimal_places=18, default=Decimal("0"))
+    fraction = models.DecimalField(max_digits=38, decimal_places=18, default=Decimal("1"))
+    size = models.DecimalField(max_digits=38, decimal_places=18, default=Decimal("0"))
+    reference_price = models.DecimalField(max_digits=38, decimal_places=18, null=True, blank=True)
+    venue_order_id = models.CharField(max_length=80, blank=True, default="", db_index=True)
+    trade_id = models.CharField(max_length=80, blank=True, default="")
+    trade_open = models.BooleanField(default=False)  # opens: the trade is open at the venue
+    tx_hash = models.CharField(max_length=66, blank=True, default="")
+    nonce = models.BigIntegerField(null=True, blank=True)
+    from_block = models.BigIntegerField(null=True, blank=True)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.SENDING, db_index=True)
+    error_code = models.CharField(max_length=40, blank=True, default="")
+    result = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["status", "action"])]
+
+    def __str__(self) -> str:
+        return f"{self.action} {self.symbol} {self.idempotency_key} ({self.status})"
+
+
+class OstiumServiceResponse(models.Model):
+    """A stored response of the signer service's idempotent writes (open/close): the same
+    idempotency key replays it."""
+
+    endpoint = models.CharField(max_length=40)
+    idempotency_key = models.CharField(max_length=120)
+    request_digest = models.CharField(max_length=64)
+    response = models.JSONField(default=dict)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["endpoint", "idempotency_key"], name="ostium_service_response_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.endpoint} {self.idempotency_key}"

@@ -33,6 +33,7 @@ _tick_listeners: list[TickListener] = []
 # name -> "module:attribute" of a zero-argument factory. Add "ostium", "kraken", "coingecko" here.
 _FEED_FACTORIES: dict[str, str] = {
     "paper": "providers.feeds.paper:PaperFeed",
+    "ostium": "providers.ostium.adapter:OstiumVenue",  # Ostium's price API
 }
 _feeds: dict[str, PriceFeed] = {}
 

@@ -17,7 +17,7 @@ from providers.interface import ErrorCode, VenueAdapter, VenueError, VenueExcept
 # name -> "module:attribute" of a zero-argument factory (usually the adapter class).
 _BUILTIN_FACTORIES: dict[str, str] = {
     "paper": "providers.paper.adapter:PaperVenue",
-    # "ostium": "providers.ostium.adapter:OstiumVenue",
+    "ostium": "providers.ostium.service_client:ostium_venue",
     # "near_intents": "providers.near_intents.adapter:NearIntentsVenue",
 }
 

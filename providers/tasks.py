@@ -16,3 +16,11 @@ def price_tick_task() -> int:
 def paper_funding_task() -> int:
     """Charge paper funding for every whole hour elapsed on open positions."""
     return len(paper_funding_accrue())
+
+
+@shared_task(ignore_result=True, expires=5)
+def ostium_sync_task() -> dict:
+    """Settle pending Ostium market orders and notice venue-side closes (TP/SL/liquidation)."""
+    from providers.ostium.sync import ostium_sync
+
+    return ostium_sync()

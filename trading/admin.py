@@ -434,3 +434,47 @@ class RefreshTokenAdmin(ReadOnlyAdmin):
     @admin.display(description="jti")
     def short_jti(self, obj):
         return obj.jti[:12] + "…"
+
+
+def _resolve_breaks(action: str):
+    def run(modeladmin, request, queryset):
+        from config.errors import ApplicationError
+        from trading.models import ReconciliationBreak
+        from trading.services.reconciliation import reconciliation_break_resolve
+
+        note = f"{action} from the admin by {request.user.username}"
+        done, failed = 0, []
+        for brk in queryset.filter(status=ReconciliationBreak.Status.OPEN).order_by("pk"):
+            try:
+                reconciliation_break_resolve(break_id=brk.pk, action=action, actor=f"user:{request.user.pk}", note=note)
+                done += 1
+            except ApplicationError as exc:
+                failed.append(f"#{brk.pk}: {exc.message}")
+        modeladmin.message_user(request, f"{done} break(s) resolved ({action}).", messages.SUCCESS)
+        if failed:
+            modeladmin.message_user(request, "; ".join(failed), messages.WARNING)
+
+    run.__name__ = f"breaks_{action}"
+    run.short_description = {
+        "adopt": "Adopt the venue's view",
+        "close": "Close our trade (the venue has none)",
+        "ignore": "Ignore",
+    }[action]
+    return run
+
+
+def _register_breaks():
+    from trading.models import ReconciliationBreak
+
+    @admin.register(ReconciliationBreak)
+    class ReconciliationBreakAdmin(ReadOnlyAdmin):
+        list_display = ("id", "venue", "kind", "account", "pair_id", "trade_index", "trade", "status", "detected_at")
+        list_filter = ("status", "kind", "venue")
+        search_fields = ("account", "pair_id", "trade_index")
+        actions = [_resolve_breaks("adopt"), _resolve_breaks("close"), _resolve_breaks("ignore")]
+
+        def has_change_permission(self, request, obj=None):
+            return False
+
+
+_register_breaks()

@@ -666,3 +666,45 @@ class ApiKey(models.Model):
         if self.revoked_at is not None:
             return False
         return self.expires_at is None or self.expires_at > timezone.now()
+
+
+class ReconciliationBreak(models.Model):
+    """A difference between our open trades and what a venue reports (Beat job
+    `venue-reconcile`). An operator resolves it in the admin: adopt the venue's view,
+    close ours, or ignore — each audited with a ledger event."""
+
+    class Kind(models.TextChoices):
+        MISSING_AT_VENUE = "missing_at_venue", "Open here, not at the venue"
+        UNKNOWN_AT_VENUE = "unknown_at_venue", "Open at the venue, unknown here"
+        SIZE_MISMATCH = "size_mismatch", "Sizes differ"
+
+    class Status(models.TextChoices):
+        OPEN = "open"
+        ADOPTED = "adopted"
+        CLOSED = "closed"
+        IGNORED = "ignored"
+
+    venue = models.CharField(max_length=32)
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    account = models.CharField(max_length=64)
+    pair_id = models.CharField(max_length=64, blank=True, default="")
+    trade_index = models.CharField(max_length=64, blank=True, default="")
+    trade = models.ForeignKey("trading.Trade", null=True, blank=True, on_delete=models.PROTECT, related_name="breaks")
+    details = models.JSONField(default=dict, blank=True, encoder=DjangoJSONEncoder)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.OPEN, db_index=True)
+    resolved_by = models.CharField(max_length=100, blank=True, default="")
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    note = models.CharField(max_length=500, blank=True, default="")
+    detected_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["venue", "kind", "account", "pair_id", "trade_index"],
+                condition=models.Q(status="open"),
+                name="reconciliation_break_open_unique",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.venue} {self.kind} {self.account} {self.pair_id}/{self.trade_index} ({self.status})"

@@ -65,3 +65,15 @@ def control_expiry_task() -> dict:
     from trading.services.expiry import control_expiry_run
 
     return control_expiry_run()
+
+
+@shared_task(ignore_result=True, expires=60)
+def venue_reconcile_task(venue: str = "ostium") -> int:
+    """Compare our open trades of `venue` with the venue's positions; record breaks."""
+    from django.conf import settings
+
+    from trading.services.reconciliation import venue_reconcile
+
+    if venue == "ostium" and not settings.OSTIUM_TRADER_KEY_FILE and not settings.OSTIUM_SERVICE_BASE_URL:
+        return 0  # Ostium not configured here
+    return len(venue_reconcile(venue=venue))

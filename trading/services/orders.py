@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from decimal import Decimal
+from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
@@ -16,7 +18,7 @@ from providers.interface import VenueException
 from trading import validation
 from trading.lock_objects import order_lock, trade_lock
 from trading.models import Event, Order, Trade
-from trading.risk import OrderIntent, RiskDenied, risk_check
+from trading.risk import OrderIntent, risk_check
 from trading.selectors import risk_snapshot_load, trade_open_for_user
 from trading.services.ledger import event_record
 
@@ -165,7 +167,28 @@ def _enqueue_execute(order_id: int) -> None:
     transaction.on_commit(lambda: execute_order_task.delay(order_id))
 
 
-def _record_risk_rejection(*, user, actor: str, intent: OrderIntent, denial: RiskDenied, request: dict) -> None:
+# Pre-trade checks per venue, registered by the apps that own them (AppConfig.ready), e.g.
+# delegations: an Ostium order of a user trading through a Safe needs an active delegation and
+# a USDC allowance. A check raises an ApplicationError (recorded as `risk.rejected`) or returns
+# the venue account to trade for (an object with `.account`), or None for the default account.
+PretradeCheck = Callable[..., Any]
+PRETRADE_CHECKS: dict[str, PretradeCheck] = {}
+
+
+def register_pretrade_check(venue: str, check: PretradeCheck) -> None:
+    """`check(*, user, intent)` runs after the risk engine, before the order is written."""
+    PRETRADE_CHECKS[venue] = check
+
+
+def _pretrade_account(*, user, intent: OrderIntent) -> str | None:
+    check = PRETRADE_CHECKS.get(intent.venue)
+    if check is None:
+        return None
+    found = check(user=user, intent=intent)
+    return getattr(found, "account", None)
+
+
+def _record_risk_rejection(*, user, actor: str, intent: OrderIntent, denial: ApplicationError, request: dict) -> None:
     """The rejection is recorded even though no order exists: its own transaction, committed
     before the error goes back (when the caller holds no transaction of its own)."""
     with transaction.atomic():
@@ -291,7 +314,8 @@ def order_place(
     )
     try:
         risk_check(intent, snapshot)
-    except RiskDenied as denial:
+        venue_account = _pretrade_account(user=user, intent=intent)
+    except ApplicationError as denial:
         _record_risk_rejection(
             user=user,
             actor=actor,
@@ -309,7 +333,7 @@ def order_place(
             protective=protective,
             causation_id=causation_id,
             fields={
-                "wallet_address": wallet_address or (user.wallet_address or None),
+                "wallet_address": wallet_address or venue_account or (user.wallet_address or None),
                 "provider": provider,
                 "asset": asset,
                 "asset_type": asset_type or market.category,

@@ -10,6 +10,8 @@ from web3 import Web3
 # Address the SDK hard-codes for its testnet faucet (ostium_python_sdk.faucet).
 SDK_TESTNET_FAUCET_ADDRESS = "0x6830C550814105d8B27bDAEC0DB391cAa7B967c8"
 MULTICALL3_ADDRESS = "0xcA11bde05977b3631167028862bE2a173976CA11"
+# Safe MultiSendCallOnly 1.4.1, canonical address.
+MULTISEND_CALL_ONLY_ADDRESS = "0x9641d764fc13c8B624c04430C7356C1C7C8102e2"
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass
 from web3 import Web3
 
 from .artifacts import abi, load_artifact
-from .config import DEFAULT_PAIRS, MULTICALL3_ADDRESS, SDK_TESTNET_FAUCET_ADDRESS, PairSpec
+from .config import DEFAULT_PAIRS, MULTICALL3_ADDRESS, MULTISEND_CALL_ONLY_ADDRESS, SDK_TESTNET_FAUCET_ADDRESS, PairSpec
 
 VAULT_LIQUIDITY_USDC = 100_000_000 * 10**6  # pays traders' profits
 FAUCET_AMOUNT_USDC = 10_000 * 10**6
@@ -150,6 +150,9 @@ def deploy_ostium(
     )
     # Multicall3 at its canonical address (no immutables, so the runtime code is enough).
     w3.provider.make_request("anvil_setCode", [MULTICALL3_ADDRESS, load_artifact("Multicall3")["deployedBytecode"]])
+    # Safe's MultiSendCallOnly 1.4.1 at its canonical address (no immutables either): Safe
+    # transactions batch calls through it (delegations: USDC approve + setDelegate).
+    w3.provider.make_request("anvil_setCode", [MULTISEND_CALL_ONLY_ADDRESS, _multisend_call_only_code()])
 
     return Addresses(
         usdc=usdc,
@@ -161,3 +164,13 @@ def deploy_ostium(
         faucet=SDK_TESTNET_FAUCET_ADDRESS,
         multicall3=MULTICALL3_ADDRESS,
     )
+
+
+def _multisend_call_only_code() -> str:
+    import json
+    from pathlib import Path
+
+    import safe_eth.eth.contracts as contracts
+
+    artifact = Path(contracts.__file__).parent / "abis" / "MultiSendCallOnly_V1_4_1.json"
+    return json.loads(artifact.read_text())["deployedBytecode"]

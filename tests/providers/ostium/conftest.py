@@ -29,3 +29,37 @@ def localnet(localnet_session):
         net.keeper.paused = False
         net.revert(snapshot)
         net.prices.reset()
+
+
+@pytest.fixture
+def ostium(localnet, settings, tmp_path):
+    """Tradedesk pointed at the localnet: network config file, the desk trader's key file
+    (traders[0]), fresh adapter and SDK clients (the SDK caches allowances; a reverted chain
+    must not meet a stale cache). Returns the localnet."""
+    from providers.markets import markets_cache_clear
+    from providers.ostium.client import clients_reset
+    from providers.ostium.resilience import breaker_reset
+    from providers.ostium.service import service_reset
+    from providers.registry import venues_reset
+
+    config = localnet.write_config(tmp_path / "ostium-localnet.json")
+    key_file = tmp_path / "trader.key"
+    key_file.write_text(localnet.traders[0].private_key)
+    settings.OSTIUM_NETWORK = "localnet"
+    settings.OSTIUM_LOCALNET_CONFIG = str(config)
+    settings.OSTIUM_TRADER_KEY_FILE = str(key_file)
+    settings.OSTIUM_DELEGATE_KEY_FILE = ""
+    settings.OSTIUM_RPC_URL = settings.OSTIUM_SUBMIT_RPC_URL = ""
+    settings.OSTIUM_SUBGRAPH_URL = settings.OSTIUM_PRICE_URL = ""
+    settings.OSTIUM_SERVICE_BASE_URL = ""
+    clients_reset()
+    venues_reset()
+    service_reset()
+    markets_cache_clear()
+    breaker_reset("localnet")
+    yield localnet
+    clients_reset()
+    venues_reset()
+    service_reset()
+    markets_cache_clear()
+    breaker_reset("localnet")

@@ -1,0 +1,215 @@
+"""The Ostium poller (Beat): settles two-phase market orders and notices what the venue did
+on its own, as VenueEvents for the trading core's listener.
+
+- pending market orders → ORDER_FILLED (fill attached) / ORDER_CANCELLED (reason);
+  an order pending longer than OSTIUM_ORDER_TIMEOUT_SECONDS is timed out at the venue
+  (openTradeMarketTimeout / closeTradeMarketTimeout), which returns the collateral;
+- open trades closed by Ostium (native TP/SL, liquidation, anything not ours) →
+  POSITION_CLOSED / POSITION_LIQUIDATED with the exit price and the realised PnL
+  (USDC sent to the trader minus the collateral that was at stake).
+Listeners are idempotent, so a re-delivered event changes nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+from django.conf import settings
+from django.utils import timezone
+
+from providers.events import venue_event_emit
+from providers.interface import ExecStatus, Fill, VenueEvent, VenueEventKind, VenueException
+
+logger = logging.getLogger("tradedesk.providers.ostium.sync")
+
+E18 = Decimal(10) ** 18
+E6 = Decimal(10) ** 6
+
+
+def _venue():
+    """The in-process adapter (the sync job runs where the keys are: with the service's
+    settings when the signer service is a separate process)."""
+    from providers.ostium.service import _venue as service_venue
+
+    return service_venue()
+
+
+def ostium_sync(*, limit: int = 200) -> dict[str, int]:
+    """One round of the poller. Returns counts (for logs)."""
+    from providers.models import OstiumOrder
+
+    if not settings.VENUE_ENABLED.get("ostium", True):
+        return {"skipped": 1}
+    counts = {"filled": 0, "cancelled": 0, "closed": 0, "timed_out": 0, "errors": 0}
+    S = OstiumOrder.Status
+    network = str(settings.OSTIUM_NETWORK).lower()
+    pending = OstiumOrder.objects.filter(
+        network=network, status__in=[S.PENDING, S.SENDING, S.UNKNOWN], action__in=["open", "close"]
+    )
+    open_rows = OstiumOrder.objects.filter(network=network, action="open", status=S.EXECUTED, trade_open=True).exclude(
+        trade_id=""
+    )
+    if not pending.exists() and not open_rows.exists():
+        return counts  # nothing to watch: no network access at all
+    venue = _venue()
+    for row in pending.order_by("id")[:limit]:
+        try:
+            _settle(venue, row, counts)
+        except Exception:
+            counts["errors"] += 1
+            logger.exception("ostium order could not be settled", extra={"ostium_order": row.pk})
+    for row in open_rows.order_by("id")[:limit]:
+        try:
+            if _venue_close(venue, row):
+                counts["closed"] += 1
+        except Exception:
+            counts["errors"] += 1
+            logger.exception("ostium trade could not be checked", extra={"ostium_order": row.pk})
+    return counts
+
+
+def _settle(venue, row, counts) -> None:
+    before = row.status
+    result = venue.order_outcome(row)
+    status = ExecStatus(result.status)
+    if status == ExecStatus.FILLED and before != row.Status.EXECUTED:
+        venue_event_emit(
+            VenueEvent(
+                venue="ostium",
+                kind=VenueEventKind.ORDER_FILLED,
+                account=row.account,
+                symbol=row.symbol,
+                pair_id=row.pair_id,
+                trade_index=result.trade_index or row.trade_index,
+                idempotency_key=row.idempotency_key,
+                venue_order_id=row.venue_order_id,
+                fill=result.fill,
+                occurred_at=result.fill.timestamp if result.fill else None,
+            )
+        )
+        counts["filled"] += 1
+        if row.action == "close":
+            _mark_trade_closed_if_done(venue, row)
+    elif status == ExecStatus.CANCELLED:
+        venue_event_emit(
+            VenueEvent(
+                venue="ostium",
+                kind=VenueEventKind.ORDER_CANCELLED,
+                account=row.account,
+                symbol=row.symbol,
+                pair_id=row.pair_id,
+                idempotency_key=row.idempotency_key,
+                venue_order_id=row.venue_order_id,
+                details={
+                    "reason": result.error.message if result.error else "cancelled",
+                    "code": str(result.error.code) if result.error else "",
+                },
+            )
+        )
+        counts["cancelled"] += 1
+    elif (
+        status == ExecStatus.PENDING
+        and row.order_type == "market"
+        and row.venue_order_id
+        and row.created_at < timezone.now() - timedelta(seconds=settings.OSTIUM_ORDER_TIMEOUT_SECONDS)
+    ):
+        outcome = venue.cancel_order(account=row.account, venue_order_id=row.venue_order_id, delegated=row.delegated)
+        if ExecStatus(outcome.status) == ExecStatus.CANCELLED:
+            row.result = {**row.result, "cancel_reason": "100"}
+            row.save(update_fields=["result", "updated_at"])
+            venue_event_emit(
+                VenueEvent(
+                    venue="ostium",
+                    kind=VenueEventKind.ORDER_CANCELLED,
+                    account=row.account,
+                    symbol=row.symbol,
+                    pair_id=row.pair_id,
+                    idempotency_key=row.idempotency_key,
+                    venue_order_id=row.venue_order_id,
+                    details={"reason": "timed out at the venue", "code": "UNKNOWN_OUTCOME"},
+                )
+            )
+            counts["timed_out"] += 1
+
+
+def _mark_trade_closed_if_done(venue, close_row) -> None:
+    from providers.models import OstiumOrder
+
+    if close_row.fraction < 1:
+        return
+    OstiumOrder.objects.filter(
+        network=close_row.network,
+        action="open",
+        account=close_row.account,
+        pair_id=close_row.pair_id,
+        trade_index=close_row.trade_index,
+        trade_open=True,
+    ).update(trade_open=False)
+
+
+def _venue_close(venue, row) -> bool:
+    """An open trade of ours that Ostium closed by itself (TP/SL/liquidation)."""
+    from providers.models import OstiumOrder
+
+    client = venue._client(delegated=row.delegated)
+    try:
+        trade = venue._read(lambda: client.trade(row.trade_id), during="trade")
+    except VenueException:
+        return False
+    if not trade or trade.get("isOpen", True):
+        return False
+    ours = set(
+        OstiumOrder.objects.filter(network=row.network, action="close", trade_id=row.trade_id).values_list(
+            "venue_order_id", flat=True
+        )
+    )
+    closing = venue._read(lambda: client.closing_orders(row.trade_id), during="closing_orders")
+    foreign = [o for o in closing if str(o["id"]) not in ours and not o.get("isCancelled")]
+    row.trade_open = False
+    row.save(update_fields=["trade_open", "updated_at"])
+    if not foreign:
+        return False  # our own close settled it (its ORDER_FILLED carried the fill)
+    order = foreign[-1]
+    kind = (
+        VenueEventKind.POSITION_LIQUIDATED
+        if order.get("orderType") == "Liquidation"
+        else VenueEventKind.POSITION_CLOSED
+    )
+    reason = {"TakeProfit": "take_profit", "StopLoss": "stop_loss", "Liquidation": "liquidation"}.get(
+        order.get("orderType"), "venue"
+    )
+    price = Decimal(str(order.get("price") or 0)) / E18
+    sent = Decimal(str(order.get("amountSentToTrader") or 0)) / E6
+    at_stake = Decimal(str(trade.get("collateral") or 0)) / E6
+    fee = sum(
+        (Decimal(str(order.get(k) or 0)) / E6 for k in ("devFee", "vaultFee", "oracleFee", "liquidationFee")),
+        Decimal(0),
+    )
+    executed = order.get("executedAt")
+    when = datetime.fromtimestamp(int(executed), tz=UTC) if executed else timezone.now()
+    venue_event_emit(
+        VenueEvent(
+            venue="ostium",
+            kind=kind,
+            account=row.account,
+            symbol=row.symbol,
+            pair_id=row.pair_id,
+            trade_index=row.trade_index,
+            venue_order_id=str(order["id"]),
+            fill=Fill(
+                price=price,
+                size=Decimal(0),
+                notional=Decimal(0),
+                fee=fee,
+                slippage=Decimal(0),
+                price_source="ostium",
+                timestamp=when,
+                realized_pnl=sent + fee - at_stake,
+            ),
+            details={"reason": reason, "order_type": order.get("orderType"), "amount_sent": str(sent)},
+            occurred_at=when,
+        )
+    )
+    return True
