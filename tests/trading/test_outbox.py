@@ -85,7 +85,10 @@ def test_a_failing_handler_is_retried_and_blocks_later_events_until_it_succeeds(
     outbox.register_handler("test-flaky", flaky, topics=["order.*"])
     try:
         first, second = _record("order.accepted", 0).id, _record("order.accepted", 1).id
-        wait_for(lambda: outbox.outbox_dispatch() is not None and calls)
+        # a session Celery worker may run the same dispatch: wait for the failed attempt to be
+        # committed, not just for the handler to have been called
+        failed_once = OutboxMessage.objects.filter(handler="test-flaky", event_id=first, attempts__gte=1)
+        wait_for(lambda: outbox.outbox_dispatch() is not None and calls and failed_once.exists())
         msg = OutboxMessage.objects.get(handler="test-flaky", event_id=first)
         assert (msg.status, msg.attempts) == ("pending", 1) and "receiver down" in msg.last_error
         assert calls == [first]  # the second waits behind the first: order is kept
