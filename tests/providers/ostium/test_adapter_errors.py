@@ -357,3 +357,70 @@ def test_a_write_that_never_left_is_not_found(venue, ostium):
     row.refresh_from_db()
     assert row.status == "not_sent"
     assert venue.get_order_status(idempotency_key="never").status == ExecStatus.NOT_FOUND
+
+
+@pytest.fixture
+def lagging_subgraph(ostium):
+    """A sandbox in front of the localnet subgraph (same GraphQL wire protocol) that has not
+    indexed any order yet: order look-ups come back empty, everything else is forwarded."""
+    import http.server
+    import json as _json
+
+    import httpx
+
+    upstream = ostium.subgraph_url
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            body = self.rfile.read(int(self.headers.get("content-length", 0)))
+            if b"GetOrder" in body:
+                answer = _json.dumps({"data": {"orders": []}}).encode()
+            else:
+                answer = httpx.post(upstream, content=body, headers={"content-type": "application/json"}).content
+            self.send_response(200)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(answer)))
+            self.end_headers()
+            self.wfile.write(answer)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_subgraph_lagging_when_the_chain_settled_but_the_index_has_not(ostium, settings, lagging_subgraph):
+    settings.OSTIUM_SUBGRAPH_URL = lagging_subgraph
+    venue = _fresh_venue()
+    ostium.set_price("BTC-USD", "65000")
+    assert venue.open_trade(_open()).status == ExecStatus.PENDING
+    assert _settle(venue, "k-1").status == ExecStatus.PENDING  # not settled anywhere yet
+    ostium.run_keeper()
+    result = _settle(venue, "k-1")
+    assert result.status == ExecStatus.PENDING and result.error.code == ErrorCode.SUBGRAPH_LAGGING
+    assert result.error.retryable
+    settings.OSTIUM_SUBGRAPH_URL = ""
+    assert _settle(_fresh_venue(), "k-1").status == ExecStatus.FILLED  # once indexed, the fill
+
+
+def test_an_open_breaker_refuses_writes_and_reads(venue, ostium, settings):
+    from providers.ostium.resilience import breaker_record, breaker_state
+
+    settings.OSTIUM_BREAKER_THRESHOLD = 2
+    settings.OSTIUM_BREAKER_COOLDOWN = 60
+    breaker_record("localnet", ok=False)
+    breaker_record("localnet", ok=False)
+    assert breaker_state("localnet")["state"] == "open"
+    result = venue.open_trade(_open())
+    assert (
+        result.status == ExecStatus.REJECTED and result.error.code == ErrorCode.CIRCUIT_OPEN and result.error.retryable
+    )
+    with pytest.raises(VenueException) as exc:
+        venue.get_positions(account=ostium.traders[0].address)
+    assert exc.value.error.code == ErrorCode.CIRCUIT_OPEN
+    assert not OstiumOrder.objects.exists()

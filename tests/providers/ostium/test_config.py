@@ -116,3 +116,16 @@ def test_reads_retry_with_jitter_but_not_forever(settings):
     with pytest.raises(TimeoutError):
         retry_read(flaky, is_retryable=lambda exc: False)
     assert len(calls) == 1
+
+
+@pytest.mark.django_db
+def test_the_sync_job_is_skipped_where_the_keys_are_not(settings):
+    from providers.ostium.sync import ostium_sync
+
+    settings.OSTIUM_SERVICE_BASE_URL = "http://signer.internal"
+    assert ostium_sync() == {"skipped": 1}
+    settings.OSTIUM_SERVICE_BASE_URL = ""
+    settings.VENUE_ENABLED = {**settings.VENUE_ENABLED, "ostium": False}
+    assert ostium_sync() == {"skipped": 1}
+    settings.VENUE_ENABLED = {**settings.VENUE_ENABLED, "ostium": True}
+    assert ostium_sync()["errors"] == 0  # nothing to watch: no network access at all
