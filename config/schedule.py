@@ -28,4 +28,9 @@ BEAT_SCHEDULE: dict[str, dict] = {
         "every": 300.0,
         "expires": 240,
     },
+    "protective-monitor": {
+        "task": "trading.protective.tasks.protective_monitor_task",
+        "every": 1.0,
+        "expires": 2,
+    },
 }

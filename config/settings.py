@@ -239,3 +239,19 @@ RISK_DEFAULTS = {
 RISK_LIMITS_CACHE_SECONDS = env.float("RISK_LIMITS_CACHE_SECONDS", default=2.0)
 RECONCILE_GRACE_SECONDS = env.float("RECONCILE_GRACE_SECONDS", default=30.0)
 IDEMPOTENCY_TTL_HOURS = env.int("IDEMPOTENCY_TTL_HOURS", default=24)
+
+# --- protective-order engine (trading.protective) -----------------------------------------------
+# No trigger fires on a price older than this (seconds); the asset is reported stale instead.
+PROTECTIVE_MAX_PRICE_AGE_SECONDS = env.float("PROTECTIVE_MAX_PRICE_AGE_SECONDS", default=5.0)
+# Run the engine for the ticked asset on every published price tick.
+PROTECTIVE_TICK_LISTENER = env.bool("PROTECTIVE_TICK_LISTENER", default=True)
+# Trailing stops on venues with native SL/TP are pushed (update_sl) only when the stop moved
+# at least this fraction from the level last pushed (0.001 = 0.1 %).
+TRAILING_MIN_STEP_PCT = env("TRAILING_MIN_STEP_PCT", default="0.001")
+# Flag an open position whose price is within this fraction of its liquidation price.
+LIQUIDATION_WARN_PCT = env("LIQUIDATION_WARN_PCT", default="0.05")
+# Flag an open position that has had no working stop for longer than this (seconds).
+STOP_COVERAGE_GRACE_SECONDS = env.float("STOP_COVERAGE_GRACE_SECONDS", default=60.0)
+# Venues treated as holding SL/TP natively in addition to those whose adapter says so
+# (`native_sl_tp = True`). Lets the native path run against the paper venue in tests/demos.
+PROTECTIVE_NATIVE_SL_TP_VENUES = env.list("PROTECTIVE_NATIVE_SL_TP_VENUES", default=[])

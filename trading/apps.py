@@ -11,3 +11,11 @@ class TradingConfig(AppConfig):
         from trading.services.venue_events import venue_event_listener
 
         register_venue_listener(venue_event_listener)
+
+        # protective-order engine: its tasks, admin and the tick listener
+        import trading.protective.admin
+        import trading.protective.tasks  # noqa: F401
+        from providers.prices import register_tick_listener
+        from trading.services.protective import protective_on_tick
+
+        register_tick_listener(protective_on_tick)

@@ -44,3 +44,32 @@ def event_record(
 
 def events_for_correlation(correlation_id: str):
     return Event.objects.filter(correlation_id=correlation_id).order_by("id")
+
+
+def event_record_many(events: list[dict]) -> list[Event]:
+    """`event_record` for many events at once (same fields as its keyword arguments), in two
+    bulk inserts: for engines that change many rows in one statement (protective triggers)."""
+    if not connection.in_atomic_block:
+        raise RuntimeError("event_record_many must run inside the transaction of the state change")
+    if not events:
+        return []
+    default_correlation = correlation_id_var.get() or ""
+    rows = [
+        Event(
+            topic=e["topic"],
+            aggregate_type=e["aggregate_type"],
+            aggregate_id=str(e["aggregate_id"]),
+            payload=e.get("payload") or {},
+            actor=e.get("actor", "system"),
+            correlation_id=e.get("correlation_id") or default_correlation,
+            causation_id=e.get("causation_id") or "",
+            version=e.get("version", 1),
+        )
+        for e in events
+    ]
+    Event.objects.bulk_create(rows)
+    messages = [OutboxMessage(event=row, handler=name) for row in rows for name in outbox.handlers_for(row.topic)]
+    if messages:
+        OutboxMessage.objects.bulk_create(messages)
+        outbox.kick_after_commit()
+    return rows
