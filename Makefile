@@ -31,7 +31,7 @@ format: install
 	$(BIN)/ruff format .
 
 bench: install
-	$(BIN)/python -m bench
+	$(BIN)/python -m bench $(BENCH)
 
 stop:
 	$(BIN)/python -m config.embedded stop

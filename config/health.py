@@ -37,7 +37,7 @@ def _redis():
 def _celery():
     from config.celery import app
 
-    replies = app.control.ping(timeout=settings.READY_CELERY_TIMEOUT) or []
+    replies = app.control.ping(timeout=settings.READY_CELERY_TIMEOUT, limit=1) or []
     if not replies:
         raise RuntimeError("no Celery worker answered")
     return {"workers": sorted(name for reply in replies for name in reply)}

@@ -55,6 +55,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "config.middleware.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -150,6 +151,10 @@ USE_I18N = True
 USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
+# Static files (admin CSS/JS, API docs) are served by the web process itself; the finders let
+# it serve them straight from the apps without a collectstatic step.
+WHITENOISE_USE_FINDERS = True
+WHITENOISE_AUTOREFRESH = DEBUG
 
 # --- REST framework / OpenAPI -------------------------------------------------------------------
 REST_FRAMEWORK = {
@@ -215,6 +220,10 @@ LOGGING = {
     "loggers": {
         "django.db.backends": {"level": "WARNING"},
         "celery": {"level": "INFO"},
+        # per-task chatter (Beat fires every second): warnings only unless LOG_LEVEL=DEBUG
+        "celery.beat": {"level": "WARNING"},
+        "celery.worker.strategy": {"level": "WARNING"},
+        "celery.app.trace": {"level": "WARNING"},
         "pgserver": {"level": "WARNING"},
     },
 }
@@ -237,6 +246,7 @@ RISK_DEFAULTS = {
     "max_orders_per_minute": env.int("RISK_MAX_ORDERS_PER_MINUTE", default=60),
 }
 RISK_LIMITS_CACHE_SECONDS = env.float("RISK_LIMITS_CACHE_SECONDS", default=2.0)
+TRADING_MARKET_CACHE_SECONDS = env.float("TRADING_MARKET_CACHE_SECONDS", default=5.0)
 RECONCILE_GRACE_SECONDS = env.float("RECONCILE_GRACE_SECONDS", default=30.0)
 IDEMPOTENCY_TTL_HOURS = env.int("IDEMPOTENCY_TTL_HOURS", default=24)
 

@@ -19,6 +19,7 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.core.cache import cache
+from django.db import connection, transaction
 from django.utils import timezone
 
 from providers.interface import ErrorCode, PriceFeed, PriceTick, VenueError, VenueException
@@ -100,14 +101,15 @@ def price_cached(symbol: str) -> PriceTick | None:
 
 
 def price_cache_clear(symbols: Iterable[str] | None = None) -> None:
-    """Forget cached ticks of `symbols` (default: every symbol the feed knows and the cache holds)."""
-    if symbols is None:
-        from providers.models import PaperMarket, PaperPriceState
-
-        symbols = set(PaperMarket.objects.values_list("symbol", flat=True)) | set(
-            PaperPriceState.objects.values_list("symbol", flat=True)
-        )
-    cache.delete_many([_cache_key(_norm(s)) for s in symbols])
+    """Forget cached ticks of `symbols` (default: every cached tick)."""
+    if symbols is not None:
+        cache.delete_many([_cache_key(_norm(s)) for s in symbols])
+        return
+    pattern = cache.make_key(_cache_key("*"))
+    client = cache._cache.get_client(pattern, write=True)
+    keys = list(client.scan_iter(match=pattern, count=500))
+    if keys:
+        client.delete(*keys)
 
 
 def _norm(symbol: str) -> str:
@@ -199,7 +201,11 @@ def price_publish(tick: PriceTick) -> None:
     try:
         from providers.paper.engine import paper_book_process_tick
 
-        paper_book_process_tick(tick=tick)
+        if connection.in_atomic_block:
+            with transaction.atomic():  # a savepoint: a failure here leaves the caller's transaction usable
+                paper_book_process_tick(tick=tick)
+        else:
+            paper_book_process_tick(tick=tick)
     except Exception:
         logger.exception("paper venue failed to process a tick", extra={"symbol": tick.symbol})
 

@@ -55,3 +55,30 @@ def operator_user(django_user_model):
 def staff_client(client, operator_user):
     client.force_login(operator_user)
     return client
+
+
+@pytest.fixture
+def paper_markets(db):
+    """The paper venue's default markets and starting prices, with no cached ticks or market
+    lists left over from earlier tests (transactional tests flush the seeded rows)."""
+    from providers.markets import markets_cache_clear
+    from providers.paper.seed import seed_paper_demo
+    from providers.prices import price_cache_clear
+
+    price_cache_clear()
+    markets_cache_clear()
+    seed_paper_demo()
+    yield
+    price_cache_clear()
+    markets_cache_clear()
+
+
+@pytest.fixture
+def venue_events():
+    """Every VenueEvent emitted while the test runs (after commit), in order."""
+    from providers.events import register_venue_listener, unregister_venue_listener
+
+    received = []
+    register_venue_listener(received.append)
+    yield received
+    unregister_venue_listener(received.append)

@@ -25,7 +25,7 @@ def test_not_ready_without_a_worker(client, settings):
     from config.celery import app
 
     original = app.control.ping
-    app.control.ping = lambda timeout: []  # no worker in this test: what the broker would answer
+    app.control.ping = lambda timeout, limit=None: []  # no worker in this test: what the broker would answer
     try:
         response = client.get("/ready")
     finally:

@@ -113,7 +113,7 @@ class OutboxMessage(models.Model):
 # limits and API idempotency records. Quantities are Decimal (NumericField), times aware UTC.
 # ================================================================================================
 
-MONEY = {"max_digits": 28, "decimal_places": 8}
+MONEY = {"max_digits": 38, "decimal_places": 18}  # as precise as the venues report
 MONEY_NULL = {**MONEY, "null": True, "blank": True}
 
 

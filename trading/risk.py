@@ -76,10 +76,12 @@ class OrderIntent:
         return self.collateral * self.leverage
 
 
+def _text(value):
+    return format(value.normalize(), "f") if isinstance(value, Decimal) else value
+
+
 def _deny(code: str, message: str, **details) -> RiskDenied:
-    return RiskDenied(
-        message, code=code, details={k: str(v) if isinstance(v, Decimal) else v for k, v in details.items()}
-    )
+    return RiskDenied(message, code=code, details={k: _text(v) for k, v in details.items()})
 
 
 def risk_check(intent: OrderIntent, snap: RiskSnapshot) -> None:

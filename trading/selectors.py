@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
-from trading.models import ControlState, Event, Order, Position, RiskLimit, Trade
+from trading.models import ControlState, Event, Order, Position, RiskLimit, Trade, TradingState
 from trading.risk import RiskLimits, RiskSnapshot
-from trading.services.control import executor_component, trading_states_for
+from trading.services.control import executor_component
 
 _limits_cache: dict[str, tuple[float, RiskLimits]] = {}
 
@@ -63,12 +64,16 @@ SELECT
      WHERE user_id = %(user)s AND occurred_at >= %(day_start)s),
   (SELECT COALESCE(json_agg(json_build_array(provider, asset, side)), '[]'::json) FROM trading_position
      WHERE user_id = %(user)s AND status = 'open'),
-  (SELECT draining FROM trading_controlstate WHERE component = %(component)s)
+  (SELECT draining FROM trading_controlstate WHERE component = %(component)s),
+  (SELECT COALESCE(json_agg(json_build_array(scope_type, scope_key, state, previous_state, expires_at)), '[]'::json)
+     FROM trading_tradingstate
+     WHERE scope_type = 'global' OR (scope_type = 'venue' AND scope_key = %(venue)s)
+        OR (scope_type = 'instrument' AND scope_key = %(asset)s))
 """
 
 
 def risk_snapshot_load(*, user, venue: str, asset: str, market_max_leverage: Decimal, reference_price: Decimal):
-    """Everything the risk engine needs, in three queries (limits are usually cached)."""
+    """Everything the risk engine needs, in one query (plus the limits, usually cached)."""
     now = timezone.now()
     day_start = now.replace(hour=0, minute=0, second=0, microsecond=0)
     with connection.cursor() as cur:
@@ -79,17 +84,26 @@ def risk_snapshot_load(*, user, venue: str, asset: str, market_max_leverage: Dec
                 "minute_ago": now - timedelta(minutes=1),
                 "day_start": day_start,
                 "component": executor_component(venue),
+                "venue": venue,
+                "asset": asset,
             },
         )
-        recent, net_today, open_positions, draining = cur.fetchone()
+        recent, net_today, open_positions, draining, states = cur.fetchone()
     if isinstance(open_positions, str):
-        import json
-
         open_positions = json.loads(open_positions)
+    if isinstance(states, str):
+        states = json.loads(states)
     net_today = Decimal(net_today)
+    trading_states = {}
+    for scope_type, scope_key, state, previous, expires_at in states:
+        row = TradingState(scope_type=scope_type, scope_key=scope_key, state=state, previous_state=previous or "")
+        if expires_at:
+            row.expires_at = datetime.fromisoformat(expires_at)
+        label = "global" if scope_type == "global" else f"{scope_type}:{scope_key}"
+        trading_states[label] = row.effective_state(now)
     return RiskSnapshot(
         limits=risk_limits_for(asset),
-        trading_states=trading_states_for(venue=venue, asset=asset, now=now),
+        trading_states=trading_states,
         market_max_leverage=market_max_leverage,
         open_positions=frozenset(tuple(p) for p in open_positions),
         realized_loss_today=max(Decimal(0), -net_today),

@@ -814,84 +814,94 @@ def _fill_resting(tick: PriceTick) -> list[int]:
     ]
     done = []
     for candidate in candidates:
-        with transaction.atomic():
-            order = (
-                PaperOrder.objects.select_for_update()
-                .select_related("market")
-                .filter(pk=candidate.pk, status=PaperOrder.Status.PENDING)
-                .first()
-            )
-            if order is None or not _crosses(order, tick.price):
-                continue
-            account = PaperAccount.objects.select_for_update().get(pk=order.account_id)
-            market = order.market
-            request = OpenTradeRequest(
-                idempotency_key=order.idempotency_key,
-                account=account.name,
-                symbol=order.symbol,
-                side=Side(order.side),
-                collateral=order.collateral,
-                leverage=order.leverage,
-                kind=VenueOrderKind(order.kind),
-                limit_price=order.limit_price,
-                stop_price=order.stop_price,
-                stop_loss=order.stop_loss,
-                take_profit=order.take_profit,
-            )
-            notional = q(order.collateral * order.leverage)
-            if order.kind == VenueOrderKind.LIMIT.value:
-                quote, rate, maker = quote_maker(price=order.limit_price, tick=tick), market.maker_fee_rate, True
-            else:
-                quote = quote_taker(market=market, tick=tick, direction=request.side.sign, notional=notional)
-                rate, maker = market.taker_fee_rate, False
-            fee = q(notional * rate)
-            cost = order.collateral + fee
-            # The order reserved collateral + fee when it was placed; settle the difference.
-            account.balance += order.reserved - cost
-            account.save(update_fields=["balance", "updated_at"])
-            order.reserved = ZERO
-            position, fill_row = _position_create(
-                order=order,
-                account=account,
-                market=market,
-                request=request,
-                quote=quote,
-                notional=notional,
-                fee=fee,
-                fee_rate=rate,
-                is_maker=maker,
-                balance_change=-cost,
-            )
-            fill = _fill_of(fill_row)
-            result = ExecutionResult(
-                status=ExecStatus.FILLED,
-                venue_order_id=str(order.pk),
-                pair_id=market.symbol,
-                trade_index=position.trade_index,
-                fill=fill,
-                raw_request=order.result.get("raw_request", {}),
-                raw_response=_fill_response(fill_row, balance=account.balance),
-            )
-            _finish(order, result, status=PaperOrder.Status.FILLED)
-            venue_events_emit_on_commit(
-                [
-                    VenueEvent(
-                        venue=VENUE,
-                        kind=VenueEventKind.ORDER_FILLED,
-                        account=account.name,
-                        symbol=market.symbol,
-                        pair_id=market.symbol,
-                        trade_index=position.trade_index,
-                        idempotency_key=order.idempotency_key,
-                        venue_order_id=str(order.pk),
-                        fill=fill,
-                        details={"kind": order.kind, "side": order.side, "fee_rate": str(rate)},
-                        occurred_at=fill_row.created_at,
-                    )
-                ]
-            )
-            done.append(order.pk)
+        try:
+            filled = _fill_one(candidate.pk, tick)
+        except Exception:
+            logger.exception("paper resting order failed to fill", extra={"order": candidate.pk})
+            continue
+        if filled:
+            done.append(filled)
     return done
+
+
+def _fill_one(pk: int, tick: PriceTick) -> int | None:
+    with transaction.atomic():
+        order = (
+            PaperOrder.objects.select_for_update(of=("self",))
+            .select_related("market")
+            .filter(pk=pk, status=PaperOrder.Status.PENDING)
+            .first()
+        )
+        if order is None or not _crosses(order, tick.price):
+            return None
+        account = PaperAccount.objects.select_for_update().get(pk=order.account_id)
+        market = order.market
+        request = OpenTradeRequest(
+            idempotency_key=order.idempotency_key,
+            account=account.name,
+            symbol=order.symbol,
+            side=Side(order.side),
+            collateral=order.collateral,
+            leverage=order.leverage,
+            kind=VenueOrderKind(order.kind),
+            limit_price=order.limit_price,
+            stop_price=order.stop_price,
+            stop_loss=order.stop_loss,
+            take_profit=order.take_profit,
+        )
+        notional = q(order.collateral * order.leverage)
+        if order.kind == VenueOrderKind.LIMIT.value:
+            quote, rate, maker = quote_maker(price=order.limit_price, tick=tick), market.maker_fee_rate, True
+        else:
+            quote = quote_taker(market=market, tick=tick, direction=request.side.sign, notional=notional)
+            rate, maker = market.taker_fee_rate, False
+        fee = q(notional * rate)
+        cost = order.collateral + fee
+        # The order reserved collateral + fee when it was placed; settle the difference.
+        account.balance += order.reserved - cost
+        account.save(update_fields=["balance", "updated_at"])
+        order.reserved = ZERO
+        position, fill_row = _position_create(
+            order=order,
+            account=account,
+            market=market,
+            request=request,
+            quote=quote,
+            notional=notional,
+            fee=fee,
+            fee_rate=rate,
+            is_maker=maker,
+            balance_change=-cost,
+        )
+        fill = _fill_of(fill_row)
+        result = ExecutionResult(
+            status=ExecStatus.FILLED,
+            venue_order_id=str(order.pk),
+            pair_id=market.symbol,
+            trade_index=position.trade_index,
+            fill=fill,
+            raw_request=order.result.get("raw_request", {}),
+            raw_response=_fill_response(fill_row, balance=account.balance),
+        )
+        _finish(order, result, status=PaperOrder.Status.FILLED)
+        venue_events_emit_on_commit(
+            [
+                VenueEvent(
+                    venue=VENUE,
+                    kind=VenueEventKind.ORDER_FILLED,
+                    account=account.name,
+                    symbol=market.symbol,
+                    pair_id=market.symbol,
+                    trade_index=position.trade_index,
+                    idempotency_key=order.idempotency_key,
+                    venue_order_id=str(order.pk),
+                    fill=fill,
+                    details={"kind": order.kind, "side": order.side, "fee_rate": str(rate)},
+                    occurred_at=fill_row.created_at,
+                )
+            ]
+        )
+        return order.pk
 
 
 def _liquidate(tick: PriceTick) -> list[int]:
@@ -909,19 +919,22 @@ def _liquidate(tick: PriceTick) -> list[int]:
     )
     done = []
     for pk in candidates:
-        with transaction.atomic():
-            position = (
-                PaperPosition.objects.select_for_update(of=("self",))
-                .select_related("market", "account")
-                .filter(pk=pk, status=PaperPosition.Status.OPEN)
-                .first()
-            )
-            if position is None:
-                continue  # closed or liquidated by someone else meanwhile
-            equity, maintenance = position_equity(position, price)
-            if equity > maintenance:
-                continue
-            done.append(_liquidate_one(position, tick, equity=equity, maintenance=maintenance))
+        try:
+            with transaction.atomic():
+                position = (
+                    PaperPosition.objects.select_for_update(of=("self",))
+                    .select_related("market", "account")
+                    .filter(pk=pk, status=PaperPosition.Status.OPEN)
+                    .first()
+                )
+                if position is None:
+                    continue  # closed or liquidated by someone else meanwhile
+                equity, maintenance = position_equity(position, price)
+                if equity > maintenance:
+                    continue
+                done.append(_liquidate_one(position, tick, equity=equity, maintenance=maintenance))
+        except Exception:
+            logger.exception("paper liquidation failed", extra={"position": pk})
     return done
 
 

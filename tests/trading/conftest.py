@@ -11,10 +11,15 @@ def _fresh_limits(settings):
     from trading.selectors import risk_limits_cache_clear
 
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    from trading.services.orders import venue_market_cache_clear
+
     settings.RISK_LIMITS_CACHE_SECONDS = 0
+    settings.TRADING_MARKET_CACHE_SECONDS = 0
     risk_limits_cache_clear()
+    venue_market_cache_clear()
     yield
     risk_limits_cache_clear()
+    venue_market_cache_clear()
 
 
 @pytest.fixture
@@ -56,3 +61,72 @@ def api(trader):
     client = APIClient()
     client.force_authenticate(trader)
     return client
+
+
+class CountingVenue:
+    """The real paper venue, counting the calls made to it; `fail_after_open` simulates a
+    timeout that happens after the venue has done the work (the outcome is then unknown)."""
+
+    def __init__(self, inner):
+        self.inner = inner
+        self.name = inner.name
+        self.calls: list[tuple[str, str]] = []
+        self.fail_after_open = False
+        self.fail_before_open = False
+
+    def __getattr__(self, item):
+        return getattr(self.inner, item)
+
+    def open_trade(self, request):
+        self.calls.append(("open_trade", request.idempotency_key))
+        if self.fail_before_open:
+            raise TimeoutError("venue did not answer")
+        result = self.inner.open_trade(request)
+        if self.fail_after_open:
+            raise TimeoutError("venue did not answer in time")
+        return result
+
+    def close_trade(self, request):
+        self.calls.append(("close_trade", request.idempotency_key))
+        return self.inner.close_trade(request)
+
+    def cancel_order(self, **kw):
+        self.calls.append(("cancel_order", kw["venue_order_id"]))
+        return self.inner.cancel_order(**kw)
+
+
+@pytest.fixture
+def counting_venue():
+    from providers.paper.adapter import PaperVenue
+    from providers.registry import venue_factory_register
+
+    venue = CountingVenue(PaperVenue())
+    venue_factory_register("paper", lambda: venue)
+    yield venue
+    venue_factory_register("paper", PaperVenue)
+
+
+def make_order(user, **kw):
+    """An ACCEPTED order with its `order.accepted` event, as the placing service leaves it
+    (without enqueueing execution: these tests drive the executor themselves)."""
+    from django.db import transaction
+
+    from trading.models import Order
+    from trading.services.orders import order_event, order_snapshot
+
+    values = {
+        "provider": "paper",
+        "asset": "BTC-USD",
+        "asset_type": "crypto",
+        "order_type": Order.Type.MARKET,
+        "side": "long",
+        "collateral": D("100"),
+        "leverage": D("10"),
+        "max_slippage": D("0.05"),
+        "reference_price": D("60000"),
+        "pair_id": "BTC-USD",
+    } | kw
+    with transaction.atomic():
+        order = Order.objects.create(user=user, **values)
+        order_event(order=order, topic="order.accepted", causation_id="", payload=order_snapshot(order))
+    return order

@@ -210,7 +210,7 @@ def test_a_denial_is_a_422_with_its_code_and_a_committed_risk_rejected_event(mar
 
     assert response.status_code == 422
     assert response.json()["error"]["code"] == "RISK_MAX_NOTIONAL"
-    assert response.json()["error"]["details"]["limit"] == "500.00000000"
+    assert response.json()["error"]["details"]["limit"] == "500"
     assert not Order.objects.exists()
     event = Event.objects.get(topic="risk.rejected")
     assert event.payload["code"] == "RISK_MAX_NOTIONAL" and event.aggregate_id == str(trader.pk)

@@ -2,9 +2,23 @@
 
 from decimal import Decimal
 
+from django.db import models
 from rest_framework import serializers
 
 from trading.models import Event, Order, Position, Trade
+
+
+class DecimalOut(serializers.DecimalField):
+    """Decimals leave as strings without trailing zeros ("60009.5", not "60009.500000000000000000")."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("normalize_output", True)
+        super().__init__(*args, **kwargs)
+
+
+class ModelSerializer(serializers.ModelSerializer):
+    serializer_field_mapping = serializers.ModelSerializer.serializer_field_mapping | {models.DecimalField: DecimalOut}
+
 
 PRICE = {"max_digits": 28, "decimal_places": 8, "required": False, "allow_null": True, "min_value": Decimal("0")}
 
@@ -85,7 +99,7 @@ def order_placed_data(order: Order) -> dict:
     }
 
 
-class OrderSerializer(serializers.ModelSerializer):
+class OrderSerializer(ModelSerializer):
     direction = serializers.CharField(source="side")
     trade_id = serializers.IntegerField(allow_null=True)
     parent_id = serializers.IntegerField(allow_null=True)
@@ -135,7 +149,7 @@ class OrderSerializer(serializers.ModelSerializer):
         ]
 
 
-class TimelineEventSerializer(serializers.ModelSerializer):
+class TimelineEventSerializer(ModelSerializer):
     class Meta:
         model = Event
         fields = ["id", "occurred_at", "topic", "aggregate_type", "aggregate_id", "causation_id", "actor", "payload"]
@@ -153,7 +167,7 @@ class OrderDetailSerializer(OrderSerializer):
         return TimelineEventSerializer(order_timeline(order=order), many=True).data
 
 
-class TradeSerializer(serializers.ModelSerializer):
+class TradeSerializer(ModelSerializer):
     direction = serializers.CharField(source="side")
 
     class Meta:
@@ -186,7 +200,7 @@ class TradeSerializer(serializers.ModelSerializer):
         ]
 
 
-class PositionSerializer(serializers.ModelSerializer):
+class PositionSerializer(ModelSerializer):
     direction = serializers.CharField(source="side")
     trades = serializers.SerializerMethodField()
 
@@ -230,9 +244,9 @@ class PositionFilter(serializers.Serializer):
 
 class PriceSerializer(serializers.Serializer):
     pair = serializers.CharField()
-    price = serializers.DecimalField(max_digits=28, decimal_places=8)
-    bid = serializers.DecimalField(max_digits=28, decimal_places=8, allow_null=True)
-    ask = serializers.DecimalField(max_digits=28, decimal_places=8, allow_null=True)
+    price = DecimalOut(max_digits=38, decimal_places=18)
+    bid = DecimalOut(max_digits=38, decimal_places=18, allow_null=True)
+    ask = DecimalOut(max_digits=38, decimal_places=18, allow_null=True)
     timestamp = serializers.DateTimeField()
     source = serializers.CharField()
 

@@ -4,8 +4,10 @@ cancels and SL/TP changes. The executor (`trading.services.execution`) does the 
 from __future__ import annotations
 
 import logging
+import time
 from decimal import Decimal
 
+from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
@@ -126,6 +128,26 @@ def _market(asset: str):
         ) from exc
 
 
+_venue_market_cache: dict[str, tuple[float, str, object]] = {}
+
+
+def venue_and_market(asset: str):
+    """(venue name, Market) for `asset`; kept per process for TRADING_MARKET_CACHE_SECONDS so
+    the placing path does not re-read routes and market lists on every order."""
+    ttl = settings.TRADING_MARKET_CACHE_SECONDS
+    hit = _venue_market_cache.get(asset)
+    if ttl > 0 and hit and hit[0] > time.monotonic():
+        return hit[1], hit[2]
+    venue, market = _route(asset), _market(asset)
+    if ttl > 0:
+        _venue_market_cache[asset] = (time.monotonic() + ttl, venue, market)
+    return venue, market
+
+
+def venue_market_cache_clear() -> None:
+    _venue_market_cache.clear()
+
+
 def _price(asset: str):
     from providers.prices import price_get
 
@@ -203,10 +225,10 @@ def order_place(
     if trade is not None:
         if trade.user_id != user.pk or trade.status != Trade.Status.OPEN:
             raise NotFoundError("No such open trade.", code="TRADE_NOT_FOUND")
-        asset, side, provider = trade.asset, trade.side, trade.provider
-    else:
-        provider = _route(asset)
-    market = _market(asset)
+        asset, side = trade.asset, trade.side
+    provider, market = venue_and_market(asset)
+    if trade is not None:
+        provider = trade.provider
     tick = _price(asset)
     ref = tick.price
     protective = order_type in validation.PROTECTIVE
@@ -279,57 +301,66 @@ def order_place(
         )
         raise
 
-    with transaction.atomic():
-        order = Order(
+    try:
+        return _order_write(
             user=user,
-            wallet_address=wallet_address or (user.wallet_address or None),
-            provider=provider,
-            asset=asset,
-            asset_type=asset_type or market.category,
-            order_type=order_type,
-            side=side,
-            collateral=_q(collateral),
-            leverage=leverage,
-            quantity=_q(quantity),
-            price=price,
-            stop_price=stop_price,
-            take_profit_price=take_profit_price,
-            trailing_stop_distance=trailing_stop_distance,
-            trailing_stop_percentage=trailing_stop_percentage,
-            oco_stop_price=oco_stop_price,
-            oco_take_profit_price=oco_take_profit_price,
-            close_fraction=close_fraction if reduces else None,
-            max_slippage=max_slippage,
-            reference_price=ref,
-            reduce_only=reduce_only,
-            client_order_id=client_order_id or None,
-            trade=trade,
-            parent=parent,
-            pair_id=trade.pair_id if trade else market.pair_id,
-            trade_index=trade.trade_index if trade else "",
-        )
-        try:
-            with transaction.atomic():
-                order.save(force_insert=True)
-        except IntegrityError as exc:
-            if client_order_id and "order_client_order_id_unique" in str(exc):
-                raise ConflictError(
-                    "An order with this client_order_id exists.",
-                    code="DUPLICATE_CLIENT_ORDER_ID",
-                    details={"client_order_id": client_order_id},
-                ) from exc
-            raise
-        order_event(
-            order=order,
-            topic="order.accepted",
             actor=actor,
+            tick=tick,
+            protective=protective,
             causation_id=causation_id,
-            payload={**order_snapshot(order), "price_source": tick.source, "price_at": tick.timestamp},
+            fields={
+                "wallet_address": wallet_address or (user.wallet_address or None),
+                "provider": provider,
+                "asset": asset,
+                "asset_type": asset_type or market.category,
+                "order_type": order_type,
+                "side": side,
+                "collateral": _q(collateral),
+                "leverage": leverage,
+                "quantity": _q(quantity),
+                "price": price,
+                "stop_price": stop_price,
+                "take_profit_price": take_profit_price,
+                "trailing_stop_distance": trailing_stop_distance,
+                "trailing_stop_percentage": trailing_stop_percentage,
+                "oco_stop_price": oco_stop_price,
+                "oco_take_profit_price": oco_take_profit_price,
+                "close_fraction": close_fraction if reduces else None,
+                "max_slippage": max_slippage,
+                "reference_price": ref,
+                "reduce_only": reduce_only,
+                "client_order_id": client_order_id or None,
+                "trade": trade,
+                "parent": parent,
+                "pair_id": trade.pair_id if trade else market.pair_id,
+                "trade_index": trade.trade_index if trade else "",
+            },
         )
-        if protective:
-            order_transition(order=order, to=Order.Status.PENDING_TRIGGER, actor=actor)
-        else:
-            _enqueue_execute(order.pk)
+    except IntegrityError as exc:
+        if client_order_id and "order_client_order_id_unique" in str(exc):
+            raise ConflictError(
+                "An order with this client_order_id exists.",
+                code="DUPLICATE_CLIENT_ORDER_ID",
+                details={"client_order_id": client_order_id},
+            ) from exc
+        raise
+
+
+@transaction.atomic
+def _order_write(*, user, actor: str, tick, protective: bool, causation_id: str, fields: dict) -> Order:
+    order = Order(user=user, **fields)
+    order.save(force_insert=True)
+    order_event(
+        order=order,
+        topic="order.accepted",
+        actor=actor,
+        causation_id=causation_id,
+        payload={**order_snapshot(order), "price_source": tick.source, "price_at": tick.timestamp},
+    )
+    if protective:
+        order_transition(order=order, to=Order.Status.PENDING_TRIGGER, actor=actor)
+    else:
+        _enqueue_execute(order.pk)
     return order
 
 

@@ -233,7 +233,8 @@ def trade_reduce_from_fill(
         dedupe_key=dedupe_key, trade=trade, order=order, kind=kind, fill=fill, size=closed, realized_pnl=pnl
     ):
         return None
-    released = (trade.collateral * share).quantize(DUST)
+    # the venue releases the requested share of the collateral (sizes are rounded down)
+    released = (trade.collateral * (fraction if fraction < 1 else share)).quantize(DUST)
     trade.size = size_before - closed
     trade.collateral -= released
     trade.margin = trade.collateral

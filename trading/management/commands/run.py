@@ -64,6 +64,8 @@ class Command(BaseCommand):
             "DATABASE_URL": settings.DATABASE_URL,
             "REDIS_URL": settings.REDIS_URL,
             "PORT": str(port),
+            # the Procfile's `python` is this interpreter (the project's venv)
+            "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
             "PYTHONUNBUFFERED": "1",
         }
         procfile = Path(settings.BASE_DIR) / "Procfile"
@@ -71,12 +73,18 @@ class Command(BaseCommand):
             [sys.executable, "-m", "honcho", "-f", str(procfile), "-d", str(settings.BASE_DIR), "start"],
             env=env,
         )
-        try:
-            proc.wait()
-        except KeyboardInterrupt:
+
+        def forward(signum, frame):  # Ctrl-C or a service manager's TERM: stop the processes
             proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.terminate()
-                proc.wait()
+
+        signal.signal(signal.SIGINT, forward)
+        signal.signal(signal.SIGTERM, forward)
+        try:
+            proc.wait(timeout=None)
+        finally:
+            if proc.poll() is None:
+                try:
+                    proc.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    proc.terminate()
+                    proc.wait()

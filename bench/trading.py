@@ -1,0 +1,266 @@
+"""POST /api/v1/trading/trades (paper venue) against a single-INSERT DRF baseline, in one run.
+
+A real uvicorn server (BENCH_WORKERS processes) runs against its own database
+(`<name>_bench`, recreated) on the configured PostgreSQL server and Redis; 32 concurrent
+httpx clients (one user each) post for BENCH_SECONDS per endpoint after a warm-up.
+Reported per endpoint: server-side latency p50/p99 from the `Server-Timing` header (time
+inside Django: middleware + view + queries), client-side latency p50/p99 (includes queueing
+behind the workers), and throughput (requests/s). The trades endpoint sends an
+Idempotency-Key per request, as a client would. Orders are only placed (the placing path
+never calls the venue); no worker executes them during the run and their queue is purged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+ROOT = Path(__file__).resolve().parent.parent
+CLIENTS = int(os.environ.get("BENCH_CLIENTS", "32"))
+SECONDS = float(os.environ.get("BENCH_SECONDS", "10"))
+WARMUP = float(os.environ.get("BENCH_WARMUP", "3"))
+WORKERS = int(os.environ.get("BENCH_WORKERS", str(max(2, os.cpu_count() or 2))))
+TARGETS = {"p50_ms": 15.0, "p99_ms": 50.0, "throughput_ratio": 0.60}
+BODY = {"asset": "BTC-USD", "direction": "long", "order_type": "MARKET", "collateral": "50", "leverage": "5"}
+
+
+def _base_database_url() -> str:
+    url = os.environ.get("DATABASE_URL")
+    if url:
+        return url
+    from config import embedded
+
+    return embedded.postgres_url()
+
+
+def _bench_database(url: str) -> str:
+    """Recreate `<name>_bench` on the same server; return its URL."""
+    import environ
+    import psycopg
+
+    cfg = environ.Env.db_url_config(url)
+    host = cfg.get("HOST") or cfg.get("OPTIONS", {}).get("host") or None
+    name = f"{cfg['NAME']}_bench"
+    with psycopg.connect(
+        dbname="postgres",
+        host=host,
+        port=cfg.get("PORT") or None,
+        user=cfg.get("USER") or None,
+        password=cfg.get("PASSWORD") or None,
+        autocommit=True,
+    ) as conn:
+        conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+            [name],
+        )
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path=f"/{name}"))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _env(database_url: str) -> dict:
+    env = dict(os.environ)
+    env.update(
+        DATABASE_URL=database_url,
+        DJANGO_SETTINGS_MODULE="bench._settings",
+        CELERY_QUEUE="tradedesk-bench",
+        CACHE_KEY_PREFIX="td-bench",
+        CHANNELS_PREFIX="td-bench-asgi",
+        LOG_LEVEL="ERROR",
+        PYTHONPATH=str(ROOT),
+    )
+    if "REDIS_URL" not in env:
+        from config import embedded
+
+        env["REDIS_URL"] = embedded.redis_url()
+    return env
+
+
+SEED = f"""
+import django
+django.setup()
+from decimal import Decimal
+from django.db import connection
+from django.contrib.auth import get_user_model
+from providers.paper.seed import seed_paper_demo
+from providers.markets import markets_cache_clear
+from providers.prices import price_set
+from trading.models import RiskLimit
+from trading.services.control import control_arm
+from bench._server import CREATE_BASELINE_TABLE
+seed_paper_demo()
+markets_cache_clear()
+price_set("BTC-USD", Decimal("60000"))
+control_arm(component="executor:paper", actor="bench", reason="benchmark")
+RiskLimit.objects.update_or_create(
+    instrument="", defaults={{"max_orders_per_minute": 1000000, "max_open_positions": 1000}}
+)
+User = get_user_model()
+ids = [User.objects.create(username=f"bench{{i}}", email=f"bench{{i}}@example.com").pk for i in range({CLIENTS})]
+with connection.cursor() as cur:
+    cur.execute(CREATE_BASELINE_TABLE)
+print(",".join(map(str, ids)))
+"""
+
+PURGE = """
+import django
+django.setup()
+from config.celery import app
+print(app.control.purge())
+"""
+
+REFRESH_PRICE = """
+import django, time
+django.setup()
+from providers.prices import price_get
+while True:
+    price_get("BTC-USD", use_cache=False)  # keep the cached tick fresh, like the Beat price job
+    time.sleep(5)
+"""
+
+
+def _percentile(values: list[float], p: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    k = max(0, min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1))))
+    return ordered[k]
+
+
+async def _load(base: str, path: str, users: list[int], *, seconds: float, idempotent: bool) -> dict:
+    import httpx
+
+    server_ms: list[float] = []
+    client_ms: list[float] = []
+    errors: dict[int, int] = {}
+    stop_at = time.perf_counter() + seconds
+    limits = httpx.Limits(max_connections=len(users), max_keepalive_connections=len(users))
+
+    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=30) as client:
+
+        async def worker(user_id: int):
+            headers = {"X-Bench-User": str(user_id)}
+            while time.perf_counter() < stop_at:
+                if idempotent:
+                    headers["Idempotency-Key"] = uuid.uuid4().hex
+                started = time.perf_counter()
+                response = await client.post(path, json=BODY, headers=headers)
+                elapsed = (time.perf_counter() - started) * 1000
+                if response.status_code != 201:
+                    errors[response.status_code] = errors.get(response.status_code, 0) + 1
+                    if len(errors) == 1 and sum(errors.values()) == 1:
+                        print(f"  first error on {path}: {response.status_code} {response.text[:300]}")
+                    continue
+                client_ms.append(elapsed)
+                timing = response.headers.get("server-timing", "")
+                if "dur=" in timing:
+                    server_ms.append(float(timing.split("dur=")[1]))
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker(u) for u in users))
+        wall = time.perf_counter() - started
+    return {
+        "requests": len(client_ms),
+        "errors": errors,
+        "throughput": len(client_ms) / wall,
+        "server_p50": _percentile(server_ms, 50),
+        "server_p99": _percentile(server_ms, 99),
+        "server_mean": statistics.fmean(server_ms) if server_ms else float("nan"),
+        "client_p50": _percentile(client_ms, 50),
+        "client_p99": _percentile(client_ms, 99),
+    }
+
+
+def _wait_ready(base: str, proc: subprocess.Popen, timeout: float = 60) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError("the bench server exited")
+        try:
+            if httpx.get(f"{base}/health", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError("the bench server did not start")
+
+
+def _print(results: dict[str, dict]) -> None:
+    base, trades = results["baseline"], results["trades"]
+    rows = [
+        ("server p50 (ms)", "server_p50", "{:.2f}"),
+        ("server p99 (ms)", "server_p99", "{:.2f}"),
+        ("server mean (ms)", "server_mean", "{:.2f}"),
+        ("client p50 (ms)", "client_p50", "{:.2f}"),
+        ("client p99 (ms)", "client_p99", "{:.2f}"),
+        ("throughput (req/s)", "throughput", "{:.1f}"),
+        ("requests (2xx)", "requests", "{}"),
+    ]
+    print(f"\n{'':22}{'baseline INSERT':>18}{'POST trades':>18}")
+    for label, key, fmt in rows:
+        print(f"{label:22}{fmt.format(base[key]):>18}{fmt.format(trades[key]):>18}")
+    print(f"{'errors':22}{str(base['errors'] or '-'):>18}{str(trades['errors'] or '-'):>18}")
+    ratio = trades["throughput"] / base["throughput"] if base["throughput"] else 0
+    print(f"\nthroughput ratio trades/baseline: {ratio:.0%} (target >= {TARGETS['throughput_ratio']:.0%})")
+    print(
+        f"trades server p50 {trades['server_p50']:.2f} ms (target < {TARGETS['p50_ms']:.0f}), "
+        f"p99 {trades['server_p99']:.2f} ms (target < {TARGETS['p99_ms']:.0f})"
+    )
+
+
+def main() -> None:
+    sys.path.insert(0, str(ROOT))
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+    database_url = _bench_database(_base_database_url())
+    env = _env(database_url)
+    python = sys.executable
+    subprocess.run([python, "manage.py", "migrate", "-v", "0"], cwd=ROOT, env=env, check=True)
+    seeded = subprocess.run([python, "-c", SEED], cwd=ROOT, env=env, check=True, capture_output=True, text=True)
+    users = [int(x) for x in seeded.stdout.strip().splitlines()[-1].split(",")]
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    print(
+        f"uvicorn x{WORKERS} workers, {CLIENTS} concurrent clients, {SECONDS:.0f}s per endpoint "
+        f"(+{WARMUP:.0f}s warm-up), database {urlsplit(database_url).path.lstrip('/')}"
+    )
+    server = subprocess.Popen(
+        [python, "-m", "uvicorn", "config.asgi:application", "--host", "127.0.0.1", "--port", str(port),
+         "--workers", str(WORKERS), "--no-access-log", "--log-level", "warning"],
+        cwd=ROOT, env=env,
+    )  # fmt: skip
+    refresher = subprocess.Popen([python, "-c", REFRESH_PRICE], cwd=ROOT, env=env)
+    try:
+        _wait_ready(base, server)
+        results = {}
+        for name, path, idem in (
+            ("baseline", "/bench/baseline", False),
+            ("trades", "/api/v1/trading/trades", True),
+        ):
+            asyncio.run(_load(base, path, users, seconds=WARMUP, idempotent=idem))
+            results[name] = asyncio.run(_load(base, path, users, seconds=SECONDS, idempotent=idem))
+        _print(results)
+    finally:
+        for proc in (refresher, server):
+            proc.terminate()
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        subprocess.run([python, "-c", PURGE], cwd=ROOT, env=env, capture_output=True)

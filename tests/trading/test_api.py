@@ -1,0 +1,348 @@
+"""The trading API end to end: real server code, real PostgreSQL/Redis, a real Celery worker
+executing on the paper venue."""
+
+from concurrent.futures import ThreadPoolExecutor
+from decimal import Decimal as D
+from threading import Barrier
+
+import pytest
+from django.db import connection
+from rest_framework.test import APIClient
+
+from providers.models import PaperOrder
+from tests.conftest import wait_for
+from trading.models import Event, ExecutionCommand, IdempotencyRecord, Order, Trade
+
+OPEN = {"asset": "BTC-USD", "direction": "long", "order_type": "MARKET", "collateral": "100", "leverage": "10"}
+
+
+def _status(order_id, *statuses):
+    def check():
+        status = Order.objects.filter(pk=order_id).values_list("status", flat=True).first()
+        return status if status in statuses else None
+
+    return wait_for(check, timeout=20)
+
+
+# --- end to end -----------------------------------------------------------------------------------
+
+
+@pytest.mark.celery
+def test_open_fill_partial_close_close_through_the_api(markets, trader, armed, api, celery_worker):
+    from providers.prices import price_set
+
+    # open 100 USD × 10 at 60,000 (paper: half-spread 0.01 % + impact → fill a little above mid)
+    opened = api.post("/api/v1/trading/trades", OPEN | {"stop_price": "55000"}, format="json")
+    assert opened.status_code == 201, opened.content
+    body = opened.json()
+    assert body["status"] == "ACCEPTED" and body["direction"] == "long"
+    assert _status(body["order_id"], "FILLED", "REJECTED") == "FILLED"
+
+    detail = api.get(f"/api/v1/trading/orders/{body['order_id']}").json()
+    entry, size = D(detail["filled_price"]), D(detail["filled_quantity"])
+    assert D("60000") < entry < D("60030")
+    assert abs(size - D("1000") / entry) <= D("0.00000001")  # notional 1,000 USD at the fill price
+    assert [e["topic"] for e in detail["events"]][:3] == ["order.accepted", "order.submitting", "order.filled"]
+    pair_id, index = detail["pair_id"], detail["trade_index"]
+    assert (pair_id, index) != ("", "")
+
+    positions = api.get("/api/v1/trading/positions").json()["results"]
+    assert len(positions) == 1 and D(positions[0]["quantity"]) == size
+    assert positions[0]["trades"][0]["stop_loss_price"] == "55000"
+
+    # price up 1,000: close half
+    price_set("BTC-USD", D("61000"))
+    half = api.delete(f"/api/v1/trading/trades/{pair_id}/{index}?percentage=50")
+    assert half.status_code == 202, half.content
+    assert _status(half.json()["order_id"], "FILLED", "REJECTED") == "FILLED"
+    half_order = Order.objects.get(pk=half.json()["order_id"])
+    closed_half = size / 2
+    assert abs(half_order.filled_quantity - closed_half) <= D("0.00000001")
+    exit_half = half_order.filled_price
+    assert D("60970") < exit_half < D("61000")  # a sell fills a little under mid
+    assert abs(half_order.realized_pnl - (exit_half - entry) * half_order.filled_quantity) < D("0.0001")
+    assert D("8") < half_order.realized_pnl < D("8.5")
+
+    # price down to 59,500: close the rest at a loss
+    price_set("BTC-USD", D("59500"))
+    rest = api.delete(f"/api/v1/trading/trades/{pair_id}/{index}", format="json")
+    assert _status(rest.json()["order_id"], "FILLED", "REJECTED") == "FILLED"
+    rest_order = Order.objects.get(pk=rest.json()["order_id"])
+    assert rest_order.filled_quantity == size - half_order.filled_quantity
+    assert abs(rest_order.realized_pnl - (rest_order.filled_price - entry) * rest_order.filled_quantity) < D("0.0001")
+    assert D("-4.5") < rest_order.realized_pnl < D("-4")
+
+    trade = Trade.objects.get()
+    assert trade.status == "closed" and trade.size == 0
+    assert trade.realized_pnl == half_order.realized_pnl + rest_order.realized_pnl
+    assert trade.fees_paid == sum(o.fee for o in Order.objects.filter(trade=trade, status="FILLED"))
+    position = api.get("/api/v1/trading/positions?status=all").json()["results"][0]
+    assert position["status"] == "closed" and D(position["realized_pnl"]) == trade.realized_pnl
+    assert Order.objects.get(order_type="STOP_LOSS").status == "CANCELLED"
+    assert api.delete(f"/api/v1/trading/trades/{pair_id}/{index}").status_code == 404
+
+
+@pytest.mark.celery
+def test_twenty_concurrent_identical_requests_make_one_order_and_one_venue_call(
+    markets, trader, armed, counting_venue, celery_worker
+):
+    barrier = Barrier(20)
+
+    def post(_):
+        client = APIClient()
+        client.force_authenticate(trader)
+        try:
+            barrier.wait()
+            response = client.post("/api/v1/trading/trades", OPEN, format="json", HTTP_IDEMPOTENCY_KEY="k-20")
+            return response.status_code, response.json()
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(20) as pool:
+        results = list(pool.map(post, range(20)))
+
+    statuses = sorted(code for code, _ in results)
+    assert set(statuses) <= {201, 409}
+    created = [body for code, body in results if code == 201]
+    assert len({body["order_id"] for body in created}) == 1
+    assert all(body["error"]["code"] == "IDEMPOTENCY_IN_PROGRESS" for code, body in results if code == 409)
+    assert Order.objects.count() == 1
+    order = Order.objects.get()
+    assert _status(order.pk, "FILLED", "REJECTED") == "FILLED"
+    assert ExecutionCommand.objects.count() == 1 and PaperOrder.objects.count() == 1
+    assert counting_venue.calls == [("open_trade", f"order-{order.pk}-open-1")]
+    # afterwards the key replays the stored response
+    client = APIClient()
+    client.force_authenticate(trader)
+    again = client.post("/api/v1/trading/trades", OPEN, format="json", HTTP_IDEMPOTENCY_KEY="k-20")
+    assert again.status_code == 201 and again.json()["order_id"] == order.pk
+    assert again["Idempotent-Replayed"] == "true"
+
+
+# --- idempotency ----------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_same_key_same_body_replays_and_different_body_is_422(markets, trader, api):
+    first = api.post("/api/v1/trading/trades", OPEN, format="json", HTTP_IDEMPOTENCY_KEY="abc")
+    replay = api.post("/api/v1/trading/trades", OPEN, format="json", HTTP_IDEMPOTENCY_KEY="abc")
+    other = api.post("/api/v1/trading/trades", OPEN | {"leverage": "5"}, format="json", HTTP_IDEMPOTENCY_KEY="abc")
+
+    assert first.status_code == replay.status_code == 201
+    assert replay.json() == first.json() and replay["Idempotent-Replayed"] == "true"
+    assert other.status_code == 422 and other.json()["error"]["code"] == "IDEMPOTENCY_KEY_REUSED"
+    assert Order.objects.count() == 1
+
+
+@pytest.mark.django_db
+def test_errors_are_replayed_too_and_keys_are_per_user(markets, trader, other_trader, api):
+    bad = OPEN | {"leverage": "500"}
+    first = api.post("/api/v1/trading/trades", bad, format="json", HTTP_IDEMPOTENCY_KEY="k")
+    replay = api.post("/api/v1/trading/trades", bad, format="json", HTTP_IDEMPOTENCY_KEY="k")
+    assert first.status_code == replay.status_code == 400
+    assert replay.json()["error"]["code"] == "INVALID_ORDER"
+
+    other = APIClient()
+    other.force_authenticate(other_trader)
+    assert other.post("/api/v1/trading/trades", OPEN, format="json", HTTP_IDEMPOTENCY_KEY="k").status_code == 201
+
+
+@pytest.mark.django_db
+def test_a_key_still_in_progress_is_409(markets, trader, api):
+    from trading.services.idempotency import request_hash
+
+    IdempotencyRecord.objects.create(
+        user=trader,
+        key="busy",
+        method="POST",
+        path="/api/v1/trading/trades",
+        request_hash=request_hash(method="POST", path="/api/v1/trading/trades", body=OPEN),
+    )
+    response = api.post("/api/v1/trading/trades", OPEN, format="json", HTTP_IDEMPOTENCY_KEY="busy")
+    assert response.status_code == 409 and response.json()["error"]["code"] == "IDEMPOTENCY_IN_PROGRESS"
+    assert not Order.objects.exists()
+
+
+@pytest.mark.django_db
+def test_expired_keys_are_purged_and_reusable(markets, trader, api, settings):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from trading.services.idempotency import idempotency_purge
+
+    api.post("/api/v1/trading/trades", OPEN, format="json", HTTP_IDEMPOTENCY_KEY="old")
+    IdempotencyRecord.objects.update(created_at=timezone.now() - timedelta(hours=25))
+    again = api.post("/api/v1/trading/trades", OPEN, format="json", HTTP_IDEMPOTENCY_KEY="old")
+    assert again.status_code == 201 and "Idempotent-Replayed" not in again
+    IdempotencyRecord.objects.update(created_at=timezone.now() - timedelta(hours=25))
+    assert idempotency_purge() == 1 and not IdempotencyRecord.objects.exists()
+
+
+@pytest.mark.django_db
+def test_duplicate_client_order_id_is_409(markets, trader, api):
+    body = OPEN | {"client_order_id": "mine-1"}
+    assert api.post("/api/v1/trading/trades", body, format="json").status_code == 201
+    dup = api.post("/api/v1/trading/trades", body, format="json")
+    assert dup.status_code == 409 and dup.json()["error"]["code"] == "DUPLICATE_CLIENT_ORDER_ID"
+
+
+# --- reads, scoping, cancels, SL/TP ---------------------------------------------------------------
+
+
+def _trade_for(user, **kw):
+    from trading.models import Position
+
+    position = Position.objects.create(user=user, provider="paper", asset="BTC-USD", side="long")
+    values = {
+        "user": user,
+        "position": position,
+        "provider": "paper",
+        "asset": "BTC-USD",
+        "pair_id": "BTC-USD",
+        "trade_index": "41",
+        "side": "long",
+        "collateral": D("100"),
+        "leverage": D("10"),
+        "size": D("0.0166"),
+        "initial_size": D("0.0166"),
+        "entry_price": D("60000"),
+        "current_price": D("60000"),
+        "margin": D("100"),
+    }
+    return Trade.objects.create(**(values | kw))
+
+
+@pytest.mark.django_db
+def test_other_users_orders_and_trades_are_404(markets, trader, other_trader, api):
+    mine = api.post("/api/v1/trading/trades", OPEN, format="json").json()["order_id"]
+    theirs = Order.objects.create(
+        user=other_trader, provider="paper", asset="BTC-USD", order_type="MARKET", side="long", collateral=D("1")
+    )
+    _trade_for(other_trader)
+
+    assert api.get(f"/api/v1/trading/orders/{mine}").status_code == 200
+    assert api.get(f"/api/v1/trading/orders/{theirs.pk}").status_code == 404
+    assert api.post(f"/api/v1/trading/orders/{theirs.pk}/cancel").status_code == 404
+    assert api.delete("/api/v1/trading/trades/BTC-USD/41").status_code == 404
+    assert (
+        api.patch("/api/v1/trading/trades/BTC-USD/41", {"stop_loss_price": "50000"}, format="json").status_code == 404
+    )
+    assert [o["id"] for o in api.get("/api/v1/trading/orders").json()["results"]] == [mine]
+    assert api.get("/api/v1/trading/positions").json()["results"] == []
+    protective = OPEN | {"order_type": "STOP_LOSS", "stop_price": "55000", "pair_id": "BTC-USD", "trade_index": "41"}
+    assert api.post("/api/v1/trading/trades", protective, format="json").status_code == 404
+
+
+@pytest.mark.django_db
+def test_order_list_filters_and_paginates(markets, trader, api):
+    for _ in range(3):
+        api.post("/api/v1/trading/trades", OPEN, format="json")
+    api.post("/api/v1/trading/trades", OPEN | {"asset": "ETH-USD"}, format="json")
+    api.post("/api/v1/trading/trades", OPEN | {"order_type": "LIMIT", "price": "59000"}, format="json")
+
+    page = api.get("/api/v1/trading/orders?limit=2").json()
+    assert page["count"] == 5 and len(page["results"]) == 2 and page["next"]
+    assert api.get("/api/v1/trading/orders?asset=ETH-USD").json()["count"] == 1
+    assert api.get("/api/v1/trading/orders?type=LIMIT").json()["count"] == 1
+    assert api.get("/api/v1/trading/orders?status=ACCEPTED").json()["count"] == 5
+    assert api.get("/api/v1/trading/orders?status=FILLED").json()["count"] == 0
+    assert api.get("/api/v1/trading/orders?status=NOPE").status_code == 400
+
+
+@pytest.mark.django_db
+def test_protective_orders_on_a_trade_can_be_placed_and_cancelled(markets, trader, api):
+    _trade_for(trader)
+    body = {"asset": "BTC-USD", "direction": "long", "order_type": "TRAILING_STOP", "trailing_stop_percentage": "2",
+            "pair_id": "BTC-USD", "trade_index": "41"}  # fmt: skip
+    placed = api.post("/api/v1/trading/trades", body, format="json")
+    assert placed.status_code == 201 and placed.json()["status"] == "PENDING_TRIGGER"
+
+    cancelled = api.post(f"/api/v1/trading/orders/{placed.json()['order_id']}/cancel")
+    assert cancelled.status_code == 202 and cancelled.json()["status"] == "CANCELLED"
+    again = api.post(f"/api/v1/trading/orders/{placed.json()['order_id']}/cancel")
+    assert again.status_code == 409 and again.json()["error"]["code"] == "ORDER_NOT_CANCELLABLE"
+
+
+@pytest.mark.django_db
+def test_patch_replaces_stop_loss_and_take_profit(markets, trader, api, django_capture_on_commit_callbacks):
+    trade = _trade_for(trader)
+    with django_capture_on_commit_callbacks():  # the venue sync is not run here
+        first = api.patch("/api/v1/trading/trades/BTC-USD/41", {"stop_loss_price": "57000"}, format="json")
+        second = api.patch(
+            "/api/v1/trading/trades/BTC-USD/41",
+            {"stop_loss_price": "56000", "take_profit_price": "65000"},
+            format="json",
+        )
+        bad = api.patch("/api/v1/trading/trades/BTC-USD/41", {"take_profit_price": "50000"}, format="json")
+
+    assert first.status_code == second.status_code == 200
+    assert second.json()["stop_loss_price"] == "56000"
+    assert bad.status_code == 400 and "take_profit_price" in bad.json()["error"]["details"]
+    orders = Order.objects.filter(trade=trade).order_by("id")
+    assert [(o.order_type, o.status, o.stop_price or o.take_profit_price) for o in orders] == [
+        ("STOP_LOSS", "CANCELLED", D("57000")),
+        ("STOP_LOSS", "PENDING_TRIGGER", D("56000")),
+        ("TAKE_PROFIT", "PENDING_TRIGGER", D("65000")),
+    ]
+    trade.refresh_from_db()
+    assert (trade.stop_loss_price, trade.take_profit_price) == (D("56000"), D("65000"))
+    assert Event.objects.filter(topic="trade.protection_updated").count() == 2
+
+
+@pytest.mark.celery
+def test_patch_sends_the_levels_to_the_venue(markets, trader, armed, api, celery_worker):
+    from providers.models import PaperPosition
+
+    order_id = api.post("/api/v1/trading/trades", OPEN, format="json").json()["order_id"]
+    assert _status(order_id, "FILLED", "REJECTED") == "FILLED"
+    order = Order.objects.get(pk=order_id)
+
+    api.patch(
+        f"/api/v1/trading/trades/{order.pair_id}/{order.trade_index}", {"stop_loss_price": "57000"}, format="json"
+    )
+
+    wait_for(lambda: ExecutionCommand.objects.filter(action="update_sl", status="succeeded").exists())
+    assert PaperPosition.objects.get(pk=int(order.trade_index)).stop_loss == D("57000")
+
+
+@pytest.mark.celery
+def test_cancelling_a_resting_limit_through_the_api(markets, trader, armed, api, celery_worker):
+    order_id = api.post(
+        "/api/v1/trading/trades", OPEN | {"order_type": "LIMIT", "price": "58000"}, format="json"
+    ).json()["order_id"]
+    assert _status(order_id, "SUBMITTED", "REJECTED") == "SUBMITTED"
+
+    response = api.post(f"/api/v1/trading/orders/{order_id}/cancel")
+
+    assert response.status_code == 202 and response.json()["status"] == "SUBMITTED"
+    assert _status(order_id, "CANCELLED") == "CANCELLED"
+
+
+@pytest.mark.django_db
+def test_prices(markets, api):
+    one = api.get("/api/v1/prices/btc-usd?use_cache=true")
+    many = api.get("/api/v1/prices?pairs=BTC-USD,ETH-USD")
+    assert one.status_code == 200 and one.json()["price"] == "60000" and one.json()["source"]
+    assert [p["pair"] for p in many.json()["prices"]] == ["BTC-USD", "ETH-USD"]
+    assert api.get("/api/v1/prices/NOPE-USD").status_code in (404, 503)
+    assert APIClient().get("/api/v1/prices/BTC-USD").status_code in (401, 403)
+
+
+@pytest.mark.django_db
+def test_the_endpoints_are_in_the_openapi_schema(staff_client):
+    schema = staff_client.get("/api/schema/?format=json").json()
+    for path in (
+        "/api/v1/trading/trades",
+        "/api/v1/trading/trades/{pair_id}/{index}",
+        "/api/v1/trading/positions",
+        "/api/v1/trading/orders",
+        "/api/v1/trading/orders/{id}",
+        "/api/v1/trading/orders/{id}/cancel",
+        "/api/v1/prices",
+        "/api/v1/prices/{pair}",
+    ):
+        assert path in schema["paths"], path
+    post = schema["paths"]["/api/v1/trading/trades"]["post"]
+    assert any(p["name"] == "Idempotency-Key" for p in post["parameters"])
+    assert "201" in post["responses"]
