@@ -265,3 +265,6 @@ STOP_COVERAGE_GRACE_SECONDS = env.float("STOP_COVERAGE_GRACE_SECONDS", default=6
 # Venues treated as holding SL/TP natively in addition to those whose adapter says so
 # (`native_sl_tp = True`). Lets the native path run against the paper venue in tests/demos.
 PROTECTIVE_NATIVE_SL_TP_VENUES = env.list("PROTECTIVE_NATIVE_SL_TP_VENUES", default=[])
+# Extra venues whose LIMIT entries the engine holds and fires (normally: adapters with
+# `native_limit_orders = False`; the paper venue rests its own limits).
+PROTECTIVE_HELD_LIMIT_VENUES = env.list("PROTECTIVE_HELD_LIMIT_VENUES", default=[])

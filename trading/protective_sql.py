@@ -23,11 +23,11 @@ ADVISORY_LOCK = "SELECT pg_advisory_xact_lock(hashtextextended('protective:' || 
 # column's scale the way the column stores it.
 _CAND_LONG = (
     "CASE WHEN o.trailing_stop_distance IS NOT NULL THEN %(price)s - o.trailing_stop_distance "
-    "ELSE round(%(price)s * (1 - o.trailing_stop_percentage / 100), 8) END"
+    "ELSE round(%(price)s * (1 - o.trailing_stop_percentage / 100), 18) END"
 )
 _CAND_SHORT = (
     "CASE WHEN o.trailing_stop_distance IS NOT NULL THEN %(price)s + o.trailing_stop_distance "
-    "ELSE round(%(price)s * (1 + o.trailing_stop_percentage / 100), 8) END"
+    "ELSE round(%(price)s * (1 + o.trailing_stop_percentage / 100), 18) END"
 )
 
 # Activate (once the activation price is reached) and ratchet trailing stops, only in the

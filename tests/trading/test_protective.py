@@ -108,7 +108,7 @@ def test_trailing_ten_percent_worked_example(db, user):
 
 # --- property: engine == reference model -------------------------------------------------------------
 
-Q8 = D("0.00000001")
+Q18 = D("1e-18")
 
 
 def reference(book: list[dict], path: list[D]) -> tuple[dict, list[dict]]:
@@ -130,7 +130,7 @@ def reference(book: list[dict], path: list[D]) -> tuple[dict, list[dict]]:
                     cand = p - o["distance"] if long else p + o["distance"]
                 else:
                     f = o["pct"] / 100
-                    cand = (p * (1 - f) if long else p * (1 + f)).quantize(Q8, rounding=ROUND_HALF_UP)
+                    cand = (p * (1 - f) if long else p * (1 + f)).quantize(Q18, rounding=ROUND_HALF_UP)
                 if s["stop"] is None:
                     s["stop"] = cand
                 else:
@@ -544,3 +544,27 @@ def test_stop_loss_closes_the_trade_through_the_executor(celery_worker, markets,
     assert stop.status == Order.Status.FILLED
     assert ExecutionCommand.objects.filter(order=stop, action="close").count() == 1
     assert Event.objects.filter(correlation_id=f"order-{stop.pk}", topic="order.triggered").count() == 1
+
+
+@pytest.mark.celery
+def test_held_limit_entry_opens_at_market_once_triggered(celery_worker, markets, armed, trader, settings):
+    from providers.prices import price_set
+    from trading.services.orders import order_place
+
+    # given a venue treated as unable to rest limits: the engine holds the LIMIT entry
+    settings.PROTECTIVE_HELD_LIMIT_VENUES = ["paper"]
+    order = order_place(
+        user=trader, asset=ASSET, side="long", order_type="LIMIT", price=D("59500"), collateral=D("100"), leverage=D(2)
+    )
+    order.refresh_from_db()
+    assert order.status == PT
+    # when the price does not reach it, nothing happens; when it does, it fires and opens
+    price_set(ASSET, D("59600"))
+    order.refresh_from_db()
+    assert order.status == PT
+    price_set(ASSET, D("59450"))
+    wait_for(lambda: Order.objects.get(pk=order.pk).status == Order.Status.FILLED, timeout=20)
+    command = ExecutionCommand.objects.get(order=order, action="open")
+    assert command.request["kind"] == "market"
+    assert D(str(command.request["reference_price"])) == D("59450")
+    assert Trade.objects.filter(orders__pk=order.pk, status="open").count() == 1

@@ -12,7 +12,7 @@ from django.db import migrations, models
 # two index range scans (BitmapOr) whose cost grows with the orders that trigger, not the book.
 TRIGGER_LEVELS_SQL = """
 ALTER TABLE trading_order
-    ADD COLUMN trigger_below numeric(28, 8) GENERATED ALWAYS AS (
+    ADD COLUMN trigger_below numeric(38, 18) GENERATED ALWAYS AS (
         CASE
             WHEN order_type IN ('STOP_LOSS', 'TRAILING_STOP') AND side = 'long' THEN stop_price
             WHEN order_type = 'TAKE_PROFIT' AND side = 'short' THEN take_profit_price
@@ -21,7 +21,7 @@ ALTER TABLE trading_order
             WHEN order_type = 'LIMIT' AND side = 'long' THEN price
         END
     ) STORED,
-    ADD COLUMN trigger_above numeric(28, 8) GENERATED ALWAYS AS (
+    ADD COLUMN trigger_above numeric(38, 18) GENERATED ALWAYS AS (
         CASE
             WHEN order_type IN ('STOP_LOSS', 'TRAILING_STOP') AND side = 'short' THEN stop_price
             WHEN order_type = 'TAKE_PROFIT' AND side = 'long' THEN take_profit_price
@@ -115,7 +115,7 @@ class Migration(migrations.Migration):
             name='ProtectiveAssetState',
             fields=[
                 ('asset', models.CharField(max_length=32, primary_key=True, serialize=False)),
-                ('last_price', models.DecimalField(blank=True, decimal_places=8, max_digits=28, null=True)),
+                ('last_price', models.DecimalField(blank=True, decimal_places=18, max_digits=38, null=True)),
                 ('last_price_at', models.DateTimeField(blank=True, null=True)),
                 ('last_source', models.CharField(blank=True, default='', max_length=32)),
                 ('stale', models.BooleanField(default=False)),
@@ -134,12 +134,12 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='order',
             name='trailing_activation_price',
-            field=models.DecimalField(blank=True, decimal_places=8, help_text='TRAILING_STOP: trailing starts once the price reaches this', max_digits=28, null=True),
+            field=models.DecimalField(blank=True, decimal_places=18, help_text='TRAILING_STOP: trailing starts once the price reaches this', max_digits=38, null=True),
         ),
         migrations.AddField(
             model_name='order',
             name='trigger_price',
-            field=models.DecimalField(blank=True, decimal_places=8, help_text='the tick price the order triggered at', max_digits=28, null=True),
+            field=models.DecimalField(blank=True, decimal_places=18, help_text='the tick price the order triggered at', max_digits=38, null=True),
         ),
         migrations.AddField(
             model_name='order',
@@ -149,7 +149,7 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='order',
             name='venue_stop_price',
-            field=models.DecimalField(blank=True, decimal_places=8, help_text='the stop level last pushed to the venue', max_digits=28, null=True),
+            field=models.DecimalField(blank=True, decimal_places=18, help_text='the stop level last pushed to the venue', max_digits=38, null=True),
         ),
         migrations.AddField(
             model_name='user',

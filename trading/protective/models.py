@@ -35,7 +35,7 @@ class ProtectiveAssetState(models.Model):
     """The last price the engine used for an asset, and whether that price is stale."""
 
     asset = models.CharField(max_length=32, primary_key=True)
-    last_price = models.DecimalField(max_digits=28, decimal_places=8, null=True, blank=True)
+    last_price = models.DecimalField(max_digits=38, decimal_places=18, null=True, blank=True)
     last_price_at = models.DateTimeField(null=True, blank=True)
     last_source = models.CharField(max_length=32, blank=True, default="")
     stale = models.BooleanField(default=False)

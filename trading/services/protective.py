@@ -69,6 +69,21 @@ def native_sl_tp_venues() -> list[str]:
     return sorted(names)
 
 
+def limit_orders_held_here(venue: str) -> bool:
+    """Does the engine hold LIMIT entries for `venue` (it cannot rest them)? Adapters say so
+    with `native_limit_orders = False`; PROTECTIVE_HELD_LIMIT_VENUES adds venues (tests, demos).
+    The paper venue rests its limits itself."""
+    if venue in settings.PROTECTIVE_HELD_LIMIT_VENUES:
+        return True
+    from providers.registry import _factory_for
+
+    try:
+        factory = _factory_for(venue)
+    except Exception:
+        return False
+    return getattr(factory, "native_limit_orders", True) is False
+
+
 # --- one evaluation -------------------------------------------------------------------------------
 
 
