@@ -1,13 +1,16 @@
 """POST /api/v1/trading/trades (paper venue) against a single-INSERT DRF baseline, in one run.
 
-A real uvicorn server (BENCH_WORKERS processes) runs against its own database
-(`<name>_bench`, recreated) on the configured PostgreSQL server and Redis; 32 concurrent
-httpx clients (one user each) post for BENCH_SECONDS per endpoint after a warm-up.
-Reported per endpoint: server-side latency p50/p99 from the `Server-Timing` header (time
-inside Django: middleware + view + queries), client-side latency p50/p99 (includes queueing
-behind the workers), and throughput (requests/s). The trades endpoint sends an
-Idempotency-Key per request, as a client would. Orders are only placed (the placing path
-never calls the venue); no worker executes them during the run and their queue is purged.
+A real uvicorn server (BENCH_WORKERS processes, `bench._asgi`: at most
+BENCH_SERVER_CONCURRENCY requests inside Django per process, the rest queue in the event
+loop) runs against its own database (`<name>_bench`, recreated) on the configured PostgreSQL
+server and Redis, with `bench._settings` (psycopg pool, one Redis pool per process, header
+auth, Server-Timing). 32 concurrent httpx clients (one user each) post for BENCH_SECONDS per
+endpoint after a warm-up. Reported per endpoint: server-side latency p50/p99 from the
+`Server-Timing` header (time inside Django: middleware + view + queries), client-side latency
+p50/p99 (adds the queueing in front of the workers), throughput, and SQL statements per
+request. The trades endpoint is measured with an Idempotency-Key per request (as clients
+send it) and without. Orders are only placed (the placing path never calls the venue); no
+worker executes them during the run and their queue is purged afterwards.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ CLIENTS = int(os.environ.get("BENCH_CLIENTS", "32"))
 SECONDS = float(os.environ.get("BENCH_SECONDS", "10"))
 WARMUP = float(os.environ.get("BENCH_WARMUP", "3"))
 WORKERS = int(os.environ.get("BENCH_WORKERS", str(max(2, os.cpu_count() or 2))))
+SERVER_CONCURRENCY = int(os.environ.get("BENCH_SERVER_CONCURRENCY", "2"))
 TARGETS = {"p50_ms": 15.0, "p99_ms": 50.0, "throughput_ratio": 0.60}
 BODY = {"asset": "BTC-USD", "direction": "long", "order_type": "MARKET", "collateral": "50", "leverage": "5"}
 
@@ -79,6 +83,7 @@ def _env(database_url: str) -> dict:
         DATABASE_URL=database_url,
         DJANGO_SETTINGS_MODULE="bench._settings",
         CELERY_QUEUE="tradedesk-bench",
+        BENCH_SERVER_CONCURRENCY=str(SERVER_CONCURRENCY),
         CACHE_KEY_PREFIX="td-bench",
         CHANNELS_PREFIX="td-bench-asgi",
         LOG_LEVEL="ERROR",
@@ -115,6 +120,29 @@ ids = [User.objects.create(username=f"bench{{i}}", email=f"bench{{i}}@example.co
 with connection.cursor() as cur:
     cur.execute(CREATE_BASELINE_TABLE)
 print(",".join(map(str, ids)))
+"""
+
+QUERIES = """
+import json, uuid, django
+django.setup()
+from django.db import connection
+from django.test import Client
+from django.test.utils import CaptureQueriesContext
+client = Client()
+body = json.dumps(BODY_VALUE)
+out = []
+for path, key in (("/bench/baseline", False), ("/api/v1/trading/trades", True), ("/api/v1/trading/trades", False)):
+    headers = {"HTTP_X_BENCH_USER": "USER_ID"}
+    if key:
+        headers["HTTP_IDEMPOTENCY_KEY"] = uuid.uuid4().hex
+    client.post(path, body, content_type="application/json", **headers)  # warm
+    if key:
+        headers["HTTP_IDEMPOTENCY_KEY"] = uuid.uuid4().hex
+    with CaptureQueriesContext(connection) as q:
+        response = client.post(path, body, content_type="application/json", **headers)
+    assert response.status_code == 201, response.content
+    out.append(str(sum(1 for x in q.captured_queries if x["sql"] not in ("BEGIN",))))
+print(",".join(out))
 """
 
 PURGE = """
@@ -202,8 +230,8 @@ def _wait_ready(base: str, proc: subprocess.Popen, timeout: float = 60) -> None:
     raise RuntimeError("the bench server did not start")
 
 
-def _print(results: dict[str, dict]) -> None:
-    base, trades = results["baseline"], results["trades"]
+def _print(results: dict[str, dict], queries: list[str]) -> None:
+    base, trades, plain = results["baseline"], results["trades"], results["trades-no-key"]
     rows = [
         ("server p50 (ms)", "server_p50", "{:.2f}"),
         ("server p99 (ms)", "server_p99", "{:.2f}"),
@@ -213,12 +241,15 @@ def _print(results: dict[str, dict]) -> None:
         ("throughput (req/s)", "throughput", "{:.1f}"),
         ("requests (2xx)", "requests", "{}"),
     ]
-    print(f"\n{'':22}{'baseline INSERT':>18}{'POST trades':>18}")
+    print(f"\n{'':22}{'baseline INSERT':>18}{'POST trades':>18}{'(no Idem.-Key)':>18}")
     for label, key, fmt in rows:
-        print(f"{label:22}{fmt.format(base[key]):>18}{fmt.format(trades[key]):>18}")
-    print(f"{'errors':22}{str(base['errors'] or '-'):>18}{str(trades['errors'] or '-'):>18}")
+        print(f"{label:22}{fmt.format(base[key]):>18}{fmt.format(trades[key]):>18}{fmt.format(plain[key]):>18}")
+    print(f"{'SQL statements/req':22}{queries[0]:>18}{queries[1]:>18}{queries[2]:>18}")
+    errors = [str(r["errors"] or "-") for r in (base, trades, plain)]
+    print(f"{'errors':22}{errors[0]:>18}{errors[1]:>18}{errors[2]:>18}")
     ratio = trades["throughput"] / base["throughput"] if base["throughput"] else 0
     print(f"\nthroughput ratio trades/baseline: {ratio:.0%} (target >= {TARGETS['throughput_ratio']:.0%})")
+    print(f"load average (1 min) after the run: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
     print(
         f"trades server p50 {trades['server_p50']:.2f} ms (target < {TARGETS['p50_ms']:.0f}), "
         f"p99 {trades['server_p99']:.2f} ms (target < {TARGETS['p99_ms']:.0f})"
@@ -234,14 +265,19 @@ def main() -> None:
     subprocess.run([python, "manage.py", "migrate", "-v", "0"], cwd=ROOT, env=env, check=True)
     seeded = subprocess.run([python, "-c", SEED], cwd=ROOT, env=env, check=True, capture_output=True, text=True)
     users = [int(x) for x in seeded.stdout.strip().splitlines()[-1].split(",")]
+    script = QUERIES.replace("USER_ID", str(users[0])).replace("BODY_VALUE", repr(BODY))
+    counted = subprocess.run([python, "-c", script], cwd=ROOT, env=env, check=True, capture_output=True, text=True)
+    queries = counted.stdout.strip().splitlines()[-1].split(",")
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
+    print(f"load average (1 min) before the run: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
     print(
-        f"uvicorn x{WORKERS} workers, {CLIENTS} concurrent clients, {SECONDS:.0f}s per endpoint "
+        f"uvicorn x{WORKERS} workers ({SERVER_CONCURRENCY} requests in Django at once per worker), "
+        f"{CLIENTS} concurrent clients, {SECONDS:.0f}s per endpoint "
         f"(+{WARMUP:.0f}s warm-up), database {urlsplit(database_url).path.lstrip('/')}"
     )
     server = subprocess.Popen(
-        [python, "-m", "uvicorn", "config.asgi:application", "--host", "127.0.0.1", "--port", str(port),
+        [python, "-m", "uvicorn", "bench._asgi:application", "--host", "127.0.0.1", "--port", str(port),
          "--workers", str(WORKERS), "--no-access-log", "--log-level", "warning"],
         cwd=ROOT, env=env,
     )  # fmt: skip
@@ -252,10 +288,11 @@ def main() -> None:
         for name, path, idem in (
             ("baseline", "/bench/baseline", False),
             ("trades", "/api/v1/trading/trades", True),
+            ("trades-no-key", "/api/v1/trading/trades", False),
         ):
             asyncio.run(_load(base, path, users, seconds=WARMUP, idempotent=idem))
             results[name] = asyncio.run(_load(base, path, users, seconds=SECONDS, idempotent=idem))
-        _print(results)
+        _print(results, queries)
     finally:
         for proc in (refresher, server):
             proc.terminate()

@@ -132,8 +132,8 @@ def redis_url(var_dir: Path = VAR_DIR) -> str:
             check=True,
             stdout=subprocess.DEVNULL,
         )
-        deadline = time.monotonic() + 10
-        while not (sock.exists() and pidfile.exists()):
+        deadline = time.monotonic() + 30
+        while _redis_pid(var_dir) is None:  # socket up and pid file written (not just created)
             if time.monotonic() > deadline:
                 raise RuntimeError(f"embedded redis did not start; see {d / 'redis.log'}")
             time.sleep(0.02)

@@ -18,6 +18,11 @@ BEAT_SCHEDULE: dict[str, dict] = {
         "every": 3600.0,
         "expires": 600,
     },
+    "accounts-purge-expired": {
+        "task": "trading.tasks.accounts_purge_expired_task",
+        "every": 3600.0,
+        "expires": 600,
+    },
     "price-tick": {
         "task": "providers.tasks.price_tick_task",
         "every": 1.0,

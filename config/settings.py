@@ -145,6 +145,8 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+if TESTING:  # the default hasher's work factor is the point in production, and seconds per test here
+    PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True
@@ -154,12 +156,38 @@ STATIC_ROOT = BASE_DIR / "staticfiles"
 # Static files (admin CSS/JS, API docs) are served by the web process itself; the finders let
 # it serve them straight from the apps without a collectstatic step.
 WHITENOISE_USE_FINDERS = True
+STATIC_ROOT.mkdir(exist_ok=True)  # whitenoise warns about a missing root before collectstatic
 WHITENOISE_AUTOREFRESH = DEBUG
+
+# --- API access: JWT, Sign-In with Ethereum, throttling -----------------------------------------
+JWT_SIGNING_KEY = env("JWT_SIGNING_KEY", default="")  # empty: derived from SECRET_KEY
+JWT_ACCESS_TTL = env.int("JWT_ACCESS_TTL", default=15 * 60)  # seconds
+JWT_REFRESH_TTL = env.int("JWT_REFRESH_TTL", default=14 * 24 * 3600)  # seconds
+JWT_ISSUER = env("JWT_ISSUER", default="tradedesk")
+SIWE_DOMAIN = env("SIWE_DOMAIN", default="") or next(
+    (h for h in ALLOWED_HOSTS if h and not h.startswith((".", "*", "["))), "localhost"
+)
+SIWE_URI = env("SIWE_URI", default="") or f"https://{SIWE_DOMAIN}"
+SIWE_CHAIN_IDS = [int(c) for c in env.list("SIWE_CHAIN_IDS", default=[]) or ["42161", "421614"]]
+SIWE_NONCE_TTL = env.int("SIWE_NONCE_TTL", default=5 * 60)  # seconds
+SIWE_CLOCK_SKEW = env.int("SIWE_CLOCK_SKEW", default=60)  # seconds of tolerance on issued-at / not-before
+THROTTLE_RATES = {
+    "prices": "100/min",
+    "trade": "10/min",
+    "deposit": "5/min",
+    "admin_ops": "50/min",
+    "auth": "10/min",  # per IP on every auth endpoint
+    "login_failures": "10/hour",  # failed logins per email address
+    "api": "600/min",  # default for user-scoped endpoints without a narrower scope
+}
+THROTTLE_RATES.update(env.dict("THROTTLE_RATES", default={}))
 
 # --- REST framework / OpenAPI -------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.SessionAuthentication",
+        "trading.auth.JWTAuthentication",  # first: its WWW-Authenticate makes unauthenticated a 401
+        "rest_framework.authentication.SessionAuthentication",  # the admin and browsable API
+        "trading.auth.ApiKeyAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
@@ -167,6 +195,9 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 50,
     "UNAUTHENTICATED_USER": None,
+    "DEFAULT_THROTTLE_RATES": THROTTLE_RATES,
+    # Proxies in front of the web process; 0 = use REMOTE_ADDR and ignore client X-Forwarded-For.
+    "NUM_PROXIES": env.int("API_NUM_PROXIES", default=0),
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Tradedesk API",

@@ -91,10 +91,14 @@ class PaperAccountAdmin(admin.ModelAdmin):
     search_fields = ("name",)
     readonly_fields = ("created_at", "updated_at")
 
+    def get_readonly_fields(self, request, obj=None):
+        return ("name", *self.readonly_fields) if obj else self.readonly_fields
+
     def save_model(self, request, obj, form, change):
         from providers.paper.engine import paper_account_set_balance
 
-        paper_account_set_balance(name=obj.name, balance=obj.balance)
+        account = paper_account_set_balance(name=obj.name, balance=obj.balance)
+        obj.pk = account.pk
 
     def has_delete_permission(self, request, obj=None):
         return False

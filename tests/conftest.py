@@ -57,6 +57,95 @@ def staff_client(client, operator_user):
     return client
 
 
+@pytest.fixture(autouse=True)
+def _reset_throttles():
+    """Rate-limit counters live in Redis and outlive a test: start each test with none."""
+    from trading.throttling import throttle_reset
+
+    throttle_reset()
+    yield
+
+
+def _database_url_for_tests() -> str:
+    """A URL for the test database (pytest-django's), for a child process."""
+    from urllib.parse import quote
+
+    from django.db import connection
+
+    s = connection.settings_dict
+    auth = quote(s["USER"] or "") + (":" + quote(s["PASSWORD"]) if s.get("PASSWORD") else "")
+    host = s.get("HOST") or ""
+    if host.startswith("/"):
+        return f"postgres://{auth}@/{s['NAME']}?host={quote(host)}"
+    return f"postgres://{auth}@{host}:{s.get('PORT') or 5432}/{s['NAME']}"
+
+
+@pytest.fixture
+def asgi_server(transactional_db):
+    """Start `uvicorn config.asgi:application` as a real second process against the test
+    database and the same Redis; returns a function `start(env=None) -> base_url`.
+    Use with data committed by the test (transactional_db)."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    import tempfile
+
+    import httpx
+    from django.conf import settings
+
+    procs = []
+
+    def start(env: dict | None = None) -> str:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        child_env = {
+            **os.environ,
+            "DATABASE_URL": _database_url_for_tests(),
+            "REDIS_URL": settings.REDIS_URL,
+            "CACHE_KEY_PREFIX": settings.CACHES["default"]["KEY_PREFIX"],
+            "CHANNELS_PREFIX": settings.CHANNEL_LAYERS["default"]["CONFIG"]["prefix"],
+            "CELERY_QUEUE": settings.CELERY_TASK_DEFAULT_QUEUE,
+            "DJANGO_SECRET_KEY": settings.SECRET_KEY,
+            "DB_CONN_MAX_AGE": "0",
+            "LOG_LEVEL": "WARNING",
+            **(env or {}),
+        }
+        log = tempfile.TemporaryFile()  # noqa: SIM115 (closed at teardown) a file, not a pipe: never blocks
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "config.asgi:application", "--host", "127.0.0.1", "--port", str(port)],
+            cwd=settings.BASE_DIR,
+            env=child_env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        procs.append((proc, log))
+        base = f"http://127.0.0.1:{port}"
+
+        def up():
+            if proc.poll() is not None:
+                log.seek(0)
+                pytest.fail(f"uvicorn exited: {log.read().decode()[-2000:]}")
+            try:
+                return httpx.get(f"{base}/health", timeout=1).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_for(up, timeout=30)
+        return base
+
+    yield start
+    for proc, log in procs:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
 @pytest.fixture
 def paper_markets(db):
     """The paper venue's default markets and starting prices, with no cached ticks or market

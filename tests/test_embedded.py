@@ -1,14 +1,27 @@
 """The embedded PostgreSQL and Redis: started once, reused, stopped only by who started them."""
 
+import shutil
+import uuid
+
 import psycopg
+import pytest
 import redis
 
 from config import embedded
 
 
-def test_embedded_services_start_once_and_stop(tmp_path, monkeypatch):
+@pytest.fixture
+def var_dir():
+    """A private folder beside the project's own embedded services (not the shared temp dir,
+    which concurrent pytest runs prune)."""
+    path = embedded.VAR_DIR / f"test-embedded-{uuid.uuid4().hex[:8]}"
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def test_embedded_services_start_once_and_stop(var_dir, monkeypatch):
     monkeypatch.setattr(embedded, "_started", [])
-    var = tmp_path / "v"
+    var = var_dir
     try:
         pg_url = embedded.postgres_url(var)
         rd_url = embedded.redis_url(var)
@@ -32,9 +45,9 @@ def test_embedded_services_start_once_and_stop(tmp_path, monkeypatch):
     assert embedded._postmaster_pid(var / "pg") is None and embedded._redis_pid(var) is None
 
 
-def test_a_second_process_does_not_stop_what_it_did_not_start(tmp_path, monkeypatch):
+def test_a_second_process_does_not_stop_what_it_did_not_start(var_dir, monkeypatch):
     monkeypatch.setattr(embedded, "_started", [])
-    var = tmp_path / "v"
+    var = var_dir
     try:
         embedded.redis_url(var)
         first_owner = embedded.started_here()

@@ -1,8 +1,10 @@
+from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 from django.utils import timezone
 
 from trading.models import (
+    ApiKey,
     ControlState,
     Event,
     ExecutionCommand,
@@ -11,15 +13,34 @@ from trading.models import (
     Order,
     OutboxMessage,
     Position,
+    RefreshToken,
     RiskLimit,
     Trade,
     TradingState,
     User,
+    Wallet,
 )
+from trading.services import accounts
+
+
+class WalletInline(admin.TabularInline):
+    """Read-only here: wallets change through their services (the Wallet admin has actions)."""
+
+    model = Wallet
+    extra = 0
+    can_delete = False
+    fields = ("wallet_address", "wallet_type", "provider", "provider_wallet_id", "is_active", "verified_at")
+    readonly_fields = fields
+    show_change_link = True
+
+    def has_add_permission(self, request, obj=None):
+        return False
 
 
 @admin.register(User)
 class UserAdmin(BaseUserAdmin):
+    inlines = [WalletInline]
+    actions = ["revoke_sessions"]
     list_display = (
         "username",
         "email",
@@ -37,6 +58,136 @@ class UserAdmin(BaseUserAdmin):
             {"fields": ("auth_method", "wallet_address", "feature_access_level", "email_verified", "last_login_at")},
         ),
     )
+
+    @admin.action(description="Sign out everywhere (revoke all refresh tokens)")
+    def revoke_sessions(self, request, queryset):
+        n = sum(accounts.user_tokens_revoke_all(user=u, reason="operator") for u in queryset)
+        self.message_user(request, f"{n} refresh token(s) revoked.", messages.SUCCESS)
+
+
+@admin.register(Wallet)
+class WalletAdmin(admin.ModelAdmin):
+    list_display = ("wallet_address", "user", "wallet_type", "provider", "is_active", "verified_at", "created_at")
+    list_filter = ("provider", "wallet_type", "is_active")
+    search_fields = ("wallet_address", "user__username", "user__email", "provider_wallet_id")
+    list_select_related = ("user",)
+    readonly_fields = ("user", "wallet_address", "verified_at", "created_at", "updated_at", "is_active")
+    fields = (
+        "user",
+        "wallet_address",
+        "wallet_type",
+        "provider",
+        "provider_wallet_id",
+        "is_active",
+        "verified_at",
+        "created_at",
+        "updated_at",
+    )
+    actions = ["deactivate"]
+
+    def has_add_permission(self, request):
+        return False  # users link wallets themselves (signed) or through provider integrations
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    @admin.action(description="Deactivate selected wallets")
+    def deactivate(self, request, queryset):
+        for wallet in queryset.filter(is_active=True):
+            accounts.wallet_deactivate(wallet=wallet, actor=request.user)
+        self.message_user(request, "Wallets deactivated.", messages.SUCCESS)
+
+
+class ApiKeyAddForm(forms.ModelForm):
+    scopes = forms.MultipleChoiceField(choices=ApiKey.Scope.choices, widget=forms.CheckboxSelectMultiple)
+
+    class Meta:
+        model = ApiKey
+        fields = ("name", "user", "scopes", "expires_at")
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(admin.ModelAdmin):
+    """The key is generated on add and shown once in a message; only its prefix is kept visible."""
+
+    list_display = (
+        "name",
+        "prefix",
+        "user",
+        "scopes",
+        "status",
+        "created_by",
+        "created_at",
+        "last_used_at",
+        "expires_at",
+    )
+    list_filter = ("revoked_at", "created_at")
+    search_fields = ("name", "prefix", "user__username", "user__email")
+    list_select_related = ("user", "created_by")
+    actions = ["revoke"]
+    raw_id_fields = ("user",)
+
+    @admin.display(description="status")
+    def status(self, obj):
+        if obj.revoked_at:
+            return "revoked"
+        return "active" if obj.is_usable else "expired"
+
+    def get_form(self, request, obj=None, **kwargs):
+        if obj is None:
+            kwargs["form"] = ApiKeyAddForm
+        return super().get_form(request, obj, **kwargs)
+
+    def get_fields(self, request, obj=None):
+        if obj is None:
+            return ("name", "user", "scopes", "expires_at")
+        return (
+            "name",
+            "prefix",
+            "user",
+            "scopes",
+            "created_by",
+            "created_at",
+            "last_used_at",
+            "expires_at",
+            "revoked_at",
+        )
+
+    def get_readonly_fields(self, request, obj=None):
+        if obj is None:
+            return ()
+        return ("prefix", "user", "scopes", "created_by", "created_at", "last_used_at", "expires_at", "revoked_at")
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            obj.save(update_fields=["name"])
+            return
+        key, raw = accounts.api_key_create(
+            name=obj.name,
+            user=obj.user,
+            scopes=list(form.cleaned_data["scopes"]),
+            created_by=request.user,
+            expires_at=obj.expires_at,
+        )
+        obj.pk, obj.prefix, obj.key_hash, obj.scopes = key.pk, key.prefix, key.key_hash, key.scopes
+        obj.created_by, obj.created_at = key.created_by, key.created_at
+        obj._state.adding, obj._state.db = False, key._state.db
+        self.message_user(
+            request,
+            f"API key created. Copy it now, it will not be shown again: {raw}",
+            messages.WARNING,
+        )
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # revoke instead: the row stays for the audit trail
+
+    @admin.action(description="Revoke selected API keys")
+    def revoke(self, request, queryset):
+        n = 0
+        for key in queryset.filter(revoked_at__isnull=True):
+            accounts.api_key_revoke(api_key=key, actor=request.user)
+            n += 1
+        self.message_user(request, f"{n} API key(s) revoked.", messages.SUCCESS)
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -278,3 +429,18 @@ class IdempotencyRecordAdmin(ReadOnlyAdmin):
     list_display = ("user", "key", "method", "path", "status", "response_status", "created_at")
     list_filter = ("status",)
     search_fields = ("=key",)
+
+
+@admin.register(RefreshToken)
+class RefreshTokenAdmin(ReadOnlyAdmin):
+    """Issued refresh tokens (the tokens themselves are never stored: jti and hash only)."""
+
+    list_display = ("short_jti", "user", "family", "created_at", "expires_at", "revoked_at", "revoked_reason")
+    list_filter = ("revoked_reason",)
+    search_fields = ("=jti", "=family", "user__username", "user__email")
+    fields = ("jti", "user", "family", "created_at", "expires_at", "revoked_at", "revoked_reason", "replaced_by")
+    list_select_related = ("user",)
+
+    @admin.display(description="jti")
+    def short_jti(self, obj):
+        return obj.jti[:12] + "…"

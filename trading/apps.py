@@ -11,8 +11,12 @@ class TradingConfig(AppConfig):
         from trading.services.venue_events import venue_event_listener
 
         register_venue_listener(venue_event_listener)
+        from trading import schema  # noqa: F401  (registers the OpenAPI auth schemes)
 
-        # protective-order engine: its tasks, admin and the tick listener
+        self._protective_engine_ready()
+
+    def _protective_engine_ready(self):
+        """The protective-order engine: its tasks, admin and the tick listener."""
         import trading.protective.admin
         import trading.protective.tasks  # noqa: F401
         from providers.prices import register_tick_listener

@@ -558,5 +558,120 @@ class IdempotencyRecord(models.Model):
         return f"{self.user_id}:{self.key} ({self.status})"
 
 
+# --- accounts and API access ----------------------------------------------------------------------
+
+
+class Wallet(models.Model):
+    """A wallet a user controls. `verified_at` is set when ownership was proven by a signature."""
+
+    class WalletType(models.TextChoices):
+        EOA = "eoa", "Externally owned account"
+        SMART_ACCOUNT = "smart_account", "Smart account"
+
+    class Provider(models.TextChoices):
+        PRIVY = "privy", "Privy"
+        DYNAMIC = "dynamic", "Dynamic"
+        EXTERNAL = "external", "External (own key)"
+        SAFE = "safe", "Safe"
+
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="wallets")
+    wallet_address = models.CharField(max_length=42, db_index=True)
+    wallet_type = models.CharField(max_length=16, choices=WalletType.choices, default=WalletType.EOA)
+    provider = models.CharField(max_length=16, choices=Provider.choices, default=Provider.EXTERNAL)
+    provider_wallet_id = models.CharField(max_length=128, blank=True, default="")
+    is_active = models.BooleanField(default=True)
+    verified_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [models.UniqueConstraint(fields=["user", "wallet_address"], name="wallet_user_address_unique")]
+
+    def __str__(self):
+        return f"{self.wallet_address} ({self.provider})"
+
+    def save(self, *args, **kwargs):
+        self.wallet_address = checksum_address(self.wallet_address)
+        super().save(*args, **kwargs)
+
+    def clean(self):
+        super().clean()
+        if self.wallet_address:
+            self.wallet_address = checksum_address(self.wallet_address)
+
+
+class RefreshToken(models.Model):
+    """One issued refresh token, stored by jti with a SHA-256 of the token (never the token).
+    Tokens of one sign-in form a family; rotating revokes the old one, and presenting a revoked
+    one again revokes the whole family (the token was stolen or replayed)."""
+
+    jti = models.CharField(max_length=64, unique=True)
+    token_hash = models.CharField(max_length=64)
+    family = models.CharField(max_length=64, db_index=True)
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="refresh_tokens")
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField()
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    revoked_reason = models.CharField(max_length=32, blank=True, default="")
+    replaced_by = models.CharField(max_length=64, blank=True, default="")
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self):
+        return f"refresh {self.jti[:8]}… user={self.user_id}"
+
+
+class SiweNonce(models.Model):
+    """A single-use Sign-In with Ethereum nonce, bound to the address it was issued for.
+    Only its SHA-256 is stored."""
+
+    nonce_hash = models.CharField(max_length=64, unique=True)
+    wallet_address = models.CharField(max_length=42)
+    issued_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField()
+    used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["expires_at"], name="siwe_nonce_expiry")]
+
+    def __str__(self):
+        return f"nonce for {self.wallet_address}"
+
+
+class ApiKey(models.Model):
+    """A service key for server-to-server callers, acting as `user` within `scopes`.
+    The key is shown once at creation; only its prefix and SHA-256 are kept."""
+
+    class Scope(models.TextChoices):
+        READ = "read", "Read"
+        TRADE = "trade", "Trade"
+
+    name = models.CharField(max_length=100)
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="api_keys")
+    prefix = models.CharField(max_length=16, db_index=True)
+    key_hash = models.CharField(max_length=64, unique=True)
+    scopes = models.JSONField(default=list)
+    created_by = models.ForeignKey(User, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        verbose_name = "API key"
+
+    def __str__(self):
+        return f"{self.name} ({self.prefix}…)"
+
+    @property
+    def is_usable(self) -> bool:
+        if self.revoked_at is not None:
+            return False
+        return self.expires_at is None or self.expires_at > timezone.now()
+
+
 # the protective-order engine's own state (heartbeat, per-asset staleness, per-position risk flags)
 from trading.protective.models import EngineHeartbeat, PositionRiskState, ProtectiveAssetState  # noqa: E402, F401

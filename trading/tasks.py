@@ -51,3 +51,10 @@ def idempotency_purge_task() -> int:
     from trading.services.idempotency import idempotency_purge
 
     return idempotency_purge()
+
+
+@shared_task(ignore_result=True, expires=600)
+def accounts_purge_expired_task() -> dict:
+    from trading.services.accounts import auth_records_purge
+
+    return auth_records_purge()

@@ -35,6 +35,12 @@ def gbm_step(
     return max(new, quantum)
 
 
+def plain(value: Decimal) -> Decimal:
+    """The same number without trailing zeros (50000.000… → 50000, 1.080000 → 1.08)."""
+    value = Decimal(value).normalize()
+    return value.quantize(Decimal(1)) if value == value.to_integral_value() else value
+
+
 def _unavailable(symbol: str, why: str) -> VenueException:
     return VenueException(
         VenueError(code=ErrorCode.PRICE_UNAVAILABLE, message=f"no paper price for {symbol}: {why}", retryable=False)
@@ -66,7 +72,7 @@ class PaperFeed:
                 if market is None:
                     continue
                 state = self._state_init(market)
-            ticks[symbol] = self._tick(symbol, state.price, market, now=now, source=self.name)
+            ticks[symbol] = self._tick(symbol, plain(state.price), market, now=now, source=self.name)
         return ticks
 
     # --- writes ----------------------------------------------------------------------------------
@@ -78,16 +84,16 @@ class PaperFeed:
         if symbols is not None:
             markets = markets.filter(symbol__in=[s.upper() for s in symbols])
         markets = {m.symbol: m for m in markets}
-        for market in markets.values():
-            if not PaperPriceState.objects.filter(symbol=market.symbol).exists():
-                self._state_init(market)
+        known = set(PaperPriceState.objects.filter(symbol__in=markets).values_list("symbol", flat=True))
+        for symbol in markets.keys() - known:
+            self._state_init(markets[symbol])
         now = timezone.now()
         ticks = []
         with transaction.atomic():
             for state in PaperPriceState.objects.select_for_update().filter(symbol__in=markets).order_by("symbol"):
                 market = markets[state.symbol]
                 state.price = gbm_step(
-                    price=state.price,
+                    price=plain(state.price),
                     sigma=market.annual_volatility,
                     dt_seconds=dt,
                     seed=seed,
@@ -127,5 +133,5 @@ class PaperFeed:
         bid = ask = None
         if market is not None:
             half = market.spread / 2
-            bid, ask = price * (1 - half), price * (1 + half)
+            bid, ask = plain(price * (1 - half)), plain(price * (1 + half))
         return PriceTick(symbol=symbol, price=price, timestamp=now, source=source, bid=bid, ask=ask)

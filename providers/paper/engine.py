@@ -624,6 +624,12 @@ def paper_trade_close(*, request: CloseTradeRequest) -> ExecutionResult:
         sign = Side(position.side).sign
         full = request.fraction == ONE
         closed = position.size if full else q(position.size * request.fraction, ROUND_DOWN)
+        if closed <= 0:
+            return _finish(
+                order,
+                _rejected(ErrorCode.INVALID_REQUEST, "fraction closes nothing of this size", raw_request=raw),
+                status=PaperOrder.Status.REJECTED,
+            )
         quote = quote_taker(market=market, tick=tick, direction=-sign, notional=closed * tick.price)
         if quote.slippage > request.max_slippage:
             return _finish(
@@ -805,19 +811,28 @@ def paper_book_process_tick(*, tick: PriceTick) -> dict:
 
 
 def _fill_resting(tick: PriceTick) -> list[int]:
-    candidates = [
-        o
-        for o in PaperOrder.objects.filter(
-            symbol=tick.symbol, status=PaperOrder.Status.PENDING, action=PaperOrder.Action.OPEN
-        ).order_by("id")
-        if _crosses(o, tick.price)
-    ]
+    from django.db.models import Q
+
+    price, long, short = tick.price, Side.LONG.value, Side.SHORT.value
+    limit, stop = VenueOrderKind.LIMIT.value, VenueOrderKind.STOP.value
+    crossing = (
+        Q(kind=limit, side=long, limit_price__gte=price)
+        | Q(kind=limit, side=short, limit_price__lte=price)
+        | Q(kind=stop, side=long, stop_price__lte=price)
+        | Q(kind=stop, side=short, stop_price__gte=price)
+    )
+    candidates = list(
+        PaperOrder.objects.filter(symbol=tick.symbol, status=PaperOrder.Status.PENDING, action=PaperOrder.Action.OPEN)
+        .filter(crossing)
+        .order_by("id")
+        .values_list("pk", flat=True)
+    )
     done = []
-    for candidate in candidates:
+    for pk in candidates:
         try:
-            filled = _fill_one(candidate.pk, tick)
+            filled = _fill_one(pk, tick)
         except Exception:
-            logger.exception("paper resting order failed to fill", extra={"order": candidate.pk})
+            logger.exception("paper resting order failed to fill", extra={"order": pk})
             continue
         if filled:
             done.append(filled)

@@ -65,8 +65,10 @@ def market_defaults(symbol: str) -> dict:
 def markets_ensure(model=PaperMarket) -> list[str]:
     """Create the default markets that are missing (existing rows are left as edited)."""
     created = []
+    known = {f.name for f in model._meta.get_fields()}  # a migration's historical model may have fewer
     for symbol in DEFAULT_MARKETS:
-        _, was_created = model.objects.get_or_create(symbol=symbol, defaults=market_defaults(symbol))
+        defaults = {k: v for k, v in market_defaults(symbol).items() if k in known}
+        _, was_created = model.objects.get_or_create(symbol=symbol, defaults=defaults)
         if was_created:
             created.append(symbol)
     return created

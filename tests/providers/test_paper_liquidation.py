@@ -18,7 +18,7 @@ from providers.models import PaperAccount, PaperFill, PaperPosition
 from providers.paper.engine import paper_book_process_tick
 from providers.prices import price_set
 from providers.registry import get_venue
-from tests.providers.helpers import ACCOUNT, frictionless, open_request
+from tests.providers.helpers import ACCOUNT, close_request, frictionless, open_request
 
 
 def _open_long_at_49750():
@@ -123,3 +123,79 @@ def test_funding_owed_moves_the_liquidation_price_closer():
     position.refresh_from_db()
     assert position.funding_accrued > 0
     assert position.liquidation_price > before
+
+
+@pytest.mark.django_db(transaction=True)
+def test_racing_ticks_fill_a_resting_order_once(paper_markets, venue_events):
+    from providers.interface import VenueOrderKind
+    from providers.models import PaperOrder
+
+    price_set("BTC-USD", Decimal("50000"))
+    placed = get_venue("paper").open_trade(open_request(kind=VenueOrderKind.LIMIT, limit_price=Decimal("49000")))
+    tick = PriceTick(symbol="BTC-USD", price=Decimal("48900"), timestamp=timezone.now(), source="test")
+    barrier = threading.Barrier(4)
+    outcomes = []
+
+    def process():
+        try:
+            barrier.wait()
+            outcomes.append(paper_book_process_tick(tick=tick))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=process) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sum(len(o["filled"]) for o in outcomes) == 1
+    assert PaperPosition.objects.count() == 1
+    assert PaperOrder.objects.get(pk=placed.venue_order_id).status == PaperOrder.Status.FILLED
+    assert [e.kind for e in venue_events] == [VenueEventKind.ORDER_FILLED]
+    assert PaperAccount.objects.get(name=ACCOUNT).balance == Decimal("98998")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_close_racing_a_liquidation_settles_exactly_once(paper_markets, venue_events):
+    from providers.prices import price_cache_put
+
+    opened = _open_long_at_49750()
+    # the cache says 45,000 (the liquidation price) but the book has not seen it yet
+    tick = PriceTick(symbol="BTC-USD", price=Decimal("45000"), timestamp=timezone.now(), source="test")
+    price_cache_put(tick)
+    barrier = threading.Barrier(2)
+    closes = []
+
+    def liquidate():
+        try:
+            barrier.wait()
+            paper_book_process_tick(tick=tick)
+        finally:
+            connection.close()
+
+    def close():
+        try:
+            barrier.wait()
+            closes.append(get_venue("paper").close_trade(close_request(trade_index=opened.trade_index)))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=liquidate), threading.Thread(target=close)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    # exactly one of them settled the position
+    settlements = PaperFill.objects.filter(position__pk=opened.trade_index).exclude(reason="open")
+    assert settlements.count() == 1
+    [result] = closes
+    balance = PaperAccount.objects.get(name=ACCOUNT).balance
+    if settlements.get().reason == "liquidation":
+        assert result.error.code.value == "POSITION_NOT_FOUND"
+        assert balance == Decimal("99000.025")  # margin forfeited
+        assert [e.kind for e in venue_events] == [VenueEventKind.POSITION_LIQUIDATED]
+    else:
+        # closed at 45,000: 995 − 950 − fee 0.2 × 45,000 × 0.0005 (4.5) = 40.5 back
+        assert result.status == ExecStatus.FILLED
+        assert balance == Decimal("99040.525")
+        assert venue_events == []

@@ -361,3 +361,42 @@ def test_concurrent_duplicate_opens_fill_once(paper_markets):
     assert PaperPosition.objects.count() == 1
     assert PaperOrder.objects.count() == 1
     assert balance() == Decimal("98995")
+
+
+def test_a_stale_feed_rejects_as_retryable_and_the_key_is_not_spent(venue, settings):
+    # given a feed whose only price is a minute old (an outside feed that stopped updating)
+    from django.utils import timezone
+
+    from providers import prices
+    from providers.interface import PriceTick
+
+    class FrozenFeed:
+        name = "frozen"
+
+        def get_price(self, symbol):
+            return PriceTick(
+                symbol=symbol, price=Decimal("50000"), timestamp=timezone.now() - timezone.timedelta(seconds=60),
+                source="frozen",
+            )  # fmt: skip
+
+        def get_prices(self, symbols):
+            return {s: self.get_price(s) for s in symbols}
+
+    prices.feed_register("frozen", FrozenFeed)
+    settings.PRICE_FEED = "frozen"
+    settings.PRICE_MAX_AGE = 10
+    try:
+        request = open_request(idempotency_key="cmd-stale-1")
+        # when an open arrives
+        result = venue.open_trade(request)
+        # then it is rejected as retryable and nothing is remembered for the key
+        assert result.status == ExecStatus.REJECTED
+        assert (result.error.code, result.error.retryable) == (ErrorCode.PRICE_STALE, True)
+        assert venue.get_order_status(idempotency_key="cmd-stale-1").status == ExecStatus.NOT_FOUND
+        # and once prices are fresh again the same key goes through
+        settings.PRICE_FEED = "paper"
+        price_set("BTC-USD", Decimal("50000"))
+        assert venue.open_trade(request).status == ExecStatus.FILLED
+    finally:
+        prices._FEED_FACTORIES.pop("frozen", None)
+        prices._feeds.pop("frozen", None)

@@ -1,9 +1,10 @@
 """Staff-only read access to the ledger: `GET /api/v1/ledger/events` and `/events/{id}`."""
 
 from rest_framework import generics, serializers
-from rest_framework.permissions import IsAdminUser
 
 from trading.models import Event
+from trading.permissions import IsStaff
+from trading.throttling import ScopedUserAndIpThrottle
 
 
 class EventSerializer(serializers.ModelSerializer):
@@ -33,7 +34,9 @@ class EventFilterSerializer(serializers.Serializer):
 
 class EventList(generics.ListAPIView):
     serializer_class = EventSerializer
-    permission_classes = [IsAdminUser]
+    permission_classes = [IsStaff]
+    throttle_classes = [ScopedUserAndIpThrottle]
+    throttle_scope = "admin_ops"
 
     def get_queryset(self):
         f = EventFilterSerializer(data=self.request.query_params)
@@ -49,5 +52,7 @@ class EventList(generics.ListAPIView):
 
 class EventDetail(generics.RetrieveAPIView):
     serializer_class = EventSerializer
-    permission_classes = [IsAdminUser]
+    permission_classes = [IsStaff]
+    throttle_classes = [ScopedUserAndIpThrottle]
+    throttle_scope = "admin_ops"
     queryset = Event.objects.all()

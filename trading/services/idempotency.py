@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
@@ -59,12 +60,9 @@ def idempotency_claim(*, user, key: str, method: str, path: str, digest: str) ->
         )
     for _ in range(2):
         try:
-            with transaction.atomic():
-                _relaxed_commit()
-                record = IdempotencyRecord.objects.create(
-                    user=user, key=key, method=method, path=path, request_hash=digest
-                )
-            return Claim(record=record, replay=False)
+            return Claim(
+                record=_insert_claim(user=user, key=key, method=method, path=path, digest=digest), replay=False
+            )
         except IntegrityError:
             record = IdempotencyRecord.objects.filter(user=user, key=key).first()
             if record is None:
@@ -86,31 +84,55 @@ def idempotency_claim(*, user, key: str, method: str, path: str, digest: str) ->
     raise ConflictError("Could not claim the Idempotency-Key; retry.", code="IDEMPOTENCY_IN_PROGRESS")
 
 
-def _relaxed_commit() -> None:
-    """Commit this transaction without waiting for its WAL flush. Safe here: PostgreSQL
-    flushes WAL in order, so the order written after a claim makes the claim durable too;
-    losing a completion in a crash leaves the key `in_progress` (409), never a second order."""
-    if not connection.get_autocommit() and connection.vendor == "postgresql":
-        with connection.cursor() as cur:
-            cur.execute("SELECT set_config('synchronous_commit', 'off', true)")
+# Idempotency records are written with one statement each, committed without waiting for the
+# WAL flush (synchronous_commit off for that statement's own transaction). Safe: PostgreSQL
+# flushes WAL in order, so the order committed after a claim makes the claim durable too; a
+# completion lost in a crash leaves the key `in_progress` (409 until it expires), never a
+# second order. Inside a caller's transaction the plain ORM is used (its commit is not ours
+# to relax).
+_CLAIM_SQL = """
+INSERT INTO trading_idempotencyrecord
+    (user_id, key, method, path, request_hash, status, created_at)
+SELECT %s, %s, %s, %s, %s, 'in_progress', %s FROM (SELECT set_config('synchronous_commit', 'off', true)) AS _cfg
+RETURNING id
+"""
+_COMPLETE_SQL = """
+UPDATE trading_idempotencyrecord
+SET status = 'done', response_status = %s, response_body = %s, completed_at = %s
+FROM (SELECT set_config('synchronous_commit', 'off', true)) AS _cfg
+WHERE id = %s
+"""
+
+
+def _relaxed() -> bool:
+    return connection.vendor == "postgresql" and not connection.in_atomic_block
+
+
+def _insert_claim(*, user, key: str, method: str, path: str, digest: str) -> IdempotencyRecord:
+    now = timezone.now()
+    if not _relaxed():
+        with transaction.atomic():
+            return IdempotencyRecord.objects.create(
+                user=user, key=key, method=method, path=path, request_hash=digest, created_at=now
+            )
+    with connection.cursor() as cur:
+        cur.execute(_CLAIM_SQL, [user.pk, key, method, path, digest, now])
+        (pk,) = cur.fetchone()
+    return IdempotencyRecord(pk=pk, user=user, key=key, method=method, path=path, request_hash=digest, created_at=now)
 
 
 def idempotency_complete(*, record: IdempotencyRecord, status: int, body) -> None:
     if status >= 500:
         IdempotencyRecord.objects.filter(pk=record.pk).delete()
         return
-    with transaction.atomic():
-        _relaxed_commit()
-        _complete(record, status, body)
-
-
-def _complete(record: IdempotencyRecord, status: int, body) -> None:
-    IdempotencyRecord.objects.filter(pk=record.pk).update(
-        status=IdempotencyRecord.Status.DONE,
-        response_status=status,
-        response_body=body,
-        completed_at=timezone.now(),
-    )
+    now = timezone.now()
+    if not _relaxed():
+        IdempotencyRecord.objects.filter(pk=record.pk).update(
+            status=IdempotencyRecord.Status.DONE, response_status=status, response_body=body, completed_at=now
+        )
+        return
+    with connection.cursor() as cur:
+        cur.execute(_COMPLETE_SQL, [status, json.dumps(body, cls=DjangoJSONEncoder), now, record.pk])
 
 
 def idempotency_release(*, record: IdempotencyRecord) -> None:

@@ -76,7 +76,7 @@ ALTER TABLE trading_order DROP COLUMN IF EXISTS trigger_above, DROP COLUMN IF EX
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('trading', '0004_executor_controls_disarmed'),
+        ('trading', '0005_merge_accounts_trading'),
     ]
 
     operations = [

@@ -1,0 +1,89 @@
+"""Rate limits are shared by every web process: counters live in Redis. One process here is the
+test's own Django, the other a real uvicorn process serving the same database and Redis."""
+
+import httpx
+import pytest
+from django.test import override_settings
+from rest_framework.test import APIClient
+
+from tests.trading.accounts_helpers import UserFactory, bearer, login
+from trading.throttling import parse_rate
+
+pytestmark = pytest.mark.slow
+
+
+def _rates(**rates):
+    from django.conf import settings
+
+    return override_settings(
+        REST_FRAMEWORK={**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {**settings.THROTTLE_RATES, **rates}}
+    )
+
+
+def _assert_429(status, headers, body):
+    assert status == 429, body
+    assert int(headers["Retry-After"]) > 0
+    assert body["error"]["code"] == "throttled"
+    assert body["error"]["details"]["retry_after_seconds"] == int(headers["Retry-After"])
+
+
+def test_per_user_and_per_ip_limits_are_shared_across_two_processes(asgi_server):
+    # given a second web process with the same limits: api 4/min, auth 3/min
+    base = asgi_server({"THROTTLE_RATES": "api=4/min,auth=3/min"})
+    with _rates(api="4/min", auth="3/min"):
+        user = UserFactory()
+        token = login(user)["access_token"]  # one `auth` hit from 127.0.0.1
+        here = bearer(token)
+        here.defaults["REMOTE_ADDR"] = "10.9.9.9"  # another IP: only the per-user bucket is shared
+        there = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=10)
+
+        # when the user spends the limit half here, half there
+        assert here.get("/api/v1/me").status_code == 200
+        assert there.get("/api/v1/me").status_code == 200
+        assert here.get("/api/v1/me").status_code == 200
+        assert there.get("/api/v1/me").status_code == 200
+        # then both processes refuse the next one
+        r = there.get("/api/v1/me")
+        _assert_429(r.status_code, r.headers, r.json())
+        r = here.get("/api/v1/me")
+        _assert_429(r.status_code, r, r.json())
+
+        # and the per-IP auth limit counts across processes too (both see 127.0.0.1)
+        anon_there = httpx.Client(base_url=base, timeout=10)
+        bad = {"email": "nobody@example.com", "password": "wrong-password"}
+        assert anon_there.post("/api/v1/auth/login", json=bad).status_code == 401
+        assert APIClient().post("/api/v1/auth/login", bad, format="json").status_code == 401
+        r = anon_there.post("/api/v1/auth/login", json=bad)
+        _assert_429(r.status_code, r.headers, r.json())
+        r = APIClient().post("/api/v1/auth/login", bad, format="json")
+        _assert_429(r.status_code, r, r.json())
+        # another user is not affected by the first user's bucket
+        other = bearer(login_from("10.8.8.8", UserFactory()))
+        other.defaults["REMOTE_ADDR"] = "10.8.8.8"
+        assert other.get("/api/v1/me").status_code == 200
+
+
+def login_from(ip: str, user) -> str:
+    from tests.trading.accounts_helpers import PASSWORD
+
+    response = APIClient(REMOTE_ADDR=ip).post(
+        "/api/v1/auth/login", {"email": user.email, "password": PASSWORD}, format="json"
+    )
+    assert response.status_code == 200, response.content
+    return response.json()["access_token"]
+
+
+@pytest.mark.django_db
+def test_scoped_limit_comes_from_settings():
+    with _rates(api="2/min"):
+        client = bearer(login(UserFactory())["access_token"])
+        assert [client.get("/api/v1/me").status_code for _ in range(3)] == [200, 200, 429]
+
+
+@pytest.mark.parametrize(
+    ("rate", "parsed"),
+    [("100/min", (100, 60)), ("10/s", (10, 1)), ("5/hour", (5, 3600)), ("7/day", (7, 86400)), ("50/5min", (50, 300))],
+)
+def test_parse_rate(rate, parsed):
+    assert parse_rate(rate) == parsed
+    assert parse_rate(None) is None

@@ -1,0 +1,151 @@
+"""Rate limits shared by every web process (counters live in Redis through the Django cache).
+
+Attach a scope to a view and the limit applies per user AND per client IP:
+
+    from trading.throttling import ScopedUserAndIpThrottle
+
+    class TradeCreate(APIView):
+        throttle_classes = [ScopedUserAndIpThrottle]
+        throttle_scope = "trade"          # rates: settings.THROTTLE_RATES / env THROTTLE_RATES
+
+A view may instead define `get_throttle_scope(request) -> str | None` (e.g. `prices` for GET and
+`trade` for POST). A view without a scope is not limited by this class. Over the limit the API
+answers 429 in the error envelope with `Retry-After`.
+
+Counters are fixed windows (`<scope>:<who>:<window number>`, INCR is atomic in Redis), so
+concurrent requests from many processes are counted exactly; a client can burst up to twice the
+rate across a window boundary. The client IP is REMOTE_ADDR unless `API_NUM_PROXIES` says how
+many trusted proxies append to X-Forwarded-For."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+
+from django.conf import settings
+from django.core.cache import cache
+from rest_framework import exceptions
+from rest_framework.settings import api_settings
+from rest_framework.throttling import BaseThrottle
+
+KEY_NAMESPACE = "throttle"
+
+
+def parse_rate(rate: str | None) -> tuple[int, int] | None:
+    """'10/min' → (10, 60). Periods: s, sec, second, m, min, minute, h, hour, d, day; an
+    optional multiplier: '100/5min'."""
+    if not rate:
+        return None
+    num, period = rate.split("/")
+    digits = "".join(ch for ch in period if ch.isdigit())
+    unit = period[len(digits) :].strip().lower()[:1]
+    seconds = {"s": 1, "m": 60, "h": 3600, "d": 86400}[unit]
+    return int(num), seconds * (int(digits) if digits else 1)
+
+
+def rate_for(scope: str) -> tuple[int, int] | None:
+    return parse_rate(api_settings.DEFAULT_THROTTLE_RATES.get(scope))
+
+
+def _hit(key: str, duration: int) -> int:
+    """Count one request in the bucket; returns the count so far in this window."""
+    for _ in range(3):
+        cache.add(key, 0, timeout=duration + 1)
+        try:
+            return cache.incr(key)
+        except ValueError:  # expired between add and incr
+            continue
+    return 1
+
+
+def counter_hit(*, scope: str, who: str) -> float | None:
+    """Count one event for `who` under `scope`; the seconds to wait when over the limit, else None."""
+    rate = rate_for(scope)
+    if rate is None:
+        return None
+    num, duration = rate
+    now = time.time()
+    window = int(now // duration)
+    if _hit(f"{KEY_NAMESPACE}:{scope}:{who}:{window}", duration) > num:
+        return max(duration - (now % duration), 1.0)
+    return None
+
+
+def counter_wait(*, scope: str, who: str) -> float | None:
+    """Without counting: the seconds to wait if `who` is already over the limit, else None."""
+    rate = rate_for(scope)
+    if rate is None:
+        return None
+    num, duration = rate
+    now = time.time()
+    count = cache.get(f"{KEY_NAMESPACE}:{scope}:{who}:{int(now // duration)}") or 0
+    return max(duration - (now % duration), 1.0) if count >= num else None
+
+
+class ScopedUserAndIpThrottle(BaseThrottle):
+    """Limit a view's `throttle_scope` per authenticated user and per client IP."""
+
+    def __init__(self):
+        self._wait: float | None = None
+
+    @staticmethod
+    def scope_for(request, view) -> str | None:
+        getter = getattr(view, "get_throttle_scope", None)
+        if callable(getter):
+            return getter(request)
+        return getattr(view, "throttle_scope", None)
+
+    def allow_request(self, request, view):
+        scope = self.scope_for(request, view)
+        if not scope:
+            return True
+        waits = [counter_hit(scope=scope, who=f"ip:{self.get_ident(request)}")]
+        user = getattr(request, "user", None)
+        if user is not None and user.is_authenticated:
+            waits.append(counter_hit(scope=scope, who=f"user:{user.pk}"))
+        waits = [w for w in waits if w is not None]
+        if waits:
+            self._wait = max(waits)
+            return False
+        return True
+
+    def wait(self):
+        return self._wait
+
+
+def _email_who(email: str) -> str:
+    return "email:" + hashlib.sha256(email.strip().lower().encode()).hexdigest()[:32]
+
+
+class LoginFailureLimiter:
+    """Failed password logins per email address (scope `login_failures`). Once over the limit
+    every login for that email is refused with 429 until the window ends, right password or not,
+    so guessing is capped whatever IPs it comes from."""
+
+    scope = "login_failures"
+
+    @classmethod
+    def check(cls, email: str) -> None:
+        wait = counter_wait(scope=cls.scope, who=_email_who(email))
+        if wait is not None:
+            raise exceptions.Throttled(wait=wait)
+
+    @classmethod
+    def record_failure(cls, email: str) -> None:
+        counter_hit(scope=cls.scope, who=_email_who(email))
+
+
+def throttle_reset() -> int:
+    """Delete every throttle counter (tests; an operator clearing a lockout), leaving the rest of
+    Redis alone (`cache.clear()` would flush the broker and channel layer sharing the database)."""
+    backend = getattr(cache, "_cache", None)
+    if not hasattr(backend, "get_client"):  # not the Redis cache (a test's local memory cache)
+        cache.clear()
+        return 0
+    client = backend.get_client(write=True)  # the Redis client behind the Django cache
+    # ours are `throttle:...`, DRF's built-in throttles use `throttle_<scope>_<ident>`
+    pattern = f"{settings.CACHES['default'].get('KEY_PREFIX', '')}:*:{KEY_NAMESPACE}*"
+    keys = list(client.scan_iter(match=pattern, count=500))
+    if keys:
+        client.delete(*keys)
+    return len(keys)
