@@ -33,6 +33,14 @@ def _django():
     name = settings.DATABASES["default"]["NAME"]
     settings.DATABASES["default"].setdefault("TEST", {})["NAME"] = f"{name}_bench"
     connection.creation.create_test_db(verbosity=0, autoclobber=True, keepdb=True)
+    return name
+
+
+def _django_restore(name: str) -> None:
+    """Point the connection back at the project database (other benchmarks run after this one)."""
+    from django.db import connection
+
+    connection.creation.destroy_test_db(name, verbosity=0, keepdb=True)
 
 
 def _book(n: int, firing_count: int, rng: random.Random) -> list[dict]:
@@ -189,7 +197,14 @@ def naive_tick():
 
 
 def main() -> None:
-    _django()
+    name = _django()
+    try:
+        _run()
+    finally:
+        _django_restore(name)
+
+
+def _run() -> None:
     from django.conf import settings
 
     settings.PROTECTIVE_NATIVE_SL_TP_VENUES = []
