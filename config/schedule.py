@@ -54,4 +54,9 @@ BEAT_SCHEDULE: dict[str, dict] = {
         "expires": 60,
         "kwargs": {"venue": "ostium"},
     },
+    "protective-monitor": {
+        "task": "trading.protective.tasks.protective_monitor_task",
+        "every": 1.0,
+        "expires": 2,
+    },
 }

@@ -386,3 +386,21 @@ DELEGATE_KEY_ENCRYPTION_KEYS = env.list("DELEGATE_KEY_ENCRYPTION_KEYS", default=
 DELEGATE_KEY_ENCRYPTION_KEY_FILE = env("DELEGATE_KEY_ENCRYPTION_KEY_FILE", default="") or str(
     embedded.VAR_DIR / "delegate_key_encryption_keys"
 )
+# --- protective-order engine (trading.protective) -----------------------------------------------
+# No trigger fires on a price older than this (seconds); the asset is reported stale instead.
+PROTECTIVE_MAX_PRICE_AGE_SECONDS = env.float("PROTECTIVE_MAX_PRICE_AGE_SECONDS", default=5.0)
+# Run the engine for the ticked asset on every published price tick.
+PROTECTIVE_TICK_LISTENER = env.bool("PROTECTIVE_TICK_LISTENER", default=True)
+# Trailing stops on venues with native SL/TP are pushed (update_sl) only when the stop moved
+# at least this fraction from the level last pushed (0.001 = 0.1 %).
+TRAILING_MIN_STEP_PCT = env("TRAILING_MIN_STEP_PCT", default="0.001")
+# Flag an open position whose price is within this fraction of its liquidation price.
+LIQUIDATION_WARN_PCT = env("LIQUIDATION_WARN_PCT", default="0.05")
+# Flag an open position that has had no working stop for longer than this (seconds).
+STOP_COVERAGE_GRACE_SECONDS = env.float("STOP_COVERAGE_GRACE_SECONDS", default=60.0)
+# Venues treated as holding SL/TP natively in addition to those whose adapter says so
+# (`native_sl_tp = True`). Lets the native path run against the paper venue in tests/demos.
+PROTECTIVE_NATIVE_SL_TP_VENUES = env.list("PROTECTIVE_NATIVE_SL_TP_VENUES", default=[])
+# Extra venues whose LIMIT entries the engine holds and fires (normally: adapters with
+# `native_limit_orders = False`; the paper venue rests its own limits).
+PROTECTIVE_HELD_LIMIT_VENUES = env.list("PROTECTIVE_HELD_LIMIT_VENUES", default=[])

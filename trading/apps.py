@@ -22,3 +22,13 @@ class TradingConfig(AppConfig):
         outbox.register_handler("realtime", publish_ledger_event, topics=["*"])
         # price ticks → `prices.<PAIR>` websocket groups
         register_tick_listener(publish_price_tick)
+        self._protective_engine_ready()
+
+    def _protective_engine_ready(self):
+        """The protective-order engine: its tasks, admin and the tick listener."""
+        import trading.protective.admin
+        import trading.protective.tasks  # noqa: F401
+        from providers.prices import register_tick_listener
+        from trading.services.protective import protective_on_tick
+
+        register_tick_listener(protective_on_tick)

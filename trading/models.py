@@ -32,6 +32,9 @@ class User(AbstractUser):
     auth_method = models.CharField(max_length=16, choices=AuthMethod.choices, default=AuthMethod.PASSWORD)
     wallet_address = models.CharField(max_length=42, blank=True, default="", db_index=True)
     feature_access_level = models.CharField(max_length=16, choices=AccessLevel.choices, default=AccessLevel.BASIC)
+    stop_coverage_opt_out = models.BooleanField(
+        default=False, help_text="do not raise risk.stop_missing for this user's positions without a stop"
+    )
     email_verified = models.BooleanField(default=False)
     last_login_at = models.DateTimeField(null=True, blank=True)
 
@@ -214,6 +217,14 @@ class Order(models.Model):
     trade = models.ForeignKey("trading.Trade", null=True, blank=True, on_delete=models.PROTECT, related_name="orders")
     parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT, related_name="attached_orders")
     triggered_at = models.DateTimeField(null=True, blank=True)
+    # protective engine (trading.protective): trailing activation, what fired, the level at the venue
+    trailing_activation_price = models.DecimalField(
+        **MONEY_NULL, help_text="TRAILING_STOP: trailing starts once the price reaches this"
+    )
+    trailing_activated_at = models.DateTimeField(null=True, blank=True)
+    trigger_price = models.DecimalField(**MONEY_NULL, help_text="the tick price the order triggered at")
+    triggered_leg = models.CharField(max_length=12, blank=True, default="", help_text="stop | take_profit | limit")
+    venue_stop_price = models.DecimalField(**MONEY_NULL, help_text="the stop level last pushed to the venue")
     filled_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(auto_now=True)
@@ -708,3 +719,7 @@ class ReconciliationBreak(models.Model):
 
     def __str__(self) -> str:
         return f"{self.venue} {self.kind} {self.account} {self.pair_id}/{self.trade_index} ({self.status})"
+
+
+# the protective-order engine's own state (heartbeat, per-asset staleness, per-position risk flags)
+from trading.protective.models import EngineHeartbeat, PositionRiskState, ProtectiveAssetState  # noqa: E402, F401

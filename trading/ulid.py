@@ -23,3 +23,28 @@ def new_ulid() -> str:
             candidate = _last + 1  # same (or earlier) millisecond: step past the last id
         _last = candidate
         return str(ULID.from_int(candidate))
+
+
+_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+
+_PAIRS = [a + b for a in _CROCKFORD for b in _CROCKFORD]  # 10 bits -> two characters
+
+
+def _encode(value: int) -> str:
+    """Crockford base32 of a 128-bit int, 26 characters (as python-ulid spells it)."""
+    return "".join(_PAIRS[(value >> shift) & 1023] for shift in range(120, -10, -10))
+
+
+def new_ulids(count: int) -> list[str]:
+    """`count` monotonic ULIDs at once (bulk event writes): one timestamp, then increments."""
+    global _last
+    if count <= 0:
+        return []
+    with _lock:
+        ms = time.time_ns() // 1_000_000
+        candidate = int(ULID.from_timestamp(ms / 1000))
+        if candidate >> _RANDOM_BITS <= _last >> _RANDOM_BITS:
+            candidate = _last + 1
+        _last = candidate + count - 1
+    return [_encode(candidate + i) for i in range(count)]

@@ -97,6 +97,9 @@ def execution_gate(order: Order) -> Gate:
 
 
 def _open_request(order: Order, key: str) -> OpenTradeRequest:
+    # a LIMIT the protective engine held and triggered is sent at market (max_slippage from
+    # the price it triggered at); any other LIMIT rests at the venue
+    resting = order.order_type == Order.Type.LIMIT and order.triggered_at is None
     return OpenTradeRequest(
         idempotency_key=key,
         account=venue_account(order),
@@ -104,12 +107,12 @@ def _open_request(order: Order, key: str) -> OpenTradeRequest:
         side=Side(order.side),
         collateral=order.collateral,
         leverage=order.leverage,
-        kind=VenueOrderKind.LIMIT if order.order_type == Order.Type.LIMIT else VenueOrderKind.MARKET,
-        limit_price=order.price if order.order_type == Order.Type.LIMIT else None,
+        kind=VenueOrderKind.LIMIT if resting else VenueOrderKind.MARKET,
+        limit_price=order.price if resting else None,
         stop_loss=order.stop_price,
         take_profit=order.take_profit_price,
         max_slippage=order.max_slippage,
-        reference_price=order.reference_price,
+        reference_price=order.trigger_price or order.reference_price,
         delegated=order.provider != "paper" and bool(order.wallet_address),
     )
 

@@ -381,11 +381,20 @@ def _order_write(*, user, actor: str, tick, protective: bool, causation_id: str,
         causation_id=causation_id,
         payload={**order_snapshot(order), "price_source": tick.source, "price_at": tick.timestamp},
     )
-    if protective:
+    if protective or _limit_held_here(order):
         order_transition(order=order, to=Order.Status.PENDING_TRIGGER, actor=actor)
     else:
         _enqueue_execute(order.pk)
     return order
+
+
+def _limit_held_here(order: Order) -> bool:
+    """A LIMIT entry on a venue that cannot rest it waits for the protective engine instead."""
+    if order.order_type != Order.Type.LIMIT:
+        return False
+    from trading.services.protective import limit_orders_held_here
+
+    return limit_orders_held_here(order.provider)
 
 
 # --- closes, cancels, SL/TP ---------------------------------------------------------------------

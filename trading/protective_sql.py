@@ -1,0 +1,245 @@
+"""The protective engine's SQL: set-based statements over pending orders of one asset.
+
+Every pending order is reduced (by generated columns, see migration `protective_engine`) to
+at most two trigger levels: it fires when the price is at or below `trigger_below` or at or
+above `trigger_above` (long stop: below = stop; long take-profit: above = tp; OCO: both
+legs; held LIMIT entries: below/above = limit). Partial indexes on (asset, level) over
+PENDING_TRIGGER rows make one tick's work two index range scans whose cost grows with the
+orders that fire. Trailing stops likewise carry `ratchet_above`/`ratchet_below`: the price
+beyond which an active stop moves, so only stops that actually move are read and written.
+
+Parameters are named (`%(asset)s`, `%(price)s`, ...); statuses and types are literals so the
+planner can match the partial-index predicates.
+"""
+
+from __future__ import annotations
+
+# Per asset, one evaluation at a time (tick listener, Beat, another worker): siblings of a trade
+# are then judged against a consistent view. Triggering itself does not rely on it: the status
+# guard in the UPDATE makes an order trigger once whatever races.
+ADVISORY_LOCK = "SELECT pg_advisory_xact_lock(hashtextextended('protective:' || %(asset)s, 0))"
+
+# A trailing stop's candidate level at this price (distance or percentage), rounded to the
+# column's scale the way the column stores it.
+_CAND_LONG = (
+    "CASE WHEN o.trailing_stop_distance IS NOT NULL THEN %(price)s - o.trailing_stop_distance "
+    "ELSE round(%(price)s * (1 - o.trailing_stop_percentage / 100), 18) END"
+)
+_CAND_SHORT = (
+    "CASE WHEN o.trailing_stop_distance IS NOT NULL THEN %(price)s + o.trailing_stop_distance "
+    "ELSE round(%(price)s * (1 + o.trailing_stop_percentage / 100), 18) END"
+)
+
+# Activate (once the activation price is reached) and ratchet trailing stops, only in the
+# favourable direction (GREATEST for longs, LEAST for shorts: the stop never loosens). On
+# venues holding SL/TP natively the new level is marked for a push when it moved at least
+# `min_step` (fraction) from the level last pushed.
+TRAILING_RATCHET = f"""
+WITH cand AS (
+    SELECT o.id FROM trading_order o
+     WHERE o.asset = %(asset)s AND o.status = 'PENDING_TRIGGER'
+       AND o.ratchet_above IS NOT NULL AND o.ratchet_above <= %(price)s
+    UNION ALL
+    SELECT o.id FROM trading_order o
+     WHERE o.asset = %(asset)s AND o.status = 'PENDING_TRIGGER'
+       AND o.ratchet_below IS NOT NULL AND o.ratchet_below >= %(price)s
+    UNION ALL
+    SELECT o.id FROM trading_order o
+     WHERE o.asset = %(asset)s AND o.status = 'PENDING_TRIGGER' AND o.order_type = 'TRAILING_STOP'
+       AND (o.stop_price IS NULL OR (o.trailing_activated_at IS NULL AND o.trailing_activation_price IS NOT NULL))
+), calc AS (
+    SELECT o.id,
+           o.trailing_activated_at IS NULL AS starting,
+           CASE WHEN o.side = 'long' THEN GREATEST(o.stop_price, {_CAND_LONG})
+                ELSE LEAST(o.stop_price, {_CAND_SHORT}) END AS new_stop,
+           o.provider = ANY(%(native)s) AS native,
+           o.venue_stop_price AS pushed_stop
+      FROM trading_order o JOIN (SELECT DISTINCT id FROM cand) c ON c.id = o.id
+     WHERE o.status = 'PENDING_TRIGGER'
+       AND (o.trailing_activated_at IS NOT NULL OR o.trailing_activation_price IS NULL
+            OR (o.side = 'long' AND %(price)s >= o.trailing_activation_price)
+            OR (o.side = 'short' AND %(price)s <= o.trailing_activation_price))
+), moved AS (
+    SELECT calc.*,
+           native AND (pushed_stop IS NULL OR abs(new_stop - pushed_stop) >= %(min_step)s * pushed_stop) AS push
+      FROM calc
+)
+UPDATE trading_order o
+   SET stop_price = m.new_stop,
+       trailing_activated_at = COALESCE(o.trailing_activated_at, now()),
+       venue_stop_price = CASE WHEN m.push THEN m.new_stop ELSE o.venue_stop_price END,
+       updated_at = now()
+  FROM moved m
+ WHERE o.id = m.id AND o.status = 'PENDING_TRIGGER'
+   AND (o.stop_price IS DISTINCT FROM m.new_stop OR o.trailing_activated_at IS NULL)
+RETURNING o.id, o.stop_price, m.starting, m.push
+"""
+
+# Statuses in which a protective close of a trade is under way: a sibling must not fire too.
+CLOSING = "('TRIGGERED', 'SUBMITTING', 'SUBMITTED', 'PARTIALLY_FILLED', 'UNKNOWN')"
+PROTECTIVE = "('STOP_LOSS', 'TAKE_PROFIT', 'TRAILING_STOP', 'OCO')"
+
+# The leg that fired: for a long, the lower level is the stop (or a held LIMIT entry); the
+# upper the take-profit. Mirrored for shorts.
+_LEG = """
+CASE
+    WHEN o.order_type = 'LIMIT' THEN 'limit'
+    WHEN o.order_type IN ('STOP_LOSS', 'TRAILING_STOP') THEN 'stop'
+    WHEN o.order_type = 'TAKE_PROFIT' THEN 'take_profit'
+    WHEN o.side = 'long' AND o.trigger_below >= %(price)s THEN 'stop'
+    WHEN o.side = 'short' AND o.trigger_above <= %(price)s THEN 'stop'
+    ELSE 'take_profit'
+END
+"""
+
+# Fire every pending order of the asset whose level the price reached: at most one per trade
+# (stops before take-profits), none for a trade whose protective close is already under way,
+# none for SL/TP orders a native-SL/TP venue holds itself. `status = 'PENDING_TRIGGER'` in the
+# UPDATE is re-checked on the locked row, so two racing evaluations trigger an order once.
+TRIGGER = f"""
+WITH cand AS (
+    SELECT o.id, o.trade_id, o.order_type, o.side, o.trigger_below, o.trigger_above, o.provider
+      FROM trading_order o
+     WHERE o.asset = %(asset)s AND o.status = 'PENDING_TRIGGER'
+       AND o.trigger_below IS NOT NULL AND o.trigger_below >= %(price)s
+    UNION
+    SELECT o.id, o.trade_id, o.order_type, o.side, o.trigger_below, o.trigger_above, o.provider
+      FROM trading_order o
+     WHERE o.asset = %(asset)s AND o.status = 'PENDING_TRIGGER'
+       AND o.trigger_above IS NOT NULL AND o.trigger_above <= %(price)s
+), pick AS (
+    SELECT DISTINCT ON (COALESCE(o.trade_id, -o.id)) o.id, {_LEG} AS leg
+      FROM cand o
+     WHERE NOT (o.order_type IN ('STOP_LOSS', 'TAKE_PROFIT') AND o.provider = ANY(%(native)s))
+       AND (o.trade_id IS NULL OR NOT EXISTS (
+            SELECT 1 FROM trading_order s
+             WHERE s.trade_id = o.trade_id AND s.id <> o.id
+               AND s.order_type IN {PROTECTIVE} AND s.status IN {CLOSING}))
+     ORDER BY COALESCE(o.trade_id, -o.id),
+              CASE WHEN o.order_type = 'TAKE_PROFIT' THEN 1 ELSE 0 END,
+              o.id
+)
+UPDATE trading_order o
+   SET status = 'TRIGGERED', triggered_at = now(), updated_at = now(),
+       trigger_price = %(price)s, triggered_leg = pick.leg
+  FROM pick
+ WHERE o.id = pick.id AND o.status = 'PENDING_TRIGGER'
+RETURNING o.id, o.order_type, o.side, o.trade_id, pick.leg,
+          CASE WHEN o.side = 'long' THEN
+                   CASE WHEN pick.leg IN ('stop', 'limit') THEN o.trigger_below ELSE o.trigger_above END
+               ELSE CASE WHEN pick.leg IN ('stop', 'limit') THEN o.trigger_above ELSE o.trigger_below END
+          END AS level
+"""
+
+# The latest event of each order (the causation of its `order.triggered`).
+LAST_EVENTS = """
+SELECT DISTINCT ON (correlation_id) correlation_id, id
+  FROM trading_event
+ WHERE correlation_id = ANY(%(correlations)s)
+ ORDER BY correlation_id, id DESC
+"""
+
+# Assets with pending orders and how many each (an index-only scan of `order_pending_asset`).
+PENDING_ASSETS = """
+SELECT asset, count(*) FROM trading_order WHERE status = 'PENDING_TRIGGER' GROUP BY asset ORDER BY asset
+"""
+
+# --- staleness ----------------------------------------------------------------------------------
+
+# Enter (or stay in) staleness; STALE_WAS first tells whether it is entered now (event once).
+STALE_ENTER = """
+INSERT INTO trading_protectiveassetstate AS s (asset, stale, stale_since, last_price, last_price_at, last_source,
+                                                evaluated_at)
+VALUES (%(asset)s, true, now(), %(price)s, %(price_at)s, %(source)s, now())
+ON CONFLICT (asset) DO UPDATE
+   SET stale = true, stale_since = COALESCE(s.stale_since, now()), evaluated_at = now(),
+       last_price = COALESCE(EXCLUDED.last_price, s.last_price),
+       last_price_at = COALESCE(EXCLUDED.last_price_at, s.last_price_at),
+       last_source = COALESCE(NULLIF(EXCLUDED.last_source, ''), s.last_source)
+"""
+
+STALE_WAS = "SELECT stale FROM trading_protectiveassetstate WHERE asset = %(asset)s FOR UPDATE"
+
+FRESH_MARK = """
+INSERT INTO trading_protectiveassetstate AS s (asset, stale, stale_since, last_price, last_price_at, last_source,
+                                                evaluated_at)
+VALUES (%(asset)s, false, NULL, %(price)s, %(price_at)s, %(source)s, now())
+ON CONFLICT (asset) DO UPDATE
+   SET stale = false, stale_since = NULL, last_price = EXCLUDED.last_price, last_price_at = EXCLUDED.last_price_at,
+       last_source = EXCLUDED.last_source, evaluated_at = now()
+"""
+
+# Only leaves staleness (the tick path: no write at all while the asset is fresh).
+FRESH_LEAVE = """
+UPDATE trading_protectiveassetstate SET stale = false, stale_since = NULL, evaluated_at = now()
+ WHERE asset = %(asset)s AND stale
+RETURNING asset
+"""
+
+# --- liquidation watch and stop coverage ----------------------------------------------------------
+
+# Positions within `pct` of their liquidation price at the given prices: flag the ones entering
+# the condition (returned), clear the ones that left it or closed.
+NEAR_LIQUIDATION = """
+WITH px AS (
+    SELECT * FROM unnest(%(assets)s::text[], %(prices)s::numeric[]) AS px(asset, price)
+), cur AS (
+    SELECT p.id, px.price, p.liquidation_price
+      FROM trading_position p JOIN px ON px.asset = p.asset
+     WHERE p.status = 'open' AND p.liquidation_price IS NOT NULL
+       AND ((p.side = 'long' AND px.price - p.liquidation_price <= %(pct)s * px.price)
+         OR (p.side = 'short' AND p.liquidation_price - px.price <= %(pct)s * px.price))
+), cleared AS (
+    UPDATE trading_positionriskstate r SET near_liquidation_since = NULL
+      FROM trading_position p
+     WHERE p.id = r.position_id AND r.near_liquidation_since IS NOT NULL
+       AND r.position_id NOT IN (SELECT id FROM cur)
+       AND (p.status <> 'open' OR p.asset IN (SELECT asset FROM px))
+    RETURNING r.position_id
+), entered AS (
+    INSERT INTO trading_positionriskstate AS r (position_id, near_liquidation_since)
+    SELECT id, now() FROM cur
+    ON CONFLICT (position_id) DO UPDATE SET near_liquidation_since = now()
+     WHERE r.near_liquidation_since IS NULL
+    RETURNING r.position_id
+)
+SELECT cur.id, cur.price, cur.liquidation_price, p.user_id, p.asset, p.side, p.provider
+  FROM cur JOIN entered e ON e.position_id = cur.id JOIN trading_position p ON p.id = cur.id
+ ORDER BY cur.id
+"""
+
+# A working stop: a live protective order with a stop level on the trade.
+_HAS_STOP = f"""
+EXISTS (SELECT 1 FROM trading_order o
+         WHERE o.trade_id = t.id AND o.status IN ('PENDING_TRIGGER', 'TRIGGERED', 'SUBMITTING', 'SUBMITTED', 'UNKNOWN')
+           AND ((o.order_type IN ('STOP_LOSS', 'TRAILING_STOP') AND o.stop_price IS NOT NULL)
+             OR (o.order_type = 'OCO' AND o.oco_stop_price IS NOT NULL))
+           AND o.order_type IN {PROTECTIVE})
+"""
+
+# Open positions with an open trade lacking a working stop (users who opted out excluded):
+# remember since when; flag (and return) those uncovered for longer than the grace period and
+# not flagged yet; forget covered/closed ones.
+STOP_COVERAGE = f"""
+WITH unc AS (
+    SELECT DISTINCT t.position_id AS id
+      FROM trading_trade t JOIN trading_user u ON u.id = t.user_id
+     WHERE t.status = 'open' AND NOT u.stop_coverage_opt_out AND NOT {_HAS_STOP}
+), covered AS (
+    UPDATE trading_positionriskstate r SET uncovered_since = NULL, stop_missing_flagged_at = NULL
+     WHERE r.uncovered_since IS NOT NULL AND r.position_id NOT IN (SELECT id FROM unc)
+    RETURNING r.position_id
+), seen AS (
+    INSERT INTO trading_positionriskstate AS r (position_id, uncovered_since)
+    SELECT id, now() FROM unc
+    ON CONFLICT (position_id) DO UPDATE SET uncovered_since = now() WHERE r.uncovered_since IS NULL
+    RETURNING r.position_id
+)
+UPDATE trading_positionriskstate r SET stop_missing_flagged_at = now()
+  FROM trading_position p
+ WHERE p.id = r.position_id AND r.position_id IN (SELECT id FROM unc)
+   AND r.position_id NOT IN (SELECT position_id FROM seen)
+   AND r.stop_missing_flagged_at IS NULL
+   AND r.uncovered_since <= now() - make_interval(secs => %(grace)s)
+RETURNING r.position_id, r.uncovered_since, p.user_id, p.asset, p.side, p.provider
+"""

@@ -1,0 +1,457 @@
+"""The protective-order engine: stop-loss, take-profit, trailing stop, OCO and held LIMIT
+entries, evaluated set-based per asset on every price tick (tick listener) and every second
+(Beat, against the latest cached price), plus the liquidation watch and stop coverage.
+
+One evaluation of one asset at one price, in one transaction:
+    stale guard → advisory lock (per asset) → trailing activation/ratchet (one UPDATE) →
+    triggers (one UPDATE ... RETURNING) → `order.triggered` events (bulk) →
+    after commit: one task that fans out execution of the triggered orders (the executor's
+    ordinary claim → close command path) and one push task per trailing stop that moved
+    enough on a native-SL/TP venue.
+
+Who owns what: the paper venue rests plain LIMIT entries itself (they never wait in
+PENDING_TRIGGER); a LIMIT order waiting in PENDING_TRIGGER is one we hold (a venue without
+resting limits) and fires here. On venues holding SL/TP natively (`native_sl_tp`), STOP_LOSS and
+TAKE_PROFIT orders are the venue's to fire (it closes the trade and tells us by venue event);
+trailing stops and OCO are always evaluated here, trailing levels pushed with `update_sl`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+
+import psycopg
+from django.conf import settings
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import connection, transaction
+from django.utils import timezone
+
+from trading import protective_sql as Q
+from trading.models import EngineHeartbeat, Order, Position
+from trading.services.ledger import event_record, event_record_many
+
+logger = logging.getLogger("tradedesk.protective")
+
+BEAT = "beat"
+TICK = "tick"
+
+
+# --- venue capabilities ---------------------------------------------------------------------------
+
+_adapter_native: dict[str, bool] = {}
+
+
+def _adapter_has_native_sl_tp(venue: str) -> bool:
+    if venue not in _adapter_native:
+        from providers.registry import _factory_for
+
+        try:
+            factory = _factory_for(venue)
+        except Exception:  # an adapter that cannot even be imported holds nothing
+            logger.warning("venue adapter not importable", extra={"venue": venue}, exc_info=True)
+            factory = None
+        _adapter_native[venue] = bool(getattr(factory, "native_sl_tp", False))
+    return _adapter_native[venue]
+
+
+def native_sl_tp_venues() -> list[str]:
+    """Venues that hold SL/TP natively: adapters with `native_sl_tp = True`, plus the
+    PROTECTIVE_NATIVE_SL_TP_VENUES setting (so the native path can run against paper)."""
+    from providers.registry import venue_names
+
+    names = {v for v in venue_names() if _adapter_has_native_sl_tp(v)}
+    names.update(v.strip() for v in settings.PROTECTIVE_NATIVE_SL_TP_VENUES if v.strip())
+    return sorted(names)
+
+
+def limit_orders_held_here(venue: str) -> bool:
+    """Does the engine hold LIMIT entries for `venue` (it cannot rest them)? Adapters say so
+    with `native_limit_orders = False`; PROTECTIVE_HELD_LIMIT_VENUES adds venues (tests, demos).
+    The paper venue rests its limits itself."""
+    if venue in settings.PROTECTIVE_HELD_LIMIT_VENUES:
+        return True
+    from providers.registry import _factory_for
+
+    try:
+        factory = _factory_for(venue)
+    except Exception:
+        return False
+    return getattr(factory, "native_limit_orders", True) is False
+
+
+# --- one evaluation -------------------------------------------------------------------------------
+
+
+@dataclass
+class Evaluation:
+    asset: str
+    price: Decimal | None
+    stale: bool = False
+    stale_entered: bool = False
+    triggered: list[int] = field(default_factory=list)
+    trailing_moved: int = 0
+    pushes: list[int] = field(default_factory=list)
+
+
+def _cursor() -> psycopg.Cursor:
+    """A server-side-binding cursor on Django's connection (same transaction): parameters and
+    arrays travel as values instead of being quoted into the SQL text (much faster for the
+    id/price arrays here). Never prepared, so each statement is planned for its values."""
+    connection.ensure_connection()
+    return psycopg.Cursor(connection.connection)
+
+
+def _rows(sql: str, params: dict) -> list[tuple]:
+    with _cursor() as cursor:
+        cursor.execute(sql, params, prepare=False)
+        return cursor.fetchall() if cursor.description else []
+
+
+def _execute(sql: str, params: dict) -> None:
+    with _cursor() as cursor:
+        cursor.execute(sql, params, prepare=False)
+
+
+def price_too_old(price_at: datetime | None, *, now: datetime | None = None) -> bool:
+    if price_at is None:
+        return True
+    age = ((now or timezone.now()) - price_at).total_seconds()
+    return age > settings.PROTECTIVE_MAX_PRICE_AGE_SECONDS
+
+
+@transaction.atomic
+def _asset_stale_mark(*, asset: str, price, price_at, source: str, door: str) -> bool:
+    """Record that `asset` has no usable price; `price.stale` only when entering staleness."""
+    params = {"asset": asset, "price": price, "price_at": price_at, "source": source or ""}
+    was = _rows(Q.STALE_WAS, params)
+    _execute(Q.STALE_ENTER, params)
+    entered = not (was and was[0][0])
+    if entered:
+        event_record(
+            topic="price.stale",
+            aggregate_type="asset",
+            aggregate_id=asset,
+            correlation_id=f"asset-{asset}",
+            payload={
+                "asset": asset,
+                "price": price,
+                "price_at": price_at,
+                "source": source,
+                "max_age_seconds": settings.PROTECTIVE_MAX_PRICE_AGE_SECONDS,
+                "door": door,
+            },
+        )
+    return entered
+
+
+def protective_evaluate(
+    *,
+    asset: str,
+    price: Decimal | None,
+    price_at: datetime | None,
+    source: str = "",
+    door: str = TICK,
+    native: list[str] | None = None,
+) -> Evaluation:
+    """Evaluate every pending order of `asset` at `price` (observed at `price_at`). A price older
+    than PROTECTIVE_MAX_PRICE_AGE_SECONDS (or none) fires nothing: the asset is reported stale."""
+    asset = asset.strip().upper()
+    result = Evaluation(asset=asset, price=price)
+    if price is None or price_too_old(price_at):
+        result.stale = True
+        result.stale_entered = _asset_stale_mark(asset=asset, price=price, price_at=price_at, source=source, door=door)
+        return result
+    price = Decimal(price)
+    params = {
+        "asset": asset,
+        "price": price,
+        "price_at": price_at,
+        "source": source,
+        "native": native if native is not None else native_sl_tp_venues(),
+        "min_step": Decimal(str(settings.TRAILING_MIN_STEP_PCT)),
+    }
+    with transaction.atomic():
+        _execute(Q.ADVISORY_LOCK, params)
+        if door == BEAT:
+            _execute(Q.FRESH_MARK, params)
+        else:
+            _execute(Q.FRESH_LEAVE, params)
+        moved = _rows(Q.TRAILING_RATCHET, params)
+        result.trailing_moved = len(moved)
+        result.pushes = [row[0] for row in moved if row[3]]
+        started = [(row[0], row[1]) for row in moved if row[2]]
+        fired = _rows(Q.TRIGGER, params)
+        result.triggered = [row[0] for row in fired]
+        _events_write(fired=fired, started=started, params=params, door=door)
+        if result.triggered:
+            ids = list(result.triggered)
+            transaction.on_commit(lambda: _enqueue_execution(ids))
+        if result.pushes:
+            pushes = list(result.pushes)
+            transaction.on_commit(lambda: _enqueue_pushes(pushes))
+    return result
+
+
+def _events_write(*, fired: list[tuple], started: list[tuple], params: dict, door: str) -> None:
+    if not fired and not started:
+        return
+    correlations = [f"order-{row[0]}" for row in fired] + [f"order-{pk}" for pk, _ in started]
+    last = dict(_rows(Q.LAST_EVENTS, {"correlations": correlations}))
+    events = []
+    for pk, stop in started:
+        events.append(
+            {
+                "topic": "order.trailing_started",
+                "aggregate_type": "order",
+                "aggregate_id": pk,
+                "correlation_id": f"order-{pk}",
+                "causation_id": last.get(f"order-{pk}", ""),
+                "payload": {"price": params["price"], "stop_price": stop, "source": params["source"], "door": door},
+            }
+        )
+    # the part every payload shares is encoded once; per order only ids, leg and level
+    shared = json.dumps(
+        {
+            "from": Order.Status.PENDING_TRIGGER,
+            "to": Order.Status.TRIGGERED,
+            "price": params["price"],
+            "price_at": params["price_at"],
+            "source": params["source"],
+            "door": door,
+        },
+        cls=DjangoJSONEncoder,
+    )[1:-1]
+    for pk, order_type, side, trade_id, leg, level in fired:
+        # every value here is an id, an enum word or a Decimal: safe to spell out directly
+        own = (
+            f'{{"order_id": {pk}, "order_type": "{order_type}", "side": "{side}", '
+            f'"trade_id": {"null" if trade_id is None else trade_id}, "leg": "{leg}", "level": "{level}", '
+        )
+        if order_type == Order.Type.OCO:
+            own += f'"cancelled_leg": "{"take_profit" if leg == "stop" else "stop"}", '
+        events.append(
+            {
+                "topic": "order.triggered",
+                "aggregate_type": "order",
+                "aggregate_id": pk,
+                "correlation_id": f"order-{pk}",
+                "causation_id": last.get(f"order-{pk}", ""),
+                "payload_json": f"{own}{shared}}}",
+            }
+        )
+    event_record_many(events)
+
+
+def _enqueue_execution(order_ids: list[int]) -> None:
+    from trading.protective.tasks import protective_execute_task
+
+    protective_execute_task.delay(order_ids)
+
+
+def _enqueue_pushes(order_ids: list[int]) -> None:
+    from trading.protective.tasks import trailing_stop_push_task
+
+    for pk in order_ids:
+        trailing_stop_push_task.delay(pk)
+
+
+def protective_execute(*, order_ids: list[int]) -> dict[int, str]:
+    """Hand triggered orders to the executor: one `execute_order_task` each (the executor
+    claims the order, writes its close command and calls the venue exactly once)."""
+    from trading.tasks import execute_order_task
+
+    out = {}
+    for pk in order_ids:
+        execute_order_task.delay(pk)
+        out[pk] = "enqueued"
+    return out
+
+
+def trailing_stop_push(*, order_id: int) -> str:
+    """Send a trailing stop's level (`venue_stop_price`) to a native-SL/TP venue with
+    `update_sl`, through the executor's command path (command row first, then the call)."""
+    from trading.services.execution import _send_command, venue_account
+
+    def build(order: Order):
+        if order.status != Order.Status.PENDING_TRIGGER or order.venue_stop_price is None or order.trade is None:
+            return None
+        return {
+            "account": venue_account(order),
+            "pair_id": order.trade.pair_id,
+            "trade_index": order.trade.trade_index,
+            "price": order.venue_stop_price,
+            "delegated": order.provider != "paper" and bool(order.wallet_address),
+        }
+
+    from trading.models import ExecutionCommand
+
+    return _send_command(order_id=order_id, action=ExecutionCommand.Action.UPDATE_SL, build=build)
+
+
+# --- doors ----------------------------------------------------------------------------------------
+
+
+def protective_on_tick(tick) -> None:
+    """Tick listener (providers.prices): evaluate the ticked asset at once."""
+    if not settings.PROTECTIVE_TICK_LISTENER:
+        return
+    protective_evaluate(asset=tick.symbol, price=tick.price, price_at=tick.timestamp, source=tick.source, door=TICK)
+
+
+def _cached_ticks(assets: list[str]) -> dict:
+    """Latest cached ticks (the Beat never calls a feed: a missing price is a stale asset)."""
+    from providers.prices import price_cached
+
+    out = {}
+    for asset in assets:
+        tick = price_cached(asset)
+        if tick is not None:
+            out[asset] = tick
+    return out
+
+
+def protective_monitor_run() -> EngineHeartbeat:
+    """Beat job: evaluate every asset with pending orders against its latest cached price (so a
+    dropped tick is caught within a second), run the liquidation watch and stop coverage, and
+    record the heartbeat."""
+    started = time.perf_counter()
+    pending = dict(_rows(Q.PENDING_ASSETS, {}))
+    position_assets = set(Position.objects.filter(status=Position.Status.OPEN).values_list("asset", flat=True))
+    assets = sorted(set(pending) | position_assets)
+    ticks = _cached_ticks(assets)
+    native = native_sl_tp_venues()
+    triggered = moved = 0
+    stale: list[str] = []
+    fresh: dict[str, Decimal] = {}
+    errors = []
+    for asset in assets:
+        tick = ticks.get(asset)
+        try:
+            if asset in pending:
+                ev = protective_evaluate(
+                    asset=asset,
+                    price=tick.price if tick else None,
+                    price_at=tick.timestamp if tick else None,
+                    source=tick.source if tick else "",
+                    door=BEAT,
+                    native=native,
+                )
+                triggered += len(ev.triggered)
+                moved += ev.trailing_moved
+                if ev.stale:
+                    stale.append(asset)
+                    continue
+            elif tick is None or price_too_old(tick.timestamp):
+                stale.append(asset)
+                continue
+            fresh[asset] = tick.price
+        except Exception as exc:  # one asset failing must not stop the others
+            logger.exception("protective evaluation failed", extra={"asset": asset})
+            errors.append(f"{asset}: {type(exc).__name__}: {exc}")
+    near, missing = risk_watch_run(prices=fresh)
+    duration = Decimal(str(round((time.perf_counter() - started) * 1000, 3)))
+    return _heartbeat_record(
+        name=BEAT,
+        assets=len(assets),
+        orders=sum(pending.values()),
+        triggered=triggered,
+        moved=moved,
+        duration_ms=duration,
+        stale=stale,
+        near=near,
+        missing=missing,
+        error="; ".join(errors)[:2000],
+    )
+
+
+def _heartbeat_record(*, name, assets, orders, triggered, moved, duration_ms, stale, near, missing, error):
+    from django.db.models import F
+
+    values = {
+        "last_run_at": timezone.now(),
+        "assets_evaluated": assets,
+        "orders_evaluated": orders,
+        "triggered": triggered,
+        "trailing_moved": moved,
+        "duration_ms": duration_ms,
+        "stale_assets": stale,
+        "near_liquidation": near,
+        "stop_missing": missing,
+        "last_error": error,
+    }
+    with transaction.atomic():
+        beat, created = EngineHeartbeat.objects.select_for_update().get_or_create(name=name, defaults=values)
+        if not created:
+            EngineHeartbeat.objects.filter(pk=beat.pk).update(
+                **values, runs=F("runs") + 1, total_triggered=F("total_triggered") + triggered
+            )
+        else:
+            EngineHeartbeat.objects.filter(pk=beat.pk).update(runs=1, total_triggered=triggered)
+        beat.refresh_from_db()
+    return beat
+
+
+# --- liquidation watch and stop coverage ----------------------------------------------------------
+
+
+@transaction.atomic
+def risk_watch_run(*, prices: dict[str, Decimal]) -> tuple[int, int]:
+    """Flag positions entering "near liquidation" (at the given fresh prices) and positions
+    without a working stop for longer than STOP_COVERAGE_GRACE_SECONDS; one ledger event each,
+    on entering the condition. Returns how many were flagged now."""
+    assets = sorted(prices)
+    near = _rows(
+        Q.NEAR_LIQUIDATION,
+        {
+            "assets": assets,
+            "prices": [prices[a] for a in assets],
+            "pct": Decimal(str(settings.LIQUIDATION_WARN_PCT)),
+        },
+    )
+    missing = _rows(Q.STOP_COVERAGE, {"grace": float(settings.STOP_COVERAGE_GRACE_SECONDS)})
+    events = []
+    for pk, price, liq, user_id, asset, side, provider in near:
+        events.append(
+            {
+                "topic": "risk.near_liquidation",
+                "aggregate_type": "position",
+                "aggregate_id": pk,
+                "correlation_id": f"position-{pk}",
+                "payload": {
+                    "position_id": pk,
+                    "user_id": user_id,
+                    "provider": provider,
+                    "asset": asset,
+                    "side": side,
+                    "price": price,
+                    "liquidation_price": liq,
+                    "distance_pct": (abs(price - liq) / price * 100).quantize(Decimal("0.0001")),
+                    "warn_pct": Decimal(str(settings.LIQUIDATION_WARN_PCT)) * 100,
+                },
+            }
+        )
+    for pk, since, user_id, asset, side, provider in missing:
+        events.append(
+            {
+                "topic": "risk.stop_missing",
+                "aggregate_type": "position",
+                "aggregate_id": pk,
+                "correlation_id": f"position-{pk}",
+                "payload": {
+                    "position_id": pk,
+                    "user_id": user_id,
+                    "provider": provider,
+                    "asset": asset,
+                    "side": side,
+                    "uncovered_since": since,
+                    "grace_seconds": settings.STOP_COVERAGE_GRACE_SECONDS,
+                },
+            }
+        )
+    event_record_many(events)
+    return len(near), len(missing)
