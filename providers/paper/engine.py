@@ -452,19 +452,9 @@ def _open_market(*, order, account, market, request, tick, raw) -> ExecutionResu
         )
     fee = q(notional * market.taker_fee_rate)
     cost = request.collateral + fee
-    if account.balance < cost:
-        return _finish(
-            order,
-            _rejected(
-                ErrorCode.INSUFFICIENT_BALANCE,
-                f"needs {cost} USD (collateral + fee), balance {account.balance}",
-                details={"required": cost, "balance": account.balance},
-                raw_request=raw,
-            ),
-            status=PaperOrder.Status.REJECTED,
-        )
-    account.balance -= cost
-    account.save(update_fields=["balance", "updated_at"])
+    refused = _debit_or_reject(order=order, account=account, amount=cost, raw=raw)
+    if refused:
+        return refused
     position, fill_row = _position_create(
         order=order,
         account=account,
@@ -534,23 +524,31 @@ def _position_create(
     return position, fill_row
 
 
-def _rest(*, order, account, market, request, raw) -> ExecutionResult:
-    notional = q(request.collateral * request.leverage)
-    rate = market.maker_fee_rate if request.kind == VenueOrderKind.LIMIT else market.taker_fee_rate
-    reserved = request.collateral + q(notional * rate)
-    if account.balance < reserved:
+def _debit_or_reject(*, order, account, amount: Decimal, raw) -> ExecutionResult | None:
+    """Take collateral + fee from the (locked) account, or reject the order when short."""
+    if account.balance < amount:
         return _finish(
             order,
             _rejected(
                 ErrorCode.INSUFFICIENT_BALANCE,
-                f"needs {reserved} USD (collateral + fee), balance {account.balance}",
-                details={"required": reserved, "balance": account.balance},
+                f"needs {amount} USD (collateral + fee), balance {account.balance}",
+                details={"required": amount, "balance": account.balance},
                 raw_request=raw,
             ),
             status=PaperOrder.Status.REJECTED,
         )
-    account.balance -= reserved
+    account.balance -= amount
     account.save(update_fields=["balance", "updated_at"])
+    return None
+
+
+def _rest(*, order, account, market, request, raw) -> ExecutionResult:
+    notional = q(request.collateral * request.leverage)
+    rate = market.maker_fee_rate if request.kind == VenueOrderKind.LIMIT else market.taker_fee_rate
+    reserved = request.collateral + q(notional * rate)
+    refused = _debit_or_reject(order=order, account=account, amount=reserved, raw=raw)
+    if refused:
+        return refused
     order.reserved = reserved
     result = ExecutionResult(
         status=ExecStatus.PENDING,
