@@ -37,3 +37,30 @@ def test_more_concurrent_commands_than_pool_connections_wait_instead_of_failing(
         return len(names)
 
     assert asyncio.run(scenario()) == 30
+
+
+def test_the_layer_works_over_the_embedded_unix_socket_redis(monkeypatch):
+    """`make run`'s default: Redis on a unix socket (no TCP-only connection options)."""
+    import shutil
+    import uuid
+
+    from config import embedded
+    from trading.realtime.layer import RedisChannelLayer
+
+    monkeypatch.setattr(embedded, "_started", [])
+    var = embedded.VAR_DIR / f"test-layer-{uuid.uuid4().hex[:8]}"
+    try:
+        url = embedded.redis_url(var)
+        assert url.startswith("unix://")
+        layer = RedisChannelLayer(hosts=[url], prefix="td-test-unix")
+
+        async def scenario():
+            name = await layer.new_channel()
+            await layer.group_add("prices.BTC-USD", name)
+            await layer.group_send("prices.BTC-USD", {"type": "price.update", "price": "1"})
+            return await asyncio.wait_for(layer.receive(name), 10)
+
+        assert asyncio.run(scenario()) == {"type": "price.update", "price": "1"}
+    finally:
+        embedded.stop_started(var)
+        shutil.rmtree(var, ignore_errors=True)

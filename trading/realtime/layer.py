@@ -31,7 +31,8 @@ class RedisChannelLayer(_RedisChannelLayer):
             return super().create_pool(index)
         host.setdefault("socket_timeout", self.brpop_timeout + 10)
         host.setdefault("socket_connect_timeout", 5)
-        host.setdefault("socket_keepalive", True)
+        if not address.startswith("unix:"):  # TCP only: unix-socket connections take no keepalive
+            host.setdefault("socket_keepalive", True)
         return BlockingConnectionPool.from_url(
             address, max_connections=self.max_connections, timeout=self.pool_timeout, **host
         )
