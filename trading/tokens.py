@@ -25,6 +25,10 @@ class TokenError(Exception):
     """The token is malformed, badly signed, expired or of the wrong type."""
 
 
+class TokenExpired(TokenError):
+    """The token was valid but its `exp` has passed."""
+
+
 def signing_key() -> bytes:
     if settings.JWT_SIGNING_KEY:
         return settings.JWT_SIGNING_KEY.encode()
@@ -104,7 +108,7 @@ def decode(token: str, *, expected_type: str, verify_exp: bool = True) -> dict:
             options={"require": ["exp", "iat", "sub", "jti", "type"], "verify_exp": verify_exp},
         )
     except jwt.ExpiredSignatureError as exc:
-        raise TokenError("Token has expired.") from exc
+        raise TokenExpired("Token has expired.") from exc
     except jwt.PyJWTError as exc:
         raise TokenError("Token is invalid.") from exc
     if claims.get("type") != expected_type:

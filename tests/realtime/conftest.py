@@ -80,15 +80,20 @@ def ws_server(live_server_ws, transactional_db):
 
 
 def make_token(user, *, expires_in: float = 300, kind: str = "access", key: str | None = None, **claims) -> str:
+    """A token as the API issues it (`trading.tokens`), with a chosen lifetime/type/key."""
+    from trading import tokens
+
     now = datetime.now(UTC)
     body = {
         "sub": str(user.pk),
         "iat": int(now.timestamp()),
         "exp": now + timedelta(seconds=expires_in),
         "type": kind,
+        "jti": tokens.new_jti(),
+        "iss": settings.JWT_ISSUER,
         **claims,
     }
-    return jwt.encode(body, key or settings.SECRET_KEY, algorithm="HS256")
+    return jwt.encode(body, key or tokens.signing_key(), algorithm=tokens.ALGORITHM)
 
 
 def ws_connect(server, path="/ws", *, token=None, via="query", cookie=None, origin=ORIGIN, **kwargs):

@@ -66,3 +66,11 @@ def test_foreign_or_missing_origin_is_refused_before_the_handshake(ws_server, ma
     with pytest.raises(InvalidStatus) as refused:
         ws_connect(ws_server, token=make_token(user), origin=origin)
     assert refused.value.response.status_code == 403
+
+
+def test_an_access_token_issued_by_the_api_opens_a_connection(ws_server, make_user):
+    from trading.tokens import access_encode
+
+    token, _ = access_encode(user=make_user())  # exactly what /api/v1/auth/login hands out
+    with ws_connect(ws_server, token=token) as ws:
+        assert subscribe(ws, "trades")["type"] == "subscribed"

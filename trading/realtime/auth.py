@@ -16,12 +16,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from urllib.parse import parse_qs
 
-import jwt
 from channels.db import database_sync_to_async
 from channels.middleware import BaseMiddleware
-from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AnonymousUser
+
+from trading import tokens
 
 BEARER_SUBPROTOCOL = "bearer"
 
@@ -39,17 +39,14 @@ class TokenIdentity:
 
 
 def user_from_token(token: str) -> TokenIdentity:
-    """Decode an access token (HS256; claims `sub` = user id, `exp`, `iat`, `type: "access"`;
-    key `JWT_SIGNING_KEY`, default `SECRET_KEY`) and load its active user."""
-    key = getattr(settings, "JWT_SIGNING_KEY", "") or settings.SECRET_KEY
+    """Decode an access token with the API's own decoder (`trading.tokens`: signature, issuer,
+    expiry, type) and load its active user."""
     try:
-        claims = jwt.decode(token, key, algorithms=["HS256"], options={"require": ["sub", "exp", "iat"]})
-    except jwt.ExpiredSignatureError as exc:
+        claims = tokens.decode(token, expected_type=tokens.ACCESS)
+    except tokens.TokenExpired as exc:
         raise TokenRejected("token_expired", "The access token has expired.") from exc
-    except jwt.PyJWTError as exc:
+    except tokens.TokenError as exc:
         raise TokenRejected("token_invalid", "The access token is not valid.") from exc
-    if claims.get("type") != "access":
-        raise TokenRejected("token_invalid", "Not an access token.")
     try:
         user_id = int(claims["sub"])
     except (TypeError, ValueError) as exc:
