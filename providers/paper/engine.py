@@ -111,6 +111,18 @@ class Quote:
     source: str
     timestamp: datetime
 
+    def fill_fields(self) -> dict:
+        """The price columns every PaperFill records: what was paid, against which mid, why."""
+        return {
+            "price": self.price,
+            "reference_mid": self.reference_mid,
+            "half_spread": self.half_spread,
+            "impact": self.impact,
+            "slippage": self.slippage,
+            "price_source": self.source,
+            "price_timestamp": self.timestamp,
+        }
+
 
 @_precise
 def quote_taker(*, market: PaperMarket, tick: PriceTick, direction: int, notional: Decimal) -> Quote:
@@ -506,19 +518,13 @@ def _position_create(
         position=position,
         reason=PaperFill.Reason.OPEN,
         direction="buy" if request.side is Side.LONG else "sell",
-        price=quote.price,
         size=size,
         notional=notional,
         fee=fee,
         fee_rate=fee_rate,
         is_maker=is_maker,
-        reference_mid=quote.reference_mid,
-        half_spread=quote.half_spread,
-        impact=quote.impact,
-        slippage=quote.slippage,
-        price_source=quote.source,
-        price_timestamp=quote.timestamp,
         balance_change=balance_change,
+        **quote.fill_fields(),
         created_at=now,
     )
     return position, fill_row
@@ -666,21 +672,15 @@ def paper_trade_close(*, request: CloseTradeRequest) -> ExecutionResult:
             position=position,
             reason=PaperFill.Reason.CLOSE,
             direction="sell" if sign > 0 else "buy",
-            price=quote.price,
             size=closed,
             notional=notional,
             fee=fee,
             fee_rate=market.taker_fee_rate,
-            reference_mid=quote.reference_mid,
-            half_spread=quote.half_spread,
-            impact=quote.impact,
-            slippage=quote.slippage,
-            price_source=quote.source,
-            price_timestamp=quote.timestamp,
             realized_pnl=pnl,
             funding_settled=funding,
             balance_change=payout,
             created_at=now,
+            **quote.fill_fields(),
         )
         result = ExecutionResult(
             status=ExecStatus.FILLED,
@@ -968,21 +968,15 @@ def _liquidate_one(position: PaperPosition, tick: PriceTick, *, equity: Decimal,
         position=position,
         reason=PaperFill.Reason.LIQUIDATION,
         direction="sell" if sign > 0 else "buy",
-        price=tick.price,
         size=size,
         notional=q(size * tick.price),
         fee=ZERO,
         fee_rate=ZERO,
-        reference_mid=tick.price,
-        half_spread=ZERO,
-        impact=ZERO,
-        slippage=ZERO,
-        price_source=tick.source,
-        price_timestamp=tick.timestamp,
         realized_pnl=pnl,
         funding_settled=funding,
         balance_change=ZERO,
         created_at=now,
+        **quote_maker(price=tick.price, tick=tick).fill_fields(),  # at the tick, no spread or impact
     )
     logger.info(
         "paper position liquidated",
