@@ -89,6 +89,19 @@ if _db.get("OPTIONS", {}).get("host"):  # postgres://user@/db?host=/socket/dir
     _db["HOST"] = _db["OPTIONS"].pop("host")
 _db["CONN_MAX_AGE"] = env.int("DB_CONN_MAX_AGE", default=60)
 _db["CONN_HEALTH_CHECKS"] = True
+# Under ASGI (the web process) every request runs in a thread of its own, so persistent
+# thread-local connections would be opened per request and linger until collected. The web
+# process therefore shares a psycopg pool (the Procfile sets DB_POOL_MAX_SIZE); the worker
+# and Beat keep one persistent connection per thread (CONN_MAX_AGE).
+DB_POOL_MAX_SIZE = env.int("DB_POOL_MAX_SIZE", default=0)
+if DB_POOL_MAX_SIZE:
+    _db["CONN_MAX_AGE"] = 0
+    _db["CONN_HEALTH_CHECKS"] = False
+    _db.setdefault("OPTIONS", {})["pool"] = {
+        "min_size": 1,
+        "max_size": DB_POOL_MAX_SIZE,
+        "timeout": env.float("DB_POOL_TIMEOUT", default=10.0),
+    }
 DATABASES = {"default": _db}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -349,6 +362,9 @@ LOGGING = {
         "celery.worker.strategy": {"level": "WARNING"},
         "celery.app.trace": {"level": "WARNING"},
         "pgserver": {"level": "WARNING"},
+        # httpx logs every request's URL at INFO; venue and feed URLs may carry keys
+        "httpx": {"level": "WARNING"},
+        "httpcore": {"level": "WARNING"},
     },
 }
 READY_CELERY_TIMEOUT = env.float("READY_CELERY_TIMEOUT", default=1.0)

@@ -140,7 +140,7 @@ def asgi_server(transactional_db):
             "CHANNELS_PREFIX": settings.CHANNEL_LAYERS["default"]["CONFIG"]["prefix"],
             "CELERY_QUEUE": settings.CELERY_TASK_DEFAULT_QUEUE,
             "DJANGO_SECRET_KEY": settings.SECRET_KEY,
-            "DB_CONN_MAX_AGE": "0",
+            "DB_POOL_MAX_SIZE": "4",  # as the Procfile's web process runs
             "LOG_LEVEL": "WARNING",
             **(env or {}),
         }
