@@ -45,3 +45,46 @@ def test_run_check_prepares_everything_without_starting_processes(django_user_mo
     assert django_user_model.objects.filter(username="operator").exists()
     assert django_user_model.objects.filter(username="demo").exists()
     assert PeriodicTask.objects.filter(name="tradedesk:outbox-dispatch").exists()
+
+
+def test_run_creates_the_database_a_fresh_server_does_not_have_yet(settings):
+    """`make run` with DATABASE_URL naming a database the server lacks creates it, then migrates."""
+    import os
+    import subprocess
+    import sys
+
+    import psycopg
+    from django.db import connection
+
+    from tests.conftest import _database_url_for_tests
+
+    s = connection.settings_dict
+    fresh = f"{s['NAME']}_fresh"
+    admin = {
+        k: v
+        for k, v in {"user": s["USER"], "password": s["PASSWORD"], "host": s["HOST"], "port": s["PORT"]}.items()
+        if v
+    }
+
+    def drop():
+        with psycopg.connect(dbname="postgres", autocommit=True, **admin) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{fresh}" WITH (FORCE)')
+
+    drop()
+    try:
+        url = _database_url_for_tests().replace(f"/{s['NAME']}", f"/{fresh}", 1)
+        out = subprocess.run(
+            [sys.executable, "manage.py", "run", "--check", "--no-seed"],
+            cwd=settings.BASE_DIR,
+            env={**os.environ, "DATABASE_URL": url, "REDIS_URL": settings.REDIS_URL, "LOG_LEVEL": "WARNING"},
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert out.returncode == 0, out.stderr[-2000:]
+        assert f"created database {fresh}" in out.stdout
+        with psycopg.connect(dbname=fresh, **admin) as conn:
+            assert conn.execute("SELECT count(*) FROM django_migrations").fetchone()[0] > 0
+            assert conn.execute("SELECT count(*) FROM trading_user WHERE username = 'operator'").fetchone()[0] == 1
+    finally:
+        drop()

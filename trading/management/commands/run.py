@@ -15,7 +15,7 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
-from django.db import connections
+from django.db import OperationalError, connections
 
 from config import embedded
 
@@ -40,6 +40,7 @@ class Command(BaseCommand):
         parser.add_argument("--check", action="store_true", help="prepare everything, then exit (no processes)")
 
     def handle(self, *args, port, no_seed, check, **options):
+        self._ensure_database()
         call_command("migrate", interactive=False, verbosity=0)
         call_command("sync_beat_schedule")
         call_command("ensure_operator")
@@ -57,6 +58,34 @@ class Command(BaseCommand):
             stopped = embedded.stop_started()
             if stopped:
                 self.stdout.write(f"stopped embedded services: {', '.join(stopped)}")
+
+    def _ensure_database(self) -> None:
+        """DATABASE_URL may name a database the server does not have yet: create it (through
+        the server's `postgres` database) rather than fail on a fresh server."""
+        try:
+            connections["default"].ensure_connection()
+            return
+        except OperationalError as missing:
+            import psycopg
+            from psycopg import sql
+
+            db = settings.DATABASES["default"]
+            params = {
+                "user": db.get("USER"),
+                "password": db.get("PASSWORD"),
+                "host": db.get("HOST"),
+                "port": db.get("PORT"),
+            }
+            try:
+                with psycopg.connect(
+                    dbname="postgres", autocommit=True, **{k: v for k, v in params.items() if v}
+                ) as conn:
+                    if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [db["NAME"]]).fetchone():
+                        raise missing  # it exists: the failure was something else
+                    conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(db["NAME"])))
+            except psycopg.Error:
+                raise missing from None
+            self.stdout.write(f"created database {db['NAME']}")
 
     def _run_procfile(self, port: int) -> None:
         env = {
