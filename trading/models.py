@@ -171,10 +171,12 @@ class Order(models.Model):
     PROTECTIVE_TYPES = frozenset({Type.STOP_LOSS, Type.TAKE_PROFIT, Type.TRAILING_STOP, Type.OCO})
     TERMINAL = frozenset({Status.FILLED, Status.REJECTED, Status.CANCELLED, Status.EXPIRED})
     S = Status
+    # ACCEPTED → FILLED: a close the venue made on its own, recorded after the fact;
+    # TRIGGERED → FILLED: a stop/take-profit the venue holds natively fired and filled there.
     TRANSITIONS: dict[str, frozenset] = {
-        S.ACCEPTED: frozenset({S.SUBMITTING, S.PENDING_TRIGGER, S.REJECTED, S.CANCELLED, S.EXPIRED}),
+        S.ACCEPTED: frozenset({S.SUBMITTING, S.PENDING_TRIGGER, S.FILLED, S.REJECTED, S.CANCELLED, S.EXPIRED}),
         S.PENDING_TRIGGER: frozenset({S.TRIGGERED, S.SUBMITTING, S.CANCELLED, S.EXPIRED, S.REJECTED}),
-        S.TRIGGERED: frozenset({S.SUBMITTING, S.CANCELLED, S.REJECTED}),
+        S.TRIGGERED: frozenset({S.SUBMITTING, S.FILLED, S.CANCELLED, S.REJECTED}),
         S.SUBMITTING: frozenset({S.SUBMITTED, S.PARTIALLY_FILLED, S.FILLED, S.REJECTED, S.CANCELLED, S.UNKNOWN}),
         S.SUBMITTED: frozenset({S.PARTIALLY_FILLED, S.FILLED, S.REJECTED, S.CANCELLED, S.EXPIRED, S.UNKNOWN}),
         S.PARTIALLY_FILLED: frozenset({S.FILLED, S.CANCELLED, S.EXPIRED, S.UNKNOWN}),

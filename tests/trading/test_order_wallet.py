@@ -34,7 +34,12 @@ def test_the_migration_links_orders_to_their_users_wallet_by_address_and_marks_p
 
         def order(user, address, order_type="MARKET"):
             return Order_.objects.create(
-                user=user, wallet_address=address, provider="ostium", asset="BTC-USD", order_type=order_type, side="long"
+                user=user,
+                wallet_address=address,
+                provider="ostium",
+                asset="BTC-USD",
+                order_type=order_type,
+                side="long",
             ).pk
 
         ids = {
@@ -131,7 +136,9 @@ def test_the_orders_api_shows_wallet_and_origin_and_filters_by_origin(markets, t
     )
     assert placed.status_code == 201, placed.content
     order_id = placed.json()["order_id"]
-    Order.objects.create(user=trader, provider="paper", asset="BTC-USD", order_type="MARKET", side="long", origin="venue")
+    Order.objects.create(
+        user=trader, provider="paper", asset="BTC-USD", order_type="MARKET", side="long", origin="venue"
+    )
 
     detail = api.get(f"/api/v1/trading/orders/{order_id}").json()
     assert (detail["wallet_id"], detail["wallet_address"], detail["origin"]) == (wallet.pk, ADDRESS, "user")
