@@ -13,6 +13,7 @@ from django.utils import timezone
 from providers.events import register_venue_listener, unregister_venue_listener, venue_event_emit
 from providers.interface import Fill as VenueFill
 from providers.interface import VenueEvent, VenueEventKind
+from tests.conftest import wait_for
 from tests.trading.conftest import make_order
 from trading.models import Event, Fill, Order, Position, ReconciliationBreak, Trade, Wallet
 from trading.services import execution
@@ -95,6 +96,33 @@ def test_a_paper_liquidation_is_recorded_as_a_filled_liquidation_order_once(mark
     assert venue_event_apply(liquidated) == "trade-not-found"
     assert Order.objects.filter(trade=trade, origin="liquidation").count() == 1
     assert Fill.objects.filter(trade=trade).exclude(kind="open").count() == 1
+
+
+@pytest.mark.celery
+def test_a_liquidation_on_the_workers_price_tick_records_one_liquidation_order(markets, trader, armed, celery_worker):
+    # given a 50x long, and the paper walk standing far below its liquidation price
+    from providers.feeds.paper import PaperFeed
+    from providers.tasks import price_tick_task
+
+    trade = _open(trader, leverage=D("50"))
+    PaperFeed.price_store("BTC-USD", D("58000"))
+
+    # when the Beat's price job runs on the worker (one walk step from there, published)
+    price_tick_task.delay()
+
+    # then the paper engine liquidates there and the close is recorded as one order
+    close = wait_for(lambda: Order.objects.filter(trade=trade, origin="liquidation", status="FILLED").first())
+    trade.refresh_from_db()
+    assert trade.status == "closed" and trade.close_reason == "liquidation"
+    assert close.realized_pnl == trade.realized_pnl and close.filled_quantity == trade.initial_size
+    # and the next tick (the position is gone at the venue) records nothing more
+    from providers.models import PaperPriceState
+
+    step = PaperPriceState.objects.get(symbol="BTC-USD").step
+    price_tick_task.delay()
+    wait_for(lambda: PaperPriceState.objects.get(symbol="BTC-USD").step > step)
+    assert Order.objects.filter(trade=trade, reduce_only=True).count() == 1
+    assert Event.objects.filter(topic="trade.closed", aggregate_id=str(trade.pk)).count() == 1
 
 
 def test_a_native_take_profit_executed_by_the_venue_fills_the_tp_order_and_cancels_the_stop(
