@@ -265,16 +265,26 @@ class OrderAdmin(TimelineLink, ReadOnlyAdmin):
         "provider",
         "asset",
         "order_type",
+        "origin",
         "side",
         "collateral",
         "leverage",
         "status",
         "error_code",
         "filled_price",
+        "wallet_address",
         "timeline_link",
     )
-    list_filter = ("status", "order_type", "provider", "side")
-    search_fields = ("=id", "=client_order_id", "asset", "=venue_order_id", "=transaction_hash", "user__username")
+    list_filter = ("status", "order_type", "origin", "provider", "side")
+    search_fields = (
+        "=id",
+        "=client_order_id",
+        "asset",
+        "=venue_order_id",
+        "=transaction_hash",
+        "user__username",
+        "=wallet_address",
+    )
     date_hierarchy = "created_at"
     inlines = [ExecutionCommandInline]
     readonly_fields = ("timeline",)

@@ -157,13 +157,26 @@ class Order(models.Model):
         EXPIRED = "EXPIRED"
         UNKNOWN = "UNKNOWN"
 
+    class Origin(models.TextChoices):
+        """Who or what made the order. Venue-initiated closes are recorded as FILLED reduce-only
+        orders (`trading.services.closes`) so the order list shows what closed every trade."""
+
+        USER = "user", "Placed by the user"
+        PROTECTIVE = "protective", "Protective (SL/TP/trailing/OCO)"
+        OPERATOR = "operator", "Operator force-close"
+        LIQUIDATION = "liquidation", "Liquidated by the venue"
+        VENUE = "venue", "Closed by the venue"
+        RECONCILIATION = "reconciliation", "Closed by reconciliation"
+
     PROTECTIVE_TYPES = frozenset({Type.STOP_LOSS, Type.TAKE_PROFIT, Type.TRAILING_STOP, Type.OCO})
     TERMINAL = frozenset({Status.FILLED, Status.REJECTED, Status.CANCELLED, Status.EXPIRED})
     S = Status
+    # ACCEPTED → FILLED: a close the venue made on its own, recorded after the fact;
+    # TRIGGERED → FILLED: a stop/take-profit the venue holds natively fired and filled there.
     TRANSITIONS: dict[str, frozenset] = {
-        S.ACCEPTED: frozenset({S.SUBMITTING, S.PENDING_TRIGGER, S.REJECTED, S.CANCELLED, S.EXPIRED}),
+        S.ACCEPTED: frozenset({S.SUBMITTING, S.PENDING_TRIGGER, S.FILLED, S.REJECTED, S.CANCELLED, S.EXPIRED}),
         S.PENDING_TRIGGER: frozenset({S.TRIGGERED, S.SUBMITTING, S.CANCELLED, S.EXPIRED, S.REJECTED}),
-        S.TRIGGERED: frozenset({S.SUBMITTING, S.CANCELLED, S.REJECTED}),
+        S.TRIGGERED: frozenset({S.SUBMITTING, S.FILLED, S.CANCELLED, S.REJECTED}),
         S.SUBMITTING: frozenset({S.SUBMITTED, S.PARTIALLY_FILLED, S.FILLED, S.REJECTED, S.CANCELLED, S.UNKNOWN}),
         S.SUBMITTED: frozenset({S.PARTIALLY_FILLED, S.FILLED, S.REJECTED, S.CANCELLED, S.EXPIRED, S.UNKNOWN}),
         S.PARTIALLY_FILLED: frozenset({S.FILLED, S.CANCELLED, S.EXPIRED, S.UNKNOWN}),
@@ -176,8 +189,12 @@ class Order(models.Model):
     del S
 
     user = models.ForeignKey("trading.User", on_delete=models.PROTECT, related_name="orders")
-    # The Wallet model arrives on another branch; until then the trading wallet's address.
+    # The wallet the order traded from: the user's Wallet row (PROTECT: a wallet with orders is
+    # deactivated, never deleted) and the address itself, as sent to the venue; the address is
+    # the record, and stays when it matches no Wallet row (e.g. orders from before wallets).
+    wallet = models.ForeignKey("trading.Wallet", null=True, blank=True, on_delete=models.PROTECT, related_name="orders")
     wallet_address = models.CharField(max_length=64, null=True, blank=True)
+    origin = models.CharField(max_length=16, choices=Origin.choices, default=Origin.USER)
     provider = models.CharField(max_length=32, help_text="venue name, e.g. paper, ostium")
     asset = models.CharField(max_length=32, help_text="pair symbol, e.g. BTC-USD")
     asset_type = models.CharField(max_length=16, blank=True, default="")

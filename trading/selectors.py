@@ -115,8 +115,17 @@ def risk_snapshot_load(*, user, venue: str, asset: str, market_max_leverage: Dec
     )
 
 
-def orders_for_user(*, user, status: str | None = None, asset: str | None = None, order_type: str | None = None):
+def orders_for_user(
+    *,
+    user,
+    status: str | None = None,
+    asset: str | None = None,
+    order_type: str | None = None,
+    origin: str | None = None,
+):
     qs = Order.objects.filter(user=user).order_by("-id")
+    if origin:
+        qs = qs.filter(origin=origin)
     if status:
         qs = qs.filter(status=status)
     if asset:

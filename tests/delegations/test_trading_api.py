@@ -11,7 +11,7 @@ import pytest
 from tests.conftest import wait_for
 from tests.delegations.conftest import new_owner, user_client
 from tests.delegations.test_lifecycle import BASE, add_signature, execute, prepare, sign_hash, sign_typed
-from trading.models import Event, ExecutionCommand, Order, Trade
+from trading.models import Event, ExecutionCommand, Order, Trade, Wallet
 
 
 @pytest.fixture
@@ -77,6 +77,10 @@ def test_trade_through_the_api_for_a_safe_then_revoke(desk, celery_worker, djang
     ).error_message
     order = Order.objects.get(pk=order_id)
     assert order.wallet_address == safe
+    # the order trades from the Safe, linked as the user's smart-account wallet
+    assert (order.wallet.user, order.wallet.wallet_address) == (user, safe)
+    assert (order.wallet.wallet_type, order.wallet.provider) == (Wallet.WalletType.SMART_ACCOUNT, "safe")
+    assert client.get(f"/api/v1/trading/orders/{order_id}").json()["wallet_id"] == order.wallet_id
     command = ExecutionCommand.objects.get(order=order, action="open")
     assert command.request["account"] == safe and command.request["delegated"] is True
     assert net.usdc_balance(safe) == 900  # the Safe's USDC, pulled through its approval

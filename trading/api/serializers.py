@@ -103,6 +103,7 @@ class OrderSerializer(ModelSerializer):
     direction = serializers.CharField(source="side")
     trade_id = serializers.IntegerField(allow_null=True)
     parent_id = serializers.IntegerField(allow_null=True)
+    wallet_id = serializers.IntegerField(allow_null=True)
 
     class Meta:
         model = Order
@@ -110,6 +111,7 @@ class OrderSerializer(ModelSerializer):
             "id",
             "status",
             "order_type",
+            "origin",
             "provider",
             "asset",
             "asset_type",
@@ -141,6 +143,7 @@ class OrderSerializer(ModelSerializer):
             "realized_pnl",
             "trade_id",
             "parent_id",
+            "wallet_id",
             "wallet_address",
             "triggered_at",
             "filled_at",
@@ -236,6 +239,7 @@ class OrderFilter(serializers.Serializer):
     status = serializers.ChoiceField(choices=Order.Status.values, required=False)
     asset = serializers.CharField(max_length=32, required=False)
     type = serializers.ChoiceField(choices=Order.Type.values, required=False)
+    origin = serializers.ChoiceField(choices=Order.Origin.values, required=False)
 
 
 class PositionFilter(serializers.Serializer):

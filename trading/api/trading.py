@@ -133,7 +133,11 @@ class OrderList(generics.ListAPIView):
         f.is_valid(raise_exception=True)
         d = f.validated_data
         return orders_for_user(
-            user=self.request.user, status=d.get("status"), asset=d.get("asset"), order_type=d.get("type")
+            user=self.request.user,
+            status=d.get("status"),
+            asset=d.get("asset"),
+            order_type=d.get("type"),
+            origin=d.get("origin"),
         )
 
 

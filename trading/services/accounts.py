@@ -423,6 +423,34 @@ def wallet_add(
     return wallet
 
 
+def wallet_for_order(*, user: User, address: str | None, safe: bool = False) -> Wallet | None:
+    """The Wallet row an order trades from: the user's wallet with `address` (the address sent
+    to the venue), whatever its state; None when the address is none of the user's wallets
+    (the order keeps the address). `safe`: the address is the user's Safe in delegated mode,
+    already proven theirs by the delegation; it is linked as a smart-account wallet the first
+    time it trades (`wallet.added`)."""
+    if not address:
+        return None
+    try:
+        address = checksum_address(address)
+    except DjangoValidationError:
+        return None
+    wallet = Wallet.objects.filter(user=user, wallet_address=address).first()
+    if wallet is not None or not safe:
+        return wallet
+    try:
+        with transaction.atomic():
+            return wallet_add(
+                user=user,
+                wallet_address=address,
+                wallet_type=Wallet.WalletType.SMART_ACCOUNT,
+                provider=Wallet.Provider.SAFE,
+                verified=True,
+            )
+    except (IntegrityError, ConflictError):  # a concurrent order of the same user linked it first
+        return Wallet.objects.filter(user=user, wallet_address=address).first()
+
+
 def wallet_add_signed(*, user: User, message: str, signature: str, wallet_type: str = Wallet.WalletType.EOA) -> Wallet:
     """Link an external wallet, proven by a signed Sign-In with Ethereum message (nonce from
     `siwe_nonce_issue` for that address)."""

@@ -411,7 +411,9 @@ def protective_orders_attach(*, parent: Order, trade: Trade, causation_id: str) 
     for order_type, levels in specs:
         child = Order.objects.create(
             user_id=parent.user_id,
+            wallet_id=parent.wallet_id,
             wallet_address=parent.wallet_address,
+            origin=Order.Origin.PROTECTIVE,
             provider=parent.provider,
             asset=parent.asset,
             asset_type=parent.asset_type,

@@ -163,6 +163,7 @@ def trade_force_close(*, actor, trade: Trade, reason: str) -> Order:
         reduce_only=True,
         trade=trade,
         close_fraction=Decimal(1),
+        origin=Order.Origin.OPERATOR,
         actor=label,
         causation_id=requested.id,
     )

@@ -20,6 +20,7 @@ from trading.lock_objects import order_lock, trade_lock
 from trading.models import Event, Order, Trade
 from trading.risk import OrderIntent, risk_check
 from trading.selectors import risk_snapshot_load, trade_open_for_user
+from trading.services.accounts import wallet_for_order
 from trading.services.ledger import event_record
 
 logger = logging.getLogger("tradedesk.orders")
@@ -233,6 +234,7 @@ def order_place(
     max_slippage: Decimal | None = None,
     client_order_id: str | None = None,
     wallet_address: str | None = None,
+    origin: str | None = None,
     parent: Order | None = None,
     actor: str | None = None,
     causation_id: str = "",
@@ -240,7 +242,9 @@ def order_place(
     """Validate, run the risk engine, write the order and `order.accepted` in one transaction,
     and enqueue execution after commit. MARKET/LIMIT go to the executor (LIMIT rests at the
     venue); protective orders wait in PENDING_TRIGGER for the protective engine. Never calls
-    a venue (only the cached market list and the price cache)."""
+    a venue (only the cached market list and the price cache). The order records the wallet it
+    trades from: the address (explicit, else the Safe of a delegated venue account, else the
+    user's sign-in address) and the user's Wallet row for it."""
     actor = actor or f"user:{user.pk}"
     order_type = str(order_type).upper()
     side = str(side).lower()
@@ -325,6 +329,8 @@ def order_place(
         )
         raise
 
+    address = wallet_address or venue_account or (user.wallet_address or None)
+    wallet = wallet_for_order(user=user, address=address, safe=bool(venue_account) and address == venue_account)
     try:
         return _order_write(
             user=user,
@@ -333,7 +339,9 @@ def order_place(
             protective=protective,
             causation_id=causation_id,
             fields={
-                "wallet_address": wallet_address or venue_account or (user.wallet_address or None),
+                "wallet": wallet,
+                "wallet_address": address,
+                "origin": origin or (Order.Origin.PROTECTIVE if protective else Order.Origin.USER),
                 "provider": provider,
                 "asset": asset,
                 "asset_type": asset_type or market.category,

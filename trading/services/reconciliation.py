@@ -22,9 +22,9 @@ from config.errors import ApplicationError
 from providers.interface import Fill as VenueFill
 from providers.interface import VenueException
 from trading.models import Order, ReconciliationBreak, Trade
+from trading.services.closes import trade_close_record
 from trading.services.execution import venue_account
 from trading.services.ledger import event_record
-from trading.services.positions import trade_reduce_from_fill
 
 logger = logging.getLogger("tradedesk.reconciliation")
 K, S = ReconciliationBreak.Kind, ReconciliationBreak.Status
@@ -163,8 +163,9 @@ def venue_reconcile(
 @transaction.atomic
 def reconciliation_break_resolve(*, break_id: int, action: str, actor: str, note: str = "") -> ReconciliationBreak:
     """adopt: take the venue's view (size) onto our trade, or accept an unknown venue position
-    as managed outside Tradedesk; close: close our trade (the venue has none), at its last price;
-    ignore: no change. Audited with `reconciliation.break_resolved`."""
+        as managed outside Tradedesk; close: close our trade (the venue has none), at its last price;
+        ignore: no change. Audited with `reconciliation.break_resolved`. A close is recorded as a FILLED
+    close order with origin `reconciliation` (`trading.services.closes`)."""
     brk = ReconciliationBreak.objects.select_for_update().get(pk=break_id)
     if brk.status != S.OPEN:
         raise ApplicationError("This break is already resolved.", code="BREAK_RESOLVED", status_code=409)
@@ -187,7 +188,7 @@ def reconciliation_break_resolve(*, break_id: int, action: str, actor: str, note
         if brk.kind != K.MISSING_AT_VENUE or not brk.trade_id:
             raise ApplicationError("Only a trade missing at the venue can be closed here.", code="INVALID_ACTION")
         trade = Trade.objects.get(pk=brk.trade_id)
-        pnl = trade_reduce_from_fill(
+        order = trade_close_record(
             trade=trade,
             fill=VenueFill(
                 price=trade.current_price,
@@ -198,12 +199,16 @@ def reconciliation_break_resolve(*, break_id: int, action: str, actor: str, note
                 price_source="reconciliation",
                 timestamp=timezone.now(),
             ),
-            fraction=Decimal(1),
-            dedupe_key=f"{trade.provider}:reconciliation:{brk.pk}",
+            origin=Order.Origin.RECONCILIATION,
             reason=Trade.CloseReason.VENUE,
+            dedupe_key=f"{trade.provider}:reconciliation:{brk.pk}",
             actor=actor,
+            source="reconciliation",
+            details={"break_id": brk.pk, "note": note.strip()[:500]},
         )
-        payload["realized_pnl"] = pnl
+        # None: the trade was closed meanwhile (e.g. the venue's own close arrived); nothing to do
+        payload["realized_pnl"] = order.realized_pnl if order else None
+        payload["order_id"] = order.pk if order else None
         brk.status = S.CLOSED
     elif action == "ignore":
         brk.status = S.IGNORED

@@ -1,7 +1,9 @@
 """Applying what a venue did on its own (resting limit filled, native SL/TP close,
 liquidation, funding) to Order/Trade/Position, with events. Registered as a venue listener
 in `TradingConfig.ready`. Idempotent: the same VenueEvent delivered twice changes nothing
-the second time (order status guards and `Fill.dedupe_key`)."""
+the second time (order status guards, the trade's status and `Fill.dedupe_key`). A close the
+venue made is recorded as a FILLED close order (`trading.services.closes`): the protective
+order whose native SL/TP fired, or a new one with origin `liquidation` / `venue`."""
 
 from __future__ import annotations
 
@@ -14,9 +16,10 @@ from django.db.models import Q
 from providers.interface import ExecStatus, ExecutionResult, VenueEvent, VenueEventKind
 from trading.lock_objects import order_lock
 from trading.models import ExecutionCommand, Order, Trade
+from trading.services.closes import trade_close_record
 from trading.services.execution import fill_apply
 from trading.services.orders import order_transition
-from trading.services.positions import trade_funding_apply, trade_reduce_from_fill
+from trading.services.positions import trade_funding_apply
 
 logger = logging.getLogger("tradedesk.venue_events")
 
@@ -97,16 +100,19 @@ def venue_event_apply(event: VenueEvent) -> str:
         reason = event.details.get("reason") or ("liquidation" if liquidated else Trade.CloseReason.VENUE)
         if reason not in Trade.CloseReason.values:
             reason = Trade.CloseReason.VENUE
-        pnl = trade_reduce_from_fill(
+        order = trade_close_record(
             trade=trade,
             fill=event.fill,
-            fraction=Decimal(1),
-            dedupe_key=f"{event.venue}:{kind}:{trade.pk}",
+            origin=Order.Origin.LIQUIDATION if liquidated else Order.Origin.VENUE,
             reason=reason,
+            dedupe_key=f"{event.venue}:{kind}:{trade.pk}",
             kind="liquidation" if liquidated else "close",
             actor=f"venue:{event.venue}",
+            source=f"venue:{event.venue}",
+            venue_order_id=event.venue_order_id,
+            details=event.details,
         )
-        return "closed" if pnl is not None else "ignored"
+        return "closed" if order is not None else "ignored"
     if kind == VenueEventKind.FUNDING_CHARGED:
         amount = Decimal(str(event.details.get("amount", "0")))
         ref = event.details.get("charge_id") or event.details.get("id")

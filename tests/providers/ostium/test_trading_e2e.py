@@ -68,6 +68,12 @@ def _history(net, trader):
     return asyncio.run(sdk.subgraph.get_recent_history(trader.lower(), 20))
 
 
+def _order_topics(order):
+    return list(
+        Event.objects.filter(correlation_id=order.correlation_id).order_by("id").values_list("topic", flat=True)
+    )
+
+
 def _flow(net, api, trader_address, *, user):
     start_usdc = net.usdc_balance(trader_address)
     body = {
@@ -157,6 +163,18 @@ def _flow(net, api, trader_address, *, user):
     position = Position.objects.get(user=user, provider="ostium")
     assert position.status == "closed" and position.realized_pnl == trade.realized_pnl
     assert not Order.objects.filter(trade=trade, status="PENDING_TRIGGER").exists()
+    # the TP order (68,000, placed by the PATCH) is the close: it filled at Ostium's price; the stop is cancelled
+    tp = Order.objects.get(trade=trade, order_type="TAKE_PROFIT", status="FILLED")
+    tp_close = next(o for o in closes if o["orderType"] == "TakeProfit")
+    assert tp.take_profit_price == D("68000") and tp.filled_price == D(tp_close["price"]) / E18
+    assert tp.venue_order_id == str(tp_close["id"]) and tp.realized_pnl == trade.realized_pnl - half_order.realized_pnl
+    assert [t for t in _order_topics(tp) if t in ("order.triggered", "order.filled")] == [
+        "order.triggered",
+        "order.filled",
+    ]
+    sl = Order.objects.get(trade=trade, order_type="STOP_LOSS", stop_price=D("62000"))
+    assert (sl.status, sl.error_code) == ("CANCELLED", "TRADE_CLOSED")
+    assert not Order.objects.filter(trade=trade, origin__in=["venue", "liquidation"]).exists()
 
     topics = list(
         Event.objects.filter(aggregate_type="trade", aggregate_id=str(trade.pk)).values_list("topic", flat=True)
@@ -283,6 +301,9 @@ def test_reconciliation_breaks_are_detected_and_resolved_with_events(desk, ostiu
     gone.refresh_from_db()
     drift.refresh_from_db()
     assert gone.status == "closed" and gone.close_reason == "venue"
+    close = Order.objects.get(trade=gone, origin="reconciliation")
+    assert (close.status, close.reduce_only, close.filled_quantity) == ("FILLED", True, gone.initial_size)
+    assert _order_topics(close)[:3] == ["order.accepted", "order.filled", "trade.closed"]
     from providers.registry import get_venue
 
     venue_sizes = {(p.pair_id, p.trade_index): p.size for p in get_venue("ostium").get_positions(account=me)}
