@@ -84,7 +84,13 @@ def test_a_paper_liquidation_is_recorded_as_a_filled_liquidation_order_once(mark
     assert close.realized_pnl == fill.realized_pnl == trade.realized_pnl
     assert fill.order == close
     assert (close.wallet, close.wallet_address) == (wallet, ADDRESS)  # from the order that opened the trade
-    assert _topics(close) == ["order.accepted", "order.filled", "trade.closed", "position.closed"]
+    assert _topics(close) == [
+        "order.accepted",
+        "order.filled",
+        "trade.closed",
+        "position.closed",
+        "position.liquidated",
+    ]
     accepted = Event.objects.get(correlation_id=close.correlation_id, topic="order.accepted")
     assert accepted.actor == "venue:paper" and accepted.payload["origin"] == "liquidation"
     stop = _protective(trade, "STOP_LOSS")
@@ -294,3 +300,32 @@ def test_a_reconciliation_close_is_recorded_as_a_reconciliation_order(markets, t
     resolved = Event.objects.get(topic="reconciliation.break_resolved")
     assert resolved.payload["order_id"] == close.pk
     assert _protective(trade, "STOP_LOSS").status == "CANCELLED"
+
+
+def test_the_owners_webhooks_hear_of_the_liquidation_and_nobody_elses_do(
+    markets, trader, armed, settings, django_user_model
+):
+    """Trade and position events name their owner, so the dispatcher makes deliveries for them."""
+    settings.PROTECTIVE_TICK_LISTENER = False
+    from providers.prices import price_set
+    from trading.outbox import outbox_dispatch
+    from webhooks import services as webhooks
+    from webhooks.models import WebhookAllowlist, WebhookDelivery
+
+    WebhookAllowlist.objects.create(cidr="127.0.0.1/32", allow_http=True, note="test receiver")
+    mine, _ = webhooks.endpoint_create(user=trader, url="http://127.0.0.1:9/hook", event_types=["*"])
+    other = django_user_model.objects.create_user(username="bob", email="bob@example.com")
+    theirs, _ = webhooks.endpoint_create(user=other, url="http://127.0.0.1:9/hook", event_types=["*"])
+    trade = _open(trader, leverage=D("50"))
+
+    price_set("BTC-USD", D("58000"))  # the 50x long is liquidated
+    outbox_dispatch()
+
+    trade.refresh_from_db()
+    assert trade.close_reason == "liquidation"
+    kinds = sorted(WebhookDelivery.objects.filter(endpoint=mine).values_list("event_type", flat=True))
+    assert kinds.count("trade.executed") >= 1
+    assert kinds.count("trade.closed") == 1 and kinds.count("position.liquidated") == 1
+    closed = WebhookDelivery.objects.get(endpoint=mine, event_type="trade.closed")
+    assert closed.payload["data"]["trade_id"] == trade.pk and closed.payload["data"]["user_id"] == trader.pk
+    assert not WebhookDelivery.objects.filter(endpoint=theirs).exists()

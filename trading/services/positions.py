@@ -26,7 +26,13 @@ def _trade_event(trade: Trade, topic: str, *, payload: dict, actor="system", cau
         correlation_id=correlation_id or f"trade-{trade.pk}",
         causation_id=causation_id,
         actor=actor,
-        payload={"trade_id": trade.pk, "pair_id": trade.pair_id, "trade_index": trade.trade_index, **payload},
+        payload={
+            "trade_id": trade.pk,
+            "user_id": trade.user_id,  # whose webhooks and streams see it
+            "pair_id": trade.pair_id,
+            "trade_index": trade.trade_index,
+            **payload,
+        },
     )
 
 
@@ -40,6 +46,7 @@ def _position_event(position: Position, topic: str, *, causation_id="", correlat
         actor=actor,
         payload={
             "position_id": position.pk,
+            "user_id": position.user_id,  # whose webhooks and streams see it
             "asset": position.asset,
             "side": position.side,
             "status": position.status,
@@ -281,6 +288,8 @@ def trade_reduce_from_fill(
         correlation_id=correlation_id,
         causation_id=event.id,
     )
+    if reason == Trade.CloseReason.LIQUIDATION:
+        _position_event(position, "position.liquidated", correlation_id=correlation_id, causation_id=event.id)
     if fully:
         protective_orders_cancel_for_trade(
             trade=trade, causation_id=event.id, exclude_order_id=order.pk if order else None
