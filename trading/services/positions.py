@@ -26,7 +26,13 @@ def _trade_event(trade: Trade, topic: str, *, payload: dict, actor="system", cau
         correlation_id=correlation_id or f"trade-{trade.pk}",
         causation_id=causation_id,
         actor=actor,
-        payload={"trade_id": trade.pk, "pair_id": trade.pair_id, "trade_index": trade.trade_index, **payload},
+        payload={
+            "user_id": trade.user_id,
+            "trade_id": trade.pk,
+            "pair_id": trade.pair_id,
+            "trade_index": trade.trade_index,
+            **payload,
+        },
     )
 
 
@@ -39,6 +45,7 @@ def _position_event(position: Position, topic: str, *, causation_id="", correlat
         causation_id=causation_id,
         actor=actor,
         payload={
+            "user_id": position.user_id,
             "position_id": position.pk,
             "asset": position.asset,
             "side": position.side,
