@@ -6,8 +6,9 @@ orders whose `account` is "user:<id>" or that address use it. Delegated mode
 (OSTIUM_DELEGATE_KEY_FILE, default the trader key) acts through `delegatedAction`.
 
 Market orders are two-phase: `open_trade` / `close_trade` return PENDING with Ostium's order
-id; `providers.ostium.sync.ostium_sync` (Beat) polls them and emits VenueEvents
-(ORDER_FILLED / ORDER_CANCELLED / POSITION_CLOSED / POSITION_LIQUIDATED). Every command is
+id; limit/stop opens return PENDING with `limit:<tx hash>` and rest in a (trader, pair, index)
+slot until a keeper triggers them. `providers.ostium.sync.ostium_sync` (Beat) polls both and
+emits VenueEvents (ORDER_FILLED / ORDER_CANCELLED / POSITION_CLOSED / POSITION_LIQUIDATED). Every command is
 recorded in `OstiumOrder` before its transaction is sent, so an unknown outcome is resolved
 from the chain (`get_order_status`) and never submitted twice.
 """
@@ -544,8 +545,8 @@ class OstiumVenue:
         """Cancel a resting limit/stop open (`cancelOpenLimitOrder` on its slot), or time out a
         market order the keeper never answered (`openTradeMarketTimeout` returns the
         collateral; `closeTradeMarketTimeout(retry=False)` drops the close, the trade stays
-        open). A timeout is simulated first: before Ostium's timeout has passed it answers
-        PENDING (`ORDER_TIMEOUT`, not yet) and sends nothing."""
+        open). A timeout is simulated first: before Ostium's timeout has passed it is refused
+        (REJECTED, `ORDER_TIMEOUT`, retryable: the order is still pending) and nothing is sent."""
         from providers.models import OstiumOrder
 
         refused = self._refuse_writes()
@@ -592,12 +593,9 @@ class OstiumVenue:
                 return ExecutionResult(status=ExecStatus.UNKNOWN, error=exc.error, venue_order_id=venue_order_id)
             if problem is not None:
                 name, details = problem
-                if name == "WaitTimeout":
-                    return ExecutionResult(
-                        status=ExecStatus.PENDING,
-                        venue_order_id=venue_order_id,
-                        pair_id=row.pair_id,
-                        error=E.error(C.ORDER_TIMEOUT, "Ostium's market-order timeout has not passed yet"),
+                if name == "WaitTimeout":  # refused for now: the order stays pending at the keeper
+                    return self._rejected(
+                        E.error(C.ORDER_TIMEOUT, "Ostium's market-order timeout has not passed yet", retryable=True)
                     )
                 return self._rejected(E.error_from_revert(name, details))
             try:

@@ -207,6 +207,12 @@ def test_a_market_open_the_keeper_never_executes_is_timed_out_and_its_collateral
     # the keeper is held back; Ostium's own timeout (in blocks) has not passed: nothing is sent
     nonce = ostium.w3.eth.get_transaction_count(me)
     assert _sync()["timed_out"] == 0
+    assert Order.objects.get(pk=order_id).status == "SUBMITTED"
+    # nor can the user cancel it yet: refused, still pending
+    assert api.post(f"/api/v1/trading/orders/{order_id}/cancel", {}, format="json").status_code in (200, 202)
+    wait_for(lambda: "order.cancel_failed" in _topics("order", order_id), timeout=30)
+    failed = Event.objects.get(topic="order.cancel_failed", aggregate_id=str(order_id))
+    assert failed.payload["error_code"] == "ORDER_TIMEOUT"
     assert ostium.w3.eth.get_transaction_count(me) == nonce
     assert Order.objects.get(pk=order_id).status == "SUBMITTED"
 
