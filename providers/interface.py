@@ -61,6 +61,8 @@ class ErrorCode(StrEnum):
     PRICE_STALE = "PRICE_STALE"
     REVERTED = "REVERTED"
     UNKNOWN_OUTCOME = "UNKNOWN_OUTCOME"
+    ORDER_TIMEOUT = "ORDER_TIMEOUT"  # the venue never executed the order in time; it was cancelled
+    VENUE_CANCELLED = "VENUE_CANCELLED"  # cancelled at the venue, not through us
     VENUE_DISABLED = "VENUE_DISABLED"
     CIRCUIT_OPEN = "CIRCUIT_OPEN"
     INTERNAL = "INTERNAL"

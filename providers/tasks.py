@@ -20,7 +20,9 @@ def paper_funding_task() -> int:
 
 @shared_task(ignore_result=True, expires=5)
 def ostium_sync_task() -> dict:
-    """Settle pending Ostium market orders and notice venue-side closes (TP/SL/liquidation)."""
-    from providers.ostium.sync import ostium_sync
+    """Settle pending Ostium market orders and resting limits, time out market orders the keeper
+    never answered, and notice venue-side closes (TP/SL/liquidation) — in-process, or in the
+    signer service when OSTIUM_SERVICE_BASE_URL is set (it holds the keys)."""
+    from providers.ostium.sync import ostium_sync_run
 
-    return ostium_sync()
+    return ostium_sync_run()

@@ -11,10 +11,11 @@ import fnmatch
 
 from webhooks.models import EventType
 
-# ledger topic pattern (fnmatch) -> webhook event type
+# ledger topic pattern (fnmatch) -> webhook event type. `trade.executed` comes from `order.filled`
+# alone (every execution, open or close, fills an order): the `trade.opened` it causes is not
+# announced again.
 TOPIC_MAP: dict[str, str] = {
     "order.filled": EventType.TRADE_EXECUTED,
-    "trade.opened": EventType.TRADE_EXECUTED,
     "trade.closed": EventType.TRADE_CLOSED,
     "order.triggered": EventType.ORDER_TRIGGERED,
     "order.rejected": EventType.ORDER_REJECTED,

@@ -6,8 +6,9 @@ orders whose `account` is "user:<id>" or that address use it. Delegated mode
 (OSTIUM_DELEGATE_KEY_FILE, default the trader key) acts through `delegatedAction`.
 
 Market orders are two-phase: `open_trade` / `close_trade` return PENDING with Ostium's order
-id; `providers.ostium.sync.ostium_sync` (Beat) polls them and emits VenueEvents
-(ORDER_FILLED / ORDER_CANCELLED / POSITION_CLOSED / POSITION_LIQUIDATED). Every command is
+id; limit/stop opens return PENDING with `limit:<tx hash>` and rest in a (trader, pair, index)
+slot until a keeper triggers them. `providers.ostium.sync.ostium_sync` (Beat) polls both and
+emits VenueEvents (ORDER_FILLED / ORDER_CANCELLED / POSITION_CLOSED / POSITION_LIQUIDATED). Every command is
 recorded in `OstiumOrder` before its transaction is sent, so an unknown outcome is resolved
 from the chain (`get_order_status`) and never submitted twice.
 """
@@ -290,8 +291,10 @@ class OstiumVenue:
         breaker_record(self.net.name, ok=True)
         row.tx_hash, row.nonce, row.from_block = outcome.tx_hash, outcome.nonce, outcome.from_block
         row.venue_order_id = outcome.order_id
+        if row.action == "open" and row.order_type != "market" and not row.venue_order_id:
+            self._note_limit(row, client, outcome.receipt)
         row.status = row.Status.PENDING if row.action in ("open", "close") else row.Status.EXECUTED
-        row.save(update_fields=["tx_hash", "nonce", "from_block", "venue_order_id", "status", "updated_at"])
+        row.save(update_fields=["tx_hash", "nonce", "from_block", "venue_order_id", "status", "result", "updated_at"])
         return ExecutionResult(
             status=ExecStatus.PENDING if row.action in ("open", "close") else ExecStatus.FILLED,
             venue_order_id=row.venue_order_id,
@@ -381,11 +384,18 @@ class OstiumVenue:
             return sdk.ostium.perform_trade(params, at_price=at_price)
 
         result = self._send(row, client, "open", write)
-        if result.status == ExecStatus.PENDING and not result.venue_order_id:
-            # limit/stop: rests until its price; the venue id is pair/index of the limit
-            row.venue_order_id = f"limit:{row.tx_hash}"
-            row.save(update_fields=["venue_order_id", "updated_at"])
         return ExecutionResult(**{**result.__dict__, "raw_request": raw | {"at_price": str(at_price)}})
+
+    @staticmethod
+    def _note_limit(row, client, receipt) -> None:
+        """A limit/stop open rests at the venue as (trader, pair, index) until its price: keep
+        that slot and the placing block (the slot is reused once the limit is gone); our venue
+        order id is `limit:<placing tx>`. The caller saves the row."""
+        placed = client.limit_placed(receipt)
+        row.venue_order_id = f"limit:{row.tx_hash}"
+        if placed is not None:
+            pair_id, index = placed
+            row.result = {**row.result, "limit": {"pair_id": pair_id, "index": index, "block": receipt["blockNumber"]}}
 
     def _preflight(self, client, trader: str, delegated: bool, *, collateral: Decimal | None) -> VenueError | None:
         if delegated:
@@ -532,8 +542,11 @@ class OstiumVenue:
         )
 
     def cancel_order(self, *, account: str, venue_order_id: str, delegated: bool = False) -> ExecutionResult:
-        """Cancel a resting limit (its pair/index looked up on the subgraph) or time out a
-        market order the keeper never answered."""
+        """Cancel a resting limit/stop open (`cancelOpenLimitOrder` on its slot), or time out a
+        market order the keeper never answered (`openTradeMarketTimeout` returns the
+        collateral; `closeTradeMarketTimeout(retry=False)` drops the close, the trade stays
+        open). A timeout is simulated first: before Ostium's timeout has passed it is refused
+        (REJECTED, `ORDER_TIMEOUT`, retryable: the order is still pending) and nothing is sent."""
         from providers.models import OstiumOrder
 
         refused = self._refuse_writes()
@@ -549,12 +562,16 @@ class OstiumVenue:
         except VenueException as exc:
             return self._rejected(exc.error)
         who = trader if delegated else None
+        reason = ""
         if row.order_type != "market":
-            limits = self._read(lambda: client.limit_orders(trader), during="limits")
-            mine = [limit for limit in limits if str(limit["id"]).split("_")[1] == row.pair_id]
-            if not mine:
-                return self._rejected(E.error(C.ORDER_NOT_FOUND, "no resting Ostium limit order"))
-            index = str(mine[-1]["id"]).split("_")[2]
+            slot = row.result.get("limit") or {}
+            index = slot.get("index")
+            if index is None:  # placed before its slot was recorded: the newest resting limit on the pair
+                limits = self._read(lambda: client.limit_orders(trader), during="limits")
+                mine = [limit for limit in limits if str(limit["id"]).split("_")[1] == row.pair_id]
+                if not mine:
+                    return self._rejected(E.error(C.ORDER_NOT_FOUND, "no resting Ostium limit order"))
+                index = str(mine[-1]["id"]).split("_")[2]
             try:
                 client.write(
                     "cancel_limit", lambda sdk: sdk.ostium.cancel_limit_order(int(row.pair_id), int(index), who)
@@ -564,21 +581,40 @@ class OstiumVenue:
         else:
             if not row.venue_order_id:
                 return self._rejected(E.error(C.ORDER_NOT_FOUND, "the market order has no Ostium order id yet"))
+            order_id = int(row.venue_order_id)
+            fn_name, args = (
+                ("openTradeMarketTimeout", [order_id])
+                if row.action == "open"
+                else ("closeTradeMarketTimeout", [order_id, False])
+            )
+            try:
+                problem = self._read(lambda: client.simulate(fn_name, args, trader=who), during="market_timeout")
+            except VenueException as exc:
+                return ExecutionResult(status=ExecStatus.UNKNOWN, error=exc.error, venue_order_id=venue_order_id)
+            if problem is not None:
+                name, details = problem
+                if name == "WaitTimeout":  # refused for now: the order stays pending at the keeper
+                    return self._rejected(
+                        E.error(C.ORDER_TIMEOUT, "Ostium's market-order timeout has not passed yet", retryable=True)
+                    )
+                return self._rejected(E.error_from_revert(name, details))
             try:
                 if row.action == "open":
-                    client.write(
-                        "open_timeout", lambda sdk: sdk.ostium.open_market_timeout(int(row.venue_order_id), who)
-                    )
+                    client.write("open_timeout", lambda sdk: sdk.ostium.open_market_timeout(order_id, who))
                 else:
-                    client.write(
-                        "close_timeout",
-                        lambda sdk: sdk.ostium.close_market_timeout(int(row.venue_order_id), False, who),
-                    )
+                    client.write("close_timeout", lambda sdk: sdk.ostium.close_market_timeout(order_id, False, who))
             except Exception as exc:
                 return self._rejected(E.error_from_exception(exc, during="market_timeout"))
+            reason = "100"
         row.status = row.Status.CANCELLED
-        row.save(update_fields=["status", "updated_at"])
-        return ExecutionResult(status=ExecStatus.CANCELLED, venue_order_id=venue_order_id, pair_id=row.pair_id)
+        row.result = {**row.result, "cancel_reason": reason} if reason else row.result
+        row.save(update_fields=["status", "result", "updated_at"])
+        return ExecutionResult(
+            status=ExecStatus.CANCELLED,
+            venue_order_id=venue_order_id,
+            pair_id=row.pair_id,
+            error=E.error_from_cancel_reason(reason) if reason else None,
+        )
 
     # --- reads of state -----------------------------------------------------------------------
     def get_positions(self, *, account: str) -> list[VenuePosition]:
@@ -644,7 +680,9 @@ class OstiumVenue:
             )
         if row.action not in ("open", "close"):
             return ExecutionResult(status=ExecStatus.FILLED, pair_id=row.pair_id, trade_index=row.trade_index)
-        if not row.venue_order_id or row.venue_order_id.startswith("limit:"):
+        if row.venue_order_id.startswith("limit:"):
+            return self._limit_outcome(row)
+        if not row.venue_order_id:
             return ExecutionResult(status=ExecStatus.PENDING, venue_order_id=row.venue_order_id, pair_id=row.pair_id)
         return self._market_outcome(row)
 
@@ -685,11 +723,94 @@ class OstiumVenue:
                 row.save(update_fields=["tx_hash", "status", "error_code", "result", "updated_at"])
                 return None
             row.venue_order_id = client.order_id_from_receipt(receipt)
+            if row.action == "open" and row.order_type != "market" and not row.venue_order_id:
+                self._note_limit(row, client, receipt)
             row.status = row.Status.PENDING
-            row.save(update_fields=["tx_hash", "venue_order_id", "status", "updated_at"])
+            row.save(update_fields=["tx_hash", "venue_order_id", "status", "result", "updated_at"])
             return None
         except Exception as exc:
             return ExecutionResult(status=ExecStatus.UNKNOWN, error=E.error_from_exception(exc, during="resolve"))
+
+    def _open_fill(self, row, client, order: dict, *, fee: Decimal, slippage: Decimal, when) -> Fill:
+        """The fill of an executed open order (market or triggered limit), from its trade; notes
+        the trade on the row (the caller saves it)."""
+        price = _d(order.get("price"), E18)
+        trade = self._read(lambda: client.trade(order["tradeID"]), during="trade") or {}
+        size = _d(trade.get("tradeNotional") or order.get("tradeNotional"), E18)
+        row.trade_id = str(order.get("tradeID") or "")
+        row.trade_index = str(trade.get("index", row.trade_index))
+        row.trade_open = bool(trade.get("isOpen", True))
+        return Fill(
+            price=_d(trade.get("openPrice"), E18) or price,
+            size=size,
+            notional=(size * price),
+            fee=fee,
+            slippage=slippage,
+            price_source="ostium",
+            timestamp=when,
+        )
+
+    def _limit_outcome(self, row) -> ExecutionResult:
+        """A resting limit/stop open: PENDING while it rests (or its trigger is being priced),
+        FILLED once a keeper trigger opened the trade, CANCELLED once it was cancelled at the
+        venue (by anyone). Read from the subgraph's limit (trader_pair_index) and the open
+        orders its triggers created since our placing block; a slot reused by a later limit
+        bounds ours."""
+        base = {"venue_order_id": row.venue_order_id, "pair_id": row.pair_id, "transaction_hash": row.tx_hash}
+        info = row.result.get("limit") or {}
+        if "index" not in info:
+            return ExecutionResult(
+                status=ExecStatus.UNKNOWN,
+                error=E.error(C.ORDER_NOT_FOUND, "the limit's venue slot is not known"),
+                **base,
+            )
+        client = self._client(delegated=row.delegated)
+        limit_id = f"{row.account.lower()}_{info['pair_id']}_{info['index']}"
+        try:
+            state = self._read(lambda: client.limit_history(limit_id), during="limit")
+        except VenueException as exc:
+            return ExecutionResult(status=ExecStatus.UNKNOWN, error=exc.error, **base)
+        placed = int(info["block"])
+        limit = state["limit"]
+        ours = limit is not None and str(limit.get("initiatedTx", "")).lower() == row.tx_hash.lower()
+        later = limit is not None and not ours and int(limit.get("initiatedBlock") or 0) > placed
+        if not ours and not later:  # our placement is not indexed yet
+            return ExecutionResult(
+                status=ExecStatus.PENDING, error=E.error(C.SUBGRAPH_LAGGING, "limit not yet indexed"), **base
+            )
+        end = int(limit["initiatedBlock"]) if later else None
+        executed = [
+            o
+            for o in state["orders"]
+            if not o.get("isPending", True)
+            and not o.get("isCancelled")
+            and int(o.get("initiatedBlock") or 0) >= placed
+            and (end is None or int(o.get("initiatedBlock") or 0) < end)
+        ]
+        if executed:
+            order = executed[0]
+            executed_at = order.get("executedAt")
+            when = datetime.fromtimestamp(int(executed_at), tz=UTC) if executed_at else timezone.now()
+            price = _d(order.get("price"), E18)
+            ref = row.reference_price or price
+            fill = self._open_fill(
+                row, client, order, fee=_fee(order), slippage=abs(price - ref) / ref if ref else Decimal(0), when=when
+            )
+            row.status = row.Status.EXECUTED
+            row.result = {**row.result, "order": order}
+            row.save(update_fields=["status", "result", "trade_id", "trade_index", "trade_open", "updated_at"])
+            return ExecutionResult(status=ExecStatus.FILLED, fill=fill, trade_index=row.trade_index, **base)
+        if ours and limit.get("isActive"):
+            return ExecutionResult(status=ExecStatus.PENDING, **base)
+        if ours and limit.get("isExecuted"):  # its executing order is not indexed yet
+            return ExecutionResult(
+                status=ExecStatus.PENDING, error=E.error(C.SUBGRAPH_LAGGING, "limit fill not yet indexed"), **base
+            )
+        # cancelled at the venue (by the trader, through Ostium or the SDK), or gone unfilled
+        row.status = row.Status.CANCELLED
+        row.result = {**row.result, "cancel_reason": "LimitCancelled"}
+        row.save(update_fields=["status", "result", "updated_at"])
+        return ExecutionResult(status=ExecStatus.CANCELLED, error=E.error_from_cancel_reason("LimitCancelled"), **base)
 
     def _market_outcome(self, row) -> ExecutionResult:
         client = self._client(delegated=row.delegated)
@@ -715,29 +836,13 @@ class OstiumVenue:
             row.save(update_fields=["status", "result", "updated_at"])
             return ExecutionResult(status=ExecStatus.CANCELLED, error=E.error_from_cancel_reason(reason), **base)
         price = _d(order.get("price"), E18)
-        fee = sum(
-            (_d(order.get(k), E6) for k in ("devFee", "vaultFee", "oracleFee", "liquidationFee")),
-            Decimal(0),
-        )
+        fee = _fee(order)
         executed = order.get("executedAt")
         when = datetime.fromtimestamp(int(executed), tz=UTC) if executed else timezone.now()
         ref = row.reference_price or price
         slippage = abs(price - ref) / ref if ref else Decimal(0)
         if row.action == "open":
-            trade = self._read(lambda: client.trade(order["tradeID"]), during="trade") or {}
-            size = _d(trade.get("tradeNotional") or order.get("tradeNotional"), E18)
-            row.trade_id = str(order.get("tradeID") or "")
-            row.trade_index = str(trade.get("index", row.trade_index))
-            row.trade_open = bool(trade.get("isOpen", True))
-            fill = Fill(
-                price=_d(trade.get("openPrice"), E18) or price,
-                size=size,
-                notional=(size * price),
-                fee=fee,
-                slippage=slippage,
-                price_source="ostium",
-                timestamp=when,
-            )
+            fill = self._open_fill(row, client, order, fee=fee, slippage=slippage, when=when)
         else:
             sent = _d(order.get("amountSentToTrader"), E6)
             pnl = sent + fee - row.collateral
@@ -757,6 +862,10 @@ class OstiumVenue:
         return ExecutionResult(
             status=ExecStatus.FILLED, fill=fill, trade_index=row.trade_index, **base | {"pair_id": row.pair_id}
         )
+
+
+def _fee(order: dict) -> Decimal:
+    return sum((_d(order.get(k), E6) for k in ("devFee", "vaultFee", "oracleFee", "liquidationFee")), Decimal(0))
 
 
 def _jsonable(value):

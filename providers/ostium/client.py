@@ -188,6 +188,23 @@ def decode_revert_data(data: bytes | str) -> tuple[str, dict]:
     return name, {n: (str(v) if isinstance(v, int) else v) for n, v in zip(names, values, strict=False)}
 
 
+def _call_error(exc: BaseException) -> tuple[str, dict]:
+    """The decoded revert carried by a failed eth_call, ("", {"message"}) when it has none."""
+    for candidate in (getattr(exc, "data", None), *exc.args):
+        if isinstance(candidate, str) and candidate.startswith("0x"):
+            return decode_revert_data(candidate)
+        if isinstance(candidate, dict) and isinstance(candidate.get("data"), str):
+            return decode_revert_data(candidate["data"])
+    return "", {"message": str(exc)[:300]}
+
+
+def _is_transport(exc: BaseException) -> bool:
+    """A failure to reach the node (not an answer from the chain)."""
+    import requests
+
+    return isinstance(exc, requests.RequestException | ConnectionError | TimeoutError)
+
+
 # --- plain HTTP reads (no SDK, no key: safe in a web request) -------------------------------------
 
 _PAIRS_QUERY = """
@@ -444,13 +461,62 @@ class OstiumClient:
         try:
             w3.eth.call(call, block_identifier=receipt["blockNumber"] - 1)
         except Exception as exc:
-            for candidate in (getattr(exc, "data", None), *exc.args):
-                if isinstance(candidate, str) and candidate.startswith("0x"):
-                    return decode_revert_data(candidate)
-                if isinstance(candidate, dict) and isinstance(candidate.get("data"), str):
-                    return decode_revert_data(candidate["data"])
-            return "", {"message": str(exc)[:300]}
+            return _call_error(exc)
         return "", {}
+
+    def simulate(self, fn_name: str, args: list, *, trader: str | None = None) -> tuple[str, dict] | None:
+        """eth_call of a Trading function as this signer would send it (through
+        `delegatedAction(trader, ...)` when `trader` is given): None when it would succeed,
+        else the decoded revert (name, args). Sends nothing."""
+        contract = self.sdk.ostium.ostium_trading_contract
+        if trader:
+            fn = contract.functions.delegatedAction(
+                Web3.to_checksum_address(trader), contract.encode_abi(fn_name, args)
+            )
+        else:
+            fn = getattr(contract.functions, fn_name)(*args)
+        try:
+            fn.call({"from": self.address})
+        except Exception as exc:
+            name, details = _call_error(exc)
+            if not name and "message" in details and _is_transport(exc):
+                raise
+            return name or "reverted", details
+        return None
+
+    def limit_placed(self, receipt) -> tuple[str, str] | None:
+        """(pair id, limit index) of the limit/stop open a receipt placed (OpenLimitPlacedV2)."""
+        from web3.logs import DISCARD
+
+        event = self.sdk.ostium.ostium_trading_contract.events.OpenLimitPlacedV2()
+        for entry in event.process_receipt(receipt, errors=DISCARD):
+            return str(entry["args"]["pairIndex"]), str(entry["args"]["index"])
+        return None
+
+    def limit_history(self, limit_id: str) -> dict:
+        """The subgraph's limit `limit_id` (trader_pair_index) and the open orders its keeper
+        triggers created, oldest first: {"limit": {...} | None, "orders": [...]}."""
+        from gql import gql
+
+        query = gql(
+            """
+            query LimitHistory($id: ID!, $limit: String) {
+              limits(where: {id: $id}) {
+                id isActive isCancelled isExecuted initiatedTx initiatedBlock cancelledAt executedTx
+              }
+              orders(where: {limitID: $limit, orderAction: "Open"}, orderBy: initiatedBlock, orderDirection: asc) {
+                id tradeID limitID orderType orderAction price tradeNotional initiatedBlock executedAt executedTx
+                isPending isCancelled cancelReason devFee vaultFee oracleFee liquidationFee
+              }
+            }
+            """
+        )
+
+        async def run():
+            result = await self.sdk.subgraph._execute_query(query, variable_values={"id": limit_id, "limit": limit_id})
+            return {"limit": (result["limits"] or [None])[0], "orders": result["orders"]}
+
+        return self.run_async(run)
 
     # writes ------------------------------------------------------------------------------------
     def _lock_name(self) -> str:

@@ -57,6 +57,12 @@ CANCEL_CODES = {
     "SlippageExceeded": C.SLIPPAGE_EXCEEDED,
     "NoTrade": C.POSITION_NOT_FOUND,
     "BadPrice": C.PRICE_UNAVAILABLE,
+    "Timeout": C.ORDER_TIMEOUT,
+    "LimitCancelled": C.VENUE_CANCELLED,
+}
+CANCEL_MESSAGES = {
+    "Timeout": "Ostium's keeper did not execute the order in time; it was timed out at the venue",
+    "LimitCancelled": "the resting order was cancelled at the venue",
 }
 # substrings of SDK / node messages → (code, retryable); first match wins
 MESSAGE_CODES: list[tuple[str, ErrorCode, bool]] = [
@@ -120,8 +126,9 @@ def error_from_revert(reason: str, args: dict | None = None, *, tx_hash: str = "
 
 def error_from_cancel_reason(reason) -> VenueError:
     name = CANCEL_REASONS.get(str(reason), str(reason))
-    code = CANCEL_CODES.get(name, C.REVERTED if name != "Timeout" else C.UNKNOWN_OUTCOME)
-    return VenueError(code=code, message=f"order cancelled by Ostium: {name}", details={"cancel_reason": name})
+    code = CANCEL_CODES.get(name, C.REVERTED)
+    message = CANCEL_MESSAGES.get(name, f"order cancelled by Ostium: {name}")
+    return VenueError(code=code, message=message, details={"cancel_reason": name})
 
 
 def _transport_class(exc: BaseException) -> ErrorCode | None:

@@ -4,8 +4,8 @@ process (point the trading core at it with OSTIUM_SERVICE_BASE_URL).
 
     GET  health, ready                      (no auth)
     POST markets/list, accounts/balance, positions/list, positions/open, positions/close,
-         positions/update-sl, positions/update-tp, prices/get, orders/status, orders/cancel
-                                            (HMAC: x-timestamp + x-signature)
+         positions/update-sl, positions/update-tp, prices/get, orders/status, orders/cancel,
+         orders/sync                        (HMAC: x-timestamp + x-signature)
 
 Envelope: {success: true, data, meta: {timestamp, requestId}} or
 {success: false, error: {code, message, details?, retryable?}, meta}.
@@ -279,6 +279,13 @@ def _cancel(data):
     )
 
 
+def _sync(data):
+    """One round of the poller in this (the key-holding) process: see providers.ostium.sync."""
+    from providers.ostium.sync import ostium_sync
+
+    return ostium_sync()
+
+
 HANDLERS = {
     "markets/list": _markets,
     "accounts/balance": _balance,
@@ -290,6 +297,7 @@ HANDLERS = {
     "prices/get": _prices,
     "orders/status": _status,
     "orders/cancel": _cancel,
+    "orders/sync": _sync,
 }
 STATUS_BY_CODE = {
     ErrorCode.RPC_TIMEOUT: 504,

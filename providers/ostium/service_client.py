@@ -157,6 +157,10 @@ class OstiumServiceVenue:
     def get_order_status(self, *, idempotency_key: str) -> ExecutionResult:
         return wire.result_from_json(self._post("orders/status", {"idempotency_key": idempotency_key}))
 
+    def sync(self) -> dict[str, int]:
+        """One round of the Ostium poller, run by the service (where the keys are)."""
+        return {k: int(v) for k, v in self._post("orders/sync", {}).items()}
+
 
 def ostium_venue():
     """The registry's factory for "ostium": the HTTP client when OSTIUM_SERVICE_BASE_URL is

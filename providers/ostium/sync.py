@@ -1,17 +1,30 @@
-"""The Ostium poller (Beat): settles two-phase market orders and notices what the venue did
-on its own, as VenueEvents for the trading core's listener.
+"""The Ostium poller (Beat): settles two-phase market orders and resting limit/stop opens,
+and notices what the venue did on its own, as VenueEvents for the trading core's listener.
 
 - pending market orders → ORDER_FILLED (fill attached) / ORDER_CANCELLED (reason);
   an order pending longer than OSTIUM_ORDER_TIMEOUT_SECONDS is timed out at the venue
-  (openTradeMarketTimeout / closeTradeMarketTimeout), which returns the collateral;
+  once Ostium's own timeout (in blocks) has passed: openTradeMarketTimeout returns the
+  collateral, closeTradeMarketTimeout(retry=False) drops the close (the trade stays open);
+  either way the order ends CANCELLED with code ORDER_TIMEOUT (never retried: the keeper
+  that did not answer would not answer a retry either; the user may send it again);
+- resting limit/stop opens → ORDER_FILLED once a keeper trigger opened the trade,
+  ORDER_CANCELLED (VENUE_CANCELLED) once the limit was cancelled at the venue;
 - open trades closed by Ostium (native TP/SL, liquidation, anything not ours) →
   POSITION_CLOSED / POSITION_LIQUIDATED with the exit price and the realised PnL
   (USDC sent to the trader minus the collateral that was at stake).
-Listeners are idempotent, so a re-delivered event changes nothing.
+Listeners are idempotent, so a re-delivered event changes nothing; an event lost to a crash
+after the row was updated is caught up by `execution_reconcile`, which asks
+`get_order_status` (it re-reads the same outcome from the subgraph).
+
+It runs where the keys are: `ostium_sync_run` (the Beat task) calls `ostium_sync` in-process,
+or, with OSTIUM_SERVICE_BASE_URL set, asks the signer service to run one round
+(`POST orders/sync`), which calls `ostium_sync` in the service's environment. One round at a
+time per network (a Redis lock): overlapping Beat runs skip.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -20,7 +33,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from providers.events import venue_event_emit
-from providers.interface import ExecStatus, Fill, VenueEvent, VenueEventKind, VenueException
+from providers.interface import ErrorCode, ExecStatus, Fill, VenueEvent, VenueEventKind, VenueException
 
 logger = logging.getLogger("tradedesk.providers.ostium.sync")
 
@@ -36,15 +49,37 @@ def _venue():
     return service_venue()
 
 
-def ostium_sync(*, limit: int = 200) -> dict[str, int]:
-    """One round of the poller. Returns counts (for logs)."""
-    from providers.models import OstiumOrder
+def ostium_sync_run() -> dict[str, int]:
+    """The Beat door: one round where the keys are (in-process, or in the signer service)."""
+    if settings.OSTIUM_SERVICE_BASE_URL and settings.VENUE_ENABLED.get("ostium", True):
+        from providers.ostium.service_client import OstiumServiceVenue
 
+        return OstiumServiceVenue().sync()
+    return ostium_sync()
+
+
+def ostium_sync(*, limit: int = 200) -> dict[str, int]:
+    """One round of the poller, here (this process must hold the keys). Returns counts."""
     if not settings.VENUE_ENABLED.get("ostium", True) or settings.OSTIUM_SERVICE_BASE_URL:
         return {"skipped": 1}  # disabled, or the signer service (which holds the keys) runs it
+    import redis
+
+    network = str(settings.OSTIUM_NETWORK).lower()
+    lock = redis.Redis.from_url(settings.REDIS_URL).lock(f"ostium:sync:{network}", timeout=300, thread_local=False)
+    if not lock.acquire(blocking=False):
+        return {"busy": 1}  # another round is running
+    try:
+        return _round(network, limit)
+    finally:
+        with contextlib.suppress(Exception):
+            lock.release()
+
+
+def _round(network: str, limit: int) -> dict[str, int]:
+    from providers.models import OstiumOrder
+
     counts = {"filled": 0, "cancelled": 0, "closed": 0, "timed_out": 0, "errors": 0}
     S = OstiumOrder.Status
-    network = str(settings.OSTIUM_NETWORK).lower()
     pending = OstiumOrder.objects.filter(
         network=network, status__in=[S.PENDING, S.SENDING, S.UNKNOWN], action__in=["open", "close"]
     )
@@ -117,8 +152,7 @@ def _settle(venue, row, counts) -> None:
     ):
         outcome = venue.cancel_order(account=row.account, venue_order_id=row.venue_order_id, delegated=row.delegated)
         if ExecStatus(outcome.status) == ExecStatus.CANCELLED:
-            row.result = {**row.result, "cancel_reason": "100"}
-            row.save(update_fields=["result", "updated_at"])
+            what = "collateral returned" if row.action == "open" else "the trade stays open"
             venue_event_emit(
                 VenueEvent(
                     venue="ostium",
@@ -128,10 +162,18 @@ def _settle(venue, row, counts) -> None:
                     pair_id=row.pair_id,
                     idempotency_key=row.idempotency_key,
                     venue_order_id=row.venue_order_id,
-                    details={"reason": "timed out at the venue", "code": "UNKNOWN_OUTCOME"},
+                    details={
+                        "reason": f"not executed by Ostium's keeper in time; timed out at the venue ({what})",
+                        "code": str(ErrorCode.ORDER_TIMEOUT),
+                    },
                 )
             )
             counts["timed_out"] += 1
+        elif outcome.error is not None and outcome.error.code != ErrorCode.ORDER_TIMEOUT:
+            logger.warning(
+                "ostium market timeout not sent",
+                extra={"ostium_order": row.pk, "code": str(outcome.error.code), "error": outcome.error.message},
+            )
 
 
 def _mark_trade_closed_if_done(venue, close_row) -> None:

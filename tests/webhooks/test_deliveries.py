@@ -69,7 +69,6 @@ def test_a_delivery_carries_both_signatures(user, make_endpoint, receiver):
     ("topic", "event_type"),
     [
         ("order.filled", "trade.executed"),
-        ("trade.opened", "trade.executed"),
         ("trade.closed", "trade.closed"),
         ("order.triggered", "order.triggered"),
         ("order.rejected", "order.rejected"),
@@ -94,11 +93,11 @@ def test_only_the_owners_subscribed_active_endpoints_get_the_event(user, other_u
     services.endpoint_update(endpoint=inactive, actor="test", is_active=False)
     make_endpoint(other_user, ["*"])
     # when alice's trade happens
-    event = record("trade.opened", user.pk)
+    event = record("order.filled", user.pk)
     # then only her trade endpoint gets it
     assert [d.endpoint_id for d in _deliveries_for(event)] == [trades.pk]
     # an event naming no owner, and a topic that is not mapped, go nowhere
-    assert _deliveries_for(record("trade.opened", None)) == []
+    assert _deliveries_for(record("order.filled", None)) == []
     assert _deliveries_for(record("order.accepted", user.pk)) == []
 
 
@@ -180,7 +179,7 @@ def test_retry_after_on_429_is_honoured_within_bounds(user, make_endpoint, recei
 def test_410_gone_disables_the_endpoint_with_an_event_and_a_notice(user, make_endpoint, receiver):
     endpoint, _ = make_endpoint(user)
     d1 = _one_delivery("trade.closed", user)
-    d2 = _one_delivery("trade.opened", user)
+    d2 = _one_delivery("order.filled", user)
     receiver.script(Reply(410))
     # when
     assert services.delivery_attempt(delivery_id=d1.pk).status == "gone"
@@ -266,7 +265,7 @@ def test_an_endpoint_failing_continuously_is_disabled(user, make_endpoint, recei
     endpoint.refresh_from_db()
     assert endpoint.failing_since == t0 and endpoint.is_active
     # when it still fails two hours later
-    d2 = _one_delivery("trade.opened", user)
+    d2 = _one_delivery("order.filled", user)
     services.delivery_attempt(delivery_id=d2.pk, now=t0 + timedelta(hours=2))
     # then
     endpoint.refresh_from_db()
@@ -303,7 +302,7 @@ def test_rotation_signs_with_both_secrets_during_the_grace_period_and_only_the_n
     )
     # after it: rotate again as if 25 hours ago, so the grace has run out
     newer = services.endpoint_rotate_secret(endpoint=endpoint, actor="test", now=timezone.now() - timedelta(hours=25))
-    services.delivery_attempt(delivery_id=_one_delivery("trade.opened", user).pk)
+    services.delivery_attempt(delivery_id=_one_delivery("order.filled", user).pk)
     req = receiver.requests[-1]
     assert len(req.headers["webhook-signature"].split(" ")) == 1
     Webhook(newer).verify(req.body, req.headers)
@@ -320,7 +319,7 @@ def test_over_the_concurrency_cap_a_delivery_waits_without_an_attempt(user, make
     WebhookDelivery.objects.filter(pk__in=[d.pk for d in busy]).update(
         status="delivering", lease_until=t0 + timedelta(seconds=60)
     )
-    d = _one_delivery("trade.opened", user)
+    d = _one_delivery("order.filled", user)
     # when
     outcome = services.delivery_attempt(delivery_id=d.pk, now=t0)
     # then
@@ -397,7 +396,7 @@ def test_https_goes_to_the_checked_address_with_the_names_sni_and_certificate(us
         assert outcome.status == "retry" and "CERTIFICATE_VERIFY_FAILED" in outcome.error
         # when it is trusted, the request is made to the checked IP with SNI and Host "localhost"
         settings.WEBHOOK_CA_BUNDLE = localhost_cert[0]
-        d2 = _one_delivery("trade.opened", user)
+        d2 = _one_delivery("order.filled", user)
         assert services.delivery_attempt(delivery_id=d2.pk).status == "delivered"
     assert rx.server_names[-1] == "localhost"
     assert rx.requests[-1].headers["host"] == f"localhost:{rx.port}"

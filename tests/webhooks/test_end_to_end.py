@@ -84,7 +84,7 @@ def test_admin_redeliver_all_failed_for_an_endpoint(celery_worker, staff_client,
     endpoint, _ = make_endpoint(user, ["*"])
     receiver.script(Reply(404), Reply(404))
     record("trade.closed", user.pk)
-    record("trade.opened", user.pk)
+    record("order.filled", user.pk)
     wait_for(lambda: WebhookDelivery.objects.filter(status="failed").count() == 2)
     r = staff_client.post(
         "/admin/webhooks/webhookendpoint/",

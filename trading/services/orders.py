@@ -42,7 +42,8 @@ def order_last_event_id(order: Order) -> str:
 
 def order_event(*, order: Order, topic: str, actor: str = "system", causation_id: str | None = None, payload=None):
     """Write one event of an order's life: correlation `order-<id>`, causation = the causing
-    event (by default the order's previous event, so the chain can be walked back)."""
+    event (by default the order's previous event, so the chain can be walked back). The
+    payload names the order and its owner (`user_id`: realtime and webhooks route by it)."""
     return event_record(
         topic=topic,
         aggregate_type="order",
@@ -50,7 +51,7 @@ def order_event(*, order: Order, topic: str, actor: str = "system", causation_id
         correlation_id=order.correlation_id,
         causation_id=causation_id if causation_id is not None else order_last_event_id(order),
         actor=actor,
-        payload=payload or {},
+        payload={"order_id": order.pk, "user_id": order.user_id, **(payload or {})},
     )
 
 

@@ -27,8 +27,8 @@ def _trade_event(trade: Trade, topic: str, *, payload: dict, actor="system", cau
         causation_id=causation_id,
         actor=actor,
         payload={
+            "user_id": trade.user_id,
             "trade_id": trade.pk,
-            "user_id": trade.user_id,  # whose webhooks and streams see it
             "pair_id": trade.pair_id,
             "trade_index": trade.trade_index,
             **payload,
@@ -45,8 +45,8 @@ def _position_event(position: Position, topic: str, *, causation_id="", correlat
         causation_id=causation_id,
         actor=actor,
         payload={
+            "user_id": position.user_id,
             "position_id": position.pk,
-            "user_id": position.user_id,  # whose webhooks and streams see it
             "asset": position.asset,
             "side": position.side,
             "status": position.status,

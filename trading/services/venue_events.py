@@ -80,7 +80,7 @@ def venue_event_apply(event: VenueEvent) -> str:
                 return "filled"
             if order.is_terminal:
                 return "ignored"
-            order.error_code = "VENUE_CANCELLED"
+            order.error_code = str(event.details.get("code") or "VENUE_CANCELLED")[:40]
             order.error_message = str(event.details.get("reason", "cancelled by the venue"))[:500]
             order_transition(
                 order=order,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import pytest
 
 from providers.ostium.localnet import start_localnet
@@ -63,3 +65,23 @@ def ostium(localnet, settings, tmp_path):
     service_reset()
     markets_cache_clear()
     breaker_reset("localnet")
+
+
+@pytest.fixture
+def desk(ostium, django_user_model):
+    """A trader user, BTC-USD routed to ostium, the ostium executor armed, prices aligned."""
+    from rest_framework.test import APIClient
+
+    from providers.models import ProviderRoute
+    from providers.prices import price_cache_clear, price_set
+    from trading.services.control import control_arm
+
+    ProviderRoute.objects.create(match_type="symbol", value="BTC-USD", venue="ostium")
+    control_arm(component="executor:ostium", actor="test", reason="localnet e2e")
+    ostium.set_price("BTC-USD", "65000")
+    price_cache_clear()
+    price_set("BTC-USD", Decimal("65000"))
+    user = django_user_model.objects.create_user(username="desk", email="desk@example.com", password="pw")
+    api = APIClient()
+    api.force_authenticate(user)
+    return user, api

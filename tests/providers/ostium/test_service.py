@@ -133,6 +133,13 @@ SCHEMAS = {
     "prices/get": ok_schema({"type": "object", "additionalProperties": TICK}),
     "orders/status": ok_schema(RESULT),
     "orders/cancel": ok_schema(RESULT),
+    "orders/sync": ok_schema(
+        {
+            "type": "object",
+            "additionalProperties": {"type": "integer", "minimum": 0},
+            "properties": {k: {"type": "integer"} for k in ("filled", "cancelled", "closed", "timed_out", "errors")},
+        }
+    ),
 }
 
 
@@ -260,6 +267,8 @@ def test_every_endpoint_answers_in_its_schema(client, hmac_secrets, ostium):
     )
     assert responses["positions/close"].json()["data"]["status"] == "pending"
     responses["orders/cancel"] = signed(client, "orders/cancel", {"account": me, "venue_order_id": "no-such"})
+    responses["orders/sync"] = signed(client, "orders/sync", {})
+    assert responses["orders/sync"].json()["data"]["errors"] == 0
     for endpoint, response in responses.items():
         assert response.status_code == 200, (endpoint, response.content)
         jsonschema.validate(response.json(), SCHEMAS[endpoint])

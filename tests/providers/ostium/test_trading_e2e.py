@@ -6,7 +6,6 @@ from __future__ import annotations
 from decimal import Decimal as D
 
 import pytest
-from rest_framework.test import APIClient
 
 from tests.conftest import wait_for
 from trading.models import Event, ExecutionCommand, Order, Position, Trade
@@ -14,24 +13,6 @@ from trading.models import Event, ExecutionCommand, Order, Position, Trade
 BTC = 0
 E18 = D(10) ** 18
 E6 = D(10) ** 6
-
-
-@pytest.fixture
-def desk(ostium, django_user_model):
-    """A trader user, BTC-USD routed to ostium, the ostium executor armed, prices aligned."""
-    from providers.models import ProviderRoute
-    from providers.prices import price_cache_clear, price_set
-    from trading.services.control import control_arm
-
-    ProviderRoute.objects.create(match_type="symbol", value="BTC-USD", venue="ostium")
-    control_arm(component="executor:ostium", actor="test", reason="localnet e2e")
-    ostium.set_price("BTC-USD", "65000")
-    price_cache_clear()
-    price_set("BTC-USD", D("65000"))
-    user = django_user_model.objects.create_user(username="desk", email="desk@example.com", password="pw")
-    api = APIClient()
-    api.force_authenticate(user)
-    return user, api
 
 
 def _status(order_id, *statuses, timeout=30):
