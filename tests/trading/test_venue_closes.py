@@ -319,8 +319,14 @@ def test_the_owners_webhooks_hear_of_the_liquidation_and_nobody_elses_do(
     trade = _open(trader, leverage=D("50"))
 
     price_set("BTC-USD", D("58000"))  # the 50x long is liquidated
-    outbox_dispatch()
 
+    # a worker may be dispatching the same outbox concurrently: wait for the committed result
+    def closing_deliveries():
+        outbox_dispatch()
+        kinds = set(WebhookDelivery.objects.filter(endpoint=mine).values_list("event_type", flat=True))
+        return {"trade.closed", "position.liquidated"} <= kinds
+
+    wait_for(closing_deliveries)
     trade.refresh_from_db()
     assert trade.close_reason == "liquidation"
     kinds = sorted(WebhookDelivery.objects.filter(endpoint=mine).values_list("event_type", flat=True))

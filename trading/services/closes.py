@@ -22,6 +22,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from providers.interface import Fill as VenueFill
+from trading.lock_objects import trade_waiting_orders_lock
 from trading.models import Fill, Order, Trade
 from trading.services.orders import order_event, order_snapshot, order_transition
 from trading.services.positions import DUST, trade_reduce_from_fill
@@ -95,11 +96,7 @@ def trade_close_record(
     with transaction.atomic():
         # orders first, then the trade (trading.lock_objects): the trade's waiting orders, which
         # the close fills (the executed leg) or cancels
-        waiting = list(
-            Order.objects.select_for_update(of=("self",))
-            .filter(trade_id=trade.pk, status__in=[OS.ACCEPTED, OS.PENDING_TRIGGER, OS.TRIGGERED])
-            .order_by("pk")
-        )
+        waiting = trade_waiting_orders_lock(trade.pk)
         legs = [
             o
             for o in waiting

@@ -16,7 +16,7 @@ from django.utils import timezone
 from config.errors import ApplicationError, ConflictError, NotFoundError
 from providers.interface import VenueException
 from trading import validation
-from trading.lock_objects import order_lock, trade_lock
+from trading.lock_objects import order_lock, trade_lock, trade_waiting_orders_lock
 from trading.models import Event, Order, Trade
 from trading.risk import OrderIntent, risk_check
 from trading.selectors import risk_snapshot_load, trade_open_for_user
@@ -482,6 +482,7 @@ def trade_protection_update(
         raise validation.invalid("Nothing to change.", stop_loss_price="give stop_loss_price and/or take_profit_price")
     new_orders = []
     with transaction.atomic():
+        trade_waiting_orders_lock(trade.pk)  # orders before the trade, as every close takes them
         trade = trade_lock(trade.pk)
         for order_type, trade_field, order_field, level in changes:
             for old in Order.objects.select_for_update().filter(

@@ -10,7 +10,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from providers.interface import Fill as VenueFill
-from trading.lock_objects import position_lock, trade_lock
+from trading.lock_objects import position_lock, trade_lock, trade_waiting_orders_lock
 from trading.models import Fill, Order, Position, Trade
 from trading.services.ledger import event_record
 
@@ -223,6 +223,7 @@ def trade_reduce_from_fill(
     """Close `fraction` of the trade at the fill (the fill's size when it carries one).
     Realised PnL (before fees) accumulates on the trade and its position. Returns the PnL
     realised, or None when this fill was applied before or the trade is already closed."""
+    trade_waiting_orders_lock(trade.pk)  # orders before the trade (a full close cancels them)
     trade = trade_lock(trade.pk)
     if trade.status != Trade.Status.OPEN:
         return None
