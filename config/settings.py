@@ -292,6 +292,10 @@ REALTIME_CLOSE_GRACE = env.float("REALTIME_CLOSE_GRACE", default=10.0)
 REALTIME_STREAM_REPLAY_LIMIT = env.int("REALTIME_STREAM_REPLAY_LIMIT", default=10000)
 REALTIME_STREAM_BUFFER = env.int("REALTIME_STREAM_BUFFER", default=10000)
 REALTIME_STREAM_DEDUPE = env.int("REALTIME_STREAM_DEDUPE", default=10000)
+# Live position marks (current price, unrealised PnL) on every price tick, at most one push per
+# asset per this many milliseconds across all processes (0: every tick).
+REALTIME_MARKS_TICK_LISTENER = env.bool("REALTIME_MARKS_TICK_LISTENER", default=True)
+REALTIME_MARKS_INTERVAL_MS = env.int("REALTIME_MARKS_INTERVAL_MS", default=500)
 
 # --- Ostium venue (see README "Ostium") ---------------------------------------------------------
 # localnet | testnet (Arbitrum Sepolia) | mainnet (Arbitrum One).

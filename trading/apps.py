@@ -14,6 +14,7 @@ class TradingConfig(AppConfig):
             schema,  # noqa: F401  (registers the OpenAPI auth schemes)
         )
         from trading.realtime.publish import publish_ledger_event, publish_price_tick
+        from trading.services.marks import position_marks_on_tick
         from trading.services.venue_events import venue_event_listener
 
         # what venues do on their own (fills of resting orders, liquidations, funding)
@@ -22,6 +23,8 @@ class TradingConfig(AppConfig):
         outbox.register_handler("realtime", publish_ledger_event, topics=["*"])
         # price ticks → `prices.<PAIR>` websocket groups
         register_tick_listener(publish_price_tick)
+        # price ticks → live marks (current price, unrealised PnL) of open positions on the asset
+        register_tick_listener(position_marks_on_tick)
         self._protective_engine_ready()
 
     def _protective_engine_ready(self):

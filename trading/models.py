@@ -392,7 +392,11 @@ class Position(models.Model):
                 condition=models.Q(status="open"),
             )
         ]
-        indexes = [models.Index(fields=["user", "status"], name="position_user_status")]
+        indexes = [
+            models.Index(fields=["user", "status"], name="position_user_status"),
+            # the open positions of a ticked asset (live marks, on every price tick)
+            models.Index(fields=["asset"], name="position_open_asset", condition=models.Q(status="open")),
+        ]
         permissions = [("force_close_position", "Can force-close open positions and trades")]
 
     def __str__(self):

@@ -3,7 +3,7 @@
 A token comes either as the `token` query parameter (`/ws?token=<jwt>`) or as the
 subprotocol pair `Sec-WebSocket-Protocol: bearer, <jwt>`; the server then answers with the
 subprotocol `bearer` (browsers cannot set an Authorization header on a websocket). With no
-token, the session cookie is used (`AuthMiddlewareStack`). A token that is present but bad
+token, the session cookie is used (`websocket_auth_stack`). A token that is present but bad
 never falls back to the session.
 
 `user_from_token` is the one place a token becomes a user; point it at the shared decoder
@@ -16,8 +16,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from urllib.parse import parse_qs
 
+from channels.auth import AuthMiddleware
 from channels.db import database_sync_to_async
 from channels.middleware import BaseMiddleware
+from channels.sessions import CookieMiddleware, InstanceSessionWrapper, SessionMiddleware
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AnonymousUser
 
@@ -74,7 +76,7 @@ def token_from_scope(scope) -> tuple[str | None, str | None]:
 class TokenAuthMiddleware(BaseMiddleware):
     """Sets `scope["user"]` from a token when one is given, and `scope["auth"]`:
     `{"method": "jwt" | "session", "expires_at": datetime | None, "subprotocol": str | None,
-    "error": code | None}`. Goes inside `AuthMiddlewareStack` so it can override the session."""
+    "error": code | None}`. Goes inside the session middleware so it can override the session."""
 
     async def __call__(self, scope, receive, send):
         token, subprotocol = token_from_scope(scope)
@@ -93,3 +95,20 @@ class TokenAuthMiddleware(BaseMiddleware):
                 scope["user"] = identity.user
             scope["auth"] = auth
         return await super().__call__(scope, receive, send)
+
+
+class WebsocketSessionMiddleware(SessionMiddleware):
+    """Channels' `SessionMiddleware` (the session from the cookie, in `scope["session"]`)
+    without its `send` wrapper. The wrapper inspects the session on every outgoing frame so as
+    to save it on `http.response.start`, which a websocket never sends: with a thousand
+    clients on a pair, that was a thousand session checks per price tick for nothing."""
+
+    async def __call__(self, scope, receive, send):
+        wrapper = InstanceSessionWrapper(scope, send)
+        await wrapper.resolve_session()
+        return await self.inner(wrapper.scope, receive, send)
+
+
+def websocket_auth_stack(inner):
+    """Cookie → session → session user → bearer token (overrides the session user) → `inner`."""
+    return CookieMiddleware(WebsocketSessionMiddleware(AuthMiddleware(TokenAuthMiddleware(inner))))

@@ -202,13 +202,8 @@ class WsConsumer(RealtimeConsumer):
     async def position_marks(self, message):
         if "positions" not in self.user_channels or message.get("user_id") != self.user.pk:
             return
-        stamp = now_iso()
-        for position in message["positions"]:
-            self.push(
-                self.frame("position_update", "positions", {**position, "reason": "mark"}, stamp),
-                droppable=True,
-                kind="marks",
-            )
+        for text in message["frames"]:  # serialised once by the publisher
+            self.push_text(text, droppable=True, kind="marks")
 
     async def ledger_event(self, message):
         if message.get("user_id") != self.user.pk:

@@ -68,4 +68,5 @@ class PriceTickMessage(TypedDict):
 class PositionMarksMessage(TypedDict):
     type: Literal["position.marks"]
     user_id: int
-    positions: list[dict]  # see publish.publish_position_marks for the fields
+    # finished `position_update` frames, one per position (see publish.publish_position_marks)
+    frames: list[str]

@@ -4,8 +4,9 @@
   `TradingConfig.ready`): a committed event goes to the group of the user it is about
   (`payload["user_id"]`) and to the all-ledger group staff streams listen on.
 - `publish_price_tick(tick)` is a price-service tick listener: one message to `prices.<PAIR>`.
-- `publish_position_marks(user_id, positions)` is for the trading core's tick listener:
-  current price and unrealised PnL of a user's open positions.
+- `publish_position_marks(user_id, positions)` / `publish_position_marks_many(marks)`: current
+  price and unrealised PnL of users' open positions (the trading core's tick listener,
+  `trading.services.marks.position_marks_on_tick`, calls the latter once per tick).
 """
 
 from __future__ import annotations
@@ -77,6 +78,15 @@ _publisher = _PublisherLoop()
 def group_send_sync(group: str, message: dict, *, timeout: float = 5.0) -> None:
     """Send `message` to a channel-layer group from sync code; raises if Redis fails, so the
     outbox retries the event. Call it after commit (the outbox handler runs after commit)."""
+    group_send_many_sync([(group, message)], timeout=timeout)
+
+
+def group_send_many_sync(sends: Iterable[tuple[str, dict]], *, timeout: float = 5.0) -> None:
+    """`group_send_sync` for several (group, message) pairs at once: they go out concurrently on
+    the publisher loop (one round trip's wait for all, not one each); raises the first failure."""
+    sends = list(sends)
+    if not sends:
+        return
     layer = get_channel_layer()
     loop = _publisher.get()
     try:
@@ -85,7 +95,11 @@ def group_send_sync(group: str, message: dict, *, timeout: float = 5.0) -> None:
         running = None
     if running is loop:  # pragma: no cover - a programming error, would deadlock
         raise RuntimeError("group_send_sync called from the publisher loop; await layer.group_send instead")
-    asyncio.run_coroutine_threadsafe(layer.group_send(group, message), loop).result(timeout)
+
+    async def send_all() -> None:
+        await asyncio.gather(*(layer.group_send(group, message) for group, message in sends))
+
+    asyncio.run_coroutine_threadsafe(send_all(), loop).result(timeout)
 
 
 # --- ledger events (outbox handler) -----------------------------------------------------------
@@ -161,25 +175,42 @@ def publish_price_tick(tick: PriceTick) -> None:
     group_send_sync(groups.price_group(pair), message)
 
 
+def position_marks_message(user_id: int, positions: Iterable[dict]) -> groups.PositionMarksMessage | None:
+    """The channel-layer message carrying a user's position marks as finished `position_update`
+    frames (serialised here once, not by every connection of the user); None when empty."""
+    stamp = iso()
+    frames = []
+    for position in positions:
+        missing = [f for f in POSITION_MARK_FIELDS if f not in position]
+        if missing:
+            raise ValueError(f"position mark is missing {', '.join(missing)}")
+        pair = groups.normalise_pair(position["pair"]) or position["pair"]
+        data = {**position, "pair": pair, "reason": "mark"}
+        frames.append(dumps({"type": "position_update", "channel": "positions", "data": data, "timestamp": stamp}))
+    if not frames:
+        return None
+    return {"type": "position.marks", "user_id": int(user_id), "frames": frames}
+
+
 def publish_position_marks(user_id: int, positions: Iterable[dict]) -> None:
     """Push the current mark of a user's open positions to their `/ws` `positions` channel.
 
     Each position is a dict with at least:
       pair (str, "BTC-USD"), side ("long" | "short"), size (Decimal, base units),
       entry_price (Decimal), current_price (Decimal), unrealized_pnl (Decimal, USD)
-    and optionally: position_id, collateral, leverage, liquidation_price, margin_ratio,
-    updated_at (datetime) — any further keys are passed through. Decimals and datetimes
-    reach clients as strings. Clients receive one `position_update` per position with
-    `data.reason == "mark"`; marks are market data and may be dropped for a slow client."""
-    items = []
-    for position in positions:
-        missing = [f for f in POSITION_MARK_FIELDS if f not in position]
-        if missing:
-            raise ValueError(f"position mark is missing {', '.join(missing)}")
-        item = json.loads(dumps(position))
-        item["pair"] = groups.normalise_pair(item["pair"]) or item["pair"]
-        items.append(item)
-    if not items:
-        return
-    message: groups.PositionMarksMessage = {"type": "position.marks", "user_id": int(user_id), "positions": items}
-    group_send_sync(groups.user_group(user_id), message)
+    and optionally: position_id, provider, collateral, leverage, liquidation_price,
+    margin_ratio, updated_at (datetime) — any further keys are passed through. Decimals and
+    datetimes reach clients as strings. Clients receive one `position_update` per position
+    with `data.reason == "mark"`; marks are market data and may be dropped for a slow client."""
+    publish_position_marks_many({user_id: positions})
+
+
+def publish_position_marks_many(marks: dict[int, Iterable[dict]]) -> None:
+    """`publish_position_marks` for several users at once ({user_id: positions}), sent
+    concurrently."""
+    sends = []
+    for user_id, positions in marks.items():
+        message = position_marks_message(user_id, positions)
+        if message is not None:
+            sends.append((groups.user_group(user_id), message))
+    group_send_many_sync(sends)

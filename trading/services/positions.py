@@ -73,6 +73,13 @@ def liquidation_price(*, side: str, entry: Decimal, collateral: Decimal, size: D
     return max(price, ZERO).quantize(DUST)
 
 
+def unrealized_pnl(*, side: str, entry_price: Decimal, price: Decimal, size: Decimal) -> Decimal:
+    """PnL of `size` (base units) opened at `entry_price` and marked (or closed) at `price`,
+    before fees and funding."""
+    sign = 1 if side == "long" else -1
+    return (sign * (price - entry_price) * size).quantize(DUST)
+
+
 def _mmr(asset: str) -> Decimal:
     try:
         from providers.markets import market_get
@@ -96,8 +103,9 @@ def position_recompute(position: Position, *, mark_price: Decimal | None = None)
         position.avg_entry_price = (cost / qty).quantize(DUST)
         position.margin = margin
         position.leverage = (cost / margin).quantize(Decimal("0.0001")) if margin > 0 else ZERO
-        sign = 1 if position.side == "long" else -1
-        position.unrealized_pnl = (sign * (position.current_price - position.avg_entry_price) * qty).quantize(DUST)
+        position.unrealized_pnl = unrealized_pnl(
+            side=position.side, entry_price=position.avg_entry_price, price=position.current_price, size=qty
+        )
         position.liquidation_price = liquidation_price(
             side=position.side, entry=position.avg_entry_price, collateral=margin, size=qty, mmr=_mmr(position.asset)
         )
@@ -235,7 +243,7 @@ def trade_reduce_from_fill(
     share = closed / size_before if size_before > 0 else Decimal(1)
     pnl = fill.realized_pnl
     if pnl is None:
-        pnl = trade.sign * (fill.price - trade.entry_price) * closed
+        pnl = unrealized_pnl(side=trade.side, entry_price=trade.entry_price, price=fill.price, size=closed)
     pnl = Decimal(pnl).quantize(DUST)
     if not _fill_row(
         dedupe_key=dedupe_key, trade=trade, order=order, kind=kind, fill=fill, size=closed, realized_pnl=pnl
@@ -260,7 +268,9 @@ def trade_reduce_from_fill(
         trade.close_reason = reason
         trade.liquidation_price = None
     else:
-        trade.unrealized_pnl = (trade.sign * (fill.price - trade.entry_price) * trade.size).quantize(DUST)
+        trade.unrealized_pnl = unrealized_pnl(
+            side=trade.side, entry_price=trade.entry_price, price=fill.price, size=trade.size
+        )
     trade.save()
     position = position_lock(trade.position_id)
     position.realized_pnl += pnl
