@@ -99,7 +99,10 @@ class DelegationOut(serializers.Serializer):
 
 def _calls(d: OstiumDelegation) -> list[dict]:
     if d.action == OstiumDelegation.Action.REVOKE:
-        return [{"contract": "Ostium Trading", "call": "removeDelegate()"}]
+        return [
+            {"contract": "Ostium Trading", "call": "removeDelegate()", "via": "MultiSendCallOnly 1.4.1 (DELEGATECALL)"},
+            {"contract": "USDC", "call": "approve(TradingStorage, 0)"},
+        ]
     return [
         {
             "contract": "USDC",
@@ -244,7 +247,11 @@ class DelegationRevoke(_Base):
         request=None,
         responses={200: DelegationOut, 404: ERROR, 409: ERROR},
         description=(
-            "Prepare the `removeDelegate()` SafeTx (status revoking); sign and execute it like the delegation."
+            "Prepare the revoking SafeTx (status revoking): one SafeTx DELEGATECALLing MultiSendCallOnly 1.4.1 with "
+            "two calls, `Trading.removeDelegate()` and `USDC.approve(TradingStorage, 0)` — revoking also takes back "
+            "the USDC allowance. Sign and execute it like the delegation; executed → revoked. A revocation whose "
+            "execution never reached the chain (crash, dropped transaction, Safe nonce taken) goes back to active "
+            "and can be revoked again."
         ),
     )
     def post(self, request, pk: int):

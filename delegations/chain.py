@@ -224,15 +224,10 @@ class PreparedTx:
     operation: int
 
 
-def delegate_batch(net: OstiumNetwork, delegate: str, allowance: int) -> PreparedTx:
-    """One SafeTx (DELEGATECALL into MultiSendCallOnly 1.4.1) that makes two calls:
-    `USDC.approve(TradingStorage, allowance)` then `Trading.setDelegate(delegate)`."""
-    txs = [
-        MultiSendTx(
-            MultiSendOperation.CALL, to_checksum_address(net.usdc), 0, approve_data(net.trading_storage, allowance)
-        ),
-        MultiSendTx(MultiSendOperation.CALL, to_checksum_address(net.trading), 0, set_delegate_data(delegate)),
-    ]
+def _multisend(net: OstiumNetwork, calls: list[tuple[str, bytes]]) -> PreparedTx:
+    """One SafeTx that DELEGATECALLs MultiSendCallOnly 1.4.1 with `calls` ((to, data) pairs, in
+    order, all or nothing)."""
+    txs = [MultiSendTx(MultiSendOperation.CALL, to_checksum_address(to), 0, data) for to, data in calls]
     contract = get_multi_send_call_only_V1_4_1_contract(EthereumClient(net.rpc_url).w3, net.multisend_call_only)
     packed = b"".join(tx.encoded_data for tx in txs)
     data = HexBytes(contract.encode_abi("multiSend", [packed]))
@@ -244,13 +239,18 @@ def delegate_batch(net: OstiumNetwork, delegate: str, allowance: int) -> Prepare
     )
 
 
-def revoke_tx(net: OstiumNetwork) -> PreparedTx:
-    return PreparedTx(
-        to=to_checksum_address(net.trading),
-        value=0,
-        data=remove_delegate_data(),
-        operation=SafeOperationEnum.CALL.value,
+def delegate_batch(net: OstiumNetwork, delegate: str, allowance: int) -> PreparedTx:
+    """`USDC.approve(TradingStorage, allowance)` then `Trading.setDelegate(delegate)`."""
+    return _multisend(
+        net,
+        [(net.usdc, approve_data(net.trading_storage, allowance)), (net.trading, set_delegate_data(delegate))],
     )
+
+
+def revoke_batch(net: OstiumNetwork) -> PreparedTx:
+    """`Trading.removeDelegate()` then `USDC.approve(TradingStorage, 0)`: revoking also takes
+    back the allowance the delegation granted."""
+    return _multisend(net, [(net.trading, remove_delegate_data()), (net.usdc, approve_data(net.trading_storage, 0))])
 
 
 def safe_tx(net: OstiumNetwork, safe_address: str, fields: dict, *, version: str = "1.4.1", signatures=b"") -> SafeTx:

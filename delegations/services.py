@@ -457,7 +457,7 @@ def delegation_revoke(*, user, delegation_id: int, actor: str | None = None) -> 
             raise ConflictError("The delegation changed meanwhile.", code="DELEGATION_NOT_ACTIVE")
         delegation.action = A.REVOKE
         delegation.threshold = state.threshold
-        _store_tx(delegation, prepared=chain.revoke_tx(net), nonce=state.nonce, net=net)
+        _store_tx(delegation, prepared=chain.revoke_batch(net), nonce=state.nonce, net=net)
         _transition(
             delegation,
             S.REVOKING,
