@@ -54,6 +54,11 @@ BEAT_SCHEDULE: dict[str, dict] = {
         "expires": 60,
         "kwargs": {"venue": "ostium"},
     },
+    "delegation-recovery": {
+        "task": "delegations.tasks.delegation_recovery_task",
+        "every": 60.0,
+        "expires": 55,
+    },
     "protective-monitor": {
         "task": "trading.protective.tasks.protective_monitor_task",
         "every": 1.0,

@@ -92,6 +92,7 @@ class DelegationOut(serializers.Serializer):
     error_message = serializers.CharField()
     created_at = serializers.DateTimeField()
     updated_at = serializers.DateTimeField()
+    submitted_at = serializers.DateTimeField(allow_null=True, help_text="when the last execution was claimed")
     activated_at = serializers.DateTimeField(allow_null=True)
     revoked_at = serializers.DateTimeField(allow_null=True)
     checked_at = serializers.DateTimeField(allow_null=True)
@@ -134,6 +135,7 @@ def delegation_data(d: OstiumDelegation) -> dict:
         "error_message": d.error_message,
         "created_at": d.created_at,
         "updated_at": d.updated_at,
+        "submitted_at": d.submitted_at,
         "activated_at": d.activated_at,
         "revoked_at": d.revoked_at,
         "checked_at": d.checked_at,
@@ -234,7 +236,10 @@ class DelegationExecute(_Base):
         responses={200: DelegationOut, 404: ERROR, 409: ERROR, 502: ERROR},
         description=(
             "Relay `execTransaction` (Tradedesk's relayer pays gas) once the threshold is met, wait for the receipt "
-            "and confirm `delegations(safe)` on chain. A second execute is refused (DELEGATION_NOT_EXECUTABLE)."
+            "and confirm `delegations(safe)` on chain. A second execute is refused (DELEGATION_NOT_EXECUTABLE). An "
+            "execution interrupted before it reached the chain is recovered after DELEGATION_RECOVERY_AFTER_SECONDS "
+            "(Beat, or the next read): an activation goes back to pending_signature (error_code "
+            "EXECUTION_INTERRUPTED) with its signatures, ready to execute again."
         ),
     )
     def post(self, request, pk: int):

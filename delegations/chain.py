@@ -17,6 +17,7 @@ from safe_eth.eth import EthereumClient
 from safe_eth.eth.contracts import get_multi_send_call_only_V1_4_1_contract
 from safe_eth.safe import Safe, SafeOperationEnum, SafeTx
 from safe_eth.safe.multi_send import MultiSendOperation, MultiSendTx
+from web3.exceptions import TransactionNotFound
 
 from config.errors import ApplicationError
 
@@ -386,11 +387,34 @@ def transaction_outcome(net: OstiumNetwork, tx_hash: str) -> ExecOutcome | None:
     client = _client(net)
     try:
         receipt = client.w3.eth.get_transaction_receipt(tx_hash)
-    except Exception:
+    except TransactionNotFound:
         return None
+    except Exception as exc:
+        raise ChainError("Chain call failed: getTransactionReceipt.", details={"what": "receipt"}) from exc
     if receipt is None:
         return None
     if receipt["status"] != 1:
         return ExecOutcome(tx_hash, mined=True, success=False, error="execTransaction reverted")
     failed = any(e["topics"] and bytes(e["topics"][0]) == EXECUTION_FAILURE for e in receipt["logs"])
     return ExecOutcome(tx_hash, mined=True, success=not failed, error="ExecutionFailure" if failed else "")
+
+
+def transaction_pending(net: OstiumNetwork, tx_hash: str) -> bool:
+    """The node knows `tx_hash` but has not mined it (it is in the mempool)."""
+    client = _client(net)
+    try:
+        found = client.w3.eth.get_transaction(tx_hash)
+    except TransactionNotFound:
+        return False
+    except Exception as exc:
+        raise ChainError("Chain call failed: getTransaction.", details={"what": "getTransaction"}) from exc
+    return found is not None and found.get("blockNumber") is None
+
+
+def account_has_pending(net: OstiumNetwork, address: str) -> bool:
+    """`address` has sent transactions that are not mined yet (pending nonce above the mined one)."""
+    client = _client(net)
+    address = to_checksum_address(address)
+    pending = _call("getTransactionCount", lambda: client.w3.eth.get_transaction_count(address, "pending"))
+    mined = _call("getTransactionCount", lambda: client.w3.eth.get_transaction_count(address, "latest"))
+    return pending > mined

@@ -1,0 +1,9 @@
+from celery import shared_task
+
+
+@shared_task(ignore_result=True, expires=55)
+def delegation_recovery_task() -> dict:
+    """Resolve delegation executions left claimed by a crashed or timed-out executor."""
+    from delegations.services import delegations_recover
+
+    return delegations_recover()
