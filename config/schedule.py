@@ -59,6 +59,11 @@ BEAT_SCHEDULE: dict[str, dict] = {
         "every": 60.0,
         "expires": 55,
     },
+    "delegation-chain-check": {
+        "task": "delegations.tasks.delegation_chain_check_task",
+        "every": 120.0,
+        "expires": 110,
+    },
     "protective-monitor": {
         "task": "trading.protective.tasks.protective_monitor_task",
         "every": 1.0,

@@ -184,6 +184,21 @@ def delegate_of(net: OstiumNetwork, trader: str) -> str:
     )
 
 
+def delegates_of(net: OstiumNetwork, traders: list[str]) -> dict[str, str]:
+    """`Trading.delegations(trader)` for many traders in one batch (Multicall3 where the network
+    has it, else one JSON-RPC batch request): {checksummed trader: delegate or the zero address}."""
+    if not traders:
+        return {}
+    client = _client(net)
+    contract = client.w3.eth.contract(address=to_checksum_address(net.trading), abi=TRADING_ABI)
+    addresses = [to_checksum_address(t) for t in traders]
+    results = _call(
+        "delegations (batch)",
+        lambda: client.batch_call([contract.functions.delegations(a) for a in addresses]),
+    )
+    return {a: to_checksum_address(r) for a, r in zip(addresses, results, strict=True)}
+
+
 def usdc_allowance(net: OstiumNetwork, owner: str) -> int:
     """Raw USDC units `owner` lets TradingStorage pull."""
     client = _client(net)

@@ -552,6 +552,45 @@ def delegations_recover(*, limit: int = 100, actor: str = "system:recovery") -> 
     return counts
 
 
+def delegations_chain_check(*, batch_size: int | None = None, actor: str = "system:chain_check") -> dict:
+    """Beat job: re-read `delegations(safe)` for the active delegations checked longest ago
+    (`batch_size` per network and run, one batched chain read each) and mark those whose
+    delegate is gone (revoked from another wallet) revoked — event `delegation.revoked`,
+    reason `chain_check`. The others get `checked_at`. Returns counts."""
+    batch_size = batch_size or settings.DELEGATION_CHAIN_CHECK_BATCH
+    active = OstiumDelegation.objects.filter(status=S.ACTIVE)
+    counts = {"checked": 0, "revoked": 0, "errors": 0}
+    for network in sorted(set(active.values_list("network", flat=True))):
+        rows = list(
+            active.filter(network=network)
+            .order_by(F("checked_at").asc(nulls_first=True), "id")
+            .values_list("pk", "safe_address", "delegate_address")[:batch_size]
+        )
+        try:
+            found = chain.delegates_of(chain.network_config(network), [safe for _, safe, _ in rows])
+        except ApplicationError as exc:
+            counts["errors"] += len(rows)
+            logger.warning("delegation chain check failed", extra={"network": network, "code": exc.code})
+            continue
+        counts["checked"] += len(rows)
+        still, gone = [], []
+        for pk, safe, delegate in rows:
+            on_chain = found[to_checksum_address(safe)]
+            if on_chain == delegate:
+                still.append(pk)
+            else:
+                gone.append((pk, on_chain))
+        OstiumDelegation.objects.filter(pk__in=still, status=S.ACTIVE).update(checked_at=timezone.now())
+        for pk, on_chain in gone:
+            with transaction.atomic():
+                delegation = delegation_lock(pk)
+                if delegation is None or delegation.status != S.ACTIVE:
+                    continue
+                _apply_chain_delegate(delegation, on_chain, actor=actor, reason="chain_check")
+                counts["revoked"] += 1
+    return counts
+
+
 # --- revoke --------------------------------------------------------------------------------------
 
 
