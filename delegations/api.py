@@ -187,7 +187,7 @@ class DelegationList(_Base):
             OpenApiParameter("network", str, description="only this network"),
         ],
         responses={200: DelegationOut(many=True)},
-        description="Your delegations, newest first; live ones are reconciled with the chain on read.",
+        description="Your delegations, newest first; live ones reconciled with the chain on read (as GET .../{id}).",
     )
     def get(self, request):
         qs = OstiumDelegation.objects.filter(user=request.user).order_by("-id")
@@ -203,7 +203,10 @@ class DelegationDetail(_Base):
     @extend_schema(
         operation_id="ostium_delegation_get",
         responses={200: DelegationOut, 404: ERROR},
-        description="One delegation, reconciled with the chain (a revocation made elsewhere shows as revoked).",
+        description=(
+            "One delegation, reconciled with the chain: a revocation made elsewhere shows as revoked; an execution "
+            "interrupted before it reached the chain is recovered once older than DELEGATION_RECOVERY_AFTER_SECONDS."
+        ),
     )
     def get(self, request, pk: int):
         d = services.delegation_reconcile(delegation=services._owned(request.user, pk))
