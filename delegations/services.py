@@ -453,7 +453,7 @@ def delegation_reconcile(*, delegation: OstiumDelegation, actor: str = "system:r
       nonce not moved and nothing in flight (a crash between the claim and the send, or a
       dropped transaction) → back to pending_signature, the same signatures executable again;
     - revoking with a claimed execution: delegate gone → revoked; still delegated and nothing in
-      flight, or the nonce moved → back to active (`revoke` prepares a fresh SafeTx).
+      flight, or the nonce moved → back to active (`revoke` prepares the SafeTx again).
 
     "In flight" (wait, change nothing): the recorded hash is in the mempool, the claim is younger
     than DELEGATION_RECOVERY_AFTER_SECONDS, or the relayer has unmined transactions. A SafeTx
