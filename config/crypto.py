@@ -1,6 +1,7 @@
 """Field encryption for secrets at rest (webhook signing secrets, delegate keys, ...).
 
-Fernet tokens under a `MultiFernet` built from settings `FIELD_ENCRYPTION_KEYS`
+Fernet tokens under a `MultiFernet` (`multi_fernet`, also used for custody keys by
+`delegations.crypto`) built from settings `FIELD_ENCRYPTION_KEYS`
 (comma-separated Fernet keys, newest first). Encryption uses the first key; decryption tries
 each, so keys can rotate: put a new key first, keep the old ones until `reencrypt` has been
 run over the stored values, then drop them. Without the setting, one key is derived from
@@ -16,7 +17,7 @@ from functools import lru_cache
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from django.conf import settings
 
-__all__ = ["InvalidToken", "decrypt", "encrypt", "fingerprint", "reencrypt"]
+__all__ = ["InvalidToken", "decrypt", "encrypt", "fingerprint", "multi_fernet", "reencrypt"]
 
 
 def _derived_key() -> bytes:
@@ -24,16 +25,22 @@ def _derived_key() -> bytes:
     return base64.urlsafe_b64encode(digest)
 
 
+def multi_fernet(keys) -> MultiFernet:
+    """The MultiFernet over `keys` (Fernet keys as str or bytes, newest first): encrypts with the
+    first, decrypts with any. Raises ValueError for no key or a key that is not a Fernet key."""
+    return _multi_fernet(tuple(k.decode() if isinstance(k, bytes) else k for k in keys))
+
+
 @lru_cache(maxsize=8)
-def _fernet(keys: tuple[str, ...]) -> MultiFernet:
+def _multi_fernet(keys: tuple[str, ...]) -> MultiFernet:
     if not keys:
-        return MultiFernet([Fernet(_derived_key())])
+        raise ValueError("no Fernet key")
     return MultiFernet([Fernet(k.encode()) for k in keys])
 
 
 def _current() -> MultiFernet:
-    keys = tuple(k.strip() for k in (settings.FIELD_ENCRYPTION_KEYS or []) if k.strip())
-    return _fernet(keys)
+    keys = [k.strip() for k in (settings.FIELD_ENCRYPTION_KEYS or []) if k.strip()]
+    return multi_fernet(keys or [_derived_key()])
 
 
 def encrypt(plaintext: str) -> str:

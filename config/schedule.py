@@ -54,6 +54,16 @@ BEAT_SCHEDULE: dict[str, dict] = {
         "expires": 60,
         "kwargs": {"venue": "ostium"},
     },
+    "delegation-recovery": {
+        "task": "delegations.tasks.delegation_recovery_task",
+        "every": 60.0,
+        "expires": 55,
+    },
+    "delegation-chain-check": {
+        "task": "delegations.tasks.delegation_chain_check_task",
+        "every": 120.0,
+        "expires": 110,
+    },
     "protective-monitor": {
         "task": "trading.protective.tasks.protective_monitor_task",
         "every": 1.0,

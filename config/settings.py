@@ -406,6 +406,12 @@ DELEGATE_KEY_ENCRYPTION_KEYS = env.list("DELEGATE_KEY_ENCRYPTION_KEYS", default=
 DELEGATE_KEY_ENCRYPTION_KEY_FILE = env("DELEGATE_KEY_ENCRYPTION_KEY_FILE", default="") or str(
     embedded.VAR_DIR / "delegate_key_encryption_keys"
 )
+# An execution claimed longer ago than this (seconds) and not seen on chain is recovered by the
+# Beat job `delegation-recovery` (or the next read): longer than any executor can take to send
+# execTransaction and wait for its receipt.
+DELEGATION_RECOVERY_AFTER_SECONDS = env.float("DELEGATION_RECOVERY_AFTER_SECONDS", default=300.0)
+# Active delegations re-read from the chain per network and run of the Beat job `delegation-chain-check`.
+DELEGATION_CHAIN_CHECK_BATCH = env.int("DELEGATION_CHAIN_CHECK_BATCH", default=200)
 # --- protective-order engine (trading.protective) -----------------------------------------------
 # No trigger fires on a price older than this (seconds); the asset is reported stale instead.
 PROTECTIVE_MAX_PRICE_AGE_SECONDS = env.float("PROTECTIVE_MAX_PRICE_AGE_SECONDS", default=5.0)

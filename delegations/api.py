@@ -92,6 +92,7 @@ class DelegationOut(serializers.Serializer):
     error_message = serializers.CharField()
     created_at = serializers.DateTimeField()
     updated_at = serializers.DateTimeField()
+    submitted_at = serializers.DateTimeField(allow_null=True, help_text="when the last execution was claimed")
     activated_at = serializers.DateTimeField(allow_null=True)
     revoked_at = serializers.DateTimeField(allow_null=True)
     checked_at = serializers.DateTimeField(allow_null=True)
@@ -99,7 +100,10 @@ class DelegationOut(serializers.Serializer):
 
 def _calls(d: OstiumDelegation) -> list[dict]:
     if d.action == OstiumDelegation.Action.REVOKE:
-        return [{"contract": "Ostium Trading", "call": "removeDelegate()"}]
+        return [
+            {"contract": "Ostium Trading", "call": "removeDelegate()", "via": "MultiSendCallOnly 1.4.1 (DELEGATECALL)"},
+            {"contract": "USDC", "call": "approve(TradingStorage, 0)"},
+        ]
     return [
         {
             "contract": "USDC",
@@ -131,6 +135,7 @@ def delegation_data(d: OstiumDelegation) -> dict:
         "error_message": d.error_message,
         "created_at": d.created_at,
         "updated_at": d.updated_at,
+        "submitted_at": d.submitted_at,
         "activated_at": d.activated_at,
         "revoked_at": d.revoked_at,
         "checked_at": d.checked_at,
@@ -182,7 +187,7 @@ class DelegationList(_Base):
             OpenApiParameter("network", str, description="only this network"),
         ],
         responses={200: DelegationOut(many=True)},
-        description="Your delegations, newest first; live ones are reconciled with the chain on read.",
+        description="Your delegations, newest first; live ones reconciled with the chain on read (as GET .../{id}).",
     )
     def get(self, request):
         qs = OstiumDelegation.objects.filter(user=request.user).order_by("-id")
@@ -198,7 +203,10 @@ class DelegationDetail(_Base):
     @extend_schema(
         operation_id="ostium_delegation_get",
         responses={200: DelegationOut, 404: ERROR},
-        description="One delegation, reconciled with the chain (a revocation made elsewhere shows as revoked).",
+        description=(
+            "One delegation, reconciled with the chain: a revocation made elsewhere shows as revoked; an execution "
+            "interrupted before it reached the chain is recovered once older than DELEGATION_RECOVERY_AFTER_SECONDS."
+        ),
     )
     def get(self, request, pk: int):
         d = services.delegation_reconcile(delegation=services._owned(request.user, pk))
@@ -231,7 +239,10 @@ class DelegationExecute(_Base):
         responses={200: DelegationOut, 404: ERROR, 409: ERROR, 502: ERROR},
         description=(
             "Relay `execTransaction` (Tradedesk's relayer pays gas) once the threshold is met, wait for the receipt "
-            "and confirm `delegations(safe)` on chain. A second execute is refused (DELEGATION_NOT_EXECUTABLE)."
+            "and confirm `delegations(safe)` on chain. A second execute is refused (DELEGATION_NOT_EXECUTABLE). An "
+            "execution interrupted before it reached the chain is recovered after DELEGATION_RECOVERY_AFTER_SECONDS "
+            "(Beat, or the next read): an activation goes back to pending_signature (error_code "
+            "EXECUTION_INTERRUPTED) with its signatures, ready to execute again."
         ),
     )
     def post(self, request, pk: int):
@@ -244,7 +255,11 @@ class DelegationRevoke(_Base):
         request=None,
         responses={200: DelegationOut, 404: ERROR, 409: ERROR},
         description=(
-            "Prepare the `removeDelegate()` SafeTx (status revoking); sign and execute it like the delegation."
+            "Prepare the revoking SafeTx (status revoking): one SafeTx DELEGATECALLing MultiSendCallOnly 1.4.1 with "
+            "two calls, `Trading.removeDelegate()` and `USDC.approve(TradingStorage, 0)` — revoking also takes back "
+            "the USDC allowance. Sign and execute it like the delegation; executed → revoked. A revocation whose "
+            "execution never reached the chain (crash, dropped transaction, Safe nonce taken) goes back to active "
+            "and can be revoked again."
         ),
     )
     def post(self, request, pk: int):

@@ -17,6 +17,7 @@ from safe_eth.eth import EthereumClient
 from safe_eth.eth.contracts import get_multi_send_call_only_V1_4_1_contract
 from safe_eth.safe import Safe, SafeOperationEnum, SafeTx
 from safe_eth.safe.multi_send import MultiSendOperation, MultiSendTx
+from web3.exceptions import TransactionNotFound
 
 from config.errors import ApplicationError
 
@@ -183,6 +184,21 @@ def delegate_of(net: OstiumNetwork, trader: str) -> str:
     )
 
 
+def delegates_of(net: OstiumNetwork, traders: list[str]) -> dict[str, str]:
+    """`Trading.delegations(trader)` for many traders in one batch (Multicall3 where the network
+    has it, else one JSON-RPC batch request): {checksummed trader: delegate or the zero address}."""
+    if not traders:
+        return {}
+    client = _client(net)
+    contract = client.w3.eth.contract(address=to_checksum_address(net.trading), abi=TRADING_ABI)
+    addresses = [to_checksum_address(t) for t in traders]
+    results = _call(
+        "delegations (batch)",
+        lambda: client.batch_call([contract.functions.delegations(a) for a in addresses]),
+    )
+    return {a: to_checksum_address(r) for a, r in zip(addresses, results, strict=True)}
+
+
 def usdc_allowance(net: OstiumNetwork, owner: str) -> int:
     """Raw USDC units `owner` lets TradingStorage pull."""
     client = _client(net)
@@ -224,15 +240,10 @@ class PreparedTx:
     operation: int
 
 
-def delegate_batch(net: OstiumNetwork, delegate: str, allowance: int) -> PreparedTx:
-    """One SafeTx (DELEGATECALL into MultiSendCallOnly 1.4.1) that makes two calls:
-    `USDC.approve(TradingStorage, allowance)` then `Trading.setDelegate(delegate)`."""
-    txs = [
-        MultiSendTx(
-            MultiSendOperation.CALL, to_checksum_address(net.usdc), 0, approve_data(net.trading_storage, allowance)
-        ),
-        MultiSendTx(MultiSendOperation.CALL, to_checksum_address(net.trading), 0, set_delegate_data(delegate)),
-    ]
+def _multisend(net: OstiumNetwork, calls: list[tuple[str, bytes]]) -> PreparedTx:
+    """One SafeTx that DELEGATECALLs MultiSendCallOnly 1.4.1 with `calls` ((to, data) pairs, in
+    order, all or nothing)."""
+    txs = [MultiSendTx(MultiSendOperation.CALL, to_checksum_address(to), 0, data) for to, data in calls]
     contract = get_multi_send_call_only_V1_4_1_contract(EthereumClient(net.rpc_url).w3, net.multisend_call_only)
     packed = b"".join(tx.encoded_data for tx in txs)
     data = HexBytes(contract.encode_abi("multiSend", [packed]))
@@ -244,13 +255,18 @@ def delegate_batch(net: OstiumNetwork, delegate: str, allowance: int) -> Prepare
     )
 
 
-def revoke_tx(net: OstiumNetwork) -> PreparedTx:
-    return PreparedTx(
-        to=to_checksum_address(net.trading),
-        value=0,
-        data=remove_delegate_data(),
-        operation=SafeOperationEnum.CALL.value,
+def delegate_batch(net: OstiumNetwork, delegate: str, allowance: int) -> PreparedTx:
+    """`USDC.approve(TradingStorage, allowance)` then `Trading.setDelegate(delegate)`."""
+    return _multisend(
+        net,
+        [(net.usdc, approve_data(net.trading_storage, allowance)), (net.trading, set_delegate_data(delegate))],
     )
+
+
+def revoke_batch(net: OstiumNetwork) -> PreparedTx:
+    """`Trading.removeDelegate()` then `USDC.approve(TradingStorage, 0)`: revoking also takes
+    back the allowance the delegation granted."""
+    return _multisend(net, [(net.trading, remove_delegate_data()), (net.usdc, approve_data(net.trading_storage, 0))])
 
 
 def safe_tx(net: OstiumNetwork, safe_address: str, fields: dict, *, version: str = "1.4.1", signatures=b"") -> SafeTx:
@@ -386,11 +402,34 @@ def transaction_outcome(net: OstiumNetwork, tx_hash: str) -> ExecOutcome | None:
     client = _client(net)
     try:
         receipt = client.w3.eth.get_transaction_receipt(tx_hash)
-    except Exception:
+    except TransactionNotFound:
         return None
+    except Exception as exc:
+        raise ChainError("Chain call failed: getTransactionReceipt.", details={"what": "receipt"}) from exc
     if receipt is None:
         return None
     if receipt["status"] != 1:
         return ExecOutcome(tx_hash, mined=True, success=False, error="execTransaction reverted")
     failed = any(e["topics"] and bytes(e["topics"][0]) == EXECUTION_FAILURE for e in receipt["logs"])
     return ExecOutcome(tx_hash, mined=True, success=not failed, error="ExecutionFailure" if failed else "")
+
+
+def transaction_pending(net: OstiumNetwork, tx_hash: str) -> bool:
+    """The node knows `tx_hash` but has not mined it (it is in the mempool)."""
+    client = _client(net)
+    try:
+        found = client.w3.eth.get_transaction(tx_hash)
+    except TransactionNotFound:
+        return False
+    except Exception as exc:
+        raise ChainError("Chain call failed: getTransaction.", details={"what": "getTransaction"}) from exc
+    return found is not None and found.get("blockNumber") is None
+
+
+def account_has_pending(net: OstiumNetwork, address: str) -> bool:
+    """`address` has sent transactions that are not mined yet (pending nonce above the mined one)."""
+    client = _client(net)
+    address = to_checksum_address(address)
+    pending = _call("getTransactionCount", lambda: client.w3.eth.get_transaction_count(address, "pending"))
+    mined = _call("getTransactionCount", lambda: client.w3.eth.get_transaction_count(address, "latest"))
+    return pending > mined

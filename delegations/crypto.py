@@ -1,4 +1,4 @@
-"""Encryption at rest for custody keys: MultiFernet over the keys in
+"""Encryption at rest for custody keys: the MultiFernet of `config.crypto.multi_fernet` over the keys in
 `DELEGATE_KEY_ENCRYPTION_KEYS` (comma separated, newest first) or, when that is empty, the
 file `DELEGATE_KEY_ENCRYPTION_KEY_FILE` (one key per line, newest first). With neither set
 (development), a key file is generated once under the var folder, like the secret key.
@@ -15,6 +15,7 @@ from pathlib import Path
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from django.conf import settings
 
+from config.crypto import multi_fernet
 from config.errors import ApplicationError
 
 logger = logging.getLogger("tradedesk.delegations.crypto")
@@ -25,7 +26,7 @@ class KeyEncryptionError(ApplicationError):
     code = "KEY_ENCRYPTION_UNAVAILABLE"
 
 
-def _keys() -> list[bytes]:
+def _keys() -> list[str]:
     raw = list(getattr(settings, "DELEGATE_KEY_ENCRYPTION_KEYS", []) or [])
     if not raw:
         path = Path(settings.DELEGATE_KEY_ENCRYPTION_KEY_FILE)
@@ -37,16 +38,13 @@ def _keys() -> list[bytes]:
         raw = [line.strip() for line in path.read_text().splitlines() if line.strip() and not line.startswith("#")]
     if not raw:
         raise KeyEncryptionError("No key-encryption key is configured.")
-    try:
-        return [k.encode() if isinstance(k, str) else k for k in raw]
-    except Exception as exc:  # pragma: no cover - defensive
-        raise KeyEncryptionError("Invalid key-encryption key.") from exc
+    return raw
 
 
 def fernet() -> MultiFernet:
     try:
-        return MultiFernet([Fernet(k) for k in _keys()])
-    except ValueError as exc:
+        return multi_fernet(_keys())
+    except (ValueError, TypeError) as exc:
         raise KeyEncryptionError("A key-encryption key is not a valid Fernet key.") from exc
 
 

@@ -142,6 +142,12 @@ def delegate_key_for_trader(network: str, trader: str) -> str | None:
     return delegate_key_load(network, user).key.to_0x_hex()
 
 
+def relayer_key_address(network: str) -> str | None:
+    """The relayer's public address (no decryption), None when there is none."""
+    row = _active(P.RELAYER, network)
+    return row.address if row else None
+
+
 def relayer_key_load(network: str) -> LocalAccount:
     """Decrypt the relayer key (pays gas for execTransaction); used only by `delegations.chain`."""
     row = _active(P.RELAYER, network)

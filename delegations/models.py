@@ -61,6 +61,9 @@ class OstiumDelegation(models.Model):
     error_message = models.TextField(blank=True, default="")
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(auto_now=True)
+    submitted_at = models.DateTimeField(
+        null=True, blank=True, help_text="when the last execution was claimed (before execTransaction is sent)"
+    )
     activated_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
     checked_at = models.DateTimeField(null=True, blank=True, help_text="last reconciliation with the chain")

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import F, Q
 from django.utils import timezone
 from eth_utils import is_address, to_checksum_address
 from hexbytes import HexBytes
@@ -280,11 +282,14 @@ def delegation_execute(*, user, delegation_id: int, actor: str | None = None) ->
                 code="THRESHOLD_NOT_MET",
                 details={"signatures": len(signatures), "threshold": state.threshold},
             )
+        claimed_at = delegation.submitted_at = timezone.now()
         if delegation.action == A.DELEGATE:
-            _transition(delegation, S.SUBMITTED, actor=actor, payload={"signatures": len(signatures)})
+            _transition(
+                delegation, S.SUBMITTED, actor=actor, fields=("submitted_at",), payload={"signatures": len(signatures)}
+            )
         else:
             delegation.transaction_hash = "pending"
-            delegation.save(update_fields=["transaction_hash", "updated_at"])
+            delegation.save(update_fields=["transaction_hash", "submitted_at", "updated_at"])
             delegation_event(
                 delegation=delegation,
                 topic="delegation.submitted",
@@ -316,13 +321,22 @@ def delegation_execute(*, user, delegation_id: int, actor: str | None = None) ->
         except ApplicationError:
             on_chain = None  # recorded as sent; the next read reconciles it
 
-    # 3. record the result
+    # 3. record the result — unless recovery took the claim over meanwhile (this process was
+    # slower than DELEGATION_RECOVERY_AFTER_SECONDS): then the chain decides, through reconcile
     with transaction.atomic():
         delegation = delegation_lock(delegation.pk)
-        if outcome is not None:
+        superseded = delegation.submitted_at != claimed_at or not _claimed(delegation)
+        if superseded:
+            logger.warning(
+                "execution result arrived after its claim was recovered",
+                extra={"delegation_id": delegation.pk, "transaction_hash": outcome.tx_hash if outcome else ""},
+            )
+        elif outcome is not None:
             delegation.transaction_hash = outcome.tx_hash
             delegation.save(update_fields=["transaction_hash", "updated_at"])
-        if error is not None or (outcome and outcome.mined and not outcome.success):
+        if superseded:
+            pass
+        elif error is not None or (outcome and outcome.mined and not outcome.success):
             delegation.error_code = error.code if error else "EXECUTION_FAILED"
             delegation.error_message = error.message if error else outcome.error
             if delegation.action == A.DELEGATE:
@@ -332,6 +346,8 @@ def delegation_execute(*, user, delegation_id: int, actor: str | None = None) ->
         elif outcome and outcome.mined:
             _apply_chain_delegate(delegation, on_chain, actor=actor, reason="executed")
         # not mined in time: stays submitted/revoking with its hash; reads reconcile it
+    if superseded:
+        return delegation_reconcile(delegation=delegation, actor=actor)
     if error is not None and error.status_code >= 500:
         raise error
     return delegation
@@ -391,27 +407,78 @@ def _apply_chain_delegate(delegation: OstiumDelegation, on_chain: str | None, *,
         )
 
 
-# --- reconcile -----------------------------------------------------------------------------------
+# --- reconcile & recovery -----------------------------------------------------------------------
+
+
+def _claimed(delegation: OstiumDelegation) -> bool:
+    """An execution of the current SafeTx was claimed, so `execTransaction` may have been sent:
+    an activation in `submitted`, or a revocation in `revoking` with a transaction hash (or the
+    `pending` mark written before sending). Execute refuses such a row."""
+    return delegation.status == S.SUBMITTED or (delegation.status == S.REVOKING and bool(delegation.transaction_hash))
+
+
+def _claim_stale(delegation: OstiumDelegation) -> bool:
+    """The claim is older than any live executor can be (rows claimed before `submitted_at`
+    existed count as stale)."""
+    if delegation.submitted_at is None:
+        return True
+    grace = timedelta(seconds=settings.DELEGATION_RECOVERY_AFTER_SECONDS)
+    return delegation.submitted_at <= timezone.now() - grace
+
+
+def _execution_in_flight(net, delegation: OstiumDelegation) -> tuple[chain.ExecOutcome | None, bool]:
+    """For a claimed execution whose effect is not on chain and whose Safe nonce has not moved:
+    its mined outcome if its hash has a receipt, and whether it may still land — its hash is in
+    the mempool, the claim is recent (the executor may be sending right now), or our relayer has
+    unmined transactions (sent, the hash not recorded before a crash)."""
+    if delegation.transaction_hash.startswith("0x"):
+        outcome = chain.transaction_outcome(net, delegation.transaction_hash)
+        if outcome is not None:
+            return outcome, False
+        if chain.transaction_pending(net, delegation.transaction_hash):
+            return None, True
+    if not _claim_stale(delegation):
+        return None, True
+    relayer = keys.relayer_key_address(delegation.network)
+    return None, bool(relayer and chain.account_has_pending(net, relayer))
 
 
 def delegation_reconcile(*, delegation: OstiumDelegation, actor: str = "system:reconcile") -> OstiumDelegation:
-    """Compare with the chain: a delegation we think active whose `delegations(safe)` is no
-    longer our delegate (revoked from another wallet) becomes revoked; a submitted one becomes
-    active or failed; a pending one whose Safe nonce moved on fails."""
+    """Compare with the chain (`delegations(safe)`, the Safe nonce, the receipt of a recorded
+    transaction) and move the row to what the chain says:
+
+    - active, but `delegations(safe)` is no longer our delegate (revoked from another wallet) →
+      revoked; pending_signature whose Safe nonce moved → active if our SafeTx ran, else failed;
+    - submitted (activation claimed): delegate set → active; nonce moved without it → failed;
+      nonce not moved and nothing in flight (a crash between the claim and the send, or a
+      dropped transaction) → back to pending_signature, the same signatures executable again;
+    - revoking with a claimed execution: delegate gone → revoked; still delegated and nothing in
+      flight, or the nonce moved → back to active (`revoke` prepares the SafeTx again).
+
+    "In flight" (wait, change nothing): the recorded hash is in the mempool, the claim is younger
+    than DELEGATION_RECOVERY_AFTER_SECONDS, or the relayer has unmined transactions. A SafeTx
+    runs at most once whatever happens here: the Safe nonce allows one execution."""
     if delegation.status in (S.REVOKED, S.FAILED):
         return delegation
+    seen = (delegation.status, delegation.transaction_hash, delegation.submitted_at, delegation.safe_tx_hash)
     net = chain.network_config(delegation.network)
     on_chain = chain.delegate_of(net, delegation.safe_address)
+    ours = on_chain == delegation.delegate_address
+    claimed = _claimed(delegation)
     nonce = None
-    outcome = None
-    if delegation.status in (S.PENDING_SIGNATURE, S.SUBMITTED):
+    outcome, in_flight = None, False
+    if delegation.status == S.PENDING_SIGNATURE or claimed:
         nonce = chain.safe_state(net, delegation.safe_address).nonce
-    if delegation.status == S.SUBMITTED and delegation.transaction_hash.startswith("0x"):
-        outcome = chain.transaction_outcome(net, delegation.transaction_hash)
+    moved = nonce is not None and nonce > int(delegation.safe_nonce)
+    done_on_chain = ours if delegation.status == S.SUBMITTED else not ours
+    if claimed and not moved and not done_on_chain:
+        outcome, in_flight = _execution_in_flight(net, delegation)
+
     with transaction.atomic():
         delegation = delegation_lock(delegation.pk)
-        ours = on_chain == delegation.delegate_address
-        if delegation.status == S.PENDING_SIGNATURE and nonce is not None and nonce > int(delegation.safe_nonce):
+        if (delegation.status, delegation.transaction_hash, delegation.submitted_at, delegation.safe_tx_hash) != seen:
+            return delegation  # changed while the chain was read; the next read looks again
+        if delegation.status == S.PENDING_SIGNATURE and moved:
             if ours:  # someone executed our SafeTx themselves
                 delegation.status = S.SUBMITTED
             else:
@@ -419,17 +486,109 @@ def delegation_reconcile(*, delegation: OstiumDelegation, actor: str = "system:r
                 delegation.error_message = "The Safe executed another transaction with this nonce."
                 _fail(delegation, actor=actor)
                 return delegation
-        if delegation.status == S.SUBMITTED and not ours and nonce is not None and nonce <= int(delegation.safe_nonce):
-            if outcome is not None and outcome.mined and not outcome.success:  # reverted, nonce unused
+        elif delegation.status == S.SUBMITTED and not ours and not moved:
+            if outcome is not None and not outcome.success:  # reverted, nonce unused
                 delegation.error_code, delegation.error_message = "EXECUTION_FAILED", outcome.error
                 _fail(delegation, actor=actor)
-            return delegation  # otherwise still in flight
-        if delegation.status == S.REVOKING and ours:
+            elif not in_flight:
+                _execution_recovered(delegation, actor=actor)
+            return delegation
+        elif delegation.status == S.REVOKING and ours:
+            if claimed and (moved or not in_flight):
+                if moved:
+                    delegation.error_code = "SAFE_NONCE_MOVED"
+                    delegation.error_message = f"The Safe nonce is {nonce}, the SafeTx was for {delegation.safe_nonce}."
+                elif outcome is not None:
+                    delegation.error_code, delegation.error_message = "EXECUTION_FAILED", outcome.error
+                else:
+                    delegation.error_code = "EXECUTION_INTERRUPTED"
+                    delegation.error_message = "The revocation was not sent (interrupted); revoke again."
+                _revoke_abandoned(delegation, actor=actor)
+                return delegation
             delegation.checked_at = timezone.now()
             delegation.save(update_fields=["checked_at"])
             return delegation
         _apply_chain_delegate(delegation, on_chain, actor=actor, reason="chain_reconciled")
     return delegation
+
+
+def _execution_recovered(delegation: OstiumDelegation, *, actor: str) -> None:
+    """An activation claimed but never executed (caller holds the lock): back to
+    pending_signature with its signatures, so execute can run again."""
+    abandoned = delegation.transaction_hash if delegation.transaction_hash.startswith("0x") else ""
+    delegation.transaction_hash = ""
+    delegation.error_code = "EXECUTION_INTERRUPTED"
+    delegation.error_message = "The execution was not completed (interrupted or dropped); execute again."
+    _transition(
+        delegation,
+        S.PENDING_SIGNATURE,
+        actor=actor,
+        fields=("transaction_hash", "error_code", "error_message"),
+        payload={"reason": "execution_recovered", "abandoned_transaction_hash": abandoned},
+    )
+
+
+def delegations_recover(*, limit: int = 100, actor: str = "system:recovery") -> dict:
+    """Beat job: resolve executions claimed longer than DELEGATION_RECOVERY_AFTER_SECONDS ago
+    (a process that crashed between the claim and sending `execTransaction`, or before it
+    recorded the outcome) by reconciling each with the chain. Returns counts."""
+    cutoff = timezone.now() - timedelta(seconds=settings.DELEGATION_RECOVERY_AFTER_SECONDS)
+    stuck = (
+        OstiumDelegation.objects.filter(Q(status=S.SUBMITTED) | (Q(status=S.REVOKING) & ~Q(transaction_hash="")))
+        .filter(Q(submitted_at__isnull=True) | Q(submitted_at__lte=cutoff))
+        .order_by(F("submitted_at").asc(nulls_first=True), "id")[:limit]
+    )
+    counts = {"checked": 0, "resolved": 0, "errors": 0}
+    for delegation in stuck:
+        counts["checked"] += 1
+        try:
+            after = delegation_reconcile(delegation=delegation, actor=actor)
+        except ApplicationError as exc:
+            counts["errors"] += 1
+            logger.warning("delegation recovery failed", extra={"delegation_id": delegation.pk, "code": exc.code})
+            continue
+        if after.status != delegation.status or after.transaction_hash != delegation.transaction_hash:
+            counts["resolved"] += 1
+    return counts
+
+
+def delegations_chain_check(*, batch_size: int | None = None, actor: str = "system:chain_check") -> dict:
+    """Beat job: re-read `delegations(safe)` for the active delegations checked longest ago
+    (`batch_size` per network and run, one batched chain read each) and mark those whose
+    delegate is gone (revoked from another wallet) revoked — event `delegation.revoked`,
+    reason `chain_check`. The others get `checked_at`. Returns counts."""
+    batch_size = batch_size or settings.DELEGATION_CHAIN_CHECK_BATCH
+    active = OstiumDelegation.objects.filter(status=S.ACTIVE)
+    counts = {"checked": 0, "revoked": 0, "errors": 0}
+    for network in sorted(set(active.values_list("network", flat=True))):
+        rows = list(
+            active.filter(network=network)
+            .order_by(F("checked_at").asc(nulls_first=True), "id")
+            .values_list("pk", "safe_address", "delegate_address")[:batch_size]
+        )
+        try:
+            found = chain.delegates_of(chain.network_config(network), [safe for _, safe, _ in rows])
+        except ApplicationError as exc:
+            counts["errors"] += len(rows)
+            logger.warning("delegation chain check failed", extra={"network": network, "code": exc.code})
+            continue
+        counts["checked"] += len(rows)
+        still, gone = [], []
+        for pk, safe, delegate in rows:
+            on_chain = found[to_checksum_address(safe)]
+            if on_chain == delegate:
+                still.append(pk)
+            else:
+                gone.append((pk, on_chain))
+        OstiumDelegation.objects.filter(pk__in=still, status=S.ACTIVE).update(checked_at=timezone.now())
+        for pk, on_chain in gone:
+            with transaction.atomic():
+                delegation = delegation_lock(pk)
+                if delegation is None or delegation.status != S.ACTIVE:
+                    continue
+                _apply_chain_delegate(delegation, on_chain, actor=actor, reason="chain_check")
+                counts["revoked"] += 1
+    return counts
 
 
 # --- revoke --------------------------------------------------------------------------------------
@@ -457,7 +616,7 @@ def delegation_revoke(*, user, delegation_id: int, actor: str | None = None) -> 
             raise ConflictError("The delegation changed meanwhile.", code="DELEGATION_NOT_ACTIVE")
         delegation.action = A.REVOKE
         delegation.threshold = state.threshold
-        _store_tx(delegation, prepared=chain.revoke_tx(net), nonce=state.nonce, net=net)
+        _store_tx(delegation, prepared=chain.revoke_batch(net), nonce=state.nonce, net=net)
         _transition(
             delegation,
             S.REVOKING,

@@ -13,6 +13,7 @@ from hexbytes import HexBytes
 
 from delegations import keys
 from delegations.models import OstiumDelegation
+from providers.ostium.localnet.config import MULTISEND_CALL_ONLY_ADDRESS
 from tests.delegations.conftest import new_owner, user_client
 from trading.models import Event, Wallet
 from trading.risk import OrderIntent
@@ -149,10 +150,14 @@ def test_one_of_one_safe_full_cycle(chain_env, django_user_model):
     body = response.json()
     assert body["status"] == "revoking" and body["action"] == "revoke"
     assert body["safe_tx"]["nonce"] == "1" and body["signers"] == []
+    # one SafeTx (MultiSendCallOnly) removes the delegate and takes back the USDC allowance
+    assert body["safe_tx"]["operation"] == 1 and body["safe_tx"]["to"] == MULTISEND_CALL_ONLY_ADDRESS
+    assert [c["call"] for c in body["calls"]] == ["removeDelegate()", "approve(TradingStorage, 0)"]
     add_signature(client, d_id, sign_typed(owner, body))
     body = execute(client, d_id)
     assert body["status"] == "revoked", body
     assert trading.functions.delegations(safe).call() == "0x0000000000000000000000000000000000000000"
+    assert net.contract("usdc").functions.allowance(safe, net.addresses.tradingStorage).call() == 0
 
     # after revocation, a delegated order is refused before anything is sent
     with pytest.raises(Exception) as denied:
@@ -217,6 +222,8 @@ def test_two_of_three_safe_refuses_bad_signatures(chain_env, django_user_model):
     add_signature(client, d_id, sign_hash(owners[1], body["safe_tx_hash"]))
     add_signature(client, d_id, sign_typed(owners[2], body))
     assert execute(client, d_id)["status"] == "revoked"
+    assert net.contract("trading").functions.delegations(safe).call() == "0x0000000000000000000000000000000000000000"
+    assert net.contract("usdc").functions.allowance(safe, net.addresses.tradingStorage).call() == 0
     with pytest.raises(Exception) as denied:
         pretrade(user)
     assert denied.value.code == "DELEGATION_MISSING"
