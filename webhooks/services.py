@@ -18,8 +18,6 @@ from email.utils import parsedate_to_datetime
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
-from django.db.models import Count, OuterRef, Subquery
-from django.db.models.functions import Coalesce
 
 from config import crypto
 from config.errors import ApplicationError
@@ -395,19 +393,13 @@ def _claim(delivery_id: int, now: datetime) -> _Claim | str | None:
     )
     if delivery is None:
         return None  # delivered, failed, in flight, not due yet, or another worker has it
-    in_flight = (
-        WebhookDelivery.objects.filter(
-            endpoint=OuterRef("pk"), status=WebhookDelivery.Status.DELIVERING, lease_until__gt=now
-        )
-        .values("endpoint")
-        .annotate(n=Count("pk"))
-        .values("n")
-    )
-    endpoint = (
-        WebhookEndpoint.objects.select_for_update(of=("self",))
-        .annotate(in_flight=Coalesce(Subquery(in_flight), 0))
-        .get(pk=delivery.endpoint_id)
-    )
+    # Lock the endpoint first, then count in a statement of its own: under READ COMMITTED a
+    # count inside the locking statement would use the snapshot taken before the lock wait and
+    # miss the claim that just committed (a third delivery in flight with a cap of two).
+    endpoint = WebhookEndpoint.objects.select_for_update().get(pk=delivery.endpoint_id)
+    endpoint.in_flight = WebhookDelivery.objects.filter(
+        endpoint=endpoint, status=WebhookDelivery.Status.DELIVERING, lease_until__gt=now
+    ).count()
     if not endpoint.is_active:
         delivery.status = WebhookDelivery.Status.FAILED
         delivery.next_attempt_at = None

@@ -331,6 +331,48 @@ def test_over_the_concurrency_cap_a_delivery_waits_without_an_attempt(user, make
     assert services.delivery_attempt(delivery_id=d.pk, now=later).status == "delivered"
 
 
+@pytest.mark.django_db(transaction=True)
+@override_settings(WEBHOOK_ENDPOINT_CONCURRENCY=1)
+def test_a_claim_waiting_on_the_endpoint_lock_counts_the_claim_that_just_committed(user, make_endpoint):
+    """Two workers claim deliveries of one endpoint at once: the second waits for the first's
+    endpoint lock and must then see its delivery in flight (cap 1: busy, not a second claim)."""
+    import threading
+    import time
+
+    from django.db import connection, transaction
+
+    make_endpoint(user)
+    first, second = (_one_delivery("trade.closed", user, n=n) for n in range(2))
+    now = timezone.now() + timedelta(seconds=1)
+    claimed = threading.Event()
+    result = {}
+
+    def worker_a():
+        try:
+            with transaction.atomic():
+                result["a"] = services._claim(first.pk, now)
+                claimed.set()
+                time.sleep(0.5)  # B is now waiting for the endpoint's lock
+        finally:
+            connection.close()
+
+    def worker_b():
+        claimed.wait(5)
+        try:
+            result["b"] = services._claim(second.pk, now)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=worker_a), threading.Thread(target=worker_b)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert isinstance(result["a"], services._Claim)
+    assert result["b"] == "busy"
+    assert WebhookDelivery.objects.filter(status="delivering").count() == 1
+
+
 def test_the_sweep_recovers_a_lost_worker_and_requeues_overdue_deliveries(user, make_endpoint, receiver):
     make_endpoint(user)
     t0 = timezone.now() + timedelta(days=400)
