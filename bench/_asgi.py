@@ -11,7 +11,7 @@ import os
 
 from config.asgi import application as project_application
 
-LIMIT = int(os.environ.get("BENCH_SERVER_CONCURRENCY", "2"))
+LIMIT = int(os.environ.get("BENCH_SERVER_CONCURRENCY", "1"))
 _semaphore: asyncio.Semaphore | None = None
 
 

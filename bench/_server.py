@@ -52,26 +52,3 @@ class Baseline(APIView):
             )
             (row_id,) = cur.fetchone()
         return Response({"id": row_id}, status=201)
-
-
-class SharedRedisPool:
-    """`pool_class` for Django's Redis cache: one connection pool per URL per process. Django
-    builds a cache client per thread, and under ASGI every request has its own thread, so the
-    stock pool class opens a new Redis connection for every request."""
-
-    _pools: dict = {}
-
-    @classmethod
-    def from_url(cls, url, **options):
-        import threading
-
-        import redis
-
-        lock = cls.__dict__.get("_lock") or threading.Lock()
-        cls._lock = lock
-        with lock:
-            key = (url, tuple(sorted((k, repr(v)) for k, v in options.items())))
-            pool = cls._pools.get(key)
-            if pool is None:
-                pool = cls._pools[key] = redis.ConnectionPool.from_url(url, **options)
-            return pool

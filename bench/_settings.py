@@ -18,4 +18,3 @@ LOGGING = {"version": 1, "disable_existing_loggers": True, "root": {"level": "ER
 DATABASES["default"]["CONN_MAX_AGE"] = 0  # noqa: F405
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = False  # noqa: F405
 DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {"min_size": 2, "max_size": 4, "timeout": 10}  # noqa: F405
-CACHES["default"].setdefault("OPTIONS", {})["pool_class"] = "bench._server.SharedRedisPool"  # noqa: F405

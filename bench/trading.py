@@ -3,19 +3,30 @@
 A real uvicorn server (BENCH_WORKERS processes, `bench._asgi`: at most
 BENCH_SERVER_CONCURRENCY requests inside Django per process, the rest queue in the event
 loop) runs against its own database (`<name>_bench`, recreated) on the configured PostgreSQL
-server and Redis, with `bench._settings` (psycopg pool, one Redis pool per process, header
-auth, Server-Timing). 32 concurrent httpx clients (one user each) post for BENCH_SECONDS per
+server and Redis, with `bench._settings` (psycopg pool, header auth, Server-Timing). 32
+concurrent clients (one user each, one keep-alive connection each) post for BENCH_SECONDS per
 endpoint after a warm-up. Reported per endpoint: server-side latency p50/p99 from the
 `Server-Timing` header (time inside Django: middleware + view + queries), client-side latency
-p50/p99 (adds the queueing in front of the workers), throughput, and SQL statements per
-request. The trades endpoint is measured with an Idempotency-Key per request (as clients
-send it) and without. Orders are only placed (the placing path never calls the venue); no
-worker executes them during the run and their queue is purged afterwards.
+p50/p99 (adds the queueing in front of the workers), throughput, the CPU the server processes
+and the load generator spent per request, and SQL statements per request. The trades endpoint
+is measured with an Idempotency-Key per request (as clients send it) and without. Orders are
+only placed (the placing path never calls the venue); no worker executes them during the run
+and their queue is purged afterwards.
+
+Both endpoints get the same server, settings, client and body. The load generator shares the
+CPUs with the server, PostgreSQL and Redis, so it is a bare HTTP/1.1 loop on asyncio streams
+(about 0.1 ms of CPU per request; a general-purpose async client spent ~2 ms, more than the
+baseline endpoint itself). One request at a time is inside Django per worker process by
+default, as with gunicorn's sync workers: with two, their threads share one GIL, and each
+request's Server-Timing also counted the time it waited for the other's Python. With a cheap
+client the run is CPU-bound on the server side, so the throughput ratio is close to the ratio
+of the endpoints' CPU per request (plus their database work).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import socket
 import statistics
@@ -31,7 +42,7 @@ CLIENTS = int(os.environ.get("BENCH_CLIENTS", "32"))
 SECONDS = float(os.environ.get("BENCH_SECONDS", "10"))
 WARMUP = float(os.environ.get("BENCH_WARMUP", "3"))
 WORKERS = int(os.environ.get("BENCH_WORKERS", str(max(2, os.cpu_count() or 2))))
-SERVER_CONCURRENCY = int(os.environ.get("BENCH_SERVER_CONCURRENCY", "2"))
+SERVER_CONCURRENCY = int(os.environ.get("BENCH_SERVER_CONCURRENCY", "1"))
 TARGETS = {"p50_ms": 15.0, "p99_ms": 50.0, "throughput_ratio": 0.60}
 BODY = {"asset": "BTC-USD", "direction": "long", "order_type": "MARKET", "collateral": "50", "leverage": "5"}
 
@@ -170,38 +181,76 @@ def _percentile(values: list[float], p: float) -> float:
     return ordered[k]
 
 
-async def _load(base: str, path: str, users: list[int], *, seconds: float, idempotent: bool) -> dict:
-    import httpx
+class _Connection:
+    """One keep-alive HTTP/1.1 connection: a bare request/response loop on asyncio streams.
+    The load generator shares the CPUs with the server, so it should cost as little as it can;
+    a general-purpose client spends more CPU per request than the baseline endpoint does."""
 
+    def __init__(self, host: str, port: int):
+        self.host, self.port = host, port
+        self.reader = self.writer = None
+
+    async def post(self, path: str, body: bytes, headers: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+        self.writer.write(
+            f"POST {path} HTTP/1.1\r\nHost: {self.host}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n{head}\r\n".encode()
+            + body
+        )
+        raw = await self.reader.readuntil(b"\r\n\r\n")
+        status_line, *lines = raw.decode("latin-1").split("\r\n")
+        status = int(status_line.split(" ", 2)[1])
+        response_headers = {}
+        for line in lines:
+            if line:
+                name, _, value = line.partition(":")
+                response_headers[name.strip().lower()] = value.strip()
+        payload = await self.reader.readexactly(int(response_headers.get("content-length", "0")))
+        if response_headers.get("connection", "").lower() == "close":
+            await self.close()
+        return status, response_headers, payload
+
+    async def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.reader = self.writer = None
+
+
+async def _load(base: str, path: str, users: list[int], *, seconds: float, idempotent: bool) -> dict:
+    host, port = urlsplit(base).hostname, urlsplit(base).port
+    body = json.dumps(BODY).encode()
     server_ms: list[float] = []
     client_ms: list[float] = []
     errors: dict[int, int] = {}
     stop_at = time.perf_counter() + seconds
-    limits = httpx.Limits(max_connections=len(users), max_keepalive_connections=len(users))
 
-    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=30) as client:
-
-        async def worker(user_id: int):
-            headers = {"X-Bench-User": str(user_id)}
+    async def worker(user_id: int):
+        connection = _Connection(host, port)
+        headers = {"X-Bench-User": str(user_id)}
+        try:
             while time.perf_counter() < stop_at:
                 if idempotent:
                     headers["Idempotency-Key"] = uuid.uuid4().hex
                 started = time.perf_counter()
-                response = await client.post(path, json=BODY, headers=headers)
+                status, response_headers, payload = await connection.post(path, body, headers)
                 elapsed = (time.perf_counter() - started) * 1000
-                if response.status_code != 201:
-                    errors[response.status_code] = errors.get(response.status_code, 0) + 1
+                if status != 201:
+                    errors[status] = errors.get(status, 0) + 1
                     if len(errors) == 1 and sum(errors.values()) == 1:
-                        print(f"  first error on {path}: {response.status_code} {response.text[:300]}")
+                        print(f"  first error on {path}: {status} {payload[:300]!r}")
                     continue
                 client_ms.append(elapsed)
-                timing = response.headers.get("server-timing", "")
+                timing = response_headers.get("server-timing", "")
                 if "dur=" in timing:
                     server_ms.append(float(timing.split("dur=")[1]))
+        finally:
+            await connection.close()
 
-        started = time.perf_counter()
-        await asyncio.gather(*(worker(u) for u in users))
-        wall = time.perf_counter() - started
+    started = time.perf_counter()
+    await asyncio.wait_for(asyncio.gather(*(worker(u) for u in users)), seconds + 60)  # a stuck server fails
+    wall = time.perf_counter() - started
     return {
         "requests": len(client_ms),
         "errors": errors,
@@ -212,6 +261,54 @@ async def _load(base: str, path: str, users: list[int], *, seconds: float, idemp
         "client_p50": _percentile(client_ms, 50),
         "client_p99": _percentile(client_ms, 99),
     }
+
+
+def _run(coro):
+    """The client's event loop: uvloop (installed with uvicorn[standard], as the server uses) if present."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coro)
+    return uvloop.run(coro)
+
+
+def _cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU seconds used so far by `pids` (Linux /proc; NaN elsewhere)."""
+    total = 0.0
+    try:
+        tick = os.sysconf("SC_CLK_TCK")
+        for pid in pids:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick
+    except (OSError, ValueError, IndexError):
+        return float("nan")
+    return total
+
+
+def _process_tree(pid: int) -> list[int]:
+    """`pid` and its children (the uvicorn supervisor and its workers)."""
+    found = [pid]
+    try:
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                try:
+                    if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                        found.append(int(entry.name))
+                except (OSError, ValueError, IndexError):
+                    continue
+    except OSError:
+        pass
+    return found
+
+
+def _measure(base: str, path: str, users: list[int], server_pids: list[int], *, idempotent: bool) -> dict:
+    """One endpoint's load run, with the CPU the server processes and this client spent on it."""
+    client_before, server_before = time.process_time(), _cpu_seconds(server_pids)
+    result = _run(_load(base, path, users, seconds=SECONDS, idempotent=idempotent))
+    served = result["requests"] + sum(result["errors"].values()) or 1
+    result["server_cpu"] = (_cpu_seconds(server_pids) - server_before) * 1000 / served
+    result["client_cpu"] = (time.process_time() - client_before) * 1000 / served
+    return result
 
 
 def _wait_ready(base: str, proc: subprocess.Popen, timeout: float = 60) -> None:
@@ -239,6 +336,8 @@ def _print(results: dict[str, dict], queries: list[str]) -> None:
         ("client p50 (ms)", "client_p50", "{:.2f}"),
         ("client p99 (ms)", "client_p99", "{:.2f}"),
         ("throughput (req/s)", "throughput", "{:.1f}"),
+        ("server CPU/req (ms)", "server_cpu", "{:.2f}"),
+        ("client CPU/req (ms)", "client_cpu", "{:.2f}"),
         ("requests (2xx)", "requests", "{}"),
     ]
     print(f"\n{'':22}{'baseline INSERT':>18}{'POST trades':>18}{'(no Idem.-Key)':>18}")
@@ -284,14 +383,15 @@ def main() -> None:
     refresher = subprocess.Popen([python, "-c", REFRESH_PRICE], cwd=ROOT, env=env)
     try:
         _wait_ready(base, server)
+        server_pids = _process_tree(server.pid)
         results = {}
         for name, path, idem in (
             ("baseline", "/bench/baseline", False),
             ("trades", "/api/v1/trading/trades", True),
             ("trades-no-key", "/api/v1/trading/trades", False),
         ):
-            asyncio.run(_load(base, path, users, seconds=WARMUP, idempotent=idem))
-            results[name] = asyncio.run(_load(base, path, users, seconds=SECONDS, idempotent=idem))
+            _run(_load(base, path, users, seconds=WARMUP, idempotent=idem))
+            results[name] = _measure(base, path, users, server_pids, idempotent=idem)
         _print(results, queries)
     finally:
         for proc in (refresher, server):

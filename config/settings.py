@@ -122,7 +122,7 @@ def _redis_for(url: str, *, celery: bool = False) -> str:
 
 CACHES = {
     "default": {
-        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "BACKEND": "config.cache.RedisCache",  # Django's, with one client per process
         "LOCATION": _redis_for(REDIS_URL),
         "KEY_PREFIX": env("CACHE_KEY_PREFIX", default="td-test" if TESTING else "td"),
     }
@@ -148,6 +148,10 @@ CHANNEL_LAYERS = {
 CELERY_BROKER_URL = _redis_for(REDIS_URL, celery=True)
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
+# One result backend object per process instead of one per thread: under ASGI every request
+# runs in a thread of its own, so each task published from a request built a new one. There is
+# no result backend (results are ignored), and the disabled one holds no connection.
+CELERY_RESULT_BACKEND_THREAD_SAFE = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_DEFAULT_QUEUE = env("CELERY_QUEUE", default="tradedesk-test" if TESTING else "tradedesk")

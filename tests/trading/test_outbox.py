@@ -138,3 +138,34 @@ def test_handler_database_writes_roll_back_with_its_failure(django_user_model):
         assert not django_user_model.objects.filter(username__startswith="side-effect-").exists()
     finally:
         outbox.unregister_handler("test-writer")
+
+
+@pytest.mark.celery
+@pytest.mark.parametrize("arm", [True, False], ids=["armed", "disarmed"])
+def test_an_order_for_the_executor_is_published_from_accepted_on(celery_worker, recorder, markets, trader, arm):
+    """Placing a MARKET order enqueues the execution task and no dispatch of its own: the
+    executor's claim writes the order's next event (submitting, or rejected when the venue is
+    disarmed), whose commit kicks the dispatcher, and `order.accepted` goes out first."""
+    from decimal import Decimal
+
+    from django.db import connection
+
+    from trading.models import Event
+    from trading.services.control import control_arm
+    from trading.services.orders import order_place
+
+    if arm:
+        control_arm(component="executor:paper", actor="test", reason="tests trade on paper")
+    with transaction.atomic():
+        order = order_place(user=trader, asset="BTC-USD", side="long", collateral=Decimal(100), leverage=Decimal(10))
+        hooks = [hook for _, hook, _ in connection.run_on_commit]
+    assert outbox._kick not in hooks and len(hooks) == 1  # the execution task only
+
+    def published():
+        topics = dict(Event.objects.filter(id__in=recorder["a"]).values_list("id", "topic"))
+        return [topics[i] for i in recorder["a"] if i in topics]
+
+    after = "order.submitting" if arm else "order.rejected"
+    wait_for(lambda: after in published())
+    assert published()[:2] == ["order.accepted", after]
+    assert Event.objects.filter(id__in=recorder["a"], correlation_id=order.correlation_id).count() >= 2

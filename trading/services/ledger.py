@@ -2,11 +2,29 @@
 
 from __future__ import annotations
 
+import json
+
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection
+from django.utils import timezone
 
 from config.context import correlation_id_var
 from trading import outbox
 from trading.models import Event, OutboxMessage
+from trading.ulid import new_ulid
+
+# The event and its outbox rows in one statement (one round-trip; this runs on every order).
+_EVENT_SQL = f"""
+INSERT INTO {Event._meta.db_table}
+    (id, occurred_at, topic, aggregate_type, aggregate_id, correlation_id, causation_id, actor, payload, version)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb, %s)
+"""
+_EVENT_WITH_OUTBOX_SQL = f"""
+WITH event AS ({_EVENT_SQL})
+INSERT INTO {OutboxMessage._meta.db_table}
+    (event_id, handler, status, attempts, next_attempt_at, last_error, created_at)
+SELECT %s, handler, '{OutboxMessage.Status.PENDING}', 0, %s, '', %s FROM unnest(%s::text[]) AS handler
+"""
 
 
 def event_record(
@@ -19,13 +37,21 @@ def event_record(
     correlation_id: str | None = None,
     causation_id: str | None = None,
     version: int = 1,
+    kick: bool = True,
 ) -> Event:
     """Append one event in the caller's transaction and queue it for every handler whose
     topic patterns match; the dispatcher is kicked after commit. A rolled-back transaction
-    leaves neither the event nor its outbox rows."""
+    leaves neither the event nor its outbox rows.
+
+    `kick=False` leaves the kick to a follow-up the transaction sets off anyway, whose own
+    event kicks the dispatcher (which publishes every pending message in order): a task it
+    enqueues after commit that always records the aggregate's next event. The Beat sweep
+    publishes whatever a lost follow-up leaves behind."""
     if not connection.in_atomic_block:
         raise RuntimeError("event_record must run inside the transaction of the state change")
-    event = Event.objects.create(
+    event = Event(
+        id=new_ulid(),
+        occurred_at=timezone.now(),
         topic=topic,
         aggregate_type=aggregate_type,
         aggregate_id=str(aggregate_id),
@@ -35,9 +61,26 @@ def event_record(
         causation_id=causation_id or "",
         version=version,
     )
+    params = [
+        event.id,
+        event.occurred_at,
+        event.topic,
+        event.aggregate_type,
+        event.aggregate_id,
+        event.correlation_id,
+        event.causation_id,
+        event.actor,
+        json.dumps(event.payload, cls=DjangoJSONEncoder),
+        event.version,
+    ]
     names = outbox.handlers_for(topic)
-    if names:
-        OutboxMessage.objects.bulk_create(OutboxMessage(event=event, handler=name) for name in names)
+    with connection.cursor() as cur:
+        if names:
+            cur.execute(_EVENT_WITH_OUTBOX_SQL, [*params, event.id, event.occurred_at, event.occurred_at, names])
+        else:
+            cur.execute(_EVENT_SQL, params)
+    event._state.adding = False
+    if names and kick:
         outbox.kick_after_commit()
     return event
 
@@ -51,11 +94,6 @@ def event_record_many(events: list[dict]) -> list[str]:
     may come already encoded as `payload_json`), written with COPY in the caller's transaction:
     for engines that change many rows in one statement (protective triggers). Returns the new
     event ids, in order."""
-    import json
-
-    from django.core.serializers.json import DjangoJSONEncoder
-    from django.utils import timezone
-
     from trading.ulid import new_ulids
 
     if not connection.in_atomic_block:

@@ -40,11 +40,14 @@ def order_last_event_id(order: Order) -> str:
     )
 
 
-def order_event(*, order: Order, topic: str, actor: str = "system", causation_id: str | None = None, payload=None):
+def order_event(
+    *, order: Order, topic: str, actor: str = "system", causation_id: str | None = None, payload=None, kick: bool = True
+):
     """Write one event of an order's life: correlation `order-<id>`, causation = the causing
     event (by default the order's previous event, so the chain can be walked back). The
     payload names the order and its owner (`user_id`: realtime and webhooks route by it)."""
     return event_record(
+        kick=kick,
         topic=topic,
         aggregate_type="order",
         aggregate_id=order.pk,
@@ -383,12 +386,16 @@ def order_place(
 def _order_write(*, user, actor: str, tick, protective: bool, causation_id: str, fields: dict) -> Order:
     order = Order(user=user, **fields)
     order.save(force_insert=True)
+    # No outbox kick (a Celery publish) of its own: the order's next event kicks the dispatcher,
+    # written right below (pending_trigger) or by the executor's claim (submitting/rejected),
+    # which execute_order_task always writes for an ACCEPTED order.
     order_event(
         order=order,
         topic="order.accepted",
         actor=actor,
         causation_id=causation_id,
         payload={**order_snapshot(order), "price_source": tick.source, "price_at": tick.timestamp},
+        kick=False,
     )
     if protective or _limit_held_here(order):
         order_transition(order=order, to=Order.Status.PENDING_TRIGGER, actor=actor)
