@@ -59,7 +59,8 @@ def risk_limits_cache_clear() -> None:
 
 _USER_STATS_SQL = """
 SELECT
-  (SELECT COUNT(*) FROM trading_order WHERE user_id = %(user)s AND created_at >= %(minute_ago)s),
+  (SELECT COUNT(*) FROM trading_order WHERE user_id = %(user)s AND created_at >= %(minute_ago)s
+     AND origin IN ('user', 'protective')),
   (SELECT COALESCE(SUM(realized_pnl - fee - funding), 0) FROM trading_fill
      WHERE user_id = %(user)s AND occurred_at >= %(day_start)s),
   (SELECT COALESCE(json_agg(json_build_array(provider, asset, side)), '[]'::json) FROM trading_position

@@ -84,8 +84,13 @@ def test_open_fill_partial_close_close_through_the_api(markets, trader, armed, a
 
 @pytest.mark.celery
 def test_twenty_concurrent_identical_requests_make_one_order_and_one_venue_call(
-    markets, trader, armed, counting_venue, celery_worker
+    markets, trader, armed, counting_venue, celery_worker, settings
 ):
+    # idempotency is under test, not the `trade` rate limit (10/min: the 11th would be a 429)
+    settings.REST_FRAMEWORK = {
+        **settings.REST_FRAMEWORK,
+        "DEFAULT_THROTTLE_RATES": {**settings.THROTTLE_RATES, "trade": "100/min"},
+    }
     barrier = Barrier(20)
 
     def post(_):

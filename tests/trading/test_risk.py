@@ -245,6 +245,30 @@ def test_order_rate_through_the_service(markets, trader):
 
 
 @pytest.mark.django_db
+def test_closes_the_venue_or_an_operator_recorded_do_not_count_toward_the_users_order_rate(markets, trader):
+    from trading.models import Order, RiskLimit
+    from trading.services.orders import order_place
+
+    RiskLimit.objects.create(instrument="", max_orders_per_minute=2)
+    order_place(user=trader, asset="BTC-USD", side="long", collateral=D("10"), leverage=D("2"))
+    # a liquidation, a venue close, a reconciliation and an operator's close in the same minute
+    for origin in ("liquidation", "venue", "reconciliation", "operator"):
+        Order.objects.create(
+            user=trader,
+            provider="paper",
+            asset="BTC-USD",
+            side="short",
+            reduce_only=True,
+            origin=origin,
+            status="FILLED",
+        )
+    order_place(user=trader, asset="BTC-USD", side="long", collateral=D("10"), leverage=D("2"))  # the 2nd of 2
+    with pytest.raises(RiskDenied) as err:
+        order_place(user=trader, asset="BTC-USD", side="long", collateral=D("10"), leverage=D("2"))
+    assert err.value.code == RiskCode.ORDER_RATE
+
+
+@pytest.mark.django_db
 def test_price_band_through_the_service(markets, trader):
     from trading.services.orders import order_place
 

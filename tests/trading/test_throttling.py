@@ -87,3 +87,31 @@ def test_scoped_limit_comes_from_settings():
 def test_parse_rate(rate, parsed):
     assert parse_rate(rate) == parsed
     assert parse_rate(None) is None
+
+
+@pytest.mark.django_db
+def test_trade_execution_is_limited_to_ten_a_minute_by_default_and_reads_are_not():
+    client = bearer(login(UserFactory())["access_token"])
+    # opening and closing both execute trades: one `trade` bucket (before validation, so an
+    # invalid body counts too)
+    codes = [client.post("/api/v1/trading/trades", {}, format="json").status_code for _ in range(6)]
+    codes += [client.delete("/api/v1/trading/trades/BTC-USD/1").status_code for _ in range(4)]
+    assert codes == [400] * 6 + [404] * 4
+    r = client.post("/api/v1/trading/trades", {}, format="json")
+    _assert_429(r.status_code, r, r.json())
+    r = client.delete("/api/v1/trading/trades/BTC-USD/1")
+    _assert_429(r.status_code, r, r.json())
+    # reading orders and positions is under the general `api` limit, not the trade one
+    assert client.get("/api/v1/trading/orders").status_code == 200
+    assert client.get("/api/v1/trading/positions").status_code == 200
+
+
+@pytest.mark.django_db
+def test_price_queries_have_their_own_limit():
+    with _rates(prices="2/min"):
+        client = bearer(login(UserFactory())["access_token"])
+        codes = [client.get("/api/v1/prices/NOPE-USD").status_code for _ in range(2)]
+        assert 429 not in codes
+        r = client.get("/api/v1/prices?pairs=NOPE-USD")
+        _assert_429(r.status_code, r, r.json())
+        assert client.get("/api/v1/me").status_code == 200

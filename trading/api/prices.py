@@ -7,6 +7,7 @@ from rest_framework.views import APIView
 from config.errors import ApplicationError
 from providers.interface import VenueException
 from trading.api import serializers as s
+from trading.throttling import ScopedUserAndIpThrottle
 
 
 def _error(exc: VenueException) -> ApplicationError:
@@ -14,7 +15,12 @@ def _error(exc: VenueException) -> ApplicationError:
     return ApplicationError(exc.error.message, code=str(exc.error.code), details=exc.error.details, status_code=status)
 
 
-class PriceDetail(APIView):
+class _PriceView(APIView):
+    throttle_classes = [ScopedUserAndIpThrottle]
+    throttle_scope = "prices"  # 100/min per user and per IP by default (THROTTLE_RATES)
+
+
+class PriceDetail(_PriceView):
     @extend_schema(operation_id="price_get", parameters=[s.PriceQuery], responses={200: s.PriceSerializer})
     def get(self, request, pair: str):
         from providers.prices import price_get
@@ -28,7 +34,7 @@ class PriceDetail(APIView):
         return Response(s.PriceSerializer(s.price_data(tick)).data)
 
 
-class PriceList(APIView):
+class PriceList(_PriceView):
     @extend_schema(operation_id="prices_get", parameters=[s.PricesQuery], responses={200: s.PricesResponse})
     def get(self, request):
         from providers.prices import price_get_many

@@ -13,15 +13,30 @@ from trading.api.idempotency import IDEMPOTENCY_KEY_PARAMETER, idempotent
 from trading.models import Order
 from trading.selectors import orders_for_user, positions_for_user, trade_open_for_user
 from trading.services import orders as order_services
+from trading.throttling import ScopedUserAndIpThrottle
 
 ERROR = {"description": "the error envelope {error: {code, message, details, timestamp, request_id}}"}
+THROTTLED = {"description": "over the rate limit: the error envelope (code `throttled`) and `Retry-After`"}
 
 
-class TradeOpen(APIView):
+class _Throttled:
+    """Executing a trade (open, close) counts against the `trade` limit (THROTTLE_RATES, 10/min
+    per user and per IP by default); every other trading call against the general `api` one."""
+
+    throttle_classes = [ScopedUserAndIpThrottle]
+    trade_methods: tuple[str, ...] = ()
+
+    def get_throttle_scope(self, request) -> str:
+        return "trade" if request.method in self.trade_methods else "api"
+
+
+class TradeOpen(_Throttled, APIView):
+    trade_methods = ("POST",)
+
     @extend_schema(
         operation_id="trading_trade_open",
         request=s.TradeOpenRequest,
-        responses={201: s.OrderPlacedResponse, 400: ERROR, 404: ERROR, 409: ERROR, 422: ERROR},
+        responses={201: s.OrderPlacedResponse, 400: ERROR, 404: ERROR, 409: ERROR, 422: ERROR, 429: THROTTLED},
         parameters=[IDEMPOTENCY_KEY_PARAMETER],
         description=(
             "Open a trade (MARKET, LIMIT) or place a protective order (STOP_LOSS, TAKE_PROFIT, TRAILING_STOP, "
@@ -65,7 +80,9 @@ class TradeOpen(APIView):
         return Response(s.order_placed_data(order), status=status.HTTP_201_CREATED)
 
 
-class TradeDetail(APIView):
+class TradeDetail(_Throttled, APIView):
+    trade_methods = ("DELETE",)
+
     @extend_schema(
         operation_id="trading_trade_close",
         request=s.TradeCloseRequest,
@@ -73,7 +90,7 @@ class TradeDetail(APIView):
             IDEMPOTENCY_KEY_PARAMETER,
             OpenApiParameter("percentage", float, description="share to close, percent (also accepted in the body)"),
         ],
-        responses={202: s.OrderPlacedResponse, 404: ERROR, 409: ERROR, 422: ERROR},
+        responses={202: s.OrderPlacedResponse, 404: ERROR, 409: ERROR, 422: ERROR, 429: THROTTLED},
         description="Close an open trade (or `percentage` of it) through the executor. Answers with the close order.",
     )
     @idempotent
@@ -107,7 +124,7 @@ class TradeDetail(APIView):
         return Response(s.TradeSerializer(trade).data)
 
 
-class PositionList(generics.ListAPIView):
+class PositionList(_Throttled, generics.ListAPIView):
     serializer_class = s.PositionSerializer
 
     @extend_schema(operation_id="trading_positions", parameters=[s.PositionFilter])
@@ -121,7 +138,7 @@ class PositionList(generics.ListAPIView):
         return positions_for_user(user=self.request.user, status=None if wanted == "all" else wanted)
 
 
-class OrderList(generics.ListAPIView):
+class OrderList(_Throttled, generics.ListAPIView):
     serializer_class = s.OrderSerializer
 
     @extend_schema(operation_id="trading_orders", parameters=[s.OrderFilter])
@@ -141,7 +158,7 @@ class OrderList(generics.ListAPIView):
         )
 
 
-class OrderDetail(generics.RetrieveAPIView):
+class OrderDetail(_Throttled, generics.RetrieveAPIView):
     serializer_class = s.OrderDetailSerializer
 
     @extend_schema(operation_id="trading_order", description="One order with its event timeline.")
@@ -152,7 +169,7 @@ class OrderDetail(generics.RetrieveAPIView):
         return Order.objects.filter(user=self.request.user)
 
 
-class OrderCancel(APIView):
+class OrderCancel(_Throttled, APIView):
     @extend_schema(
         operation_id="trading_order_cancel",
         request=None,
