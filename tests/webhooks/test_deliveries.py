@@ -341,9 +341,20 @@ def test_a_claim_waiting_on_the_endpoint_lock_counts_the_claim_that_just_committ
 
     from django.db import connection, transaction
 
-    make_endpoint(user)
-    first, second = (_one_delivery("trade.closed", user, n=n) for n in range(2))
-    now = timezone.now() + timedelta(seconds=1)
+    endpoint, _ = make_endpoint(user)
+    # two due deliveries written directly (no outbox, so no session worker takes them first)
+    now = timezone.now() + timedelta(days=400)
+    first, second = (
+        WebhookDelivery.objects.create(
+            webhook_id=f"msg_claim_race_{n}",
+            endpoint=endpoint,
+            event_id=f"EVT{n}",
+            event_type="trade.closed",
+            payload={"n": n},
+            next_attempt_at=now,
+        )
+        for n in range(2)
+    )
     claimed = threading.Event()
     result = {}
 
