@@ -3,8 +3,10 @@ entries, evaluated set-based per asset on every price tick (tick listener) and e
 (Beat, against the latest cached price), plus the liquidation watch and stop coverage.
 
 One evaluation of one asset at one price, in one transaction:
-    stale guard → advisory lock (per asset) → trailing activation/ratchet (one UPDATE) →
-    triggers (one UPDATE ... RETURNING) → `order.triggered` events (bulk) →
+    stale guard → advisory lock (per asset) → trailing activation/ratchet (one statement,
+    writing the `order.trailing_started` events) → triggers (one statement: the UPDATE, its
+    `order.triggered` events and their outbox messages, set-based from the UPDATE's RETURNING
+    rows; only the ids fired come back) →
     after commit: one task that fans out execution of the triggered orders (the executor's
     ordinary claim → close command path) and one push task per trailing stop that moved
     enough on a native-SL/TP venue.
@@ -31,9 +33,11 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection, transaction
 from django.utils import timezone
 
+from trading import outbox
 from trading import protective_sql as Q
 from trading.models import EngineHeartbeat, Order, Position
 from trading.services.ledger import event_record, event_record_many
+from trading.ulid import new_ulid_prefix
 
 logger = logging.getLogger("tradedesk.protective")
 
@@ -181,13 +185,15 @@ def protective_evaluate(
             _execute(Q.FRESH_MARK, params)
         else:
             _execute(Q.FRESH_LEAVE, params)
-        moved = _rows(Q.TRAILING_RATCHET, params)
-        result.trailing_moved = len(moved)
-        result.pushes = [row[0] for row in moved if row[3]]
-        started = [(row[0], row[1]) for row in moved if row[2]]
-        fired = _rows(Q.TRIGGER, params)
+        shared = {"price": price, "source": source, "door": door}
+        [(result.trailing_moved, started, result.pushes)] = _rows(
+            Q.TRAILING_RATCHET, {**params, **_events_params("order.trailing_started", shared)}
+        )
+        shared = {"from": Order.Status.PENDING_TRIGGER, "to": Order.Status.TRIGGERED, "price_at": price_at, **shared}
+        fired = _rows(Q.TRIGGER, {**params, **_events_params("order.triggered", shared)})
         result.triggered = [row[0] for row in fired]
-        _events_write(fired=fired, started=started, params=params, door=door)
+        if started or fired:
+            outbox.kick_after_commit()
         if result.triggered:
             ids = list(result.triggered)
             transaction.on_commit(lambda: _enqueue_execution(ids))
@@ -197,54 +203,15 @@ def protective_evaluate(
     return result
 
 
-def _events_write(*, fired: list[tuple], started: list[tuple], params: dict, door: str) -> None:
-    if not fired and not started:
-        return
-    correlations = [f"order-{row[0]}" for row in fired] + [f"order-{pk}" for pk, _ in started]
-    last = dict(_rows(Q.LAST_EVENTS, {"correlations": correlations}))
-    events = []
-    for pk, stop in started:
-        events.append(
-            {
-                "topic": "order.trailing_started",
-                "aggregate_type": "order",
-                "aggregate_id": pk,
-                "correlation_id": f"order-{pk}",
-                "causation_id": last.get(f"order-{pk}", ""),
-                "payload": {"price": params["price"], "stop_price": stop, "source": params["source"], "door": door},
-            }
-        )
-    # the part every payload shares is encoded once; per order only ids, leg and level
-    shared = json.dumps(
-        {
-            "from": Order.Status.PENDING_TRIGGER,
-            "to": Order.Status.TRIGGERED,
-            "price": params["price"],
-            "price_at": params["price_at"],
-            "source": params["source"],
-            "door": door,
-        },
-        cls=DjangoJSONEncoder,
-    )[1:-1]
-    for pk, order_type, side, trade_id, leg, level in fired:
-        # every value here is an id, an enum word or a Decimal: safe to spell out directly
-        own = (
-            f'{{"order_id": {pk}, "order_type": "{order_type}", "side": "{side}", '
-            f'"trade_id": {"null" if trade_id is None else trade_id}, "leg": "{leg}", "level": "{level}", '
-        )
-        if order_type == Order.Type.OCO:
-            own += f'"cancelled_leg": "{"take_profit" if leg == "stop" else "stop"}", '
-        events.append(
-            {
-                "topic": "order.triggered",
-                "aggregate_type": "order",
-                "aggregate_id": pk,
-                "correlation_id": f"order-{pk}",
-                "causation_id": last.get(f"order-{pk}", ""),
-                "payload_json": f"{own}{shared}}}",
-            }
-        )
-    event_record_many(events)
+def _events_params(topic: str, shared: dict) -> dict:
+    """Parameters of the ledger events a statement writes (see `protective_sql`): a block of
+    event ids, the time, the payload part every event shares, the outbox handlers of `topic`."""
+    return {
+        "ulid_prefix": new_ulid_prefix(),
+        "now": timezone.now(),
+        "shared": json.dumps(shared, cls=DjangoJSONEncoder)[1:],  # the members and "}": SQL prepends its own
+        "handlers": outbox.handlers_for(topic),
+    }
 
 
 def _enqueue_execution(order_ids: list[int]) -> None:
