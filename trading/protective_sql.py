@@ -119,6 +119,25 @@ SELECT count(*), count(*) FILTER (WHERE starting), COALESCE(array_agg(id ORDER B
   FROM done
 """
 
+# Is any trailing stop of the asset due to start or move at this price? TRAILING_RATCHET's
+# candidates (and its activation condition), stopping at the first: most ticks move no trailing
+# stop, and this costs a fraction of planning the ratchet.
+TRAILING_DUE = """
+SELECT EXISTS (SELECT 1 FROM trading_order o
+                WHERE o.asset = %(asset)s AND o.status = 'PENDING_TRIGGER'
+                  AND o.ratchet_above IS NOT NULL AND o.ratchet_above <= %(price)s)
+    OR EXISTS (SELECT 1 FROM trading_order o
+                WHERE o.asset = %(asset)s AND o.status = 'PENDING_TRIGGER'
+                  AND o.ratchet_below IS NOT NULL AND o.ratchet_below >= %(price)s)
+    OR EXISTS (SELECT 1 FROM trading_order o
+                WHERE o.asset = %(asset)s AND o.status = 'PENDING_TRIGGER' AND o.order_type = 'TRAILING_STOP'
+                  AND (o.stop_price IS NULL
+                       OR (o.trailing_activated_at IS NULL AND o.trailing_activation_price IS NOT NULL))
+                  AND (o.trailing_activated_at IS NOT NULL OR o.trailing_activation_price IS NULL
+                       OR (o.side = 'long' AND %(price)s >= o.trailing_activation_price)
+                       OR (o.side = 'short' AND %(price)s <= o.trailing_activation_price)))
+"""
+
 # Statuses in which a protective close of a trade is under way: a sibling must not fire too.
 CLOSING = "('TRIGGERED', 'SUBMITTING', 'SUBMITTED', 'PARTIALLY_FILLED', 'UNKNOWN')"
 PROTECTIVE = "('STOP_LOSS', 'TAKE_PROFIT', 'TRAILING_STOP', 'OCO')"

@@ -3,8 +3,9 @@ entries, evaluated set-based per asset on every price tick (tick listener) and e
 (Beat, against the latest cached price), plus the liquidation watch and stop coverage.
 
 One evaluation of one asset at one price, in one transaction:
-    stale guard → advisory lock (per asset) → trailing activation/ratchet (one statement,
-    writing the `order.trailing_started` events) → triggers (one statement: the UPDATE, its
+    stale guard → advisory lock (per asset), leaving staleness and "is any trailing stop due?"
+    (three small statements in one round trip) → if due, trailing activation/ratchet (one
+    statement, writing the `order.trailing_started` events) → triggers (one statement: the UPDATE, its
     `order.triggered` events and their outbox messages, set-based from the UPDATE's RETURNING
     rows; only the ids fired come back) →
     after commit: one task that fans out execution of the triggered orders (the executor's
@@ -121,6 +122,23 @@ def _execute(sql: str, params: dict) -> None:
         cursor.execute(sql, params, prepare=False)
 
 
+def _pipelined(*statements: str, params: dict) -> list[list[tuple]]:
+    """Run statements one after the other, as `_rows` would (each with its own snapshot), but
+    sent in one round trip (psycopg pipeline mode). The rows of each, in order."""
+    connection.ensure_connection()
+    cursors = []
+    with connection.connection.pipeline():
+        for sql in statements:
+            cursor = _cursor()
+            cursor.execute(sql, params, prepare=False)
+            cursors.append(cursor)
+    out = []
+    for cursor in cursors:
+        with cursor:
+            out.append(cursor.fetchall() if cursor.description else [])
+    return out
+
+
 def price_too_old(price_at: datetime | None, *, now: datetime | None = None) -> bool:
     if price_at is None:
         return True
@@ -180,15 +198,15 @@ def protective_evaluate(
         "min_step": Decimal(str(settings.TRAILING_MIN_STEP_PCT)),
     }
     with transaction.atomic():
-        _execute(Q.ADVISORY_LOCK, params)
-        if door == BEAT:
-            _execute(Q.FRESH_MARK, params)
-        else:
-            _execute(Q.FRESH_LEAVE, params)
-        shared = {"price": price, "source": source, "door": door}
-        [(result.trailing_moved, started, result.pushes)] = _rows(
-            Q.TRAILING_RATCHET, {**params, **_events_params("order.trailing_started", shared)}
+        *_, [(trailing_due,)] = _pipelined(
+            Q.ADVISORY_LOCK, Q.FRESH_MARK if door == BEAT else Q.FRESH_LEAVE, Q.TRAILING_DUE, params=params
         )
+        shared = {"price": price, "source": source, "door": door}
+        started = 0
+        if trailing_due:
+            [(result.trailing_moved, started, result.pushes)] = _rows(
+                Q.TRAILING_RATCHET, {**params, **_events_params("order.trailing_started", shared)}
+            )
         shared = {"from": Order.Status.PENDING_TRIGGER, "to": Order.Status.TRIGGERED, "price_at": price_at, **shared}
         fired = _rows(Q.TRIGGER, {**params, **_events_params("order.triggered", shared)})
         result.triggered = [row[0] for row in fired]
