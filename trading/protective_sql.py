@@ -248,6 +248,24 @@ UPDATE trading_protectiveassetstate SET stale = false, stale_since = NULL, evalu
 RETURNING asset
 """
 
+# --- heartbeat ------------------------------------------------------------------------------------
+
+# Add what a door did since its last heartbeat: runs and total triggered accumulate, the rest is
+# the latest interval's (one statement, so writers in several processes never lose counts).
+HEARTBEAT_ADD = """
+INSERT INTO trading_engineheartbeat AS h (name, last_run_at, runs, assets_evaluated, orders_evaluated, triggered,
+                                          trailing_moved, duration_ms, stale_assets, near_liquidation, stop_missing,
+                                          total_triggered, last_error)
+VALUES (%(name)s, %(at)s, %(runs)s, %(assets)s, 0, %(triggered)s, %(moved)s, %(duration_ms)s, %(stale)s::jsonb, 0, 0,
+        %(triggered)s, %(error)s)
+ON CONFLICT (name) DO UPDATE
+   SET last_run_at = GREATEST(h.last_run_at, EXCLUDED.last_run_at), runs = h.runs + EXCLUDED.runs,
+       assets_evaluated = EXCLUDED.assets_evaluated, triggered = EXCLUDED.triggered,
+       trailing_moved = EXCLUDED.trailing_moved, duration_ms = EXCLUDED.duration_ms,
+       stale_assets = EXCLUDED.stale_assets, total_triggered = h.total_triggered + EXCLUDED.total_triggered,
+       last_error = EXCLUDED.last_error
+"""
+
 # --- liquidation watch and stop coverage ----------------------------------------------------------
 
 # Positions within `pct` of their liquidation price at the given prices: flag the ones entering

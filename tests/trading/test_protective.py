@@ -590,7 +590,62 @@ def test_monitor_run_evaluates_cached_prices_and_records_heartbeat(db, user, mar
     assert beat.triggered == 1 and beat.runs == 1 and beat.orders_evaluated == 2
     assert beat.stale_assets == ["NOPE-USD"]
     assert protective_monitor_run().runs == 2
-    assert EngineHeartbeat.objects.count() == 1
+    assert EngineHeartbeat.objects.filter(name="beat").count() == 1
+
+
+def test_tick_listener_writes_a_throttled_heartbeat_that_the_control_panel_reads(db, user, markets, settings):
+    from providers.prices import price_set
+    from trading.admin_panel.health import DOWN, OK, engine_heartbeat_health
+
+    # given the tick door has just written its heartbeat, and may write again only after an hour
+    settings.PROTECTIVE_TICK_HEARTBEAT_SECONDS = 0
+    price_set(ASSET, D("60000"))
+    before = EngineHeartbeat.objects.get(name="tick")
+    settings.PROTECTIVE_TICK_HEARTBEAT_SECONDS = 3600
+    stop = pending(user, "STOP_LOSS", stop_price=D("59000"))
+    # when two ticks are evaluated (the second fires the stop)
+    price_set(ASSET, D("59500"))
+    price_set(ASSET, D("58900"))
+    stop.refresh_from_db()
+    assert stop.status == Order.Status.TRIGGERED
+    # then nothing was written for them yet
+    beat = EngineHeartbeat.objects.get(name="tick")
+    assert (beat.runs, beat.last_run_at) == (before.runs, before.last_run_at)
+    # when the interval has passed, the next tick writes everything counted since the last write
+    settings.PROTECTIVE_TICK_HEARTBEAT_SECONDS = 0
+    price_set(ASSET, D("58800"))
+    beat.refresh_from_db()
+    assert beat.runs == before.runs + 3
+    assert (beat.triggered, beat.total_triggered) == (1, before.total_triggered + 1)
+    assert (beat.assets_evaluated, beat.stale_assets, beat.last_error) == (1, [], "")
+    assert beat.last_run_at > before.last_run_at
+    # and the control panel shows the engine alive from the tick heartbeat alone
+    assert not EngineHeartbeat.objects.filter(name="beat").exists()
+    [health] = engine_heartbeat_health()
+    assert (health.status, health.last_seen) == (OK, beat.last_run_at)
+    EngineHeartbeat.objects.update(last_run_at=timezone.now() - timedelta(minutes=5))
+    assert engine_heartbeat_health()[0].status == DOWN
+
+
+def test_tick_heartbeat_lists_assets_the_ticks_found_stale(db, user, settings):
+    from providers.interface import PriceTick
+    from trading.services.protective import protective_on_tick
+
+    # given a pending stop, and the tick heartbeat just written after a fresh tick
+    settings.PROTECTIVE_TICK_HEARTBEAT_SECONDS = 0
+    settings.PROTECTIVE_MAX_PRICE_AGE_SECONDS = 5
+    stop = pending(user, "STOP_LOSS", asset="SOL-USD", stop_price=D("150"))
+    protective_on_tick(PriceTick(symbol="SOL-USD", price=D("200"), timestamp=timezone.now(), source="test"))
+    before = EngineHeartbeat.objects.get(name="tick")
+    assert before.stale_assets == []
+    # when the tick listener evaluates a tick far older than the allowed price age
+    old = PriceTick(symbol="sol-usd", price=D("100"), timestamp=timezone.now() - timedelta(minutes=1), source="test")
+    protective_on_tick(old)
+    # then nothing fired and the tick heartbeat names the stale asset
+    stop.refresh_from_db()
+    assert stop.status == PT
+    beat = EngineHeartbeat.objects.get(name="tick")
+    assert (beat.stale_assets, beat.triggered, beat.runs) == (["SOL-USD"], 0, before.runs + 1)
 
 
 # --- end to end: tick → trigger → executor close on the paper venue ---------------------------------

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -282,10 +283,81 @@ def trailing_stop_push(*, order_id: int) -> str:
 
 
 def protective_on_tick(tick) -> None:
-    """Tick listener (providers.prices): evaluate the ticked asset at once."""
+    """Tick listener (providers.prices): evaluate the ticked asset at once, and tally it for the
+    `tick` heartbeat."""
     if not settings.PROTECTIVE_TICK_LISTENER:
         return
-    protective_evaluate(asset=tick.symbol, price=tick.price, price_at=tick.timestamp, source=tick.source, door=TICK)
+    started = time.perf_counter()
+    result, error = None, ""
+    try:
+        result = protective_evaluate(
+            asset=tick.symbol, price=tick.price, price_at=tick.timestamp, source=tick.source, door=TICK
+        )
+    except Exception as exc:
+        error = f"{tick.symbol}: {type(exc).__name__}: {exc}"
+        raise
+    finally:
+        _tick_heartbeat(
+            asset=tick.symbol.strip().upper(), result=result, ms=(time.perf_counter() - started) * 1000, error=error
+        )
+
+
+@dataclass
+class _TickTally:
+    """Tick evaluations of this process since its last `tick` heartbeat write."""
+
+    runs: int = 0
+    assets: set = field(default_factory=set)
+    triggered: int = 0
+    moved: int = 0
+    slowest_ms: float = 0.0
+    stale: set = field(default_factory=set)
+    error: str = ""
+    written_at: float | None = None  # time.monotonic() of the last write
+
+
+_tick_tally = _TickTally()
+_tick_tally_lock = threading.Lock()
+
+
+def _tick_heartbeat(*, asset: str, result: Evaluation | None, ms: float, error: str) -> None:
+    """Count one tick evaluation; write the `tick` heartbeat (one upsert) when none was written by
+    this process for PROTECTIVE_TICK_HEARTBEAT_SECONDS, with what was counted since. So the
+    heartbeat shows the engine alive whenever ticks are evaluated, for at most one small write
+    per second per process. A failed write is logged, never raised into the tick."""
+    global _tick_tally
+    now = time.monotonic()
+    with _tick_tally_lock:
+        tally = _tick_tally
+        tally.runs += 1
+        tally.assets.add(asset)
+        tally.slowest_ms = max(tally.slowest_ms, ms)
+        if result is not None:
+            tally.triggered += len(result.triggered)
+            tally.moved += result.trailing_moved
+            if result.stale:
+                tally.stale.add(asset)
+        if error:
+            tally.error = error
+        if tally.written_at is not None and now - tally.written_at < settings.PROTECTIVE_TICK_HEARTBEAT_SECONDS:
+            return
+        _tick_tally = _TickTally(written_at=now)
+    params = {
+        "name": TICK,
+        "at": timezone.now(),
+        "runs": tally.runs,
+        "assets": len(tally.assets),
+        "triggered": tally.triggered,
+        "moved": tally.moved,
+        "duration_ms": Decimal(str(round(tally.slowest_ms, 3))),
+        "stale": json.dumps(sorted(tally.stale)),
+        "error": tally.error[:2000],
+    }
+    try:
+        with transaction.atomic():  # a savepoint when the tick came inside a caller's transaction
+            _execute(Q.HEARTBEAT_ADD, params)
+    except Exception:
+        logger.warning("could not write the tick heartbeat", exc_info=True)
 
 
 def _cached_ticks(assets: list[str]) -> dict:
