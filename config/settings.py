@@ -421,6 +421,9 @@ DELEGATION_CHAIN_CHECK_BATCH = env.int("DELEGATION_CHAIN_CHECK_BATCH", default=2
 PROTECTIVE_MAX_PRICE_AGE_SECONDS = env.float("PROTECTIVE_MAX_PRICE_AGE_SECONDS", default=5.0)
 # Run the engine for the ticked asset on every published price tick.
 PROTECTIVE_TICK_LISTENER = env.bool("PROTECTIVE_TICK_LISTENER", default=True)
+# The tick door writes its heartbeat (`tick` row) at most once per this many seconds per process,
+# with what it evaluated since.
+PROTECTIVE_TICK_HEARTBEAT_SECONDS = env.float("PROTECTIVE_TICK_HEARTBEAT_SECONDS", default=1.0)
 # Trailing stops on venues with native SL/TP are pushed (update_sl) only when the stop moved
 # at least this fraction from the level last pushed (0.001 = 0.1 %).
 TRAILING_MIN_STEP_PCT = env("TRAILING_MIN_STEP_PCT", default="0.001")

@@ -85,7 +85,8 @@ class OutboxMessage(models.Model):
         DELIVERED = "delivered"
         DEAD = "dead", "Dead (gave up)"
 
-    event = models.ForeignKey(Event, on_delete=models.PROTECT, related_name="outbox")
+    # no index of its own: the unique (event, handler) index serves lookups by event
+    event = models.ForeignKey(Event, on_delete=models.PROTECT, related_name="outbox", db_index=False)
     handler = models.CharField(max_length=64)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
     attempts = models.PositiveIntegerField(default=0)
@@ -188,7 +189,8 @@ class Order(models.Model):
     }
     del S
 
-    user = models.ForeignKey("trading.User", on_delete=models.PROTECT, related_name="orders")
+    # no index of its own: order_user_created and order_user_status start with the user
+    user = models.ForeignKey("trading.User", on_delete=models.PROTECT, related_name="orders", db_index=False)
     # The wallet the order traded from: the user's Wallet row (PROTECT: a wallet with orders is
     # deactivated, never deleted) and the address itself, as sent to the venue; the address is
     # the record, and stays when it matches no Wallet row (e.g. orders from before wallets).
@@ -217,7 +219,7 @@ class Order(models.Model):
     reference_price = models.DecimalField(**MONEY_NULL, help_text="the price the risk engine checked against")
     reduce_only = models.BooleanField(default=False)
     client_order_id = models.CharField(max_length=64, null=True, blank=True)
-    status = models.CharField(max_length=20, choices=Status.choices, default=Status.ACCEPTED, db_index=True)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.ACCEPTED)  # indexed in Meta
     error_code = models.CharField(max_length=64, blank=True, default="")
     error_message = models.TextField(blank=True, default="")
     # venue references
@@ -257,13 +259,26 @@ class Order(models.Model):
             models.CheckConstraint(condition=models.Q(collateral__gte=0), name="order_collateral_nonneg"),
             models.CheckConstraint(condition=models.Q(leverage__gt=0), name="order_leverage_pos"),
         ]
+        # Every index here is updated when a triggered order changes status (the protective engine
+        # fires thousands per tick): a plain status index (not `db_index`, which adds a LIKE index
+        # nothing uses), no index of the user alone.
         indexes = [
+            models.Index(fields=["status"], name="order_status"),
             models.Index(fields=["user", "created_at"], name="order_user_created"),
             models.Index(fields=["user", "status"], name="order_user_status"),
             models.Index(
                 fields=["status", "order_type"],
                 name="order_waiting_trigger",
                 condition=models.Q(status__in=["ACCEPTED", "PENDING_TRIGGER"]),
+            ),
+            # the protective engine's "is a close of this trade already under way?" (protective_sql.CLOSING)
+            models.Index(
+                fields=["trade"],
+                name="order_trade_closing",
+                condition=models.Q(
+                    order_type__in=["STOP_LOSS", "TAKE_PROFIT", "TRAILING_STOP", "OCO"],
+                    status__in=["TRIGGERED", "SUBMITTING", "SUBMITTED", "PARTIALLY_FILLED", "UNKNOWN"],
+                ),
             ),
         ]
 

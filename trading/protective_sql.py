@@ -8,11 +8,46 @@ PENDING_TRIGGER rows make one tick's work two index range scans whose cost grows
 orders that fire. Trailing stops likewise carry `ratchet_above`/`ratchet_below`: the price
 beyond which an active stop moves, so only stops that actually move are read and written.
 
+The ledger events of an evaluation (`order.trailing_started`, `order.triggered`) and their
+outbox messages are written by the same statement that changes the orders, from its RETURNING
+rows: ids come from a block of ULIDs reserved by the caller (`%(ulid_prefix)s`, row `n` gets
+`prefix + ulid_suffix(n)`), the payload's shared part comes encoded (`%(shared)s`: a JSON
+object's members and its closing brace), the handlers matching the topic as `%(handlers)s`.
+Only what the caller acts on comes back.
+
 Parameters are named (`%(asset)s`, `%(price)s`, ...); statuses and types are literals so the
 planner can match the partial-index predicates.
 """
 
 from __future__ import annotations
+
+from trading.ulid import ulid_suffix_sql
+
+
+def _events(source: str, topic: str, payload: str) -> str:
+    """CTEs `ev` and `ev_outbox`: one `topic` event per row of CTE `source` (columns `id`, the
+    order, and `n`, the row's number from 0), as `order_event` writes it: correlation
+    `order-<id>`, causation the order's latest event before this statement; then one outbox
+    message per handler. `payload` is JSON text (cast once per row, as COPY would)."""
+    return f"""
+ev_last AS (
+    SELECT e.correlation_id, max(e.id) AS id
+      FROM trading_event e
+     WHERE e.correlation_id = ANY(ARRAY(SELECT 'order-' || id FROM {source}))
+     GROUP BY e.correlation_id
+), ev AS (
+    INSERT INTO trading_event (id, occurred_at, topic, aggregate_type, aggregate_id, correlation_id, causation_id,
+                               actor, payload, version)
+    SELECT %(ulid_prefix)s || {ulid_suffix_sql("r.n")}, %(now)s, '{topic}', 'order', r.id::text, 'order-' || r.id,
+           COALESCE(l.id, ''), 'system', ({payload})::jsonb, 1
+      FROM {source} r LEFT JOIN ev_last l ON l.correlation_id = 'order-' || r.id
+    RETURNING id
+), ev_outbox AS (
+    INSERT INTO trading_outboxmessage (event_id, handler, status, attempts, next_attempt_at, last_error, created_at)
+    SELECT ev.id, h.handler, 'pending', 0, %(now)s, '', %(now)s
+      FROM ev CROSS JOIN unnest(%(handlers)s::text[]) AS h(handler)
+)"""
+
 
 # Per asset, one evaluation at a time (tick listener, Beat, another worker): siblings of a trade
 # are then judged against a consistent view. Triggering itself does not rely on it: the status
@@ -30,10 +65,14 @@ _CAND_SHORT = (
     "ELSE round(%(price)s * (1 + o.trailing_stop_percentage / 100), 18) END"
 )
 
+# An `order.trailing_started` payload: the first level, then price, source and door.
+_STARTED_PAYLOAD = """'{"stop_price": "' || r.stop_price || '", ' || %(shared)s"""
+
 # Activate (once the activation price is reached) and ratchet trailing stops, only in the
 # favourable direction (GREATEST for longs, LEAST for shorts: the stop never loosens). On
 # venues holding SL/TP natively the new level is marked for a push when it moved at least
-# `min_step` (fraction) from the level last pushed.
+# `min_step` (fraction) from the level last pushed. Stops starting now get their
+# `order.trailing_started` event. Returns one row: how many stops moved, how many started, which to push.
 TRAILING_RATCHET = f"""
 WITH cand AS (
     SELECT o.id FROM trading_order o
@@ -63,16 +102,40 @@ WITH cand AS (
     SELECT calc.*,
            native AND (pushed_stop IS NULL OR abs(new_stop - pushed_stop) >= %(min_step)s * pushed_stop) AS push
       FROM calc
-)
-UPDATE trading_order o
-   SET stop_price = m.new_stop,
-       trailing_activated_at = COALESCE(o.trailing_activated_at, now()),
-       venue_stop_price = CASE WHEN m.push THEN m.new_stop ELSE o.venue_stop_price END,
-       updated_at = now()
-  FROM moved m
- WHERE o.id = m.id AND o.status = 'PENDING_TRIGGER'
-   AND (o.stop_price IS DISTINCT FROM m.new_stop OR o.trailing_activated_at IS NULL)
-RETURNING o.id, o.stop_price, m.starting, m.push
+), done AS (
+    UPDATE trading_order o
+       SET stop_price = m.new_stop,
+           trailing_activated_at = COALESCE(o.trailing_activated_at, now()),
+           venue_stop_price = CASE WHEN m.push THEN m.new_stop ELSE o.venue_stop_price END,
+           updated_at = now()
+      FROM moved m
+     WHERE o.id = m.id AND o.status = 'PENDING_TRIGGER'
+       AND (o.stop_price IS DISTINCT FROM m.new_stop OR o.trailing_activated_at IS NULL)
+    RETURNING o.id, o.stop_price, m.starting, m.push
+), started AS (
+    SELECT id, stop_price, row_number() OVER (ORDER BY id) - 1 AS n FROM done WHERE starting
+), {_events("started", "order.trailing_started", _STARTED_PAYLOAD)}
+SELECT count(*), count(*) FILTER (WHERE starting), COALESCE(array_agg(id ORDER BY id) FILTER (WHERE push), '{{}}')
+  FROM done
+"""
+
+# Is any trailing stop of the asset due to start or move at this price? TRAILING_RATCHET's
+# candidates (and its activation condition), stopping at the first: most ticks move no trailing
+# stop, and this costs a fraction of planning the ratchet.
+TRAILING_DUE = """
+SELECT EXISTS (SELECT 1 FROM trading_order o
+                WHERE o.asset = %(asset)s AND o.status = 'PENDING_TRIGGER'
+                  AND o.ratchet_above IS NOT NULL AND o.ratchet_above <= %(price)s)
+    OR EXISTS (SELECT 1 FROM trading_order o
+                WHERE o.asset = %(asset)s AND o.status = 'PENDING_TRIGGER'
+                  AND o.ratchet_below IS NOT NULL AND o.ratchet_below >= %(price)s)
+    OR EXISTS (SELECT 1 FROM trading_order o
+                WHERE o.asset = %(asset)s AND o.status = 'PENDING_TRIGGER' AND o.order_type = 'TRAILING_STOP'
+                  AND (o.stop_price IS NULL
+                       OR (o.trailing_activated_at IS NULL AND o.trailing_activation_price IS NOT NULL))
+                  AND (o.trailing_activated_at IS NOT NULL OR o.trailing_activation_price IS NULL
+                       OR (o.side = 'long' AND %(price)s >= o.trailing_activation_price)
+                       OR (o.side = 'short' AND %(price)s <= o.trailing_activation_price)))
 """
 
 # Statuses in which a protective close of a trade is under way: a sibling must not fire too.
@@ -92,10 +155,23 @@ CASE
 END
 """
 
+# An `order.triggered` payload: the order's own part (an OCO names the leg it cancels), then
+# the part every order of the evaluation shares (from/to, price, price_at, source, door).
+# Every value spelled here is an id, an enum word or a number: safe to write into JSON directly.
+_TRIGGERED_PAYLOAD = """
+'{"order_id": ' || r.id || ', "order_type": "' || r.order_type || '", "side": "' || r.side
+|| '", "trade_id": ' || COALESCE(r.trade_id::text, 'null') || ', "leg": "' || r.leg || '", "level": "' || r.level
+|| CASE WHEN r.order_type = 'OCO'
+        THEN '", "cancelled_leg": "' || CASE WHEN r.leg = 'stop' THEN 'take_profit' ELSE 'stop' END
+        ELSE '' END
+|| '", ' || %(shared)s
+"""
+
 # Fire every pending order of the asset whose level the price reached: at most one per trade
 # (stops before take-profits), none for a trade whose protective close is already under way,
 # none for SL/TP orders a native-SL/TP venue holds itself. `status = 'PENDING_TRIGGER'` in the
 # UPDATE is re-checked on the locked row, so two racing evaluations trigger an order once.
+# Each order fired gets its `order.triggered` event; returns the ids fired.
 TRIGGER = f"""
 WITH cand AS (
     SELECT o.id, o.trade_id, o.order_type, o.side, o.trigger_below, o.trigger_above, o.provider
@@ -118,25 +194,21 @@ WITH cand AS (
      ORDER BY COALESCE(o.trade_id, -o.id),
               CASE WHEN o.order_type = 'TAKE_PROFIT' THEN 1 ELSE 0 END,
               o.id
-)
-UPDATE trading_order o
-   SET status = 'TRIGGERED', triggered_at = now(), updated_at = now(),
-       trigger_price = %(price)s, triggered_leg = pick.leg
-  FROM pick
- WHERE o.id = pick.id AND o.status = 'PENDING_TRIGGER'
-RETURNING o.id, o.order_type, o.side, o.trade_id, pick.leg,
-          CASE WHEN o.side = 'long' THEN
-                   CASE WHEN pick.leg IN ('stop', 'limit') THEN o.trigger_below ELSE o.trigger_above END
-               ELSE CASE WHEN pick.leg IN ('stop', 'limit') THEN o.trigger_above ELSE o.trigger_below END
-          END AS level
-"""
-
-# The latest event of each order (the causation of its `order.triggered`).
-LAST_EVENTS = """
-SELECT DISTINCT ON (correlation_id) correlation_id, id
-  FROM trading_event
- WHERE correlation_id = ANY(%(correlations)s)
- ORDER BY correlation_id, id DESC
+), fired AS (
+    UPDATE trading_order o
+       SET status = 'TRIGGERED', triggered_at = now(), updated_at = now(),
+           trigger_price = %(price)s, triggered_leg = pick.leg
+      FROM pick
+     WHERE o.id = pick.id AND o.status = 'PENDING_TRIGGER'
+    RETURNING o.id, o.order_type, o.side, o.trade_id, pick.leg,
+              CASE WHEN o.side = 'long' THEN
+                       CASE WHEN pick.leg IN ('stop', 'limit') THEN o.trigger_below ELSE o.trigger_above END
+                   ELSE CASE WHEN pick.leg IN ('stop', 'limit') THEN o.trigger_above ELSE o.trigger_below END
+              END AS level
+), numbered AS (
+    SELECT fired.*, row_number() OVER (ORDER BY id) - 1 AS n FROM fired
+), {_events("numbered", "order.triggered", _TRIGGERED_PAYLOAD)}
+SELECT id FROM fired ORDER BY id
 """
 
 # Assets with pending orders and how many each (an index-only scan of `order_pending_asset`).
@@ -174,6 +246,24 @@ FRESH_LEAVE = """
 UPDATE trading_protectiveassetstate SET stale = false, stale_since = NULL, evaluated_at = now()
  WHERE asset = %(asset)s AND stale
 RETURNING asset
+"""
+
+# --- heartbeat ------------------------------------------------------------------------------------
+
+# Add what a door did since its last heartbeat: runs and total triggered accumulate, the rest is
+# the latest interval's (one statement, so writers in several processes never lose counts).
+HEARTBEAT_ADD = """
+INSERT INTO trading_engineheartbeat AS h (name, last_run_at, runs, assets_evaluated, orders_evaluated, triggered,
+                                          trailing_moved, duration_ms, stale_assets, near_liquidation, stop_missing,
+                                          total_triggered, last_error)
+VALUES (%(name)s, %(at)s, %(runs)s, %(assets)s, 0, %(triggered)s, %(moved)s, %(duration_ms)s, %(stale)s::jsonb, 0, 0,
+        %(triggered)s, %(error)s)
+ON CONFLICT (name) DO UPDATE
+   SET last_run_at = GREATEST(h.last_run_at, EXCLUDED.last_run_at), runs = h.runs + EXCLUDED.runs,
+       assets_evaluated = EXCLUDED.assets_evaluated, triggered = EXCLUDED.triggered,
+       trailing_moved = EXCLUDED.trailing_moved, duration_ms = EXCLUDED.duration_ms,
+       stale_assets = EXCLUDED.stale_assets, total_triggered = h.total_triggered + EXCLUDED.total_triggered,
+       last_error = EXCLUDED.last_error
 """
 
 # --- liquidation watch and stop coverage ----------------------------------------------------------

@@ -48,3 +48,29 @@ def new_ulids(count: int) -> list[str]:
             candidate = _last + 1
         _last = candidate + count - 1
     return [_encode(candidate + i) for i in range(count)]
+
+
+def new_ulid_prefix(suffix_chars: int = 6) -> str:
+    """Reserve a block of 32**suffix_chars consecutive monotonic ULIDs for set-based SQL that
+    numbers its rows itself, and return the characters they share: row `n` of the block is
+    `prefix + ulid_suffix(n)` (see `ulid_suffix_sql`). The block starts at the next id aligned to
+    its size, so within it only the last `suffix_chars` characters vary; ids issued afterwards
+    by this process sort after the whole block."""
+    global _last
+    bits = 5 * suffix_chars
+    with _lock:
+        ms = time.time_ns() // 1_000_000
+        candidate = int(ULID.from_timestamp(ms / 1000))
+        if candidate >> _RANDOM_BITS <= _last >> _RANDOM_BITS:
+            candidate = _last + 1
+        base = -(-candidate >> bits) << bits  # rounded up to a multiple of the block size
+        _last = base + (1 << bits) - 1
+    return _encode(base)[: 26 - suffix_chars]
+
+
+def ulid_suffix_sql(n: str, suffix_chars: int = 6) -> str:
+    """SQL spelling row number `n` (a bigint expression, 0 <= n < 32**suffix_chars) as the last
+    `suffix_chars` Crockford characters of an id in a `new_ulid_prefix` block."""
+    return " || ".join(
+        f"substr('{_CROCKFORD}', ((({n}) >> {5 * k}) & 31)::int + 1, 1)" for k in range(suffix_chars - 1, -1, -1)
+    )

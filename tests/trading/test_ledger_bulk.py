@@ -51,3 +51,26 @@ def test_bulk_events_need_the_state_change_transaction(transactional_db):
     with pytest.raises(RuntimeError):
         event_record_many([{"topic": "x", "aggregate_type": "y", "aggregate_id": 1}])
     assert Event.objects.count() == 0
+
+
+def test_ulid_blocks_numbered_in_sql_are_valid_and_sort_between_their_neighbours(db):
+    from django.db import connection
+
+    from trading.ulid import new_ulid_prefix, ulid_suffix_sql
+
+    # given an id issued before, a block reserved, and an id issued after
+    before = new_ulid()
+    prefix = new_ulid_prefix()
+    after = new_ulid()
+    # when SQL numbers rows of the block (first, small, carrying into the next character, last)
+    numbers = [0, 1, 31, 32, 12345, 32**6 - 1]
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT %s || {ulid_suffix_sql('n')} FROM unnest(%s::bigint[]) AS n", [prefix, numbers])
+        ids = [row[0] for row in cursor.fetchall()]
+    # then row n is the block's first id plus n, every id valid, all between the neighbours
+    first = int(ULID.from_str(prefix + "000000"))
+    assert [int(ULID.from_str(i)) - first for i in ids] == numbers
+    assert all(str(ULID.from_str(i)) == i for i in ids)
+    assert before < ids[0] and ids[-1] < after
+    # and the next block starts after this one
+    assert new_ulid_prefix() > prefix

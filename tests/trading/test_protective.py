@@ -252,6 +252,71 @@ def test_oco_fires_the_leg_hit_first_and_records_the_other_cancelled(db, user):
     assert tick("80").triggered == []
 
 
+def test_triggered_events_are_written_as_order_event_writes_them(db, user):
+    import json
+
+    from django.core.serializers.json import DjangoJSONEncoder
+
+    from trading import outbox
+    from trading.models import OutboxMessage
+    from trading.services.orders import order_event
+    from trading.ulid import new_ulid
+
+    # given an OCO on a trade whose order already has an event, and a short stop without a trade
+    trade = make_trade(user)
+    oco = pending(user, "OCO", trade=trade, oco_stop_price=D("95"), oco_take_profit_price=D("110"))
+    earlier = order_event(order=oco, topic="order.accepted")
+    stop = pending(user, "STOP_LOSS", side="short", stop_price=D("104.5"))
+    price_at = timezone.now()
+    # when the price jumps to 111
+    result = protective_evaluate(asset=ASSET, price=D("111"), price_at=price_at, source="feed", door="tick")
+    later = new_ulid()
+    # then each order has one `order.triggered` event with the full payload, chained to its last event
+    assert result.triggered == [oco.pk, stop.pk]
+    shared = {
+        "from": "PENDING_TRIGGER",
+        "to": "TRIGGERED",
+        "price": "111",
+        "price_at": json.loads(json.dumps(price_at, cls=DjangoJSONEncoder)),
+        "source": "feed",
+        "door": "tick",
+    }
+    events = {e.aggregate_id: e for e in Event.objects.filter(topic="order.triggered")}
+    assert set(events) == {str(oco.pk), str(stop.pk)}
+    assert events[str(oco.pk)].payload == {
+        "order_id": oco.pk,
+        "order_type": "OCO",
+        "side": "long",
+        "trade_id": trade.pk,
+        "leg": "take_profit",
+        "level": "110.000000000000000000",
+        "cancelled_leg": "stop",
+        **shared,
+    }
+    assert events[str(stop.pk)].payload == {
+        "order_id": stop.pk,
+        "order_type": "STOP_LOSS",
+        "side": "short",
+        "trade_id": None,
+        "leg": "stop",
+        "level": "104.500000000000000000",
+        **shared,
+    }
+    for order, causation in ((oco, earlier.id), (stop, "")):
+        event = events[str(order.pk)]
+        assert (event.aggregate_type, event.correlation_id, event.causation_id) == (
+            "order",
+            f"order-{order.pk}",
+            causation,
+        )
+        assert (event.actor, event.version) == ("system", 1)
+        assert earlier.id < event.id < later
+        # and one outbox message per handler of the topic
+        assert sorted(OutboxMessage.objects.filter(event=event).values_list("handler", flat=True)) == sorted(
+            outbox.handlers_for("order.triggered")
+        )
+
+
 def test_one_protective_close_per_trade(db, user):
     # given a trade with a stop-loss and a trailing stop that both sit above the next price
     trade = make_trade(user)
@@ -422,17 +487,24 @@ def test_racing_statements_without_the_advisory_lock_still_trigger_once(transact
     import psycopg
 
     from trading import protective_sql as Q
+    from trading.services.protective import _events_params
 
     order = pending(user, "STOP_LOSS", stop_price=D("95"))
-    params = {"asset": ASSET, "price": D("90"), "native": []}
+
+    def params():
+        return {"asset": ASSET, "price": D("90"), "native": [], **_events_params("order.triggered", {"door": "raw"})}
+
     conn_params = connection.get_connection_params()
     first_conn = psycopg.connect(**conn_params)
     second_conn = psycopg.connect(**conn_params, autocommit=True)
     second_pid = second_conn.info.backend_pid
     second_rows = []
     try:
-        first = first_conn.execute(Q.TRIGGER, params).fetchall()  # open transaction, row locked
-        t = threading.Thread(target=lambda: second_rows.extend(second_conn.execute(Q.TRIGGER, params).fetchall()))
+        first = first_conn.execute(Q.TRIGGER, params()).fetchall()  # open transaction, row locked
+        second_params = params()
+        t = threading.Thread(
+            target=lambda: second_rows.extend(second_conn.execute(Q.TRIGGER, second_params).fetchall())
+        )
         t.start()
         # when the second waits on the first's row lock, and the first commits
         watcher = psycopg.connect(**conn_params, autocommit=True)
@@ -455,6 +527,7 @@ def test_racing_statements_without_the_advisory_lock_still_trigger_once(transact
     assert second_rows == []
     order.refresh_from_db()
     assert order.status == Order.Status.TRIGGERED
+    assert Event.objects.filter(correlation_id=f"order-{order.pk}", topic="order.triggered").count() == 1
 
 
 # --- liquidation watch, stop coverage, heartbeat ------------------------------------------------------
@@ -517,7 +590,62 @@ def test_monitor_run_evaluates_cached_prices_and_records_heartbeat(db, user, mar
     assert beat.triggered == 1 and beat.runs == 1 and beat.orders_evaluated == 2
     assert beat.stale_assets == ["NOPE-USD"]
     assert protective_monitor_run().runs == 2
-    assert EngineHeartbeat.objects.count() == 1
+    assert EngineHeartbeat.objects.filter(name="beat").count() == 1
+
+
+def test_tick_listener_writes_a_throttled_heartbeat_that_the_control_panel_reads(db, user, markets, settings):
+    from providers.prices import price_set
+    from trading.admin_panel.health import DOWN, OK, engine_heartbeat_health
+
+    # given the tick door has just written its heartbeat, and may write again only after an hour
+    settings.PROTECTIVE_TICK_HEARTBEAT_SECONDS = 0
+    price_set(ASSET, D("60000"))
+    before = EngineHeartbeat.objects.get(name="tick")
+    settings.PROTECTIVE_TICK_HEARTBEAT_SECONDS = 3600
+    stop = pending(user, "STOP_LOSS", stop_price=D("59000"))
+    # when two ticks are evaluated (the second fires the stop)
+    price_set(ASSET, D("59500"))
+    price_set(ASSET, D("58900"))
+    stop.refresh_from_db()
+    assert stop.status == Order.Status.TRIGGERED
+    # then nothing was written for them yet
+    beat = EngineHeartbeat.objects.get(name="tick")
+    assert (beat.runs, beat.last_run_at) == (before.runs, before.last_run_at)
+    # when the interval has passed, the next tick writes everything counted since the last write
+    settings.PROTECTIVE_TICK_HEARTBEAT_SECONDS = 0
+    price_set(ASSET, D("58800"))
+    beat.refresh_from_db()
+    assert beat.runs == before.runs + 3
+    assert (beat.triggered, beat.total_triggered) == (1, before.total_triggered + 1)
+    assert (beat.assets_evaluated, beat.stale_assets, beat.last_error) == (1, [], "")
+    assert beat.last_run_at > before.last_run_at
+    # and the control panel shows the engine alive from the tick heartbeat alone
+    assert not EngineHeartbeat.objects.filter(name="beat").exists()
+    [health] = engine_heartbeat_health()
+    assert (health.status, health.last_seen) == (OK, beat.last_run_at)
+    EngineHeartbeat.objects.update(last_run_at=timezone.now() - timedelta(minutes=5))
+    assert engine_heartbeat_health()[0].status == DOWN
+
+
+def test_tick_heartbeat_lists_assets_the_ticks_found_stale(db, user, settings):
+    from providers.interface import PriceTick
+    from trading.services.protective import protective_on_tick
+
+    # given a pending stop, and the tick heartbeat just written after a fresh tick
+    settings.PROTECTIVE_TICK_HEARTBEAT_SECONDS = 0
+    settings.PROTECTIVE_MAX_PRICE_AGE_SECONDS = 5
+    stop = pending(user, "STOP_LOSS", asset="SOL-USD", stop_price=D("150"))
+    protective_on_tick(PriceTick(symbol="SOL-USD", price=D("200"), timestamp=timezone.now(), source="test"))
+    before = EngineHeartbeat.objects.get(name="tick")
+    assert before.stale_assets == []
+    # when the tick listener evaluates a tick far older than the allowed price age
+    old = PriceTick(symbol="sol-usd", price=D("100"), timestamp=timezone.now() - timedelta(minutes=1), source="test")
+    protective_on_tick(old)
+    # then nothing fired and the tick heartbeat names the stale asset
+    stop.refresh_from_db()
+    assert stop.status == PT
+    beat = EngineHeartbeat.objects.get(name="tick")
+    assert (beat.stale_assets, beat.triggered, beat.runs) == (["SOL-USD"], 0, before.runs + 1)
 
 
 # --- end to end: tick → trigger → executor close on the paper venue ---------------------------------

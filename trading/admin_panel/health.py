@@ -123,7 +123,12 @@ def engine_heartbeat_health() -> list[HealthItem]:
         return [HealthItem(name="Protective engine", status=UNKNOWN, detail="no heartbeat model installed yet")]
     fields = [f.name for f in model._meta.get_fields() if getattr(f, "get_internal_type", None)]
     time_field = next(
-        (f for f in ("beat_at", "last_beat_at", "last_seen_at", "updated_at", "at", "created_at") if f in fields), None
+        (
+            f
+            for f in ("last_run_at", "beat_at", "last_beat_at", "last_seen_at", "updated_at", "at", "created_at")
+            if f in fields
+        ),
+        None,
     )
     if time_field is None:
         return [HealthItem(name="Protective engine", status=UNKNOWN, detail="heartbeat model has no time field")]

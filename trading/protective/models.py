@@ -7,7 +7,11 @@ from django.utils import timezone
 
 
 class EngineHeartbeat(models.Model):
-    """One row per engine door (`beat`, `tick`): what its last run did."""
+    """One row per engine door: what its last run did. `beat`: each Beat run (every asset, the
+    liquidation watch, stop coverage). `tick`: the tick listener, written at most once per
+    PROTECTIVE_TICK_HEARTBEAT_SECONDS per process with the ticks evaluated since the previous
+    write (`runs` counts ticks; `duration_ms` is the slowest of them; no pending-order count,
+    liquidation or coverage figures)."""
 
     name = models.CharField(max_length=32, unique=True)
     last_run_at = models.DateTimeField(default=timezone.now)

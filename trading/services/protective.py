@@ -3,8 +3,11 @@ entries, evaluated set-based per asset on every price tick (tick listener) and e
 (Beat, against the latest cached price), plus the liquidation watch and stop coverage.
 
 One evaluation of one asset at one price, in one transaction:
-    stale guard → advisory lock (per asset) → trailing activation/ratchet (one UPDATE) →
-    triggers (one UPDATE ... RETURNING) → `order.triggered` events (bulk) →
+    stale guard → advisory lock (per asset), leaving staleness and "is any trailing stop due?"
+    (three small statements in one round trip) → if due, trailing activation/ratchet (one
+    statement, writing the `order.trailing_started` events) → triggers (one statement: the UPDATE, its
+    `order.triggered` events and their outbox messages, set-based from the UPDATE's RETURNING
+    rows; only the ids fired come back) →
     after commit: one task that fans out execution of the triggered orders (the executor's
     ordinary claim → close command path) and one push task per trailing stop that moved
     enough on a native-SL/TP venue.
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -31,9 +35,11 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection, transaction
 from django.utils import timezone
 
+from trading import outbox
 from trading import protective_sql as Q
 from trading.models import EngineHeartbeat, Order, Position
 from trading.services.ledger import event_record, event_record_many
+from trading.ulid import new_ulid_prefix
 
 logger = logging.getLogger("tradedesk.protective")
 
@@ -117,6 +123,23 @@ def _execute(sql: str, params: dict) -> None:
         cursor.execute(sql, params, prepare=False)
 
 
+def _pipelined(*statements: str, params: dict) -> list[list[tuple]]:
+    """Run statements one after the other, as `_rows` would (each with its own snapshot), but
+    sent in one round trip (psycopg pipeline mode). The rows of each, in order."""
+    connection.ensure_connection()
+    cursors = []
+    with connection.connection.pipeline():
+        for sql in statements:
+            cursor = _cursor()
+            cursor.execute(sql, params, prepare=False)
+            cursors.append(cursor)
+    out = []
+    for cursor in cursors:
+        with cursor:
+            out.append(cursor.fetchall() if cursor.description else [])
+    return out
+
+
 def price_too_old(price_at: datetime | None, *, now: datetime | None = None) -> bool:
     if price_at is None:
         return True
@@ -176,18 +199,20 @@ def protective_evaluate(
         "min_step": Decimal(str(settings.TRAILING_MIN_STEP_PCT)),
     }
     with transaction.atomic():
-        _execute(Q.ADVISORY_LOCK, params)
-        if door == BEAT:
-            _execute(Q.FRESH_MARK, params)
-        else:
-            _execute(Q.FRESH_LEAVE, params)
-        moved = _rows(Q.TRAILING_RATCHET, params)
-        result.trailing_moved = len(moved)
-        result.pushes = [row[0] for row in moved if row[3]]
-        started = [(row[0], row[1]) for row in moved if row[2]]
-        fired = _rows(Q.TRIGGER, params)
+        *_, [(trailing_due,)] = _pipelined(
+            Q.ADVISORY_LOCK, Q.FRESH_MARK if door == BEAT else Q.FRESH_LEAVE, Q.TRAILING_DUE, params=params
+        )
+        shared = {"price": price, "source": source, "door": door}
+        started = 0
+        if trailing_due:
+            [(result.trailing_moved, started, result.pushes)] = _rows(
+                Q.TRAILING_RATCHET, {**params, **_events_params("order.trailing_started", shared)}
+            )
+        shared = {"from": Order.Status.PENDING_TRIGGER, "to": Order.Status.TRIGGERED, "price_at": price_at, **shared}
+        fired = _rows(Q.TRIGGER, {**params, **_events_params("order.triggered", shared)})
         result.triggered = [row[0] for row in fired]
-        _events_write(fired=fired, started=started, params=params, door=door)
+        if started or fired:
+            outbox.kick_after_commit()
         if result.triggered:
             ids = list(result.triggered)
             transaction.on_commit(lambda: _enqueue_execution(ids))
@@ -197,54 +222,15 @@ def protective_evaluate(
     return result
 
 
-def _events_write(*, fired: list[tuple], started: list[tuple], params: dict, door: str) -> None:
-    if not fired and not started:
-        return
-    correlations = [f"order-{row[0]}" for row in fired] + [f"order-{pk}" for pk, _ in started]
-    last = dict(_rows(Q.LAST_EVENTS, {"correlations": correlations}))
-    events = []
-    for pk, stop in started:
-        events.append(
-            {
-                "topic": "order.trailing_started",
-                "aggregate_type": "order",
-                "aggregate_id": pk,
-                "correlation_id": f"order-{pk}",
-                "causation_id": last.get(f"order-{pk}", ""),
-                "payload": {"price": params["price"], "stop_price": stop, "source": params["source"], "door": door},
-            }
-        )
-    # the part every payload shares is encoded once; per order only ids, leg and level
-    shared = json.dumps(
-        {
-            "from": Order.Status.PENDING_TRIGGER,
-            "to": Order.Status.TRIGGERED,
-            "price": params["price"],
-            "price_at": params["price_at"],
-            "source": params["source"],
-            "door": door,
-        },
-        cls=DjangoJSONEncoder,
-    )[1:-1]
-    for pk, order_type, side, trade_id, leg, level in fired:
-        # every value here is an id, an enum word or a Decimal: safe to spell out directly
-        own = (
-            f'{{"order_id": {pk}, "order_type": "{order_type}", "side": "{side}", '
-            f'"trade_id": {"null" if trade_id is None else trade_id}, "leg": "{leg}", "level": "{level}", '
-        )
-        if order_type == Order.Type.OCO:
-            own += f'"cancelled_leg": "{"take_profit" if leg == "stop" else "stop"}", '
-        events.append(
-            {
-                "topic": "order.triggered",
-                "aggregate_type": "order",
-                "aggregate_id": pk,
-                "correlation_id": f"order-{pk}",
-                "causation_id": last.get(f"order-{pk}", ""),
-                "payload_json": f"{own}{shared}}}",
-            }
-        )
-    event_record_many(events)
+def _events_params(topic: str, shared: dict) -> dict:
+    """Parameters of the ledger events a statement writes (see `protective_sql`): a block of
+    event ids, the time, the payload part every event shares, the outbox handlers of `topic`."""
+    return {
+        "ulid_prefix": new_ulid_prefix(),
+        "now": timezone.now(),
+        "shared": json.dumps(shared, cls=DjangoJSONEncoder)[1:],  # the members and "}": SQL prepends its own
+        "handlers": outbox.handlers_for(topic),
+    }
 
 
 def _enqueue_execution(order_ids: list[int]) -> None:
@@ -297,10 +283,81 @@ def trailing_stop_push(*, order_id: int) -> str:
 
 
 def protective_on_tick(tick) -> None:
-    """Tick listener (providers.prices): evaluate the ticked asset at once."""
+    """Tick listener (providers.prices): evaluate the ticked asset at once, and tally it for the
+    `tick` heartbeat."""
     if not settings.PROTECTIVE_TICK_LISTENER:
         return
-    protective_evaluate(asset=tick.symbol, price=tick.price, price_at=tick.timestamp, source=tick.source, door=TICK)
+    started = time.perf_counter()
+    result, error = None, ""
+    try:
+        result = protective_evaluate(
+            asset=tick.symbol, price=tick.price, price_at=tick.timestamp, source=tick.source, door=TICK
+        )
+    except Exception as exc:
+        error = f"{tick.symbol}: {type(exc).__name__}: {exc}"
+        raise
+    finally:
+        _tick_heartbeat(
+            asset=tick.symbol.strip().upper(), result=result, ms=(time.perf_counter() - started) * 1000, error=error
+        )
+
+
+@dataclass
+class _TickTally:
+    """Tick evaluations of this process since its last `tick` heartbeat write."""
+
+    runs: int = 0
+    assets: set = field(default_factory=set)
+    triggered: int = 0
+    moved: int = 0
+    slowest_ms: float = 0.0
+    stale: set = field(default_factory=set)
+    error: str = ""
+    written_at: float | None = None  # time.monotonic() of the last write
+
+
+_tick_tally = _TickTally()
+_tick_tally_lock = threading.Lock()
+
+
+def _tick_heartbeat(*, asset: str, result: Evaluation | None, ms: float, error: str) -> None:
+    """Count one tick evaluation; write the `tick` heartbeat (one upsert) when none was written by
+    this process for PROTECTIVE_TICK_HEARTBEAT_SECONDS, with what was counted since. So the
+    heartbeat shows the engine alive whenever ticks are evaluated, for at most one small write
+    per second per process. A failed write is logged, never raised into the tick."""
+    global _tick_tally
+    now = time.monotonic()
+    with _tick_tally_lock:
+        tally = _tick_tally
+        tally.runs += 1
+        tally.assets.add(asset)
+        tally.slowest_ms = max(tally.slowest_ms, ms)
+        if result is not None:
+            tally.triggered += len(result.triggered)
+            tally.moved += result.trailing_moved
+            if result.stale:
+                tally.stale.add(asset)
+        if error:
+            tally.error = error
+        if tally.written_at is not None and now - tally.written_at < settings.PROTECTIVE_TICK_HEARTBEAT_SECONDS:
+            return
+        _tick_tally = _TickTally(written_at=now)
+    params = {
+        "name": TICK,
+        "at": timezone.now(),
+        "runs": tally.runs,
+        "assets": len(tally.assets),
+        "triggered": tally.triggered,
+        "moved": tally.moved,
+        "duration_ms": Decimal(str(round(tally.slowest_ms, 3))),
+        "stale": json.dumps(sorted(tally.stale)),
+        "error": tally.error[:2000],
+    }
+    try:
+        with transaction.atomic():  # a savepoint when the tick came inside a caller's transaction
+            _execute(Q.HEARTBEAT_ADD, params)
+    except Exception:
+        logger.warning("could not write the tick heartbeat", exc_info=True)
 
 
 def _cached_ticks(assets: list[str]) -> dict:
