@@ -24,7 +24,7 @@ from django.utils import timezone
 from providers.interface import Fill as VenueFill
 from trading.lock_objects import trade_waiting_orders_lock
 from trading.models import Fill, Order, Trade
-from trading.services.orders import order_event, order_snapshot, order_transition
+from trading.services.orders import fill_payload, order_event, order_snapshot, order_transition
 from trading.services.positions import DUST, trade_reduce_from_fill
 
 OS = Order.Status
@@ -62,19 +62,6 @@ def _executed_leg(candidates: list[Order], *, reason: str, side: str, price: Dec
         return None
     levelled.sort(key=lambda pair: (not crossed(pair[1]), abs(pair[1] - price), pair[0].pk))
     return levelled[0][0]
-
-
-def _fill_payload(fill: VenueFill, source: str) -> dict:
-    return {
-        "source": source,
-        "price": fill.price,
-        "size": fill.size,
-        "notional": fill.notional,
-        "fee": fill.fee,
-        "slippage": fill.slippage,
-        "price_source": fill.price_source,
-        "realized_pnl": fill.realized_pnl,
-    }
 
 
 def trade_close_record(
@@ -134,7 +121,7 @@ def trade_close_record(
             to=OS.FILLED,
             actor=actor,
             fields=("filled_quantity", "filled_price", "fee", "filled_at"),
-            payload={**_fill_payload(fill, source), "origin": order.origin, "reason": reason},
+            payload={**fill_payload(fill, source), "origin": order.origin, "reason": reason},
         )
         pnl = trade_reduce_from_fill(
             trade=trade,

@@ -36,7 +36,7 @@ from providers.interface import (
 from trading.lock_objects import command_lock, order_lock
 from trading.models import ExecutionCommand, Order, Trade
 from trading.services.control import Gate, executor_gate, trading_states_for
-from trading.services.orders import order_event, order_transition
+from trading.services.orders import fill_payload, order_event, order_transition
 from trading.services.positions import trade_open_from_fill, trade_reduce_from_fill
 
 logger = logging.getLogger("tradedesk.execution")
@@ -345,16 +345,7 @@ def fill_apply(*, order: Order, result: ExecutionResult, source: str, partial: b
         to=OS.PARTIALLY_FILLED if partial else OS.FILLED,
         causation_id=causation_id,
         fields=tuple(fields),
-        payload={
-            "source": source,
-            "price": fill.price,
-            "size": fill.size,
-            "notional": fill.notional,
-            "fee": fill.fee,
-            "slippage": fill.slippage,
-            "price_source": fill.price_source,
-            "realized_pnl": fill.realized_pnl,
-        },
+        payload=fill_payload(fill, source),
     )
     if order.is_close:
         reason = CLOSE_REASON_BY_TYPE.get(order.order_type, Trade.CloseReason.USER)

@@ -58,6 +58,20 @@ def order_event(
     )
 
 
+def fill_payload(fill, source: str) -> dict:
+    """What an `order.filled` / `order.partially_filled` event says of the venue's fill."""
+    return {
+        "source": source,
+        "price": fill.price,
+        "size": fill.size,
+        "notional": fill.notional,
+        "fee": fill.fee,
+        "slippage": fill.slippage,
+        "price_source": fill.price_source,
+        "realized_pnl": fill.realized_pnl,
+    }
+
+
 def order_snapshot(order: Order) -> dict:
     return {
         "order_id": order.pk,
