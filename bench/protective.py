@@ -105,7 +105,8 @@ def _load(n: int, firing_count: int) -> None:
             "user_id, provider, asset, asset_type, order_type, side, collateral, leverage, max_slippage, reduce_only, "
             "status, error_code, error_message, pair_id, trade_index, transaction_hash, venue_order_id, "
             "filled_quantity, fee, created_at, updated_at, triggered_leg, close_fraction, trade_id, stop_price, "
-            "take_profit_price, oco_stop_price, oco_take_profit_price, trailing_stop_distance, trailing_activated_at"
+            "take_profit_price, oco_stop_price, oco_take_profit_price, trailing_stop_distance, trailing_activated_at, "
+            "origin"
         )
         with cur.copy(f"COPY trading_order ({order_cols}) FROM STDIN") as copy:
             for trade_id, row in zip(trade_ids, book, strict=True):
@@ -119,6 +120,7 @@ def _load(n: int, firing_count: int) -> None:
                         row.get("oco_take_profit_price"),
                         row.get("trailing_stop_distance"),
                         now if row.get("activated") else None,
+                        Order.Origin.PROTECTIVE,
                     )
                 )
     with connection.cursor() as c:
