@@ -15,7 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.protective import _django, _django_restore
+from bench._db import bench_database, bench_database_restore
 
 
 def _timed(fn) -> tuple[float, object]:
@@ -81,11 +81,11 @@ def _per_row() -> int:
 
 
 def main() -> None:
-    name = _django()
+    name = bench_database()
     try:
         _run()
     finally:
-        _django_restore(name)
+        bench_database_restore(name)
 
 
 def _run() -> None:

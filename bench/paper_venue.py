@@ -7,10 +7,11 @@ SELECT of a paper account (the cheapest database round trip the venue makes).
 
 from __future__ import annotations
 
-import os
 import statistics
 import time
 from decimal import Decimal
+
+from bench._db import bench_database, bench_database_restore
 
 
 def _timed(fn, n: int) -> list[float]:
@@ -33,10 +34,14 @@ class _Rollback(Exception):
 
 
 def main() -> None:
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-    import django
+    name = bench_database()
+    try:
+        _run()
+    finally:
+        bench_database_restore(name)
 
-    django.setup()
+
+def _run() -> None:
     from django.db import transaction
 
     from providers.feeds.paper import PaperFeed

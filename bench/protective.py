@@ -11,36 +11,16 @@ commit, so no task is sent). Setup uses COPY.
 
 from __future__ import annotations
 
-import os
 import random
 import statistics
 import time
 from decimal import Decimal
 
+from bench._db import bench_database, bench_database_restore
+
 D = Decimal
 ASSET = "BENCH-USD"
 PRICE = D("100")
-
-
-def _django():
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-    import django
-
-    django.setup()
-    from django.conf import settings
-    from django.db import connection
-
-    name = settings.DATABASES["default"]["NAME"]
-    settings.DATABASES["default"].setdefault("TEST", {})["NAME"] = f"{name}_bench"
-    connection.creation.create_test_db(verbosity=0, autoclobber=True, keepdb=True)
-    return name
-
-
-def _django_restore(name: str) -> None:
-    """Point the connection back at the project database (other benchmarks run after this one)."""
-    from django.db import connection
-
-    connection.creation.destroy_test_db(name, verbosity=0, keepdb=True)
 
 
 def _book(n: int, firing_count: int, rng: random.Random) -> list[dict]:
@@ -200,11 +180,11 @@ def naive_tick():
 
 
 def main() -> None:
-    name = _django()
+    name = bench_database()
     try:
         _run()
     finally:
-        _django_restore(name)
+        bench_database_restore(name)
 
 
 def _run() -> None:
