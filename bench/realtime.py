@@ -35,24 +35,23 @@ PAIR = "BTC-USD"
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _setup() -> dict:
+def _setup() -> tuple[dict, str]:
     env = dict(os.environ)
     env.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     env.setdefault("DJANGO_SECRET_KEY", secrets.token_urlsafe(50))
     env["CHANNELS_PREFIX"] = "td-bench-asgi"  # keep off the channels of a running deployment
     env["LOG_LEVEL"] = "WARNING"
     os.environ.update(env)
-    import django
+    from bench._db import bench_database
 
-    django.setup()
+    project_db = bench_database()
     from django.conf import settings
-    from django.core.management import call_command
 
-    call_command("migrate", verbosity=0)
-    # the embedded services (if any) were started by this process: hand them to the server
+    # the server uses the bench database; the embedded services (if any) were started by this
+    # process: hand them to the server
     env["DATABASE_URL"] = _db_url(settings.DATABASES["default"])
     env["REDIS_URL"] = settings.REDIS_URL
-    return env
+    return env, project_db
 
 
 def _db_url(db: dict) -> str:
@@ -348,8 +347,16 @@ def main() -> None:
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, CLIENTS * 2 + 256)), hard))
-    env = _setup()
+    env, project_db = _setup()
+    try:
+        _run(env)
+    finally:
+        from bench._db import bench_database_restore
 
+        bench_database_restore(project_db)
+
+
+def _run(env: dict) -> None:
     from datetime import UTC, datetime
     from decimal import Decimal
 
