@@ -1,4 +1,4 @@
-"""Rate limits shared by every web process (counters live in Redis through the Django cache).
+"""Rate limits shared by every web process (counters live in Redis, the Django cache's server).
 
 Attach a scope to a view and the limit applies per user AND per client IP:
 
@@ -14,7 +14,8 @@ answers 429 in the error envelope with `Retry-After`.
 
 Counters are fixed windows (`<scope>:<who>:<window number>`, INCR is atomic in Redis), so
 concurrent requests from many processes are counted exactly; a client can burst up to twice the
-rate across a window boundary. The client IP is REMOTE_ADDR unless `API_NUM_PROXIES` says how
+rate across a window boundary. A request's buckets (its IP and its user) are counted in one Redis
+round trip. The client IP is REMOTE_ADDR unless `API_NUM_PROXIES` says how
 many trusted proxies append to X-Forwarded-For."""
 
 from __future__ import annotations
@@ -47,8 +48,13 @@ def rate_for(scope: str) -> tuple[int, int] | None:
     return parse_rate(api_settings.DEFAULT_THROTTLE_RATES.get(scope))
 
 
-def _hit(key: str, duration: int) -> int:
-    """Count one request in the bucket; returns the count so far in this window."""
+def _redis_client():
+    """The Redis client behind the Django cache, or None (a test's local memory cache)."""
+    backend = getattr(cache, "_cache", None)
+    return backend.get_client(write=True) if hasattr(backend, "get_client") else None
+
+
+def _hit_with_cache(key: str, duration: int) -> int:
     for _ in range(3):
         cache.add(key, 0, timeout=duration + 1)
         try:
@@ -58,17 +64,37 @@ def _hit(key: str, duration: int) -> int:
     return 1
 
 
-def counter_hit(*, scope: str, who: str) -> float | None:
-    """Count one event for `who` under `scope`; the seconds to wait when over the limit, else None."""
+def _hits(keys: list[str], duration: int) -> list[int]:
+    """Count one request in each bucket; the counts so far in their windows. On Redis all
+    buckets take one round trip: per key `SET key 0 EX duration+1 NX` then `INCR key`, inside
+    MULTI/EXEC so that a key cannot expire between the two."""
+    client = _redis_client()
+    if client is None:
+        return [_hit_with_cache(key, duration) for key in keys]
+    pipe = client.pipeline(transaction=True)
+    for key in keys:
+        full_key = cache.make_and_validate_key(key)
+        pipe.set(full_key, 0, ex=duration + 1, nx=True)
+        pipe.incr(full_key)
+    return [int(count) for count in pipe.execute()[1::2]]
+
+
+def counter_hits(*, scope: str, whos: list[str]) -> float | None:
+    """Count one event for each of `whos` under `scope` (one Redis round trip for all); the
+    seconds to wait when any of them is over the limit, else None."""
     rate = rate_for(scope)
-    if rate is None:
+    if rate is None or not whos:
         return None
     num, duration = rate
     now = time.time()
     window = int(now // duration)
-    if _hit(f"{KEY_NAMESPACE}:{scope}:{who}:{window}", duration) > num:
-        return max(duration - (now % duration), 1.0)
-    return None
+    counts = _hits([f"{KEY_NAMESPACE}:{scope}:{who}:{window}" for who in whos], duration)
+    return max(duration - (now % duration), 1.0) if max(counts) > num else None
+
+
+def counter_hit(*, scope: str, who: str) -> float | None:
+    """Count one event for `who` under `scope`; the seconds to wait when over the limit, else None."""
+    return counter_hits(scope=scope, whos=[who])
 
 
 def counter_wait(*, scope: str, who: str) -> float | None:
@@ -99,15 +125,12 @@ class ScopedUserAndIpThrottle(BaseThrottle):
         scope = self.scope_for(request, view)
         if not scope:
             return True
-        waits = [counter_hit(scope=scope, who=f"ip:{self.get_ident(request)}")]
+        whos = [f"ip:{self.get_ident(request)}"]
         user = getattr(request, "user", None)
         if user is not None and user.is_authenticated:
-            waits.append(counter_hit(scope=scope, who=f"user:{user.pk}"))
-        waits = [w for w in waits if w is not None]
-        if waits:
-            self._wait = max(waits)
-            return False
-        return True
+            whos.append(f"user:{user.pk}")
+        self._wait = counter_hits(scope=scope, whos=whos)
+        return self._wait is None
 
     def wait(self):
         return self._wait
@@ -138,11 +161,10 @@ class LoginFailureLimiter:
 def throttle_reset() -> int:
     """Delete every throttle counter (tests; an operator clearing a lockout), leaving the rest of
     Redis alone (`cache.clear()` would flush the broker and channel layer sharing the database)."""
-    backend = getattr(cache, "_cache", None)
-    if not hasattr(backend, "get_client"):  # not the Redis cache (a test's local memory cache)
+    client = _redis_client()
+    if client is None:
         cache.clear()
         return 0
-    client = backend.get_client(write=True)  # the Redis client behind the Django cache
     # ours are `throttle:...`, DRF's built-in throttles use `throttle_<scope>_<ident>`
     pattern = f"{settings.CACHES['default'].get('KEY_PREFIX', '')}:*:{KEY_NAMESPACE}*"
     keys = list(client.scan_iter(match=pattern, count=500))

@@ -115,3 +115,31 @@ def test_price_queries_have_their_own_limit():
         r = client.get("/api/v1/prices?pairs=NOPE-USD")
         _assert_429(r.status_code, r, r.json())
         assert client.get("/api/v1/me").status_code == 200
+
+
+@pytest.mark.django_db
+def test_one_request_counts_in_the_ip_and_the_user_bucket_and_counters_expire():
+    import time
+
+    from django.core.cache import cache
+
+    from trading.throttling import KEY_NAMESPACE, _redis_client, counter_hits, counter_wait
+
+    # given a limit of 2 per 1000 days (one window for the whole test) for callers sharing an IP
+    duration = 1000 * 86400
+    with _rates(probe="2/1000d"):
+        window = int(time.time() // duration)
+        keys = [f"{KEY_NAMESPACE}:probe:{who}:{window}" for who in ("ip:10.0.0.1", "user:1")]
+        # when the first caller makes two requests, both of its buckets count each
+        assert counter_hits(scope="probe", whos=["ip:10.0.0.1", "user:1"]) is None
+        assert counter_hits(scope="probe", whos=["ip:10.0.0.1", "user:1"]) is None
+        assert [cache.get(k) for k in keys] == [2, 2]
+        # then the counters expire after the window (plus one second)
+        ttls = [_redis_client().ttl(cache.make_and_validate_key(k)) for k in keys]
+        assert all(duration - 60 < ttl <= duration + 1 for ttl in ttls), ttls
+        # and a third request from the same IP is refused, whichever user it is
+        assert counter_hits(scope="probe", whos=["ip:10.0.0.1", "user:2"]) is not None
+        assert counter_wait(scope="probe", who="user:1") is not None  # at the limit
+        assert counter_wait(scope="probe", who="user:2") is None  # one of 2
+        # a scope without a rate counts nothing
+        assert counter_hits(scope="unlimited-probe", whos=["ip:10.0.0.1"]) is None
