@@ -26,3 +26,12 @@ def bench_database_restore(name: str) -> None:
     from django.db import connection
 
     connection.creation.destroy_test_db(name, verbosity=0, keepdb=True)
+
+
+def on_bench_database(run) -> None:
+    """Call `run()` with Django set up on the bench database, then point back at the project's."""
+    name = bench_database()
+    try:
+        run()
+    finally:
+        bench_database_restore(name)

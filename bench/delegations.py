@@ -15,7 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench._db import bench_database, bench_database_restore
+from bench._db import on_bench_database
 
 
 def _timed(fn) -> tuple[float, object]:
@@ -81,11 +81,7 @@ def _per_row() -> int:
 
 
 def main() -> None:
-    name = bench_database()
-    try:
-        _run()
-    finally:
-        bench_database_restore(name)
+    on_bench_database(_run)
 
 
 def _run() -> None:

@@ -11,7 +11,7 @@ import statistics
 import time
 from decimal import Decimal
 
-from bench._db import bench_database, bench_database_restore
+from bench._db import on_bench_database
 
 
 def _timed(fn, n: int) -> list[float]:
@@ -34,11 +34,7 @@ class _Rollback(Exception):
 
 
 def main() -> None:
-    name = bench_database()
-    try:
-        _run()
-    finally:
-        bench_database_restore(name)
+    on_bench_database(_run)
 
 
 def _run() -> None:

@@ -16,7 +16,7 @@ import statistics
 import time
 from decimal import Decimal
 
-from bench._db import bench_database, bench_database_restore
+from bench._db import on_bench_database
 
 D = Decimal
 ASSET = "BENCH-USD"
@@ -180,11 +180,7 @@ def naive_tick():
 
 
 def main() -> None:
-    name = bench_database()
-    try:
-        _run()
-    finally:
-        bench_database_restore(name)
+    on_bench_database(_run)
 
 
 def _run() -> None:
