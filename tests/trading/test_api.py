@@ -83,6 +83,37 @@ def test_open_fill_partial_close_close_through_the_api(markets, trader, armed, a
 
 
 @pytest.mark.celery
+def test_open_positions_are_shown_marked_at_the_latest_price(markets, trader, armed, api, celery_worker):
+    from providers.prices import price_set
+    from trading.models import Position
+
+    opened = api.post("/api/v1/trading/trades", OPEN, format="json").json()
+    assert _status(opened["order_id"], "FILLED", "REJECTED") == "FILLED"
+    position = Position.objects.get()
+    entry, size = position.avg_entry_price, position.quantity
+
+    # when the price moves (a tick, no fill)
+    price_set("BTC-USD", D("61000"))
+
+    # then the API marks the open position and its trade at 61,000; the row keeps its fill's mark
+    (shown,) = api.get("/api/v1/trading/positions").json()["results"]
+    pnl = (D("61000") - entry) * size
+    assert pnl > 0 and D(shown["current_price"]) == D("61000")
+    assert abs(D(shown["unrealized_pnl"]) - pnl) < D("0.00000001")
+    assert D(shown["trades"][0]["current_price"]) == D("61000")
+    assert abs(D(shown["trades"][0]["unrealized_pnl"]) - pnl) < D("0.00000001")
+    position.refresh_from_db()
+    assert position.current_price != D("61000")
+
+    # a closed position shows its own figures, not the market's
+    rest = api.delete(f"/api/v1/trading/trades/{opened['pair_id']}/{shown['trades'][0]['trade_index']}")
+    assert _status(rest.json()["order_id"], "FILLED", "REJECTED") == "FILLED"
+    price_set("BTC-USD", D("65000"))
+    (closed,) = api.get("/api/v1/trading/positions?status=all").json()["results"]
+    assert closed["status"] == "closed" and D(closed["current_price"]) != D("65000")
+
+
+@pytest.mark.celery
 def test_twenty_concurrent_identical_requests_make_one_order_and_one_venue_call(
     markets, trader, armed, counting_venue, celery_worker, settings
 ):

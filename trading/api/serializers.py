@@ -188,8 +188,33 @@ class OrderDetailSerializer(OrderSerializer):
         return TimelineEventSerializer(order_timeline(order=order), many=True).data
 
 
-class TradeSerializer(ModelSerializer):
+class _MarkedAtLatestPrice:
+    """Open trades and positions are shown marked at the latest cached price of their asset
+    (the view puts `{asset: price}` in the context as `marks`): current_price and
+    unrealized_pnl. The rows keep the mark of their last fill; a closed one shows its own."""
+
+    entry_field = size_field = ""
+
+    def to_representation(self, instance):
+        data = super().to_representation(instance)
+        price = self.context.get("marks", {}).get(instance.asset)
+        if price is not None and instance.status == "open":
+            from trading.services.positions import unrealized_pnl
+
+            pnl = unrealized_pnl(
+                side=instance.side,
+                entry_price=getattr(instance, self.entry_field),
+                price=price,
+                size=getattr(instance, self.size_field),
+            )
+            data["current_price"] = self.fields["current_price"].to_representation(price)
+            data["unrealized_pnl"] = self.fields["unrealized_pnl"].to_representation(pnl)
+        return data
+
+
+class TradeSerializer(_MarkedAtLatestPrice, ModelSerializer):
     direction = serializers.CharField(source="side")
+    entry_field, size_field = "entry_price", "size"
 
     class Meta:
         model = Trade
@@ -221,8 +246,9 @@ class TradeSerializer(ModelSerializer):
         ]
 
 
-class PositionSerializer(ModelSerializer):
+class PositionSerializer(_MarkedAtLatestPrice, ModelSerializer):
     direction = serializers.CharField(source="side")
+    entry_field, size_field = "avg_entry_price", "quantity"
     trades = serializers.SerializerMethodField()
 
     class Meta:
@@ -250,7 +276,7 @@ class PositionSerializer(ModelSerializer):
 
     def get_trades(self, position) -> list[dict]:
         trades = [t for t in position.trades.all() if t.status == Trade.Status.OPEN or position.status == "closed"]
-        return TradeSerializer(trades, many=True).data
+        return TradeSerializer(trades, many=True, context=self.context).data
 
 
 class OrderFilter(serializers.Serializer):

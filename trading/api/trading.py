@@ -10,7 +10,7 @@ from rest_framework.views import APIView
 from config.errors import NotFoundError
 from trading.api import serializers as s
 from trading.api.idempotency import IDEMPOTENCY_KEY_PARAMETER, idempotent
-from trading.models import Order
+from trading.models import Order, Position
 from trading.selectors import orders_for_user, positions_for_user, trade_open_for_user
 from trading.services import orders as order_services
 from trading.throttling import ScopedUserAndIpThrottle
@@ -136,6 +136,21 @@ class PositionList(_Throttled, generics.ListAPIView):
         f.is_valid(raise_exception=True)
         wanted = f.validated_data["status"]
         return positions_for_user(user=self.request.user, status=None if wanted == "all" else wanted)
+
+    def get_serializer_context(self):
+        """Open positions are marked at their assets' latest cached prices (no price: as stored)."""
+        from providers.interface import VenueException
+        from providers.prices import price_get_many
+
+        context = super().get_serializer_context()
+        assets = set(
+            Position.objects.filter(user=self.request.user, status=Position.Status.OPEN).values_list("asset", flat=True)
+        )
+        try:
+            context["marks"] = {symbol: tick.price for symbol, tick in price_get_many(sorted(assets)).items()}
+        except VenueException:
+            context["marks"] = {}
+        return context
 
 
 class OrderList(_Throttled, generics.ListAPIView):
