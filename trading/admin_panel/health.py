@@ -1,9 +1,8 @@
 """A small registry of health providers for the control panel.
 
 A provider is a callable returning a list of `HealthItem`s. Apps register theirs in
-`AppConfig.ready()` with `health_provider_register(name, fn)`; the built-in ones below look
-up optional models by name (the protective engine's `EngineHeartbeat`, webhook deliveries),
-so those parts plug in when they land without this module changing.
+`AppConfig.ready()` with `health_provider_register(name, fn)`; the built-in ones below read
+the protective engine's heartbeat and the webhook deliveries.
 """
 
 from __future__ import annotations
@@ -13,8 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.apps import apps
 from django.conf import settings
+from django.db.models import Max
 from django.utils import timezone
 
 logger = logging.getLogger("tradedesk.health")
@@ -66,15 +65,6 @@ def age_status(when: datetime | None, *, warn_after: float, down_after: float) -
     return OK if age <= warn_after else WARN if age <= down_after else DOWN
 
 
-def find_model(*names: str):
-    """The first installed model whose class name is one of `names` (any app), or None."""
-    wanted = {n.lower() for n in names}
-    for model in apps.get_models():
-        if model.__name__.lower() in wanted:
-            return model
-    return None
-
-
 # --- built-in providers -----------------------------------------------------------------------
 
 
@@ -118,21 +108,10 @@ def celery_queue_health() -> list[HealthItem]:
 
 
 def engine_heartbeat_health() -> list[HealthItem]:
-    model = find_model("EngineHeartbeat")
-    if model is None:
-        return [HealthItem(name="Protective engine", status=UNKNOWN, detail="no heartbeat model installed yet")]
-    fields = [f.name for f in model._meta.get_fields() if getattr(f, "get_internal_type", None)]
-    time_field = next(
-        (
-            f
-            for f in ("last_run_at", "beat_at", "last_beat_at", "last_seen_at", "updated_at", "at", "created_at")
-            if f in fields
-        ),
-        None,
-    )
-    if time_field is None:
-        return [HealthItem(name="Protective engine", status=UNKNOWN, detail="heartbeat model has no time field")]
-    when = model.objects.order_by(f"-{time_field}").values_list(time_field, flat=True).first()
+    """The newest heartbeat of the engine's doors (Beat run or tick listener)."""
+    from trading.protective.models import EngineHeartbeat
+
+    when = EngineHeartbeat.objects.aggregate(at=Max("last_run_at"))["at"]
     return [
         HealthItem(
             name="Protective engine",
@@ -144,16 +123,9 @@ def engine_heartbeat_health() -> list[HealthItem]:
 
 
 def webhook_health() -> list[HealthItem]:
-    model = find_model("WebhookDelivery", "Delivery")
-    if model is None:
-        return [HealthItem(name="Undelivered webhooks", status=UNKNOWN, detail="webhooks not installed yet")]
-    names = {f.name for f in model._meta.get_fields()}
-    qs = model.objects.all()
-    if "status" in names:
-        qs = qs.exclude(status__in=["delivered", "succeeded", "success", "DELIVERED", "SUCCEEDED"])
-    elif "delivered_at" in names:
-        qs = qs.filter(delivered_at__isnull=True)
-    count = qs.count()
+    from webhooks.models import WebhookDelivery
+
+    count = WebhookDelivery.objects.exclude(status=WebhookDelivery.Status.DELIVERED).count()
     return [HealthItem(name="Undelivered webhooks", status=OK if count == 0 else WARN, value=str(count))]
 
 
