@@ -51,3 +51,13 @@ class RedisCache(django_redis.RedisCache):
                     key, SharedRedisCacheClient(self._servers, **self._options)
                 )
         return client
+
+
+def cache_redis():
+    """The `redis.Redis` client behind the default Django cache (for commands the cache API
+    lacks: SET NX PX, pipelines, SCAN), or None when the cache is not Redis (a test's local
+    memory cache)."""
+    from django.core.cache import cache
+
+    backend = getattr(cache, "_cache", None)
+    return backend.get_client(write=True) if hasattr(backend, "get_client") else None

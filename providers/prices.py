@@ -22,6 +22,7 @@ from django.core.cache import cache
 from django.db import connection, transaction
 from django.utils import timezone
 
+from config.cache import cache_redis
 from providers.interface import ErrorCode, PriceFeed, PriceTick, VenueError, VenueException
 
 logger = logging.getLogger("tradedesk.providers.prices")
@@ -107,7 +108,7 @@ def price_cache_clear(symbols: Iterable[str] | None = None) -> None:
         cache.delete_many([_cache_key(_norm(s)) for s in symbols])
         return
     pattern = cache.make_key(_cache_key("*"))
-    client = cache._cache.get_client(pattern, write=True)
+    client = cache_redis()
     keys = list(client.scan_iter(match=pattern, count=500))
     if keys:
         client.delete(*keys)

@@ -29,6 +29,8 @@ from rest_framework import exceptions
 from rest_framework.settings import api_settings
 from rest_framework.throttling import BaseThrottle
 
+from config.cache import cache_redis
+
 KEY_NAMESPACE = "throttle"
 
 
@@ -48,12 +50,6 @@ def rate_for(scope: str) -> tuple[int, int] | None:
     return parse_rate(api_settings.DEFAULT_THROTTLE_RATES.get(scope))
 
 
-def _redis_client():
-    """The Redis client behind the Django cache, or None (a test's local memory cache)."""
-    backend = getattr(cache, "_cache", None)
-    return backend.get_client(write=True) if hasattr(backend, "get_client") else None
-
-
 def _hit_with_cache(key: str, duration: int) -> int:
     for _ in range(3):
         cache.add(key, 0, timeout=duration + 1)
@@ -68,7 +64,7 @@ def _hits(keys: list[str], duration: int) -> list[int]:
     """Count one request in each bucket; the counts so far in their windows. On Redis all
     buckets take one round trip: per key `SET key 0 EX duration+1 NX` then `INCR key`, inside
     MULTI/EXEC so that a key cannot expire between the two."""
-    client = _redis_client()
+    client = cache_redis()
     if client is None:
         return [_hit_with_cache(key, duration) for key in keys]
     pipe = client.pipeline(transaction=True)
@@ -161,7 +157,7 @@ class LoginFailureLimiter:
 def throttle_reset() -> int:
     """Delete every throttle counter (tests; an operator clearing a lockout), leaving the rest of
     Redis alone (`cache.clear()` would flush the broker and channel layer sharing the database)."""
-    client = _redis_client()
+    client = cache_redis()
     if client is None:
         cache.clear()
         return 0

@@ -123,7 +123,8 @@ def test_one_request_counts_in_the_ip_and_the_user_bucket_and_counters_expire():
 
     from django.core.cache import cache
 
-    from trading.throttling import KEY_NAMESPACE, _redis_client, counter_hits, counter_wait
+    from config.cache import cache_redis
+    from trading.throttling import KEY_NAMESPACE, counter_hits, counter_wait
 
     # given a limit of 2 per 1000 days (one window for the whole test) for callers sharing an IP
     duration = 1000 * 86400
@@ -135,7 +136,7 @@ def test_one_request_counts_in_the_ip_and_the_user_bucket_and_counters_expire():
         assert counter_hits(scope="probe", whos=["ip:10.0.0.1", "user:1"]) is None
         assert [cache.get(k) for k in keys] == [2, 2]
         # then the counters expire after the window (plus one second)
-        ttls = [_redis_client().ttl(cache.make_and_validate_key(k)) for k in keys]
+        ttls = [cache_redis().ttl(cache.make_and_validate_key(k)) for k in keys]
         assert all(duration - 60 < ttl <= duration + 1 for ttl in ttls), ttls
         # and a third request from the same IP is refused, whichever user it is
         assert counter_hits(scope="probe", whos=["ip:10.0.0.1", "user:2"]) is not None

@@ -20,6 +20,7 @@ from decimal import Decimal
 from django.conf import settings
 from django.core.cache import cache
 
+from config.cache import cache_redis
 from trading.models import Position
 from trading.realtime.publish import publish_position_marks_many
 from trading.services.positions import unrealized_pnl
@@ -69,9 +70,7 @@ def marks_window_claim(asset: str, interval_ms: int) -> bool:
     milliseconds, by any process (always True for 0)."""
     if interval_ms <= 0:
         return True
-    key = cache.make_key(f"trading:marks:{asset}")
-    client = cache._cache.get_client(key, write=True)
-    return bool(client.set(key, 1, nx=True, px=interval_ms))
+    return bool(cache_redis().set(cache.make_key(f"trading:marks:{asset}"), 1, nx=True, px=interval_ms))
 
 
 def position_marks_on_tick(tick) -> None:
