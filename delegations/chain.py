@@ -388,13 +388,15 @@ def safe_tx_execute(net: OstiumNetwork, tx: SafeTx, relayer_key: bytes, *, timeo
         receipt = client.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=timeout, poll_latency=0.05)
     except Exception:
         return ExecOutcome(tx_hex, mined=False, success=False, error="receipt not seen in time")
+    return _mined_outcome(tx_hex, receipt)
+
+
+def _mined_outcome(tx_hash: str, receipt) -> ExecOutcome:
+    """A mined execTransaction: reverted, or the Safe's ExecutionFailure / ExecutionSuccess."""
     if receipt["status"] != 1:
-        return ExecOutcome(tx_hex, mined=True, success=False, error="execTransaction reverted")
-    for entry in receipt["logs"]:
-        topics = entry["topics"]
-        if topics and bytes(topics[0]) == EXECUTION_FAILURE:
-            return ExecOutcome(tx_hex, mined=True, success=False, error="ExecutionFailure")
-    return ExecOutcome(tx_hex, mined=True, success=True)
+        return ExecOutcome(tx_hash, mined=True, success=False, error="execTransaction reverted")
+    failed = any(e["topics"] and bytes(e["topics"][0]) == EXECUTION_FAILURE for e in receipt["logs"])
+    return ExecOutcome(tx_hash, mined=True, success=not failed, error="ExecutionFailure" if failed else "")
 
 
 def transaction_outcome(net: OstiumNetwork, tx_hash: str) -> ExecOutcome | None:
@@ -408,10 +410,7 @@ def transaction_outcome(net: OstiumNetwork, tx_hash: str) -> ExecOutcome | None:
         raise ChainError("Chain call failed: getTransactionReceipt.", details={"what": "receipt"}) from exc
     if receipt is None:
         return None
-    if receipt["status"] != 1:
-        return ExecOutcome(tx_hash, mined=True, success=False, error="execTransaction reverted")
-    failed = any(e["topics"] and bytes(e["topics"][0]) == EXECUTION_FAILURE for e in receipt["logs"])
-    return ExecOutcome(tx_hash, mined=True, success=not failed, error="ExecutionFailure" if failed else "")
+    return _mined_outcome(tx_hash, receipt)
 
 
 def transaction_pending(net: OstiumNetwork, tx_hash: str) -> bool:
