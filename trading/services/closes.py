@@ -22,7 +22,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from providers.interface import Fill as VenueFill
-from trading.lock_objects import trade_waiting_orders_lock
+from trading.lock_objects import trade_lock, trade_waiting_orders_lock
 from trading.models import Fill, Order, Trade
 from trading.services.orders import fill_payload, order_event, order_snapshot, order_transition
 from trading.services.positions import DUST, trade_reduce_from_fill
@@ -91,7 +91,7 @@ def trade_close_record(
             and o.order_type in _LEGS.get(reason, ())
             and o.status in (OS.PENDING_TRIGGER, OS.TRIGGERED)
         ]
-        trade = Trade.objects.select_for_update(of=("self",)).get(pk=trade.pk)
+        trade = trade_lock(trade.pk)
         if trade.status != Trade.Status.OPEN or Fill.objects.filter(dedupe_key=dedupe_key).exists():
             return None
         if not fill.size or fill.size <= 0:  # the venue reported no size: the whole open size closed

@@ -163,9 +163,9 @@ def venue_reconcile(
 @transaction.atomic
 def reconciliation_break_resolve(*, break_id: int, action: str, actor: str, note: str = "") -> ReconciliationBreak:
     """adopt: take the venue's view (size) onto our trade, or accept an unknown venue position
-        as managed outside Tradedesk; close: close our trade (the venue has none), at its last price;
-        ignore: no change. Audited with `reconciliation.break_resolved`. A close is recorded as a FILLED
-    close order with origin `reconciliation` (`trading.services.closes`)."""
+    as managed outside Tradedesk; close: close our trade (the venue has none), at its last price,
+    recorded as a FILLED close order with origin `reconciliation` (`trading.services.closes`);
+    ignore: no change. Audited with `reconciliation.break_resolved`."""
     brk = ReconciliationBreak.objects.select_for_update().get(pk=break_id)
     if brk.status != S.OPEN:
         raise ApplicationError("This break is already resolved.", code="BREAK_RESOLVED", status_code=409)
