@@ -31,6 +31,7 @@ from functools import lru_cache
 from django.conf import settings
 from web3 import Web3
 
+from config.cache import cache_redis
 from providers.ostium.config import OstiumNetwork
 
 logger = logging.getLogger("tradedesk.providers.ostium.sdk")
@@ -267,13 +268,6 @@ _signer_locks_guard = threading.Lock()
 def _signer_lock(address: str) -> threading.Lock:
     with _signer_locks_guard:
         return _signer_locks.setdefault(address.lower(), threading.Lock())
-
-
-def _redis():
-    import redis
-
-    url = settings.REDIS_URL
-    return redis.Redis.from_url(url)
 
 
 class OstiumClient:
@@ -535,7 +529,7 @@ class OstiumClient:
             raise SignerBusy(f"signer {self.address} busy")
         shared = None
         try:
-            shared = _redis().lock(
+            shared = cache_redis().lock(
                 self._lock_name(),
                 timeout=max(timeout * 4, 300),
                 thread_local=False,

@@ -62,10 +62,10 @@ def ostium_sync(*, limit: int = 200) -> dict[str, int]:
     """One round of the poller, here (this process must hold the keys). Returns counts."""
     if not settings.VENUE_ENABLED.get("ostium", True) or settings.OSTIUM_SERVICE_BASE_URL:
         return {"skipped": 1}  # disabled, or the signer service (which holds the keys) runs it
-    import redis
+    from config.cache import cache_redis
 
     network = str(settings.OSTIUM_NETWORK).lower()
-    lock = redis.Redis.from_url(settings.REDIS_URL).lock(f"ostium:sync:{network}", timeout=300, thread_local=False)
+    lock = cache_redis().lock(f"ostium:sync:{network}", timeout=300, thread_local=False)
     if not lock.acquire(blocking=False):
         return {"busy": 1}  # another round is running
     try:
