@@ -1,4 +1,6 @@
+import threading
 import time
+import uuid
 
 import pytest
 
@@ -24,6 +26,31 @@ def wait_for(predicate, timeout: float = 15.0, interval: float = 0.05):
         if time.monotonic() > deadline:
             pytest.fail(f"condition not met within {timeout}s")
         time.sleep(interval)
+
+
+def run_on_worker(task, *args, timeout: float = 20.0) -> None:
+    """Send `task` to the test worker and return once the worker has finished running it.
+
+    Results are ignored (no result backend), so `.get()` would return at once; the worker runs in
+    this process, so its task_postrun / task_revoked signals tell when this one is done."""
+    from celery.signals import task_postrun, task_revoked
+
+    wanted = str(uuid.uuid4())
+    done = threading.Event()
+
+    def finished(task_id=None, request=None, **_):
+        if (task_id or getattr(request, "id", None)) == wanted:
+            done.set()
+
+    task_postrun.connect(finished, weak=False)
+    task_revoked.connect(finished, weak=False)
+    try:
+        task.apply_async(args, task_id=wanted)
+        if not done.wait(timeout):
+            pytest.fail(f"{task.name} did not run within {timeout}s")
+    finally:
+        task_postrun.disconnect(finished)
+        task_revoked.disconnect(finished)
 
 
 @pytest.fixture(scope="session")

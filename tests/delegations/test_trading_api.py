@@ -8,7 +8,7 @@ from decimal import Decimal as D
 
 import pytest
 
-from tests.conftest import wait_for
+from tests.conftest import run_on_worker, wait_for
 from tests.delegations.conftest import new_owner, user_client
 from tests.delegations.test_lifecycle import BASE, add_signature, execute, prepare, sign_hash, sign_typed
 from trading.models import Event, ExecutionCommand, Order, Trade, Wallet
@@ -40,7 +40,7 @@ def _sync_until(predicate, timeout=30):
     from providers.tasks import ostium_sync_task
 
     def step():
-        ostium_sync_task.delay().get(timeout=20)
+        run_on_worker(ostium_sync_task)
         return predicate()
 
     return wait_for(step, timeout=timeout, interval=0.2)

@@ -7,7 +7,7 @@ from decimal import Decimal as D
 
 import pytest
 
-from tests.conftest import wait_for
+from tests.conftest import run_on_worker, wait_for
 from trading.models import Event, ExecutionCommand, Order, Position, Trade
 
 BTC = 0
@@ -28,7 +28,7 @@ def _sync_until(predicate, timeout=30):
     from providers.tasks import ostium_sync_task
 
     def step():
-        ostium_sync_task.delay().get(timeout=20)
+        run_on_worker(ostium_sync_task)
         return predicate()
 
     return wait_for(step, timeout=timeout, interval=0.2)
