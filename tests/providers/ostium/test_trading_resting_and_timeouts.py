@@ -104,8 +104,9 @@ def test_a_resting_limit_fills_once_when_the_keeper_triggers_it(desk, ostium, ce
     assert ExecutionCommand.objects.filter(order_id=order_id).count() == 1
     assert _topics("order", order_id) == ["order.accepted", "order.submitting", "order.submitted", "order.filled"]
     assert _topics("trade", trade.pk) == ["trade.opened"]
-    outbox.outbox_dispatch()
     filled = Event.objects.get(topic="order.filled", aggregate_id=str(order_id))
+    # published here, or by the worker's dispatch the fill kicked (it holds the handler's lock)
+    wait_for(lambda: outbox.outbox_dispatch() >= 0 and WebhookDelivery.objects.filter(event_type="trade.executed"))
     [delivery] = WebhookDelivery.objects.filter(event_type="trade.executed")
     assert delivery.event_id == filled.id and delivery.payload["data"]["order_id"] == order_id
 
