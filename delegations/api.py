@@ -220,7 +220,8 @@ class DelegationSignatures(_Base):
         responses={200: DelegationOut, 400: ERROR, 404: ERROR, 409: ERROR},
         description=(
             "Add one owner's signature of the current safeTxHash. Refused: non-owners, a signature over another "
-            "hash (SIGNATURE_NOT_FROM_OWNER), a second signature of the same owner (SIGNATURE_DUPLICATE)."
+            "hash (SIGNATURE_NOT_FROM_OWNER), a second signature of the same owner (SIGNATURE_DUPLICATE), any "
+            "signature once the Safe has run another transaction at the SafeTx's nonce (SAFE_NONCE_MOVED)."
         ),
     )
     def post(self, request, pk: int):

@@ -203,6 +203,14 @@ def delegation_signature_add(*, user, delegation_id: int, signature: str, actor:
     owner, normalised = chain.signature_recover(HexBytes(delegation.safe_tx_hash), signature)
     net = chain.network_config(delegation.network)
     state = chain.safe_state(net, delegation.safe_address)
+    if state.nonce > int(delegation.safe_nonce):
+        # the SafeTx can never run now: say so at once rather than collect signatures for it
+        delegation = _nonce_moved(delegation, nonce=state.nonce, actor=actor)
+        raise ConflictError(
+            "The Safe executed another transaction since this SafeTx was prepared; it can no longer be executed.",
+            code="SAFE_NONCE_MOVED",
+            details={"status": delegation.status, "safe_nonce": state.nonce},
+        )
     if owner not in state.owners:
         # a non-owner's key, or a signature over another hash (it recovers to a stranger)
         raise ApplicationError(
@@ -253,6 +261,8 @@ def delegation_execute(*, user, delegation_id: int, actor: str | None = None) ->
     delegation = _owned(user, delegation_id)
     net = chain.network_config(delegation.network)
     state = chain.safe_state(net, delegation.safe_address)
+    if delegation.signable and not delegation.transaction_hash and state.nonce > int(delegation.safe_nonce):
+        return _nonce_moved(delegation, nonce=state.nonce, actor=actor)
 
     # 1. claim (short transaction): nobody else executes this SafeTx
     with transaction.atomic():
@@ -263,14 +273,8 @@ def delegation_execute(*, user, delegation_id: int, actor: str | None = None) ->
                 code="DELEGATION_NOT_EXECUTABLE",
                 details={"status": delegation.status, "transaction_hash": delegation.transaction_hash},
             )
-        if int(delegation.safe_nonce) != state.nonce:
-            delegation.error_code = "SAFE_NONCE_MOVED"
-            delegation.error_message = f"The Safe nonce is {state.nonce}, the SafeTx was for {delegation.safe_nonce}."
-            if delegation.action == A.DELEGATE:
-                _fail(delegation, actor=actor)
-            else:
-                _revoke_abandoned(delegation, actor=actor)
-            return delegation
+        if int(delegation.safe_nonce) != state.nonce:  # prepared again meanwhile
+            raise ConflictError("The delegation changed meanwhile; try again.", code="DELEGATION_CHANGED")
         signatures = [
             (s.owner, bytes(HexBytes(s.signature)))
             for s in delegation.signatures.filter(safe_tx_hash=delegation.safe_tx_hash)
@@ -366,6 +370,24 @@ def _revoke_abandoned(delegation: OstiumDelegation, *, actor: str) -> None:
         fields=("error_code", "error_message", "transaction_hash", "action"),
         payload={"reason": "revoke_failed", "error_code": delegation.error_code},
     )
+
+
+def _nonce_moved(delegation: OstiumDelegation, *, nonce: int, actor: str) -> OstiumDelegation:
+    """The Safe has executed a transaction at the nonce the delegation's SafeTx was prepared for,
+    so that SafeTx can never run. If the transaction was ours (the owners executed it themselves)
+    the chain says so and the row follows it; otherwise an activation fails and a revocation is
+    abandoned (still active; revoke prepares it again at the new nonce)."""
+    delegation = delegation_reconcile(delegation=delegation, actor=actor)
+    with transaction.atomic():
+        delegation = delegation_lock(delegation.pk)
+        if delegation.signable and not delegation.transaction_hash and int(delegation.safe_nonce) < nonce:
+            delegation.error_code = "SAFE_NONCE_MOVED"
+            delegation.error_message = f"The Safe nonce is {nonce}, the SafeTx was for {delegation.safe_nonce}."
+            if delegation.action == A.DELEGATE:
+                _fail(delegation, actor=actor)
+            else:
+                _revoke_abandoned(delegation, actor=actor)
+    return delegation
 
 
 def _fail(delegation: OstiumDelegation, *, actor: str) -> None:
