@@ -291,8 +291,7 @@ class OstiumVenue:
         breaker_record(self.net.name, ok=True)
         row.tx_hash, row.nonce, row.from_block = outcome.tx_hash, outcome.nonce, outcome.from_block
         row.venue_order_id = outcome.order_id
-        if row.action == "open" and row.order_type != "market" and not row.venue_order_id:
-            self._note_limit(row, client, outcome.receipt)
+        self._note_limit(row, client, outcome.receipt)
         row.status = row.Status.PENDING if row.action in ("open", "close") else row.Status.EXECUTED
         row.save(update_fields=["tx_hash", "nonce", "from_block", "venue_order_id", "status", "result", "updated_at"])
         return ExecutionResult(
@@ -390,7 +389,10 @@ class OstiumVenue:
     def _note_limit(row, client, receipt) -> None:
         """A limit/stop open rests at the venue as (trader, pair, index) until its price: keep
         that slot and the placing block (the slot is reused once the limit is gone); our venue
-        order id is `limit:<placing tx>`. The caller saves the row."""
+        order id is `limit:<placing tx>`. Only for a limit/stop open the venue gave no order id;
+        the caller saves the row."""
+        if row.action != "open" or row.order_type == "market" or row.venue_order_id:
+            return
         placed = client.limit_placed(receipt)
         row.venue_order_id = f"limit:{row.tx_hash}"
         if placed is not None:
@@ -723,8 +725,7 @@ class OstiumVenue:
                 row.save(update_fields=["tx_hash", "status", "error_code", "result", "updated_at"])
                 return None
             row.venue_order_id = client.order_id_from_receipt(receipt)
-            if row.action == "open" and row.order_type != "market" and not row.venue_order_id:
-                self._note_limit(row, client, receipt)
+            self._note_limit(row, client, receipt)
             row.status = row.Status.PENDING
             row.save(update_fields=["tx_hash", "venue_order_id", "status", "result", "updated_at"])
             return None
