@@ -153,6 +153,7 @@ def main() -> None:
     from django.test.utils import setup_databases, teardown_databases
 
     from config.celery import app
+    from trading.outbox import kick_mark_clear
     from webhooks import services
     from webhooks.models import WebhookAllowlist, WebhookAttempt, WebhookDelivery
     from webhooks.sandbox import Receiver
@@ -167,6 +168,7 @@ def main() -> None:
             base_rate, base_durations = _baseline(rx.url("/baseline"), N_BURST, secret)
 
             app.control.purge()
+            kick_mark_clear()  # a purged dispatch no longer stands for later kicks (no Beat here)
             worker = _worker_process()
             try:
                 _record(user.pk, -1)  # warm up: the worker starting, imports, connections

@@ -59,8 +59,10 @@ def celery_worker_session(django_db_blocker):
     from celery.contrib.testing.worker import start_worker
 
     from config.celery import app
+    from trading.outbox import kick_mark_clear
 
     app.control.purge()
+    kick_mark_clear()  # a purged dispatch no longer stands for the kicks after it (no Beat here)
     with start_worker(
         app, pool="threads", concurrency=4, perform_ping_check=False, loglevel="WARNING", shutdown_timeout=30
     ) as worker:
@@ -76,8 +78,10 @@ def _drain_worker(timeout: float = 30.0) -> None:
     from celery.worker import state
 
     from config.celery import app
+    from trading.outbox import kick_mark_clear
 
     app.control.purge()
+    kick_mark_clear()  # a purged dispatch no longer stands for the kicks after it (no Beat here)
     deadline = time.monotonic() + timeout
     while (state.active_requests or state.reserved_requests) and time.monotonic() < deadline:
         time.sleep(0.02)

@@ -55,13 +55,36 @@ def handlers_for(topic: str) -> list[str]:
     return [h.name for h in _handlers.values() if h.wants(topic)]
 
 
+# Set while a kicked dispatch waits in the queue (it clears the mark when it starts, before it
+# reads): kicks meanwhile enqueue nothing, the waiting dispatch publishes their messages too.
+# A burst of N commits costs one or two dispatch runs instead of N. The mark expires on its own
+# in case the queued run is lost; Beat's sweep (every 2 s) covers that gap.
+KICK_QUEUED = "outbox:dispatch-queued"
+KICK_QUEUED_TTL = 5
+
+
 def _kick() -> None:
+    from django.core.cache import cache
+
     from trading.tasks import outbox_dispatch_task
 
     try:
+        if not cache.add(KICK_QUEUED, 1, KICK_QUEUED_TTL):
+            return  # a dispatch is queued and has not started: it will see this commit
         outbox_dispatch_task.apply_async(ignore_result=True)
     except Exception:  # broker down: the Beat sweep picks the messages up later
         logger.warning("could not enqueue outbox dispatch; Beat will retry", exc_info=True)
+
+
+def kick_mark_clear() -> None:
+    """Forget the queued-dispatch mark: a dispatch run is starting (commits from now on need a
+    run of their own), or the queue was purged (the run it stood for is gone)."""
+    from django.core.cache import cache
+
+    try:
+        cache.delete(KICK_QUEUED)
+    except Exception:  # Redis down: the mark expires on its own, Beat sweeps meanwhile
+        logger.warning("could not clear the queued-dispatch mark", exc_info=True)
 
 
 def kick_after_commit() -> None:

@@ -51,6 +51,41 @@ def test_committed_events_reach_each_matching_handler_once_in_order(celery_worke
     assert not OutboxMessage.objects.filter(handler__startswith="test-", status="pending").exists()
 
 
+def test_commits_while_a_dispatch_waits_in_the_queue_enqueue_no_more(transactional_db, recorder):
+    """A burst of commits costs one dispatch run, not one per commit: while a kicked dispatch
+    waits in the queue (its mark is set) kicks publish nothing; once it starts (clears the mark)
+    the next commit kicks again. No worker here: the queue is purged before and after."""
+    from celery.signals import before_task_publish
+    from django.core.cache import cache
+
+    from config.celery import app
+
+    published = []
+
+    def count(sender=None, **_):
+        if sender == "trading.tasks.outbox_dispatch_task":
+            published.append(sender)
+
+    app.control.purge()
+    before_task_publish.connect(count, weak=False)
+    try:
+        cache.set(outbox.KICK_QUEUED, 1, 60)  # a kicked dispatch is waiting in the queue
+        for n in range(5):
+            _record("order.accepted", n)
+        assert published == []
+        outbox.kick_mark_clear()  # it starts: commits from now on need a run of their own
+        _record("order.accepted", 5)
+        assert len(published) == 1
+    finally:
+        before_task_publish.disconnect(count)
+        app.control.purge()
+        outbox.kick_mark_clear()
+    # whatever was kicked or not, every message is there for the dispatcher (here, or the
+    # session worker's, if one runs and took the kicked run before the purge)
+    wait_for(lambda: outbox.outbox_dispatch() >= 0 and len(recorder["a"]) == 6)
+    assert not OutboxMessage.objects.filter(handler__startswith="test-", status="pending").exists()
+
+
 @pytest.mark.celery
 def test_rolled_back_transaction_publishes_nothing(celery_worker, recorder):
     with pytest.raises(ZeroDivisionError), transaction.atomic():
