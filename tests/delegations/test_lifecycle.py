@@ -384,15 +384,18 @@ def test_the_endpoints_are_in_the_openapi_schema(staff_client):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_safetx_executed_elsewhere_is_picked_up_on_read(chain_env, django_user_model):
+@pytest.mark.parametrize("then", ["read", "execute"])
+def test_a_safetx_the_owners_executed_themselves_is_picked_up(chain_env, django_user_model, then):
     """The owners execute our prepared SafeTx themselves (their own wallet pays gas): the next
-    read finds the delegate set on chain and marks the delegation active."""
+    read, or an execute with no read in between (the Safe nonce moved, but by our own SafeTx),
+    finds the delegate set on chain and marks the delegation active. Never failed; our relayer
+    sends nothing."""
     from delegations import chain
     from delegations.services import delegation_signers
 
     net = chain_env.net
     owner = new_owner(net)
-    _, client = user_client(django_user_model, owner)
+    user, client = user_client(django_user_model, owner)
     safe = net.create_safe([owner.address], threshold=1)
     body = prepare(client, safe)
     signature = sign_typed(owner, body)
@@ -405,34 +408,13 @@ def test_a_safetx_executed_elsewhere_is_picked_up_on_read(chain_env, django_user
     tx_hash, _ = tx.execute(owner.key.to_0x_hex(), tx_gas=1_500_000)
     assert net.w3.eth.wait_for_transaction_receipt(tx_hash)["status"] == 1
 
-    detail = client.get(f"{BASE}/{body['id']}").json()
-    assert detail["status"] == "active"
-    assert execute(client, body["id"], expected=409)["error"]["code"] == "DELEGATION_NOT_EXECUTABLE"
-
-
-@pytest.mark.django_db(transaction=True)
-def test_execute_after_the_owners_ran_our_safetx_themselves_follows_the_chain(chain_env, django_user_model):
-    """Execute called with no read in between: the Safe nonce moved, but by our own SafeTx, so
-    the delegation is active (not failed) and nothing is sent."""
-    from delegations import chain
-
-    net = chain_env.net
-    owner = new_owner(net)
-    user, client = user_client(django_user_model, owner)
-    safe = net.create_safe([owner.address], threshold=1)
-    body = prepare(client, safe)
-    signature = sign_typed(owner, body)
-    add_signature(client, body["id"], signature)
-    d = OstiumDelegation.objects.get(pk=body["id"])
-    tx = chain.safe_tx(
-        chain.network_config("localnet"), safe, d.safe_tx_fields(), signatures=bytes(HexBytes(signature))
-    )
-    tx_hash, _ = tx.execute(owner.key.to_0x_hex(), tx_gas=1_500_000)
-    assert net.w3.eth.wait_for_transaction_receipt(tx_hash)["status"] == 1
-
     relayer_nonce = net.w3.eth.get_transaction_count(chain_env.relayer_address)
-    after = execute(client, body["id"])
-    assert after["status"] == "active" and after["error_code"] == ""
+    if then == "read":
+        assert client.get(f"{BASE}/{body['id']}").json()["status"] == "active"
+        assert execute(client, body["id"], expected=409)["error"]["code"] == "DELEGATION_NOT_EXECUTABLE"
+    else:
+        after = execute(client, body["id"])
+        assert after["status"] == "active" and after["error_code"] == ""
     assert net.w3.eth.get_transaction_count(chain_env.relayer_address) == relayer_nonce
     assert "delegation.failed" not in topics(body["id"]) and topics(body["id"])[-1] == "delegation.active"
     assert pretrade(user).account == safe
@@ -465,7 +447,10 @@ def test_a_signature_for_a_safetx_whose_nonce_moved_is_refused(chain_env, django
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_revocation_whose_nonce_moved_leaves_the_delegation_active(chain_env, django_user_model):
+@pytest.mark.parametrize("signed_before", [True, False])
+def test_a_revocation_whose_nonce_moved_leaves_the_delegation_active(chain_env, django_user_model, signed_before):
+    """Another Safe transaction takes the revocation's nonce: found at execute (signed before
+    the nonce moved), or at once when an owner signs after (409, the signature not stored)."""
     net = chain_env.net
     owner = new_owner(net)
     user, client = user_client(django_user_model, owner)
@@ -474,38 +459,21 @@ def test_a_revocation_whose_nonce_moved_leaves_the_delegation_active(chain_env, 
     add_signature(client, body["id"], sign_typed(owner, body))
     assert execute(client, body["id"])["status"] == "active"
     revoke = client.post(f"{BASE}/{body['id']}/revoke", format="json").json()
-    add_signature(client, body["id"], sign_typed(owner, revoke))
+    if signed_before:
+        add_signature(client, body["id"], sign_typed(owner, revoke))
     usdc = net.contract("usdc")  # another Safe transaction takes the nonce first
     net.exec_safe_tx(safe, usdc.address, usdc.encode_abi("approve", [owner.address, 1]), [owner.key.to_0x_hex()])
 
-    after = execute(client, body["id"])
-    assert after["status"] == "active" and after["error_code"] == "SAFE_NONCE_MOVED"
+    if signed_before:
+        after = execute(client, body["id"])
+        assert after["status"] == "active" and after["error_code"] == "SAFE_NONCE_MOVED"
+    else:
+        refused = add_signature(client, body["id"], sign_typed(owner, revoke), expected=409)["error"]
+        assert refused["code"] == "SAFE_NONCE_MOVED" and refused["details"]["status"] == "active"
+        d = OstiumDelegation.objects.get(pk=body["id"])
+        assert d.status == "active" and d.error_code == "SAFE_NONCE_MOVED"
     assert net.contract("trading").functions.delegations(safe).call() == chain_env.delegate_address
-    assert pretrade(user).account == safe
-    # the revoke can be prepared again, at the new nonce
-    again = client.post(f"{BASE}/{body['id']}/revoke", format="json").json()
-    assert again["status"] == "revoking" and again["safe_tx"]["nonce"] == "2"
-
-
-@pytest.mark.django_db(transaction=True)
-def test_a_revocation_signature_after_the_nonce_moved_is_refused_and_the_delegation_stays_active(
-    chain_env, django_user_model
-):
-    net = chain_env.net
-    owner = new_owner(net)
-    user, client = user_client(django_user_model, owner)
-    safe = net.create_safe([owner.address], threshold=1)
-    body = prepare(client, safe)
-    add_signature(client, body["id"], sign_typed(owner, body))
-    assert execute(client, body["id"])["status"] == "active"
-    revoke = client.post(f"{BASE}/{body['id']}/revoke", format="json").json()
-    usdc = net.contract("usdc")  # another Safe transaction takes the revocation's nonce
-    net.exec_safe_tx(safe, usdc.address, usdc.encode_abi("approve", [owner.address, 1]), [owner.key.to_0x_hex()])
-
-    refused = add_signature(client, body["id"], sign_typed(owner, revoke), expected=409)["error"]
-    assert refused["code"] == "SAFE_NONCE_MOVED" and refused["details"]["status"] == "active"
-    d = OstiumDelegation.objects.get(pk=body["id"])
-    assert d.status == "active" and d.error_code == "SAFE_NONCE_MOVED"
     assert pretrade(user).account == safe  # still delegated on chain, still trading
+    # the revoke can be prepared again, at the new nonce
     again = client.post(f"{BASE}/{body['id']}/revoke", format="json").json()
     assert again["status"] == "revoking" and again["safe_tx"]["nonce"] == "2"
