@@ -1,6 +1,7 @@
 """Bench-only server pieces: timing middleware, header auth, the single-INSERT baseline."""
 
 import json
+import os
 import time
 
 from django.db import connection
@@ -20,15 +21,18 @@ CREATE TABLE IF NOT EXISTS {BASELINE_TABLE} (
 
 
 class ServerTimingMiddleware:
-    """`Server-Timing: app;dur=<ms>`: the time Django spent on the request (middleware + view)."""
+    """`Server-Timing: app;dur=<ms>`: the time Django spent on the request (middleware + view);
+    `X-Bench-Pid`: which server process answered (the load generator spreads its clients)."""
 
     def __init__(self, get_response):
         self.get_response = get_response
+        self.pid = str(os.getpid())
 
     def __call__(self, request):
         started = time.perf_counter()
         response = self.get_response(request)
         response["Server-Timing"] = f"app;dur={(time.perf_counter() - started) * 1000:.3f}"
+        response["X-Bench-Pid"] = self.pid
         return response
 
 

@@ -4,11 +4,12 @@ A real uvicorn server (BENCH_WORKERS processes, `bench._asgi`: at most
 BENCH_SERVER_CONCURRENCY requests inside Django per process, the rest queue in the event
 loop) runs against its own database (`<name>_bench`, recreated) on the configured PostgreSQL
 server and Redis, with `bench._settings` (psycopg pool, header auth, Server-Timing). 32
-concurrent clients (one user each, one keep-alive connection each) post for BENCH_SECONDS per
-endpoint after a warm-up. Reported per endpoint: server-side latency p50/p99 from the
-`Server-Timing` header (time inside Django: middleware + view + queries), client-side latency
-p50/p99 (adds the queueing in front of the workers), throughput, the CPU the server processes
-and the load generator spent per request, and SQL statements per request. The trades endpoint
+concurrent clients (one user each, one keep-alive connection each, spread evenly over the
+server processes) post for BENCH_SECONDS per endpoint after a warm-up. Reported per endpoint:
+server-side latency p50/p99 from the `Server-Timing` header (time inside Django: middleware +
+view + queries), client-side latency p50/p99 (adds the queueing in front of the workers),
+throughput, the CPU the server processes and the load generator spent per request, and SQL
+statements per request. The trades endpoint
 is measured with an Idempotency-Key per request (as clients send it) and without. Orders are
 only placed (the placing path never calls the venue); no worker executes them during the run
 and their queue is purged afterwards.
@@ -194,11 +195,16 @@ class _Connection:
         self.reader = self.writer = None
 
     async def post(self, path: str, body: bytes, headers: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
+        return await self.request("POST", path, body, headers)
+
+    async def request(
+        self, method: str, path: str, body: bytes, headers: dict[str, str]
+    ) -> tuple[int, dict[str, str], bytes]:
         if self.writer is None:
             self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
         head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
         self.writer.write(
-            f"POST {path} HTTP/1.1\r\nHost: {self.host}\r\nContent-Type: application/json\r\n"
+            f"{method} {path} HTTP/1.1\r\nHost: {self.host}\r\nContent-Type: application/json\r\n"
             f"Content-Length: {len(body)}\r\n{head}\r\n".encode()
             + body
         )
@@ -221,16 +227,45 @@ class _Connection:
             self.reader = self.writer = None
 
 
+async def _balanced_connections(host: str, port: int, count: int) -> tuple[list[_Connection], dict[str, int]]:
+    """`count` keep-alive connections spread evenly over the server's worker processes.
+
+    Each new connection goes to whichever process accepts it first; with keep-alive a run kept
+    that spread, and one with most clients on one process and the other idle served half the
+    requests, by luck (runs of the same endpoint differed by up to 2x). Each connection asks
+    `/health` which process answers (`X-Bench-Pid`); surplus ones are closed and replaced."""
+    per_process = -(-count // WORKERS)
+    kept: list[_Connection] = []
+    spare: list[_Connection] = []
+    spread: dict[str, int] = {}
+    for _ in range(count * 20):
+        if len(kept) == count:
+            break
+        connection = _Connection(host, port)
+        _, headers, _ = await connection.request("GET", "/health", b"", {})
+        pid = headers.get("x-bench-pid", "?")
+        if spread.get(pid, 0) < per_process:
+            spread[pid] = spread.get(pid, 0) + 1
+            kept.append(connection)
+        else:
+            spare.append(connection)  # held open meanwhile: that process is busier to accept
+    for connection in spare:
+        await connection.close()
+    while len(kept) < count:  # not balanced in time: run with what the kernel gives
+        kept.append(_Connection(host, port))
+    return kept, spread
+
+
 async def _load(base: str, path: str, users: list[int], *, seconds: float, idempotent: bool) -> dict:
     host, port = urlsplit(base).hostname, urlsplit(base).port
     body = json.dumps(BODY).encode()
     server_ms: list[float] = []
     client_ms: list[float] = []
     errors: dict[int, int] = {}
+    connections, spread = await _balanced_connections(host, port, len(users))
     stop_at = time.perf_counter() + seconds
 
-    async def worker(user_id: int):
-        connection = _Connection(host, port)
+    async def worker(user_id: int, connection: _Connection):
         headers = {"X-Bench-User": str(user_id)}
         try:
             while time.perf_counter() < stop_at:
@@ -252,9 +287,12 @@ async def _load(base: str, path: str, users: list[int], *, seconds: float, idemp
             await connection.close()
 
     started = time.perf_counter()
-    await asyncio.wait_for(asyncio.gather(*(worker(u) for u in users)), seconds + 60)  # a stuck server fails
+    await asyncio.wait_for(
+        asyncio.gather(*(worker(u, c) for u, c in zip(users, connections, strict=True))), seconds + 60
+    )  # a stuck server fails
     wall = time.perf_counter() - started
     return {
+        "spread": "/".join(str(n) for n in sorted(spread.values(), reverse=True)),
         "requests": len(client_ms),
         "errors": errors,
         "throughput": len(client_ms) / wall,
@@ -342,6 +380,7 @@ def _print(results: dict[str, dict], queries: list[str]) -> None:
         ("server CPU/req (ms)", "server_cpu", "{:.2f}"),
         ("client CPU/req (ms)", "client_cpu", "{:.2f}"),
         ("requests (2xx)", "requests", "{}"),
+        ("clients per process", "spread", "{}"),
     ]
     print(f"\n{'':22}{'baseline INSERT':>18}{'POST trades':>18}{'(no Idem.-Key)':>18}")
     for label, key, fmt in rows:
