@@ -1,3 +1,4 @@
+import logging
 import os
 
 from celery import Celery
@@ -7,3 +8,18 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 app = Celery("tradedesk")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+
+def enqueue(task, *args, swept_by: str, **options) -> bool:
+    """Publish `task` for work that is already committed and that a Beat sweep finds again in
+    the database (`swept_by` names it, for the log). If the broker cannot take the message,
+    log and return False rather than raise: an exception after the commit would fail the
+    request (a 5xx a client retries, placing the same thing twice) while its work is safe."""
+    try:
+        task.apply_async(args, **options)
+        return True
+    except Exception:
+        logging.getLogger("tradedesk.celery").warning(
+            "could not enqueue %s; %s will", task.name, swept_by, exc_info=True, extra={"task_args": list(args)}
+        )
+        return False

@@ -66,14 +66,16 @@ KICK_QUEUED_TTL = 5
 def _kick() -> None:
     from django.core.cache import cache
 
+    from config.celery import enqueue
     from trading.tasks import outbox_dispatch_task
 
     try:
         if not cache.add(KICK_QUEUED, 1, KICK_QUEUED_TTL):
             return  # a dispatch is queued and has not started: it will see this commit
-        outbox_dispatch_task.apply_async(ignore_result=True)
-    except Exception:  # broker down: the Beat sweep picks the messages up later
+    except Exception:  # Redis down: the broker is too; Beat's sweep publishes the messages
         logger.warning("could not enqueue outbox dispatch; Beat will retry", exc_info=True)
+        return
+    enqueue(outbox_dispatch_task, swept_by="the Beat outbox sweep")
 
 
 def kick_mark_clear() -> None:

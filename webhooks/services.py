@@ -209,12 +209,10 @@ def body_bytes(payload: dict) -> bytes:
 
 
 def _enqueue(delivery_id: int, countdown: float = 0) -> None:
+    from config.celery import enqueue
     from webhooks.tasks import webhook_deliver_task
 
-    try:
-        webhook_deliver_task.apply_async(args=[delivery_id], countdown=max(0.0, countdown), ignore_result=True)
-    except Exception:  # broker down: the Beat sweep picks the delivery up
-        logger.warning("could not enqueue webhook delivery; the sweep will", extra={"delivery_id": delivery_id})
+    enqueue(webhook_deliver_task, delivery_id, swept_by="the delivery sweep", countdown=max(0.0, countdown))
 
 
 def _enqueue_after_commit(delivery_id: int, countdown: float = 0) -> None:

@@ -357,3 +357,36 @@ def test_reconciliation_ignores_commands_with_a_result(markets, trader, armed, c
     execution.order_execute(order_id=order.pk)
     assert execution.execution_reconcile(grace_seconds=0) == {}
     assert ExecStatus.FILLED == "filled"
+
+
+@pytest.mark.celery
+def test_an_order_the_broker_refused_to_enqueue_is_placed_once_and_executed_by_reconciliation(
+    markets, trader, armed, api, celery_worker
+):
+    """The broker is down when the order commits: the request still answers 201 (not a 5xx a
+    client retries into a second order), the order waits ACCEPTED, and the reconciliation job
+    enqueues it again once the grace period has passed; it then executes exactly once."""
+    from unittest import mock
+
+    import redis
+    from kombu.transport.redis import Channel
+
+    from tests.conftest import wait_for
+
+    body = {"asset": "BTC-USD", "direction": "long", "order_type": "MARKET", "collateral": "100", "leverage": "10"}
+    with mock.patch.object(Channel, "_put", side_effect=redis.ConnectionError("broker unavailable")):
+        first = api.post("/api/v1/trading/trades", body, format="json", HTTP_IDEMPOTENCY_KEY="broker-down")
+        again = api.post("/api/v1/trading/trades", body, format="json", HTTP_IDEMPOTENCY_KEY="broker-down")
+    assert first.status_code == 201, first.content
+    assert again.status_code == 201 and again["Idempotent-Replayed"] == "true"
+    order_id = first.json()["order_id"]
+    assert again.json()["order_id"] == order_id
+    assert Order.objects.get(pk=order_id).status == "ACCEPTED"
+
+    assert f"order:{order_id}" not in execution.execution_reconcile(grace_seconds=60)  # still in its grace
+    assert execution.execution_reconcile(grace_seconds=0)[f"order:{order_id}"] == "requeued"
+    wait_for(lambda: Order.objects.get(pk=order_id).status == "FILLED", timeout=30)
+    execution.execution_reconcile(grace_seconds=0)  # nothing waits any more: nothing is sent again
+    assert Order.objects.filter(user=trader).exclude(origin="protective").count() == 1
+    assert ExecutionCommand.objects.filter(order_id=order_id).count() == 1
+    assert Trade.objects.filter(user=trader).count() == 1

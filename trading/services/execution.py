@@ -547,7 +547,8 @@ def command_reconcile(*, command_id: int, grace_seconds: float | None = None) ->
 
 def execution_reconcile(*, grace_seconds: float | None = None, limit: int = 200) -> dict[str, str]:
     """Beat job: resolve commands without a result (crash), UNKNOWN outcomes, and resting
-    orders whose venue fill we may have missed."""
+    orders whose venue fill we may have missed; enqueue again the execution of orders that
+    never reached the executor."""
     grace = settings.RECONCILE_GRACE_SECONDS if grace_seconds is None else grace_seconds
     cutoff = timezone.now() - timedelta(seconds=grace)
     ids = list(
@@ -566,4 +567,29 @@ def execution_reconcile(*, grace_seconds: float | None = None, limit: int = 200)
         except Exception:
             logger.exception("reconciliation of command failed", extra={"command_id": pk})
             out[str(pk)] = "error"
+    out.update(_requeue_unsent(cutoff, limit))
+    return out
+
+
+def _requeue_unsent(cutoff, limit: int) -> dict[str, str]:
+    """Orders waiting for the executor past the grace period: ACCEPTED or TRIGGERED, so no
+    command was ever written. Their execute task was not published (the broker refused it at
+    commit) or was lost with the broker's data. Publish it again: the executor's claim makes a
+    task that was only slow, and now runs twice, a no-op."""
+    from config.celery import enqueue
+    from trading.tasks import execute_order_task
+
+    ids = (
+        Order.objects.filter(
+            Q(status=OS.ACCEPTED, created_at__lte=cutoff) | Q(status=OS.TRIGGERED, triggered_at__lte=cutoff)
+        )
+        .order_by("id")
+        .values_list("id", flat=True)[:limit]
+    )
+    out = {}
+    for pk in ids:
+        sent = enqueue(execute_order_task, pk, swept_by="the next reconciliation")
+        out[f"order:{pk}"] = "requeued" if sent else "requeue-failed"
+        if sent:
+            logger.warning("order was waiting for the executor; execution enqueued again", extra={"order_id": pk})
     return out

@@ -181,9 +181,10 @@ def _price(asset: str):
 
 
 def _enqueue_execute(order_id: int) -> None:
+    from config.celery import enqueue
     from trading.tasks import execute_order_task
 
-    transaction.on_commit(lambda: execute_order_task.delay(order_id))
+    transaction.on_commit(lambda: enqueue(execute_order_task, order_id, swept_by="execution reconciliation"))
 
 
 # Pre-trade checks per venue, registered by the apps that own them (AppConfig.ready), e.g.

@@ -234,9 +234,10 @@ def _events_params(topic: str, shared: dict) -> dict:
 
 
 def _enqueue_execution(order_ids: list[int]) -> None:
+    from config.celery import enqueue
     from trading.protective.tasks import protective_execute_task
 
-    protective_execute_task.delay(order_ids)
+    enqueue(protective_execute_task, order_ids, swept_by="execution reconciliation")
 
 
 def _enqueue_pushes(order_ids: list[int]) -> None:
