@@ -5,7 +5,9 @@ BENCH_SERVER_CONCURRENCY requests inside Django per process, the rest queue in t
 loop) runs against its own database (`<name>_bench`, recreated) on the configured PostgreSQL
 server and Redis, with `bench._settings` (psycopg pool, header auth, Server-Timing). 32
 concurrent clients (one user each, one keep-alive connection each, spread evenly over the
-server processes) post for BENCH_SECONDS per endpoint after a warm-up. Reported per endpoint:
+server processes) post for BENCH_SECONDS per endpoint after a warm-up, in BENCH_ROUNDS slices
+taken in turn (baseline, trades, trades without key, baseline, ...), so that a drift in the
+machine's state during the run touches every endpoint alike. Reported per endpoint:
 server-side latency p50/p99 from the `Server-Timing` header (time inside Django: middleware +
 view + queries), client-side latency p50/p99 (adds the queueing in front of the workers),
 throughput, the CPU the server processes and the load generator spent per request, and SQL
@@ -40,8 +42,9 @@ from urllib.parse import urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 CLIENTS = int(os.environ.get("BENCH_CLIENTS", "32"))
-SECONDS = float(os.environ.get("BENCH_SECONDS", "10"))
+SECONDS = float(os.environ.get("BENCH_SECONDS", "15"))
 WARMUP = float(os.environ.get("BENCH_WARMUP", "3"))
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "5"))
 WORKERS = int(os.environ.get("BENCH_WORKERS", str(max(2, os.cpu_count() or 2))))
 SERVER_CONCURRENCY = int(os.environ.get("BENCH_SERVER_CONCURRENCY", "1"))
 TARGETS = {"p50_ms": 15.0, "p99_ms": 50.0, "throughput_ratio": 0.60}
@@ -291,17 +294,7 @@ async def _load(base: str, path: str, users: list[int], *, seconds: float, idemp
         asyncio.gather(*(worker(u, c) for u, c in zip(users, connections, strict=True))), seconds + 60
     )  # a stuck server fails
     wall = time.perf_counter() - started
-    return {
-        "spread": "/".join(str(n) for n in sorted(spread.values(), reverse=True)),
-        "requests": len(client_ms),
-        "errors": errors,
-        "throughput": len(client_ms) / wall,
-        "server_p50": _percentile(server_ms, 50),
-        "server_p99": _percentile(server_ms, 99),
-        "server_mean": statistics.fmean(server_ms) if server_ms else float("nan"),
-        "client_p50": _percentile(client_ms, 50),
-        "client_p99": _percentile(client_ms, 99),
-    }
+    return {"spread": spread, "server_ms": server_ms, "client_ms": client_ms, "errors": errors, "wall": wall}
 
 
 def _run(coro):
@@ -342,14 +335,40 @@ def _process_tree(pid: int) -> list[int]:
     return found
 
 
-def _measure(base: str, path: str, users: list[int], server_pids: list[int], *, idempotent: bool) -> dict:
-    """One endpoint's load run, with the CPU the server processes and this client spent on it."""
+def _slice(base: str, path: str, users: list[int], server_pids: list[int], *, idempotent: bool) -> dict:
+    """One endpoint's load for SECONDS / ROUNDS, with the CPU the server processes and this
+    client spent on it."""
     client_before, server_before = time.process_time(), _cpu_seconds(server_pids)
-    result = _run(_load(base, path, users, seconds=SECONDS, idempotent=idempotent))
-    served = result["requests"] + sum(result["errors"].values()) or 1
-    result["server_cpu"] = (_cpu_seconds(server_pids) - server_before) * 1000 / served
-    result["client_cpu"] = (time.process_time() - client_before) * 1000 / served
+    result = _run(_load(base, path, users, seconds=SECONDS / ROUNDS, idempotent=idempotent))
+    result["server_cpu_s"] = _cpu_seconds(server_pids) - server_before
+    result["client_cpu_s"] = time.process_time() - client_before
     return result
+
+
+def _summary(slices: list[dict]) -> dict:
+    """An endpoint's slices taken together: throughput over their summed wall time, latency
+    percentiles over all their requests, CPU per request served."""
+    server_ms = [ms for s in slices for ms in s["server_ms"]]
+    client_ms = [ms for s in slices for ms in s["client_ms"]]
+    errors: dict[int, int] = {}
+    for s in slices:
+        for status, n in s["errors"].items():
+            errors[status] = errors.get(status, 0) + n
+    served = len(client_ms) + sum(errors.values()) or 1
+    spreads = {"/".join(str(n) for n in sorted(s["spread"].values(), reverse=True)) for s in slices}
+    return {
+        "spread": ", ".join(sorted(spreads)),
+        "requests": len(client_ms),
+        "errors": errors,
+        "throughput": len(client_ms) / sum(s["wall"] for s in slices),
+        "server_p50": _percentile(server_ms, 50),
+        "server_p99": _percentile(server_ms, 99),
+        "server_mean": statistics.fmean(server_ms) if server_ms else float("nan"),
+        "client_p50": _percentile(client_ms, 50),
+        "client_p99": _percentile(client_ms, 99),
+        "server_cpu": sum(s["server_cpu_s"] for s in slices) * 1000 / served,
+        "client_cpu": sum(s["client_cpu_s"] for s in slices) * 1000 / served,
+    }
 
 
 def _wait_ready(base: str, proc: subprocess.Popen, timeout: float = 60) -> None:
@@ -414,7 +433,7 @@ def main() -> None:
     print(f"load average (1 min) before the run: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
     print(
         f"uvicorn x{WORKERS} workers ({SERVER_CONCURRENCY} requests in Django at once per worker), "
-        f"{CLIENTS} concurrent clients, {SECONDS:.0f}s per endpoint "
+        f"{CLIENTS} concurrent clients, {SECONDS:.0f}s per endpoint in {ROUNDS} interleaved slices "
         f"(+{WARMUP:.0f}s warm-up), database {urlsplit(database_url).path.lstrip('/')}"
     )
     server = subprocess.Popen(
@@ -426,15 +445,18 @@ def main() -> None:
     try:
         _wait_ready(base, server)
         server_pids = _process_tree(server.pid)
-        results = {}
-        for name, path, idem in (
+        endpoints = (
             ("baseline", "/bench/baseline", False),
             ("trades", "/api/v1/trading/trades", True),
             ("trades-no-key", "/api/v1/trading/trades", False),
-        ):
+        )
+        for _, path, idem in endpoints:
             _run(_load(base, path, users, seconds=WARMUP, idempotent=idem))
-            results[name] = _measure(base, path, users, server_pids, idempotent=idem)
-        _print(results, queries)
+        slices: dict[str, list[dict]] = {name: [] for name, _, _ in endpoints}
+        for _ in range(ROUNDS):  # interleaved: a drift in the machine's state touches every endpoint alike
+            for name, path, idem in endpoints:
+                slices[name].append(_slice(base, path, users, server_pids, idempotent=idem))
+        _print({name: _summary(parts) for name, parts in slices.items()}, queries)
     finally:
         for proc in (refresher, server):
             proc.terminate()
