@@ -399,29 +399,25 @@ def _mined_outcome(tx_hash: str, receipt) -> ExecOutcome:
     return ExecOutcome(tx_hash, mined=True, success=not failed, error="ExecutionFailure" if failed else "")
 
 
-def transaction_outcome(net: OstiumNetwork, tx_hash: str) -> ExecOutcome | None:
-    """The outcome of a sent execTransaction, or None while it is not mined."""
-    client = _client(net)
+def _found_or_none(read):
+    """`read()`, with the node's "not found" as None."""
     try:
-        receipt = client.w3.eth.get_transaction_receipt(tx_hash)
+        return read()
     except TransactionNotFound:
         return None
-    except Exception as exc:
-        raise ChainError("Chain call failed: getTransactionReceipt.", details={"what": "receipt"}) from exc
-    if receipt is None:
-        return None
-    return _mined_outcome(tx_hash, receipt)
+
+
+def transaction_outcome(net: OstiumNetwork, tx_hash: str) -> ExecOutcome | None:
+    """The outcome of a sent execTransaction, or None while it is not mined."""
+    eth = _client(net).w3.eth
+    receipt = _call("getTransactionReceipt", lambda: _found_or_none(lambda: eth.get_transaction_receipt(tx_hash)))
+    return None if receipt is None else _mined_outcome(tx_hash, receipt)
 
 
 def transaction_pending(net: OstiumNetwork, tx_hash: str) -> bool:
     """The node knows `tx_hash` but has not mined it (it is in the mempool)."""
-    client = _client(net)
-    try:
-        found = client.w3.eth.get_transaction(tx_hash)
-    except TransactionNotFound:
-        return False
-    except Exception as exc:
-        raise ChainError("Chain call failed: getTransaction.", details={"what": "getTransaction"}) from exc
+    eth = _client(net).w3.eth
+    found = _call("getTransaction", lambda: _found_or_none(lambda: eth.get_transaction(tx_hash)))
     return found is not None and found.get("blockNumber") is None
 
 
