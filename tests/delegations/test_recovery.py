@@ -73,17 +73,31 @@ def manual_mining(chain_env):
         w3.provider.make_request("evm_setAutomine", [True])
 
 
-def active_delegation(net, client, owner, safe) -> int:
-    body = prepare(client, safe)
-    add_signature(client, body["id"], sign_typed(owner, body))
-    assert execute(client, body["id"])["status"] == "active"
-    return body["id"]
-
-
 def signed(client, owner, safe) -> dict:
     body = prepare(client, safe)
     add_signature(client, body["id"], sign_typed(owner, body))
     return body
+
+
+def active_delegation(net, client, owner, safe) -> int:
+    body = signed(client, owner, safe)
+    assert execute(client, body["id"])["status"] == "active"
+    return body["id"]
+
+
+def signed_revocation(net, client, owner, safe) -> tuple[int, dict]:
+    """An active delegation whose revocation is prepared and signed: (id, the revoke SafeTx)."""
+    d_id = active_delegation(net, client, owner, safe)
+    revoke = client.post(f"{BASE}/{d_id}/revoke", format="json").json()
+    add_signature(client, d_id, sign_typed(owner, revoke))
+    return d_id, revoke
+
+
+def executor_dies(monkeypatch, user, d_id) -> None:
+    """Execute; the process dies where the patched send says; the next process runs unpatched."""
+    with pytest.raises(ProcessKilled):
+        services.delegation_execute(user=user, delegation_id=d_id)
+    monkeypatch.undo()
 
 
 def row(pk) -> OstiumDelegation:
@@ -111,9 +125,7 @@ def test_an_activation_claimed_before_a_crash_is_recovered_by_the_beat_job_and_e
 
     # the executor claims the row, then dies before execTransaction leaves
     crash_before_sending(monkeypatch)
-    with pytest.raises(ProcessKilled):
-        services.delegation_execute(user=user, delegation_id=d_id)
-    monkeypatch.undo()
+    executor_dies(monkeypatch, user, d_id)
     claimed = row(d_id)
     assert claimed.status == "submitted" and claimed.transaction_hash == "" and claimed.submitted_at
     assert execute(client, d_id, expected=409)["error"]["code"] == "DELEGATION_NOT_EXECUTABLE"
@@ -157,14 +169,10 @@ def test_a_revocation_claimed_before_a_crash_goes_back_to_active_on_read_and_can
     owner = new_owner(net)
     user, client = user_client(django_user_model, owner)
     safe = net.create_safe([owner.address], threshold=1)
-    d_id = active_delegation(net, client, owner, safe)
-    revoke = client.post(f"{BASE}/{d_id}/revoke", format="json").json()
-    add_signature(client, d_id, sign_typed(owner, revoke))
+    d_id, revoke = signed_revocation(net, client, owner, safe)
 
     crash_before_sending(monkeypatch)
-    with pytest.raises(ProcessKilled):
-        services.delegation_execute(user=user, delegation_id=d_id)
-    monkeypatch.undo()
+    executor_dies(monkeypatch, user, d_id)
     assert (row(d_id).status, row(d_id).transaction_hash) == ("revoking", "pending")
     assert execute(client, d_id, expected=409)["error"]["code"] == "DELEGATION_NOT_EXECUTABLE"
     assert client.get(f"{BASE}/{d_id}").json()["status"] == "revoking"  # recent claim: wait
@@ -193,14 +201,10 @@ def test_a_revocation_sent_just_before_the_crash_is_found_revoked_on_chain(chain
     owner = new_owner(net)
     user, client = user_client(django_user_model, owner)
     safe = net.create_safe([owner.address], threshold=1)
-    d_id = active_delegation(net, client, owner, safe)
-    revoke = client.post(f"{BASE}/{d_id}/revoke", format="json").json()
-    add_signature(client, d_id, sign_typed(owner, revoke))
+    d_id, revoke = signed_revocation(net, client, owner, safe)
 
     sent = crash_after_sending(monkeypatch)
-    with pytest.raises(ProcessKilled):
-        services.delegation_execute(user=user, delegation_id=d_id)
-    monkeypatch.undo()
+    executor_dies(monkeypatch, user, d_id)
     assert len(sent) == 1 and row(d_id).transaction_hash == "pending"  # the hash was never recorded
     assert delegate_on_chain(net, safe) == NO_DELEGATE  # but it was mined
 
@@ -220,13 +224,9 @@ def test_a_revocation_whose_safe_nonce_was_taken_after_the_crash_goes_back_to_ac
     owner = new_owner(net)
     user, client = user_client(django_user_model, owner)
     safe = net.create_safe([owner.address], threshold=1)
-    d_id = active_delegation(net, client, owner, safe)
-    revoke = client.post(f"{BASE}/{d_id}/revoke", format="json").json()
-    add_signature(client, d_id, sign_typed(owner, revoke))
+    d_id, revoke = signed_revocation(net, client, owner, safe)
     crash_before_sending(monkeypatch)
-    with pytest.raises(ProcessKilled):
-        services.delegation_execute(user=user, delegation_id=d_id)
-    monkeypatch.undo()
+    executor_dies(monkeypatch, user, d_id)
     usdc = net.contract("usdc")  # the owners use the Safe nonce for something else
     net.exec_safe_tx(safe, usdc.address, usdc.encode_abi("approve", [owner.address, 1]), [owner.key.to_0x_hex()])
 
@@ -250,9 +250,7 @@ def test_an_activation_sent_but_unmined_when_the_executor_died_is_waited_for(
     manual_mining()
 
     sent = crash_after_sending(monkeypatch)
-    with pytest.raises(ProcessKilled):
-        services.delegation_execute(user=user, delegation_id=body["id"])
-    monkeypatch.undo()
+    executor_dies(monkeypatch, user, body["id"])
     assert len(sent) == 1 and net.w3.eth.get_transaction(sent[0])["blockNumber"] is None
 
     settings.DELEGATION_RECOVERY_AFTER_SECONDS = 0
