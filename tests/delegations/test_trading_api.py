@@ -8,42 +8,18 @@ from decimal import Decimal as D
 
 import pytest
 
-from tests.conftest import run_on_worker, wait_for
 from tests.delegations.conftest import new_owner, user_client
 from tests.delegations.test_lifecycle import BASE, add_signature, execute, prepare, sign_hash, sign_typed
+from tests.providers.ostium.conftest import route_btc_to_ostium
+from tests.providers.ostium.test_trading_e2e import _status as _order_status
+from tests.providers.ostium.test_trading_e2e import _sync_until
 from trading.models import Event, ExecutionCommand, Order, Trade, Wallet
 
 
 @pytest.fixture
 def desk(ostium, chain_env):
-    from providers.models import ProviderRoute
-    from providers.prices import price_cache_clear, price_set
-    from trading.services.control import control_arm
-
-    ProviderRoute.objects.create(match_type="symbol", value="BTC-USD", venue="ostium")
-    control_arm(component="executor:ostium", actor="test", reason="delegation e2e")
-    ostium.set_price("BTC-USD", "65000")
-    price_cache_clear()
-    price_set("BTC-USD", D("65000"))
+    route_btc_to_ostium(ostium, reason="delegation e2e")
     return chain_env
-
-
-def _order_status(order_id, *statuses, timeout=30):
-    def check():
-        status = Order.objects.filter(pk=order_id).values_list("status", flat=True).first()
-        return status if status in statuses else None
-
-    return wait_for(check, timeout=timeout)
-
-
-def _sync_until(predicate, timeout=30):
-    from providers.tasks import ostium_sync_task
-
-    def step():
-        run_on_worker(ostium_sync_task)
-        return predicate()
-
-    return wait_for(step, timeout=timeout, interval=0.2)
 
 
 def _sign_all(client, d_id, body, owners):

@@ -67,20 +67,25 @@ def ostium(localnet, settings, tmp_path):
     breaker_reset("localnet")
 
 
-@pytest.fixture
-def desk(ostium, django_user_model):
-    """A trader user, BTC-USD routed to ostium, the ostium executor armed, prices aligned."""
-    from rest_framework.test import APIClient
-
+def route_btc_to_ostium(net, *, reason: str) -> None:
+    """BTC-USD routed to ostium, the ostium executor armed, the venue's and our price aligned."""
     from providers.models import ProviderRoute
     from providers.prices import price_cache_clear, price_set
     from trading.services.control import control_arm
 
     ProviderRoute.objects.create(match_type="symbol", value="BTC-USD", venue="ostium")
-    control_arm(component="executor:ostium", actor="test", reason="localnet e2e")
-    ostium.set_price("BTC-USD", "65000")
+    control_arm(component="executor:ostium", actor="test", reason=reason)
+    net.set_price("BTC-USD", "65000")
     price_cache_clear()
     price_set("BTC-USD", Decimal("65000"))
+
+
+@pytest.fixture
+def desk(ostium, django_user_model):
+    """A trader user, BTC-USD routed to ostium, the ostium executor armed, prices aligned."""
+    from rest_framework.test import APIClient
+
+    route_btc_to_ostium(ostium, reason="localnet e2e")
     user = django_user_model.objects.create_user(username="desk", email="desk@example.com", password="pw")
     api = APIClient()
     api.force_authenticate(user)
