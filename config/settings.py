@@ -90,10 +90,13 @@ if _db.get("OPTIONS", {}).get("host"):  # postgres://user@/db?host=/socket/dir
 _db["CONN_MAX_AGE"] = env.int("DB_CONN_MAX_AGE", default=60)
 _db["CONN_HEALTH_CHECKS"] = True
 # Parameters travel bound (extended protocol) instead of being quoted into the SQL text by
-# psycopg, and a statement a connection runs often is prepared once (psycopg: after 5 runs):
-# less Python per query and no re-planning. Needs session-level connections (ours, or a
-# psycopg pool), not a transaction-pooling proxy. DB_SERVER_SIDE_BINDING=false turns it off.
+# psycopg, and a statement a connection runs often is prepared once, after
+# DB_PREPARE_THRESHOLD runs (Django turns psycopg's preparing off unless told): no re-parsing
+# and re-planning on every run. Needs session-level connections (ours, or a psycopg pool), not
+# a transaction-pooling proxy. DB_SERVER_SIDE_BINDING=false turns both off.
 _db.setdefault("OPTIONS", {})["server_side_binding"] = env.bool("DB_SERVER_SIDE_BINDING", default=True)
+if _db["OPTIONS"]["server_side_binding"]:
+    _db["OPTIONS"].setdefault("prepare_threshold", env.int("DB_PREPARE_THRESHOLD", default=5))
 # Under ASGI (the web process) every request runs in a thread of its own, so persistent
 # thread-local connections would be opened per request and linger until collected. The web
 # process therefore shares a psycopg pool (the Procfile sets DB_POOL_MAX_SIZE); the worker
