@@ -55,7 +55,7 @@ class RiskSnapshot:
     market_max_leverage: Decimal
     open_positions: frozenset[tuple[str, str, str]]  # (venue, asset, side) of the user's open positions
     realized_loss_today: Decimal  # >= 0, USD net of fees and funding
-    orders_last_minute: int
+    orders_last_minute: int  # counted up to limits.max_orders_per_minute (enough to decide)
     reference_price: Decimal
     venue_draining: bool = False
     venue_paused: bool = False  # paused: the venue takes no new work at all

@@ -57,10 +57,13 @@ def risk_limits_cache_clear() -> None:
     _limits_cache.clear()
 
 
+# The order rate is counted only up to the limit (a user at or over it is denied either way), so
+# a user who floods orders costs each check at most `limit` index entries, not one per order of
+# the minute (each a heap visit: recent rows of many users share no page).
 _USER_STATS_SQL = """
 SELECT
-  (SELECT COUNT(*) FROM trading_order WHERE user_id = %(user)s AND created_at >= %(minute_ago)s
-     AND origin IN ('user', 'protective')),
+  (SELECT COUNT(*) FROM (SELECT 1 FROM trading_order WHERE user_id = %(user)s AND created_at >= %(minute_ago)s
+     AND origin IN ('user', 'protective') LIMIT %(rate_limit)s) AS recent),
   (SELECT COALESCE(SUM(realized_pnl - fee - funding), 0) FROM trading_fill
      WHERE user_id = %(user)s AND occurred_at >= %(day_start)s),
   (SELECT COALESCE(json_agg(json_build_array(provider, asset, side)), '[]'::json) FROM trading_position
@@ -75,7 +78,9 @@ SELECT
 
 
 def risk_snapshot_load(*, user, venue: str, asset: str, market_max_leverage: Decimal, reference_price: Decimal):
-    """Everything the risk engine needs, in one query (plus the limits, usually cached)."""
+    """Everything the risk engine needs, in one query (plus the limits, usually cached). The
+    orders of the last minute are counted up to the limit."""
+    limits = risk_limits_for(asset)
     now = timezone.now()
     day_start = now.replace(hour=0, minute=0, second=0, microsecond=0)
     with connection.cursor() as cur:
@@ -84,6 +89,7 @@ def risk_snapshot_load(*, user, venue: str, asset: str, market_max_leverage: Dec
             {
                 "user": user.pk,
                 "minute_ago": now - timedelta(minutes=1),
+                "rate_limit": limits.max_orders_per_minute,
                 "day_start": day_start,
                 "component": executor_component(venue),
                 "venue": venue,
@@ -104,7 +110,7 @@ def risk_snapshot_load(*, user, venue: str, asset: str, market_max_leverage: Dec
         label = "global" if scope_type == "global" else f"{scope_type}:{scope_key}"
         trading_states[label] = row.effective_state(now)
     return RiskSnapshot(
-        limits=risk_limits_for(asset),
+        limits=limits,
         trading_states=trading_states,
         market_max_leverage=market_max_leverage,
         open_positions=frozenset(tuple(p) for p in open_positions),

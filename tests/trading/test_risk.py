@@ -236,12 +236,21 @@ def test_order_rate_through_the_service(markets, trader):
     from trading.models import RiskLimit
     from trading.services.orders import order_place
 
-    RiskLimit.objects.create(instrument="", max_orders_per_minute=2)
+    limit = RiskLimit.objects.create(instrument="", max_orders_per_minute=2)
     for _ in range(2):
         order_place(user=trader, asset="BTC-USD", side="long", collateral=D("10"), leverage=D("2"))
     with pytest.raises(RiskDenied) as err:
         order_place(user=trader, asset="BTC-USD", side="long", collateral=D("10"), leverage=D("2"))
     assert err.value.code == RiskCode.ORDER_RATE
+    assert (err.value.details["limit"], err.value.details["recent"]) == (2, 2)
+
+    # the count stops at the limit (enough to decide): 3 orders in the minute, limit 1 → counted 1
+    RiskLimit.objects.filter(pk=limit.pk).update(max_orders_per_minute=3)
+    order_place(user=trader, asset="BTC-USD", side="long", collateral=D("10"), leverage=D("2"))
+    RiskLimit.objects.filter(pk=limit.pk).update(max_orders_per_minute=1)
+    with pytest.raises(RiskDenied) as err:
+        order_place(user=trader, asset="BTC-USD", side="long", collateral=D("10"), leverage=D("2"))
+    assert (err.value.details["limit"], err.value.details["recent"]) == (1, 1)
 
 
 @pytest.mark.django_db
