@@ -4,8 +4,9 @@ A real uvicorn server (BENCH_WORKERS processes, `bench._asgi`: at most
 BENCH_SERVER_CONCURRENCY requests inside Django per process, the rest queue in the event
 loop) runs against its own database (`<name>_bench`, recreated) on the configured PostgreSQL
 server and Redis, with `bench._settings` (psycopg pool, header auth, Server-Timing). 32
-concurrent clients (one user each, one keep-alive connection each, spread evenly over the
-server processes) post for BENCH_SECONDS per endpoint after a warm-up, in BENCH_ROUNDS slices
+concurrent clients (one keep-alive connection each, spread evenly over the server processes;
+each posts for its own BENCH_USERS_PER_CLIENT users in turn) post for BENCH_SECONDS per
+endpoint after a warm-up, in BENCH_ROUNDS slices
 taken in turn (baseline, trades, trades without key, baseline, ...), so that a drift in the
 machine's state during the run touches every endpoint alike. Reported per endpoint:
 server-side latency p50/p99 from the `Server-Timing` header (time inside Django: middleware +
@@ -15,6 +16,11 @@ statements per request. The trades endpoint
 is measured with an Idempotency-Key per request (as clients send it) and without. Orders are
 only placed (the placing path never calls the venue); no worker executes them during the run
 and their queue is purged afterwards.
+
+The risk limits are the defaults: with 25 users per client each user places well under the
+default 60 orders a minute. (With one user per client each placed ~300 a minute, five times
+what the risk engine admits, and the bench had to raise the limit; rejected orders would show
+in the `errors` row.)
 
 Both endpoints get the same server, settings, client and body. The load generator shares the
 CPUs with the server, PostgreSQL and Redis, so it is a bare HTTP/1.1 loop on asyncio streams
@@ -42,6 +48,10 @@ from urllib.parse import urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 CLIENTS = int(os.environ.get("BENCH_CLIENTS", "32"))
+# Each client posts for its own users in turn, so that each stays under the default risk limit
+# of 60 orders a minute (the bench runs with the default limits; rejected orders show as errors).
+USERS_PER_CLIENT = int(os.environ.get("BENCH_USERS_PER_CLIENT", "25"))
+USERS = CLIENTS * USERS_PER_CLIENT
 SECONDS = float(os.environ.get("BENCH_SECONDS", "15"))
 WARMUP = float(os.environ.get("BENCH_WARMUP", "3"))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "5"))
@@ -123,18 +133,14 @@ from django.contrib.auth import get_user_model
 from providers.paper.seed import seed_paper_demo
 from providers.markets import markets_cache_clear
 from providers.prices import price_set
-from trading.models import RiskLimit
 from trading.services.control import control_arm
 from bench._server import CREATE_BASELINE_TABLE
 seed_paper_demo()
 markets_cache_clear()
 price_set("BTC-USD", Decimal("60000"))
 control_arm(component="executor:paper", actor="bench", reason="benchmark")
-RiskLimit.objects.update_or_create(
-    instrument="", defaults={{"max_orders_per_minute": 1000000, "max_open_positions": 1000}}
-)
 User = get_user_model()
-ids = [User.objects.create(username=f"bench{{i}}", email=f"bench{{i}}@example.com").pk for i in range({CLIENTS})]
+ids = [User.objects.create(username=f"bench{{i}}", email=f"bench{{i}}@example.com").pk for i in range({USERS})]
 with connection.cursor() as cur:
     cur.execute(CREATE_BASELINE_TABLE)
 print(",".join(map(str, ids)))
@@ -260,18 +266,22 @@ async def _balanced_connections(host: str, port: int, count: int) -> tuple[list[
 
 
 async def _load(base: str, path: str, users: list[int], *, seconds: float, idempotent: bool) -> dict:
+    """CLIENTS connections, each posting for its share of `users` in turn, for `seconds`."""
     host, port = urlsplit(base).hostname, urlsplit(base).port
     body = json.dumps(BODY).encode()
     server_ms: list[float] = []
     client_ms: list[float] = []
     errors: dict[int, int] = {}
-    connections, spread = await _balanced_connections(host, port, len(users))
+    connections, spread = await _balanced_connections(host, port, CLIENTS)
     stop_at = time.perf_counter() + seconds
 
-    async def worker(user_id: int, connection: _Connection):
-        headers = {"X-Bench-User": str(user_id)}
+    async def worker(own_users: list[int], connection: _Connection):
+        headers = {}
+        turn = 0
         try:
             while time.perf_counter() < stop_at:
+                headers["X-Bench-User"] = str(own_users[turn % len(own_users)])
+                turn += 1
                 if idempotent:
                     headers["Idempotency-Key"] = uuid.uuid4().hex
                 started = time.perf_counter()
@@ -291,7 +301,7 @@ async def _load(base: str, path: str, users: list[int], *, seconds: float, idemp
 
     started = time.perf_counter()
     await asyncio.wait_for(
-        asyncio.gather(*(worker(u, c) for u, c in zip(users, connections, strict=True))), seconds + 60
+        asyncio.gather(*(worker(users[i::CLIENTS], c) for i, c in enumerate(connections))), seconds + 60
     )  # a stuck server fails
     wall = time.perf_counter() - started
     return {"spread": spread, "server_ms": server_ms, "client_ms": client_ms, "errors": errors, "wall": wall}
@@ -335,13 +345,40 @@ def _process_tree(pid: int) -> list[int]:
     return found
 
 
+def _store_cpu() -> dict[int, float]:
+    """CPU seconds so far of each PostgreSQL and Redis process on this machine (by name; empty
+    when they run elsewhere)."""
+    found = {}
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            if (entry / "comm").read_text().strip() in ("postgres", "redis-server"):
+                found[int(entry.name)] = _cpu_seconds([int(entry.name)])
+        except OSError:
+            continue
+    return found
+
+
+def _machine_busy() -> tuple[float, float]:
+    """(busy, total) CPU time of the machine so far, from /proc/stat."""
+    try:
+        fields = [float(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except (OSError, ValueError):
+        return float("nan"), float("nan")
+    idle = fields[3] + fields[4]
+    return sum(fields) - idle, sum(fields)
+
+
 def _slice(base: str, path: str, users: list[int], server_pids: list[int], *, idempotent: bool) -> dict:
-    """One endpoint's load for SECONDS / ROUNDS, with the CPU the server processes and this
-    client spent on it."""
+    """One endpoint's load for SECONDS / ROUNDS, with the CPU the server processes, this client
+    and the local PostgreSQL and Redis spent on it, and how busy the machine was."""
     client_before, server_before = time.process_time(), _cpu_seconds(server_pids)
+    store_before, machine_before = _store_cpu(), _machine_busy()
     result = _run(_load(base, path, users, seconds=SECONDS / ROUNDS, idempotent=idempotent))
     result["server_cpu_s"] = _cpu_seconds(server_pids) - server_before
     result["client_cpu_s"] = time.process_time() - client_before
+    store_after, machine_after = _store_cpu(), _machine_busy()
+    result["store_cpu_s"] = sum(store_after[pid] - cpu for pid, cpu in store_before.items() if pid in store_after)
+    result["machine"] = (machine_after[0] - machine_before[0], machine_after[1] - machine_before[1])
     return result
 
 
@@ -368,6 +405,8 @@ def _summary(slices: list[dict]) -> dict:
         "client_p99": _percentile(client_ms, 99),
         "server_cpu": sum(s["server_cpu_s"] for s in slices) * 1000 / served,
         "client_cpu": sum(s["client_cpu_s"] for s in slices) * 1000 / served,
+        "store_cpu": sum(s["store_cpu_s"] for s in slices) * 1000 / served,
+        "machine_busy": 100 * sum(s["machine"][0] for s in slices) / sum(s["machine"][1] for s in slices),
     }
 
 
@@ -398,6 +437,8 @@ def _print(results: dict[str, dict], queries: list[str]) -> None:
         ("throughput (req/s)", "throughput", "{:.1f}"),
         ("server CPU/req (ms)", "server_cpu", "{:.2f}"),
         ("client CPU/req (ms)", "client_cpu", "{:.2f}"),
+        ("PG+Redis CPU/req (ms)", "store_cpu", "{:.2f}"),
+        ("machine CPU busy (%)", "machine_busy", "{:.0f}"),
         ("requests (2xx)", "requests", "{}"),
         ("clients per process", "spread", "{}"),
     ]
@@ -433,7 +474,8 @@ def main() -> None:
     print(f"load average (1 min) before the run: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
     print(
         f"uvicorn x{WORKERS} workers ({SERVER_CONCURRENCY} requests in Django at once per worker), "
-        f"{CLIENTS} concurrent clients, {SECONDS:.0f}s per endpoint in {ROUNDS} interleaved slices "
+        f"{CLIENTS} concurrent clients ({USERS_PER_CLIENT} users each, in turn), "
+        f"{SECONDS:.0f}s per endpoint in {ROUNDS} interleaved slices "
         f"(+{WARMUP:.0f}s warm-up), database {urlsplit(database_url).path.lstrip('/')}"
     )
     server = subprocess.Popen(
