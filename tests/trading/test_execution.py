@@ -390,3 +390,33 @@ def test_an_order_the_broker_refused_to_enqueue_is_placed_once_and_executed_by_r
     assert Order.objects.filter(user=trader).exclude(origin="protective").count() == 1
     assert ExecutionCommand.objects.filter(order_id=order_id).count() == 1
     assert Trade.objects.filter(user=trader).count() == 1
+
+
+def test_a_cancel_the_broker_refused_to_enqueue_is_sent_once_by_reconciliation(
+    markets, trader, armed, api, celery_worker
+):
+    """The broker is down when a resting order's cancel commits: the request still answers 202
+    (cancel requested), and the reconciliation job sends the cancel once the grace period has
+    passed; the venue gets exactly one cancel."""
+    from unittest import mock
+
+    import redis
+    from kombu.transport.redis import Channel
+
+    from tests.conftest import wait_for
+
+    order = make_order(trader, order_type="LIMIT", price=D("59000"))
+    execution.order_execute(order_id=order.pk)
+    assert Order.objects.get(pk=order.pk).status == "SUBMITTED"
+
+    with mock.patch.object(Channel, "_put", side_effect=redis.ConnectionError("broker unavailable")):
+        response = api.post(f"/api/v1/trading/orders/{order.pk}/cancel", {}, format="json")
+    assert response.status_code == 202, response.content
+    assert Order.objects.get(pk=order.pk).status == "SUBMITTED"
+    assert "order.cancel_requested" in _topics(order)
+
+    assert f"cancel:{order.pk}" not in execution.execution_reconcile(grace_seconds=60)  # still in its grace
+    assert execution.execution_reconcile(grace_seconds=0)[f"cancel:{order.pk}"] == "requeued"
+    wait_for(lambda: Order.objects.get(pk=order.pk).status == "CANCELLED", timeout=30)
+    assert f"cancel:{order.pk}" not in execution.execution_reconcile(grace_seconds=0)  # sent: not again
+    assert ExecutionCommand.objects.filter(order=order, action="cancel").count() == 1

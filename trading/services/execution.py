@@ -19,7 +19,8 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import CharField, Exists, OuterRef, Q, Value
+from django.db.models.functions import Cast, Concat
 from django.utils import timezone
 
 from providers.interface import (
@@ -548,7 +549,7 @@ def command_reconcile(*, command_id: int, grace_seconds: float | None = None) ->
 def execution_reconcile(*, grace_seconds: float | None = None, limit: int = 200) -> dict[str, str]:
     """Beat job: resolve commands without a result (crash), UNKNOWN outcomes, and resting
     orders whose venue fill we may have missed; enqueue again the execution of orders that
-    never reached the executor."""
+    never reached the executor, and the cancels that never reached the venue."""
     grace = settings.RECONCILE_GRACE_SECONDS if grace_seconds is None else grace_seconds
     cutoff = timezone.now() - timedelta(seconds=grace)
     ids = list(
@@ -568,6 +569,7 @@ def execution_reconcile(*, grace_seconds: float | None = None, limit: int = 200)
             logger.exception("reconciliation of command failed", extra={"command_id": pk})
             out[str(pk)] = "error"
     out.update(_requeue_unsent(cutoff, limit))
+    out.update(_requeue_cancels(cutoff, limit))
     return out
 
 
@@ -592,4 +594,34 @@ def _requeue_unsent(cutoff, limit: int) -> dict[str, str]:
         out[f"order:{pk}"] = "requeued" if sent else "requeue-failed"
         if sent:
             logger.warning("order was waiting for the executor; execution enqueued again", extra={"order_id": pk})
+    return out
+
+
+def _requeue_cancels(cutoff, limit: int) -> dict[str, str]:
+    """Resting orders whose cancel was requested (`order.cancel_requested`) before `cutoff` and
+    never sent: no cancel command exists, so the cancel task was not published or was lost.
+    Publish it again; the command's key makes a second run of a slow one a no-op."""
+    from config.celery import enqueue
+    from trading.models import Event
+    from trading.tasks import cancel_order_task
+
+    requested = Event.objects.filter(
+        correlation_id=Concat(Value("order-"), Cast(OuterRef("pk"), output_field=CharField())),
+        topic="order.cancel_requested",
+        occurred_at__lte=cutoff,
+    )
+    sent_already = ExecutionCommand.objects.filter(order=OuterRef("pk"), action=A.CANCEL)
+    ids = (
+        Order.objects.filter(status=OS.SUBMITTED)
+        .filter(Exists(requested))
+        .exclude(Exists(sent_already))
+        .order_by("id")
+        .values_list("id", flat=True)[:limit]
+    )
+    out = {}
+    for pk in ids:
+        sent = enqueue(cancel_order_task, pk, swept_by="the next reconciliation")
+        out[f"cancel:{pk}"] = "requeued" if sent else "requeue-failed"
+        if sent:
+            logger.warning("order's cancel was never sent to the venue; enqueued again", extra={"order_id": pk})
     return out

@@ -472,9 +472,10 @@ def order_cancel(*, user, order_id: int, actor: str | None = None, reason: str =
             return order
         if order.status == Order.Status.SUBMITTED:
             order_event(order=order, topic="order.cancel_requested", actor=actor, payload={"reason": reason})
+            from config.celery import enqueue
             from trading.tasks import cancel_order_task
 
-            transaction.on_commit(lambda: cancel_order_task.delay(order.pk))
+            transaction.on_commit(lambda: enqueue(cancel_order_task, order.pk, swept_by="execution reconciliation"))
             return order
         raise ConflictError(
             f"An order in status {order.status} cannot be cancelled.",
