@@ -305,6 +305,19 @@ def test_cancelling_a_resting_limit_cancels_it_at_the_venue(markets, trader, arm
     assert PaperAccount.objects.get(name=f"user:{trader.pk}").balance > balance_resting
 
 
+def test_a_second_cancel_task_sends_nothing_while_the_first_cancel_is_in_flight(markets, trader, armed, counting_venue):
+    order = make_order(trader, order_type="LIMIT", price=D("59000"))
+    execution.order_execute(order_id=order.pk)
+    # the first task committed its command and is waiting for the venue's answer
+    ExecutionCommand.objects.create(
+        order=order, provider="paper", action="cancel", idempotency_key=f"order-{order.pk}-cancel-1", request={}
+    )
+    assert execution.order_cancel_execute(order_id=order.pk) == "nothing-to-send"
+    assert ExecutionCommand.objects.filter(order=order, action="cancel").count() == 1
+    assert "cancel_order" not in [c[0] for c in counting_venue.calls]
+    assert Order.objects.get(pk=order.pk).status == "SUBMITTED"
+
+
 def test_liquidation_and_funding_from_the_venue_are_applied_once(markets, trader, armed, settings):
     settings.PROTECTIVE_TICK_LISTENER = False  # the gap also crosses the stop; here only the venue acts
     from providers.events import venue_event_emit

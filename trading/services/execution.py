@@ -477,8 +477,13 @@ def _send_command(*, order_id: int, action: str, build) -> str:
 
 
 def order_cancel_execute(*, order_id: int) -> str:
+    """Cancel a resting order at the venue, unless a cancel is already in flight (pending, or
+    unknown and left to reconciliation): a second task for the same cancel sends nothing."""
+
     def build(order):
         if order.status != OS.SUBMITTED:
+            return None
+        if order.commands.filter(action=A.CANCEL, status__in=[CS.PENDING, CS.UNKNOWN]).exists():
             return None
         return {"account": venue_account(order), "venue_order_id": order.venue_order_id or command_key(order, A.OPEN)}
 
@@ -600,7 +605,8 @@ def _requeue_unsent(cutoff, limit: int) -> dict[str, str]:
 def _requeue_cancels(cutoff, limit: int) -> dict[str, str]:
     """Resting orders whose cancel was requested (`order.cancel_requested`) before `cutoff` and
     never sent: no cancel command exists, so the cancel task was not published or was lost.
-    Publish it again; the command's key makes a second run of a slow one a no-op."""
+    Publish it again: if the first task was only slow, whichever runs second finds the order
+    cancelled or its cancel in flight and sends nothing."""
     from config.celery import enqueue
     from trading.models import Event
     from trading.tasks import cancel_order_task
