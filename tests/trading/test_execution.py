@@ -433,3 +433,29 @@ def test_a_cancel_the_broker_refused_to_enqueue_is_sent_once_by_reconciliation(
     wait_for(lambda: Order.objects.get(pk=order.pk).status == "CANCELLED", timeout=30)
     assert f"cancel:{order.pk}" not in execution.execution_reconcile(grace_seconds=0)  # sent: not again
     assert ExecutionCommand.objects.filter(order=order, action="cancel").count() == 1
+
+
+def test_a_cancel_the_disarmed_executor_refused_is_not_sent_again_by_every_sweep(
+    markets, trader, armed, api, celery_worker
+):
+    """The refusal answers the request (`order.cancel_refused`): reconciliation does not send
+    that cancel again on each run (the user may ask again once the executor is armed)."""
+    from unittest import mock
+
+    import redis
+    from kombu.transport.redis import Channel
+
+    from tests.conftest import wait_for
+
+    order = make_order(trader, order_type="LIMIT", price=D("59000"))
+    execution.order_execute(order_id=order.pk)
+    with mock.patch.object(Channel, "_put", side_effect=redis.ConnectionError("broker unavailable")):
+        assert api.post(f"/api/v1/trading/orders/{order.pk}/cancel", {}, format="json").status_code == 202
+    control_disarm(component="executor:paper", actor="op", reason="incident")
+
+    assert execution.execution_reconcile(grace_seconds=0)[f"cancel:{order.pk}"] == "requeued"
+    wait_for(lambda: "order.cancel_refused" in _topics(order), timeout=30)
+    assert f"cancel:{order.pk}" not in execution.execution_reconcile(grace_seconds=0)
+    assert _topics(order).count("order.cancel_refused") == 1
+    assert Order.objects.get(pk=order.pk).status == "SUBMITTED"
+    assert not ExecutionCommand.objects.filter(order=order, action="cancel").exists()

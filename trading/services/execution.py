@@ -19,7 +19,7 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import CharField, Exists, OuterRef, Q, Value
+from django.db.models import CharField, Exists, OuterRef, Q, Subquery, Value
 from django.db.models.functions import Cast, Concat
 from django.utils import timezone
 
@@ -603,24 +603,28 @@ def _requeue_unsent(cutoff, limit: int) -> dict[str, str]:
 
 
 def _requeue_cancels(cutoff, limit: int) -> dict[str, str]:
-    """Resting orders whose cancel was requested (`order.cancel_requested`) before `cutoff` and
-    never sent: no cancel command exists, so the cancel task was not published or was lost.
-    Publish it again: if the first task was only slow, whichever runs second finds the order
-    cancelled or its cancel in flight and sends nothing."""
+    """Resting orders whose cancel was requested before `cutoff` and never answered: the
+    order's last event is still `order.cancel_requested` (a cancel sent writes its outcome,
+    a disarmed executor its refusal) and no cancel is in flight. The cancel task was not
+    published or was lost: publish it again. If the first task was only slow, whichever runs
+    second finds the order cancelled or its cancel in flight and sends nothing."""
     from config.celery import enqueue
     from trading.models import Event
     from trading.tasks import cancel_order_task
 
-    requested = Event.objects.filter(
-        correlation_id=Concat(Value("order-"), Cast(OuterRef("pk"), output_field=CharField())),
-        topic="order.cancel_requested",
-        occurred_at__lte=cutoff,
+    last_event = Event.objects.filter(
+        correlation_id=Concat(Value("order-"), Cast(OuterRef("pk"), output_field=CharField()))
+    ).order_by("-id")
+    in_flight = ExecutionCommand.objects.filter(
+        order=OuterRef("pk"), action=A.CANCEL, status__in=[CS.PENDING, CS.UNKNOWN]
     )
-    sent_already = ExecutionCommand.objects.filter(order=OuterRef("pk"), action=A.CANCEL)
     ids = (
         Order.objects.filter(status=OS.SUBMITTED)
-        .filter(Exists(requested))
-        .exclude(Exists(sent_already))
+        .annotate(
+            last_topic=Subquery(last_event.values("topic")[:1]), last_at=Subquery(last_event.values("occurred_at")[:1])
+        )
+        .filter(last_topic="order.cancel_requested", last_at__lte=cutoff)
+        .exclude(Exists(in_flight))
         .order_by("id")
         .values_list("id", flat=True)[:limit]
     )
