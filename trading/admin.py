@@ -335,7 +335,7 @@ class TradeAdmin(TimelineLink, ForceCloseActions, ReadOnlyAdmin):
         "close_reason",
         "timeline_link",
     )
-    list_filter = ("status", "provider", "side", "close_reason")
+    list_filter = ("status", "provider", "side", "close_reason", ("protection_sync_due_at", admin.EmptyFieldListFilter))
     actions = [trade_force_close_action]
     search_fields = ("=id", "asset", "user__username")
 

@@ -350,6 +350,10 @@ class Trade(models.Model):
     opened_at = models.DateTimeField(default=timezone.now)
     closed_at = models.DateTimeField(null=True, blank=True)
     close_reason = models.CharField(max_length=16, choices=CloseReason.choices, blank=True, default="")
+    # When the SL/TP levels changed and are still to be sent to the venue (its native SL/TP):
+    # set with the change, cleared by the sync task once it has written its commands.
+    # Reconciliation sends the levels again for a trade still due after the grace period.
+    protection_sync_due_at = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
@@ -362,7 +366,14 @@ class Trade(models.Model):
                 condition=models.Q(status="open"),
             ),
         ]
-        indexes = [models.Index(fields=["user", "status"], name="trade_user_status")]
+        indexes = [
+            models.Index(fields=["user", "status"], name="trade_user_status"),
+            models.Index(
+                fields=["protection_sync_due_at"],
+                name="trade_protection_sync_due",
+                condition=models.Q(protection_sync_due_at__isnull=False),
+            ),
+        ]
 
     def __str__(self):
         return f"trade {self.provider}:{self.pair_id}/{self.trade_index} {self.side} {self.asset} {self.status}"

@@ -24,6 +24,20 @@ def test_unknown_orders_are_listed_and_an_order_page_shows_its_timeline(staff_cl
     assert "order.accepted" in page.content.decode() and "order-x-open-1" in page.content.decode()
 
 
+def test_trades_whose_levels_are_still_due_at_the_venue_can_be_listed(staff_client, trader, other_trader):
+    from django.utils import timezone
+
+    from tests.trading.test_api import _trade_for
+
+    due = _trade_for(trader, protection_sync_due_at=timezone.now())
+    synced = _trade_for(other_trader, trade_index="42")
+
+    listing = staff_client.get("/admin/trading/trade/?protection_sync_due_at__isempty=0").content.decode()
+
+    assert f"/admin/trading/trade/{due.pk}/change/" in listing
+    assert f"/admin/trading/trade/{synced.pk}/change/" not in listing
+
+
 def test_admin_arm_action_goes_through_the_service(staff_client):
     state = ControlState.objects.get(component="executor:paper")
 

@@ -343,6 +343,47 @@ def test_patch_sends_the_levels_to_the_venue(markets, trader, armed, api, celery
 
 
 @pytest.mark.celery
+def test_levels_the_broker_refused_to_enqueue_reach_the_venue_through_reconciliation(
+    markets, trader, armed, api, celery_worker
+):
+    """The broker is down when a SL change commits: the PATCH still answers 200 (not a 5xx for
+    a change that was made), the trade stays due for a sync, and reconciliation sends the
+    levels, but only once the venue's executor is armed (no refusal written on every run)."""
+    from unittest import mock
+
+    import redis
+    from kombu.transport.redis import Channel
+
+    from providers.models import PaperPosition
+    from trading.services import execution
+    from trading.services.control import control_arm, control_disarm
+
+    order_id = api.post("/api/v1/trading/trades", OPEN, format="json").json()["order_id"]
+    assert _status(order_id, "FILLED", "REJECTED") == "FILLED"
+    order = Order.objects.get(pk=order_id)
+    with mock.patch.object(Channel, "_put", side_effect=redis.ConnectionError("broker unavailable")):
+        response = api.patch(
+            f"/api/v1/trading/trades/{order.pair_id}/{order.trade_index}", {"stop_loss_price": "57000"}, format="json"
+        )
+    assert response.status_code == 200, response.content
+    trade = Trade.objects.get(pk=order.trade_id)
+    assert trade.stop_loss_price == D("57000") and trade.protection_sync_due_at is not None
+    key = f"protection:{trade.pk}"
+    assert key not in execution.execution_reconcile(grace_seconds=60)  # still in its grace
+
+    control_disarm(component="executor:paper", actor="op", reason="incident")
+    assert execution.execution_reconcile(grace_seconds=0)[key] == "executor-refuses"
+    assert not Event.objects.filter(topic__endswith="_refused").exists()
+
+    control_arm(component="executor:paper", actor="op", reason="resolved")
+    assert execution.execution_reconcile(grace_seconds=0)[key] == "requeued"
+    wait_for(lambda: Trade.objects.get(pk=trade.pk).protection_sync_due_at is None, timeout=30)
+    assert PaperPosition.objects.get(pk=int(order.trade_index)).stop_loss == D("57000")
+    assert key not in execution.execution_reconcile(grace_seconds=0)  # sent: not again
+    assert ExecutionCommand.objects.filter(action="update_sl", status="succeeded").count() == 1
+
+
+@pytest.mark.celery
 def test_cancelling_a_resting_limit_through_the_api(markets, trader, armed, api, celery_worker):
     order_id = api.post(
         "/api/v1/trading/trades", OPEN | {"order_type": "LIMIT", "price": "58000"}, format="json"

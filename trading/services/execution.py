@@ -491,8 +491,12 @@ def order_cancel_execute(*, order_id: int) -> str:
 
 
 def trade_protection_sync(*, trade_id: int, actions: list[str]) -> list[str]:
-    """Send the trade's current SL/TP levels to the venue (its native SL/TP, when it has one)."""
+    """Send the trade's current SL/TP levels to the venue (its native SL/TP, when it has one),
+    then clear the trade's `protection_sync_due_at` unless the executor refused (it stays due
+    and reconciliation sends it once the executor is armed) or a newer change made it due again
+    (that change's own task sends it)."""
     trade = Trade.objects.get(pk=trade_id)
+    due = trade.protection_sync_due_at
     anchor = trade.orders.order_by("id").first()  # the command hangs off the order that opened the trade
     if anchor is None:
         return []
@@ -510,6 +514,8 @@ def trade_protection_sync(*, trade_id: int, actions: list[str]) -> list[str]:
             }
 
         out.append(_send_command(order_id=anchor.pk, action=action, build=build))
+    if due is not None and not any(r.startswith("refused:") for r in out):
+        Trade.objects.filter(pk=trade_id, protection_sync_due_at=due).update(protection_sync_due_at=None)
     return out
 
 
@@ -575,6 +581,7 @@ def execution_reconcile(*, grace_seconds: float | None = None, limit: int = 200)
             out[str(pk)] = "error"
     out.update(_requeue_unsent(cutoff, limit))
     out.update(_requeue_cancels(cutoff, limit))
+    out.update(_requeue_protection_syncs(cutoff, limit))
     return out
 
 
@@ -634,4 +641,27 @@ def _requeue_cancels(cutoff, limit: int) -> dict[str, str]:
         out[f"cancel:{pk}"] = "requeued" if sent else "requeue-failed"
         if sent:
             logger.warning("order's cancel was never sent to the venue; enqueued again", extra={"order_id": pk})
+    return out
+
+
+def _requeue_protection_syncs(cutoff, limit: int) -> dict[str, str]:
+    """Open trades whose SL/TP change is still due at the venue after the grace period: the
+    sync task was not published or was lost. Both levels are sent again (setting a level is
+    idempotent). A venue whose executor refuses now is left for a later run, without writing
+    a refusal on each one."""
+    from config.celery import enqueue
+    from trading.tasks import protection_sync_task
+
+    out = {}
+    trades = Trade.objects.filter(status=Trade.Status.OPEN, protection_sync_due_at__lte=cutoff).order_by("id")
+    for trade_id, provider in trades.values_list("id", "provider")[:limit]:
+        if not executor_gate(provider).ok:
+            out[f"protection:{trade_id}"] = "executor-refuses"
+            continue
+        sent = enqueue(protection_sync_task, trade_id, [A.UPDATE_SL, A.UPDATE_TP], swept_by="the next reconciliation")
+        out[f"protection:{trade_id}"] = "requeued" if sent else "requeue-failed"
+        if sent:
+            logger.warning(
+                "trade's SL/TP levels were never sent to the venue; enqueued again", extra={"trade_id": trade_id}
+            )
     return out

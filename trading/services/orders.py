@@ -527,7 +527,8 @@ def trade_protection_update(
                     )
                 )
             setattr(trade, trade_field, level)
-        trade.save(update_fields=[c[1] for c in changes] + ["updated_at"])
+        trade.protection_sync_due_at = timezone.now()
+        trade.save(update_fields=[c[1] for c in changes] + ["protection_sync_due_at", "updated_at"])
         event_record(
             topic="trade.protection_updated",
             aggregate_type="trade",
@@ -540,10 +541,13 @@ def trade_protection_update(
                 "orders": [o.pk for o in new_orders],
             },
         )
+        from config.celery import enqueue
         from trading.tasks import protection_sync_task
 
         actions = [("update_sl" if c[0] == Order.Type.STOP_LOSS else "update_tp") for c in changes]
-        transaction.on_commit(lambda: protection_sync_task.delay(trade.pk, actions))
+        transaction.on_commit(
+            lambda: enqueue(protection_sync_task, trade.pk, actions, swept_by="execution reconciliation")
+        )
     return trade
 
 
