@@ -52,3 +52,13 @@ def user_client(django_user_model, owner: LocalAccount, username: str = "safeown
     )
     token, _ = access_encode(user=user)
     return user, bearer(token)
+
+
+@pytest.fixture
+def one_owner_safe(chain_env, django_user_model):
+    """(net, owner, user, client, safe): a funded owner wallet, the user who signed in with it
+    and their JWT client, and a 1-of-1 Safe of that owner on the localnet."""
+    net = chain_env.net
+    owner = new_owner(net)
+    user, client = user_client(django_user_model, owner)
+    return net, owner, user, client, net.create_safe([owner.address], threshold=1)

@@ -90,11 +90,8 @@ def test_each_run_checks_one_batch_oldest_checked_first(chain_env, django_user_m
 
 
 @pytest.mark.django_db(transaction=True)
-def test_an_unreachable_chain_changes_nothing(chain_env, django_user_model, settings):
-    net = chain_env.net
-    owner = new_owner(net)
-    _, client = user_client(django_user_model, owner)
-    safe = net.create_safe([owner.address], threshold=1)
+def test_an_unreachable_chain_changes_nothing(one_owner_safe, settings):
+    net, owner, _, client, safe = one_owner_safe
     d_id = active_delegation(net, client, owner, safe)
     remove_delegate_on_chain(net, safe, owner)
     before = OstiumDelegation.objects.get(pk=d_id).checked_at

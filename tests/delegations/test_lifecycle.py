@@ -106,11 +106,8 @@ def sdk_trade_for_safe(net, safe):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_one_of_one_safe_full_cycle(chain_env, django_user_model):
-    net = chain_env.net
-    owner = new_owner(net)
-    user, client = user_client(django_user_model, owner)
-    safe = net.create_safe([owner.address], threshold=1)
+def test_one_of_one_safe_full_cycle(one_owner_safe, chain_env):
+    net, owner, user, client, safe = one_owner_safe
     net.fund(safe, usdc=1000)
 
     # prepare: the batch SafeTx (approve + setDelegate) for our delegate
@@ -230,11 +227,8 @@ def test_two_of_three_safe_refuses_bad_signatures(chain_env, django_user_model):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_revocation_on_chain_is_noticed_on_read(chain_env, django_user_model):
-    net = chain_env.net
-    owner = new_owner(net)
-    user, client = user_client(django_user_model, owner)
-    safe = net.create_safe([owner.address], threshold=1)
+def test_revocation_on_chain_is_noticed_on_read(one_owner_safe):
+    net, owner, user, client, safe = one_owner_safe
     body = prepare(client, safe)
     add_signature(client, body["id"], sign_typed(owner, body))
     assert execute(client, body["id"])["status"] == "active"
@@ -260,11 +254,8 @@ def test_revocation_on_chain_is_noticed_on_read(chain_env, django_user_model):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_allowance_below_collateral_is_refused(chain_env, django_user_model):
-    net = chain_env.net
-    owner = new_owner(net)
-    user, client = user_client(django_user_model, owner)
-    safe = net.create_safe([owner.address], threshold=1)
+def test_allowance_below_collateral_is_refused(one_owner_safe):
+    net, owner, user, client, safe = one_owner_safe
     body = prepare(client, safe, usdc_allowance=50 * 10**6)  # 50 USDC
     add_signature(client, body["id"], sign_typed(owner, body))
     assert execute(client, body["id"])["status"] == "active"
@@ -341,11 +332,8 @@ def test_delegations_are_owner_only(django_user_model, settings):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_admin_check_chain_status_action(chain_env, django_user_model, client):
-    net = chain_env.net
-    owner = new_owner(net)
-    _, api = user_client(django_user_model, owner)
-    safe = net.create_safe([owner.address], threshold=1)
+def test_admin_check_chain_status_action(one_owner_safe, django_user_model, client):
+    net, owner, _, api, safe = one_owner_safe
     body = prepare(api, safe)
     add_signature(api, body["id"], sign_typed(owner, body))
     assert execute(api, body["id"])["status"] == "active"
@@ -385,7 +373,7 @@ def test_the_endpoints_are_in_the_openapi_schema(staff_client):
 
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("then", ["read", "execute"])
-def test_a_safetx_the_owners_executed_themselves_is_picked_up(chain_env, django_user_model, then):
+def test_a_safetx_the_owners_executed_themselves_is_picked_up(one_owner_safe, chain_env, then):
     """The owners execute our prepared SafeTx themselves (their own wallet pays gas): the next
     read, or an execute with no read in between (the Safe nonce moved, but by our own SafeTx),
     finds the delegate set on chain and marks the delegation active. Never failed; our relayer
@@ -393,10 +381,7 @@ def test_a_safetx_the_owners_executed_themselves_is_picked_up(chain_env, django_
     from delegations import chain
     from delegations.services import delegation_signers
 
-    net = chain_env.net
-    owner = new_owner(net)
-    user, client = user_client(django_user_model, owner)
-    safe = net.create_safe([owner.address], threshold=1)
+    net, owner, user, client, safe = one_owner_safe
     body = prepare(client, safe)
     signature = sign_typed(owner, body)
     add_signature(client, body["id"], signature)
@@ -448,13 +433,10 @@ def test_a_signature_for_a_safetx_whose_nonce_moved_is_refused(chain_env, django
 
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("signed_before", [True, False])
-def test_a_revocation_whose_nonce_moved_leaves_the_delegation_active(chain_env, django_user_model, signed_before):
+def test_a_revocation_whose_nonce_moved_leaves_the_delegation_active(one_owner_safe, chain_env, signed_before):
     """Another Safe transaction takes the revocation's nonce: found at execute (signed before
     the nonce moved), or at once when an owner signs after (409, the signature not stored)."""
-    net = chain_env.net
-    owner = new_owner(net)
-    user, client = user_client(django_user_model, owner)
-    safe = net.create_safe([owner.address], threshold=1)
+    net, owner, user, client, safe = one_owner_safe
     body = prepare(client, safe)
     add_signature(client, body["id"], sign_typed(owner, body))
     assert execute(client, body["id"])["status"] == "active"

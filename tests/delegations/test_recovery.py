@@ -16,7 +16,6 @@ from delegations import chain, services
 from delegations.models import OstiumDelegation
 from delegations.tasks import delegation_recovery_task
 from tests.conftest import wait_for
-from tests.delegations.conftest import new_owner, user_client
 from tests.delegations.test_lifecycle import BASE, add_signature, execute, prepare, sign_typed, topics
 from trading.models import Event
 
@@ -114,12 +113,9 @@ def allowance(net, safe) -> int:
 
 @pytest.mark.django_db(transaction=True)
 def test_an_activation_claimed_before_a_crash_is_recovered_by_the_beat_job_and_executes_again(
-    chain_env, django_user_model, monkeypatch, settings, celery_worker
+    one_owner_safe, chain_env, monkeypatch, settings, celery_worker
 ):
-    net = chain_env.net
-    owner = new_owner(net)
-    user, client = user_client(django_user_model, owner)
-    safe = net.create_safe([owner.address], threshold=1)
+    net, owner, user, client, safe = one_owner_safe
     body = signed(client, owner, safe)
     d_id = body["id"]
 
@@ -163,12 +159,9 @@ def test_an_activation_claimed_before_a_crash_is_recovered_by_the_beat_job_and_e
 
 @pytest.mark.django_db(transaction=True)
 def test_a_revocation_claimed_before_a_crash_goes_back_to_active_on_read_and_can_be_revoked_again(
-    chain_env, django_user_model, monkeypatch, settings
+    one_owner_safe, chain_env, monkeypatch, settings
 ):
-    net = chain_env.net
-    owner = new_owner(net)
-    user, client = user_client(django_user_model, owner)
-    safe = net.create_safe([owner.address], threshold=1)
+    net, owner, user, client, safe = one_owner_safe
     d_id, revoke = signed_revocation(net, client, owner, safe)
 
     crash_before_sending(monkeypatch)
@@ -196,11 +189,8 @@ def test_a_revocation_claimed_before_a_crash_goes_back_to_active_on_read_and_can
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_revocation_sent_just_before_the_crash_is_found_revoked_on_chain(chain_env, django_user_model, monkeypatch):
-    net = chain_env.net
-    owner = new_owner(net)
-    user, client = user_client(django_user_model, owner)
-    safe = net.create_safe([owner.address], threshold=1)
+def test_a_revocation_sent_just_before_the_crash_is_found_revoked_on_chain(one_owner_safe, monkeypatch):
+    net, owner, user, client, safe = one_owner_safe
     d_id, revoke = signed_revocation(net, client, owner, safe)
 
     sent = crash_after_sending(monkeypatch)
@@ -218,12 +208,9 @@ def test_a_revocation_sent_just_before_the_crash_is_found_revoked_on_chain(chain
 
 @pytest.mark.django_db(transaction=True)
 def test_a_revocation_whose_safe_nonce_was_taken_after_the_crash_goes_back_to_active(
-    chain_env, django_user_model, monkeypatch, settings
+    one_owner_safe, chain_env, monkeypatch, settings
 ):
-    net = chain_env.net
-    owner = new_owner(net)
-    user, client = user_client(django_user_model, owner)
-    safe = net.create_safe([owner.address], threshold=1)
+    net, owner, user, client, safe = one_owner_safe
     d_id, revoke = signed_revocation(net, client, owner, safe)
     crash_before_sending(monkeypatch)
     executor_dies(monkeypatch, user, d_id)
@@ -239,13 +226,10 @@ def test_a_revocation_whose_safe_nonce_was_taken_after_the_crash_goes_back_to_ac
 
 @pytest.mark.django_db(transaction=True)
 def test_an_activation_sent_but_unmined_when_the_executor_died_is_waited_for(
-    chain_env, manual_mining, django_user_model, monkeypatch, settings
+    one_owner_safe, chain_env, manual_mining, monkeypatch, settings
 ):
     """No hash was recorded, but our relayer has a transaction in the mempool: recovery waits."""
-    net = chain_env.net
-    owner = new_owner(net)
-    user, client = user_client(django_user_model, owner)
-    safe = net.create_safe([owner.address], threshold=1)
+    net, owner, user, client, safe = one_owner_safe
     body = signed(client, owner, safe)
     manual_mining()
 
@@ -266,12 +250,9 @@ def test_an_activation_sent_but_unmined_when_the_executor_died_is_waited_for(
 
 @pytest.mark.django_db(transaction=True)
 def test_a_recorded_pending_transaction_is_waited_for_and_a_dropped_one_recovered(
-    chain_env, manual_mining, django_user_model, monkeypatch, settings
+    one_owner_safe, chain_env, manual_mining, monkeypatch, settings
 ):
-    net = chain_env.net
-    owner = new_owner(net)
-    user, client = user_client(django_user_model, owner)
-    safe = net.create_safe([owner.address], threshold=1)
+    net, owner, user, client, safe = one_owner_safe
     body = signed(client, owner, safe)
     manual_mining()
 
@@ -300,14 +281,11 @@ def test_a_recorded_pending_transaction_is_waited_for_and_a_dropped_one_recovere
 
 @pytest.mark.django_db(transaction=True)
 def test_a_slow_executor_finishing_after_recovery_does_not_overwrite_it(
-    chain_env, django_user_model, monkeypatch, settings
+    one_owner_safe, chain_env, monkeypatch, settings
 ):
     """The executor outlives the grace period: recovery has already put the row back. When its
     execTransaction then lands, it records nothing of its own; the chain decides."""
-    net = chain_env.net
-    owner = new_owner(net)
-    user, client = user_client(django_user_model, owner)
-    safe = net.create_safe([owner.address], threshold=1)
+    net, owner, user, client, safe = one_owner_safe
     body = signed(client, owner, safe)
     real_execute = chain.safe_tx_execute
 
