@@ -590,7 +590,6 @@ def _requeue_unsent(cutoff, limit: int) -> dict[str, str]:
     command was ever written. Their execute task was not published (the broker refused it at
     commit) or was lost with the broker's data. Publish it again: the executor's claim makes a
     task that was only slow, and now runs twice, a no-op."""
-    from config.celery import enqueue
     from trading.tasks import execute_order_task
 
     ids = (
@@ -600,12 +599,26 @@ def _requeue_unsent(cutoff, limit: int) -> dict[str, str]:
         .order_by("id")
         .values_list("id", flat=True)[:limit]
     )
+    return _requeue(
+        execute_order_task,
+        [(pk, (pk,)) for pk in ids],
+        label="order",
+        warning="order was waiting for the executor; execution enqueued again",
+        log_key="order_id",
+    )
+
+
+def _requeue(task, items, *, label: str, warning: str, log_key: str) -> dict[str, str]:
+    """Publish `task(*args)` again for each `(pk, args)` of `items`: `{"<label>:<pk>":
+    "requeued" | "requeue-failed"}` (a broker still refusing leaves it to the next run)."""
+    from config.celery import enqueue
+
     out = {}
-    for pk in ids:
-        sent = enqueue(execute_order_task, pk, swept_by="the next reconciliation")
-        out[f"order:{pk}"] = "requeued" if sent else "requeue-failed"
+    for pk, args in items:
+        sent = enqueue(task, *args, swept_by="the next reconciliation")
+        out[f"{label}:{pk}"] = "requeued" if sent else "requeue-failed"
         if sent:
-            logger.warning("order was waiting for the executor; execution enqueued again", extra={"order_id": pk})
+            logger.warning(warning, extra={log_key: pk})
     return out
 
 
@@ -615,7 +628,6 @@ def _requeue_cancels(cutoff, limit: int) -> dict[str, str]:
     a disarmed executor its refusal) and no cancel is in flight. The cancel task was not
     published or was lost: publish it again. If the first task was only slow, whichever runs
     second finds the order cancelled or its cancel in flight and sends nothing."""
-    from config.celery import enqueue
     from trading.models import Event
     from trading.tasks import cancel_order_task
 
@@ -635,13 +647,13 @@ def _requeue_cancels(cutoff, limit: int) -> dict[str, str]:
         .order_by("id")
         .values_list("id", flat=True)[:limit]
     )
-    out = {}
-    for pk in ids:
-        sent = enqueue(cancel_order_task, pk, swept_by="the next reconciliation")
-        out[f"cancel:{pk}"] = "requeued" if sent else "requeue-failed"
-        if sent:
-            logger.warning("order's cancel was never sent to the venue; enqueued again", extra={"order_id": pk})
-    return out
+    return _requeue(
+        cancel_order_task,
+        [(pk, (pk,)) for pk in ids],
+        label="cancel",
+        warning="order's cancel was never sent to the venue; enqueued again",
+        log_key="order_id",
+    )
 
 
 def _requeue_protection_syncs(cutoff, limit: int) -> dict[str, str]:
@@ -649,19 +661,22 @@ def _requeue_protection_syncs(cutoff, limit: int) -> dict[str, str]:
     sync task was not published or was lost. Both levels are sent again (setting a level is
     idempotent). A venue whose executor refuses now is left for a later run, without writing
     a refusal on each one."""
-    from config.celery import enqueue
     from trading.tasks import protection_sync_task
 
-    out = {}
+    out, ready = {}, []
     trades = Trade.objects.filter(status=Trade.Status.OPEN, protection_sync_due_at__lte=cutoff).order_by("id")
     for trade_id, provider in trades.values_list("id", "provider")[:limit]:
-        if not executor_gate(provider).ok:
+        if executor_gate(provider).ok:
+            ready.append((trade_id, (trade_id, [A.UPDATE_SL, A.UPDATE_TP])))
+        else:
             out[f"protection:{trade_id}"] = "executor-refuses"
-            continue
-        sent = enqueue(protection_sync_task, trade_id, [A.UPDATE_SL, A.UPDATE_TP], swept_by="the next reconciliation")
-        out[f"protection:{trade_id}"] = "requeued" if sent else "requeue-failed"
-        if sent:
-            logger.warning(
-                "trade's SL/TP levels were never sent to the venue; enqueued again", extra={"trade_id": trade_id}
-            )
+    out.update(
+        _requeue(
+            protection_sync_task,
+            ready,
+            label="protection",
+            warning="trade's SL/TP levels were never sent to the venue; enqueued again",
+            log_key="trade_id",
+        )
+    )
     return out
