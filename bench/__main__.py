@@ -1,4 +1,5 @@
 import importlib
+import os
 import pkgutil
 import sys
 import time
@@ -13,6 +14,9 @@ def main(argv: list[str]) -> int:
     if unknown:
         print(f"unknown benchmark(s): {', '.join(sorted(unknown))}; available: {', '.join(names)}")
         return 2
+    # Before any benchmark sets Django up: tasks they publish never go to a running worker's
+    # queue, and a worker a benchmark starts consumes the queue it publishes to.
+    os.environ.setdefault("CELERY_QUEUE", "tradedesk-bench")
     for name in chosen:
         print(f"\n=== bench.{name}")
         started = time.monotonic()

@@ -135,8 +135,9 @@ def _worker_process():
         url = f"postgres://{auth}@/{db['NAME']}?host={quote(db['HOST'])}"
     else:
         url = f"postgres://{auth}@{db.get('HOST') or '127.0.0.1'}:{db.get('PORT') or 5432}/{db['NAME']}"
+    queue = settings.CELERY_TASK_DEFAULT_QUEUE  # the worker publishes (deliveries) where it consumes
     env = {**os.environ, "DATABASE_URL": url, "REDIS_URL": settings.REDIS_URL, "LOG_LEVEL": "WARNING"}
-    queue = settings.CELERY_TASK_DEFAULT_QUEUE
+    env["CELERY_QUEUE"] = queue
     return subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "config", "worker", "--pool", "prefork", "-c", str(WORKERS), "-Q", queue]
         + ["--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "WARNING"],
