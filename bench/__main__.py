@@ -14,9 +14,10 @@ def main(argv: list[str]) -> int:
     if unknown:
         print(f"unknown benchmark(s): {', '.join(sorted(unknown))}; available: {', '.join(names)}")
         return 2
-    # Before any benchmark sets Django up: tasks they publish never go to a running worker's
-    # queue, and a worker a benchmark starts consumes the queue it publishes to.
+    # Before any benchmark sets Django up (settings are read once per process): their tasks and
+    # channel messages never reach a running deployment's worker or websockets.
     os.environ.setdefault("CELERY_QUEUE", "tradedesk-bench")
+    os.environ.setdefault("CHANNELS_PREFIX", "td-bench-asgi")
     for name in chosen:
         print(f"\n=== bench.{name}")
         started = time.monotonic()

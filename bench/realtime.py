@@ -39,7 +39,7 @@ def _setup() -> tuple[dict, str]:
     env = dict(os.environ)
     env.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     env.setdefault("DJANGO_SECRET_KEY", secrets.token_urlsafe(50))
-    env["CHANNELS_PREFIX"] = "td-bench-asgi"  # keep off the channels of a running deployment
+    env.setdefault("CHANNELS_PREFIX", "td-bench-asgi")  # keep off the channels of a running deployment
     env["LOG_LEVEL"] = "WARNING"
     os.environ.update(env)
     from bench._db import bench_database
@@ -48,9 +48,14 @@ def _setup() -> tuple[dict, str]:
     from django.conf import settings
 
     # the server uses the bench database; the embedded services (if any) were started by this
-    # process: hand them to the server
+    # process: hand them to the server, with the keys this process signs the client's token with
+    # and the channel prefix it publishes on (Django may have been set up by an earlier
+    # benchmark of the same run, before the defaults above)
     env["DATABASE_URL"] = _db_url(settings.DATABASES["default"])
     env["REDIS_URL"] = settings.REDIS_URL
+    env["DJANGO_SECRET_KEY"] = settings.SECRET_KEY
+    env["JWT_SIGNING_KEY"] = settings.JWT_SIGNING_KEY
+    env["CHANNELS_PREFIX"] = settings.CHANNEL_LAYERS["default"]["CONFIG"]["prefix"]
     return env, project_db
 
 
