@@ -17,7 +17,7 @@ def main(argv: list[str]) -> int:
     # Before any benchmark sets Django up (settings are read once per process): their tasks and
     # channel messages never reach a running deployment's worker or websockets.
     os.environ.setdefault("CELERY_QUEUE", "tradedesk-bench")
-    os.environ.setdefault("CHANNELS_PREFIX", "td-bench-asgi")
+    os.environ["CHANNELS_PREFIX"] = "td-bench-asgi"
     for name in chosen:
         print(f"\n=== bench.{name}")
         started = time.monotonic()

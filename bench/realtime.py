@@ -39,7 +39,7 @@ def _setup() -> tuple[dict, str]:
     env = dict(os.environ)
     env.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     env.setdefault("DJANGO_SECRET_KEY", secrets.token_urlsafe(50))
-    env.setdefault("CHANNELS_PREFIX", "td-bench-asgi")  # keep off the channels of a running deployment
+    env["CHANNELS_PREFIX"] = "td-bench-asgi"  # keep off the channels of a running deployment
     env["LOG_LEVEL"] = "WARNING"
     os.environ.update(env)
     from bench._db import bench_database
