@@ -696,3 +696,33 @@ def test_held_limit_entry_opens_at_market_once_triggered(celery_worker, markets,
     assert command.request["kind"] == "market"
     assert D(str(command.request["reference_price"])) == D("59450")
     assert Trade.objects.filter(orders__pk=order.pk, status="open").count() == 1
+
+
+@pytest.mark.celery
+def test_a_trailing_push_the_broker_refused_is_sent_by_reconciliation(db, user, settings, celery_worker):
+    """The broker is down when the trail moves: the tick still completes (the level is kept in
+    `venue_stop_price`), and reconciliation pushes that level once the trail has rested for the
+    grace period; a level already pushed is not pushed again."""
+    from unittest import mock
+
+    import redis
+    from kombu.transport.redis import Channel
+
+    from trading.services import execution
+    from trading.services.control import control_arm
+
+    settings.PROTECTIVE_NATIVE_SL_TP_VENUES = ["paper"]
+    control_arm(component="executor:paper", actor="test", reason="push")
+    order = pending(user, "TRAILING_STOP", trailing_stop_distance=D("10"), trade=make_trade(user))
+    with mock.patch.object(Channel, "_put", side_effect=redis.ConnectionError("broker unavailable")):
+        assert tick("100").pushes == [order.pk]
+    order.refresh_from_db()
+    assert order.venue_stop_price == D("90")
+    assert not ExecutionCommand.objects.filter(order=order).exists()
+
+    key = f"push:{order.pk}"
+    assert key not in execution.execution_reconcile(grace_seconds=60)  # the trail moved just now
+    assert execution.execution_reconcile(grace_seconds=0)[key] == "requeued"
+    wait_for(lambda: ExecutionCommand.objects.filter(order=order, action="update_sl").exists(), timeout=30)
+    assert D(ExecutionCommand.objects.get(order=order).request["price"]) == D("90")
+    assert key not in execution.execution_reconcile(grace_seconds=0)  # that level was sent

@@ -582,6 +582,7 @@ def execution_reconcile(*, grace_seconds: float | None = None, limit: int = 200)
     out.update(_requeue_unsent(cutoff, limit))
     out.update(_requeue_cancels(cutoff, limit))
     out.update(_requeue_protection_syncs(cutoff, limit))
+    out.update(_requeue_trailing_pushes(cutoff, limit))
     return out
 
 
@@ -677,6 +678,47 @@ def _requeue_protection_syncs(cutoff, limit: int) -> dict[str, str]:
             label="protection",
             warning="trade's SL/TP levels were never sent to the venue; enqueued again",
             log_key="trade_id",
+        )
+    )
+    return out
+
+
+def _requeue_trailing_pushes(cutoff, limit: int) -> dict[str, str]:
+    """Trailing stops on a native-SL/TP venue whose level to push (`venue_stop_price`) no
+    update_sl command carries, with the trail at rest since `cutoff`: the push task was not
+    published or was lost. A push already sent with that level (whatever its outcome) is not
+    sent again; a venue whose executor refuses now is left for a later run."""
+    from trading.protective.tasks import trailing_stop_push_task
+    from trading.services.protective import native_sl_tp_venues
+
+    pushed = ExecutionCommand.objects.filter(order=OuterRef("pk"), action=A.UPDATE_SL).order_by("-id")
+    rows = (
+        Order.objects.filter(
+            status=OS.PENDING_TRIGGER,
+            order_type=Order.Type.TRAILING_STOP,
+            venue_stop_price__isnull=False,
+            provider__in=native_sl_tp_venues(),
+            updated_at__lte=cutoff,
+        )
+        .annotate(pushed=Subquery(pushed.values("request__price")[:1]))
+        .order_by("id")
+        .values_list("id", "provider", "venue_stop_price", "pushed")[:limit]
+    )
+    out, ready = {}, []
+    for pk, provider, level, last in rows:
+        if last is not None and Decimal(str(last)) == level:
+            continue
+        if executor_gate(provider).ok:
+            ready.append((pk, (pk,)))
+        else:
+            out[f"push:{pk}"] = "executor-refuses"
+    out.update(
+        _requeue(
+            trailing_stop_push_task,
+            ready,
+            label="push",
+            warning="trailing stop's level was never pushed to the venue; enqueued again",
+            log_key="order_id",
         )
     )
     return out

@@ -241,10 +241,11 @@ def _enqueue_execution(order_ids: list[int]) -> None:
 
 
 def _enqueue_pushes(order_ids: list[int]) -> None:
+    from config.celery import enqueue
     from trading.protective.tasks import trailing_stop_push_task
 
     for pk in order_ids:
-        trailing_stop_push_task.delay(pk)
+        enqueue(trailing_stop_push_task, pk, swept_by="execution reconciliation")
 
 
 def protective_execute(*, order_ids: list[int]) -> dict[int, str]:
