@@ -559,8 +559,9 @@ def command_reconcile(*, command_id: int, grace_seconds: float | None = None) ->
 
 def execution_reconcile(*, grace_seconds: float | None = None, limit: int = 200) -> dict[str, str]:
     """Beat job: resolve commands without a result (crash), UNKNOWN outcomes, and resting
-    orders whose venue fill we may have missed; enqueue again the execution of orders that
-    never reached the executor, and the cancels that never reached the venue."""
+    orders whose venue fill we may have missed; enqueue again what a lost or refused publish
+    left undone: the execution of orders that never reached the executor, cancels, SL/TP
+    levels and trailing-stop levels that never reached the venue."""
     grace = settings.RECONCILE_GRACE_SECONDS if grace_seconds is None else grace_seconds
     cutoff = timezone.now() - timedelta(seconds=grace)
     ids = list(
@@ -664,22 +665,33 @@ def _requeue_protection_syncs(cutoff, limit: int) -> dict[str, str]:
     a refusal on each one."""
     from trading.tasks import protection_sync_task
 
-    out, ready = {}, []
     trades = Trade.objects.filter(status=Trade.Status.OPEN, protection_sync_due_at__lte=cutoff).order_by("id")
-    for trade_id, provider in trades.values_list("id", "provider")[:limit]:
-        if executor_gate(provider).ok:
-            ready.append((trade_id, (trade_id, [A.UPDATE_SL, A.UPDATE_TP])))
-        else:
-            out[f"protection:{trade_id}"] = "executor-refuses"
-    out.update(
-        _requeue(
-            protection_sync_task,
-            ready,
-            label="protection",
-            warning="trade's SL/TP levels were never sent to the venue; enqueued again",
-            log_key="trade_id",
-        )
+    return _requeue_where_armed(
+        protection_sync_task,
+        [
+            (pk, provider, (pk, [A.UPDATE_SL, A.UPDATE_TP]))
+            for pk, provider in trades.values_list("id", "provider")[:limit]
+        ],
+        label="protection",
+        warning="trade's SL/TP levels were never sent to the venue; enqueued again",
+        log_key="trade_id",
     )
+
+
+def _requeue_where_armed(task, items, *, label: str, warning: str, log_key: str) -> dict[str, str]:
+    """`_requeue` for `(pk, venue, args)` items, only where the venue's executor would act now:
+    the others are left for a later run (`executor-refuses`) rather than sent to write a
+    refusal on every run. Each venue's gate is read once."""
+    gates: dict[str, bool] = {}
+    out, ready = {}, []
+    for pk, venue, args in items:
+        if venue not in gates:
+            gates[venue] = executor_gate(venue).ok
+        if gates[venue]:
+            ready.append((pk, args))
+        else:
+            out[f"{label}:{pk}"] = "executor-refuses"
+    out.update(_requeue(task, ready, label=label, warning=warning, log_key=log_key))
     return out
 
 
@@ -704,21 +716,10 @@ def _requeue_trailing_pushes(cutoff, limit: int) -> dict[str, str]:
         .order_by("id")
         .values_list("id", "provider", "venue_stop_price", "pushed")[:limit]
     )
-    out, ready = {}, []
-    for pk, provider, level, last in rows:
-        if last is not None and Decimal(str(last)) == level:
-            continue
-        if executor_gate(provider).ok:
-            ready.append((pk, (pk,)))
-        else:
-            out[f"push:{pk}"] = "executor-refuses"
-    out.update(
-        _requeue(
-            trailing_stop_push_task,
-            ready,
-            label="push",
-            warning="trailing stop's level was never pushed to the venue; enqueued again",
-            log_key="order_id",
-        )
+    return _requeue_where_armed(
+        trailing_stop_push_task,
+        [(pk, provider, (pk,)) for pk, provider, level, last in rows if last is None or Decimal(str(last)) != level],
+        label="push",
+        warning="trailing stop's level was never pushed to the venue; enqueued again",
+        log_key="order_id",
     )
-    return out
