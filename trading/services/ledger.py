@@ -14,16 +14,30 @@ from trading.models import Event, OutboxMessage
 from trading.ulid import new_ulid
 
 # The event and its outbox rows in one statement (one round-trip; this runs on every order).
+_EVENT_COLUMNS = (
+    "id, occurred_at, topic, aggregate_type, aggregate_id, correlation_id, causation_id, actor, payload, version"
+)
 _EVENT_SQL = f"""
-INSERT INTO {Event._meta.db_table}
-    (id, occurred_at, topic, aggregate_type, aggregate_id, correlation_id, causation_id, actor, payload, version)
+INSERT INTO {Event._meta.db_table} ({_EVENT_COLUMNS})
 VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb, %s)
 """
-_EVENT_WITH_OUTBOX_SQL = f"""
-WITH event AS ({_EVENT_SQL})
+# params: event id, next_attempt_at, created_at, handler names
+_OUTBOX_SQL = f"""
 INSERT INTO {OutboxMessage._meta.db_table}
     (event_id, handler, status, attempts, next_attempt_at, last_error, created_at)
 SELECT %s, handler, '{OutboxMessage.Status.PENDING}', 0, %s, '', %s FROM unnest(%s::text[]) AS handler
+"""
+_EVENT_WITH_OUTBOX_SQL = f"WITH event AS ({_EVENT_SQL}) {_OUTBOX_SQL}"
+# A new row (`row`: an INSERT ... RETURNING id) and its first event: the row's id goes into the
+# event's aggregate id, correlation id (prefix + id) and payload (under a key).
+_ROW_EVENT_SQL = f"""
+WITH row AS ({{insert}}), event AS (
+    INSERT INTO {Event._meta.db_table} ({_EVENT_COLUMNS})
+    SELECT %s, %s::timestamptz, %s, %s, row.id::text, %s::text || row.id, %s, %s,
+        jsonb_build_object(%s::text, row.id) || %s::jsonb, %s::int
+    FROM row
+){{outbox}}
+SELECT id FROM row
 """
 
 
@@ -79,6 +93,76 @@ def event_record(
             cur.execute(_EVENT_WITH_OUTBOX_SQL, [*params, event.id, event.occurred_at, event.occurred_at, names])
         else:
             cur.execute(_EVENT_SQL, params)
+    event._state.adding = False
+    if names and kick:
+        outbox.kick_after_commit()
+    return event
+
+
+def insert_with_event(
+    instance,
+    *,
+    topic: str,
+    aggregate_type: str,
+    correlation_prefix: str,
+    id_key: str,
+    payload: dict,
+    actor: str = "system",
+    causation_id: str = "",
+    version: int = 1,
+    kick: bool = True,
+) -> Event:
+    """INSERT `instance` (a new model row) and its first event in one statement: a
+    single-statement transaction of its own outside `atomic`, or part of the caller's inside.
+    The new row's id is the event's aggregate id, its correlation id (`correlation_prefix` +
+    id) and `payload[id_key]`. Two round trips fewer than BEGIN, the two INSERTs and COMMIT,
+    for the writes that need nothing else in their transaction (a new order on its way to the
+    executor)."""
+    from django.db.models import sql
+
+    model = type(instance)
+    fields = [f for f in model._meta.concrete_fields if not f.primary_key]
+    query = sql.InsertQuery(model)
+    query.insert_values(fields, [instance])
+    compiler = query.get_compiler(connection=connection)
+    compiler.returning_fields = [model._meta.pk]
+    [(insert_sql, insert_params)] = compiler.as_sql()
+    event = Event(
+        id=new_ulid(),
+        occurred_at=timezone.now(),
+        topic=topic,
+        aggregate_type=aggregate_type,
+        payload=payload,
+        actor=actor,
+        causation_id=causation_id,
+        version=version,
+    )
+    names = outbox.handlers_for(topic)
+    statement = _ROW_EVENT_SQL.format(insert=insert_sql, outbox=f", outbox AS ({_OUTBOX_SQL})" if names else "")
+    params = [
+        *insert_params,
+        event.id,
+        event.occurred_at,
+        topic,
+        aggregate_type,
+        correlation_prefix,
+        causation_id,
+        actor,
+        id_key,
+        json.dumps(payload, cls=DjangoJSONEncoder),
+        version,
+    ]
+    if names:
+        params += [event.id, event.occurred_at, event.occurred_at, names]
+    with connection.cursor() as cur:
+        cur.execute(statement, params)
+        (pk,) = cur.fetchone()
+    instance.pk = pk
+    instance._state.adding = False
+    instance._state.db = connection.alias
+    event.aggregate_id = str(pk)
+    event.correlation_id = f"{correlation_prefix}{pk}"
+    event.payload = {id_key: pk, **payload}
     event._state.adding = False
     if names and kick:
         outbox.kick_after_commit()

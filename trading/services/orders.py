@@ -3,6 +3,7 @@ cancels and SL/TP changes. The executor (`trading.services.execution`) does the 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -21,7 +22,7 @@ from trading.models import Event, Order, Trade
 from trading.risk import OrderIntent, risk_check
 from trading.selectors import risk_snapshot_load, trade_open_for_user
 from trading.services.accounts import wallet_for_order
-from trading.services.ledger import event_record
+from trading.services.ledger import event_record, insert_with_event
 
 logger = logging.getLogger("tradedesk.orders")
 
@@ -397,25 +398,45 @@ def order_place(
         raise
 
 
-@transaction.atomic
 def _order_write(*, user, actor: str, tick, protective: bool, causation_id: str, fields: dict) -> Order:
     order = Order(user=user, **fields)
+    if protective or _limit_held_here(order):
+        return _order_write_held(order=order, actor=actor, tick=tick, causation_id=causation_id)
+    # An order on its way to the executor: the order and `order.accepted` in one statement (its
+    # own transaction, or a savepoint in the caller's so that a duplicate client_order_id leaves
+    # the caller's transaction usable). No outbox kick of its own: the executor's claim writes
+    # the order's next event (submitting/rejected) and kicks the dispatcher.
+    snapshot = order_snapshot(order)
+    del snapshot["order_id"]  # the new id: insert_with_event puts it in the payload
+    with transaction.atomic() if connection.in_atomic_block else contextlib.nullcontext():
+        insert_with_event(
+            order,
+            topic="order.accepted",
+            aggregate_type="order",
+            correlation_prefix="order-",
+            id_key="order_id",
+            actor=actor,
+            causation_id=causation_id,
+            payload={**snapshot, "price_source": tick.source, "price_at": tick.timestamp},
+            kick=False,
+        )
+    _enqueue_execute(order.pk)
+    return order
+
+
+@transaction.atomic
+def _order_write_held(*, order: Order, actor: str, tick, causation_id: str) -> Order:
+    """An order the protective engine triggers: accepted, then PENDING_TRIGGER."""
     order.save(force_insert=True)
-    # No outbox kick (a Celery publish) of its own: the order's next event kicks the dispatcher,
-    # written right below (pending_trigger) or by the executor's claim (submitting/rejected),
-    # which execute_order_task always writes for an ACCEPTED order.
     order_event(
         order=order,
         topic="order.accepted",
         actor=actor,
         causation_id=causation_id,
         payload={**order_snapshot(order), "price_source": tick.source, "price_at": tick.timestamp},
-        kick=False,
+        kick=False,  # the pending_trigger event right below kicks the dispatcher
     )
-    if protective or _limit_held_here(order):
-        order_transition(order=order, to=Order.Status.PENDING_TRIGGER, actor=actor)
-    else:
-        _enqueue_execute(order.pk)
+    order_transition(order=order, to=Order.Status.PENDING_TRIGGER, actor=actor)
     return order
 
 
