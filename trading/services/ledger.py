@@ -1,4 +1,5 @@
-"""The event ledger: `event_record` is the one way any app writes an event."""
+"""The event ledger: `event_record` is the one way any app writes an event (`event_record_many`
+for many at once, `insert_with_event` for a new row and its first event in one statement)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import json
 
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection
+from django.db.models import sql
 from django.utils import timezone
 
 from config.context import correlation_id_var
@@ -118,8 +120,6 @@ def insert_with_event(
     id) and `payload[id_key]`. Two round trips fewer than BEGIN, the two INSERTs and COMMIT,
     for the writes that need nothing else in their transaction (a new order on its way to the
     executor)."""
-    from django.db.models import sql
-
     model = type(instance)
     fields = [f for f in model._meta.concrete_fields if not f.primary_key]
     query = sql.InsertQuery(model)
@@ -127,22 +127,13 @@ def insert_with_event(
     compiler = query.get_compiler(connection=connection)
     compiler.returning_fields = [model._meta.pk]
     [(insert_sql, insert_params)] = compiler.as_sql()
-    event = Event(
-        id=new_ulid(),
-        occurred_at=timezone.now(),
-        topic=topic,
-        aggregate_type=aggregate_type,
-        payload=payload,
-        actor=actor,
-        causation_id=causation_id,
-        version=version,
-    )
+    event_id, occurred_at = new_ulid(), timezone.now()
     names = outbox.handlers_for(topic)
     statement = _ROW_EVENT_SQL.format(insert=insert_sql, outbox=f", outbox AS ({_OUTBOX_SQL})" if names else "")
     params = [
         *insert_params,
-        event.id,
-        event.occurred_at,
+        event_id,
+        occurred_at,
         topic,
         aggregate_type,
         correlation_prefix,
@@ -153,16 +144,25 @@ def insert_with_event(
         version,
     ]
     if names:
-        params += [event.id, event.occurred_at, event.occurred_at, names]
+        params += [event_id, occurred_at, occurred_at, names]
     with connection.cursor() as cur:
         cur.execute(statement, params)
         (pk,) = cur.fetchone()
     instance.pk = pk
     instance._state.adding = False
     instance._state.db = connection.alias
-    event.aggregate_id = str(pk)
-    event.correlation_id = f"{correlation_prefix}{pk}"
-    event.payload = {id_key: pk, **payload}
+    event = Event(
+        id=event_id,
+        occurred_at=occurred_at,
+        topic=topic,
+        aggregate_type=aggregate_type,
+        aggregate_id=str(pk),
+        payload={id_key: pk, **payload},
+        actor=actor,
+        correlation_id=f"{correlation_prefix}{pk}",
+        causation_id=causation_id,
+        version=version,
+    )
     event._state.adding = False
     if names and kick:
         outbox.kick_after_commit()
