@@ -6,11 +6,15 @@ from decimal import Decimal
 
 import pytest
 from django.db import connection, transaction
+from django.db.models import Value
+from django.db.models.functions import Upper
+from django.forms.models import model_to_dict
 from django.test.utils import CaptureQueriesContext
 
 from config.errors import ConflictError
 from trading import outbox
 from trading.models import Event, Order, OutboxMessage
+from trading.services.ledger import insert_with_event
 from trading.services.orders import order_place
 
 D = Decimal
@@ -72,3 +76,63 @@ def test_duplicate_client_order_id_outside_a_transaction_writes_nothing(trader, 
     with pytest.raises(ConflictError):
         _place(trader, client_order_id="dup")
     assert Order.objects.count() == 1 and Event.objects.filter(topic="order.accepted").count() == 1
+
+
+def _limit_order(user, **kw) -> Order:
+    fields = {
+        "user": user,
+        "provider": "paper",
+        "asset": "ETH-USD",
+        "asset_type": "crypto",
+        "order_type": Order.Type.LIMIT,
+        "side": "short",
+        "collateral": D("12.345678901"),  # more places than the column: Django rounds it
+        "leverage": D("7.5"),
+        "quantity": D("0.25"),
+        "price": D("3100.5"),
+        "take_profit_price": D("2900"),
+        "max_slippage": D("0.01"),
+        "reduce_only": True,
+        "client_order_id": "lim-1",
+    }
+    return Order(**(fields | kw))
+
+
+def _insert(order: Order) -> Order:
+    with transaction.atomic():
+        insert_with_event(
+            order,
+            topic="order.accepted",
+            aggregate_type="order",
+            correlation_prefix="order-",
+            id_key="order_id",
+            payload={},
+            kick=False,
+        )
+    return Order.objects.get(pk=order.pk)
+
+
+def _row(order: Order) -> dict:
+    return {k: v for k, v in model_to_dict(order).items() if k not in ("id", "created_at", "updated_at")}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_each_insert_writes_what_the_orms_save_writes(trader, markets):
+    """The INSERT is compiled once per model and reused: the first order and the ones after it
+    are stored exactly as Django's own save stores the same values."""
+    reference = _limit_order(trader, client_order_id="ref")
+    reference.save(force_insert=True)
+    expected = _row(Order.objects.get(pk=reference.pk)) | {"client_order_id": "lim"}
+    for n in range(3):
+        stored = _insert(_limit_order(trader, client_order_id="lim"))
+        assert _row(stored) == expected, n
+        assert stored.created_at and stored.updated_at
+        Order.objects.filter(pk=stored.pk).update(client_order_id=f"done-{n}")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_field_given_as_an_expression_is_compiled_with_it(trader, markets):
+    _insert(_limit_order(trader, client_order_id="plain"))  # the compiled INSERT exists
+    stored = _insert(_limit_order(trader, client_order_id=Upper(Value("from-sql"))))
+    assert stored.client_order_id == "FROM-SQL"
+    assert _insert(_limit_order(trader, client_order_id="after")).client_order_id == "after"

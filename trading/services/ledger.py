@@ -120,13 +120,7 @@ def insert_with_event(
     id) and `payload[id_key]`. Two round trips fewer than BEGIN, the two INSERTs and COMMIT,
     for the writes that need nothing else in their transaction (a new order on its way to the
     executor)."""
-    model = type(instance)
-    fields = [f for f in model._meta.concrete_fields if not f.primary_key]
-    query = sql.InsertQuery(model)
-    query.insert_values(fields, [instance])
-    compiler = query.get_compiler(connection=connection)
-    compiler.returning_fields = [model._meta.pk]
-    [(insert_sql, insert_params)] = compiler.as_sql()
+    insert_sql, insert_params = _insert_returning_id(instance)
     event_id, occurred_at = new_ulid(), timezone.now()
     names = outbox.handlers_for(topic)
     statement = _ROW_EVENT_SQL.format(insert=insert_sql, outbox=f", outbox AS ({_OUTBOX_SQL})" if names else "")
@@ -167,6 +161,29 @@ def insert_with_event(
     if names and kick:
         outbox.kick_after_commit()
     return event
+
+
+# A model's `INSERT ... RETURNING id` depends only on its fields, so it is compiled once per
+# model; each row's values are prepared as Django's insert compiler prepares them.
+_INSERT_SQL: dict[type, str] = {}
+
+
+def _insert_returning_id(instance) -> tuple[str, list]:
+    model = type(instance)
+    fields = [f for f in model._meta.concrete_fields if not f.primary_key]
+    values = [f.pre_save(instance, True) for f in fields]  # sets auto_now(_add) on the instance
+    plain = not any(hasattr(v, "resolve_expression") for v in values)  # an expression compiles to its own SQL
+    cached = _INSERT_SQL.get(model) if plain else None
+    if cached is not None:
+        return cached, [f.get_db_prep_save(v, connection=connection) for f, v in zip(fields, values, strict=True)]
+    query = sql.InsertQuery(model)
+    query.insert_values(fields, [instance], raw=True)  # raw: the values pre_save just set
+    compiler = query.get_compiler(connection=connection)
+    compiler.returning_fields = [model._meta.pk]
+    [(insert_sql, insert_params)] = compiler.as_sql()
+    if plain and not any(hasattr(f, "get_placeholder") for f in fields):  # then each value is one plain %s
+        _INSERT_SQL[model] = insert_sql
+    return insert_sql, list(insert_params)
 
 
 def events_for_correlation(correlation_id: str):
