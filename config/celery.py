@@ -10,6 +10,19 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
 
+@app.on_configure.connect
+def _settings_snapshot(sender, **kwargs):
+    """Celery reads its settings (the CELERY_* ones) from a plain dict copied from Django's
+    settings when it first needs them, instead of through Django's lazy settings object: every
+    publish looks up a dozen settings, most of them unset, and each miss went through
+    `LazySettings.__getattr__` and an AttributeError. A CELERY_* setting changed after that
+    (override_settings) does not reach Celery."""
+    from django.conf import settings
+
+    snapshot = {name: getattr(settings, name) for name in dir(settings) if name.startswith("CELERY_")}
+    sender.config_from_object(snapshot, namespace="CELERY")
+
+
 def enqueue(task, *args, swept_by: str, **options) -> bool:
     """Publish `task` for work that is already committed and that a Beat sweep finds again in
     the database (`swept_by` names it, for the log). If the broker cannot take the message,
