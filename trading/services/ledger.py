@@ -177,7 +177,7 @@ def _insert_returning_id(instance) -> tuple[str, list]:
     if cached is not None:
         return cached, [f.get_db_prep_save(v, connection=connection) for f, v in zip(fields, values, strict=True)]
     query = sql.InsertQuery(model)
-    query.insert_values(fields, [instance], raw=True)  # raw: the values pre_save just set
+    query.insert_values(fields, [instance])
     compiler = query.get_compiler(connection=connection)
     compiler.returning_fields = [model._meta.pk]
     [(insert_sql, insert_params)] = compiler.as_sql()
