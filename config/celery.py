@@ -6,16 +6,15 @@ from celery import Celery
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
 app = Celery("tradedesk")
-app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
 
 @app.on_configure.connect
 def _settings_snapshot(sender, **kwargs):
-    """Celery reads its settings (the CELERY_* ones) from a plain dict copied from Django's
-    settings when it first needs them, instead of through Django's lazy settings object: every
-    publish looks up a dozen settings, most of them unset, and each miss went through
-    `LazySettings.__getattr__` and an AttributeError. A CELERY_* setting changed after that
+    """Celery's configuration: the CELERY_* Django settings (namespace CELERY), copied into a
+    plain dict when Celery first needs them. Not `config_from_object("django.conf:settings")`:
+    then every publish looked up a dozen settings through Django's lazy settings object, most
+    of them unset, each miss an AttributeError. A CELERY_* setting changed after that
     (override_settings) does not reach Celery."""
     from django.conf import settings
 

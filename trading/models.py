@@ -285,9 +285,11 @@ class Order(models.Model):
     def __str__(self):
         return f"order {self.pk} {self.order_type} {self.side} {self.asset} {self.status}"
 
+    CORRELATION_PREFIX = "order-"  # an order's events: correlation id `order-<id>`
+
     @property
     def correlation_id(self) -> str:
-        return f"order-{self.pk}"
+        return f"{self.CORRELATION_PREFIX}{self.pk}"
 
     @property
     def is_protective(self) -> bool:

@@ -634,7 +634,7 @@ def _requeue_cancels(cutoff, limit: int) -> dict[str, str]:
     from trading.tasks import cancel_order_task
 
     last_event = Event.objects.filter(
-        correlation_id=Concat(Value("order-"), Cast(OuterRef("pk"), output_field=CharField()))
+        correlation_id=Concat(Value(Order.CORRELATION_PREFIX), Cast(OuterRef("pk"), output_field=CharField()))
     ).order_by("-id")
     in_flight = ExecutionCommand.objects.filter(
         order=OuterRef("pk"), action=A.CANCEL, status__in=[CS.PENDING, CS.UNKNOWN]
