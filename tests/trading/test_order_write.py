@@ -136,3 +136,23 @@ def test_a_field_given_as_an_expression_is_compiled_with_it(trader, markets):
     stored = _insert(_limit_order(trader, client_order_id=Upper(Value("from-sql"))))
     assert stored.client_order_id == "FROM-SQL"
     assert _insert(_limit_order(trader, client_order_id="after")).client_order_id == "after"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_inserts_with_different_null_columns_each_write_what_the_orms_save_writes(trader, markets):
+    """NULL values are written into the statement (one statement text per pattern of NULL
+    columns): orders alternating between patterns are each stored as the ORM stores them."""
+    variants = [
+        {},
+        {"price": None, "take_profit_price": None, "order_type": Order.Type.MARKET},
+        {"stop_price": D("3300"), "trailing_stop_distance": D("25"), "take_profit_price": None},
+    ]
+    expected = []
+    for n, kw in enumerate(variants):
+        reference = _limit_order(trader, **(kw | {"client_order_id": f"ref-{n}"}))
+        reference.save(force_insert=True)
+        expected.append(_row(Order.objects.get(pk=reference.pk)))
+    for round_ in range(2):
+        for n, kw in enumerate(variants):
+            stored = _insert(_limit_order(trader, **(kw | {"client_order_id": f"new-{round_}-{n}"})))
+            assert _row(stored) | {"client_order_id": f"ref-{n}"} == expected[n], (round_, n)
