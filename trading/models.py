@@ -595,7 +595,8 @@ class IdempotencyRecord(models.Model):
         IN_PROGRESS = "in_progress"
         DONE = "done"
 
-    user = models.ForeignKey("trading.User", on_delete=models.CASCADE, related_name="+")
+    # no index of its own: the unique (user, key) index leads with the user
+    user = models.ForeignKey("trading.User", on_delete=models.CASCADE, related_name="+", db_index=False)
     key = models.CharField(max_length=255)
     method = models.CharField(max_length=8)
     path = models.CharField(max_length=255)

@@ -11,9 +11,7 @@ envelope response first, so a replay returns exactly what the first request got.
 from __future__ import annotations
 
 import functools
-import json
 
-from django.core.serializers.json import DjangoJSONEncoder
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter
 from rest_framework.response import Response
@@ -41,11 +39,6 @@ IDEMPOTENCY_KEY_PARAMETER = OpenApiParameter(
 )
 
 
-def _body_of(response) -> object:
-    data = getattr(response, "data", None)
-    return json.loads(json.dumps(data, cls=DjangoJSONEncoder)) if data is not None else None
-
-
 def idempotent(view_method):
     @functools.wraps(view_method)
     def wrapper(self, request, *args, **kwargs):
@@ -66,7 +59,7 @@ def idempotent(view_method):
         except BaseException:
             idempotency_release(record=claim.record)
             raise
-        idempotency_complete(record=claim.record, status=response.status_code, body=_body_of(response))
+        idempotency_complete(record=claim.record, status=response.status_code, body=getattr(response, "data", None))
         return response
 
     return wrapper
