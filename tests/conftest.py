@@ -16,6 +16,22 @@ def pytest_unconfigure(config):
         embedded.stop_started()
 
 
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup, django_db_blocker):
+    """pytest-django's test database, with every other session on it closed before it is
+    dropped: threads that ran queries during the run (the Celery worker's pool, live servers,
+    executors of async code) each keep their own connection, and one still open made the drop
+    fail ("is being accessed by other users") and left the database behind."""
+    yield
+    from django.db import connection
+
+    with django_db_blocker.unblock(), connection.cursor() as cur:
+        cur.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+
+
 def wait_for(predicate, timeout: float = 15.0, interval: float = 0.05):
     """Poll until `predicate()` is truthy; return its value or fail after `timeout`."""
     deadline = time.monotonic() + timeout
