@@ -32,6 +32,15 @@ def django_db_setup(django_db_setup, django_db_blocker):
         )
 
 
+def minute_with_room(needed: float = 5.0) -> None:
+    """Rate limits count in fixed windows (a minute for `N/min`): a test that spends a
+    per-minute limit waits for the next minute when fewer than `needed` seconds are left in
+    this one, so that its requests all land in one window."""
+    left = 60 - time.time() % 60
+    if left < needed:
+        time.sleep(left + 0.05)
+
+
 def wait_for(predicate, timeout: float = 15.0, interval: float = 0.05):
     """Poll until `predicate()` is truthy; return its value or fail after `timeout`."""
     deadline = time.monotonic() + timeout

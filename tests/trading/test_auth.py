@@ -5,6 +5,7 @@ import pytest
 from django.conf import settings
 from rest_framework.test import APIClient
 
+from tests.conftest import minute_with_room
 from tests.trading.accounts_helpers import PASSWORD, UserFactory, bearer, login
 from trading import tokens
 from trading.models import Event, RefreshToken, User
@@ -199,6 +200,7 @@ def test_password_login_is_locked_per_email_after_repeated_failures(settings):
 def test_auth_endpoints_are_throttled_per_ip(settings):
     settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {"auth": "3/min"}}
     client = APIClient(REMOTE_ADDR="10.1.1.1")
+    minute_with_room()
     for _ in range(3):
         _envelope(client.post("/api/v1/auth/login", {"email": "x@example.com", "password": "p"}), 401)
     response = client.post("/api/v1/auth/login", {"email": "x@example.com", "password": "p"})

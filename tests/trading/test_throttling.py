@@ -6,6 +6,7 @@ import pytest
 from django.test import override_settings
 from rest_framework.test import APIClient
 
+from tests.conftest import minute_with_room
 from tests.trading.accounts_helpers import UserFactory, bearer, login
 from trading.throttling import parse_rate
 
@@ -28,9 +29,10 @@ def _assert_429(status, headers, body):
 
 
 def test_per_user_and_per_ip_limits_are_shared_across_two_processes(asgi_server):
-    # given a second web process with the same limits: api 4/min, auth 3/min
-    base = asgi_server({"THROTTLE_RATES": "api=4/min,auth=3/min"})
-    with _rates(api="4/min", auth="3/min"):
+    # given a second web process with the same limits: api 4, auth 3, per window of 1000 days
+    # (windows are fixed: with per-minute ones, a run that crossed a minute started counting again)
+    base = asgi_server({"THROTTLE_RATES": "api=4/1000d,auth=3/1000d"})
+    with _rates(api="4/1000d", auth="3/1000d"):
         user = UserFactory()
         token = login(user)["access_token"]  # one `auth` hit from 127.0.0.1
         here = bearer(token)
@@ -77,6 +79,7 @@ def login_from(ip: str, user) -> str:
 def test_scoped_limit_comes_from_settings():
     with _rates(api="2/min"):
         client = bearer(login(UserFactory())["access_token"])
+        minute_with_room()
         assert [client.get("/api/v1/me").status_code for _ in range(3)] == [200, 200, 429]
 
 
@@ -92,6 +95,7 @@ def test_parse_rate(rate, parsed):
 @pytest.mark.django_db
 def test_trade_execution_is_limited_to_ten_a_minute_by_default_and_reads_are_not():
     client = bearer(login(UserFactory())["access_token"])
+    minute_with_room()
     # opening and closing both execute trades: one `trade` bucket (before validation, so an
     # invalid body counts too)
     codes = [client.post("/api/v1/trading/trades", {}, format="json").status_code for _ in range(6)]
@@ -110,6 +114,7 @@ def test_trade_execution_is_limited_to_ten_a_minute_by_default_and_reads_are_not
 def test_price_queries_have_their_own_limit():
     with _rates(prices="2/min"):
         client = bearer(login(UserFactory())["access_token"])
+        minute_with_room()
         codes = [client.get("/api/v1/prices/NOPE-USD").status_code for _ in range(2)]
         assert 429 not in codes
         r = client.get("/api/v1/prices?pairs=NOPE-USD")
