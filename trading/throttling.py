@@ -15,8 +15,8 @@ answers 429 in the error envelope with `Retry-After`.
 Counters are fixed windows (`<scope>:<who>:<window number>`, INCR is atomic in Redis), so
 concurrent requests from many processes are counted exactly; a client can burst up to twice the
 rate across a window boundary. A request's buckets (its IP and its user) are counted in one Redis
-round trip. The client IP is REMOTE_ADDR unless `API_NUM_PROXIES` says how
-many trusted proxies append to X-Forwarded-For."""
+round trip (a Lua script: per key SET NX EX, then INCR). The client IP is REMOTE_ADDR unless
+`API_NUM_PROXIES` says how many trusted proxies append to X-Forwarded-For."""
 
 from __future__ import annotations
 
@@ -60,19 +60,30 @@ def _hit_with_cache(key: str, duration: int) -> int:
     return 1
 
 
+# Per key: start the counter at 0 for this window (expiring with it) unless it exists, then
+# count. One script, so one round trip for all of a request's buckets, and atomic, so that a key
+# cannot expire between the two.
+_HIT_SCRIPT = """
+local counts = {}
+for i, key in ipairs(KEYS) do
+  redis.call('SET', key, 0, 'EX', ARGV[1], 'NX')
+  counts[i] = redis.call('INCR', key)
+end
+return counts
+"""
+_hit_scripts: dict[int, object] = {}  # id(client) → its registered script (EVALSHA, loaded on first miss)
+
+
 def _hits(keys: list[str], duration: int) -> list[int]:
-    """Count one request in each bucket; the counts so far in their windows. On Redis all
-    buckets take one round trip: per key `SET key 0 EX duration+1 NX` then `INCR key`, inside
-    MULTI/EXEC so that a key cannot expire between the two."""
+    """Count one request in each bucket; the counts so far in their windows."""
     client = cache_redis()
     if client is None:
         return [_hit_with_cache(key, duration) for key in keys]
-    pipe = client.pipeline(transaction=True)
-    for key in keys:
-        full_key = cache.make_and_validate_key(key)
-        pipe.set(full_key, 0, ex=duration + 1, nx=True)
-        pipe.incr(full_key)
-    return [int(count) for count in pipe.execute()[1::2]]
+    script = _hit_scripts.get(id(client))
+    if script is None:
+        script = _hit_scripts.setdefault(id(client), client.register_script(_HIT_SCRIPT))
+    full_keys = [cache.make_and_validate_key(key) for key in keys]
+    return [int(count) for count in script(keys=full_keys, args=[duration + 1])]
 
 
 def counter_hits(*, scope: str, whos: list[str]) -> float | None:

@@ -149,3 +149,25 @@ def test_one_request_counts_in_the_ip_and_the_user_bucket_and_counters_expire():
         assert counter_wait(scope="probe", who="user:2") is None  # one of 2
         # a scope without a rate counts nothing
         assert counter_hits(scope="unlimited-probe", whos=["ip:10.0.0.1"]) is None
+
+
+@pytest.mark.django_db
+def test_counting_survives_redis_forgetting_its_scripts():
+    """The counters are kept by a Lua script that Redis caches; a Redis restart (or SCRIPT FLUSH)
+    forgets it, and the next count loads it again rather than failing the request."""
+    import time
+
+    from django.core.cache import cache
+
+    from config.cache import cache_redis
+    from trading.throttling import KEY_NAMESPACE, counter_hits
+
+    duration = 1000 * 86400
+    with _rates(probe="3/1000d"):
+        key = f"{KEY_NAMESPACE}:probe:user:flush:{int(time.time() // duration)}"
+        assert counter_hits(scope="probe", whos=["user:flush"]) is None
+        # when Redis forgets every script between two requests
+        cache_redis().script_flush()
+        # then the next request is still counted, in the same window
+        assert counter_hits(scope="probe", whos=["user:flush"]) is None
+        assert cache.get(key) == 2
