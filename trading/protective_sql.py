@@ -21,7 +21,10 @@ planner can match the partial-index predicates.
 
 from __future__ import annotations
 
+from trading.models import Order
 from trading.ulid import ulid_suffix_sql
+
+_CORRELATION = f"'{Order.CORRELATION_PREFIX}'"  # an order's events: correlation id `order-<id>`
 
 
 def _events(source: str, topic: str, payload: str) -> str:
@@ -33,14 +36,14 @@ def _events(source: str, topic: str, payload: str) -> str:
 ev_last AS (
     SELECT e.correlation_id, max(e.id) AS id
       FROM trading_event e
-     WHERE e.correlation_id = ANY(ARRAY(SELECT 'order-' || id FROM {source}))
+     WHERE e.correlation_id = ANY(ARRAY(SELECT {_CORRELATION} || id FROM {source}))
      GROUP BY e.correlation_id
 ), ev AS (
     INSERT INTO trading_event (id, occurred_at, topic, aggregate_type, aggregate_id, correlation_id, causation_id,
                                actor, payload, version)
-    SELECT %(ulid_prefix)s || {ulid_suffix_sql("r.n")}, %(now)s, '{topic}', 'order', r.id::text, 'order-' || r.id,
+    SELECT %(ulid_prefix)s || {ulid_suffix_sql("r.n")}, %(now)s, '{topic}', 'order', r.id::text, {_CORRELATION} || r.id,
            COALESCE(l.id, ''), 'system', ({payload})::jsonb, 1
-      FROM {source} r LEFT JOIN ev_last l ON l.correlation_id = 'order-' || r.id
+      FROM {source} r LEFT JOIN ev_last l ON l.correlation_id = {_CORRELATION} || r.id
     RETURNING id
 ), ev_outbox AS (
     INSERT INTO trading_outboxmessage (event_id, handler, status, attempts, next_attempt_at, last_error, created_at)

@@ -104,7 +104,7 @@ def _insert(order: Order) -> Order:
             order,
             topic="order.accepted",
             aggregate_type="order",
-            correlation_prefix="order-",
+            correlation_prefix=Order.CORRELATION_PREFIX,
             id_key="order_id",
             payload={},
             kick=False,
