@@ -71,7 +71,7 @@ for i, key in ipairs(KEYS) do
 end
 return counts
 """
-_hit_scripts: dict[int, object] = {}  # id(client) → its registered script (EVALSHA, loaded on first miss)
+_hit_script = None  # the registered script (EVALSHA; loaded into whichever client misses it)
 
 
 def _hits(keys: list[str], duration: int) -> list[int]:
@@ -79,11 +79,11 @@ def _hits(keys: list[str], duration: int) -> list[int]:
     client = cache_redis()
     if client is None:
         return [_hit_with_cache(key, duration) for key in keys]
-    script = _hit_scripts.get(id(client))
-    if script is None:
-        script = _hit_scripts.setdefault(id(client), client.register_script(_HIT_SCRIPT))
+    global _hit_script
+    if _hit_script is None:
+        _hit_script = client.register_script(_HIT_SCRIPT)
     full_keys = [cache.make_and_validate_key(key) for key in keys]
-    return [int(count) for count in script(keys=full_keys, args=[duration + 1])]
+    return [int(count) for count in _hit_script(keys=full_keys, args=[duration + 1], client=client)]
 
 
 def counter_hits(*, scope: str, whos: list[str]) -> float | None:
