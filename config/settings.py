@@ -338,6 +338,11 @@ OSTIUM_READ_RETRIES = env.int("OSTIUM_READ_RETRIES", default=2)
 # this many seconds.
 OSTIUM_BREAKER_THRESHOLD = env.int("OSTIUM_BREAKER_THRESHOLD", default=5)
 OSTIUM_BREAKER_COOLDOWN = env.float("OSTIUM_BREAKER_COOLDOWN", default=30.0)
+# A resting limit's life is read from the chain's logs: at most this many blocks per
+# eth_getLogs call (RPC providers cap the range) and this many calls per limit per poll (the
+# rest on the next poll).
+OSTIUM_LOG_BLOCK_RANGE = env.int("OSTIUM_LOG_BLOCK_RANGE", default=10_000)
+OSTIUM_LOG_SCAN_RANGES = env.int("OSTIUM_LOG_SCAN_RANGES", default=50)
 # A market order still pending after this many seconds is timed out at the venue
 # (openTradeMarketTimeout / closeTradeMarketTimeout) by the sync job.
 OSTIUM_ORDER_TIMEOUT_SECONDS = env.float("OSTIUM_ORDER_TIMEOUT_SECONDS", default=180.0)

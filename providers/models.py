@@ -334,6 +334,9 @@ class OstiumOrder(models.Model):
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.SENDING, db_index=True)
     error_code = models.CharField(max_length=40, blank=True, default="")
     result = models.JSONField(default=dict, blank=True)
+    # a resting limit open: how far its slot's chain logs were read and what they held
+    # ({"to": block, "events": [...]}), so each poll reads only the blocks since
+    limit_scan = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -752,11 +752,13 @@ class OstiumVenue:
         )
 
     def _limit_outcome(self, row) -> ExecutionResult:
-        """A resting limit/stop open: PENDING while it rests (or its trigger is being priced),
-        FILLED once a keeper trigger opened the trade, CANCELLED once it was cancelled at the
-        venue (by anyone). Read from the subgraph's limit (trader_pair_index) and the open
-        orders its triggers created since our placing block; a slot reused by a later limit
-        bounds ours."""
+        """A resting limit/stop open: PENDING while it rests (or a trigger of it is being
+        priced), FILLED once a keeper trigger opened the trade, CANCELLED once it was cancelled
+        at the venue (by anyone). Its life is read from the trading contract's logs for its slot
+        (trader, pair, index) since the placing block: our placement, the keeper triggers (each
+        an open order, settled as the subgraph's order of that id), then a cancel or a later
+        limit taking the slot. Neither the slot nor a timestamp is mistaken for ours: the
+        placement is known by its transaction."""
         base = {"venue_order_id": row.venue_order_id, "pair_id": row.pair_id, "transaction_hash": row.tx_hash}
         info = row.result.get("limit") or {}
         if "index" not in info:
@@ -766,52 +768,102 @@ class OstiumVenue:
                 **base,
             )
         client = self._client(delegated=row.delegated)
-        limit_id = f"{row.account.lower()}_{info['pair_id']}_{info['index']}"
         try:
-            state = self._read(lambda: client.limit_history(limit_id), during="limit")
+            events, scanned, caught_up = self._read(lambda: self._limit_slot_scan(client, row, info), during="limit")
         except VenueException as exc:
             return ExecutionResult(status=ExecStatus.UNKNOWN, error=exc.error, **base)
-        placed = int(info["block"])
-        limit = state["limit"]
-        ours = limit is not None and str(limit.get("initiatedTx", "")).lower() == row.tx_hash.lower()
-        later = limit is not None and not ours and int(limit.get("initiatedBlock") or 0) > placed
-        if not ours and not later:  # our placement is not indexed yet
+        ours = next(
+            (i for i, e in enumerate(events) if e["event"] == "placed" and e["tx"].lower() == row.tx_hash.lower()), None
+        )
+        if ours is None:
             return ExecutionResult(
-                status=ExecStatus.PENDING, error=E.error(C.SUBGRAPH_LAGGING, "limit not yet indexed"), **base
+                status=ExecStatus.UNKNOWN,
+                error=E.error(C.ORDER_NOT_FOUND, "the limit's placement is not in the chain's logs"),
+                **base,
             )
-        end = int(limit["initiatedBlock"]) if later else None
-        executed = [
-            o
-            for o in state["orders"]
-            if not o.get("isPending", True)
-            and not o.get("isCancelled")
-            and int(o.get("initiatedBlock") or 0) >= placed
-            and (end is None or int(o.get("initiatedBlock") or 0) < end)
-        ]
-        if executed:
-            order = executed[0]
-            executed_at = order.get("executedAt")
-            when = datetime.fromtimestamp(int(executed_at), tz=UTC) if executed_at else timezone.now()
-            price = _d(order.get("price"), E18)
-            ref = row.reference_price or price
-            fill = self._open_fill(
-                row, client, order, fee=_fee(order), slippage=abs(price - ref) / ref if ref else Decimal(0), when=when
-            )
-            row.status = row.Status.EXECUTED
-            row.result = {**row.result, "order": order}
-            row.save(update_fields=["status", "result", "trade_id", "trade_index", "trade_open", "updated_at"])
-            return ExecutionResult(status=ExecStatus.FILLED, fill=fill, trade_index=row.trade_index, **base)
-        if ours and limit.get("isActive"):
-            return ExecutionResult(status=ExecStatus.PENDING, **base)
-        if ours and limit.get("isExecuted"):  # its executing order is not indexed yet
+        triggers, ended = [], None
+        for event in events[ours + 1 :]:
+            if event["event"] == "triggered":
+                triggers.append(event["order_id"])
+            else:  # cancelled, or placed: a later limit took the slot
+                ended = event["event"]
+                break
+        lagging = priced = False  # a trigger whose order is not indexed yet / still pending
+        for order_id in triggers:
+            try:
+                order = self._read(lambda order_id=order_id: client.order(order_id), during="order")
+            except VenueException as exc:
+                return ExecutionResult(status=ExecStatus.UNKNOWN, error=exc.error, **base)
+            if not order:
+                lagging = True
+            elif order.get("isPending", True):
+                priced = True
+            elif not order.get("isCancelled"):
+                return self._limit_filled(row, client, order, base)
+        if lagging or priced:
+            error = E.error(C.SUBGRAPH_LAGGING, "limit trigger not yet indexed") if lagging else None
+            return ExecutionResult(status=ExecStatus.PENDING, error=error, **base)
+        if ended == "cancelled":
+            row.status = row.Status.CANCELLED
+            row.result = {**row.result, "cancel_reason": "LimitCancelled"}
+            row.save(update_fields=["status", "result", "updated_at"])
             return ExecutionResult(
-                status=ExecStatus.PENDING, error=E.error(C.SUBGRAPH_LAGGING, "limit fill not yet indexed"), **base
+                status=ExecStatus.CANCELLED, error=E.error_from_cancel_reason("LimitCancelled"), **base
             )
-        # cancelled at the venue (by the trader, through Ostium or the SDK), or gone unfilled
-        row.status = row.Status.CANCELLED
-        row.result = {**row.result, "cancel_reason": "LimitCancelled"}
-        row.save(update_fields=["status", "result", "updated_at"])
-        return ExecutionResult(status=ExecStatus.CANCELLED, error=E.error_from_cancel_reason("LimitCancelled"), **base)
+        if ended is None:
+            try:
+                resting = self._read(
+                    lambda: client.limit_resting(
+                        trader=row.account, pair_id=info["pair_id"], index=info["index"], block=scanned
+                    ),
+                    during="limit",
+                )
+            except VenueException as exc:
+                return ExecutionResult(status=ExecStatus.UNKNOWN, error=exc.error, **base)
+            if resting or not caught_up:
+                return ExecutionResult(status=ExecStatus.PENDING, **base)
+        return ExecutionResult(
+            status=ExecStatus.UNKNOWN,
+            error=E.error(C.UNKNOWN_OUTCOME, "the limit left its venue slot with neither a fill nor a cancel"),
+            **base,
+        )
+
+    def _limit_slot_scan(self, client, row, info) -> tuple[list[dict], int, bool]:
+        """Our limit's slot events from its placing block on, read from the chain's logs in
+        ranges of OSTIUM_LOG_BLOCK_RANGE blocks (at most OSTIUM_LOG_SCAN_RANGES per call) and
+        kept on the row (`limit_scan`: the last block read and the events found), so each poll
+        reads only the blocks since the last. Returns (events, last block read, caught up)."""
+        scan = row.limit_scan or {}
+        last = int(scan.get("to", int(info["block"]) - 1))
+        events = list(scan.get("events", []))
+        head = client.block_number()
+        ranges = 0
+        try:
+            while last < head and ranges < settings.OSTIUM_LOG_SCAN_RANGES:
+                end = min(head, last + settings.OSTIUM_LOG_BLOCK_RANGE)
+                found = client.limit_slot_events(
+                    trader=row.account, pair_id=info["pair_id"], from_block=last + 1, to_block=end
+                )
+                events += [e for e in found if e["index"] == str(info["index"])]
+                last, ranges = end, ranges + 1
+        finally:
+            if ranges:
+                row.limit_scan = {"to": last, "events": events}
+                type(row).objects.filter(pk=row.pk).update(limit_scan=row.limit_scan)
+        return events, last, last >= head
+
+    def _limit_filled(self, row, client, order: dict, base: dict) -> ExecutionResult:
+        executed_at = order.get("executedAt")
+        when = datetime.fromtimestamp(int(executed_at), tz=UTC) if executed_at else timezone.now()
+        price = _d(order.get("price"), E18)
+        ref = row.reference_price or price
+        fill = self._open_fill(
+            row, client, order, fee=_fee(order), slippage=abs(price - ref) / ref if ref else Decimal(0), when=when
+        )
+        row.status = row.Status.EXECUTED
+        row.result = {**row.result, "order": order}
+        row.save(update_fields=["status", "result", "trade_id", "trade_index", "trade_open", "updated_at"])
+        return ExecutionResult(status=ExecStatus.FILLED, fill=fill, trade_index=row.trade_index, **base)
 
     def _market_outcome(self, row) -> ExecutionResult:
         client = self._client(delegated=row.delegated)

@@ -487,30 +487,46 @@ class OstiumClient:
             return str(entry["args"]["pairIndex"]), str(entry["args"]["index"])
         return None
 
-    def limit_history(self, limit_id: str) -> dict:
-        """The subgraph's limit `limit_id` (trader_pair_index) and the open orders its keeper
-        triggers created, oldest first: {"limit": {...} | None, "orders": [...]}."""
-        from gql import gql
+    # The trading contract's events of a limit slot (trader, pair, index), with the field that
+    # tells them apart: placed (a new limit takes the slot), cancelled, and triggered (a keeper
+    # turned the limit into an open order, `orderId`; its fate is that order's).
+    _SLOT_EVENTS = (
+        ("placed", "OpenLimitPlacedV2"),
+        ("cancelled", "OpenLimitCanceled"),
+        ("triggered", "AutomationOpenOrderInitiated"),
+    )
 
-        query = gql(
-            """
-            query LimitHistory($id: ID!, $limit: String) {
-              limits(where: {id: $id}) {
-                id isActive isCancelled isExecuted initiatedTx initiatedBlock cancelledAt executedTx
-              }
-              orders(where: {limitID: $limit, orderAction: "Open"}, orderBy: initiatedBlock, orderDirection: asc) {
-                id tradeID limitID orderType orderAction price tradeNotional initiatedBlock executedAt executedTx
-                isPending isCancelled cancelReason devFee vaultFee oracleFee liquidationFee
-              }
-            }
-            """
+    def limit_slot_events(self, *, trader: str, pair_id: str, from_block: int, to_block: int) -> list[dict]:
+        """The limit lifecycle events of `trader` on pair `pair_id` in blocks from_block..to_block,
+        in chain order: {"event", "index", "order_id" (triggered), "tx", "block", "log_index"}.
+        Read from the chain's logs (trader and pair are indexed), not from the subgraph."""
+        contract = self.sdk.ostium.ostium_trading_contract
+        filters = {"trader": Web3.to_checksum_address(trader), "pairIndex": int(pair_id)}
+        found = []
+        for kind, name in self._SLOT_EVENTS:
+            event = getattr(contract.events, name)()
+            for log in event.get_logs(argument_filters=filters, from_block=from_block, to_block=to_block):
+                tx = log["transactionHash"]
+                found.append(
+                    {
+                        "event": kind,
+                        "index": str(log["args"]["index"]),
+                        "order_id": str(log["args"]["orderId"]) if kind == "triggered" else "",
+                        "tx": tx.to_0x_hex() if hasattr(tx, "to_0x_hex") else str(tx),
+                        "block": int(log["blockNumber"]),
+                        "log_index": int(log["logIndex"]),
+                    }
+                )
+        return sorted(found, key=lambda e: (e["block"], e["log_index"]))
+
+    def limit_resting(self, *, trader: str, pair_id: str, index: str, block: int) -> bool:
+        """Whether the slot holds a limit at `block` (TradingStorage.hasOpenLimitOrder)."""
+        storage = self.sdk.ostium.ostium_trading_storage_contract
+        return bool(
+            storage.functions.hasOpenLimitOrder(Web3.to_checksum_address(trader), int(pair_id), int(index)).call(
+                block_identifier=block
+            )
         )
-
-        async def run():
-            result = await self.sdk.subgraph._execute_query(query, variable_values={"id": limit_id, "limit": limit_id})
-            return {"limit": (result["limits"] or [None])[0], "orders": result["orders"]}
-
-        return self.run_async(run)
 
     # writes ------------------------------------------------------------------------------------
     def _lock_name(self) -> str:

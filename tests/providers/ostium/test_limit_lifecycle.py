@@ -1,0 +1,197 @@
+"""A resting Ostium limit open's life, read by the adapter from the trading contract's logs
+(placement, keeper triggers, cancel, a later limit in the same slot) and the subgraph's
+orders by id, on the localnet: no field of the subgraph's `Limit` entity is needed."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import threading
+from decimal import Decimal as D
+
+import httpx
+import pytest
+
+from providers.interface import ErrorCode, ExecStatus, OpenTradeRequest, Side, VenueOrderKind
+from providers.models import OstiumOrder
+
+pytestmark = pytest.mark.django_db
+
+
+def _limit(key="l-1", price="64000"):
+    return OpenTradeRequest(
+        idempotency_key=key,
+        account="user:1",
+        symbol="BTC-USD",
+        side=Side.LONG,
+        collateral=D("100"),
+        leverage=D("10"),
+        kind=VenueOrderKind.LIMIT,
+        limit_price=D(price),
+    )
+
+
+def _status(venue, key):
+    return venue.get_order_status(idempotency_key=key)
+
+
+def _subgraph_proxy(upstream: str, answer):
+    """A sandbox in front of the localnet subgraph (the same GraphQL wire protocol): `answer(body)`
+    returns a JSON document to send instead, or None to forward the query."""
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            body = self.rfile.read(int(self.headers.get("content-length", 0)))
+            own = answer(body)
+            if own is not None:
+                content = json.dumps(own).encode()
+            else:
+                content = httpx.post(upstream, content=body, headers={"content-type": "application/json"}).content
+            self.send_response(200)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(content)))
+            self.end_headers()
+            self.wfile.write(content)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+@pytest.fixture
+def proxied(ostium, settings):
+    """Point the adapter at a subgraph sandbox; `proxied(answer)` returns a fresh venue."""
+    from providers.ostium.adapter import OstiumVenue
+    from providers.ostium.client import clients_reset
+
+    servers = []
+
+    def start(answer):
+        server = _subgraph_proxy(ostium.subgraph_url, answer)
+        servers.append(server)
+        settings.OSTIUM_SUBGRAPH_URL = f"http://127.0.0.1:{server.server_address[1]}"
+        clients_reset()
+        return OstiumVenue()
+
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+    clients_reset()
+
+
+def _no_limit_entity(body: bytes):
+    """A subgraph without the `Limit` fields we once read: any `limits` query is refused."""
+    if b"limits" in body:
+        return {"errors": [{"message": "Type `Query` has no field `limits`"}]}
+    return None
+
+
+def _cancel_at_venue(ostium, row):
+    sdk = ostium.sdk(ostium.traders[0].private_key)
+    info = row.result["limit"]
+    assert sdk.ostium.cancel_limit_order(int(info["pair_id"]), int(info["index"]))["status"] == 1
+
+
+def test_fill_and_cancel_are_read_from_the_chain_not_the_subgraph_limit(ostium, proxied):
+    venue = proxied(_no_limit_entity)
+    ostium.set_price("BTC-USD", "65000")
+    assert venue.open_trade(_limit("l-1")).status == ExecStatus.PENDING
+    row = OstiumOrder.objects.get(idempotency_key="l-1")
+    assert row.venue_order_id == f"limit:{row.tx_hash}" and row.result["limit"]["index"] == "0"
+    assert _status(venue, "l-1").status == ExecStatus.PENDING  # resting: the price has not come
+    assert ostium.run_keeper() == []
+
+    ostium.set_price("BTC-USD", "63500")
+    assert [a.kind for a in ostium.run_keeper()] == ["trigger", "fulfill"]
+    filled = _status(venue, "l-1")
+    assert filled.status == ExecStatus.FILLED, filled.error
+    assert filled.fill.price == D("63500") and filled.trade_index == "0"
+    row.refresh_from_db()
+    assert row.status == "executed" and [e["event"] for e in row.limit_scan["events"]] == ["placed", "triggered"]
+
+    # a second limit takes slot 0 again (the first one left it); cancelled at the venue
+    ostium.set_price("BTC-USD", "65000")
+    assert venue.open_trade(_limit("l-2", price="62000")).status == ExecStatus.PENDING
+    second = OstiumOrder.objects.get(idempotency_key="l-2")
+    assert second.result["limit"]["index"] == "0"
+    assert _status(venue, "l-2").status == ExecStatus.PENDING
+    _cancel_at_venue(ostium, second)
+    cancelled = _status(venue, "l-2")
+    assert cancelled.status == ExecStatus.CANCELLED and cancelled.error.code == ErrorCode.VENUE_CANCELLED
+    assert _status(venue, "l-1").status == ExecStatus.FILLED  # the first is not confused with it
+
+
+def test_a_trigger_the_callback_cancels_leaves_the_limit_resting_until_one_fills(ostium, venue_for_limits):
+    venue = venue_for_limits
+    assert venue.open_trade(_limit("l-1")).status == ExecStatus.PENDING
+    # the keeper triggers at 63900, but the price is back above the limit when it is answered
+    ostium.set_price("BTC-USD", "63900")
+    assert [a.kind for a in ostium.keeper.check_triggers()] == ["trigger"]
+    assert _status(venue, "l-1").status == ExecStatus.PENDING  # the trigger is being priced
+    ostium.set_price("BTC-USD", "64100")
+    assert [a.kind for a in ostium.keeper.fulfill_pending()] == ["fulfill"]
+    assert _status(venue, "l-1").status == ExecStatus.PENDING  # NotHit: still resting
+    ostium.set_price("BTC-USD", "63800")
+    assert [a.kind for a in ostium.run_keeper()] == ["trigger", "fulfill"]
+    filled = _status(venue, "l-1")
+    assert filled.status == ExecStatus.FILLED and filled.fill.price == D("63800")
+    row = OstiumOrder.objects.get(idempotency_key="l-1")
+    assert [e["event"] for e in row.limit_scan["events"]] == ["placed", "triggered", "triggered"]
+
+
+def test_a_fill_the_subgraph_has_not_indexed_is_pending_then_filled(ostium, proxied):
+    hide = {"orders": True}
+
+    def lagging(body):
+        return {"data": {"orders": []}} if hide["orders"] and b"GetOrder" in body else None
+
+    venue = proxied(lagging)
+    ostium.set_price("BTC-USD", "65000")
+    assert venue.open_trade(_limit("l-1")).status == ExecStatus.PENDING
+    ostium.set_price("BTC-USD", "63000")
+    ostium.run_keeper()
+    result = _status(venue, "l-1")
+    assert result.status == ExecStatus.PENDING and result.error.code == ErrorCode.SUBGRAPH_LAGGING
+    hide["orders"] = False
+    assert _status(venue, "l-1").status == ExecStatus.FILLED
+
+
+def test_the_logs_are_read_in_bounded_ranges_each_block_once(ostium, venue_for_limits, settings):
+    settings.OSTIUM_LOG_BLOCK_RANGE = 3
+    settings.OSTIUM_LOG_SCAN_RANGES = 2
+    venue = venue_for_limits
+    assert venue.open_trade(_limit("l-1")).status == ExecStatus.PENDING
+    row = OstiumOrder.objects.get(idempotency_key="l-1")
+    placed = row.result["limit"]["block"]
+    ostium.mine(10)
+    head = ostium.w3.eth.block_number
+
+    def scanned_to():
+        return OstiumOrder.objects.get(pk=row.pk).limit_scan["to"]
+
+    assert _status(venue, "l-1").status == ExecStatus.PENDING  # not caught up: undecided
+    assert scanned_to() == placed + 5  # two ranges of three blocks
+    polls = 0
+    while scanned_to() < head:
+        before = scanned_to()
+        assert _status(venue, "l-1").status == ExecStatus.PENDING
+        assert 0 < scanned_to() - before <= 6
+        polls += 1
+    assert polls >= 1
+    ostium.set_price("BTC-USD", "63000")
+    ostium.run_keeper()
+    assert _status(venue, "l-1").status == ExecStatus.FILLED
+    row.refresh_from_db()
+    assert [e["event"] for e in row.limit_scan["events"]] == ["placed", "triggered"]  # each log once
+
+
+@pytest.fixture
+def venue_for_limits(ostium):
+    from providers.ostium.adapter import OstiumVenue
+
+    ostium.set_price("BTC-USD", "65000")
+    return OstiumVenue()
