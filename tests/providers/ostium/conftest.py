@@ -90,3 +90,47 @@ def desk(ostium, django_user_model):
     api = APIClient()
     api.force_authenticate(user)
     return user, api
+
+
+@pytest.fixture
+def subgraph_sandbox(ostium):
+    """`subgraph_sandbox(answer)` → the URL of a sandbox in front of the localnet subgraph (the
+    same GraphQL wire protocol): `answer(body)` returns a JSON document to send instead, or
+    None to forward the query. Stopped at teardown."""
+    import http.server
+    import json
+    import threading
+
+    import httpx
+
+    servers = []
+
+    def start(answer) -> str:
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("content-length", 0)))
+                own = answer(body)
+                if own is not None:
+                    content = json.dumps(own).encode()
+                else:
+                    content = httpx.post(
+                        ostium.subgraph_url, content=body, headers={"content-type": "application/json"}
+                    ).content
+                self.send_response(200)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(content)))
+                self.end_headers()
+                self.wfile.write(content)
+
+            def log_message(self, *args):
+                pass
+
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return f"http://127.0.0.1:{server.server_address[1]}"
+
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()

@@ -360,38 +360,10 @@ def test_a_write_that_never_left_is_not_found(venue, ostium):
 
 
 @pytest.fixture
-def lagging_subgraph(ostium):
-    """A sandbox in front of the localnet subgraph (same GraphQL wire protocol) that has not
-    indexed any order yet: order look-ups come back empty, everything else is forwarded."""
-    import http.server
-    import json as _json
-
-    import httpx
-
-    upstream = ostium.subgraph_url
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_POST(self):
-            body = self.rfile.read(int(self.headers.get("content-length", 0)))
-            if b"GetOrder" in body:
-                answer = _json.dumps({"data": {"orders": []}}).encode()
-            else:
-                answer = httpx.post(upstream, content=body, headers={"content-type": "application/json"}).content
-            self.send_response(200)
-            self.send_header("content-type", "application/json")
-            self.send_header("content-length", str(len(answer)))
-            self.end_headers()
-            self.wfile.write(answer)
-
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+def lagging_subgraph(subgraph_sandbox):
+    """A subgraph that has not indexed any order yet: order look-ups come back empty,
+    everything else is forwarded."""
+    return subgraph_sandbox(lambda body: {"data": {"orders": []}} if b"GetOrder" in body else None)
 
 
 def test_subgraph_lagging_when_the_chain_settled_but_the_index_has_not(ostium, settings, lagging_subgraph):

@@ -4,12 +4,8 @@ orders by id, on the localnet: no field of the subgraph's `Limit` entity is need
 
 from __future__ import annotations
 
-import http.server
-import json
-import threading
 from decimal import Decimal as D
 
-import httpx
 import pytest
 
 from providers.interface import ErrorCode, ExecStatus, OpenTradeRequest, Side, VenueOrderKind
@@ -35,51 +31,18 @@ def _status(venue, key):
     return venue.get_order_status(idempotency_key=key)
 
 
-def _subgraph_proxy(upstream: str, answer):
-    """A sandbox in front of the localnet subgraph (the same GraphQL wire protocol): `answer(body)`
-    returns a JSON document to send instead, or None to forward the query."""
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_POST(self):
-            body = self.rfile.read(int(self.headers.get("content-length", 0)))
-            own = answer(body)
-            if own is not None:
-                content = json.dumps(own).encode()
-            else:
-                content = httpx.post(upstream, content=body, headers={"content-type": "application/json"}).content
-            self.send_response(200)
-            self.send_header("content-type", "application/json")
-            self.send_header("content-length", str(len(content)))
-            self.end_headers()
-            self.wfile.write(content)
-
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server
-
-
 @pytest.fixture
-def proxied(ostium, settings):
-    """Point the adapter at a subgraph sandbox; `proxied(answer)` returns a fresh venue."""
+def proxied(subgraph_sandbox, settings):
+    """`proxied(answer)`: a fresh venue reading the subgraph through a sandbox (see conftest)."""
     from providers.ostium.adapter import OstiumVenue
     from providers.ostium.client import clients_reset
 
-    servers = []
-
     def start(answer):
-        server = _subgraph_proxy(ostium.subgraph_url, answer)
-        servers.append(server)
-        settings.OSTIUM_SUBGRAPH_URL = f"http://127.0.0.1:{server.server_address[1]}"
+        settings.OSTIUM_SUBGRAPH_URL = subgraph_sandbox(answer)
         clients_reset()
         return OstiumVenue()
 
     yield start
-    for server in servers:
-        server.shutdown()
-        server.server_close()
     clients_reset()
 
 
