@@ -261,6 +261,25 @@ class _LoopThread:
             raise
 
 
+def closes_query(trade_id: str) -> str:
+    """The subgraph query for the settled closes of trade `trade_id`. The id (digits only) is
+    written into the query as a string literal, which the filter takes whether the schema types
+    `Order.tradeID` as BigInt, ID or String (the SDK reads the field but never filters on it, so
+    its type is not known); a typed variable would fail validation on any other type."""
+    trade = str(trade_id)
+    if not trade.isdigit():
+        raise ValueError(f"not a trade id: {trade_id!r}")
+    return f"""
+        query Closes {{
+          orders(where: {{tradeID: "{trade}", orderAction: "Close", isPending: false}},
+                 orderBy: executedAt, orderDirection: asc) {{
+            id orderType orderAction price amountSentToTrader collateral closePercent
+            isCancelled cancelReason executedAt executedTx devFee vaultFee oracleFee liquidationFee
+          }}
+        }}
+        """
+
+
 _signer_locks: dict[str, threading.Lock] = {}
 _signer_locks_guard = threading.Lock()
 
@@ -364,20 +383,10 @@ class OstiumClient:
         """Settled close orders of one trade (ours and the keepers': TP, SL, liquidation)."""
         from gql import gql
 
-        query = gql(
-            """
-            query Closes($trade: BigInt) {
-              orders(where: {tradeID: $trade, orderAction: "Close", isPending: false},
-                     orderBy: executedAt, orderDirection: asc) {
-                id orderType orderAction price amountSentToTrader collateral closePercent
-                isCancelled cancelReason executedAt executedTx devFee vaultFee oracleFee liquidationFee
-              }
-            }
-            """
-        )
+        query = gql(closes_query(trade_id))
 
         async def run():
-            result = await self.sdk.subgraph._execute_query(query, variable_values={"trade": str(trade_id)})
+            result = await self.sdk.subgraph._execute_query(query)
             return result["orders"]
 
         return self.run_async(run)
