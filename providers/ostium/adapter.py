@@ -811,6 +811,8 @@ class OstiumVenue:
                 status=ExecStatus.CANCELLED, error=E.error_from_cancel_reason("LimitCancelled"), **base
             )
         if ended is None:
+            if not caught_up:  # the logs are read up to an older block so far: undecided
+                return ExecutionResult(status=ExecStatus.PENDING, **base)
             try:
                 resting = self._read(
                     lambda: client.limit_resting(
@@ -820,7 +822,7 @@ class OstiumVenue:
                 )
             except VenueException as exc:
                 return ExecutionResult(status=ExecStatus.UNKNOWN, error=exc.error, **base)
-            if resting or not caught_up:
+            if resting:
                 return ExecutionResult(status=ExecStatus.PENDING, **base)
         return ExecutionResult(
             status=ExecStatus.UNKNOWN,

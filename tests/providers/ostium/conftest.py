@@ -93,10 +93,11 @@ def desk(ostium, django_user_model):
 
 
 @pytest.fixture
-def subgraph_sandbox(ostium):
-    """`subgraph_sandbox(answer)` → the URL of a sandbox in front of the localnet subgraph (the
-    same GraphQL wire protocol): `answer(body)` returns a JSON document to send instead, or
-    None to forward the query. Stopped at teardown."""
+def http_sandbox():
+    """`http_sandbox(upstream, answer)` → the URL of a sandbox in front of `upstream` (the
+    localnet's subgraph or JSON-RPC: the same wire protocol, JSON over HTTP POST):
+    `answer(body)` returns a JSON document to send instead, or None to forward the request.
+    Stopped at teardown."""
     import http.server
     import json
     import threading
@@ -105,7 +106,7 @@ def subgraph_sandbox(ostium):
 
     servers = []
 
-    def start(answer) -> str:
+    def start(upstream: str, answer) -> str:
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_POST(self):
                 body = self.rfile.read(int(self.headers.get("content-length", 0)))
@@ -113,9 +114,7 @@ def subgraph_sandbox(ostium):
                 if own is not None:
                     content = json.dumps(own).encode()
                 else:
-                    content = httpx.post(
-                        ostium.subgraph_url, content=body, headers={"content-type": "application/json"}
-                    ).content
+                    content = httpx.post(upstream, content=body, headers={"content-type": "application/json"}).content
                 self.send_response(200)
                 self.send_header("content-type", "application/json")
                 self.send_header("content-length", str(len(content)))

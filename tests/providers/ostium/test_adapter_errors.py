@@ -360,10 +360,10 @@ def test_a_write_that_never_left_is_not_found(venue, ostium):
 
 
 @pytest.fixture
-def lagging_subgraph(subgraph_sandbox):
+def lagging_subgraph(ostium, http_sandbox):
     """A subgraph that has not indexed any order yet: order look-ups come back empty,
     everything else is forwarded."""
-    return subgraph_sandbox(lambda body: {"data": {"orders": []}} if b"GetOrder" in body else None)
+    return http_sandbox(ostium.subgraph_url, lambda body: {"data": {"orders": []}} if b"GetOrder" in body else None)
 
 
 def test_subgraph_lagging_when_the_chain_settled_but_the_index_has_not(ostium, settings, lagging_subgraph):
