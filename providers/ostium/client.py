@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 
 from django.conf import settings
+from hexbytes import HexBytes
 from web3 import Web3
 
 from config.cache import cache_redis
@@ -508,24 +509,32 @@ class OstiumClient:
     def limit_slot_events(self, *, trader: str, pair_id: str, from_block: int, to_block: int) -> list[dict]:
         """The limit lifecycle events of `trader` on pair `pair_id` in blocks from_block..to_block,
         in chain order: {"event", "index", "order_id" (triggered), "tx", "block", "log_index"}.
-        Read from the chain's logs (trader and pair are indexed), not from the subgraph."""
+        Read from the chain's logs, not from the subgraph: one eth_getLogs call for the three
+        events (the trader is a different topic in each, so it is matched here)."""
         contract = self.sdk.ostium.ostium_trading_contract
-        filters = {"trader": Web3.to_checksum_address(trader), "pairIndex": int(pair_id)}
-        found = []
+        events = {}
         for kind, name in self._SLOT_EVENTS:
             event = getattr(contract.events, name)()
-            for log in event.get_logs(argument_filters=filters, from_block=from_block, to_block=to_block):
-                tx = log["transactionHash"]
-                found.append(
-                    {
-                        "event": kind,
-                        "index": str(log["args"]["index"]),
-                        "order_id": str(log["args"]["orderId"]) if kind == "triggered" else "",
-                        "tx": tx.to_0x_hex() if hasattr(tx, "to_0x_hex") else str(tx),
-                        "block": int(log["blockNumber"]),
-                        "log_index": int(log["logIndex"]),
-                    }
-                )
+            events[HexBytes(event.topic)] = (kind, event)
+        logs = self.w3.eth.get_logs(
+            {"address": contract.address, "fromBlock": from_block, "toBlock": to_block, "topics": [list(events)]}
+        )
+        trader, found = trader.lower(), []
+        for log in logs:
+            kind, event = events[HexBytes(log["topics"][0])]
+            args = event.process_log(log)["args"]
+            if args["trader"].lower() != trader or str(args["pairIndex"]) != str(pair_id):
+                continue
+            found.append(
+                {
+                    "event": kind,
+                    "index": str(args["index"]),
+                    "order_id": str(args["orderId"]) if kind == "triggered" else "",
+                    "tx": HexBytes(log["transactionHash"]).to_0x_hex(),
+                    "block": int(log["blockNumber"]),
+                    "log_index": int(log["logIndex"]),
+                }
+            )
         return sorted(found, key=lambda e: (e["block"], e["log_index"]))
 
     def limit_resting(self, *, trader: str, pair_id: str, index: str, block: int) -> bool:
