@@ -6,7 +6,9 @@ and notices what the venue did on its own, as VenueEvents for the trading core's
   once Ostium's own timeout (in blocks) has passed: openTradeMarketTimeout returns the
   collateral, closeTradeMarketTimeout(retry=False) drops the close (the trade stays open);
   either way the order ends CANCELLED with code ORDER_TIMEOUT (never retried: the keeper
-  that did not answer would not answer a retry either; the user may send it again);
+  that did not answer would not answer a retry either; the user may send it again). These
+  writes go last in a round, after every read; the first one the signer cannot take (busy
+  with another write, or the chain unavailable) leaves the rest to the next round;
 - resting limit/stop opens → ORDER_FILLED once a keeper trigger opened the trade,
   ORDER_CANCELLED (VENUE_CANCELLED) once the limit was cancelled at the venue;
 - open trades closed by Ostium (native TP/SL, liquidation, anything not ours) →
@@ -89,9 +91,11 @@ def _round(network: str, limit: int) -> dict[str, int]:
     if not pending.exists() and not open_rows.exists():
         return counts  # nothing to watch: no network access at all
     venue = _venue()
+    due = []  # market orders to time out: sent last, after every read of the round
     for row in pending.order_by("id")[:limit]:
         try:
-            _settle(venue, row, counts)
+            if _settle(venue, row, counts):
+                due.append(row)
         except Exception:
             counts["errors"] += 1
             logger.exception("ostium order could not be settled", extra={"ostium_order": row.pk})
@@ -102,10 +106,18 @@ def _round(network: str, limit: int) -> dict[str, int]:
         except Exception:
             counts["errors"] += 1
             logger.exception("ostium trade could not be checked", extra={"ostium_order": row.pk})
+    for row in due:
+        try:
+            if not _time_out(venue, row, counts):
+                break
+        except Exception:
+            counts["errors"] += 1
+            logger.exception("ostium market timeout failed", extra={"ostium_order": row.pk})
     return counts
 
 
-def _settle(venue, row, counts) -> None:
+def _settle(venue, row, counts) -> bool:
+    """Settle one pending row from the venue; True: a market order due to be timed out."""
     before = row.status
     result = venue.order_outcome(row)
     status = ExecStatus(result.status)
@@ -144,36 +156,49 @@ def _settle(venue, row, counts) -> None:
             )
         )
         counts["cancelled"] += 1
-    elif (
+    return (
         status == ExecStatus.PENDING
         and row.order_type == "market"
-        and row.venue_order_id
+        and bool(row.venue_order_id)
         and row.created_at < timezone.now() - timedelta(seconds=settings.OSTIUM_ORDER_TIMEOUT_SECONDS)
-    ):
-        outcome = venue.cancel_order(account=row.account, venue_order_id=row.venue_order_id, delegated=row.delegated)
-        if ExecStatus(outcome.status) == ExecStatus.CANCELLED:
-            what = "collateral returned" if row.action == "open" else "the trade stays open"
-            venue_event_emit(
-                VenueEvent(
-                    venue="ostium",
-                    kind=VenueEventKind.ORDER_CANCELLED,
-                    account=row.account,
-                    symbol=row.symbol,
-                    pair_id=row.pair_id,
-                    idempotency_key=row.idempotency_key,
-                    venue_order_id=row.venue_order_id,
-                    details={
-                        "reason": f"not executed by Ostium's keeper in time; timed out at the venue ({what})",
-                        "code": str(ErrorCode.ORDER_TIMEOUT),
-                    },
-                )
+    )
+
+
+# A timeout write that met one of these (the signer busy with another write, the chain or its
+# breaker down) would meet it again for the next order: the rest wait for the next round.
+_WRITES_UNAVAILABLE = frozenset({ErrorCode.RPC_UNAVAILABLE, ErrorCode.RPC_TIMEOUT, ErrorCode.CIRCUIT_OPEN})
+
+
+def _time_out(venue, row, counts) -> bool:
+    """Time out a market order the keeper never executed (once Ostium's own timeout in blocks
+    has passed: the adapter checks first). False: writes are unavailable for now."""
+    outcome = venue.cancel_order(account=row.account, venue_order_id=row.venue_order_id, delegated=row.delegated)
+    if ExecStatus(outcome.status) == ExecStatus.CANCELLED:
+        what = "collateral returned" if row.action == "open" else "the trade stays open"
+        venue_event_emit(
+            VenueEvent(
+                venue="ostium",
+                kind=VenueEventKind.ORDER_CANCELLED,
+                account=row.account,
+                symbol=row.symbol,
+                pair_id=row.pair_id,
+                idempotency_key=row.idempotency_key,
+                venue_order_id=row.venue_order_id,
+                details={
+                    "reason": f"not executed by Ostium's keeper in time; timed out at the venue ({what})",
+                    "code": str(ErrorCode.ORDER_TIMEOUT),
+                },
             )
-            counts["timed_out"] += 1
-        elif outcome.error is not None and outcome.error.code != ErrorCode.ORDER_TIMEOUT:
-            logger.warning(
-                "ostium market timeout not sent",
-                extra={"ostium_order": row.pk, "code": str(outcome.error.code), "error": outcome.error.message},
-            )
+        )
+        counts["timed_out"] += 1
+        return True
+    if outcome.error is None or outcome.error.code == ErrorCode.ORDER_TIMEOUT:
+        return True  # Ostium's own timeout has not passed yet: nothing was sent
+    logger.warning(
+        "ostium market timeout not sent",
+        extra={"ostium_order": row.pk, "code": str(outcome.error.code), "error": outcome.error.message},
+    )
+    return outcome.error.code not in _WRITES_UNAVAILABLE
 
 
 def _mark_trade_closed_if_done(venue, close_row) -> None:

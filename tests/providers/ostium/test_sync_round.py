@@ -1,0 +1,70 @@
+"""One round of the Ostium poller (`ostium_sync`) on the localnet: its reads come first, and
+the timeout writes it sends last stop at the first one the signer cannot take (busy with
+another write), so a busy signer neither holds the round's settlements back nor costs a lock
+wait per stale order."""
+
+from __future__ import annotations
+
+import logging
+from decimal import Decimal as D
+
+import pytest
+
+from providers.interface import ExecStatus, OpenTradeRequest, Side, VenueOrderKind
+from providers.models import OstiumOrder
+from providers.ostium.localnet.deploy import MARKET_ORDERS_TIMEOUT_BLOCKS
+
+pytestmark = pytest.mark.django_db
+
+
+def _open(key, **kw):
+    values = {
+        "idempotency_key": key,
+        "account": "user:1",
+        "symbol": "BTC-USD",
+        "side": Side.LONG,
+        "collateral": D("100"),
+        "leverage": D("10"),
+    }
+    return OpenTradeRequest(**(values | kw))
+
+
+def test_a_busy_signer_defers_the_timeouts_not_the_settlements(ostium, settings, caplog):
+    from providers.ostium.adapter import OstiumVenue
+    from providers.ostium.client import _signer_lock
+    from providers.ostium.sync import ostium_sync
+
+    ostium.set_price("BTC-USD", "65000")
+    venue = OstiumVenue()
+    # two market opens the keeper never answers, and a limit the trader cancels at the venue
+    for key in ("m-1", "m-2"):
+        assert venue.open_trade(_open(key)).status == ExecStatus.PENDING
+    limit = _open("l-1", kind=VenueOrderKind.LIMIT, limit_price=D("60000"))
+    assert venue.open_trade(limit).status == ExecStatus.PENDING
+    info = OstiumOrder.objects.get(idempotency_key="l-1").result["limit"]
+    sdk = ostium.sdk(ostium.traders[0].private_key)
+    assert sdk.ostium.cancel_limit_order(int(info["pair_id"]), int(info["index"]))["status"] == 1
+    ostium.mine(MARKET_ORDERS_TIMEOUT_BLOCKS)
+    settings.OSTIUM_ORDER_TIMEOUT_SECONDS = 0
+    settings.OSTIUM_LOCK_TIMEOUT = 0.5
+
+    signer = _signer_lock(ostium.traders[0].address)
+    assert signer.acquire(timeout=5)  # another write of this signer is in flight
+    try:
+        with caplog.at_level(logging.WARNING, logger="tradedesk.providers.ostium.sync"):
+            counts = ostium_sync()
+    finally:
+        signer.release()
+    assert counts == {"filled": 0, "cancelled": 1, "closed": 0, "timed_out": 0, "errors": 0}
+    assert OstiumOrder.objects.get(idempotency_key="l-1").status == "cancelled"  # read all the same
+    not_sent = [r for r in caplog.records if r.getMessage() == "ostium market timeout not sent"]
+    assert len(not_sent) == 1  # one lock wait, not one per stale order
+    assert set(OstiumOrder.objects.filter(idempotency_key__startswith="m-").values_list("status", flat=True)) == {
+        "pending"
+    }
+
+    # the signer free again, the next round times both out
+    assert ostium_sync()["timed_out"] == 2
+    assert set(OstiumOrder.objects.filter(idempotency_key__startswith="m-").values_list("status", flat=True)) == {
+        "cancelled"
+    }
