@@ -140,20 +140,10 @@ def _settle(venue, row, counts) -> bool:
         if row.action == "close":
             _mark_trade_closed_if_done(venue, row)
     elif status == ExecStatus.CANCELLED:
-        venue_event_emit(
-            VenueEvent(
-                venue="ostium",
-                kind=VenueEventKind.ORDER_CANCELLED,
-                account=row.account,
-                symbol=row.symbol,
-                pair_id=row.pair_id,
-                idempotency_key=row.idempotency_key,
-                venue_order_id=row.venue_order_id,
-                details={
-                    "reason": result.error.message if result.error else "cancelled",
-                    "code": str(result.error.code) if result.error else "",
-                },
-            )
+        _emit_cancelled(
+            row,
+            reason=result.error.message if result.error else "cancelled",
+            code=str(result.error.code) if result.error else "",
         )
         counts["cancelled"] += 1
     return (
@@ -161,6 +151,21 @@ def _settle(venue, row, counts) -> bool:
         and row.order_type == "market"
         and bool(row.venue_order_id)
         and row.created_at < timezone.now() - timedelta(seconds=settings.OSTIUM_ORDER_TIMEOUT_SECONDS)
+    )
+
+
+def _emit_cancelled(row, *, reason: str, code: str) -> None:
+    venue_event_emit(
+        VenueEvent(
+            venue="ostium",
+            kind=VenueEventKind.ORDER_CANCELLED,
+            account=row.account,
+            symbol=row.symbol,
+            pair_id=row.pair_id,
+            idempotency_key=row.idempotency_key,
+            venue_order_id=row.venue_order_id,
+            details={"reason": reason, "code": code},
+        )
     )
 
 
@@ -175,20 +180,10 @@ def _time_out(venue, row, counts) -> bool:
     outcome = venue.cancel_order(account=row.account, venue_order_id=row.venue_order_id, delegated=row.delegated)
     if ExecStatus(outcome.status) == ExecStatus.CANCELLED:
         what = "collateral returned" if row.action == "open" else "the trade stays open"
-        venue_event_emit(
-            VenueEvent(
-                venue="ostium",
-                kind=VenueEventKind.ORDER_CANCELLED,
-                account=row.account,
-                symbol=row.symbol,
-                pair_id=row.pair_id,
-                idempotency_key=row.idempotency_key,
-                venue_order_id=row.venue_order_id,
-                details={
-                    "reason": f"not executed by Ostium's keeper in time; timed out at the venue ({what})",
-                    "code": str(ErrorCode.ORDER_TIMEOUT),
-                },
-            )
+        _emit_cancelled(
+            row,
+            reason=f"not executed by Ostium's keeper in time; timed out at the venue ({what})",
+            code=str(ErrorCode.ORDER_TIMEOUT),
         )
         counts["timed_out"] += 1
         return True

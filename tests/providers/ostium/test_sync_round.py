@@ -10,23 +10,12 @@ from decimal import Decimal as D
 
 import pytest
 
-from providers.interface import ExecStatus, OpenTradeRequest, Side, VenueOrderKind
+from providers.interface import ExecStatus, VenueOrderKind
 from providers.models import OstiumOrder
 from providers.ostium.localnet.deploy import MARKET_ORDERS_TIMEOUT_BLOCKS
+from tests.providers.ostium.test_adapter_errors import _open
 
 pytestmark = pytest.mark.django_db
-
-
-def _open(key, **kw):
-    values = {
-        "idempotency_key": key,
-        "account": "user:1",
-        "symbol": "BTC-USD",
-        "side": Side.LONG,
-        "collateral": D("100"),
-        "leverage": D("10"),
-    }
-    return OpenTradeRequest(**(values | kw))
 
 
 def test_a_busy_signer_defers_the_timeouts_not_the_settlements(ostium, settings, caplog):
