@@ -426,7 +426,17 @@ def _wait_ready(base: str, proc: subprocess.Popen, timeout: float = 60) -> None:
     raise RuntimeError("the bench server did not start")
 
 
-def _print(results: dict[str, dict], queries: list[str]) -> None:
+def _round_ratios(slices: dict[str, list[dict]]) -> list[float]:
+    """trades/baseline throughput of each round (its two slices ran back to back): how much the
+    ratio moves with the machine during one run."""
+    return [
+        (len(t["client_ms"]) / t["wall"]) / (len(b["client_ms"]) / b["wall"])
+        for b, t in zip(slices["baseline"], slices["trades"], strict=True)
+        if b["client_ms"] and b["wall"] and t["wall"]
+    ]
+
+
+def _print(results: dict[str, dict], queries: list[str], rounds: list[float]) -> None:
     base, trades, plain = results["baseline"], results["trades"], results["trades-no-key"]
     rows = [
         ("server p50 (ms)", "server_p50", "{:.2f}"),
@@ -450,6 +460,9 @@ def _print(results: dict[str, dict], queries: list[str]) -> None:
     print(f"{'errors':22}{errors[0]:>18}{errors[1]:>18}{errors[2]:>18}")
     ratio = trades["throughput"] / base["throughput"] if base["throughput"] else 0
     print(f"\nthroughput ratio trades/baseline: {ratio:.0%} (target >= {TARGETS['throughput_ratio']:.0%})")
+    if rounds:
+        each = " ".join(f"{r:.0%}" for r in rounds)
+        print(f"  round by round: {each} (median {statistics.median(rounds):.0%})")
     print(f"load average (1 min) after the run: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
     print(
         f"trades server p50 {trades['server_p50']:.2f} ms (target < {TARGETS['p50_ms']:.0f}), "
@@ -498,7 +511,7 @@ def main() -> None:
         for _ in range(ROUNDS):  # interleaved: a drift in the machine's state touches every endpoint alike
             for name, path, idem in endpoints:
                 slices[name].append(_slice(base, path, users, server_pids, idempotent=idem))
-        _print({name: _summary(parts) for name, parts in slices.items()}, queries)
+        _print({name: _summary(parts) for name, parts in slices.items()}, queries, _round_ratios(slices))
     finally:
         for proc in (refresher, server):
             proc.terminate()
