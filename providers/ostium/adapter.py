@@ -776,6 +776,10 @@ class OstiumVenue:
             (i for i, e in enumerate(events) if e["event"] == "placed" and e["tx"].lower() == row.tx_hash.lower()), None
         )
         if ours is None:
+            if scanned < int(info["block"]):  # the node we read from has not seen the block yet
+                return ExecutionResult(
+                    status=ExecStatus.PENDING, error=E.error(C.RPC_UNAVAILABLE, "RPC node behind the placement"), **base
+                )
             return ExecutionResult(
                 status=ExecStatus.UNKNOWN,
                 error=E.error(C.ORDER_NOT_FOUND, "the limit's placement is not in the chain's logs"),

@@ -180,6 +180,35 @@ def test_the_logs_are_read_in_bounded_ranges_each_block_once(ostium, http_sandbo
     assert [e["event"] for e in row.limit_scan["events"]] == ["placed", "triggered"]  # each log once
 
 
+def test_a_read_node_behind_the_placement_is_waited_for(ostium, http_sandbox, settings):
+    """Reads may go to another node than the one the transaction went through (OSTIUM_RPC_URL and
+    OSTIUM_SUBMIT_RPC_URL): one that has not seen the placing block yet is not an anomaly."""
+    from providers.ostium.adapter import OstiumVenue
+    from providers.ostium.client import clients_reset
+
+    behind = {"blocks": 0}
+
+    def node(body: bytes):
+        request = json.loads(body)
+        if not (isinstance(request, dict) and request.get("method") == "eth_blockNumber" and behind["blocks"]):
+            return None
+        head = httpx.post(ostium.rpc_url, content=body, headers={"content-type": "application/json"}).json()
+        return head | {"result": hex(int(head["result"], 16) - behind["blocks"])}
+
+    settings.OSTIUM_SUBMIT_RPC_URL = ostium.rpc_url
+    settings.OSTIUM_RPC_URL = http_sandbox(ostium.rpc_url, node)
+    clients_reset()
+    ostium.set_price("BTC-USD", "65000")
+    venue = OstiumVenue()
+    assert venue.open_trade(_limit("l-1")).status == ExecStatus.PENDING
+    behind["blocks"] = 3
+    waiting = _status(venue, "l-1")
+    assert waiting.status == ExecStatus.PENDING and waiting.error.code == ErrorCode.RPC_UNAVAILABLE
+    behind["blocks"] = 0
+    resting = _status(venue, "l-1")
+    assert resting.status == ExecStatus.PENDING and resting.error is None
+
+
 @pytest.fixture
 def venue_for_limits(ostium):
     from providers.ostium.adapter import OstiumVenue
