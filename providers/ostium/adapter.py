@@ -772,14 +772,14 @@ class OstiumVenue:
             events, scanned, caught_up = self._read(lambda: self._limit_slot_scan(client, row, info), during="limit")
         except VenueException as exc:
             return ExecutionResult(status=ExecStatus.UNKNOWN, error=exc.error, **base)
+        if scanned < int(info["block"]):  # the node we read from has not seen the placing block yet
+            return ExecutionResult(
+                status=ExecStatus.PENDING, error=E.error(C.RPC_UNAVAILABLE, "RPC node behind the placement"), **base
+            )
         ours = next(
             (i for i, e in enumerate(events) if e["event"] == "placed" and e["tx"].lower() == row.tx_hash.lower()), None
         )
         if ours is None:
-            if scanned < int(info["block"]):  # the node we read from has not seen the block yet
-                return ExecutionResult(
-                    status=ExecStatus.PENDING, error=E.error(C.RPC_UNAVAILABLE, "RPC node behind the placement"), **base
-                )
             return ExecutionResult(
                 status=ExecStatus.UNKNOWN,
                 error=E.error(C.ORDER_NOT_FOUND, "the limit's placement is not in the chain's logs"),
@@ -838,7 +838,9 @@ class OstiumVenue:
         """Our limit's slot events from its placing block on, read from the chain's logs in
         ranges of OSTIUM_LOG_BLOCK_RANGE blocks (at most OSTIUM_LOG_SCAN_RANGES per call) and
         kept on the row (`limit_scan`: the last block read and the events found), so each poll
-        reads only the blocks since the last. Returns (events, last block read, caught up)."""
+        reads only the blocks since the last. Returns (events, the block they are complete up to
+        on this node, caught up). A node whose head is behind an earlier read (RPC providers
+        balance calls over nodes) is read at its head."""
         scan = row.limit_scan or {}
         last = int(scan.get("to", int(info["block"]) - 1))
         events = list(scan.get("events", []))
@@ -856,7 +858,7 @@ class OstiumVenue:
             if ranges:
                 row.limit_scan = {"to": last, "events": events}
                 type(row).objects.filter(pk=row.pk).update(limit_scan=row.limit_scan)
-        return events, last, last >= head
+        return events, min(last, head), last >= head
 
     def _limit_filled(self, row, client, order: dict, base: dict) -> ExecutionResult:
         executed_at = order.get("executedAt")
