@@ -426,22 +426,15 @@ class Indexer:
             "takeProfitPrice": int(t["tp"]),
             "stopLossPrice": int(t["sl"]),
             "initiatedAt": ctx["ts"],
-            "initiatedTx": ctx["tx"],
-            "initiatedBlock": ctx["block"],
             "updatedAt": ctx["ts"],
-            "executedAt": None,
-            "executedTx": None,
-            "cancelledAt": None,
             "limitType": LIMIT_TYPE_NAMES.get(int(a["orderType"]), str(a["orderType"])),
             "orderTypeCode": int(a["orderType"]),
-            "isCancelled": False,
-            "isExecuted": False,
         }
 
     def _on_OpenLimitCanceled(self, a, ctx) -> None:
         limit = self.limits.get(f"{_hex(a['trader'])}_{int(a['pairIndex'])}_{int(a['index'])}")
         if limit:
-            limit.update(isActive=False, isCancelled=True, cancelledAt=ctx["ts"], updatedAt=ctx["ts"])
+            limit.update(isActive=False, updatedAt=ctx["ts"])
 
     def _on_OpenLimitUpdated(self, a, ctx) -> None:
         limit = self.limits.get(f"{_hex(a['trader'])}_{int(a['pairIndex'])}_{int(a['index'])}")
@@ -545,7 +538,7 @@ class Indexer:
         trade_type = OPEN_ORDER_TYPE_NAMES.get(limit.get("orderTypeCode") if limit else None, "Limit")
         self._open_trade(a["orderId"], t, a["tradeNotional"], trade_type, ctx)
         if limit:
-            limit.update(isActive=False, isExecuted=True, executedAt=ctx["ts"], executedTx=ctx["tx"])
+            limit["isActive"] = False
         self._execute_order(
             a["orderId"],
             ctx,

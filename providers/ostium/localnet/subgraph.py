@@ -128,6 +128,8 @@ ENTITIES: dict[str, list[tuple[str, str]]] = {
         ("rolloverFee", "BigInt!"),
         ("closePercent", "BigInt"),
     ],
+    # Only the fields Ostium's SDK and public clients read: nothing more is known of the real
+    # subgraph's Limit, so nothing more is offered (Tradedesk reads a limit's life from the chain).
     "Limit": [
         ("id", "ID!"),
         ("trader", "Bytes!"),
@@ -136,18 +138,11 @@ ENTITIES: dict[str, list[tuple[str, str]]] = {
         ("leverage", "BigInt!"),
         ("isBuy", "Boolean!"),
         ("isActive", "Boolean!"),
-        ("isCancelled", "Boolean!"),
-        ("isExecuted", "Boolean!"),
         ("openPrice", "BigInt!"),
         ("takeProfitPrice", "BigInt!"),
         ("stopLossPrice", "BigInt!"),
         ("initiatedAt", "BigInt!"),
-        ("initiatedTx", "Bytes!"),
-        ("initiatedBlock", "BigInt!"),
         ("updatedAt", "BigInt!"),
-        ("executedAt", "BigInt"),
-        ("executedTx", "Bytes"),
-        ("cancelledAt", "BigInt"),
         ("limitType", "String!"),
     ],
     "MetaData": [
