@@ -35,13 +35,20 @@ def _status(venue, key):
 
 @pytest.fixture
 def proxied(ostium, http_sandbox, settings):
-    """`proxied(answer)`: a fresh venue reading the subgraph through a sandbox (see conftest)."""
+    """`proxied(subgraph=answer, rpc=answer)`: a fresh venue (BTC-USD at 65,000), reading the
+    subgraph and/or the chain through sandboxes in front of the localnet's (see conftest) when
+    given; writes go straight on."""
     from providers.ostium.adapter import OstiumVenue
     from providers.ostium.client import clients_reset
 
-    def start(answer):
-        settings.OSTIUM_SUBGRAPH_URL = http_sandbox(ostium.subgraph_url, answer)
+    def start(*, subgraph=None, rpc=None):
+        if subgraph is not None:
+            settings.OSTIUM_SUBGRAPH_URL = http_sandbox(ostium.subgraph_url, subgraph)
+        if rpc is not None:
+            settings.OSTIUM_SUBMIT_RPC_URL = ostium.rpc_url
+            settings.OSTIUM_RPC_URL = http_sandbox(ostium.rpc_url, rpc)
         clients_reset()
+        ostium.set_price("BTC-USD", "65000")
         return OstiumVenue()
 
     yield start
@@ -62,8 +69,7 @@ def _cancel_at_venue(ostium, row):
 
 
 def test_fill_and_cancel_are_read_from_the_chain_not_the_subgraph_limit(ostium, proxied):
-    venue = proxied(_no_limit_entity)
-    ostium.set_price("BTC-USD", "65000")
+    venue = proxied(subgraph=_no_limit_entity)
     assert venue.open_trade(_limit("l-1")).status == ExecStatus.PENDING
     row = OstiumOrder.objects.get(idempotency_key="l-1")
     assert row.venue_order_id == f"limit:{row.tx_hash}" and row.result["limit"]["index"] == "0"
@@ -90,8 +96,8 @@ def test_fill_and_cancel_are_read_from_the_chain_not_the_subgraph_limit(ostium, 
     assert _status(venue, "l-1").status == ExecStatus.FILLED  # the first is not confused with it
 
 
-def test_a_trigger_the_callback_cancels_leaves_the_limit_resting_until_one_fills(ostium, venue_for_limits):
-    venue = venue_for_limits
+def test_a_trigger_the_callback_cancels_leaves_the_limit_resting_until_one_fills(ostium, proxied):
+    venue = proxied()
     assert venue.open_trade(_limit("l-1")).status == ExecStatus.PENDING
     # the keeper triggers at 63900, but the price is back above the limit when it is answered
     ostium.set_price("BTC-USD", "63900")
@@ -114,8 +120,7 @@ def test_a_fill_the_subgraph_has_not_indexed_is_pending_then_filled(ostium, prox
     def lagging(body):
         return {"data": {"orders": []}} if hide["orders"] and b"GetOrder" in body else None
 
-    venue = proxied(lagging)
-    ostium.set_price("BTC-USD", "65000")
+    venue = proxied(subgraph=lagging)
     assert venue.open_trade(_limit("l-1")).status == ExecStatus.PENDING
     ostium.set_price("BTC-USD", "63000")
     ostium.run_keeper()
@@ -125,35 +130,43 @@ def test_a_fill_the_subgraph_has_not_indexed_is_pending_then_filled(ostium, prox
     assert _status(venue, "l-1").status == ExecStatus.FILLED
 
 
-def _pruned_node(rpc_url: str, keep: int):
-    """A JSON-RPC node keeping the state of its last `keep` blocks only, like a full node that is
-    not an archive: an eth_call at an older block fails as theirs do."""
+def _node(rpc_url: str, *, behind=lambda: 0, keep: int | None = None):
+    """A JSON-RPC node in front of the localnet's: `behind()` blocks behind the chain (its head
+    older, later blocks unknown), and keeping the state of its last `keep` blocks only, like a
+    full node that is not an archive (None: every block). Its eth_calls at blocks it lacks fail
+    as real nodes' do."""
+
+    def chain_head() -> int:
+        answer = httpx.post(rpc_url, json={"jsonrpc": "2.0", "id": 1, "method": "eth_blockNumber", "params": []})
+        return int(answer.json()["result"], 16)
 
     def answer(body: bytes):
         request = json.loads(body)
-        if not isinstance(request, dict) or request.get("method") != "eth_call" or len(request["params"]) < 2:
+        if not isinstance(request, dict):
             return None
-        tag = request["params"][1]
+        method, params = request.get("method"), request.get("params") or []
+        lag = behind()
+        if method == "eth_blockNumber" and lag:
+            return {"jsonrpc": "2.0", "id": request["id"], "result": hex(chain_head() - lag)}
+        tag = params[1] if method == "eth_call" and len(params) > 1 else None
         if not (isinstance(tag, str) and tag.startswith("0x")):
             return None
-        head = httpx.post(rpc_url, json={"jsonrpc": "2.0", "id": 1, "method": "eth_blockNumber", "params": []})
-        if int(tag, 16) >= int(head.json()["result"], 16) - keep:
+        block, head = int(tag, 16), chain_head() - lag
+        if block > head:
+            message = "header not found"
+        elif keep is not None and block < head - keep:
+            message = "missing trie node"
+        else:
             return None
-        return {"jsonrpc": "2.0", "id": request["id"], "error": {"code": -32000, "message": "missing trie node"}}
+        return {"jsonrpc": "2.0", "id": request["id"], "error": {"code": -32000, "message": message}}
 
     return answer
 
 
-def test_the_logs_are_read_in_bounded_ranges_each_block_once(ostium, http_sandbox, settings):
-    from providers.ostium.adapter import OstiumVenue
-    from providers.ostium.client import clients_reset
-
+def test_the_logs_are_read_in_bounded_ranges_each_block_once(ostium, proxied, settings):
     settings.OSTIUM_LOG_BLOCK_RANGE = 3
     settings.OSTIUM_LOG_SCAN_RANGES = 2
-    settings.OSTIUM_RPC_URL = http_sandbox(ostium.rpc_url, _pruned_node(ostium.rpc_url, keep=2))
-    clients_reset()
-    venue = OstiumVenue()
-    ostium.set_price("BTC-USD", "65000")
+    venue = proxied(rpc=_node(ostium.rpc_url, keep=2))
     assert venue.open_trade(_limit("l-1")).status == ExecStatus.PENDING
     row = OstiumOrder.objects.get(idempotency_key="l-1")
     placed = row.result["limit"]["block"]
@@ -180,36 +193,12 @@ def test_the_logs_are_read_in_bounded_ranges_each_block_once(ostium, http_sandbo
     assert [e["event"] for e in row.limit_scan["events"]] == ["placed", "triggered"]  # each log once
 
 
-def test_a_read_node_behind_is_waited_for(ostium, http_sandbox, settings):
+def test_a_read_node_behind_is_waited_for(ostium, proxied):
     """Reads may go to another node than the one the transaction went through (OSTIUM_RPC_URL and
     OSTIUM_SUBMIT_RPC_URL), or to another node than the last read: one that has not seen the
     placing block, or the block read last, yet is not an anomaly."""
-    from providers.ostium.adapter import OstiumVenue
-    from providers.ostium.client import clients_reset
-
     behind = {"blocks": 0}
-
-    def head() -> int:
-        answer = httpx.post(ostium.rpc_url, json={"jsonrpc": "2.0", "id": 1, "method": "eth_blockNumber", "params": []})
-        return int(answer.json()["result"], 16) - behind["blocks"]
-
-    def node(body: bytes):
-        """A node `behind["blocks"]` behind the chain: its head is older, later blocks unknown."""
-        request = json.loads(body)
-        if not isinstance(request, dict) or not behind["blocks"]:
-            return None
-        if request.get("method") == "eth_blockNumber":
-            return {"jsonrpc": "2.0", "id": request["id"], "result": hex(head())}
-        tag = request["params"][1] if request.get("method") == "eth_call" and len(request["params"]) > 1 else None
-        if isinstance(tag, str) and tag.startswith("0x") and int(tag, 16) > head():
-            return {"jsonrpc": "2.0", "id": request["id"], "error": {"code": -32000, "message": "header not found"}}
-        return None
-
-    settings.OSTIUM_SUBMIT_RPC_URL = ostium.rpc_url
-    settings.OSTIUM_RPC_URL = http_sandbox(ostium.rpc_url, node)
-    clients_reset()
-    ostium.set_price("BTC-USD", "65000")
-    venue = OstiumVenue()
+    venue = proxied(rpc=_node(ostium.rpc_url, behind=lambda: behind["blocks"]))
     assert venue.open_trade(_limit("l-1")).status == ExecStatus.PENDING
     behind["blocks"] = 3
     waiting = _status(venue, "l-1")
@@ -223,11 +212,3 @@ def test_a_read_node_behind_is_waited_for(ostium, http_sandbox, settings):
     for blocks in (2, 7):  # past the last block read; before the placing block too
         behind["blocks"] = blocks
         assert _status(venue, "l-1").status == ExecStatus.PENDING, blocks
-
-
-@pytest.fixture
-def venue_for_limits(ostium):
-    from providers.ostium.adapter import OstiumVenue
-
-    ostium.set_price("BTC-USD", "65000")
-    return OstiumVenue()
