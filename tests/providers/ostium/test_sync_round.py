@@ -14,6 +14,7 @@ from providers.interface import ExecStatus, VenueOrderKind
 from providers.models import OstiumOrder
 from providers.ostium.localnet.deploy import MARKET_ORDERS_TIMEOUT_BLOCKS
 from tests.providers.ostium.test_adapter_errors import _open
+from tests.providers.ostium.test_limit_lifecycle import _cancel_at_venue
 
 pytestmark = pytest.mark.django_db
 
@@ -30,9 +31,7 @@ def test_a_busy_signer_defers_the_timeouts_not_the_settlements(ostium, settings,
         assert venue.open_trade(_open(key)).status == ExecStatus.PENDING
     limit = _open("l-1", kind=VenueOrderKind.LIMIT, limit_price=D("60000"))
     assert venue.open_trade(limit).status == ExecStatus.PENDING
-    info = OstiumOrder.objects.get(idempotency_key="l-1").result["limit"]
-    sdk = ostium.sdk(ostium.traders[0].private_key)
-    assert sdk.ostium.cancel_limit_order(int(info["pair_id"]), int(info["index"]))["status"] == 1
+    _cancel_at_venue(ostium, OstiumOrder.objects.get(idempotency_key="l-1"))
     ostium.mine(MARKET_ORDERS_TIMEOUT_BLOCKS)
     settings.OSTIUM_ORDER_TIMEOUT_SECONDS = 0
     settings.OSTIUM_LOCK_TIMEOUT = 0.5
