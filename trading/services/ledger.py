@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, connection, connections
 from django.db.models import sql
 from django.utils import timezone
 
@@ -180,7 +180,11 @@ def _insert_returning_id(instance) -> tuple[str, list]:
     plain = not any(hasattr(v, "resolve_expression") for v in values)  # an expression compiles to its own SQL
     parts = _INSERT_PARTS.get(model) if plain else None
     if parts is not None:
-        prepared = [f.get_db_prep_save(v, connection=connection) for f, v in zip(fields, values, strict=True)]
+        # the connection itself, not the `connection` proxy: each field's preparation reads
+        # `connection.ops`, and through the proxy every read was a context-local look-up (about
+        # half of this function's time for an order's 43 fields)
+        conn = connections[DEFAULT_DB_ALIAS]
+        prepared = [f.get_db_prep_save(v, connection=conn) for f, v in zip(fields, values, strict=True)]
         nulls = tuple(v is None for v in prepared)
         statement = _INSERT_SQL.get((model, nulls))
         if statement is None:
