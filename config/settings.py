@@ -343,6 +343,11 @@ OSTIUM_BREAKER_COOLDOWN = env.float("OSTIUM_BREAKER_COOLDOWN", default=30.0)
 # rest on the next poll).
 OSTIUM_LOG_BLOCK_RANGE = env.int("OSTIUM_LOG_BLOCK_RANGE", default=10_000)
 OSTIUM_LOG_SCAN_RANGES = env.int("OSTIUM_LOG_SCAN_RANGES", default=50)
+# The poller reads a resting limit at most this often (seconds; 0: every round). Each read costs
+# about three RPC calls (block number, one eth_getLogs, hasOpenLimitOrder), which adds up on a
+# metered RPC with many limits resting; a fill or a cancel is then noticed up to this much later.
+# Market orders are read every round; an operator's or reconciliation's status read always reads.
+OSTIUM_LIMIT_POLL_SECONDS = env.float("OSTIUM_LIMIT_POLL_SECONDS", default=0.0)
 # A market order still pending after this many seconds is timed out at the venue
 # (openTradeMarketTimeout / closeTradeMarketTimeout) by the sync job.
 OSTIUM_ORDER_TIMEOUT_SECONDS = env.float("OSTIUM_ORDER_TIMEOUT_SECONDS", default=180.0)

@@ -838,9 +838,10 @@ class OstiumVenue:
         """Our limit's slot events from its placing block on, read from the chain's logs in
         ranges of OSTIUM_LOG_BLOCK_RANGE blocks (at most OSTIUM_LOG_SCAN_RANGES per call) and
         kept on the row (`limit_scan`: the last block read and the events found), so each poll
-        reads only the blocks since the last. Returns (events, the block they are complete up to
-        on this node, caught up). A node whose head is behind an earlier read (RPC providers
-        balance calls over nodes) is read at its head."""
+        reads only the blocks since the last (and when it read: `read_at`, for the poller's
+        OSTIUM_LIMIT_POLL_SECONDS). Returns (events, the block they are complete up to on this
+        node, caught up). A node whose head is behind an earlier read (RPC providers balance
+        calls over nodes) is read at its head."""
         scan = row.limit_scan or {}
         last = int(scan.get("to", int(info["block"]) - 1))
         events = list(scan.get("events", []))
@@ -855,9 +856,8 @@ class OstiumVenue:
                 events += [e for e in found if e["index"] == str(info["index"])]
                 last, ranges = end, ranges + 1
         finally:
-            if ranges:
-                row.limit_scan = {"to": last, "events": events}
-                type(row).objects.filter(pk=row.pk).update(limit_scan=row.limit_scan)
+            row.limit_scan = {"to": last, "events": events, "read_at": time.time()}
+            type(row).objects.filter(pk=row.pk).update(limit_scan=row.limit_scan)
         return events, min(last, head), last >= head
 
     def _limit_filled(self, row, client, order: dict, base: dict) -> ExecutionResult:

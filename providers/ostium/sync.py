@@ -10,7 +10,8 @@ and notices what the venue did on its own, as VenueEvents for the trading core's
   writes go last in a round, after every read; the first one the signer cannot take (busy
   with another write, or the chain unavailable) leaves the rest to the next round;
 - resting limit/stop opens → ORDER_FILLED once a keeper trigger opened the trade,
-  ORDER_CANCELLED (VENUE_CANCELLED) once the limit was cancelled at the venue;
+  ORDER_CANCELLED (VENUE_CANCELLED) once the limit was cancelled at the venue; each is read
+  at most every OSTIUM_LIMIT_POLL_SECONDS (a read costs a few RPC calls);
 - open trades closed by Ostium (native TP/SL, liquidation, anything not ours) →
   POSITION_CLOSED / POSITION_LIQUIDATED with the exit price and the realised PnL
   (USDC sent to the trader minus the collateral that was at stake).
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -93,6 +95,8 @@ def _round(network: str, limit: int) -> dict[str, int]:
     venue = _venue()
     due = []  # market orders to time out: sent last, after every read of the round
     for row in pending.order_by("id")[:limit]:
+        if _limit_read_lately(row):
+            continue
         try:
             if _settle(venue, row, counts):
                 due.append(row)
@@ -114,6 +118,14 @@ def _round(network: str, limit: int) -> dict[str, int]:
             counts["errors"] += 1
             logger.exception("ostium market timeout failed", extra={"ostium_order": row.pk})
     return counts
+
+
+def _limit_read_lately(row) -> bool:
+    """A resting limit read less than OSTIUM_LIMIT_POLL_SECONDS ago waits for a later round."""
+    interval = settings.OSTIUM_LIMIT_POLL_SECONDS
+    if interval <= 0 or row.status != row.Status.PENDING or not row.venue_order_id.startswith("limit:"):
+        return False
+    return time.time() - float((row.limit_scan or {}).get("read_at", 0)) < interval
 
 
 def _settle(venue, row, counts) -> bool:
