@@ -463,6 +463,12 @@ def _print(results: dict[str, dict], queries: list[str], rounds: list[float]) ->
     if rounds:
         each = " ".join(f"{r:.0%}" for r in rounds)
         print(f"  round by round: {each} (median {statistics.median(rounds):.0%})")
+    # The ratio of the CPU each request cost the whole machine (server, load generator, PostgreSQL
+    # and Redis): what the throughput ratio comes to when the machine is CPU-bound. Where it is
+    # less busy (waits on fsync, or a slower machine), the throughput ratio comes out higher.
+    costs = [sum(r[k] for k in ("server_cpu", "client_cpu", "store_cpu")) for r in (base, trades)]
+    if costs[1]:
+        print(f"  CPU per request, baseline/trades: {costs[0]:.2f}/{costs[1]:.2f} ms = {costs[0] / costs[1]:.0%}")
     print(f"load average (1 min) after the run: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
     print(
         f"trades server p50 {trades['server_p50']:.2f} ms (target < {TARGETS['p50_ms']:.0f}), "
