@@ -58,9 +58,10 @@ def test_a_busy_signer_defers_the_timeouts_not_the_settlements(ostium, settings,
     }
 
 
-def test_a_resting_limit_is_read_at_most_every_limit_poll_interval(ostium, settings):
-    """OSTIUM_LIMIT_POLL_SECONDS spares the RPC calls of reading each resting limit every
-    round; market orders are still read every round, and a status read always reads."""
+@pytest.fixture
+def polled_limit(ostium, settings):
+    """A venue with limit `l-1` resting, read once by a poller round, and a poll interval of
+    60 s (OSTIUM_LIMIT_POLL_SECONDS)."""
     from providers.ostium.adapter import OstiumVenue
     from providers.ostium.sync import ostium_sync
 
@@ -70,10 +71,17 @@ def test_a_resting_limit_is_read_at_most_every_limit_poll_interval(ostium, setti
     assert venue.open_trade(limit).status == ExecStatus.PENDING
     settings.OSTIUM_LIMIT_POLL_SECONDS = 60
     assert ostium_sync() == {"filled": 0, "cancelled": 0, "closed": 0, "timed_out": 0, "errors": 0}
-    read_at = OstiumOrder.objects.get(idempotency_key="l-1").limit_scan["read_at"]
+    return venue
 
+
+def test_a_resting_limit_is_read_at_most_every_limit_poll_interval(ostium, polled_limit):
+    """OSTIUM_LIMIT_POLL_SECONDS spares the RPC calls of reading each resting limit every
+    round; market orders are still read every round, and a status read always reads."""
+    from providers.ostium.sync import ostium_sync
+
+    read_at = OstiumOrder.objects.get(idempotency_key="l-1").limit_scan["read_at"]
     _cancel_at_venue(ostium, OstiumOrder.objects.get(idempotency_key="l-1"))
-    assert venue.open_trade(_open("m-1")).status == ExecStatus.PENDING
+    assert polled_limit.open_trade(_open("m-1")).status == ExecStatus.PENDING
     assert [a.kind for a in ostium.run_keeper()] == ["fulfill"]  # the market order is answered
     counts = ostium_sync()
     assert counts["filled"] == 1 and counts["cancelled"] == 0  # the limit, read less than 60 s ago, is not
@@ -86,15 +94,6 @@ def test_a_resting_limit_is_read_at_most_every_limit_poll_interval(ostium, setti
     assert OstiumOrder.objects.get(idempotency_key="l-1").status == "cancelled"
 
 
-def test_a_status_read_reads_a_resting_limit_whatever_the_poll_interval(ostium, settings):
-    from providers.ostium.adapter import OstiumVenue
-    from providers.ostium.sync import ostium_sync
-
-    ostium.set_price("BTC-USD", "65000")
-    venue = OstiumVenue()
-    limit = _open("l-1", kind=VenueOrderKind.LIMIT, limit_price=D("60000"))
-    assert venue.open_trade(limit).status == ExecStatus.PENDING
-    settings.OSTIUM_LIMIT_POLL_SECONDS = 60
-    ostium_sync()
+def test_a_status_read_reads_a_resting_limit_whatever_the_poll_interval(ostium, polled_limit):
     _cancel_at_venue(ostium, OstiumOrder.objects.get(idempotency_key="l-1"))
-    assert venue.get_order_status(idempotency_key="l-1").status == ExecStatus.CANCELLED
+    assert polled_limit.get_order_status(idempotency_key="l-1").status == ExecStatus.CANCELLED
