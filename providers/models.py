@@ -334,8 +334,9 @@ class OstiumOrder(models.Model):
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.SENDING, db_index=True)
     error_code = models.CharField(max_length=40, blank=True, default="")
     result = models.JSONField(default=dict, blank=True)
-    # a resting limit open: how far its slot's chain logs were read and what they held
-    # ({"to": block, "events": [...]}), so each poll reads only the blocks since
+    # a resting limit open: how far its slot's chain logs were read, what they held and when
+    # ({"to": block, "events": [...], "read_at": epoch seconds}), so each poll reads only the
+    # blocks since the last read and the poller reads it at most every OSTIUM_LIMIT_POLL_SECONDS
     limit_scan = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(auto_now=True)
