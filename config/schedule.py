@@ -69,4 +69,28 @@ BEAT_SCHEDULE: dict[str, dict] = {
         "every": 1.0,
         "expires": 2,
     },
+    # treasury: each venue's inventory sync (runs when INVENTORY_SYNC_SECONDS have passed)
+    "treasury-sync-near-intents": {
+        "task": "treasury.tasks.treasury_sync_task",
+        "every": 5.0,
+        "expires": 10,
+        "kwargs": {"venue": "near_intents"},
+    },
+    "treasury-sync-ostium": {
+        "task": "treasury.tasks.treasury_sync_task",
+        "every": 5.0,
+        "expires": 10,
+        "kwargs": {"venue": "ostium"},
+    },
+    "treasury-sync-paper": {
+        "task": "treasury.tasks.treasury_sync_task",
+        "every": 5.0,
+        "expires": 10,
+        "kwargs": {"venue": "paper"},
+    },
+    "liquidity-track": {
+        "task": "treasury.tasks.liquidity_track_task",
+        "every": 5.0,
+        "expires": 10,
+    },
 }

@@ -455,3 +455,48 @@ PROTECTIVE_NATIVE_SL_TP_VENUES = env.list("PROTECTIVE_NATIVE_SL_TP_VENUES", defa
 # Extra venues whose LIMIT entries the engine holds and fires (normally: adapters with
 # `native_limit_orders = False`; the paper venue rests its own limits).
 PROTECTIVE_HELD_LIMIT_VENUES = env.list("PROTECTIVE_HELD_LIMIT_VENUES", default=[])
+
+# --- NEAR Intents (providers/near_intents; docs/treasury.md) ------------------------------------
+# sandbox (the loopback doubles `manage.py near_intents_sandbox` runs, described by the JSON file it
+# writes) | mainnet (the public endpoints below unless overridden).
+NEAR_INTENTS_NETWORK = env("NEAR_INTENTS_NETWORK", default="sandbox")
+NEAR_INTENTS_SANDBOX_CONFIG = env("NEAR_INTENTS_SANDBOX_CONFIG", default=".var/near-intents-sandbox.json")
+# Overrides of the network's endpoints: NEAR JSON-RPC, the deposit/withdrawal bridge service's
+# JSON-RPC and the solver relay's JSON-RPC (empty: the network's own).
+NEAR_INTENTS_RPC_URL = env("NEAR_INTENTS_RPC_URL", default="")
+NEAR_INTENTS_BRIDGE_URL = env("NEAR_INTENTS_BRIDGE_URL", default="")
+NEAR_INTENTS_RELAY_URL = env("NEAR_INTENTS_RELAY_URL", default="")
+# The relay's API key (sent as `Authorization: Bearer <key>`); empty: no header.
+NEAR_INTENTS_RELAY_API_KEY = env("NEAR_INTENTS_RELAY_API_KEY", default="")
+# The verifier contract and the desk's own solver account on it (empty on the sandbox: the
+# account its config file names).
+NEAR_INTENTS_VERIFIER = env("NEAR_INTENTS_VERIFIER", default="intents.near")
+NEAR_INTENTS_SOLVER_ACCOUNT = env("NEAR_INTENTS_SOLVER_ACCOUNT", default="")
+# Token ids whose balances the inventory sync reads (comma separated; empty: every token the
+# bridge service supports plus the well-known ones in providers/near_intents/tokens.py).
+NEAR_INTENTS_TOKENS = env.list("NEAR_INTENTS_TOKENS", default=[])
+# Seconds per call before it is given up (reads are retried NEAR_INTENTS_READ_RETRIES times; a
+# publish is never retried: a timeout is an unknown outcome, resolved by get_status).
+NEAR_INTENTS_TIMEOUT = env.float("NEAR_INTENTS_TIMEOUT", default=10.0)
+NEAR_INTENTS_READ_RETRIES = env.int("NEAR_INTENTS_READ_RETRIES", default=2)
+# Circuit breaker per endpoint: open after this many consecutive failures, for this many seconds.
+NEAR_INTENTS_BREAKER_THRESHOLD = env.int("NEAR_INTENTS_BREAKER_THRESHOLD", default=5)
+NEAR_INTENTS_BREAKER_COOLDOWN = env.float("NEAR_INTENTS_BREAKER_COOLDOWN", default=30.0)
+
+# --- treasury: inventory, liquidity actions, withdrawals (docs/treasury.md) ---------------------
+# A balance whose last sync is older than this (seconds) is stale: spending it is refused.
+INVENTORY_MAX_AGE_SECONDS = env.float("INVENTORY_MAX_AGE_SECONDS", default=60.0)
+# Seconds between inventory syncs of each venue (Beat).
+INVENTORY_SYNC_SECONDS = env.float("INVENTORY_SYNC_SECONDS", default=15.0)
+# Ostium accounts whose USDC the sync reads besides the desk's trader (OSTIUM_TRADER_KEY_FILE)
+# and the Safes of active delegations (comma-separated addresses).
+TREASURY_OSTIUM_ACCOUNTS = env.list("TREASURY_OSTIUM_ACCOUNTS", default=[])
+# A funding (or other inbound/outbound action) not credited this many minutes after it was
+# requested is `delayed` and shown on top of the treasury page.
+FUNDING_DELAY_ALERT_MINUTES = env.float("FUNDING_DELAY_ALERT_MINUTES", default=30.0)
+# A withdrawal above this amount (in the asset's own units) needs a second operator's approval;
+# WITHDRAWAL_APPROVAL_THRESHOLDS overrides it per asset symbol (e.g. "BTC=0.05,ETH=1").
+WITHDRAWAL_APPROVAL_THRESHOLD = env("WITHDRAWAL_APPROVAL_THRESHOLD", default="1000")
+WITHDRAWAL_APPROVAL_THRESHOLDS = env.dict("WITHDRAWAL_APPROVAL_THRESHOLDS", default={})
+# Seconds a signed withdrawal intent stays valid (its deadline and its nonce's).
+WITHDRAWAL_DEADLINE_SECONDS = env.int("WITHDRAWAL_DEADLINE_SECONDS", default=120)

@@ -15,6 +15,7 @@ urlpatterns = [
     path("api/v1/", include("trading.urls")),
     path("internal/ostium/v1/", include("providers.ostium.service")),
     path("api/v1/", include("delegations.urls")),
+    path("api/v1/", include("treasury.urls")),
 ]
 
 handler404 = "config.errors.handler404"

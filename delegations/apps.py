@@ -15,6 +15,11 @@ class DelegationsConfig(AppConfig):
 
         register_delegate_key_source(delegate_key_for_trader)
 
+        from delegations.keys import solver_key_for_network
+        from providers.near_intents.solver_keys import register_solver_key_source
+
+        register_solver_key_source(solver_key_for_network)
+
 
 def ostium_pretrade(*, user, intent):
     """Ostium orders of a user trading through a Safe: delegated mode, account = the Safe."""

@@ -5,6 +5,9 @@
   Ostium client/signer path decrypts it, through `delegate_key_load` — nothing else may.
 - **Relayer key**: one per network; pays gas for the Safes' `execTransaction`
   (`relayer_key_load`, used only by `delegations.chain` when executing).
+- **NEAR Intents solver key**: one ed25519 key per NEAR Intents network; signs the solver
+  account's intents (`solver_key_for_network`, registered as the NEAR Intents signer's key
+  source). Its public key must be registered on the verifier (`add_public_key`).
 
 Keys are generated here (`ostium_delegate_key create`), never accepted over the API, stored
 encrypted (`delegations.crypto`), shown only as a fingerprint (address + short hash), and
@@ -48,7 +51,7 @@ def _active(purpose: str, network: str, user=None):
 @transaction.atomic
 def custody_key_create(*, purpose: str, network: str, user=None, actor: str = "system", replace: bool = False):
     """Generate a fresh key, store it encrypted and return the row (never the key)."""
-    if purpose == P.RELAYER or key_scope() == "network":
+    if purpose != P.DELEGATE or key_scope() == "network":
         user = None
     existing = (
         CustodyKey.objects.select_for_update()
@@ -64,15 +67,18 @@ def custody_key_create(*, purpose: str, network: str, user=None, actor: str = "s
     if existing:
         existing.is_active = False
         existing.save(update_fields=["is_active"])
-    account = Account.create()
+    if purpose == P.NEAR_SOLVER:
+        from providers.near_intents.signing import keypair_generate
+
+        secret, address = keypair_generate()
+    else:
+        account = Account.create()
+        secret, address = bytes(account.key), account.address
+        del account
     row = CustodyKey.objects.create(
-        purpose=purpose,
-        network=network,
-        user=user,
-        address=account.address,
-        encrypted_key=crypto.encrypt(bytes(account.key)),
+        purpose=purpose, network=network, user=user, address=address, encrypted_key=crypto.encrypt(secret)
     )
-    del account
+    del secret
     event_record(
         topic="custody_key.created",
         aggregate_type="custody_key",
@@ -159,6 +165,24 @@ def relayer_key_load(network: str) -> LocalAccount:
             details={"network": network},
         )
     return Account.from_key(crypto.decrypt(row.encrypted_key))
+
+
+def solver_key_create(*, network: str, actor: str = "system", replace: bool = False) -> CustodyKey:
+    return custody_key_create(purpose=P.NEAR_SOLVER, network=network, actor=actor, replace=replace)
+
+
+def solver_public_key(network: str) -> str | None:
+    """The solver key's public key (`ed25519:<base58>`, no decryption), None when there is none."""
+    row = _active(P.NEAR_SOLVER, network)
+    return row.address if row else None
+
+
+def solver_key_for_network(network: str) -> bytes | None:
+    """The NEAR Intents signer's key source (registered in AppConfig.ready through
+    `providers.near_intents.solver_keys`): the 32-byte ed25519 seed of the network's solver key,
+    None when Tradedesk holds none. THE ONLY reader of solver key plaintext."""
+    row = _active(P.NEAR_SOLVER, network)
+    return crypto.decrypt(row.encrypted_key) if row else None
 
 
 @transaction.atomic

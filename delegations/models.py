@@ -126,19 +126,22 @@ class DelegationSignature(models.Model):
 class CustodyKey(models.Model):
     """A private key Tradedesk holds, encrypted at rest (MultiFernet, `delegations.crypto`).
     `delegate`: the key a Safe delegates Ostium trading to (per network, or per user when
-    `OSTIUM_DELEGATE_KEY_SCOPE=user`). `relayer`: pays gas for `execTransaction`.
-    The plaintext is read only by `delegations.keys.delegate_key_load` / `relayer_key_load`."""
+    `OSTIUM_DELEGATE_KEY_SCOPE=user`). `relayer`: pays gas for `execTransaction`. `near_solver`:
+    the ed25519 key of the desk's NEAR Intents solver account (signs its intents; `address` holds
+    its public key, `ed25519:<base58>`). The plaintext is read only by
+    `delegations.keys.delegate_key_load` / `relayer_key_load` / `solver_key_for_network`."""
 
     class Purpose(models.TextChoices):
         DELEGATE = "delegate", "Delegate (trades for Safes)"
         RELAYER = "relayer", "Relayer (pays gas)"
+        NEAR_SOLVER = "near_solver", "NEAR Intents solver (signs intents)"
 
-    purpose = models.CharField(max_length=10, choices=Purpose.choices)
+    purpose = models.CharField(max_length=16, choices=Purpose.choices)
     network = models.CharField(max_length=32)
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="custody_keys"
     )
-    address = models.CharField(max_length=42)
+    address = models.CharField(max_length=64, help_text="EVM address, or the NEAR public key of a solver key")
     encrypted_key = models.BinaryField(editable=False)
     is_active = models.BooleanField(default=True)
     created_at = models.DateTimeField(default=timezone.now)

@@ -65,6 +65,8 @@ class ErrorCode(StrEnum):
     VENUE_CANCELLED = "VENUE_CANCELLED"  # cancelled at the venue, not through us
     VENUE_DISABLED = "VENUE_DISABLED"
     CIRCUIT_OPEN = "CIRCUIT_OPEN"
+    KEY_MISSING = "KEY_MISSING"  # no signing key for this network (NEAR Intents solver key)
+    INTENT_REJECTED = "INTENT_REJECTED"  # the relay/verifier refused a signed intent (details: reason)
     INTERNAL = "INTERNAL"
 
 
@@ -242,3 +244,18 @@ class VenueEvent:
     fill: Fill | None = None
     details: dict = field(default_factory=dict)
     occurred_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class InventoryReading:
+    """One balance a venue reported (treasury inventory sync): `credited` is what the venue
+    lets the account spend now, `locked` what is held in open positions (collateral), both in
+    the asset's units."""
+
+    venue: str
+    account: str
+    asset: str  # the venue's asset id (NEAR Intents: the verifier token id; Ostium: USDC; paper: USD)
+    symbol: str
+    decimals: int
+    credited: Decimal
+    locked: Decimal = Decimal("0")

@@ -259,3 +259,28 @@ def venue_events():
     register_venue_listener(received.append)
     yield received
     unregister_venue_listener(received.append)
+
+
+@pytest.fixture
+def near_sandbox(settings, tmp_path):
+    """The NEAR Intents doubles (NEAR RPC with the verifier, bridge service, relay) on loopback,
+    with Tradedesk pointed at them (NEAR_INTENTS_NETWORK=sandbox). Returns the `Sandbox`; its
+    `world` is the state to script. Stopped at teardown."""
+    from providers.near_intents.client import breaker_reset, clients_reset
+    from providers.near_intents.config import network_config
+    from providers.near_intents.sandbox import start_sandbox
+
+    sandbox = start_sandbox(solver_account="desk-solver.near")
+    settings.NEAR_INTENTS_NETWORK = "sandbox"
+    settings.NEAR_INTENTS_SANDBOX_CONFIG = str(sandbox.write_config(tmp_path / "near-intents-sandbox.json"))
+    settings.NEAR_INTENTS_SOLVER_ACCOUNT = ""
+    settings.NEAR_INTENTS_RPC_URL = settings.NEAR_INTENTS_BRIDGE_URL = settings.NEAR_INTENTS_RELAY_URL = ""
+    settings.NEAR_INTENTS_TOKENS = []
+    settings.NEAR_INTENTS_TIMEOUT = 2.0
+    settings.NEAR_INTENTS_READ_RETRIES = 0
+    clients_reset()
+    breaker_reset(network_config())
+    yield sandbox
+    clients_reset()
+    breaker_reset(network_config())
+    sandbox.stop()

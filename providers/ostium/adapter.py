@@ -43,7 +43,7 @@ from providers.interface import (
 )
 from providers.ostium import errors as E
 from providers.ostium.config import OstiumNetwork, network_config
-from providers.ostium.resilience import breaker_allow, breaker_record, retry_read
+from providers.ostium.resilience import breaker_allow, breaker_record, guarded_read
 
 logger = logging.getLogger("tradedesk.providers.ostium")
 
@@ -129,24 +129,7 @@ class OstiumVenue:
 
     def _read(self, fn, *, during: str):
         """A read through the breaker with bounded retries; failures as VenueException."""
-        network = self.net.name
-        if not breaker_allow(network):
-            raise VenueException(E.error(C.CIRCUIT_OPEN, f"Ostium {network} circuit open", retryable=True))
-
-        def retryable(exc):
-            return E.error_from_exception(exc).retryable
-
-        try:
-            value = retry_read(fn, is_retryable=retryable)
-        except VenueException:
-            raise
-        except Exception as exc:
-            error = E.error_from_exception(exc, during=during)
-            if error.code in E.INFRA_CODES:
-                breaker_record(network, ok=False)
-            raise VenueException(error) from None
-        breaker_record(network, ok=True)
-        return value
+        return guarded_read(self.net.name, fn, during=during)
 
     def _refuse_writes(self) -> VenueError | None:
         if not settings.VENUE_ENABLED.get("ostium", True):

@@ -625,6 +625,33 @@ class OstiumClient:
         )
 
 
+class OstiumReader:
+    """Reads that need no key (the treasury's inventory sync): USDC balances on chain and open
+    trades from the subgraph, through the SDK's own USDC ABI and subgraph client."""
+
+    def __init__(self, net: OstiumNetwork):
+        from ostium_python_sdk.abi.usdc_abi import usdc_abi
+
+        self.net = net
+        self.w3 = Web3(_provider(net.rpc_url, settings.OSTIUM_READ_TIMEOUT))
+        self._usdc = self.w3.eth.contract(address=net.contracts["usdc"], abi=usdc_abi)
+        self._subgraph = None
+        self._loop = _LoopThread(f"ostium-reader-{net.name}")
+
+    def usdc_balance(self, address: str) -> int:
+        return self._usdc.functions.balanceOf(Web3.to_checksum_address(address)).call()
+
+    def open_trades(self, trader: str) -> list[dict]:
+        from ostium_python_sdk.subgraph import SubgraphClient
+
+        if self._subgraph is None:
+            self._subgraph = SubgraphClient(self.net.subgraph_url)
+        return self._loop.run(self._subgraph.get_open_trades(trader.lower()), settings.OSTIUM_READ_TIMEOUT)
+
+    def stop(self) -> None:
+        self._loop.stop()
+
+
 # --- instances ------------------------------------------------------------------------------------
 
 _clients: dict[tuple, OstiumClient] = {}
@@ -643,10 +670,25 @@ def client_for(net: OstiumNetwork, private_key: str, *, use_delegation: bool = F
         return client
 
 
+_readers: dict[tuple, OstiumReader] = {}
+
+
+def reader_for(net: OstiumNetwork) -> OstiumReader:
+    """The process-wide keyless reader of a network."""
+    with _clients_lock:
+        reader = _readers.get(net.fingerprint())
+        if reader is None:
+            reader = _readers[net.fingerprint()] = OstiumReader(net)
+        return reader
+
+
 def clients_reset() -> None:
-    """Forget every client (tests; after a config change). Their loop threads stop."""
+    """Forget every client and reader (tests; after a config change). Their loop threads stop."""
     with _clients_lock:
         for client in _clients.values():
             if client._loop is not None:
                 client._loop.stop()
         _clients.clear()
+        for reader in _readers.values():
+            reader.stop()
+        _readers.clear()

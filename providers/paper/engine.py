@@ -42,6 +42,7 @@ from providers.interface import (
     ExecStatus,
     ExecutionResult,
     Fill,
+    InventoryReading,
     Market,
     OpenTradeRequest,
     PriceTick,
@@ -312,6 +313,30 @@ def paper_account_set_balance(*, name: str, balance: Decimal) -> PaperAccount:
     account.balance = balance
     account.save(update_fields=["balance", "updated_at"])
     return account
+
+
+def paper_inventory() -> list[InventoryReading]:
+    """Every paper account's cash (credited) and the collateral of its open positions (locked), USD."""
+    from django.db.models import Sum
+
+    locked = dict(
+        PaperPosition.objects.filter(status=PaperPosition.Status.OPEN)
+        .values("account_id")
+        .annotate(total=Sum("collateral"))
+        .values_list("account_id", "total")
+    )
+    return [
+        InventoryReading(
+            venue="paper",
+            account=account.name,
+            asset="USD",
+            symbol="USD",
+            decimals=2,
+            credited=account.balance,
+            locked=locked.get(account.pk) or Decimal(0),
+        )
+        for account in PaperAccount.objects.order_by("name")
+    ]
 
 
 # --- idempotency --------------------------------------------------------------------------------

@@ -12,6 +12,18 @@ from django.utils import timezone
 VIEWER, OPERATOR, RISK_ADMIN = "viewer", "operator", "risk_admin"
 OPERATOR_PERMS = ("arm_controlstate", "pause_controlstate", "force_close_position")
 RISK_ADMIN_PERMS = ("add_risklimit", "change_risklimit", "change_tradingstate", "halt_all", "pause_controlstate")
+# treasury permissions per role: operators request, approve (four eyes), cancel liquidity actions,
+# refresh inventory and freeze withdrawals; risk admins keep the withdrawal allowlist.
+TREASURY_PERMS = {
+    OPERATOR: (
+        "add_liquidityaction",
+        "change_liquidityaction",
+        "approve_liquidityaction",
+        "freeze_withdrawals",
+        "refresh_inventory",
+    ),
+    RISK_ADMIN: ("add_allowlistentry", "change_allowlistentry", "freeze_withdrawals"),
+}
 VIEW_APPS = ("trading", "providers", "delegations", "treasury", "webhooks", "django_celery_beat")
 COMPONENTS = (
     "executor:paper",
@@ -32,9 +44,14 @@ def roles_and_rows_ensure(apps=global_apps) -> None:
     Permission = apps.get_model("auth", "Permission")
     view = list(Permission.objects.filter(content_type__app_label__in=VIEW_APPS, codename__startswith="view_"))
     trading_perms = Permission.objects.filter(content_type__app_label="trading")
+    treasury_perms = Permission.objects.filter(content_type__app_label="treasury")
     for name, extra in ((VIEWER, ()), (OPERATOR, OPERATOR_PERMS), (RISK_ADMIN, RISK_ADMIN_PERMS)):
         group, _ = Group.objects.get_or_create(name=name)
-        group.permissions.add(*view, *trading_perms.filter(codename__in=extra))
+        group.permissions.add(
+            *view,
+            *trading_perms.filter(codename__in=extra),
+            *treasury_perms.filter(codename__in=TREASURY_PERMS.get(name, ())),
+        )
     ControlState = apps.get_model("trading", "ControlState")
     for component in COMPONENTS:
         ControlState.objects.get_or_create(

@@ -1,0 +1,348 @@
+"""Inventory: what a consumer may spend (`credited − reserved` of a balance that is not stale),
+reservations taken and released in the consumer's own transaction, and what a sync writes.
+
+    with transaction.atomic():
+        decision = ...                                   # the consumer's own rows
+        inventory_reserve(venue="near_intents", account=solver, asset=token_id,
+                          amount=Decimal("0.1"), ref=f"quote:{quote_id}", actor="strategy")
+
+The balance row is locked (`SELECT ... FOR UPDATE`) while the reservation is checked and
+written, so two concurrent reservations that together exceed what is spendable cannot both
+pass: the second waits for the first to commit and then sees its hold."""
+
+from __future__ import annotations
+
+import logging
+from decimal import Decimal
+
+from django.db import transaction
+from django.db.models import Q, Sum
+from django.utils import timezone
+
+from config.errors import ApplicationError, ConflictError, NotFoundError
+from providers.interface import InventoryReading
+from trading.services.ledger import event_record
+from treasury import lock_objects
+from treasury.models import ZERO, InventoryBalance, InventorySnapshot, LiquidityAction, Reservation
+
+logger = logging.getLogger("tradedesk.treasury")
+S = InventoryBalance.Status
+
+
+class InventoryRefused(ApplicationError):
+    status_code = 409
+    code = "INVENTORY_REFUSED"
+
+
+def _balance_ref(balance: InventoryBalance) -> dict:
+    return {"venue": balance.venue, "account": balance.account, "asset": balance.asset, "symbol": balance.symbol}
+
+
+def inventory_usable(balance: InventoryBalance | None, *, venue: str, account: str, asset: str, now=None) -> None:
+    """Refuse a balance that is unknown or stale, with the reason."""
+    if balance is None:
+        raise NotFoundError(
+            f"No inventory for {venue}:{account}:{asset}: it has never been synced.",
+            code="INVENTORY_UNKNOWN",
+            details={"venue": venue, "account": account, "asset": asset},
+        )
+    if balance.effective_status(now) == S.STALE:
+        raise InventoryRefused(
+            f"Inventory of {balance} is stale: {balance.why_stale(now)}. Nothing is spent on a stale balance.",
+            code="INVENTORY_STALE",
+            details={**_balance_ref(balance), "reason": balance.why_stale(now), "synced_at": balance.synced_at},
+        )
+
+
+def inventory_spendable(*, venue: str, account: str, asset: str, now=None) -> Decimal:
+    """`credited − reserved` of a fresh balance; INVENTORY_UNKNOWN / INVENTORY_STALE otherwise."""
+    balance = InventoryBalance.objects.filter(venue=venue, account=account, asset=asset).first()
+    inventory_usable(balance, venue=venue, account=account, asset=asset, now=now)
+    return balance.spendable
+
+
+def _snapshot(balance: InventoryBalance, *, source: str, now) -> InventorySnapshot:
+    return InventorySnapshot(
+        balance=balance,
+        venue=balance.venue,
+        account=balance.account,
+        asset=balance.asset,
+        credited=balance.credited,
+        reserved=balance.reserved,
+        pending_in=balance.pending_in,
+        pending_out=balance.pending_out,
+        locked=balance.locked,
+        status=balance.effective_status(now),
+        source=source,
+        taken_at=now,
+    )
+
+
+@transaction.atomic
+def inventory_reserve(
+    *,
+    venue: str,
+    account: str,
+    asset: str,
+    amount: Decimal,
+    ref: str,
+    actor: str = "system",
+    reason: str = "",
+    expires_at=None,
+    causation_id: str = "",
+) -> Reservation:
+    """Hold `amount` of a balance for `ref` (in the caller's transaction). A second call with
+    the same `ref` while the hold exists returns it. Refused: an unknown or stale balance,
+    more than `credited − reserved` (INSUFFICIENT_INVENTORY)."""
+    if amount is None or amount <= 0:
+        raise ApplicationError("The amount must be positive.", code="INVALID_AMOUNT", details={"amount": [str(amount)]})
+    balance = lock_objects.balance_locked(venue=venue, account=account, asset=asset)
+    now = timezone.now()
+    inventory_usable(balance, venue=venue, account=account, asset=asset, now=now)
+    held = Reservation.objects.filter(ref=ref, status=Reservation.Status.HELD).first()
+    if held is not None:
+        if held.balance_id == balance.pk and held.amount == amount:
+            return held
+        raise ConflictError(f"{ref} already holds another reservation.", code="RESERVATION_REF_IN_USE")
+    spendable = balance.credited - balance.reserved
+    if spendable < amount:
+        raise InventoryRefused(
+            f"Only {max(spendable, ZERO)} {balance.symbol or balance.asset} spendable on {balance}; {amount} asked.",
+            code="INSUFFICIENT_INVENTORY",
+            details={**_balance_ref(balance), "spendable": str(max(spendable, ZERO)), "asked": str(amount)},
+        )
+    balance.reserved += amount
+    balance.save(update_fields=["reserved", "updated_at"])
+    reservation = Reservation.objects.create(
+        balance=balance, amount=amount, ref=ref, actor=actor, reason=reason, expires_at=expires_at, created_at=now
+    )
+    event_record(
+        topic="inventory.reserved",
+        aggregate_type="inventory_balance",
+        aggregate_id=balance.pk,
+        actor=actor,
+        causation_id=causation_id,
+        payload={**_balance_ref(balance), "reservation_id": reservation.pk, "ref": ref, "amount": str(amount)},
+    )
+    return reservation
+
+
+def _close(reservation: Reservation, *, status: str, actor: str, reason: str, consume: bool) -> Reservation:
+    balance = lock_objects.balance_locked_by_pk(reservation.balance_id)
+    reservation = lock_objects.reservation_locked(reservation.pk)
+    if reservation.status != Reservation.Status.HELD:
+        return reservation  # already released or consumed: nothing twice
+    balance.reserved = max(balance.reserved - reservation.amount, ZERO)
+    fields = ["reserved", "updated_at"]
+    if consume:  # the venue has spent it: the book follows until the next sync reads the venue
+        balance.credited -= reservation.amount
+        fields.append("credited")
+    balance.save(update_fields=fields)
+    reservation.status, reservation.closed_at = status, timezone.now()
+    reservation.reason = (reason or reservation.reason)[:300]
+    reservation.save(update_fields=["status", "closed_at", "reason"])
+    event_record(
+        topic=f"inventory.{status}",
+        aggregate_type="inventory_balance",
+        aggregate_id=balance.pk,
+        actor=actor,
+        payload={
+            **_balance_ref(balance),
+            "reservation_id": reservation.pk,
+            "ref": reservation.ref,
+            "amount": str(reservation.amount),
+            "reason": reason,
+        },
+    )
+    return reservation
+
+
+@transaction.atomic
+def inventory_release(*, reservation: Reservation, actor: str = "system", reason: str = "") -> Reservation:
+    """Give a hold back (idempotent)."""
+    return _close(reservation, status=Reservation.Status.RELEASED, actor=actor, reason=reason, consume=False)
+
+
+@transaction.atomic
+def inventory_consume(*, reservation: Reservation, actor: str = "system", reason: str = "") -> Reservation:
+    """The held amount left the venue (a settled withdrawal or quote): off `reserved` and off
+    `credited` until the next sync reads the venue itself (idempotent)."""
+    return _close(reservation, status=Reservation.Status.CONSUMED, actor=actor, reason=reason, consume=True)
+
+
+def inventory_release_expired(*, now=None) -> int:
+    """Release holds whose `expires_at` has passed (a quote's deadline)."""
+    now = now or timezone.now()
+    count = 0
+    for reservation in Reservation.objects.filter(status=Reservation.Status.HELD, expires_at__lte=now):
+        inventory_release(reservation=reservation, reason="expired")
+        count += 1
+    return count
+
+
+# --- pending in / out ------------------------------------------------------------------------------
+def balance_for_action(*, venue: str, account: str, asset: str, symbol: str = "", decimals: int = 0):
+    """The balance an action moves (created, never synced yet, when the asset is new)."""
+    balance, _ = InventoryBalance.objects.get_or_create(
+        venue=venue, account=account, asset=asset, defaults={"symbol": symbol, "decimals": decimals}
+    )
+    return balance
+
+
+def pending_refresh(*, venue: str, account: str, asset: str) -> None:
+    """Recompute a balance's pending in and out from the open liquidity actions (caller's transaction)."""
+    if not (venue and account and asset):
+        return
+    balance = lock_objects.balance_locked(venue=venue, account=account, asset=asset)
+    if balance is None:
+        return
+    open_actions = LiquidityAction.objects.filter(status__in=LiquidityAction.OPEN, duplicate_of__isnull=True)
+    K = LiquidityAction.Kind
+    inbound = (
+        open_actions.filter(
+            Q(kind=K.FUNDING, venue=venue, account=account, asset=asset)
+            | Q(kind=K.REBALANCE, dest_venue=venue, dest_account=account, dest_asset=asset)
+        ).aggregate(total=Sum("amount"))["total"]
+        or ZERO
+    )
+    outbound = (
+        open_actions.filter(
+            kind__in=(K.WITHDRAWAL, K.REBALANCE), venue=venue, account=account, asset=asset, submitted_at__isnull=False
+        ).aggregate(total=Sum("amount"))["total"]
+        or ZERO
+    )
+    if (balance.pending_in, balance.pending_out) != (inbound, outbound):
+        balance.pending_in, balance.pending_out = inbound, outbound
+        balance.save(update_fields=["pending_in", "pending_out", "updated_at"])
+
+
+# --- what a sync writes ------------------------------------------------------------------------------
+@transaction.atomic
+def inventory_sync_apply(*, venue: str, readings: list[InventoryReading], source: str, now=None) -> dict:
+    """Write one round of a venue's balances: credited and locked from the venue, synced now,
+    `ok` (or `drift` while a drift is unacknowledged); balances the round did not report go
+    stale. One snapshot per balance, one `inventory.synced` event for the round."""
+    now = now or timezone.now()
+    rows = {(b.account, b.asset): b for b in lock_objects.balances_of_venue_locked(venue)}
+    seen, created, updated, recovered = set(), [], [], []
+    for r in readings:
+        key = (r.account, r.asset)
+        seen.add(key)
+        balance = rows.get(key)
+        if balance is None:
+            balance = InventoryBalance(venue=venue, account=r.account, asset=r.asset)
+            created.append(balance)
+        else:
+            if balance.effective_status(now) == S.STALE:
+                recovered.append(str(balance))
+            updated.append(balance)
+        balance.symbol, balance.decimals = r.symbol or balance.symbol, r.decimals
+        balance.credited, balance.locked = r.credited, r.locked
+        balance.synced_at, balance.sync_source, balance.stale_reason = now, source[:200], ""
+        balance.status = S.DRIFT if balance.drift > 0 else S.OK
+        balance.updated_at = now
+    went_stale = []
+    for key, balance in rows.items():
+        if key not in seen and balance.status != S.STALE:
+            balance.status, balance.stale_reason = S.STALE, f"not reported by the last {venue} sync"[:300]
+            balance.updated_at = now
+            updated.append(balance)
+            went_stale.append(str(balance))
+    if created:
+        InventoryBalance.objects.bulk_create(created)
+    if updated:
+        InventoryBalance.objects.bulk_update(
+            updated,
+            [
+                "symbol",
+                "decimals",
+                "credited",
+                "locked",
+                "synced_at",
+                "sync_source",
+                "stale_reason",
+                "status",
+                "updated_at",
+            ],
+        )
+    InventorySnapshot.objects.bulk_create(_snapshot(b, source=source, now=now) for b in (*created, *updated))
+    summary = {
+        "venue": venue,
+        "source": source,
+        "assets": len(readings),
+        "created": [str(b) for b in created],
+        "recovered": recovered,
+        "stale": went_stale,
+    }
+    event_record(topic="inventory.synced", aggregate_type="inventory_venue", aggregate_id=venue, payload=summary)
+    if recovered:
+        logger.info("inventory recovered", extra={"venue": venue, "balances": recovered})
+    return summary
+
+
+@transaction.atomic
+def inventory_sync_failed(*, venue: str, code: str, message: str, now=None) -> list[str]:
+    """A venue could not be read: its balances are stale now (consumers are refused), with the reason."""
+    now = now or timezone.now()
+    reason = f"the {venue} sync failed: {code}: {message}"[:300]
+    went = []
+    for balance in lock_objects.balances_of_venue_locked(venue):
+        if balance.status != S.STALE:
+            went.append(str(balance))
+        balance.status, balance.stale_reason, balance.updated_at = S.STALE, reason, now
+        balance.save(update_fields=["status", "stale_reason", "updated_at"])
+    if went:
+        event_record(
+            topic="inventory.stale",
+            aggregate_type="inventory_venue",
+            aggregate_id=venue,
+            payload={"venue": venue, "code": code, "message": message[:300], "balances": went},
+        )
+        logger.warning("inventory stale", extra={"venue": venue, "code": code, "balances": went})
+    return went
+
+
+@transaction.atomic
+def inventory_drift_record(*, balance: InventoryBalance, amount: Decimal, action: LiquidityAction) -> None:
+    balance = lock_objects.balance_locked_by_pk(balance.pk)
+    balance.drift += amount
+    if balance.status != S.STALE:
+        balance.status = S.DRIFT
+    balance.save(update_fields=["drift", "status", "updated_at"])
+    event_record(
+        topic="inventory.drift",
+        aggregate_type="inventory_balance",
+        aggregate_id=balance.pk,
+        causation_id=action.correlation_id,
+        payload={
+            **_balance_ref(balance),
+            "drift": str(amount),
+            "total_drift": str(balance.drift),
+            "action_id": action.pk,
+        },
+    )
+    logger.warning(
+        "inventory drift",
+        extra={"venue": balance.venue, "asset": balance.asset, "drift": str(amount), "action": action.pk},
+    )
+
+
+@transaction.atomic
+def inventory_drift_acknowledge(*, balance_id: int, actor: str, reason: str) -> InventoryBalance:
+    """An operator has looked at a drift and accepts the credited balance as the truth."""
+    if not reason or not reason.strip():
+        raise ApplicationError("A reason is required.", code="REASON_REQUIRED")
+    balance = lock_objects.balance_locked_by_pk(balance_id)
+    before = balance.drift
+    balance.drift = ZERO
+    if balance.status == S.DRIFT:
+        balance.status = S.OK
+    balance.save(update_fields=["drift", "status", "updated_at"])
+    event_record(
+        topic="inventory.drift_acknowledged",
+        aggregate_type="inventory_balance",
+        aggregate_id=balance.pk,
+        actor=actor,
+        payload={**_balance_ref(balance), "drift": str(before), "reason": reason.strip()},
+    )
+    return balance
