@@ -27,6 +27,14 @@ AMOUNT = {"max_digits": 64, "decimal_places": 24}
 ZERO = Decimal(0)
 
 
+def amount_text(value: Decimal | None) -> str | None:
+    """An amount as plain text without trailing zeros ("70", "0.0015"), None for None."""
+    if value is None:
+        return None
+    text = format(value.normalize(), "f")
+    return "0" if text in ("-0", "") else text
+
+
 class Venue(models.TextChoices):
     NEAR_INTENTS = "near_intents", "NEAR Intents"
     OSTIUM = "ostium", "Ostium"

@@ -23,7 +23,7 @@ from config.errors import ApplicationError, ConflictError, NotFoundError
 from providers.interface import InventoryReading
 from trading.services.ledger import event_record
 from treasury import lock_objects
-from treasury.models import ZERO, InventoryBalance, InventorySnapshot, LiquidityAction, Reservation
+from treasury.models import ZERO, InventoryBalance, InventorySnapshot, LiquidityAction, Reservation, amount_text
 
 logger = logging.getLogger("tradedesk.treasury")
 S = InventoryBalance.Status
@@ -95,7 +95,9 @@ def inventory_reserve(
     the same `ref` while the hold exists returns it. Refused: an unknown or stale balance,
     more than `credited − reserved` (INSUFFICIENT_INVENTORY)."""
     if amount is None or amount <= 0:
-        raise ApplicationError("The amount must be positive.", code="INVALID_AMOUNT", details={"amount": [str(amount)]})
+        raise ApplicationError(
+            "The amount must be positive.", code="INVALID_AMOUNT", details={"amount": ["Must be positive."]}
+        )
     balance = lock_objects.balance_locked(venue=venue, account=account, asset=asset)
     now = timezone.now()
     inventory_usable(balance, venue=venue, account=account, asset=asset, now=now)
@@ -107,9 +109,14 @@ def inventory_reserve(
     spendable = balance.credited - balance.reserved
     if spendable < amount:
         raise InventoryRefused(
-            f"Only {max(spendable, ZERO)} {balance.symbol or balance.asset} spendable on {balance}; {amount} asked.",
+            f"Only {amount_text(max(spendable, ZERO))} {balance.symbol or balance.asset} spendable on {balance}; "
+            f"{amount_text(amount)} asked.",
             code="INSUFFICIENT_INVENTORY",
-            details={**_balance_ref(balance), "spendable": str(max(spendable, ZERO)), "asked": str(amount)},
+            details={
+                **_balance_ref(balance),
+                "spendable": amount_text(max(spendable, ZERO)),
+                "asked": amount_text(amount),
+            },
         )
     balance.reserved += amount
     balance.save(update_fields=["reserved", "updated_at"])
@@ -122,7 +129,7 @@ def inventory_reserve(
         aggregate_id=balance.pk,
         actor=actor,
         causation_id=causation_id,
-        payload={**_balance_ref(balance), "reservation_id": reservation.pk, "ref": ref, "amount": str(amount)},
+        payload={**_balance_ref(balance), "reservation_id": reservation.pk, "ref": ref, "amount": amount_text(amount)},
     )
     return reservation
 
@@ -150,7 +157,7 @@ def _close(reservation: Reservation, *, status: str, actor: str, reason: str, co
             **_balance_ref(balance),
             "reservation_id": reservation.pk,
             "ref": reservation.ref,
-            "amount": str(reservation.amount),
+            "amount": amount_text(reservation.amount),
             "reason": reason,
         },
     )
@@ -316,14 +323,14 @@ def inventory_drift_record(*, balance: InventoryBalance, amount: Decimal, action
         causation_id=action.correlation_id,
         payload={
             **_balance_ref(balance),
-            "drift": str(amount),
-            "total_drift": str(balance.drift),
+            "drift": amount_text(amount),
+            "total_drift": amount_text(balance.drift),
             "action_id": action.pk,
         },
     )
     logger.warning(
         "inventory drift",
-        extra={"venue": balance.venue, "asset": balance.asset, "drift": str(amount), "action": action.pk},
+        extra={"venue": balance.venue, "asset": balance.asset, "drift": amount_text(amount), "action": action.pk},
     )
 
 
@@ -343,6 +350,6 @@ def inventory_drift_acknowledge(*, balance_id: int, actor: str, reason: str) -> 
         aggregate_type="inventory_balance",
         aggregate_id=balance.pk,
         actor=actor,
-        payload={**_balance_ref(balance), "drift": str(before), "reason": reason.strip()},
+        payload={**_balance_ref(balance), "drift": amount_text(before), "reason": reason.strip()},
     )
     return balance

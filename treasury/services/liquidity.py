@@ -35,6 +35,7 @@ from treasury.models import (
     InventoryBalance,
     LiquidityAction,
     Venue,
+    amount_text,
 )
 from treasury.services import inventory
 
@@ -57,7 +58,7 @@ def _payload(action: LiquidityAction, **extra) -> dict:
         "account": action.account,
         "asset": action.asset,
         "symbol": action.symbol,
-        "amount": None if action.amount is None else str(action.amount),
+        "amount": amount_text(action.amount),
         "status": action.status,
         **extra,
     }
@@ -423,7 +424,7 @@ def withdrawal_request(
             chain=chain,
             address=address,
             needs_approval=action.needs_approval,
-            threshold=str(withdrawal_threshold(symbol)),
+            threshold=amount_text(withdrawal_threshold(symbol)),
         )
         if rebalance:
             inventory.balance_for_action(venue=dest_venue, account=dest_account, asset=action.dest_asset or asset)
@@ -612,7 +613,7 @@ def _withdrawal_track(action: LiquidityAction, client) -> None:
                     if locked.reservation_id:
                         inventory.inventory_consume(reservation=locked.reservation, reason=f"withdrawal #{locked.pk}")
                     if locked.chain == "near":  # a transfer on NEAR itself: settled is arrived
-                        liquidity_transition(locked, St.CREDITED, amount_credited=str(locked.amount))
+                        liquidity_transition(locked, St.CREDITED, amount_credited=amount_text(locked.amount))
                         locked.amount_credited = locked.amount
                         locked.save(update_fields=["amount_credited"])
                     _refresh_pending(locked)
@@ -736,7 +737,11 @@ def _credit(action: LiquidityAction, amount: Decimal, *, bridge_status: str) -> 
     action.drift = max(expected - amount, ZERO)
     action.save(update_fields=["amount_credited", "drift", "updated_at"])
     liquidity_transition(
-        action, St.CREDITED, amount_credited=str(amount), drift=str(action.drift), bridge_status=bridge_status
+        action,
+        St.CREDITED,
+        amount_credited=amount_text(amount),
+        drift=amount_text(action.drift),
+        bridge_status=bridge_status,
     )
     if action.drift > 0:
         balance = InventoryBalance.objects.get(venue=action.venue, account=action.account, asset=action.asset)
