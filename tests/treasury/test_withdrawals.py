@@ -46,9 +46,9 @@ def test_a_withdrawal_is_signed_published_settled_and_completed(near, operators,
     assert action.status == "submitted" and action.relay_response["status"] == "OK"
     payload = action.signed_intent
     assert payload["standard"] == "nep413" and payload["payload"]["recipient"] == "intents.near"
-    from providers.near_intents.signing import versioned_nonce_parse
-
     import base64
+
+    from providers.near_intents.signing import versioned_nonce_parse
 
     assert versioned_nonce_parse(base64.b64decode(payload["payload"]["nonce"]))[0] in near.world.salts
     assert balance(USDC).pending_out == Decimal(100)
