@@ -206,7 +206,7 @@ class LiquidityAction(models.Model):
     OPEN = (S.REQUESTED, S.SUBMITTED, S.SEEN, S.DELAYED)
     TRANSITIONS: dict[str, frozenset] = {
         S.REQUESTED: frozenset({S.SUBMITTED, S.SEEN, S.CREDITED, S.DELAYED, S.FAILED, S.CANCELLED}),
-        S.SUBMITTED: frozenset({S.SEEN, S.CREDITED, S.DELAYED, S.FAILED}),
+        S.SUBMITTED: frozenset({S.SEEN, S.CREDITED, S.DELAYED, S.FAILED, S.CANCELLED}),
         S.SEEN: frozenset({S.CREDITED, S.DELAYED, S.FAILED}),
         S.DELAYED: frozenset({S.SUBMITTED, S.SEEN, S.CREDITED, S.FAILED, S.CANCELLED}),
         S.CREDITED: frozenset(),

@@ -56,14 +56,12 @@ def sync_rows(*, now=None) -> list[dict]:
     for venue in Venue.values:
         s = beats.get(venue)
         age = (now - s.last_success_at).total_seconds() if s and s.last_success_at else None
-        if s is None or (s.last_error_code == "NOT_CONFIGURED" and s.last_success_at is None):
+        if s is None or s.last_error_code == "NOT_CONFIGURED":
             badge = "unknown"
-        elif age is not None and age <= settings.INVENTORY_MAX_AGE_SECONDS and not s.last_error_code:
-            badge = "ok"
-        elif age is not None and age <= settings.INVENTORY_MAX_AGE_SECONDS:
-            badge = "warn"
+        elif s.last_error_code or age is None or age > settings.INVENTORY_MAX_AGE_SECONDS:
+            badge = "down"  # the last run failed, or too long ago: its balances are stale
         else:
-            badge = "down"
+            badge = "ok"
         rows.append(
             {
                 "venue": venue,

@@ -469,16 +469,20 @@ def liquidity_action_approve(*, actor, action_id: int, reason: str = "") -> Liqu
 
 @transaction.atomic
 def liquidity_action_cancel(*, actor, action_id: int, reason: str) -> LiquidityAction:
-    """Cancel an action that has not left the desk yet (nothing was submitted); its hold is released."""
+    """Cancel an action that has not left the desk: a withdrawal not submitted, a funding the
+    bridge has not seen; its hold is released."""
     permission_require(actor=actor, perm=PERM_CANCEL)
     if not reason or not reason.strip():
         raise ApplicationError("A reason is required.", code="REASON_REQUIRED", details={"reason": ["Required."]})
     action = lock_objects.action_locked(action_id)
     if action is None:
         raise NotFoundError("No such liquidity action.", code="LIQUIDITY_ACTION_NOT_FOUND")
-    if action.submitted_at is not None or action.intent_hash or not action.can_move(St.CANCELLED):
+    # a withdrawal's intent may execute once submitted; a funding is only an expectation until seen
+    outbound = action.kind in (K.WITHDRAWAL, K.REBALANCE)
+    left = action.intent_hash or (action.submitted_at if outbound else action.seen_at)
+    if left or not action.can_move(St.CANCELLED):
         raise ConflictError(
-            f"Action #{action.pk} is {action.status}" + (" and was submitted" if action.submitted_at else "") + ".",
+            f"Action #{action.pk} is {action.status}" + (" and has left the desk" if left else "") + ".",
             code="ACTION_NOT_CANCELLABLE",
         )
     label = actor_label(actor)
