@@ -16,9 +16,20 @@ from rest_framework.views import APIView
 from trading.api.idempotency import IDEMPOTENCY_KEY_PARAMETER, idempotent
 from trading.permissions import IsStaff
 from trading.throttling import ScopedUserAndIpThrottle
-from treasury.models import AMOUNT, LiquidityAction, Venue
+from treasury.models import AMOUNT, LiquidityAction, Venue, amount_text
 from treasury.selectors import inventory_rows, sync_rows
 from treasury.services import liquidity
+
+
+class Amount(serializers.DecimalField):
+    """An amount as a string without trailing zeros ("2.5", "60000"); the exact Decimal."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**{**AMOUNT, **kwargs})
+
+    def to_representation(self, value):
+        return amount_text(value)
+
 
 ERROR = {"description": "the error envelope {error: {code, message, details, timestamp, request_id}}"}
 
@@ -35,15 +46,13 @@ class BalanceOut(serializers.Serializer):
     account = serializers.CharField()
     asset = serializers.CharField(help_text="the venue's asset id (NEAR Intents: the verifier token id)")
     symbol = serializers.CharField()
-    credited = serializers.DecimalField(help_text="spendable at the venue (last sync)", **AMOUNT)
-    reserved = serializers.DecimalField(**AMOUNT)
-    spendable = serializers.DecimalField(
-        allow_null=True, help_text="credited − reserved; null while stale (refused)", **AMOUNT
-    )
-    pending_in = serializers.DecimalField(**AMOUNT)
-    pending_out = serializers.DecimalField(**AMOUNT)
-    locked = serializers.DecimalField(help_text="collateral in open positions", **AMOUNT)
-    drift = serializers.DecimalField(help_text="credited less than expected by this much", **AMOUNT)
+    credited = Amount(help_text="spendable at the venue (last sync)")
+    reserved = Amount()
+    spendable = Amount(allow_null=True, help_text="credited − reserved; null while stale (refused)")
+    pending_in = Amount()
+    pending_out = Amount()
+    locked = Amount(help_text="collateral in open positions")
+    drift = Amount(help_text="credited less than expected by this much")
     status = serializers.ChoiceField(choices=["ok", "drift", "stale"])
     stale_reason = serializers.CharField()
     synced_at = serializers.DateTimeField(allow_null=True)
@@ -96,7 +105,7 @@ class ActionRequest(serializers.Serializer):
     kind = serializers.ChoiceField(choices=LiquidityAction.Kind.choices)
     venue = serializers.ChoiceField(choices=Venue.choices, default=Venue.NEAR_INTENTS)
     asset = serializers.CharField(max_length=200, required=False, default="", help_text="NEAR Intents: token id")
-    amount = serializers.DecimalField(required=False, allow_null=True, default=None, **AMOUNT)
+    amount = Amount(required=False, allow_null=True, default=None)
     chain = serializers.CharField(
         max_length=64,
         required=False,
@@ -120,9 +129,9 @@ class ActionOut(serializers.Serializer):
     account = serializers.CharField()
     asset = serializers.CharField()
     symbol = serializers.CharField()
-    amount = serializers.DecimalField(allow_null=True, **AMOUNT)
-    amount_credited = serializers.DecimalField(allow_null=True, **AMOUNT)
-    drift = serializers.DecimalField(**AMOUNT)
+    amount = Amount(allow_null=True)
+    amount_credited = Amount(allow_null=True)
+    drift = Amount()
     chain = serializers.CharField()
     address = serializers.CharField()
     memo = serializers.CharField()

@@ -19,6 +19,10 @@ from django.db import OperationalError, connections
 
 from config import embedded
 
+# The localnet's first demo trader (anvil's third dev account, funded with USDC when the localnet
+# starts): the demo's treasury reads its USDC when nothing else names an Ostium account.
+LOCALNET_DEMO_TRADER = "0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC"
+
 
 def _free_port(preferred: int) -> int:
     for port in (preferred, 0):
@@ -97,6 +101,10 @@ class Command(BaseCommand):
             "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
             "PYTHONUNBUFFERED": "1",
         }
+        if settings.OSTIUM_NETWORK == "localnet" and not (
+            settings.TREASURY_OSTIUM_ACCOUNTS or settings.OSTIUM_TRADER_KEY_FILE
+        ):
+            env["TREASURY_OSTIUM_ACCOUNTS"] = LOCALNET_DEMO_TRADER
         procfile = Path(settings.BASE_DIR) / "Procfile"
         proc = subprocess.Popen(
             [sys.executable, "-m", "honcho", "-f", str(procfile), "-d", str(settings.BASE_DIR), "start"],

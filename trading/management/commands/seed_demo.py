@@ -2,6 +2,7 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
+from providers.paper.engine import paper_account_get
 from providers.paper.seed import seed_paper_demo
 from trading.models import ControlState
 from trading.services.control import control_arm, venue_enabled
@@ -28,6 +29,7 @@ class Command(BaseCommand):
                 actor="seed_demo",
             )
         seed_paper_demo()  # markets and first prices of the paper venue
+        paper_account_get(name=f"user:{user.pk}")  # the demo user's paper account (treasury inventory)
         # the paper executor is the only one a demo arms
         paper = ControlState.objects.filter(component="executor:paper").first()
         if venue_enabled("paper") and not (paper and paper.armed):
