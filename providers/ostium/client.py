@@ -262,6 +262,15 @@ class _LoopThread:
             raise
 
 
+def open_collateral_query(traders: list[str], skip: int) -> str:
+    """Open trades (trader, collateral) of many traders, a page of 1000 (standard subgraph `_in` filter)."""
+    listed = ", ".join(f'"{t}"' for t in traders)
+    return (
+        f"query {{ trades(first: 1000, skip: {skip}, orderBy: tradeID, where: {{isOpen: true, trader_in: [{listed}]}}) "
+        "{ trader collateral } }"
+    )
+
+
 def closes_query(trade_id: str) -> str:
     """The subgraph query for the settled closes of trade `trade_id`. The id (digits only) is
     written into the query as a string literal, which the filter takes whether the schema types
@@ -638,15 +647,36 @@ class OstiumReader:
         self._subgraph = None
         self._loop = _LoopThread(f"ostium-reader-{net.name}")
 
-    def usdc_balance(self, address: str) -> int:
-        return self._usdc.functions.balanceOf(Web3.to_checksum_address(address)).call()
+    def usdc_balances(self, addresses: list[str]) -> list[int]:
+        """USDC `balanceOf` of each address, in one JSON-RPC batch request."""
+        with self.w3.batch_requests() as batch:
+            for address in addresses:
+                batch.add(self._usdc.functions.balanceOf(Web3.to_checksum_address(address)))
+            return [int(v) for v in batch.execute()]
 
-    def open_trades(self, trader: str) -> list[dict]:
+    def open_collateral(self, traders: list[str]) -> dict[str, int]:
+        """Collateral (USDC units) in open trades per trader (lowercase), through the SDK's subgraph
+        client: one query per page of 1000 trades for all `traders`."""
+        from gql import gql
         from ostium_python_sdk.subgraph import SubgraphClient
 
         if self._subgraph is None:
             self._subgraph = SubgraphClient(self.net.subgraph_url)
-        return self._loop.run(self._subgraph.get_open_trades(trader.lower()), settings.OSTIUM_READ_TIMEOUT)
+        wanted = [Web3.to_checksum_address(t).lower() for t in traders]  # validated: safe to inline
+
+        async def run():
+            totals = dict.fromkeys(wanted, 0)
+            skip = 0
+            while True:
+                query = gql(open_collateral_query(wanted, skip))
+                rows = (await self._subgraph._execute_query(query))["trades"]
+                for row in rows:
+                    totals[row["trader"].lower()] = totals.get(row["trader"].lower(), 0) + int(row["collateral"])
+                if len(rows) < 1000:
+                    return totals
+                skip += 1000
+
+        return self._loop.run(run(), settings.OSTIUM_READ_TIMEOUT)
 
     def stop(self) -> None:
         self._loop.stop()

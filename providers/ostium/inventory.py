@@ -24,30 +24,32 @@ def ostium_trader_address() -> str | None:
     return Account.from_key(key).address if key else None
 
 
-def ostium_inventory(accounts: list[str]) -> list[InventoryReading]:
-    """One USDC reading per account: credited = the wallet's USDC, locked = collateral in open
-    trades. Raises VenueException (normalised) when the chain or the subgraph cannot be read."""
+def ostium_inventory(accounts: list[str], *, chunk: int = 100) -> list[InventoryReading]:
+    """One USDC reading per account: credited = the wallet's USDC (chain, one batch request per
+    `chunk` accounts), locked = collateral in open trades (subgraph, one query per `chunk`).
+    Raises VenueException (normalised) when the chain or the subgraph cannot be read."""
     from web3 import Web3
 
     from providers.ostium.client import reader_for
 
     net = network_config()
     reader = reader_for(net)
+    addresses = [Web3.to_checksum_address(a) for a in accounts]
     out = []
-    for account in accounts:
-        address = Web3.to_checksum_address(account)
-        usdc = guarded_read(net.name, lambda a=address: reader.usdc_balance(a), during="treasury balance")
-        trades = guarded_read(net.name, lambda a=address: reader.open_trades(a), during="treasury open trades")
-        locked = sum((Decimal(str(t.get("collateral") or 0)) for t in trades), Decimal(0)) / E6
-        out.append(
-            InventoryReading(
-                venue="ostium",
-                account=address,
-                asset="USDC",
-                symbol="USDC",
-                decimals=6,
-                credited=Decimal(usdc) / E6,
-                locked=locked,
+    for i in range(0, len(addresses), chunk):
+        part = addresses[i : i + chunk]
+        balances = guarded_read(net.name, lambda p=part: reader.usdc_balances(p), during="treasury balances")
+        locked = guarded_read(net.name, lambda p=part: reader.open_collateral(p), during="treasury open trades")
+        for address, usdc in zip(part, balances, strict=True):
+            out.append(
+                InventoryReading(
+                    venue="ostium",
+                    account=address,
+                    asset="USDC",
+                    symbol="USDC",
+                    decimals=6,
+                    credited=Decimal(usdc) / E6,
+                    locked=Decimal(locked.get(address.lower(), 0)) / E6,
+                )
             )
-        )
     return out

@@ -66,7 +66,7 @@ def test_spendable_is_credited_minus_reserved_and_reservations_release_and_consu
     inventory_consume(reservation=second, reason="filled")
     row = InventoryBalance.objects.get()
     assert (row.credited, row.reserved) == (Decimal(60), Decimal(0))
-    topics = list(Event.objects.filter(aggregate_type="inventory_balance").values_list("topic", flat=True))
+    topics = list(Event.objects.filter(aggregate_type="reservation").values_list("topic", flat=True))
     assert topics == ["inventory.reserved", "inventory.released", "inventory.reserved", "inventory.consumed"]
 
 
