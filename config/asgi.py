@@ -8,12 +8,16 @@ django_asgi_app = get_asgi_application()  # build Django first, then the router
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
+from config.inputs import BodySizeLimit  # noqa: E402
+from config.logging import adopt_server_access_log  # noqa: E402
 from config.routing import websocket_urlpatterns  # noqa: E402
 from trading.realtime.auth import websocket_auth_stack  # noqa: E402
 
+adopt_server_access_log()
+
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
+        "http": BodySizeLimit(django_asgi_app),  # 413 before Django spools a body over the limit
         # Origin checked against ALLOWED_HOSTS; then the session user, overridden by a bearer
         # token (query `token` or subprotocol `bearer, <jwt>`) when one is given.
         "websocket": AllowedHostsOriginValidator(websocket_auth_stack(URLRouter(websocket_urlpatterns))),

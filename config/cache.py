@@ -10,8 +10,12 @@ from __future__ import annotations
 
 import threading
 
+import redis
 from django.core.cache.backends import redis as django_redis
 from django.utils.functional import cached_property
+
+# Redis being unreachable (down, restarting, loading its data): a temporary state, not a bug.
+REDIS_ERRORS: tuple[type[Exception], ...] = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
 
 _lock = threading.Lock()
 _clients: dict[tuple, SharedRedisCacheClient] = {}

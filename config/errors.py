@@ -7,6 +7,7 @@ import logging
 from datetime import UTC, datetime
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import RequestDataTooBig
 from django.http import Http404, JsonResponse
 from rest_framework import exceptions as drf
 from rest_framework.response import Response
@@ -54,6 +55,30 @@ def envelope(code: str, message: str, details=None) -> dict:
     }
 
 
+OUTAGE_RETRY_AFTER = 2  # seconds, in the Retry-After of a 503 SERVICE_UNAVAILABLE
+
+
+def outage_error(exc) -> ApplicationError | None:
+    """A service the request needed (Redis: cache, throttles, broker; PostgreSQL) being down is
+    the server's temporary state, not a fault in the request: 503 `SERVICE_UNAVAILABLE` with
+    `details.retryable`. Nothing was written (a write that fails this way rolls back), so the
+    same request may be sent again (with its Idempotency-Key)."""
+    from django.db import InterfaceError, OperationalError
+    from kombu.exceptions import OperationalError as BrokerError
+
+    from config.cache import REDIS_ERRORS
+
+    if not isinstance(exc, REDIS_ERRORS + (BrokerError, OperationalError, InterfaceError)):
+        return None
+    logger.warning("a service this request needs is unavailable: %s: %s", type(exc).__name__, str(exc)[:300])
+    return ApplicationError(
+        "A service this request needs is unavailable; retry shortly.",
+        code="SERVICE_UNAVAILABLE",
+        details={"retryable": True, "retry_after_seconds": OUTAGE_RETRY_AFTER},
+        status_code=503,
+    )
+
+
 _DRF_CODES = {
     drf.ValidationError: ("validation_error", "Invalid input."),
     drf.ParseError: ("parse_error", None),
@@ -70,6 +95,10 @@ _DRF_CODES = {
 
 def exception_handler(exc, context):
     """DRF exception handler: every error leaves as the envelope; internals never leak."""
+    if isinstance(exc, RequestDataTooBig):  # request.body over DATA_UPLOAD_MAX_MEMORY_SIZE
+        from config.inputs import payload_too_large
+
+        exc = payload_too_large()
     if isinstance(exc, ApplicationError):
         return Response(envelope(exc.code, exc.message, exc.details), status=exc.status_code)
     if isinstance(exc, Http404):
@@ -96,12 +125,41 @@ def exception_handler(exc, context):
             details = {"retry_after_seconds": int(headers["Retry-After"])}
         return Response(envelope(code, message or str(exc.detail), details), status=exc.status_code, headers=headers)
 
+    outage = outage_error(exc)
+    if outage is not None:
+        return Response(
+            envelope(outage.code, outage.message, outage.details),
+            status=outage.status_code,
+            headers={"Retry-After": str(OUTAGE_RETRY_AFTER)},
+        )
     logger.exception("unhandled error in API view", extra={"view": context.get("view").__class__.__name__})
     return Response(envelope("internal_error", "An internal error occurred."), status=500)
 
 
 def _wants_envelope(request) -> bool:
     return request.path.startswith(("/api/", "/internal/", "/health", "/ready"))
+
+
+def error_response(request, error: ApplicationError):
+    """`error` as a response outside DRF (middleware, Django's handlers): the envelope for the
+    API's paths, plain text for the admin's."""
+    if _wants_envelope(request):
+        return JsonResponse(envelope(error.code, error.message, error.details), status=error.status_code)
+    from django.http import HttpResponse
+
+    return HttpResponse(error.message, status=error.status_code, content_type="text/plain; charset=utf-8")
+
+
+def handler400(request, exception=None):
+    """Django's own 400s (a body over DATA_UPLOAD_MAX_MEMORY_SIZE read through request.body,
+    too many form fields, a bad Host header)."""
+    if isinstance(exception, RequestDataTooBig):
+        from config.inputs import payload_too_large
+
+        error = payload_too_large()
+    else:
+        error = ApplicationError("Bad request.", code="bad_request")
+    return error_response(request, error)
 
 
 def handler404(request, exception=None):

@@ -98,3 +98,12 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info:
             out["exc"] = redact_text(self.formatException(record.exc_info))
         return json.dumps(out, default=str)
+
+
+def adopt_server_access_log() -> None:
+    """uvicorn's access log, when it is on, through our handlers (JSON, redaction of query-string
+    credentials) instead of its own plain-text one. `--no-access-log` leaves it without handlers,
+    and then it stays off."""
+    access = logging.getLogger("uvicorn.access")
+    if access.handlers:
+        access.handlers = list(logging.getLogger().handlers)

@@ -25,3 +25,24 @@ class RequestIdMiddleware:
             correlation_id_var.reset(ctoken)
         response["X-Request-ID"] = rid
         return response
+
+
+class OutageMiddleware:
+    """A view outside DRF (the signer service, the admin, health pages) that fails because Redis
+    or PostgreSQL is down answers 503 `SERVICE_UNAVAILABLE` (retryable), as the API does."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        return self.get_response(request)
+
+    def process_exception(self, request, exception):
+        from config.errors import OUTAGE_RETRY_AFTER, error_response, outage_error
+
+        outage = outage_error(exception)
+        if outage is None:
+            return None
+        response = error_response(request, outage)
+        response["Retry-After"] = str(OUTAGE_RETRY_AFTER)
+        return response

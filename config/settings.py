@@ -54,6 +54,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "config.middleware.RequestIdMiddleware",
+    "config.inputs.InputGuardMiddleware",  # control characters in the URL or a form field: 400
+    "config.middleware.OutageMiddleware",  # Redis / PostgreSQL down under a view: 503, retryable
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -63,6 +65,12 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
+
+# --- input bounds (config/inputs.py) ---------------------------------------------------------------
+# Largest HTTP request body in bytes (REST, admin, the signer service); larger: 413 before parsing.
+DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DJANGO_DATA_UPLOAD_MAX_MEMORY_SIZE", default=1024 * 1024)
+# Deepest nesting of arrays/objects accepted in a JSON body or websocket message; deeper: 400.
+INPUT_MAX_JSON_DEPTH = env.int("INPUT_MAX_JSON_DEPTH", default=32)
 
 ROOT_URLCONF = "config.urls"
 TEMPLATES = [
@@ -224,7 +232,13 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "config.errors.exception_handler",
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    # DRF's parsers within the input bounds: body size, JSON depth, control characters
+    "DEFAULT_PARSER_CLASSES": [
+        "config.inputs.JSONParser",
+        "config.inputs.FormParser",
+        "config.inputs.MultiPartParser",
+    ],
+    "DEFAULT_PAGINATION_CLASS": "config.pagination.LimitOffsetPagination",  # a bad limit/offset: 400
     "PAGE_SIZE": 50,
     "UNAUTHENTICATED_USER": None,
     "DEFAULT_THROTTLE_RATES": THROTTLE_RATES,
@@ -296,6 +310,8 @@ WEBHOOK_CA_BUNDLE = env("WEBHOOK_CA_BUNDLE", default="")
 WEBHOOK_SWEEP_BATCH = env.int("WEBHOOK_SWEEP_BATCH", default=500)
 # --- websockets (/ws, /stream): limits and backpressure, see docs/websockets.md -----------------
 REALTIME_SEND_QUEUE_SIZE = env.int("REALTIME_SEND_QUEUE_SIZE", default=256)
+# Largest client message in bytes; larger: close 1009 (the Procfile gives uvicorn the same bound).
+REALTIME_MAX_MESSAGE_SIZE = env.int("REALTIME_MAX_MESSAGE_SIZE", default=64 * 1024)
 REALTIME_MAX_PAIRS = env.int("REALTIME_MAX_PAIRS", default=50)
 REALTIME_MAX_TOPICS = env.int("REALTIME_MAX_TOPICS", default=20)
 REALTIME_RATE_LIMIT = env.float("REALTIME_RATE_LIMIT", default=20.0)
@@ -391,6 +407,12 @@ LOGGING = {
         # httpx logs every request's URL at INFO; venue and feed URLs may carry keys
         "httpx": {"level": "WARNING"},
         "httpcore": {"level": "WARNING"},
+        # uvicorn's own lines (errors, websocket handshakes) print the path with its query string
+        # (`/ws?token=...`): through our handler and its redaction, not uvicorn's plain-text
+        # one. Django configures logging after uvicorn did (the app is imported after), so this
+        # replaces uvicorn's handler; its access log, when on, is adopted in config/asgi.py.
+        "uvicorn": {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False},
+        "uvicorn.error": {"level": LOG_LEVEL},
     },
 }
 READY_CELERY_TIMEOUT = env.float("READY_CELERY_TIMEOUT", default=1.0)

@@ -18,5 +18,6 @@ urlpatterns = [
     path("api/v1/", include("treasury.urls")),
 ]
 
+handler400 = "config.errors.handler400"
 handler404 = "config.errors.handler404"
 handler500 = "config.errors.handler500"

@@ -21,17 +21,20 @@ round trip (a Lua script: per key SET NX EX, then INCR). The client IP is REMOTE
 from __future__ import annotations
 
 import hashlib
+import logging
 import time
 
 from django.conf import settings
 from django.core.cache import cache
 from rest_framework import exceptions
+from rest_framework.permissions import SAFE_METHODS
 from rest_framework.settings import api_settings
 from rest_framework.throttling import BaseThrottle
 
-from config.cache import cache_redis
+from config.cache import REDIS_ERRORS, cache_redis
 
 KEY_NAMESPACE = "throttle"
+logger = logging.getLogger("tradedesk.throttling")
 
 
 def parse_rate(rate: str | None) -> tuple[int, int] | None:
@@ -136,7 +139,15 @@ class ScopedUserAndIpThrottle(BaseThrottle):
         user = getattr(request, "user", None)
         if user is not None and user.is_authenticated:
             whos.append(f"user:{user.pk}")
-        self._wait = counter_hits(scope=scope, whos=whos)
+        try:
+            self._wait = counter_hits(scope=scope, whos=whos)
+        except REDIS_ERRORS:
+            if request.method not in SAFE_METHODS:
+                raise  # a write is refused (503 SERVICE_UNAVAILABLE) when its limit cannot be counted
+            # a read is let through uncounted: Redis down must not take down reads that only
+            # need the database (GET /orders); they stay limited by whatever else they need
+            logger.warning("rate limit %s not counted: Redis unavailable", scope)
+            return True
         return self._wait is None
 
     def wait(self):

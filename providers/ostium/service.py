@@ -30,6 +30,7 @@ from django.urls import path
 from django.views.decorators.csrf import csrf_exempt
 
 from config.context import request_id_var
+from config.inputs import InputRejected, json_loads
 from providers.interface import CloseTradeRequest, ErrorCode, OpenTradeRequest, Side, VenueException, VenueOrderKind
 from providers.ostium.wire import signature, to_json
 
@@ -92,8 +93,10 @@ def verify(request) -> None:
 
 def _payload(request) -> dict:
     try:
-        data = json.loads(request.body or b"{}")
-    except json.JSONDecodeError:
+        data = json_loads(request.body or b"{}")  # depth and control characters bounded
+    except InputRejected as exc:
+        raise ServiceError(exc.code, exc.message, details=exc.details) from None
+    except ValueError:
         raise ServiceError("INVALID_REQUEST", "body is not JSON") from None
     if not isinstance(data, dict):
         raise ServiceError("INVALID_REQUEST", "body must be a JSON object")

@@ -139,6 +139,7 @@ class PositionList(_Throttled, generics.ListAPIView):
 
     def get_serializer_context(self):
         """Open positions are marked at their assets' latest cached prices (no price: as stored)."""
+        from config.cache import REDIS_ERRORS
         from providers.interface import VenueException
         from providers.prices import price_get_many
 
@@ -148,7 +149,7 @@ class PositionList(_Throttled, generics.ListAPIView):
         )
         try:
             context["marks"] = {symbol: tick.price for symbol, tick in price_get_many(sorted(assets)).items()}
-        except VenueException:
+        except (VenueException, *REDIS_ERRORS):  # no price (or no Redis): as stored
             context["marks"] = {}
         return context
 

@@ -12,7 +12,6 @@ and is closed with 4408 so it can resume from `/stream` with `lastEventId`.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 import weakref
@@ -23,11 +22,13 @@ from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
+from config.inputs import InputRejected, json_loads
 from trading.realtime.publish import dumps, iso
 
 logger = logging.getLogger("tradedesk.realtime")
 
 # Close codes (documented in docs/websockets.md)
+CLOSE_MESSAGE_TOO_BIG = 1009  # a client message over REALTIME_MAX_MESSAGE_SIZE
 CLOSE_UNAUTHENTICATED = 4401  # no/invalid credentials, inactive user, or the token expired
 CLOSE_TOO_SLOW = 4408  # send queue full of messages that must not be dropped
 CLOSE_REPLAY_TOO_LARGE = 4413  # /stream resume asks for more events than the replay limit
@@ -233,8 +234,19 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
         if text_data is None:
             self.push(self.error_frame("bad_message", "Send JSON text frames."))
             return
+        limit = settings.REALTIME_MAX_MESSAGE_SIZE
+        if len(text_data) * 4 > limit and len(text_data.encode()) > limit:
+            logger.warning("websocket message too big; disconnecting", extra=self._log_extra(CLOSE_MESSAGE_TOO_BIG))
+            self.begin_close(
+                CLOSE_MESSAGE_TOO_BIG, self.error_frame("message_too_big", f"Messages are at most {limit} bytes.")
+            )
+            return
         try:
-            message = json.loads(text_data)
+            message = json_loads(text_data)
+        except InputRejected as exc:
+            code = "bad_json" if exc.code == "JSON_TOO_DEEP" else "invalid_characters"
+            self.push(self.error_frame(code, exc.message))
+            return
         except ValueError:
             self.push(self.error_frame("bad_json", "The message is not valid JSON."))
             return
