@@ -9,6 +9,33 @@ app = Celery("tradedesk")
 app.autodiscover_tasks()
 
 
+def _redis_channel_close_after_connection_loss() -> None:
+    """kombu 5.7: when the worker loses Redis with an unacknowledged message in hand, closing
+    the broker connection closes its channel after the transport was detached from it; the
+    channel then builds a client from the connection's parameters, finds none, and raises
+    AttributeError ('NoneType' object has no attribute 'hostname'). Celery takes that for an
+    unrecoverable error and the worker exits instead of reconnecting. A channel whose
+    connection is gone raises the connection error it is, which kombu's close path ignores
+    (the message stays unacknowledged in Redis and is redelivered after the visibility
+    timeout; a restarted Redis without persistence has lost it either way)."""
+    from kombu.transport import redis as kombu_redis
+
+    connparams = kombu_redis.Channel._connparams
+    if getattr(connparams, "connection_loss_safe", False):
+        return
+
+    def _connparams(self, asynchronous=False):
+        if self.connection.client is None:
+            raise kombu_redis.redis.exceptions.ConnectionError("the broker connection is closed")
+        return connparams(self, asynchronous=asynchronous)
+
+    _connparams.connection_loss_safe = True
+    kombu_redis.Channel._connparams = _connparams
+
+
+_redis_channel_close_after_connection_loss()
+
+
 @app.on_configure.connect
 def _settings_snapshot(sender, **kwargs):
     """Celery's configuration: the CELERY_* Django settings (namespace CELERY), copied into a

@@ -174,7 +174,11 @@ CELERY_TASK_DEFAULT_QUEUE = env("CELERY_QUEUE", default="tradedesk-test" if TEST
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TIMEZONE = "UTC"
-CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+# django-celery-beat's database scheduler, pausing (not exiting) while PostgreSQL is down: config/beat.py
+CELERY_BEAT_SCHEDULER = "config.beat:ResilientDatabaseScheduler"
+# Reconnect to the broker after it went away for as long as it takes (Celery's default gives up
+# after 100 attempts and stops the worker).
+CELERY_BROKER_CONNECTION_MAX_RETRIES = None
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 
 # --- auth, i18n, static ---------------------------------------------------------------------------

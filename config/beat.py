@@ -1,0 +1,78 @@
+"""Celery Beat's scheduler (settings.CELERY_BEAT_SCHEDULER): django-celery-beat's database
+scheduler, made to outlive a database outage.
+
+django-celery-beat reads the schedule from PostgreSQL on every tick and in full every five
+minutes; with the database down the full read raised OperationalError out of `tick()` and Beat
+exited (rc=1), and the per-tick read logged a traceback up to a dozen times a second. Here a
+database error pauses the schedule instead: one error line, a retry after 1, 2, 4, then every
+`BACKOFF_MAX` seconds (a warning each minute while it lasts), and the schedule resumes — with
+one info line — as soon as the database answers. Nothing is sent while it is paused: every job
+needs the database. Starting while the database is down waits for it the same way.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+
+from django.db import DatabaseError, InterfaceError, close_old_connections, connections
+from django_celery_beat.schedulers import DatabaseScheduler
+
+logger = logging.getLogger("tradedesk.beat")
+
+DATABASE_ERRORS = (DatabaseError, InterfaceError)  # OperationalError is a DatabaseError
+BACKOFF_MAX = 5.0  # seconds between retries once the outage has lasted a few seconds
+REPORT_EVERY = 60.0  # seconds between "still unavailable" warnings
+
+
+class ResilientDatabaseScheduler(DatabaseScheduler):
+    def __init__(self, *args, **kwargs):
+        self._down_since: float | None = None
+        self._retry_delay = 1.0
+        self._reported_at = 0.0
+        super().__init__(*args, **kwargs)
+
+    def setup_schedule(self):
+        while True:
+            try:
+                return super().setup_schedule()
+            except DATABASE_ERRORS as exc:
+                time.sleep(self._database_down(exc))
+
+    def tick(self, *args, **kwargs):
+        try:
+            interval = super().tick(*args, **kwargs)
+        except DATABASE_ERRORS as exc:
+            return self._database_down(exc)
+        if self._down_since is not None:
+            logger.info(
+                "Beat: the database is back after %.0f s; schedule resumed", time.monotonic() - self._down_since
+            )
+            self._down_since = None
+            self._retry_delay = 1.0
+        return interval
+
+    def schedule_changed(self) -> bool:
+        """The base class's check, except that a database error reaches `tick()` (which pauses)
+        instead of being logged with its traceback on every tick and ignored."""
+        close_old_connections()
+        last, ts = self._last_timestamp, self.Changes.last_change()
+        self._last_timestamp = ts
+        return bool(ts and ts > (last or ts))
+
+    def _database_down(self, exc: Exception) -> float:
+        now = time.monotonic()
+        if self._down_since is None:
+            self._down_since = self._reported_at = now
+            logger.error("Beat: the database is unavailable; schedule paused until it answers: %s", exc)
+        elif now - self._reported_at >= REPORT_EVERY:
+            self._reported_at = now
+            logger.warning("Beat: the database is still unavailable after %.0f s: %s", now - self._down_since, exc)
+        for conn in connections.all(initialized_only=True):
+            with contextlib.suppress(*DATABASE_ERRORS):
+                conn.close()  # a broken connection: the next attempt opens a new one
+        if self._schedule is None:  # the first read failed: read it again next time
+            self._initial_read = True
+        delay, self._retry_delay = self._retry_delay, min(self._retry_delay * 2, BACKOFF_MAX)
+        return delay
