@@ -1,4 +1,5 @@
-"""`GET /health` (liveness: the process answers) and `GET /ready` (DB, Redis, Celery)."""
+"""`GET /health` (liveness: the process answers) and `GET /ready` (DB, Redis, Celery, and this
+process's websocket subscriptions in the channel layer)."""
 
 from __future__ import annotations
 
@@ -43,6 +44,16 @@ def _celery():
     return {"workers": sorted(name for reply in replies for name in reply)}
 
 
+def _realtime():
+    """The websocket subscriptions of this (web) process are in the channel layer: after a
+    Redis restart they are not until the layer has rejoined its groups (a few seconds)."""
+    from trading.realtime.layer import layers_intact
+
+    ok, why = layers_intact()
+    if not ok:
+        raise RuntimeError(why)
+
+
 def health(request):
     return JsonResponse({"status": "ok"})
 
@@ -50,5 +61,6 @@ def health(request):
 def ready(request):
     checks = {"database": _check(_database), "redis": _check(_redis)}
     checks["celery"] = _check(_celery) if checks["redis"]["ok"] else {"ok": False, "error": "redis unreachable"}
+    checks["realtime"] = _check(_realtime)
     ok = all(c["ok"] for c in checks.values())
     return JsonResponse({"status": "ready" if ok else "not_ready", "checks": checks}, status=200 if ok else 503)

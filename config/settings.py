@@ -328,6 +328,9 @@ REALTIME_STREAM_DEDUPE = env.int("REALTIME_STREAM_DEDUPE", default=10000)
 # asset per this many milliseconds across all processes (0: every tick).
 REALTIME_MARKS_TICK_LISTENER = env.bool("REALTIME_MARKS_TICK_LISTENER", default=True)
 REALTIME_MARKS_INTERVAL_MS = env.int("REALTIME_MARKS_INTERVAL_MS", default=500)
+# Seconds between checks that this process's channel-layer group memberships (price hub, /ws and
+# /stream subscriptions) are still in Redis; a restarted Redis has none, and they are re-added.
+REALTIME_LAYER_CHECK_SECONDS = env.float("REALTIME_LAYER_CHECK_SECONDS", default=2.0)
 
 # --- Ostium venue (see README "Ostium") ---------------------------------------------------------
 # localnet | testnet (Arbitrum Sepolia) | mainnet (Arbitrum One).

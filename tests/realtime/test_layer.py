@@ -64,3 +64,44 @@ def test_the_layer_works_over_the_embedded_unix_socket_redis(monkeypatch):
     finally:
         embedded.stop_started(var)
         shutil.rmtree(var, ignore_errors=True)
+
+
+def test_a_receiver_and_its_groups_come_back_after_a_redis_restart(monkeypatch, settings):
+    """The embedded Redis restarted under a receiver: its receive waits instead of raising, its
+    group membership is added again by the layer's watcher, and a group message reaches it.
+    Until then the layer says its memberships are not intact (/ready's `realtime` check)."""
+    import shutil
+    import uuid
+
+    from config import embedded
+    from trading.realtime.layer import RedisChannelLayer
+
+    settings.REALTIME_LAYER_CHECK_SECONDS = 0.2
+    monkeypatch.setattr(embedded, "_started", [])
+    var = embedded.VAR_DIR / f"test-layer-{uuid.uuid4().hex[:8]}"
+    try:
+        layer = RedisChannelLayer(hosts=[embedded.redis_url(var)], prefix="td-test-restart")
+
+        async def scenario():
+            name = await layer.new_channel()
+            await layer.group_add("prices.BTC-USD", name)
+            waiting = asyncio.ensure_future(layer.receive(name))
+            await asyncio.sleep(0.5)  # the watcher has checked once
+            assert layer.memberships_intact() == (True, "")
+
+            embedded.stop_redis(var)
+            embedded.redis_url(var)  # a new, empty Redis on the same socket
+            assert layer.memberships_intact()[0] is False
+
+            for _ in range(50):
+                await asyncio.sleep(0.2)
+                if layer.memberships_intact()[0]:
+                    break
+            assert layer.memberships_intact() == (True, "")
+            await layer.group_send("prices.BTC-USD", {"type": "price.tick", "text": "after"})
+            return await asyncio.wait_for(waiting, 10)
+
+        assert asyncio.run(scenario()) == {"type": "price.tick", "text": "after"}
+    finally:
+        embedded.stop_started(var)
+        shutil.rmtree(var, ignore_errors=True)
