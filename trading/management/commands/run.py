@@ -2,22 +2,23 @@
 
 Starts the embedded PostgreSQL/Redis when DATABASE_URL/REDIS_URL are unset (settings do
 that on import), migrates, syncs the Beat schedule, ensures the operator account, seeds the
-demo, then runs the Procfile (web + worker + beat + feeds) under honcho. Ctrl-C stops the
-processes, then the embedded services this command started."""
+demo, then runs the Procfile (web + worker + beat + feeds) under the supervisor
+(config/supervisor.py: a process that exits is restarted; one that keeps exiting stops them all,
+saying which and why). Ctrl-C stops the processes, then the embedded services this command started."""
 
 import os
 import signal
 import socket
-import subprocess
 import sys
 from pathlib import Path
 
 from django.conf import settings
 from django.core.management import call_command
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 from django.db import OperationalError, connections
 
 from config import embedded
+from config.supervisor import Supervisor, read_procfile
 
 # The localnet's first demo trader (anvil's third dev account, funded with USDC when the localnet
 # starts): the demo's treasury reads its USDC when nothing else names an Ostium account.
@@ -105,23 +106,9 @@ class Command(BaseCommand):
             settings.TREASURY_OSTIUM_ACCOUNTS or settings.OSTIUM_TRADER_KEY_FILE
         ):
             env["TREASURY_OSTIUM_ACCOUNTS"] = LOCALNET_DEMO_TRADER
-        procfile = Path(settings.BASE_DIR) / "Procfile"
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "honcho", "-f", str(procfile), "-d", str(settings.BASE_DIR), "start"],
-            env=env,
-        )
-
-        def forward(signum, frame):  # Ctrl-C or a service manager's TERM: stop the processes
-            proc.send_signal(signal.SIGINT)
-
-        signal.signal(signal.SIGINT, forward)
-        signal.signal(signal.SIGTERM, forward)
-        try:
-            proc.wait(timeout=None)
-        finally:
-            if proc.poll() is None:
-                try:
-                    proc.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    proc.terminate()
-                    proc.wait()
+        entries = read_procfile(Path(settings.BASE_DIR) / "Procfile")
+        supervisor = Supervisor(entries, env=env, cwd=settings.BASE_DIR, out=self.stdout)
+        signal.signal(signal.SIGINT, supervisor.request_stop)  # Ctrl-C, or a service manager's TERM
+        signal.signal(signal.SIGTERM, supervisor.request_stop)
+        if supervisor.run():
+            raise CommandError("a process kept exiting; see the supervisor's message above")
