@@ -4,10 +4,11 @@ endpoint is a 404. The signing secret appears only in the create and rotate resp
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers, status
-from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from config.inputs import QueryParams
+from config.pagination import LimitOffsetPagination
 from webhooks import services
 from webhooks.models import SUBSCRIBABLE, WebhookAttempt, WebhookDelivery, WebhookEndpoint
 
@@ -82,7 +83,7 @@ class DeliverySerializer(serializers.ModelSerializer):
         ]
 
 
-class DeliveryFilterSerializer(serializers.Serializer):
+class DeliveryFilterSerializer(QueryParams):
     status = serializers.ChoiceField(choices=WebhookDelivery.Status.choices, required=False)
 
 
@@ -163,10 +164,12 @@ class EndpointTest(APIView):
 
 
 class EndpointDeliveries(APIView):
+    pagination_class = LimitOffsetPagination  # (also what the schema documents: a page, not an array)
+
     @extend_schema(
         parameters=[DeliveryFilterSerializer],
         responses=DeliverySerializer(many=True),
-        summary="The endpoint's deliveries, newest first, with their attempts",
+        summary="The endpoint's deliveries, newest first, with their attempts (a page: limit, offset)",
     )
     def get(self, request, pk: int):
         endpoint = _own(request, pk)
@@ -175,6 +178,6 @@ class EndpointDeliveries(APIView):
         qs = endpoint.deliveries.prefetch_related("attempt_log").order_by("-id")
         if "status" in f.validated_data:
             qs = qs.filter(status=f.validated_data["status"])
-        paginator = LimitOffsetPagination()
+        paginator = self.pagination_class()
         page = paginator.paginate_queryset(qs, request, view=self)
         return paginator.get_paginated_response(DeliverySerializer(page, many=True).data)

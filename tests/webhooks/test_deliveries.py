@@ -453,3 +453,23 @@ def test_https_goes_to_the_checked_address_with_the_names_sni_and_certificate(us
         assert services.delivery_attempt(delivery_id=d2.pk).status == "delivered"
     assert rx.server_names[-1] == "localhost"
     assert rx.requests[-1].headers["host"] == f"localhost:{rx.port}"
+
+
+def test_the_deliveries_schema_is_the_page_the_endpoint_returns(make_endpoint, user):
+    """The schema said an array while the endpoint returns a page (schemathesis ST108)."""
+    from drf_spectacular.generators import SchemaGenerator
+    from rest_framework.test import APIClient
+
+    schema = SchemaGenerator().get_schema(request=None, public=True)
+    operation = schema["paths"]["/api/v1/webhooks/{id}/deliveries"]["get"]
+    ref = operation["responses"]["200"]["content"]["application/json"]["schema"]["$ref"]
+    page = schema["components"]["schemas"][ref.rsplit("/", 1)[1]]
+    assert page["properties"]["results"]["type"] == "array"
+    assert {"limit", "offset", "status"} <= {p["name"] for p in operation["parameters"]}
+
+    api = APIClient()
+    api.force_authenticate(user)
+    endpoint, _secret = make_endpoint(user)
+    body = api.get(f"/api/v1/webhooks/{endpoint.pk}/deliveries?limit=1").json()
+    assert set(body) == set(page["properties"]) and isinstance(body["results"], list)
+    assert api.get(f"/api/v1/webhooks/{endpoint.pk}/deliveries?status=").status_code == 400

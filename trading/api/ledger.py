@@ -2,6 +2,7 @@
 
 from rest_framework import generics, serializers
 
+from config.inputs import QueryParams
 from trading.models import Event
 from trading.permissions import IsStaff
 from trading.throttling import ScopedUserAndIpThrottle
@@ -24,7 +25,7 @@ class EventSerializer(serializers.ModelSerializer):
         ]
 
 
-class EventFilterSerializer(serializers.Serializer):
+class EventFilterSerializer(QueryParams):
     topic = serializers.CharField(required=False, max_length=100)
     correlation_id = serializers.CharField(required=False, max_length=100)
     aggregate_type = serializers.CharField(required=False, max_length=50)

@@ -6,6 +6,7 @@ from decimal import Decimal
 from django.db import models
 from rest_framework import serializers
 
+from config.inputs import QueryParams
 from trading.models import Event, Order, Position, Trade
 
 
@@ -279,14 +280,14 @@ class PositionSerializer(_MarkedAtLatestPrice, ModelSerializer):
         return TradeSerializer(trades, many=True, context=self.context).data
 
 
-class OrderFilter(serializers.Serializer):
+class OrderFilter(QueryParams):
     status = serializers.ChoiceField(choices=Order.Status.values, required=False)
     asset = serializers.CharField(max_length=32, required=False)
     type = serializers.ChoiceField(choices=Order.Type.values, required=False)
     origin = serializers.ChoiceField(choices=Order.Origin.values, required=False)
 
 
-class PositionFilter(serializers.Serializer):
+class PositionFilter(QueryParams):
     status = serializers.ChoiceField(choices=[*Position.Status.values, "all"], required=False, default="open")
 
 
@@ -310,7 +311,7 @@ def price_data(tick) -> dict:
     }
 
 
-class PriceQuery(serializers.Serializer):
+class PriceQuery(QueryParams):
     use_cache = serializers.BooleanField(required=False, default=True)
 
 
