@@ -167,6 +167,20 @@ def test_malformed_message_and_signature():
     _refused(_connect(client, issued["message"], "0x" + "00" * 65), "invalid_signature")
 
 
+def test_long_or_misshapen_messages_are_refused_before_the_slow_parser():
+    """The EIP-4361 parser took seconds of the web process's one synchronous thread for a few
+    kilobytes of text, for an unauthenticated request: a message over SIWE_MAX_MESSAGE, or
+    not opening as EIP-4361 messages do, is refused without parsing."""
+    account = Account.create()
+    client = APIClient()
+    issued = get_nonce(client, account.address)
+    resources = [f"https://example.com/{'r' * 60}/{i}" for i in range(16)]  # valid, but 1.2 KB
+    message = siwe_message(address=account.address, nonce=issued["nonce"], resources=resources)
+    assert len(message) > 1024
+    _refused(_connect(client, message, sign(account, message)), "malformed")
+    _refused(_connect(client, "0" * 4000, sign(account, "0" * 4000)), "malformed")
+
+
 def test_nonce_request_validates_address_and_chain():
     client = APIClient()
     bad = client.post("/api/v1/auth/wallet/nonce", {"wallet_address": "0x123"}, format="json")

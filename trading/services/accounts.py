@@ -6,6 +6,7 @@ their hashes are stored."""
 from __future__ import annotations
 
 import logging
+import re
 import secrets
 import string
 from dataclasses import dataclass
@@ -216,6 +217,12 @@ def user_tokens_revoke_all(*, user: User, reason: str = "revoked") -> int:
 # --- Sign-In with Ethereum (EIP-4361) ------------------------------------------------------------
 
 _NONCE_ALPHABET = string.ascii_letters + string.digits
+# The EIP-4361 parser (siwe over abnf's pure-Python backend) takes time growing with the square
+# of the text: 1 KB of anything took about a second, 4 KB ten — of the web process's one thread
+# for synchronous work, for an unauthenticated request. A message is refused before parsing
+# unless it is short and opens as EIP-4361 messages do (ours are about 300 characters).
+SIWE_MAX_MESSAGE = 1024
+_SIWE_OPENING = re.compile(r"[^\n]{1,253} wants you to sign in with your Ethereum account:\n0x[0-9a-fA-F]{40}\n")
 SIWE_STATEMENT = "Sign in to Tradedesk."
 
 
@@ -281,6 +288,8 @@ def siwe_verify(*, message: str, signature: str, now: datetime | None = None):
 
     now = now or timezone.now()
     skew = timedelta(seconds=settings.SIWE_CLOCK_SKEW)
+    if len(message) > SIWE_MAX_MESSAGE or not _SIWE_OPENING.match(message):
+        raise _siwe_fail("malformed", "Sign-in message is not a valid EIP-4361 message.")
     try:
         parsed = SiweMessage.from_message(message)
     except Exception:
