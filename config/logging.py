@@ -20,7 +20,7 @@ SENSITIVE_VALUE = [
     re.compile(r"\btdk_[A-Za-z0-9_\-]+"),  # service API key
     re.compile(r"\b(0x)?[0-9a-fA-F]{64}\b"),  # 32-byte private key / hash-sized secret
     re.compile(r"\b0x[0-9a-fA-F]{130}\b"),  # 65-byte signature
-    re.compile(r"(?i)(password|secret|token|api_key|private_key)=([^&\s]+)"),
+    re.compile(r"(?i)(password|secret|token|api_key|private_key)=([^&\s\"'<>]+)"),
 ]
 REDACTED = "[REDACTED]"
 
@@ -47,7 +47,11 @@ def redact(value, depth: int = 0):
         return type(value)(redact(v, depth + 1) for v in value)
     if isinstance(value, str):
         return redact_text(value)
-    return value
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    # anything else is written as its str() (JsonFormatter's default=str): redact that text —
+    # Django's `request` extra prints the full path with its query string (?token=...)
+    return redact_text(str(value))
 
 
 class ContextFilter(logging.Filter):

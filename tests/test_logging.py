@@ -41,3 +41,32 @@ def test_secrets_are_redacted_by_key_and_by_shape():
 
 def test_redact_keeps_structure():
     assert redact({"a": [1, {"secret": "s"}]}) == {"a": [1, {"secret": "[REDACTED]"}]}
+
+
+def test_objects_logged_as_extras_are_redacted_as_the_text_they_print():
+    """Django's `django.request` lines carry the request object, whose str() is the full path
+    with its query string: `/ws?token=...` reached the log."""
+
+    class Request:
+        def __str__(self):
+            return "<ASGIRequest: GET '/api/v1/nowhere?token=abc.def-ghi&x=1'>"
+
+    line = _emit("Not Found: /api/v1/nowhere", request=Request(), status_code=404)
+    assert line["request"] == "<ASGIRequest: GET '/api/v1/nowhere?token=[REDACTED]&x=1'>"
+    assert line["status_code"] == 404
+
+
+def test_uvicorns_access_log_when_on_goes_through_our_handler(caplog):
+    from config.logging import adopt_server_access_log
+
+    access = logging.getLogger("uvicorn.access")
+    saved = access.handlers[:]
+    try:
+        access.handlers = [logging.StreamHandler()]  # uvicorn's own, as `--access-log` leaves it
+        adopt_server_access_log()
+        assert access.handlers == logging.getLogger().handlers
+        access.handlers = []  # `--no-access-log`: stays off
+        adopt_server_access_log()
+        assert access.handlers == []
+    finally:
+        access.handlers = saved
