@@ -249,8 +249,13 @@ class OstiumVenue:
         """Send one recorded write; map its outcome onto the row and an ExecutionResult."""
         from providers.ostium.client import WriteTimeout
 
+        def before_send(nonce: int, from_block: int) -> None:
+            # written ahead: a worker killed mid-write leaves the nonce reconciliation looks for
+            row.nonce, row.from_block = nonce, from_block
+            type(row).objects.filter(pk=row.pk).update(nonce=nonce, from_block=from_block)
+
         try:
-            outcome = client.write(name, fn)
+            outcome = client.write(name, fn, before_send=before_send)
         except Exception as exc:
             error = E.error_from_exception(exc, during=name)
             if isinstance(exc, WriteTimeout):

@@ -563,8 +563,17 @@ class OstiumClient:
             chain += ":" + hashlib.sha256(self.net.rpc_url.encode()).hexdigest()[:12]
         return f"ostium:signer:{chain}:{self.address.lower()}"
 
-    def write(self, name: str, fn: Callable[[object], object], *, timeout: float | None = None) -> WriteOutcome:
-        """Run one SDK write `fn(sdk)` for this signer, serialised, bounded, receipt checked."""
+    def write(
+        self,
+        name: str,
+        fn: Callable[[object], object],
+        *,
+        timeout: float | None = None,
+        before_send: Callable[[int, int], None] | None = None,
+    ) -> WriteOutcome:
+        """Run one SDK write `fn(sdk)` for this signer, serialised, bounded, receipt checked.
+        `before_send(nonce, from_block)` runs before anything is sent (the caller records them,
+        so that a process killed mid-write leaves what reconciliation needs to find it)."""
         sdk = self.sdk
         timeout = settings.OSTIUM_WRITE_TIMEOUT if timeout is None else timeout
         local = _signer_lock(self.address)
@@ -581,6 +590,8 @@ class OstiumClient:
                 raise SignerBusy(f"signer {self.address} busy in another process")
             nonce = self.nonce(self.address, "pending")
             from_block = self.block_number()
+            if before_send is not None:
+                before_send(nonce, from_block)
         except BaseException:
             if shared is not None:
                 with contextlib.suppress(Exception):
