@@ -68,8 +68,9 @@ def test_the_layer_works_over_the_embedded_unix_socket_redis(monkeypatch):
 
 def test_a_receiver_and_its_groups_come_back_after_a_redis_restart(monkeypatch, settings):
     """The embedded Redis restarted under a receiver: its receive waits instead of raising, its
-    group membership is added again by the layer's watcher, and a group message reaches it.
-    Until then the layer says its memberships are not intact (/ready's `realtime` check)."""
+    group membership is added again by the layer's watcher, and a group message reaches it; a
+    group joined while Redis was away is added too. Until then the layer says its memberships
+    are not intact (/ready's `realtime` check)."""
     import shutil
     import uuid
 
@@ -90,6 +91,8 @@ def test_a_receiver_and_its_groups_come_back_after_a_redis_restart(monkeypatch, 
             assert layer.memberships_intact() == (True, "")
 
             embedded.stop_redis(var)
+            other = await layer.new_channel()
+            await layer.group_add("user.7", other)  # while Redis is away: deferred, not raised
             embedded.redis_url(var)  # a new, empty Redis on the same socket
             assert layer.memberships_intact()[0] is False
 
@@ -98,6 +101,11 @@ def test_a_receiver_and_its_groups_come_back_after_a_redis_restart(monkeypatch, 
                 if layer.memberships_intact()[0]:
                     break
             assert layer.memberships_intact() == (True, "")
+            await layer.group_send("user.7", {"type": "ledger.event", "text": "joined while away"})
+            assert await asyncio.wait_for(layer.receive(other), 10) == {
+                "type": "ledger.event",
+                "text": "joined while away",
+            }
             await layer.group_send("prices.BTC-USD", {"type": "price.tick", "text": "after"})
             return await asyncio.wait_for(waiting, 10)
 

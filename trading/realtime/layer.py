@@ -51,6 +51,7 @@ class LayerWatch:
         self.layer = layer
         self.sentinel: str | None = None
         self.ok: bool | None = None  # None: not checked yet
+        self.rejoin_pending = False  # a group_add failed: add everything again once Redis answers
         self.task: asyncio.Task | None = None
 
     async def run(self) -> None:
@@ -58,11 +59,16 @@ class LayerWatch:
         self.sentinel = await layer.new_channel("watch")
         while True:
             try:
-                if self.ok is None:
+                if self.ok is None and not self.rejoin_pending:
                     await _RedisChannelLayer.group_add(layer, WATCH_GROUP, self.sentinel)
-                elif not await layer.is_member(WATCH_GROUP, self.sentinel):
-                    count = await layer.rejoin()
-                    await _RedisChannelLayer.group_add(layer, WATCH_GROUP, self.sentinel)
+                elif self.rejoin_pending or not await layer.is_member(WATCH_GROUP, self.sentinel):
+                    self.rejoin_pending = False  # (a group_add failing meanwhile sets it again)
+                    try:
+                        count = await layer.rejoin()
+                        await _RedisChannelLayer.group_add(layer, WATCH_GROUP, self.sentinel)
+                    except BaseException:
+                        self.rejoin_pending = True
+                        raise
                     logger.warning("channel layer lost its group memberships (Redis restarted?); rejoined %d", count)
                 if self.ok is False:
                     logger.info("channel layer reachable again")
@@ -111,9 +117,15 @@ class RedisChannelLayer(_RedisChannelLayer):
                 delay = min(delay * 2, RECEIVE_RETRY_MAX)
 
     async def group_add(self, group, channel):
-        self.memberships.setdefault(channel, set()).add(group)  # first: rejoined even if this fails
-        self._watch()
-        await super().group_add(group, channel)
+        self.memberships.setdefault(channel, set()).add(group)
+        watch = self._watch()
+        try:
+            await super().group_add(group, channel)
+        except REDIS_ERRORS + (OSError,):
+            # Redis away: the watcher adds it (with all the others) once Redis answers again,
+            # instead of the error killing the connection that asked
+            watch.rejoin_pending = True
+            logger.debug("group_add %s deferred until Redis answers", group, exc_info=True)
 
     async def group_discard(self, group, channel):
         groups = self.memberships.get(channel)
@@ -121,14 +133,18 @@ class RedisChannelLayer(_RedisChannelLayer):
             groups.discard(group)
             if not groups:
                 del self.memberships[channel]
-        await super().group_discard(group, channel)
+        try:
+            await super().group_discard(group, channel)
+        except REDIS_ERRORS + (OSError,):  # (a member left behind expires with the group)
+            logger.debug("group_discard %s failed: Redis away", group, exc_info=True)
 
-    def _watch(self) -> None:
+    def _watch(self) -> LayerWatch:
         loop = asyncio.get_running_loop()
         watch = self._watches.get(loop)
         if watch is None or watch.task is None or watch.task.done():
             watch = self._watches[loop] = LayerWatch(self)
             watch.task = loop.create_task(watch.run())
+        return watch
 
     async def is_member(self, group: str, channel: str) -> bool:
         connection = self.connection(self.consistent_hash(group))
@@ -152,6 +168,8 @@ class RedisChannelLayer(_RedisChannelLayer):
             return True, ""
         if not all(w.ok for w in watches):
             return False, "channel layer unreachable"
+        if any(w.rejoin_pending for w in watches):
+            return False, "group memberships not re-established yet"
         address = self.hosts[self.consistent_hash(WATCH_GROUP)].get("address")
         if address is None:
             return True, ""
