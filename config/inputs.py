@@ -195,6 +195,7 @@ class InputGuardMiddleware:
             paths.append("path")
         paths += _form_paths(request.GET)
         if not paths and request.method == "POST" and request.content_type in _FORMS:
+            request.body  # noqa: B018 - read (size-checked) and kept: views read it again after us
             paths += _form_paths(request.POST)
         if paths:
             from config.errors import error_response

@@ -73,6 +73,13 @@ def test_control_characters_in_json_strings_and_keys_are_a_400(api):
     assert "bad?key" in _error(api.post("/api/v1/webhooks", body, format="json"), 400, "INVALID_CHARACTERS")["details"]
 
 
+def test_a_form_body_stays_readable_after_the_check(api):
+    """The form check reads the body first: a multipart order with an Idempotency-Key (which
+    hashes the raw body) was a 500 (RawPostDataException)."""
+    response = api.post("/api/v1/trading/trades", {"asset": ""}, format="multipart", HTTP_IDEMPOTENCY_KEY="k-2")
+    assert response.status_code == 400, response.content
+
+
 def test_control_characters_in_form_fields_are_a_400(client, operator_user):
     client.force_login(operator_user)
     response = client.post("/api/v1/trading/trades", {"asset": "BTC\x00USD"})
