@@ -65,6 +65,8 @@ def postgres_url(var_dir: Path = VAR_DIR) -> str:
     pgdata = _pg_dir(var_dir)
     already = _postmaster_pid(pgdata) is not None
     pgdata.parent.mkdir(parents=True, exist_ok=True)
+    if not already:  # pgserver keeps a handle per folder, which would not start a stopped server again
+        pgserver.PostgresServer._instances.pop(pgdata.expanduser().resolve(), None)
     server = pgserver.get_server(pgdata, cleanup_mode=None)
     if not already:
         _started.append(f"pg:{pgdata}")

@@ -1,0 +1,240 @@
+"""Fault injection against a running desk (web, worker, Beat under the `make run` supervisor):
+its own Redis restarted and stopped for 20 s, its own PostgreSQL stopped for 20 s, and the
+worker SIGKILLed while a venue call is in flight. After each: every process is still up (none
+exited: the supervisor saw no exit), `/ready` is back to 200, websockets deliver, and nothing
+accepted is lost."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from datetime import UTC, datetime
+
+import httpx
+import pytest
+
+from tests.resilience.desk import ROOT, next_frame, order_status, place_order, wait_for, ws_connect
+
+OUTAGE = 20  # seconds a service stays down
+
+pytestmark = pytest.mark.timeout(600)
+
+
+def _after(moment: datetime):
+    """A `price_update` frame for a tick taken after `moment`."""
+
+    def check(frame):
+        if frame.get("type") != "price_update":
+            return False
+        return datetime.fromisoformat(frame["data"]["timestamp"].replace("Z", "+00:00")) > moment
+
+    return check
+
+
+def _subscribed_to_prices(desk, token, pair="BTC-USD"):
+    ws = ws_connect(desk, token)
+    ws.send(json.dumps({"type": "subscribe", "channel": "prices", "data": {"pairs": [pair]}}))
+    assert next_frame(ws, lambda f: f["type"] == "price_update", 15), "no price tick before the fault"
+    return ws
+
+
+def _error(response) -> dict:
+    return response.json()["error"]
+
+
+def _unavailable(response) -> bool:
+    if response.status_code != 503:
+        return False
+    error = _error(response)
+    return error["code"] == "SERVICE_UNAVAILABLE" and error["details"]["retryable"] is True
+
+
+def _filled(desk, token, order_id, timeout=45):
+    return wait_for(lambda: order_status(desk, token, order_id) == "FILLED", timeout, f"order {order_id} FILLED")
+
+
+def _sleep_until(moment: float) -> None:
+    time.sleep(max(0.0, moment - time.monotonic()))
+
+
+def test_a_redis_restart_during_a_websocket_session(live_desk, desk_user):
+    desk, (_email, token) = live_desk, desk_user
+    ws = _subscribed_to_prices(desk, token)
+    ws.send(json.dumps({"type": "subscribe", "channel": "trades"}))
+    with ws:
+        desk.stop_redis()
+        desk.start_redis()
+        back = datetime.now(UTC)
+
+        # the same session gets ticks again (the price hub rejoined its groups) ...
+        assert next_frame(ws, _after(back), 10), "no price_update within 10 s of Redis coming back"
+        # ... and its own subscriptions too (the user's group): an order's events arrive
+        desk.wait_ready(30)
+        placed = place_order(desk, token)
+        assert placed.status_code == 201, placed.text
+        order_id = str(placed.json()["order_id"])
+        event = next_frame(ws, lambda f: f["type"] == "trade_update" and f["data"]["aggregateId"] == order_id, 20)
+        assert event, "no trade_update for an order placed after the restart"
+    assert desk.exits() == [], desk.log_text()[-4000:]
+
+
+def test_redis_down_for_20_seconds(live_desk, desk_user):
+    desk, (_email, token) = live_desk, desk_user
+    with desk.client(token) as c:
+        orders_before = c.get("/api/v1/trading/orders").json()["count"]
+    key = uuid.uuid4().hex
+
+    desk.stop_redis()
+    down_until = time.monotonic() + OUTAGE
+    try:
+        time.sleep(2)
+        with desk.client(token) as c:
+            listed = c.get("/api/v1/trading/orders")
+            assert listed.status_code == 200, listed.text  # a database-only read keeps working
+            assert listed.json()["count"] == orders_before
+            assert c.get("/api/v1/trading/positions").status_code == 200  # (marks as stored)
+            price = c.get("/api/v1/prices/BTC-USD")
+            assert _unavailable(price), price.text  # the price cache is Redis
+            assert price.headers["Retry-After"]
+        refused = place_order(desk, token, key=key)
+        assert _unavailable(refused), refused.text  # its rate limit cannot be counted: refused
+        assert desk.ready()[0] == 503
+        assert httpx.get(f"{desk.base}/health").status_code == 200
+    finally:
+        _sleep_until(down_until)
+        desk.start_redis()
+
+    desk.wait_ready(60)
+    with desk.client(token) as c:
+        assert c.get("/api/v1/trading/orders").json()["count"] == orders_before  # nothing half-written
+    accepted = place_order(desk, token, key=key)  # the same request, sent again
+    assert accepted.status_code == 201, accepted.text
+    _filled(desk, token, accepted.json()["order_id"])
+    with _subscribed_to_prices(desk, token):
+        pass
+    assert desk.exits() == [], desk.log_text()[-4000:]
+
+
+class _LateBeat:
+    """A second Beat, started while the database is down, sending to a queue nobody reads."""
+
+    def __init__(self, desk):
+        env = {**desk.env, "CELERY_QUEUE": f"late-beat-{uuid.uuid4().hex[:6]}"}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "config", "beat", "--loglevel", "INFO", "--pidfile", ""],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
+        self.lines: list[str] = []
+        threading.Thread(target=lambda: self.lines.extend(self.proc.stdout), daemon=True).start()
+
+    def output(self) -> str:
+        return "".join(self.lines)
+
+    def stop(self) -> None:
+        os.killpg(self.proc.pid, signal.SIGTERM)
+        self.proc.wait(30)
+
+
+def test_postgres_down_for_20_seconds(live_desk, desk_user):
+    desk, (_email, token) = live_desk, desk_user
+    placed = place_order(desk, token)  # accepted just before the outage
+    assert placed.status_code == 201, placed.text
+
+    desk.stop_postgres()
+    down_until = time.monotonic() + OUTAGE
+    late_beat = _LateBeat(desk)
+    try:
+        try:
+            time.sleep(3)
+            with desk.client(token) as c:
+                listed = c.get("/api/v1/trading/orders")
+                assert _unavailable(listed), listed.text
+            assert desk.ready()[0] == 503
+            assert httpx.get(f"{desk.base}/health").status_code == 200
+            wait_for(lambda: "schedule paused" in late_beat.output(), OUTAGE, "the late Beat waiting")
+        finally:
+            _sleep_until(down_until)
+            desk.start_postgres()
+
+        desk.wait_ready(60)
+        _filled(desk, token, placed.json()["order_id"])  # accepted before: not lost
+        again = place_order(desk, token)  # and the desk trades again
+        assert again.status_code == 201, again.text
+        _filled(desk, token, again.json()["order_id"])
+        wait_for(lambda: "schedule resumed" in late_beat.output(), 30, "the late Beat resuming")
+        assert late_beat.proc.poll() is None, late_beat.output()[-3000:]
+    finally:
+        late_beat.stop()
+    log = desk.log_text()
+    assert "schedule paused" in log and "schedule resumed" in log
+    assert desk.exits() == [], log[-4000:]
+
+
+def _ostium_route(desk, asset: str, *, on: bool) -> None:
+    if on:
+        code = (
+            "from providers.models import ProviderRoute\n"
+            "from trading.services.control import control_arm\n"
+            f"ProviderRoute.objects.create(match_type='symbol', value='{asset}', venue='ostium')\n"
+            "control_arm(component='executor:ostium', actor='test', reason='resilience: worker kill')\n"
+        )
+    else:
+        code = (
+            "from providers.models import ProviderRoute\n"
+            "from trading.services.control import control_disarm\n"
+            f"ProviderRoute.objects.filter(value='{asset}').delete()\n"
+            "control_disarm(component='executor:ostium', actor='test', reason='resilience: done')\n"
+        )
+    desk.shell(code)
+
+
+def test_worker_killed_while_a_venue_call_is_in_flight(live_desk, desk_user):
+    """The Ostium open is broadcast to the chain, and the answer withheld: the worker is
+    SIGKILLed waiting for it. The order's outcome is unknown (SUBMITTING, its command without
+    a result); the supervisor starts a new worker and reconciliation finds the transaction on
+    chain by the signer's nonce: FILLED, from the one submission, never a second one."""
+    desk, (_email, token) = live_desk, desk_user
+    asset = "ETH-USD"
+    with desk.client(token) as c:
+        desk.net.set_price(asset, c.get(f"/api/v1/prices/{asset}").json()["price"])
+    _ostium_route(desk, asset, on=True)
+    trading = desk.net.addresses.trading
+    desk.rpc.hold_to = trading
+    try:
+        placed = place_order(desk, token, asset=asset)
+        assert placed.status_code == 201, placed.text
+        order_id = placed.json()["order_id"]
+        assert desk.rpc.holding.wait(60), desk.log_text()[-4000:]  # the open is on its way to the chain
+
+        assert order_status(desk, token, order_id) == "SUBMITTING"  # outcome unknown
+        worker = desk.supervisor.pid("worker")
+        os.killpg(worker, signal.SIGKILL)
+        wait_for(lambda: desk.exits() == [("worker", -signal.SIGKILL)], 10, "the supervisor saw the kill")
+        wait_for(lambda: desk.supervisor.pid("worker") not in (None, worker), 15, "a new worker")
+        assert order_status(desk, token, order_id) in ("SUBMITTING", "UNKNOWN")
+    finally:
+        desk.rpc.hold_to = None
+        desk.rpc.release.set()  # (the killed worker's connection is gone: nobody reads it)
+
+    try:
+        _filled(desk, token, order_id, timeout=90)
+        with desk.client(token) as c:
+            order = c.get(f"/api/v1/trading/orders/{order_id}").json()
+        assert order["status"] == "FILLED"
+        opens = [to for to in desk.rpc.submissions if to == trading.lower()]
+        assert len(opens) == 1, desk.rpc.submissions  # one submission: never a second
+        topics = [e["topic"] for e in order["events"]]
+        assert topics.count("order.submitting") == 1 and topics.count("order.filled") == 1, topics
+        desk.wait_ready(60)
+    finally:
+        _ostium_route(desk, asset, on=False)
+    desk.supervisor.exits.clear()  # (the one exit, ours)
