@@ -41,7 +41,7 @@ def minute_with_room(needed: float = 5.0) -> None:
         time.sleep(left + 0.05)
 
 
-def wait_for(predicate, timeout: float = 15.0, interval: float = 0.05):
+def wait_for(predicate, timeout: float = 15.0, interval: float = 0.05, *, what: str = "condition"):
     """Poll until `predicate()` is truthy; return its value or fail after `timeout`."""
     deadline = time.monotonic() + timeout
     while True:
@@ -49,7 +49,7 @@ def wait_for(predicate, timeout: float = 15.0, interval: float = 0.05):
         if value:
             return value
         if time.monotonic() > deadline:
-            pytest.fail(f"condition not met within {timeout}s")
+            pytest.fail(f"{what} not met within {timeout}s")
         time.sleep(interval)
 
 

@@ -17,6 +17,7 @@ import pytest
 from django.conf import settings
 
 from config.runtime import RECURSION_LIMIT
+from config.supervisor import read_procfile
 from tests.conftest import _database_url_for_tests
 
 ROOT = Path(settings.BASE_DIR)
@@ -24,12 +25,7 @@ PROBE = ROOT / "tests" / "entry_probe.py"
 
 
 def procfile_entries() -> dict[str, str]:
-    entries = {}
-    for line in (ROOT / "Procfile").read_text().splitlines():
-        if line.strip() and not line.lstrip().startswith("#"):
-            name, command = line.split(":", 1)
-            entries[name.strip()] = command.strip()
-    return entries
+    return read_procfile(ROOT / "Procfile")
 
 
 def probed(command: str) -> str:
@@ -64,7 +60,7 @@ def test_entry_point_runs_with_a_sane_recursion_limit(entry, db, tmp_path):
     }
     log = tmp_path / "log"
     with log.open("wb") as sink:
-        proc = subprocess.Popen(  # noqa: S602 (the Procfile's command line, as honcho runs it)
+        proc = subprocess.Popen(  # noqa: S602 (the Procfile's command line, as the supervisor runs it)
             probed(command),
             shell=True,
             cwd=ROOT,

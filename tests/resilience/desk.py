@@ -271,17 +271,6 @@ def order_status(desk: Desk, token: str, order_id: int) -> str | None:
     return response.json().get("status") if response.status_code == 200 else None
 
 
-def wait_for(predicate, timeout: float, what: str, interval: float = 0.25):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout} s")
-        time.sleep(interval)
-
-
 def ws_connect(desk: Desk, token: str, path: str = "/ws"):
     """A websocket session authenticated by the subprotocol pair (no token in the URL)."""
     from websockets.sync.client import connect

@@ -17,7 +17,8 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 
-from tests.resilience.desk import ROOT, next_frame, order_status, place_order, wait_for, ws_connect
+from tests.conftest import wait_for
+from tests.resilience.desk import ROOT, next_frame, order_status, place_order, ws_connect
 
 OUTAGE = 20  # seconds a service stays down
 
@@ -54,7 +55,8 @@ def _unavailable(response) -> bool:
 
 
 def _filled(desk, token, order_id, timeout=45):
-    return wait_for(lambda: order_status(desk, token, order_id) == "FILLED", timeout, f"order {order_id} FILLED")
+    filled = lambda: order_status(desk, token, order_id) == "FILLED"  # noqa: E731
+    return wait_for(filled, timeout, 0.25, what=f"order {order_id} FILLED")
 
 
 def _sleep_until(moment: float) -> None:
@@ -160,7 +162,7 @@ def test_postgres_down_for_20_seconds(live_desk, desk_user):
                 assert _unavailable(listed), listed.text
             assert desk.ready()[0] == 503
             assert httpx.get(f"{desk.base}/health").status_code == 200
-            wait_for(lambda: "schedule paused" in late_beat.output(), OUTAGE, "the late Beat waiting")
+            wait_for(lambda: "schedule paused" in late_beat.output(), OUTAGE, what="the late Beat waiting")
         finally:
             _sleep_until(down_until)
             desk.start_postgres()
@@ -170,7 +172,7 @@ def test_postgres_down_for_20_seconds(live_desk, desk_user):
         again = place_order(desk, token)  # and the desk trades again
         assert again.status_code == 201, again.text
         _filled(desk, token, again.json()["order_id"])
-        wait_for(lambda: "schedule resumed" in late_beat.output(), 30, "the late Beat resuming")
+        wait_for(lambda: "schedule resumed" in late_beat.output(), 30, what="the late Beat resuming")
         assert late_beat.proc.poll() is None, late_beat.output()[-3000:]
     finally:
         late_beat.stop()
@@ -218,8 +220,8 @@ def test_worker_killed_while_a_venue_call_is_in_flight(live_desk, desk_user):
         assert order_status(desk, token, order_id) == "SUBMITTING"  # outcome unknown
         worker = desk.supervisor.pid("worker")
         os.killpg(worker, signal.SIGKILL)
-        wait_for(lambda: desk.exits() == [("worker", -signal.SIGKILL)], 10, "the supervisor saw the kill")
-        wait_for(lambda: desk.supervisor.pid("worker") not in (None, worker), 15, "a new worker")
+        wait_for(lambda: desk.exits() == [("worker", -signal.SIGKILL)], 10, what="the supervisor saw the kill")
+        wait_for(lambda: desk.supervisor.pid("worker") not in (None, worker), 15, what="a new worker")
         assert order_status(desk, token, order_id) in ("SUBMITTING", "UNKNOWN")
     finally:
         desk.rpc.hold_to = None

@@ -7,7 +7,8 @@ of web, worker and Beat is searched for them."""
 import json
 import uuid
 
-from tests.resilience.desk import next_frame, order_status, place_order, wait_for
+from tests.conftest import wait_for
+from tests.resilience.desk import next_frame, order_status, place_order
 
 
 def test_no_credential_reaches_the_log(live_desk):
@@ -37,7 +38,7 @@ def test_no_credential_reaches_the_log(live_desk):
         placed = place_order(desk, access)
         assert placed.status_code == 201, placed.text
         order_id = placed.json()["order_id"]
-        wait_for(lambda: order_status(desk, access, order_id) == "FILLED", 45, "the order filled")
+        wait_for(lambda: order_status(desk, access, order_id) == "FILLED", 45, 0.25, what="the order filled")
     with connect(f"{desk.ws_url('/stream')}?token=not.a-valid.{access[-20:]}", origin=ORIGIN) as ws:
         next_frame(ws, lambda f: f["type"] == "error", 10)
     with desk.client() as c:
