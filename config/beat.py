@@ -7,7 +7,8 @@ exited (rc=1), and the per-tick read logged a traceback up to a dozen times a se
 database error pauses the schedule instead: one error line, a retry after 1, 2, 4, then every
 `BACKOFF_MAX` seconds (a warning each minute while it lasts), and the schedule resumes — with
 one info line — as soon as the database answers. Nothing is sent while it is paused: every job
-needs the database. Starting while the database is down waits for it the same way.
+needs the database. Starting while the database is down waits for it the same way (and
+SIGTERM stops it meanwhile).
 """
 
 from __future__ import annotations
@@ -31,17 +32,24 @@ class ResilientDatabaseScheduler(DatabaseScheduler):
         self._down_since: float | None = None
         self._retry_delay = 1.0
         self._reported_at = 0.0
+        self._setup_pending = False
         super().__init__(*args, **kwargs)
 
     def setup_schedule(self):
-        while True:
-            try:
-                return super().setup_schedule()
-            except DATABASE_ERRORS as exc:
-                time.sleep(self._database_down(exc))
+        # Not a wait here: Beat's SIGTERM handler builds the scheduler again when it is not
+        # there yet, and a Beat waiting in its constructor could not be stopped. The first
+        # ticks set it up instead, pausing like any tick while the database is down.
+        try:
+            super().setup_schedule()
+        except DATABASE_ERRORS as exc:
+            self._setup_pending = True
+            self._database_down(exc)
 
     def tick(self, *args, **kwargs):
         try:
+            if self._setup_pending:
+                super().setup_schedule()
+                self._setup_pending = False
             interval = super().tick(*args, **kwargs)
         except DATABASE_ERRORS as exc:
             return self._database_down(exc)
@@ -52,6 +60,10 @@ class ResilientDatabaseScheduler(DatabaseScheduler):
             self._down_since = None
             self._retry_delay = 1.0
         return interval
+
+    def sync(self):
+        if self._down_since is None:  # (while paused the entries' run times are written later)
+            super().sync()
 
     def schedule_changed(self) -> bool:
         """The base class's check, except that a database error reaches `tick()` (which pauses)
