@@ -140,14 +140,26 @@ def test_websockets(live_desk, desk_user, path):
         assert _code(next_frame(ws, lambda f: f["type"] == "error", 10)) == "bad_message"
         ws.send(json.dumps({"type": "ping"}))
         assert next_frame(ws, lambda f: f["type"] == "pong", 10)  # the session goes on
-    for size in (len(DEEP), 2 * 1024 * 1024):  # over REALTIME_MAX_MESSAGE_SIZE (64 KiB)
-        with ws_connect(live_desk, token, path) as ws:
-            ws.send(DEEP if size == len(DEEP) else "x" * size)
-            with pytest.raises(ConnectionClosed) as closed:
-                while True:
-                    ws.recv(timeout=15)
-            assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009
+    # over REALTIME_MAX_MESSAGE_SIZE (64 KiB): close 1009. Far over it, uvicorn stops reading and
+    # closes with the rest unread, which the kernel may turn into a reset that drops the close
+    # frame before the client reads it: then only "the connection ended".
+    for message, reset_allowed in (("x" * 70_000, False), (DEEP, True), ("x" * 2 * 1024 * 1024, True)):
+        assert _close_code(live_desk, token, path, message) == 1009 or reset_allowed
+        with ws_connect(live_desk, token, path) as ws:  # and the next session is served
+            ws.send(json.dumps({"type": "ping"}))
+            assert next_frame(ws, lambda f: f["type"] == "pong", 10)
     _still_up(live_desk)
+
+
+def _close_code(desk, token: str, path: str, message: str) -> int | None:
+    with ws_connect(desk, token, path) as ws:
+        try:
+            ws.send(message)
+            while True:
+                ws.recv(timeout=15)
+        except (ConnectionClosed, ConnectionResetError) as closed:
+            received = getattr(closed, "rcvd", None)
+            return received.code if received is not None else None
 
 
 # --- the Ostium signer service ---------------------------------------------------------------

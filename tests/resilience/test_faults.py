@@ -122,7 +122,7 @@ def test_redis_down_for_20_seconds(live_desk, desk_user):
 
 
 class _LateBeat:
-    """A second Beat, started while the database is down, sending to a queue nobody reads."""
+    """Another Beat, started while the database is down, sending to a queue nobody reads."""
 
     def __init__(self, desk):
         env = {**desk.env, "CELERY_QUEUE": f"late-beat-{uuid.uuid4().hex[:6]}"}
@@ -143,7 +143,12 @@ class _LateBeat:
 
     def stop(self) -> None:
         os.killpg(self.proc.pid, signal.SIGTERM)
-        self.proc.wait(30)
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+            raise AssertionError(f"Beat did not stop on SIGTERM:\n{self.output()[-3000:]}") from None
 
 
 def test_postgres_down_for_20_seconds(live_desk, desk_user):
@@ -153,7 +158,7 @@ def test_postgres_down_for_20_seconds(live_desk, desk_user):
 
     desk.stop_postgres()
     down_until = time.monotonic() + OUTAGE
-    late_beat = _LateBeat(desk)
+    late_beat, stopped_beat = _LateBeat(desk), _LateBeat(desk)
     try:
         try:
             time.sleep(3)
@@ -162,7 +167,9 @@ def test_postgres_down_for_20_seconds(live_desk, desk_user):
                 assert _unavailable(listed), listed.text
             assert desk.ready()[0] == 503
             assert httpx.get(f"{desk.base}/health").status_code == 200
-            wait_for(lambda: "schedule paused" in late_beat.output(), OUTAGE, what="the late Beat waiting")
+            for beat in (late_beat, stopped_beat):
+                wait_for(lambda b=beat: "schedule paused" in b.output(), OUTAGE, what="a late Beat waiting")
+            stopped_beat.stop()  # a Beat waiting for the database still stops when told
         finally:
             _sleep_until(down_until)
             desk.start_postgres()
@@ -176,6 +183,8 @@ def test_postgres_down_for_20_seconds(live_desk, desk_user):
         assert late_beat.proc.poll() is None, late_beat.output()[-3000:]
     finally:
         late_beat.stop()
+        if stopped_beat.proc.poll() is None:
+            stopped_beat.stop()
     log = desk.log_text()
     assert "schedule paused" in log and "schedule resumed" in log
     assert desk.exits() == [], log[-4000:]
