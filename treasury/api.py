@@ -9,10 +9,10 @@ from __future__ import annotations
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.generics import get_object_or_404
-from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from config.pagination import LimitOffsetPagination
 from trading.api.idempotency import IDEMPOTENCY_KEY_PARAMETER, idempotent
 from trading.permissions import IsStaff
 from trading.throttling import ScopedUserAndIpThrottle
@@ -88,12 +88,12 @@ class InventoryView(_Staff):
         ),
     )
     def get(self, request):
-        venue = request.query_params.get("venue") or None
-        wanted = request.query_params.get("status") or None
+        venue = request.query_params.get("venue")
+        wanted = request.query_params.get("status")
         errors = {}
-        if venue and venue not in Venue.values:
+        if venue is not None and venue not in Venue.values:  # (`?venue=` too: empty is not one)
             errors["venue"] = [f"One of {', '.join(Venue.values)}."]
-        if wanted and wanted not in ("ok", "drift", "stale"):
+        if wanted is not None and wanted not in ("ok", "drift", "stale"):
             errors["status"] = ["One of ok, drift, stale."]
         if errors:
             raise serializers.ValidationError(errors)
@@ -162,14 +162,14 @@ class ReasonRequest(serializers.Serializer):
 
 
 class ActionList(_Staff):
+    pagination_class = LimitOffsetPagination  # (also what the schema documents: a page, not an array)
+
     @extend_schema(
         operation_id="treasury_liquidity_actions",
         parameters=[
             OpenApiParameter("status", str, enum=LiquidityAction.Status.values),
             OpenApiParameter("kind", str, enum=LiquidityAction.Kind.values),
             OpenApiParameter("venue", str, enum=Venue.values),
-            OpenApiParameter("limit", int),
-            OpenApiParameter("offset", int),
         ],
         responses={200: ActionOut(many=True), 400: ERROR, 401: ERROR, 403: ERROR},
         description="Liquidity actions, delayed ones first, then newest first (paginated: limit/offset).",
@@ -182,8 +182,8 @@ class ActionList(_Staff):
             ("venue", Venue.values),
         ):
             value = request.query_params.get(key)
-            if value:
-                if value not in choices:
+            if value is not None:
+                if value not in choices:  # (`?status=` too: empty is not one)
                     raise serializers.ValidationError({key: [f"One of {', '.join(choices)}."]})
                 qs = qs.filter(**{key: value})
         from django.db.models import Case, IntegerField, Value, When
@@ -191,7 +191,7 @@ class ActionList(_Staff):
         qs = qs.annotate(
             delayed_first=Case(When(status="delayed", then=Value(0)), default=Value(1), output_field=IntegerField())
         ).order_by("delayed_first", "-created_at", "-id")
-        paginator = LimitOffsetPagination()
+        paginator = self.pagination_class()
         page = paginator.paginate_queryset(qs, request, view=self)
         return paginator.get_paginated_response(ActionOut(page, many=True).data)
 

@@ -145,3 +145,22 @@ def test_the_endpoints_are_in_the_openapi_schema(staff_client):
     post = paths["/api/v1/treasury/liquidity-actions"]["post"]
     assert any(p["name"] == "Idempotency-Key" for p in post["parameters"])
     assert {"400", "403", "409"} <= set(post["responses"])
+
+
+def test_empty_filters_are_refused_and_the_list_schema_is_a_page(operators):
+    """`?status=` was read as no filter (schemathesis ST201) and the list documented as an array
+    while it returns a page (ST108), as the webhook deliveries did."""
+    from drf_spectacular.generators import SchemaGenerator
+
+    alice, _ = operators
+    for url in (
+        "/api/v1/treasury/liquidity-actions?status=",
+        "/api/v1/treasury/liquidity-actions?kind=",
+        "/api/v1/treasury/liquidity-actions?offset=null",
+        "/api/v1/treasury/inventory?venue=",
+    ):
+        envelope(api(alice).get(url), 400, "validation_error")
+    schema = SchemaGenerator().get_schema(request=None, public=True)
+    ok = schema["paths"]["/api/v1/treasury/liquidity-actions"]["get"]["responses"]["200"]
+    ref = ok["content"]["application/json"]["schema"]["$ref"]
+    assert "results" in schema["components"]["schemas"][ref.rsplit("/", 1)[1]]["properties"]
