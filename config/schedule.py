@@ -64,6 +64,16 @@ BEAT_SCHEDULE: dict[str, dict] = {
         "every": 120.0,
         "expires": 110,
     },
+    "reference-coingecko-poll": {
+        "task": "providers.tasks.reference_coingecko_poll_task",
+        "every": 5.0,  # looks whether a poll is due (COINGECKO_POLL_SECONDS, back-off)
+        "expires": 5,
+    },
+    "reference-sample-retention": {
+        "task": "providers.tasks.reference_samples_purge_task",
+        "every": 3600.0,
+        "expires": 600,
+    },
     "protective-monitor": {
         "task": "trading.protective.tasks.protective_monitor_task",
         "every": 1.0,

@@ -281,6 +281,67 @@ PAPER_FEED_SEED = env("PAPER_FEED_SEED", default="tradedesk")
 PAPER_FEED_DT = env.float("PAPER_FEED_DT", default=1.0)
 # USD balance a paper account starts with on first use.
 PAPER_STARTING_BALANCE = env("PAPER_STARTING_BALANCE", default="100000")
+
+# --- reference prices (Kraken stream, CoinGecko poll, fair rates; docs/reference-prices.md) ---------
+# Pairs with a fair rate. A pair naming an asset that has a ReferenceBasis row (EURE = 1 EUR) is a
+# cross derived from the underlying pair (BTC/EURE from BTC/EUR), which must be listed too.
+REFERENCE_PAIRS = [
+    p.strip().upper() for p in env.list("REFERENCE_PAIRS", default=["BTC/EUR", "BTC/USD", "ETH/USD", "BTC/EURE"])
+]
+# Where the sources are: "sandbox" (the loopback doubles `manage.py reference_sandbox` runs; their
+# addresses are read from REFERENCE_SANDBOX_CONFIG) or "live" (Kraken's and CoinGecko's own).
+REFERENCE_ENDPOINTS = env("REFERENCE_ENDPOINTS", default="sandbox")
+REFERENCE_SANDBOX_CONFIG = env("REFERENCE_SANDBOX_CONFIG", default=".var/reference-sandbox.json")
+# A Kraken price older than this (milliseconds) is stale: CoinGecko is used instead (fallback).
+REFERENCE_MAX_AGE_MS = env.int("REFERENCE_MAX_AGE_MS", default=10_000)
+# A CoinGecko price (by its own last_updated_at) older than this is stale. CoinGecko caches its
+# answers for 60 s (public and demo plans), so this must be longer than that.
+REFERENCE_FALLBACK_MAX_AGE_MS = env.int("REFERENCE_FALLBACK_MAX_AGE_MS", default=120_000)
+# false: a stale Kraken makes the pair unhealthy instead of falling back to CoinGecko.
+REFERENCE_FALLBACK_ENABLED = env.bool("REFERENCE_FALLBACK_ENABLED", default=True)
+# Both fresh and further apart than this (basis points of Kraken's price): the pair is conflicted.
+REFERENCE_CONFLICT_BPS = env("REFERENCE_CONFLICT_BPS", default="100")
+# A basis with a sanity source (ReferenceBasis.sanity_coingecko_id) further than this from its
+# observed price makes the crosses through it conflicted.
+REFERENCE_BASIS_TOLERANCE_BPS = env("REFERENCE_BASIS_TOLERANCE_BPS", default="50")
+# A new price sample is stored when the fair rate moved at least this far from the pair's last
+# sample (basis points), when its outcome or source changed, or every REFERENCE_SAMPLE_SECONDS.
+REFERENCE_SAMPLE_BPS = env("REFERENCE_SAMPLE_BPS", default="5")
+REFERENCE_SAMPLE_SECONDS = env.float("REFERENCE_SAMPLE_SECONDS", default=60.0)
+# Days samples are kept (Beat `reference-sample-retention`); samples a decision or a risk check
+# used are kept regardless.
+REFERENCE_SAMPLE_RETENTION_DAYS = env.int("REFERENCE_SAMPLE_RETENTION_DAYS", default=90)
+# Kraken websocket v2 and REST (empty: the live or sandbox address per REFERENCE_ENDPOINTS).
+KRAKEN_WS_URL = env("KRAKEN_WS_URL", default="")
+KRAKEN_REST_URL = env("KRAKEN_REST_URL", default="")
+# Ticker updates on every change of the best bid/offer ("bbo") or on trades only ("trades").
+KRAKEN_EVENT_TRIGGER = env("KRAKEN_EVENT_TRIGGER", default="bbo")
+# Reconnect back-off (seconds): doubles from the minimum up to the maximum, with jitter; only a
+# connection that stayed up KRAKEN_STABLE_SECONDS starts again from the minimum.
+KRAKEN_RECONNECT_MIN_SECONDS = env.float("KRAKEN_RECONNECT_MIN_SECONDS", default=0.5)
+KRAKEN_RECONNECT_MAX_SECONDS = env.float("KRAKEN_RECONNECT_MAX_SECONDS", default=30.0)
+KRAKEN_STABLE_SECONDS = env.float("KRAKEN_STABLE_SECONDS", default=30.0)
+# No frame at all (Kraken sends a heartbeat every second) for this long: the connection is dead.
+KRAKEN_IDLE_TIMEOUT_SECONDS = env.float("KRAKEN_IDLE_TIMEOUT_SECONDS", default=10.0)
+# Timeout (seconds) of the websocket handshake and of a REST Ticker refresh.
+KRAKEN_TIMEOUT = env.float("KRAKEN_TIMEOUT", default=5.0)
+# CoinGecko /simple/price: root URL (empty: per REFERENCE_ENDPOINTS and COINGECKO_API_PLAN), key
+# and plan ("demo": header x-cg-demo-api-key on api.coingecko.com; "pro": x-cg-pro-api-key on
+# pro-api.coingecko.com). No key: the keyless public API.
+COINGECKO_API_URL = env("COINGECKO_API_URL", default="")
+COINGECKO_API_KEY = env("COINGECKO_API_KEY", default="")
+COINGECKO_API_PLAN = env("COINGECKO_API_PLAN", default="demo")
+# Asset -> CoinGecko coin id, for the bases of the pairs (comma separated ASSET:id).
+COINGECKO_IDS = dict(
+    item.split(":", 1)
+    for item in env.list("COINGECKO_IDS", default=["BTC:bitcoin", "ETH:ethereum", "SOL:solana"])
+    if ":" in item
+)
+# Seconds between polls (Beat `reference-coingecko-poll` looks every 5 s whether one is due), the
+# request timeout, and the longest back-off after failures or a 429 (whose Retry-After is honoured).
+COINGECKO_POLL_SECONDS = env.float("COINGECKO_POLL_SECONDS", default=30.0)
+COINGECKO_TIMEOUT = env.float("COINGECKO_TIMEOUT", default=5.0)
+COINGECKO_BACKOFF_MAX_SECONDS = env.float("COINGECKO_BACKOFF_MAX_SECONDS", default=600.0)
 # --- secrets at rest ----------------------------------------------------------------------------
 # Comma-separated Fernet keys, newest first (config/crypto.py). Empty: one key derived from SECRET_KEY.
 FIELD_ENCRYPTION_KEYS = env.list("FIELD_ENCRYPTION_KEYS", default=[])

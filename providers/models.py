@@ -365,3 +365,117 @@ class OstiumServiceResponse(models.Model):
 
     def __str__(self) -> str:
         return f"{self.endpoint} {self.idempotency_key}"
+
+
+# --- reference prices (providers/reference) ------------------------------------------------------
+class ReferenceSource(models.Model):
+    """An external reference price source (kraken, coingecko) and whether an operator paused it.
+
+    Its live state (prices, health, counters) is in Redis (`providers.reference.store`); this row
+    holds only what an operator decides. Pausing and resuming go through
+    `trading.services.reference` (permission check and ledger event in the same transaction)."""
+
+    name = models.CharField(max_length=20, primary_key=True)
+    paused = models.BooleanField(default=False)
+    reason = models.CharField(max_length=500, blank=True, default="")
+    changed_by = models.CharField(max_length=150, blank=True, default="")
+    changed_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return f"{self.name}{' (paused)' if self.paused else ''}"
+
+
+class ReferenceBasis(models.Model):
+    """An explicit basis for crosses: 1 `asset` = `rate` `equals` (EURE = 1 EUR, "assumed peg").
+
+    A pair naming `asset` (BTC/EURE) is derived from the pair naming `equals` (BTC/EUR) through
+    this row, and every rate so derived records it. `sanity_coingecko_id` (optional) names a
+    CoinGecko coin whose price in `equals` checks the basis. Changed through
+    `trading.services.reference.reference_basis_set` (who, when, ledger event)."""
+
+    asset = models.CharField(max_length=12, unique=True, help_text="The asset priced through the basis, e.g. EURE.")
+    equals = models.CharField(max_length=12, help_text="The asset it is worth `rate` of, e.g. EUR.")
+    rate = models.DecimalField(help_text="1 asset = rate × equals.", **MONEY)
+    source = models.CharField(max_length=200, default="assumed peg", help_text="Where the rate comes from.")
+    sanity_coingecko_id = models.CharField(
+        max_length=80, blank=True, default="", help_text="Optional CoinGecko coin id whose price checks the rate."
+    )
+    note = models.CharField(max_length=500, blank=True, default="")
+    set_by = models.CharField(max_length=150, default="")
+    set_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["asset"]
+        verbose_name_plural = "reference bases"
+        constraints = [models.CheckConstraint(condition=models.Q(rate__gt=0), name="reference_basis_rate_positive")]
+
+    def __str__(self) -> str:
+        return f"1 {self.asset} = {self.rate.normalize():f} {self.equals} ({self.source})"
+
+    def save(self, *args, **kwargs):
+        self.asset = self.asset.strip().upper()
+        self.equals = self.equals.strip().upper()
+        super().save(*args, **kwargs)
+
+    def snapshot(self) -> dict:
+        """What a derived rate records about the basis it went through."""
+        return {
+            "id": self.pk,
+            "asset": self.asset,
+            "equals": self.equals,
+            "rate": format(self.rate.normalize(), "f"),
+            "source": self.source,
+            "sanity_coingecko_id": self.sanity_coingecko_id,
+            "set_by": self.set_by,
+            "set_at": self.set_at.isoformat(),
+        }
+
+
+class ReferenceSample(models.Model):
+    """A stored fair rate of one pair: the source prices and ages, the policy outcome and the basis.
+
+    Written when the rate moves REFERENCE_SAMPLE_BPS from the pair's last sample, when the outcome
+    or the source changes, or every REFERENCE_SAMPLE_SECONDS; every fair rate the desk uses points
+    to one (`pinned_at` marks those a decision or a risk check used: retention keeps them)."""
+
+    pair = models.CharField(max_length=25)
+    taken_at = models.DateTimeField()
+    outcome = models.CharField(max_length=12)  # ok | fallback | conflicted | unhealthy
+    rate = models.DecimalField(null=True, blank=True, **MONEY)  # quote per base; null when unusable
+    inverse = models.DecimalField(null=True, blank=True, **MONEY)  # base per quote
+    source = models.CharField(max_length=12, blank=True, default="")  # the source the rate came from
+    cross_check = models.CharField(max_length=12, blank=True, default="")  # agrees | conflict | unavailable
+    divergence_bps = models.DecimalField(max_digits=14, decimal_places=4, null=True, blank=True)
+    reason = models.CharField(max_length=500, blank=True, default="")
+    underlying = models.CharField(max_length=25, blank=True, default="")  # the sourced pair of a cross
+    kraken_price = models.DecimalField(null=True, blank=True, **MONEY)
+    kraken_bid = models.DecimalField(null=True, blank=True, **MONEY)
+    kraken_ask = models.DecimalField(null=True, blank=True, **MONEY)
+    kraken_observed_at = models.DateTimeField(null=True, blank=True)
+    kraken_age_ms = models.BigIntegerField(null=True, blank=True)
+    kraken_status = models.CharField(max_length=16, blank=True, default="")
+    coingecko_price = models.DecimalField(null=True, blank=True, **MONEY)
+    coingecko_observed_at = models.DateTimeField(null=True, blank=True)
+    coingecko_age_ms = models.BigIntegerField(null=True, blank=True)
+    coingecko_status = models.CharField(max_length=16, blank=True, default="")
+    basis = models.JSONField(null=True, blank=True, encoder=DjangoJSONEncoder)  # ReferenceBasis.snapshot() + check
+    pinned_at = models.DateTimeField(null=True, blank=True)
+    pinned_for = models.CharField(max_length=40, blank=True, default="")
+
+    class Meta:
+        ordering = ["-taken_at", "-id"]
+        indexes = [
+            models.Index(fields=["pair", "-taken_at"], name="reference_sample_pair_time"),
+            models.Index(fields=["taken_at"], name="reference_sample_time"),
+        ]
+
+    def __str__(self) -> str:
+        rate = "—" if self.rate is None else format(self.rate.normalize(), "f")
+        return f"{self.pair} {rate} {self.outcome} @ {self.taken_at:%Y-%m-%d %H:%M:%S}"
+
+    @property
+    def usable(self) -> bool:
+        return self.outcome in ("ok", "fallback") and self.rate is not None

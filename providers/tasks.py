@@ -26,3 +26,24 @@ def ostium_sync_task() -> dict:
     from providers.ostium.sync import ostium_sync_run
 
     return ostium_sync_run()
+
+
+@shared_task(ignore_result=True, expires=5)
+def reference_coingecko_poll_task() -> dict:
+    """Poll CoinGecko when due (never while paused or backing off), then store the samples that
+    changed. A failure is recorded in the source's state, never raised."""
+    from providers.coingecko.poll import coingecko_poll
+    from providers.reference.service import samples_update
+
+    result = coingecko_poll()
+    if "skipped" not in result or result["skipped"] not in ("not due", "in progress"):
+        samples_update()
+    return result
+
+
+@shared_task(ignore_result=True, expires=600)
+def reference_samples_purge_task() -> int:
+    """Delete price samples older than REFERENCE_SAMPLE_RETENTION_DAYS that nothing pinned."""
+    from providers.reference.service import samples_purge
+
+    return samples_purge()
