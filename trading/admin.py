@@ -488,3 +488,6 @@ def _register_breaks():
 
 
 _register_breaks()
+
+
+from trading.admin_panel import reference as _reference_admin  # noqa: E402, F401 (registers the reference admin and health lines)

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from trading.api import accounts, auth, ledger, prices, trading
+from trading.api import accounts, auth, ledger, prices, reference, trading
 
 urlpatterns = [
     path("auth/register", auth.RegisterView.as_view(), name="auth-register"),
@@ -22,4 +22,12 @@ urlpatterns = [
     path("trading/orders/<int:pk>/cancel", trading.OrderCancel.as_view(), name="trading-order-cancel"),
     path("prices", prices.PriceList.as_view(), name="prices"),
     path("prices/<str:pair>", prices.PriceDetail.as_view(), name="price"),
+    path("ops/reference-prices", reference.ReferencePrices.as_view(), name="ops-reference-prices"),
+    path("ops/reference-prices/refresh", reference.ReferenceRefresh.as_view(), name="ops-reference-refresh"),
+    path("ops/reference-prices/pause", reference.ReferencePause.as_view(), name="ops-reference-pause"),
+    path("ops/reference-prices/resume", reference.ReferenceResume.as_view(), name="ops-reference-resume"),
+    path("ops/reference-prices/samples", reference.ReferenceSampleAt.as_view(), name="ops-reference-sample-at"),
+    path(
+        "ops/reference-prices/samples/<int:pk>", reference.ReferenceSampleDetail.as_view(), name="ops-reference-sample"
+    ),
 ]
