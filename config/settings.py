@@ -281,6 +281,10 @@ PAPER_FEED_SEED = env("PAPER_FEED_SEED", default="tradedesk")
 PAPER_FEED_DT = env.float("PAPER_FEED_DT", default=1.0)
 # USD balance a paper account starts with on first use.
 PAPER_STARTING_BALANCE = env("PAPER_STARTING_BALANCE", default="100000")
+# What the paper venue's prices follow: "walk" (the seeded random walk above) or "reference" (the
+# fair rate of the market's reference pair, BTC-USD -> BTC/USD; markets without one keep the walk,
+# and a pair whose fair rate is unusable publishes no tick). See docs/reference-prices.md.
+PAPER_FEED = env("PAPER_FEED", default="walk")
 
 # --- reference prices (Kraken stream, CoinGecko poll, fair rates; docs/reference-prices.md) ---------
 # Pairs with a fair rate. A pair naming an asset that has a ReferenceBasis row (EURE = 1 EUR) is a
@@ -503,6 +507,10 @@ RISK_DEFAULTS = {
     "daily_loss_cap": env("RISK_DAILY_LOSS_CAP", default="5000"),
     "max_orders_per_minute": env.int("RISK_MAX_ORDERS_PER_MINUTE", default=60),
 }
+# New exposure is refused when the venue's price is further than this (basis points) from the
+# reference fair rate of the asset's pair (BTC-USD: BTC/USD), or when that fair rate is unusable
+# (conflicted, unhealthy). 0: no reference check. Assets without a reference pair are not checked.
+RISK_REFERENCE_BAND_BPS = env("RISK_REFERENCE_BAND_BPS", default="0")
 RISK_LIMITS_CACHE_SECONDS = env.float("RISK_LIMITS_CACHE_SECONDS", default=2.0)
 TRADING_MARKET_CACHE_SECONDS = env.float("TRADING_MARKET_CACHE_SECONDS", default=5.0)
 RECONCILE_GRACE_SECONDS = env.float("RECONCILE_GRACE_SECONDS", default=30.0)

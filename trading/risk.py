@@ -29,6 +29,8 @@ class RiskCode:
     ORDER_RATE = "RISK_ORDER_RATE"
     VENUE_DRAINING = "RISK_VENUE_DRAINING"
     VENUE_PAUSED = "RISK_VENUE_PAUSED"
+    REFERENCE_BAND = "RISK_REFERENCE_BAND"
+    REFERENCE_UNAVAILABLE = "RISK_REFERENCE_UNAVAILABLE"
 
 
 class RiskDenied(ApplicationError):
@@ -48,6 +50,29 @@ class RiskLimits:
 
 
 @dataclass(frozen=True)
+class ReferenceBand:
+    """The reference fair rate a new order's venue price is checked against (RISK_REFERENCE_BAND_BPS).
+    `rate` is None when the reference may not be used (conflicted, unhealthy): the order is refused."""
+
+    pair: str
+    band_bps: Decimal
+    rate: Decimal | None
+    sample_id: int | None
+    outcome: str
+    reason: str = ""
+
+    def record(self) -> dict:
+        """What the order's events keep about the check."""
+        return {
+            "pair": self.pair,
+            "band_bps": _text(self.band_bps),
+            "rate": _text(self.rate),
+            "sample_id": self.sample_id,
+            "outcome": self.outcome,
+        }
+
+
+@dataclass(frozen=True)
 class RiskSnapshot:
     limits: RiskLimits
     # effective trading state per scope label ("global", "venue:paper", "instrument:BTC-USD")
@@ -59,6 +84,7 @@ class RiskSnapshot:
     reference_price: Decimal
     venue_draining: bool = False
     venue_paused: bool = False  # paused: the venue takes no new work at all
+    reference_band: ReferenceBand | None = None  # new exposure only; None: no reference check
 
 
 @dataclass(frozen=True)
@@ -131,6 +157,30 @@ def risk_check(intent: OrderIntent, snap: RiskSnapshot) -> None:
                 )
     if intent.reduces_exposure:
         return
+
+    band = snap.reference_band
+    if band is not None:
+        if band.rate is None:
+            raise _deny(
+                RiskCode.REFERENCE_UNAVAILABLE,
+                f"No usable reference price for {band.pair} ({band.outcome}): {band.reason}",
+                pair=band.pair,
+                outcome=band.outcome,
+                reason=band.reason,
+                sample_id=band.sample_id,
+            )
+        distance = (abs(snap.reference_price - band.rate) / band.rate * 10_000).quantize(Decimal("0.01"))
+        if distance > band.band_bps:
+            raise _deny(
+                RiskCode.REFERENCE_BAND,
+                f"The {intent.venue} price is too far from the reference price.",
+                venue_price=snap.reference_price,
+                reference_rate=band.rate,
+                distance_bps=distance,
+                band_bps=band.band_bps,
+                pair=band.pair,
+                sample_id=band.sample_id,
+            )
 
     if intent.notional > limits.max_notional:
         raise _deny(

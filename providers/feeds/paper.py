@@ -47,6 +47,25 @@ def _unavailable(symbol: str, why: str) -> VenueException:
     )
 
 
+def reference_prices(symbols: list[str]) -> dict[str, tuple[Decimal, str] | None]:
+    """For each symbol with a reference pair (BTC-USD: BTC/USD): (fair rate, "reference#<sample id>"),
+    or None while the pair's fair rate may not be used."""
+    from providers.reference.service import ReferenceUnavailable, reference_pair_for, reference_rate_use
+
+    out: dict[str, tuple[Decimal, str] | None] = {}
+    for symbol in symbols:
+        pair = reference_pair_for(symbol)
+        if pair is None:
+            continue
+        try:
+            used = reference_rate_use(pair, purpose="mark")
+        except ReferenceUnavailable:
+            out[symbol] = None
+        else:
+            out[symbol] = (used.rate, f"reference#{used.sample_id}")
+    return out
+
+
 class PaperFeed:
     name = "paper"
 
@@ -77,7 +96,9 @@ class PaperFeed:
 
     # --- writes ----------------------------------------------------------------------------------
     def advance(self, symbols: list[str] | None = None) -> list[PriceTick]:
-        """Take one walk step for each symbol (default: every open paper market) and persist it."""
+        """Take one walk step for each symbol (default: every open paper market) and persist it.
+        With PAPER_FEED=reference a market with a reference pair takes the pair's fair rate instead
+        (source `reference#<sample id>`), and none at all while that rate is unusable."""
         seed = str(settings.PAPER_FEED_SEED)
         dt = Decimal(str(settings.PAPER_FEED_DT))
         markets = PaperMarket.objects.filter(is_open=True)
@@ -87,11 +108,21 @@ class PaperFeed:
         known = set(PaperPriceState.objects.filter(symbol__in=markets).values_list("symbol", flat=True))
         for symbol in markets.keys() - known:
             self._state_init(markets[symbol])
+        followed = reference_prices(list(markets)) if settings.PAPER_FEED == "reference" else {}
         now = timezone.now()
         ticks = []
         with transaction.atomic():
             for state in PaperPriceState.objects.select_for_update().filter(symbol__in=markets).order_by("symbol"):
                 market = markets[state.symbol]
+                if state.symbol in followed:
+                    if followed[state.symbol] is None:
+                        continue  # the reference is unusable: no price rather than an old one
+                    rate, source = followed[state.symbol]
+                    quantum = Decimal(1).scaleb(-market.price_decimals)
+                    state.price, state.source, state.updated_at = rate.quantize(quantum), source, now
+                    state.save(update_fields=["price", "source", "updated_at"])
+                    ticks.append(self._tick(state.symbol, state.price, market, now=now, source=source))
+                    continue
                 state.price = gbm_step(
                     price=plain(state.price),
                     sigma=market.annual_volatility,

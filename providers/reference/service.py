@@ -318,6 +318,16 @@ def _resolve(pair: str) -> tuple[str, bool]:
     )
 
 
+def reference_pair_for(symbol: str) -> str | None:
+    """The reference pair of a venue symbol ("BTC-USD" -> "BTC/USD"), when one is configured in
+    either direction; None otherwise."""
+    try:
+        _resolve(symbol)
+    except ReferenceUnknownPair:
+        return None
+    return pair_normalise(symbol)
+
+
 def reference_fair_rate(pair: str) -> p.Evaluation:
     """The live evaluation of `pair` (either direction is accepted; the evaluation is of the
     configured direction). For display: nothing is stored."""

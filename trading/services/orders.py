@@ -4,6 +4,7 @@ cancels and SL/TP changes. The executor (`trading.services.execution`) does the 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -23,6 +24,7 @@ from trading.risk import OrderIntent, risk_check
 from trading.selectors import risk_snapshot_load, trade_open_for_user
 from trading.services.accounts import wallet_for_order
 from trading.services.ledger import event_record, insert_with_event
+from trading.services.reference import reference_band_for
 
 logger = logging.getLogger("tradedesk.orders")
 
@@ -312,6 +314,9 @@ def order_place(
     snapshot = risk_snapshot_load(
         user=user, venue=provider, asset=asset, market_max_leverage=market.max_leverage, reference_price=ref
     )
+    band = None if reduces else reference_band_for(asset)
+    if band is not None:
+        snapshot = dataclasses.replace(snapshot, reference_band=band)
     if max_slippage is None:
         max_slippage = snapshot.limits.max_slippage
     band_prices = {
@@ -358,6 +363,7 @@ def order_place(
             tick=tick,
             protective=protective,
             causation_id=causation_id,
+            extra={"reference_check": band.record()} if band else {},
             fields={
                 "wallet": wallet,
                 "wallet_address": address,
@@ -398,10 +404,12 @@ def order_place(
         raise
 
 
-def _order_write(*, user, actor: str, tick, protective: bool, causation_id: str, fields: dict) -> Order:
+def _order_write(
+    *, user, actor: str, tick, protective: bool, causation_id: str, fields: dict, extra: dict | None = None
+) -> Order:
     order = Order(user=user, **fields)
     if protective or _limit_held_here(order):
-        return _order_write_held(order=order, actor=actor, tick=tick, causation_id=causation_id)
+        return _order_write_held(order=order, actor=actor, tick=tick, causation_id=causation_id, extra=extra)
     # An order on its way to the executor: the order and `order.accepted` in one statement (its
     # own transaction, or a savepoint in the caller's so that a duplicate client_order_id leaves
     # the caller's transaction usable). No outbox kick of its own: the executor's claim writes
@@ -417,7 +425,7 @@ def _order_write(*, user, actor: str, tick, protective: bool, causation_id: str,
             id_key="order_id",
             actor=actor,
             causation_id=causation_id,
-            payload={**snapshot, "price_source": tick.source, "price_at": tick.timestamp},
+            payload={**snapshot, "price_source": tick.source, "price_at": tick.timestamp, **(extra or {})},
             kick=False,
         )
     _enqueue_execute(order.pk)
@@ -425,7 +433,7 @@ def _order_write(*, user, actor: str, tick, protective: bool, causation_id: str,
 
 
 @transaction.atomic
-def _order_write_held(*, order: Order, actor: str, tick, causation_id: str) -> Order:
+def _order_write_held(*, order: Order, actor: str, tick, causation_id: str, extra: dict | None = None) -> Order:
     """An order the protective engine triggers: accepted, then PENDING_TRIGGER."""
     order.save(force_insert=True)
     order_event(
@@ -433,7 +441,7 @@ def _order_write_held(*, order: Order, actor: str, tick, causation_id: str) -> O
         topic="order.accepted",
         actor=actor,
         causation_id=causation_id,
-        payload={**order_snapshot(order), "price_source": tick.source, "price_at": tick.timestamp},
+        payload={**order_snapshot(order), "price_source": tick.source, "price_at": tick.timestamp, **(extra or {})},
         kick=False,  # the pending_trigger event right below kicks the dispatcher
     )
     order_transition(order=order, to=Order.Status.PENDING_TRIGGER, actor=actor)

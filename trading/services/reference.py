@@ -10,12 +10,14 @@ from __future__ import annotations
 
 from decimal import Decimal, InvalidOperation
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
 from config.errors import ApplicationError
 from providers.models import ReferenceBasis, ReferenceSource
 from providers.reference.config import COINGECKO, KRAKEN, SOURCES
+from trading.risk import ReferenceBand
 from trading.services.ledger import event_record
 from trading.services.operator import PERM_PAUSE, PERM_RISK_LIMIT, actor_label, permission_require
 
@@ -160,3 +162,23 @@ def reference_basis_set(
         payload={"asset": asset, "before": before, "after": row.snapshot(), "note": row.note},
     )
     return row
+
+
+def reference_band_for(asset: str) -> ReferenceBand | None:
+    """The reference check of a new order on `asset` (BTC-USD against BTC/USD), or None when
+    RISK_REFERENCE_BAND_BPS is 0 or no reference pair covers the asset. The fair rate used is a
+    pinned sample (purpose risk_check); an unusable one gives a band without a rate (refused)."""
+    from providers.reference.service import ReferenceUnavailable, reference_pair_for, reference_rate_use
+
+    band_bps = Decimal(str(settings.RISK_REFERENCE_BAND_BPS))
+    if band_bps <= 0:
+        return None
+    pair = reference_pair_for(asset)
+    if pair is None:
+        return None
+    try:
+        used = reference_rate_use(pair, purpose="risk_check")
+    except ReferenceUnavailable as exc:
+        d = exc.details
+        return ReferenceBand(pair, band_bps, None, d.get("sample_id"), d.get("outcome", ""), d.get("reason", ""))
+    return ReferenceBand(pair, band_bps, used.rate, used.sample_id, used.outcome, used.reason)

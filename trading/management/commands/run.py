@@ -36,6 +36,10 @@ def _free_port(preferred: int) -> int:
     raise RuntimeError("no free port")
 
 
+def _demo_paper_feed() -> str:
+    return "reference" if settings.REFERENCE_ENDPOINTS == "sandbox" else "walk"
+
+
 class Command(BaseCommand):
     help = "Run web + worker + beat + feeds in the foreground, with the embedded services by default."
 
@@ -101,6 +105,8 @@ class Command(BaseCommand):
             # the Procfile's `python` is this interpreter (the project's venv)
             "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
             "PYTHONUNBUFFERED": "1",
+            # the demo's paper venue follows the reference doubles when they run; else its walk
+            "PAPER_FEED": os.environ.get("PAPER_FEED") or _demo_paper_feed(),
         }
         if settings.OSTIUM_NETWORK == "localnet" and not (
             settings.TREASURY_OSTIUM_ACCOUNTS or settings.OSTIUM_TRADER_KEY_FILE
