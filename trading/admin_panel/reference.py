@@ -9,6 +9,7 @@ from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 
 from config.errors import ApplicationError
+from providers.admin import ReadOnlyAdmin
 from providers.models import ReferenceBasis, ReferenceSample, ReferenceSource
 from trading.admin_panel.actions import confirm_then_apply
 from trading.admin_panel.health import DOWN, OK, WARN, HealthItem, health_provider_register
@@ -89,19 +90,12 @@ def _source_action(name: str, description: str, help_text: str):
 
 
 @admin.register(ReferenceSource)
-class ReferenceSourceAdmin(admin.ModelAdmin):
+class ReferenceSourceAdmin(ReadOnlyAdmin):
     list_display = ("name", "paused", "reason", "changed_by", "changed_at")
-    readonly_fields = ("name", "paused", "reason", "changed_by", "changed_at")
     actions = [
         _source_action("pause", "Pause selected reference sources", "The fair rates stop using them."),
         _source_action("resume", "Resume selected reference sources", "The fair rates use them again."),
     ]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     def has_pause_permission(self, request):
         return request.user.has_perm(operator.PERM_PAUSE)
@@ -145,17 +139,8 @@ class ReferenceBasisAdmin(admin.ModelAdmin):
 
 
 @admin.register(ReferenceSample)
-class ReferenceSampleAdmin(admin.ModelAdmin):
+class ReferenceSampleAdmin(ReadOnlyAdmin):
     list_display = ("taken_at", "pair", "outcome", "rate", "source", "kraken_age_ms", "coingecko_age_ms", "pinned_for")
     list_filter = ("outcome", "source", "pair", "pinned_for")
     search_fields = ("pair",)
     date_hierarchy = "taken_at"
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False

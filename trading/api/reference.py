@@ -147,33 +147,36 @@ class ReferenceRefresh(_Ops):
         return Response({"results": results, "state": _state()})
 
 
-def _source_action(request, service) -> Response:
-    body = SourceActionRequest(data=request.data)
-    body.is_valid(raise_exception=True)
-    service(actor=request.user, **body.validated_data)
-    return Response(_state())
+def _source_view(action: str, service, description: str) -> type[APIView]:
+    """POST {source, reason}: `service` as the requesting operator; answers the new state."""
+
+    class SourceAction(_Ops):
+        @extend_schema(
+            operation_id=f"ops_reference_prices_{action}",
+            request=SourceActionRequest,
+            responses={200: StateSerializer, 400: ERROR, 403: ERROR},
+            description=description,
+        )
+        def post(self, request):
+            body = SourceActionRequest(data=request.data)
+            body.is_valid(raise_exception=True)
+            service(actor=request.user, **body.validated_data)
+            return Response(_state())
+
+    SourceAction.__name__ = SourceAction.__qualname__ = f"Reference{action.title()}"
+    return SourceAction
 
 
-class ReferencePause(_Ops):
-    @extend_schema(
-        operation_id="ops_reference_prices_pause",
-        request=SourceActionRequest,
-        responses={200: StateSerializer, 400: ERROR, 403: ERROR},
-        description="Stop using a source (ledger event reference.source_paused with the reason).",
-    )
-    def post(self, request):
-        return _source_action(request, reference_services.reference_source_pause)
-
-
-class ReferenceResume(_Ops):
-    @extend_schema(
-        operation_id="ops_reference_prices_resume",
-        request=SourceActionRequest,
-        responses={200: StateSerializer, 400: ERROR, 403: ERROR},
-        description="Use a paused source again (ledger event reference.source_resumed with the reason).",
-    )
-    def post(self, request):
-        return _source_action(request, reference_services.reference_source_resume)
+ReferencePause = _source_view(
+    "pause",
+    reference_services.reference_source_pause,
+    "Stop using a source (ledger event reference.source_paused with the reason).",
+)
+ReferenceResume = _source_view(
+    "resume",
+    reference_services.reference_source_resume,
+    "Use a paused source again (ledger event reference.source_resumed with the reason).",
+)
 
 
 class ReferenceSampleAt(_Ops):
