@@ -468,7 +468,7 @@ class ReferenceSample(models.Model):
     class Meta:
         ordering = ["-taken_at", "-id"]
         indexes = [
-            models.Index(fields=["pair", "-taken_at"], name="reference_sample_pair_time"),
+            models.Index(fields=["pair", "-taken_at", "-id"], name="reference_sample_pair_time"),
             models.Index(fields=["taken_at"], name="reference_sample_time"),
         ]
 

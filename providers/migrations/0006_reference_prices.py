@@ -96,7 +96,7 @@ class Migration(migrations.Migration):
             ],
             options={
                 'ordering': ['-taken_at', '-id'],
-                'indexes': [models.Index(fields=['pair', '-taken_at'], name='reference_sample_pair_time'), models.Index(fields=['taken_at'], name='reference_sample_time')],
+                'indexes': [models.Index(fields=['pair', '-taken_at', '-id'], name='reference_sample_pair_time'), models.Index(fields=['taken_at'], name='reference_sample_time')],
             },
         ),
         migrations.RunPython(seed_reference, migrations.RunPython.noop),

@@ -227,9 +227,17 @@ def sample_due(ev: p.Evaluation, last: ReferenceSample | None, *, now: datetime)
     return p.bps_apart(last.rate, ev.rate) >= Decimal(str(settings.REFERENCE_SAMPLE_BPS))
 
 
+_LAST_SQL = f"""
+SELECT s.* FROM unnest(%s::text[]) AS wanted(pair)
+CROSS JOIN LATERAL (
+    SELECT * FROM {ReferenceSample._meta.db_table} WHERE pair = wanted.pair ORDER BY taken_at DESC, id DESC LIMIT 1
+) AS s
+"""
+
+
 def samples_last(pairs: list[str]) -> dict[str, ReferenceSample]:
-    rows = ReferenceSample.objects.filter(pair__in=pairs).order_by("pair", "-taken_at", "-id").distinct("pair")
-    return {row.pair: row for row in rows}
+    """The newest sample of each pair (one index seek per pair, one round trip)."""
+    return {row.pair: row for row in ReferenceSample.objects.raw(_LAST_SQL, [list(pairs)])}
 
 
 def samples_update(*, now: datetime | None = None) -> list[ReferenceSample]:
