@@ -2,9 +2,10 @@
 
 Starts the embedded PostgreSQL/Redis when DATABASE_URL/REDIS_URL are unset (settings do
 that on import), migrates, syncs the Beat schedule, ensures the operator account, seeds the
-demo, then runs the Procfile (web + worker + beat + feeds + the demo's localnet and sandboxes) under the supervisor
-(config/supervisor.py: a process that exits is restarted; one that keeps exiting stops them all,
-saying which and why). Ctrl-C stops the processes, then the embedded services this command started."""
+demo, then runs the Procfile (web + worker + beat + feeds, and the demo's localnet, NEAR
+Intents and reference sandboxes) under the supervisor (config/supervisor.py: a process that
+exits is restarted; one that keeps exiting stops them all, saying which and why). Ctrl-C stops
+the processes, then the embedded services this command started."""
 
 import os
 import signal
