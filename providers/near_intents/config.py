@@ -4,11 +4,11 @@ endpoints). NEAR_INTENTS_*_URL settings override either."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from pathlib import Path
 
 from django.conf import settings
+
+from providers.sandbox_config import sandbox_config_read
 
 SANDBOX, MAINNET = "sandbox", "mainnet"
 NETWORKS = (SANDBOX, MAINNET)
@@ -37,17 +37,12 @@ class NearIntentsNetwork:
 
 
 def sandbox_file() -> dict:
-    path = Path(settings.NEAR_INTENTS_SANDBOX_CONFIG)
-    if not path.is_absolute():
-        path = Path(settings.BASE_DIR) / path
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise NearIntentsConfigError(
-            f"NEAR Intents sandbox config {path} not found: start `manage.py near_intents_sandbox`"
-        ) from exc
-    except json.JSONDecodeError as exc:
-        raise NearIntentsConfigError(f"NEAR Intents sandbox config {path} is not JSON: {exc}") from exc
+    return sandbox_config_read(
+        settings.NEAR_INTENTS_SANDBOX_CONFIG,
+        label="NEAR Intents sandbox config",
+        start_hint="start `manage.py near_intents_sandbox`",
+        error=NearIntentsConfigError,
+    )
 
 
 def network_config() -> NearIntentsNetwork:

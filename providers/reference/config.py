@@ -8,15 +8,14 @@ addresses). The sandbox file is read at each use, so a double started later is p
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from decimal import Decimal
-from pathlib import Path
 
 from django.conf import settings
 
 from config.errors import ApplicationError
+from providers.sandbox_config import sandbox_config_read
 
 KRAKEN, COINGECKO = "kraken", "coingecko"
 SOURCES = (KRAKEN, COINGECKO)
@@ -75,19 +74,12 @@ def policy_from_settings() -> Policy:
 
 
 def _sandbox_file() -> dict:
-    path = Path(settings.REFERENCE_SANDBOX_CONFIG)
-    if not path.is_absolute():
-        path = Path(settings.BASE_DIR) / path
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise ReferenceConfigError(
-            f"reference sandbox config {path} not found: run `manage.py reference_sandbox --config-out {path}`"
-            " or set REFERENCE_ENDPOINTS=live",
-            details={"file": str(path)},
-        ) from exc
-    except json.JSONDecodeError as exc:
-        raise ReferenceConfigError(f"reference sandbox config {path} is not JSON: {exc}") from exc
+    return sandbox_config_read(
+        settings.REFERENCE_SANDBOX_CONFIG,
+        label="reference sandbox config",
+        start_hint="run `manage.py reference_sandbox` or set REFERENCE_ENDPOINTS=live",
+        error=ReferenceConfigError,
+    )
 
 
 def _endpoint(setting: str, sandbox_key: str, live: str) -> str:
