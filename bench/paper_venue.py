@@ -111,7 +111,7 @@ def _run() -> None:
 
             _line("close_trade (half)", _timed(close_one, 300), base)
 
-            tick = PriceTick(symbol=symbol, price=Decimal("50000"), timestamp=_now(), source="bench")
+            tick = PriceTick(symbol=symbol, price=Decimal("50000"), timestamp=_now(), source="bench", venue="paper")
             _line(
                 "book on a tick: 300 open positions, 0 resting",
                 _timed(lambda i: paper_book_process_tick(tick=tick), 200),

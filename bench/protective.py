@@ -139,7 +139,9 @@ def engine_tick():
 
     from trading.services.protective import protective_evaluate
 
-    return len(protective_evaluate(asset=ASSET, price=PRICE, price_at=timezone.now(), source="bench").triggered)
+    return len(
+        protective_evaluate(venue="paper", asset=ASSET, price=PRICE, price_at=timezone.now(), source="bench").triggered
+    )
 
 
 def naive_tick():

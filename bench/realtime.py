@@ -375,7 +375,9 @@ def _run(env: dict) -> None:
     token, _ = tokens.access_encode(user=user)  # as /auth/login issues it
 
     def publish_tick(seq: int) -> None:
-        publish_price_tick(PriceTick(symbol=PAIR, price=Decimal(seq), timestamp=datetime.now(UTC), source="bench"))
+        publish_price_tick(
+            PriceTick(symbol=PAIR, price=Decimal(seq), timestamp=datetime.now(UTC), source="bench", venue="paper")
+        )
 
     group = "bench.baseline"
 

@@ -270,8 +270,6 @@ OUTBOX_MAX_ATTEMPTS = env.int("OUTBOX_MAX_ATTEMPTS", default=10)
 DEFAULT_VENUE = env("DEFAULT_VENUE", default="paper")
 # Seconds a venue's market list is cached.
 MARKETS_CACHE_TTL = env.int("MARKETS_CACHE_TTL", default=60)
-# Feed behind providers.prices (paper: the simulated random walk).
-PRICE_FEED = env("PRICE_FEED", default="paper")
 # Seconds a price tick stays in the Redis cache.
 PRICE_CACHE_TTL = env.int("PRICE_CACHE_TTL", default=30)
 # A tick older than this (seconds) is stale: venues re-ask the feed, price_is_stale() says True.
@@ -549,11 +547,11 @@ TRAILING_MIN_STEP_PCT = env("TRAILING_MIN_STEP_PCT", default="0.001")
 LIQUIDATION_WARN_PCT = env("LIQUIDATION_WARN_PCT", default="0.05")
 # Flag an open position that has had no working stop for longer than this (seconds).
 STOP_COVERAGE_GRACE_SECONDS = env.float("STOP_COVERAGE_GRACE_SECONDS", default=60.0)
-# Venues treated as holding SL/TP natively in addition to those whose adapter says so
-# (`native_sl_tp = True`). Lets the native path run against the paper venue in tests/demos.
+# Venues treated as holding SL/TP natively in addition to those that declare it
+# (`native_sl_tp` in `providers.registry`). Lets the native path run against paper in tests/demos.
 PROTECTIVE_NATIVE_SL_TP_VENUES = env.list("PROTECTIVE_NATIVE_SL_TP_VENUES", default=[])
-# Extra venues whose LIMIT entries the engine holds and fires (normally: adapters with
-# `native_limit_orders = False`; the paper venue rests its own limits).
+# Extra venues whose LIMIT entries the engine holds and fires (normally: venues declaring
+# `native_limit_orders=False` in `providers.registry`; the paper venue rests its own limits).
 PROTECTIVE_HELD_LIMIT_VENUES = env.list("PROTECTIVE_HELD_LIMIT_VENUES", default=[])
 
 # --- NEAR Intents (providers/near_intents; docs/treasury.md) ------------------------------------

@@ -64,6 +64,7 @@ class ErrorCode(StrEnum):
     ORDER_TIMEOUT = "ORDER_TIMEOUT"  # the venue never executed the order in time; it was cancelled
     VENUE_CANCELLED = "VENUE_CANCELLED"  # cancelled at the venue, not through us
     VENUE_DISABLED = "VENUE_DISABLED"
+    NETWORK_NOT_CONFIGURED = "NETWORK_NOT_CONFIGURED"  # the venue's network is not set up here
     CIRCUIT_OPEN = "CIRCUIT_OPEN"
     KEY_MISSING = "KEY_MISSING"  # no signing key for this network (NEAR Intents solver key)
     INTENT_REJECTED = "INTENT_REJECTED"  # the relay/verifier refused a signed intent (details: reason)
@@ -105,9 +106,10 @@ class PriceTick:
     symbol: str
     price: Decimal  # mid
     timestamp: datetime  # aware UTC, when the source observed it
-    source: str  # "paper", "ostium", "kraken", ...
+    source: str  # where it came from: "paper" (the walk), "manual", "admin", "ostium", ...
     bid: Decimal | None = None
     ask: Decimal | None = None
+    venue: str = ""  # whose price it is: the venue that trades at it ("paper", "ostium")
 
 
 @dataclass(frozen=True)

@@ -8,12 +8,13 @@ class TradingConfig(AppConfig):
 
     def ready(self):
         from providers.events import register_venue_listener
-        from providers.prices import register_tick_listener
+        from providers.prices import register_held_symbols, register_tick_listener
         from trading import (
             outbox,
             schema,  # noqa: F401  (registers the OpenAPI auth schemes)
         )
         from trading.realtime.publish import publish_ledger_event, publish_price_tick
+        from trading.selectors import venue_assets_held
         from trading.services.marks import position_marks_on_tick
         from trading.services.venue_events import venue_event_listener
 
@@ -21,10 +22,13 @@ class TradingConfig(AppConfig):
         register_venue_listener(venue_event_listener)
         # committed ledger events → websocket clients (channel-layer groups)
         outbox.register_handler("realtime", publish_ledger_event, topics=["*"])
-        # price ticks → `prices.<PAIR>` websocket groups
-        register_tick_listener(publish_price_tick)
-        # price ticks → live marks (current price, unrealised PnL) of open positions on the asset
+        # price ticks → `prices.<PAIR>` websocket groups (the price of the venue the pair routes to)
+        register_tick_listener(publish_price_tick, routed_only=True)
+        # price ticks → live marks (current price, unrealised PnL) of open positions on the
+        # asset at the tick's venue
         register_tick_listener(position_marks_on_tick)
+        # venues keep being priced for what they hold, whatever the asset routes to now
+        register_held_symbols(venue_assets_held)
         self._protective_engine_ready()
 
     def _protective_engine_ready(self):

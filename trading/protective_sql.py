@@ -1,4 +1,5 @@
-"""The protective engine's SQL: set-based statements over pending orders of one asset.
+"""The protective engine's SQL: set-based statements over pending orders of one asset at one
+venue (`%(venue)s`: orders are evaluated at the price of the venue holding them).
 
 Every pending order is reduced (by generated columns, see migration `protective_engine`) to
 at most two trigger levels: it fires when the price is at or below `trigger_below` or at or
@@ -52,10 +53,10 @@ ev_last AS (
 )"""
 
 
-# Per asset, one evaluation at a time (tick listener, Beat, another worker): siblings of a trade
+# Per venue and asset, one evaluation at a time (tick listener, Beat, another worker): siblings of a trade
 # are then judged against a consistent view. Triggering itself does not rely on it: the status
 # guard in the UPDATE makes an order trigger once whatever races.
-ADVISORY_LOCK = "SELECT pg_advisory_xact_lock(hashtextextended('protective:' || %(asset)s, 0))"
+ADVISORY_LOCK = "SELECT pg_advisory_xact_lock(hashtextextended('protective:' || %(venue)s || ':' || %(asset)s, 0))"
 
 # A trailing stop's candidate level at this price (distance or percentage), rounded to the
 # column's scale the way the column stores it.
@@ -79,15 +80,16 @@ _STARTED_PAYLOAD = """'{"stop_price": "' || r.stop_price || '", ' || %(shared)s"
 TRAILING_RATCHET = f"""
 WITH cand AS (
     SELECT o.id FROM trading_order o
-     WHERE o.asset = %(asset)s AND o.status = 'PENDING_TRIGGER'
+     WHERE o.asset = %(asset)s AND o.provider = %(venue)s AND o.status = 'PENDING_TRIGGER'
        AND o.ratchet_above IS NOT NULL AND o.ratchet_above <= %(price)s
     UNION ALL
     SELECT o.id FROM trading_order o
-     WHERE o.asset = %(asset)s AND o.status = 'PENDING_TRIGGER'
+     WHERE o.asset = %(asset)s AND o.provider = %(venue)s AND o.status = 'PENDING_TRIGGER'
        AND o.ratchet_below IS NOT NULL AND o.ratchet_below >= %(price)s
     UNION ALL
     SELECT o.id FROM trading_order o
-     WHERE o.asset = %(asset)s AND o.status = 'PENDING_TRIGGER' AND o.order_type = 'TRAILING_STOP'
+     WHERE o.asset = %(asset)s AND o.provider = %(venue)s AND o.status = 'PENDING_TRIGGER'
+       AND o.order_type = 'TRAILING_STOP'
        AND (o.stop_price IS NULL OR (o.trailing_activated_at IS NULL AND o.trailing_activation_price IS NOT NULL))
 ), calc AS (
     SELECT o.id,
@@ -127,13 +129,14 @@ SELECT count(*), count(*) FILTER (WHERE starting), COALESCE(array_agg(id ORDER B
 # stop, and this costs a fraction of planning the ratchet.
 TRAILING_DUE = """
 SELECT EXISTS (SELECT 1 FROM trading_order o
-                WHERE o.asset = %(asset)s AND o.status = 'PENDING_TRIGGER'
+                WHERE o.asset = %(asset)s AND o.provider = %(venue)s AND o.status = 'PENDING_TRIGGER'
                   AND o.ratchet_above IS NOT NULL AND o.ratchet_above <= %(price)s)
     OR EXISTS (SELECT 1 FROM trading_order o
-                WHERE o.asset = %(asset)s AND o.status = 'PENDING_TRIGGER'
+                WHERE o.asset = %(asset)s AND o.provider = %(venue)s AND o.status = 'PENDING_TRIGGER'
                   AND o.ratchet_below IS NOT NULL AND o.ratchet_below >= %(price)s)
     OR EXISTS (SELECT 1 FROM trading_order o
-                WHERE o.asset = %(asset)s AND o.status = 'PENDING_TRIGGER' AND o.order_type = 'TRAILING_STOP'
+                WHERE o.asset = %(asset)s AND o.provider = %(venue)s AND o.status = 'PENDING_TRIGGER'
+       AND o.order_type = 'TRAILING_STOP'
                   AND (o.stop_price IS NULL
                        OR (o.trailing_activated_at IS NULL AND o.trailing_activation_price IS NOT NULL))
                   AND (o.trailing_activated_at IS NOT NULL OR o.trailing_activation_price IS NULL
@@ -172,24 +175,28 @@ _TRIGGERED_PAYLOAD = """
 
 # Fire every pending order of the asset whose level the price reached: at most one per trade
 # (stops before take-profits), none for a trade whose protective close is already under way,
-# none for SL/TP orders a native-SL/TP venue holds itself. `status = 'PENDING_TRIGGER'` in the
-# UPDATE is re-checked on the locked row, so two racing evaluations trigger an order once.
+# none for SL/TP orders a native-SL/TP venue holds itself, nor for trailing stops there whose
+# level was pushed as the venue's SL (the venue fires it; one not pushed yet fires here).
+# `status = 'PENDING_TRIGGER'` in the UPDATE is re-checked on the locked row, so two racing
+# evaluations trigger an order once.
 # Each order fired gets its `order.triggered` event; returns the ids fired.
 TRIGGER = f"""
 WITH cand AS (
-    SELECT o.id, o.trade_id, o.order_type, o.side, o.trigger_below, o.trigger_above, o.provider
+    SELECT o.id, o.trade_id, o.order_type, o.side, o.trigger_below, o.trigger_above, o.provider, o.venue_stop_price
       FROM trading_order o
-     WHERE o.asset = %(asset)s AND o.status = 'PENDING_TRIGGER'
+     WHERE o.asset = %(asset)s AND o.provider = %(venue)s AND o.status = 'PENDING_TRIGGER'
        AND o.trigger_below IS NOT NULL AND o.trigger_below >= %(price)s
     UNION
-    SELECT o.id, o.trade_id, o.order_type, o.side, o.trigger_below, o.trigger_above, o.provider
+    SELECT o.id, o.trade_id, o.order_type, o.side, o.trigger_below, o.trigger_above, o.provider, o.venue_stop_price
       FROM trading_order o
-     WHERE o.asset = %(asset)s AND o.status = 'PENDING_TRIGGER'
+     WHERE o.asset = %(asset)s AND o.provider = %(venue)s AND o.status = 'PENDING_TRIGGER'
        AND o.trigger_above IS NOT NULL AND o.trigger_above <= %(price)s
 ), pick AS (
     SELECT DISTINCT ON (COALESCE(o.trade_id, -o.id)) o.id, {_LEG} AS leg
       FROM cand o
-     WHERE NOT (o.order_type IN ('STOP_LOSS', 'TAKE_PROFIT') AND o.provider = ANY(%(native)s))
+     WHERE NOT (o.provider = ANY(%(native)s)
+                AND (o.order_type IN ('STOP_LOSS', 'TAKE_PROFIT')
+                     OR (o.order_type = 'TRAILING_STOP' AND o.venue_stop_price IS NOT NULL)))
        AND (o.trade_id IS NULL OR NOT EXISTS (
             SELECT 1 FROM trading_order s
              WHERE s.trade_id = o.trade_id AND s.id <> o.id
@@ -214,32 +221,33 @@ WITH cand AS (
 SELECT id FROM fired ORDER BY id
 """
 
-# Assets with pending orders and how many each (an index-only scan of `order_pending_asset`).
+# (venue, asset) with pending orders and how many each.
 PENDING_ASSETS = """
-SELECT asset, count(*) FROM trading_order WHERE status = 'PENDING_TRIGGER' GROUP BY asset ORDER BY asset
+SELECT provider, asset, count(*) FROM trading_order WHERE status = 'PENDING_TRIGGER'
+ GROUP BY provider, asset ORDER BY provider, asset
 """
 
 # --- staleness ----------------------------------------------------------------------------------
 
 # Enter (or stay in) staleness; STALE_WAS first tells whether it is entered now (event once).
 STALE_ENTER = """
-INSERT INTO trading_protectiveassetstate AS s (asset, stale, stale_since, last_price, last_price_at, last_source,
-                                                evaluated_at)
-VALUES (%(asset)s, true, now(), %(price)s, %(price_at)s, %(source)s, now())
-ON CONFLICT (asset) DO UPDATE
+INSERT INTO trading_protectiveassetstate AS s (venue, asset, stale, stale_since, last_price, last_price_at,
+                                                last_source, evaluated_at)
+VALUES (%(venue)s, %(asset)s, true, now(), %(price)s, %(price_at)s, %(source)s, now())
+ON CONFLICT (venue, asset) DO UPDATE
    SET stale = true, stale_since = COALESCE(s.stale_since, now()), evaluated_at = now(),
        last_price = COALESCE(EXCLUDED.last_price, s.last_price),
        last_price_at = COALESCE(EXCLUDED.last_price_at, s.last_price_at),
        last_source = COALESCE(NULLIF(EXCLUDED.last_source, ''), s.last_source)
 """
 
-STALE_WAS = "SELECT stale FROM trading_protectiveassetstate WHERE asset = %(asset)s FOR UPDATE"
+STALE_WAS = "SELECT stale FROM trading_protectiveassetstate WHERE venue = %(venue)s AND asset = %(asset)s FOR UPDATE"
 
 FRESH_MARK = """
-INSERT INTO trading_protectiveassetstate AS s (asset, stale, stale_since, last_price, last_price_at, last_source,
-                                                evaluated_at)
-VALUES (%(asset)s, false, NULL, %(price)s, %(price_at)s, %(source)s, now())
-ON CONFLICT (asset) DO UPDATE
+INSERT INTO trading_protectiveassetstate AS s (venue, asset, stale, stale_since, last_price, last_price_at,
+                                                last_source, evaluated_at)
+VALUES (%(venue)s, %(asset)s, false, NULL, %(price)s, %(price_at)s, %(source)s, now())
+ON CONFLICT (venue, asset) DO UPDATE
    SET stale = false, stale_since = NULL, last_price = EXCLUDED.last_price, last_price_at = EXCLUDED.last_price_at,
        last_source = EXCLUDED.last_source, evaluated_at = now()
 """
@@ -247,7 +255,7 @@ ON CONFLICT (asset) DO UPDATE
 # Only leaves staleness (the tick path: no write at all while the asset is fresh).
 FRESH_LEAVE = """
 UPDATE trading_protectiveassetstate SET stale = false, stale_since = NULL, evaluated_at = now()
- WHERE asset = %(asset)s AND stale
+ WHERE venue = %(venue)s AND asset = %(asset)s AND stale
 RETURNING asset
 """
 
@@ -271,14 +279,14 @@ ON CONFLICT (name) DO UPDATE
 
 # --- liquidation watch and stop coverage ----------------------------------------------------------
 
-# Positions within `pct` of their liquidation price at the given prices: flag the ones entering
-# the condition (returned), clear the ones that left it or closed.
+# Positions within `pct` of their liquidation price at the given prices (of their venue): flag
+# the ones entering the condition (returned), clear the ones that left it or closed.
 NEAR_LIQUIDATION = """
 WITH px AS (
-    SELECT * FROM unnest(%(assets)s::text[], %(prices)s::numeric[]) AS px(asset, price)
+    SELECT * FROM unnest(%(venues)s::text[], %(assets)s::text[], %(prices)s::numeric[]) AS px(venue, asset, price)
 ), cur AS (
     SELECT p.id, px.price, p.liquidation_price
-      FROM trading_position p JOIN px ON px.asset = p.asset
+      FROM trading_position p JOIN px ON px.asset = p.asset AND px.venue = p.provider
      WHERE p.status = 'open' AND p.liquidation_price IS NOT NULL
        AND ((p.side = 'long' AND px.price - p.liquidation_price <= %(pct)s * px.price)
          OR (p.side = 'short' AND p.liquidation_price - px.price <= %(pct)s * px.price))
@@ -287,7 +295,7 @@ WITH px AS (
       FROM trading_position p
      WHERE p.id = r.position_id AND r.near_liquidation_since IS NOT NULL
        AND r.position_id NOT IN (SELECT id FROM cur)
-       AND (p.status <> 'open' OR p.asset IN (SELECT asset FROM px))
+       AND (p.status <> 'open' OR (p.provider, p.asset) IN (SELECT venue, asset FROM px))
     RETURNING r.position_id
 ), entered AS (
     INSERT INTO trading_positionriskstate AS r (position_id, near_liquidation_since)

@@ -162,3 +162,15 @@ def trade_open_for_user(*, user, pair_id: str, trade_index: str, provider: str |
 
 def control_states():
     return ControlState.objects.order_by("component")
+
+
+def venue_assets_held() -> set[tuple[str, str]]:
+    """(venue, asset) of the open trades and live orders at venues other than paper (whose walk
+    prices every paper market anyway): each venue keeps being priced for them whatever the
+    asset routes to now (registered with `providers.prices`)."""
+    live = [s for s in Order.Status.values if s not in Order.TERMINAL]
+    trades = Trade.objects.filter(status=Trade.Status.OPEN).exclude(provider="paper")
+    orders = Order.objects.filter(status__in=live).exclude(provider="paper")
+    return set(trades.values_list("provider", "asset").distinct()) | set(
+        orders.values_list("provider", "asset").distinct()
+    )

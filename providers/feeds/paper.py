@@ -165,4 +165,4 @@ class PaperFeed:
         if market is not None:
             half = market.spread / 2
             bid, ask = plain(price * (1 - half)), plain(price * (1 + half))
-        return PriceTick(symbol=symbol, price=price, timestamp=now, source=source, bid=bid, ask=ask)
+        return PriceTick(symbol=symbol, price=price, timestamp=now, source=source, bid=bid, ask=ask, venue="paper")

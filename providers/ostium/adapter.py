@@ -42,7 +42,7 @@ from providers.interface import (
     VenuePosition,
 )
 from providers.ostium import errors as E
-from providers.ostium.config import OstiumNetwork, network_config
+from providers.ostium.config import OstiumConfigError, OstiumNetwork, network_config
 from providers.ostium.resilience import breaker_allow, breaker_record, guarded_read
 
 logger = logging.getLogger("tradedesk.providers.ostium")
@@ -72,8 +72,6 @@ def _read_key(path: str) -> str:
 
 class OstiumVenue:
     name = "ostium"
-    native_sl_tp = True  # SL/TP live on chain and are executed by Ostium's keepers
-    two_phase_market_orders = True
 
     def __init__(self, network: str | None = None):
         self._network_name = network
@@ -84,8 +82,13 @@ class OstiumVenue:
     # --- plumbing ---------------------------------------------------------------------------
     @property
     def net(self) -> OstiumNetwork:
+        """The network this adapter trades on; a network that is not configured (no localnet
+        config file, a bad address) is VenueException(NETWORK_NOT_CONFIGURED)."""
         if self._net is None:
-            self._net = network_config(self._network_name)
+            try:
+                self._net = network_config(self._network_name)
+            except OstiumConfigError as exc:
+                raise VenueException(E.error(C.NETWORK_NOT_CONFIGURED, str(exc), retryable=False)) from None
         return self._net
 
     def _trader_key(self) -> str:
@@ -212,6 +215,7 @@ class OstiumVenue:
             price=Decimal(str(row["mid"])),
             timestamp=when,
             source="ostium",
+            venue="ostium",
             bid=Decimal(str(row["bid"])) if row.get("bid") is not None else None,
             ask=Decimal(str(row["ask"])) if row.get("ask") is not None else None,
         )

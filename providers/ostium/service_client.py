@@ -31,8 +31,6 @@ PREFIX = "/internal/ostium/v1/"
 
 class OstiumServiceVenue:
     name = "ostium"
-    native_sl_tp = True
-    two_phase_market_orders = True
 
     def __init__(self, base_url: str | None = None, secret: str | None = None):
         self.base_url = (base_url or settings.OSTIUM_SERVICE_BASE_URL).rstrip("/")

@@ -118,6 +118,7 @@ def tick_from_json(data: dict) -> PriceTick:
         source=data["source"],
         bid=_dec(data.get("bid")),
         ask=_dec(data.get("ask")),
+        venue=data.get("venue") or "ostium",
     )
 
 

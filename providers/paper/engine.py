@@ -399,7 +399,7 @@ def _validate_open(request: OpenTradeRequest, market: PaperMarket | None) -> Exe
 def _fresh_tick(symbol: str) -> PriceTick:
     from providers.prices import price_get_fresh
 
-    return price_get_fresh(symbol)
+    return price_get_fresh(symbol, venue="paper")
 
 
 def _price_rejection(exc: VenueException, raw: dict) -> ExecutionResult:
@@ -1046,7 +1046,7 @@ def paper_funding_accrue(*, now: datetime | None = None) -> list[int]:
     prices: dict[str, Decimal] = {}
     for symbol in {p.market.symbol for p in open_positions}:
         try:
-            prices[symbol] = price_get(symbol).price
+            prices[symbol] = price_get(symbol, venue="paper").price
         except VenueException:
             logger.warning("no price for funding", extra={"symbol": symbol})
     charged = []

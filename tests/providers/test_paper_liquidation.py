@@ -86,7 +86,7 @@ def test_short_is_liquidated_at_its_liquidation_price():
 def test_racing_ticks_liquidate_once_and_emit_once(paper_markets, venue_events):
     # given the long above
     _open_long_at_49750()
-    tick = PriceTick(symbol="BTC-USD", price=Decimal("44000"), timestamp=timezone.now(), source="test")
+    tick = PriceTick(symbol="BTC-USD", price=Decimal("44000"), timestamp=timezone.now(), source="test", venue="paper")
     barrier = threading.Barrier(4)
     outcomes = []
 
@@ -132,7 +132,7 @@ def test_racing_ticks_fill_a_resting_order_once(paper_markets, venue_events):
 
     price_set("BTC-USD", Decimal("50000"))
     placed = get_venue("paper").open_trade(open_request(kind=VenueOrderKind.LIMIT, limit_price=Decimal("49000")))
-    tick = PriceTick(symbol="BTC-USD", price=Decimal("48900"), timestamp=timezone.now(), source="test")
+    tick = PriceTick(symbol="BTC-USD", price=Decimal("48900"), timestamp=timezone.now(), source="test", venue="paper")
     barrier = threading.Barrier(4)
     outcomes = []
 
@@ -161,7 +161,7 @@ def test_a_close_racing_a_liquidation_settles_exactly_once(paper_markets, venue_
 
     opened = _open_long_at_49750()
     # the cache says 45,000 (the liquidation price) but the book has not seen it yet
-    tick = PriceTick(symbol="BTC-USD", price=Decimal("45000"), timestamp=timezone.now(), source="test")
+    tick = PriceTick(symbol="BTC-USD", price=Decimal("45000"), timestamp=timezone.now(), source="test", venue="paper")
     price_cache_put(tick)
     barrier = threading.Barrier(2)
     closes = []

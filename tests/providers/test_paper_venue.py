@@ -5,6 +5,7 @@ spread 0.0002 (half = 0.0001), impact coefficient 0.5, depth 10,000,000, max sli
 taker fee 0.0005, maker fee 0.0002, maintenance margin rate 0.005. Accounts start at 100,000 USD.
 """
 
+import dataclasses
 import threading
 from decimal import Decimal
 
@@ -367,7 +368,6 @@ def test_a_stale_feed_rejects_as_retryable_and_the_key_is_not_spent(venue, setti
     # given a feed whose only price is a minute old (an outside feed that stopped updating)
     from django.utils import timezone
 
-    from providers import prices
     from providers.interface import PriceTick
 
     class FrozenFeed:
@@ -376,14 +376,16 @@ def test_a_stale_feed_rejects_as_retryable_and_the_key_is_not_spent(venue, setti
         def get_price(self, symbol):
             return PriceTick(
                 symbol=symbol, price=Decimal("50000"), timestamp=timezone.now() - timezone.timedelta(seconds=60),
-                source="frozen",
+                source="frozen", venue="paper",
             )  # fmt: skip
 
         def get_prices(self, symbols):
             return {s: self.get_price(s) for s in symbols}
 
-    prices.feed_register("frozen", FrozenFeed)
-    settings.PRICE_FEED = "frozen"
+    from providers import registry
+
+    paper = registry.venue_spec("paper")
+    registry.venue_register("paper", dataclasses.replace(paper, price_feed=FrozenFeed))
     settings.PRICE_MAX_AGE = 10
     try:
         request = open_request(idempotency_key="cmd-stale-1")
@@ -394,9 +396,9 @@ def test_a_stale_feed_rejects_as_retryable_and_the_key_is_not_spent(venue, setti
         assert (result.error.code, result.error.retryable) == (ErrorCode.PRICE_STALE, True)
         assert venue.get_order_status(idempotency_key="cmd-stale-1").status == ExecStatus.NOT_FOUND
         # and once prices are fresh again the same key goes through
-        settings.PRICE_FEED = "paper"
+        registry.venue_register("paper", paper)
         price_set("BTC-USD", Decimal("50000"))
         assert venue.open_trade(request).status == ExecStatus.FILLED
     finally:
-        prices._FEED_FACTORIES.pop("frozen", None)
-        prices._feeds.pop("frozen", None)
+        registry._specs.pop("paper", None)
+        registry.venues_reset()

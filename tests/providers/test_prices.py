@@ -10,7 +10,6 @@ from providers.feeds.paper import PaperFeed, gbm_step
 from providers.interface import ErrorCode, PriceFeed, PriceTick, VenueException
 from providers.models import PaperPriceState
 from providers.prices import (
-    get_feed,
     price_cache_put,
     price_cached,
     price_get,
@@ -26,9 +25,11 @@ from tests.conftest import wait_for
 pytestmark = pytest.mark.usefixtures("paper_markets")
 
 
-def test_the_paper_feed_implements_the_protocol():
-    assert isinstance(get_feed(), PriceFeed)
-    assert isinstance(get_feed("paper"), PaperFeed)
+def test_the_paper_venue_prices_at_its_own_feed_which_implements_the_protocol():
+    from providers.prices import venue_feed
+
+    assert isinstance(venue_feed("paper"), PriceFeed)
+    assert isinstance(venue_feed("paper"), PaperFeed)
 
 
 def test_price_get_caches_the_feed_answer_and_serves_the_cache_until_bypassed():
@@ -38,7 +39,9 @@ def test_price_get_caches_the_feed_answer_and_serves_the_cache_until_bypassed():
     assert first.price == Decimal("3000") and first.source == "paper"
     assert first.bid < first.price < first.ask
     # when the cache holds a different tick
-    price_cache_put(PriceTick(symbol="ETH-USD", price=Decimal("1"), timestamp=timezone.now(), source="other"))
+    price_cache_put(
+        PriceTick(symbol="ETH-USD", price=Decimal("1"), timestamp=timezone.now(), source="other", venue="paper")
+    )
     # then price_get serves it, and use_cache=False asks the feed (and refreshes the cache)
     assert price_get("ETH-USD").price == Decimal("1")
     fresh = price_get("ETH-USD", use_cache=False)
@@ -154,3 +157,97 @@ def test_a_tick_round_advances_every_open_market_and_publishes():
     assert {t.symbol for t in seen} == symbols
     assert all(PaperPriceState.objects.get(symbol=s).step == 1 for s in symbols)
     assert price_cached("EUR-USD") == next(t for t in ticks if t.symbol == "EUR-USD")
+
+
+# --- prices per venue ---------------------------------------------------------------------------
+
+
+class _OtherVenueFeed:
+    """The price feed of a second venue (as Ostium's price API would answer): a fixed book."""
+
+    name = "elsewhere"
+    asked: list = []
+
+    def get_price(self, symbol):
+        return self.get_prices([symbol])[symbol]
+
+    def get_prices(self, symbols):
+        self.asked.append(sorted(symbols))
+        book = {"BTC-USD": Decimal("65000"), "USD-JPY": Decimal("150.5")}
+        return {
+            s: PriceTick(symbol=s, price=book[s], timestamp=timezone.now(), source="elsewhere-api", venue="elsewhere")
+            for s in symbols
+            if s in book
+        }
+
+
+@pytest.fixture
+def other_venue():
+    import dataclasses
+
+    from providers import registry
+    from providers.interface import Market
+
+    class Venue:
+        name = "elsewhere"
+
+        def get_pairs(self):
+            return [
+                Market(symbol="BTC-USD", pair_id="0", category="crypto", max_leverage=Decimal(50)),
+                Market(symbol="USD-JPY", pair_id="4", category="forex", max_leverage=Decimal(100)),
+            ]
+
+    _OtherVenueFeed.asked = []
+    spec = dataclasses.replace(registry.venue_spec("paper"), factory=Venue, price_feed=_OtherVenueFeed)
+    registry.venue_register("elsewhere", spec)
+    yield _OtherVenueFeed
+    registry._specs.pop("elsewhere", None)
+    registry.venues_reset()
+
+
+def test_a_symbol_is_priced_by_the_venue_it_routes_to_and_each_venue_keeps_its_own(other_venue):
+    from providers.models import ProviderRoute
+
+    price_set("BTC-USD", Decimal("60000"))
+    assert price_get("BTC-USD").venue == "paper"
+    ProviderRoute.objects.create(match_type="symbol", value="BTC-USD", venue="elsewhere")
+    tick = price_get("BTC-USD")
+    assert (tick.price, tick.venue, tick.source) == (Decimal("65000"), "elsewhere", "elsewhere-api")
+    # both venues' prices are kept apart: the paper one is still there, for what paper holds
+    assert price_cached("BTC-USD", venue="paper").price == Decimal("60000")
+    assert price_cached("BTC-USD").price == Decimal("65000")
+    assert {s: t.venue for s, t in price_get_many(["BTC-USD", "ETH-USD"]).items()} == {
+        "BTC-USD": "elsewhere",
+        "ETH-USD": "paper",
+    }
+    # a market only the other venue lists is priced once routed there (here: by its category)
+    with pytest.raises(VenueException):
+        price_get("USD-JPY")
+    ProviderRoute.objects.create(match_type="category", value="forex", venue="elsewhere")
+    assert price_get("USD-JPY").price == Decimal("150.5")
+
+
+def test_market_data_listeners_get_only_the_routed_venues_ticks_others_get_every_venues(other_venue):
+    from providers.models import ProviderRoute
+
+    ProviderRoute.objects.create(match_type="symbol", value="BTC-USD", venue="elsewhere")
+    routed, every = [], []
+    register_tick_listener(routed.append, routed_only=True)
+    register_tick_listener(every.append)
+    try:
+        price_set("BTC-USD", Decimal("60000"))  # a paper tick of a symbol routed elsewhere
+        ticks = prices_tick()
+    finally:
+        unregister_tick_listener(routed.append)
+        unregister_tick_listener(every.append)
+    assert {(t.venue, t.symbol) for t in ticks} >= {("paper", "BTC-USD"), ("elsewhere", "BTC-USD")}
+    assert ("paper", "BTC-USD") in {(t.venue, t.symbol) for t in every}
+    assert [t.venue for t in routed if t.symbol == "BTC-USD"] == ["elsewhere"]
+    assert ("paper", "ETH-USD") in {(t.venue, t.symbol) for t in routed}
+    # the other venue was asked only for what routes to it
+    assert other_venue.asked == [["BTC-USD"]]
+
+
+def test_the_price_job_asks_no_venue_nothing_routes_to_and_nothing_is_held_at(other_venue):
+    prices_tick()
+    assert other_venue.asked == []

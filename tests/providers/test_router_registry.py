@@ -7,7 +7,14 @@ import pytest
 from providers.interface import ErrorCode, VenueAdapter, VenueException
 from providers.markets import market_get, markets_list
 from providers.models import PaperMarket, ProviderRoute
-from providers.registry import get_venue, venue_factory_register, venue_names, venues_reset
+from providers.registry import (
+    VenueCapabilities,
+    get_venue,
+    venue_capabilities,
+    venue_factory_register,
+    venue_names,
+    venues_reset,
+)
 from providers.router import route
 
 pytestmark = pytest.mark.usefixtures("paper_markets")
@@ -51,6 +58,34 @@ def test_get_venue_returns_one_instance_per_process_and_refuses_unknown_names():
     assert exc.value.error.code == ErrorCode.INVALID_REQUEST
 
 
+@pytest.mark.parametrize(
+    ("venue", "capabilities"),
+    [
+        ("paper", VenueCapabilities(native_sl_tp=False, native_limit_orders=True, two_phase_market_orders=False)),
+        ("ostium", VenueCapabilities(native_sl_tp=True, native_limit_orders=True, two_phase_market_orders=True)),
+    ],
+)
+def test_each_venue_declares_its_capabilities_readable_without_building_its_client(venue, capabilities, settings):
+    from providers import registry
+    from trading.services.protective import limit_orders_held_here, native_sl_tp_venues
+
+    # no Ostium network, key or service: nothing could be built
+    settings.OSTIUM_LOCALNET_CONFIG = "/nonexistent/ostium-localnet.json"
+    settings.OSTIUM_TRADER_KEY_FILE = ""
+    venues_reset()
+    assert venue_capabilities(venue) == capabilities
+    assert (venue in native_sl_tp_venues()) is capabilities.native_sl_tp
+    assert limit_orders_held_here(venue) is not capabilities.native_limit_orders
+    assert registry._instances == {}  # no adapter was built to answer
+
+
+def test_every_venue_declares_its_capabilities_and_an_unknown_one_has_none():
+    from providers.registry import venue_spec
+
+    assert all(venue_spec(name) is not None for name in venue_names())
+    assert venue_capabilities("nowhere") == VenueCapabilities(native_sl_tp=False)
+
+
 def test_a_venue_factory_can_be_registered_as_an_extension_point():
     from providers.paper.adapter import PaperVenue
 
@@ -63,7 +98,7 @@ def test_a_venue_factory_can_be_registered_as_an_extension_point():
     finally:
         from providers import registry
 
-        registry._factories.pop("other", None)
+        registry._specs.pop("other", None)
         venues_reset()
 
 

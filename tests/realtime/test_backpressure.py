@@ -32,7 +32,9 @@ def connection_of(user, endpoint="ws"):
 
 def tick(price, symbol="BTC-USD"):
     # a long source name makes big frames, which fill the socket buffers sooner
-    return PriceTick(symbol=symbol, price=Decimal(price), timestamp=datetime.now(UTC), source="paper" + "-" * 2000)
+    return PriceTick(
+        symbol=symbol, price=Decimal(price), timestamp=datetime.now(UTC), source="paper" + "-" * 2000, venue="paper"
+    )
 
 
 @pytest.mark.slow

@@ -28,7 +28,7 @@ def open_position(user, *, side="long", asset="BTC-USD", reference_price=D("6000
 
 def forget_marks_window(asset):
     """Ticks earlier in the test (the markets fixture sets prices) claimed the throttle window."""
-    cache.delete(f"trading:marks:{asset}")
+    cache.delete(f"trading:marks:paper:{asset}")
 
 
 def expected_pnl(position, price):
@@ -116,7 +116,7 @@ def test_marks_of_a_hot_asset_are_throttled_per_asset(ws_server, make_user, sett
 
 
 @pytest.mark.django_db
-def test_marks_read_the_assets_open_positions_in_one_query(make_user, django_assert_num_queries):
+def test_marks_read_the_assets_open_positions_at_the_ticks_venue_in_one_query(make_user, django_assert_num_queries):
     alice, bob = make_user(), make_user()
     common = {"provider": "paper", "asset": "BTC-USD", "margin": D(100), "leverage": D(10)}
     a_long = Position.objects.create(user=alice, side="long", quantity=D("0.5"), avg_entry_price=D(60000), **common)
@@ -129,13 +129,19 @@ def test_marks_read_the_assets_open_positions_in_one_query(make_user, django_ass
     at = datetime.now(UTC)
 
     with django_assert_num_queries(1):
-        marks = position_marks(asset="BTC-USD", price=D(61000), at=at)
+        marks = position_marks(venue="paper", asset="BTC-USD", price=D(61000), at=at)
 
     assert sorted(marks) == [alice.pk, bob.pk]
     pnl = {m["position_id"]: m["unrealized_pnl"] for ms in marks.values() for m in ms}
-    assert pnl == {a_long.pk: D("500.00000000"), a_short.pk: D("250.00000000"), b_long.pk: D("11000.00000000")}
+    # the Ostium position is not marked at the paper venue's price
+    assert pnl == {a_long.pk: D("500.00000000"), b_long.pk: D("11000.00000000")}
     assert {m["position_id"] for m in marks[bob.pk]} == {b_long.pk}
     assert all(m["current_price"] == D(61000) and m["updated_at"] == at for ms in marks.values() for m in ms)
+    # it is marked at Ostium's
+    ostium = position_marks(venue="ostium", asset="BTC-USD", price=D(61000), at=at)
+    assert {m["position_id"]: m["unrealized_pnl"] for ms in ostium.values() for m in ms} == {
+        a_short.pk: D("250.00000000")
+    }
 
 
 @pytest.mark.django_db
@@ -143,7 +149,7 @@ def test_a_tick_inside_the_window_or_with_the_listener_off_reads_nothing(
     make_user, settings, django_assert_num_queries
 ):
     Position.objects.create(user=make_user(), provider="paper", asset="SOL-USD", side="long", quantity=D(1))
-    tick = PriceTick(symbol="SOL-USD", price=D(150), timestamp=datetime.now(UTC), source="test")
+    tick = PriceTick(symbol="SOL-USD", price=D(150), timestamp=datetime.now(UTC), source="test", venue="paper")
     settings.REALTIME_MARKS_INTERVAL_MS = 60_000
     forget_marks_window("SOL-USD")
     with django_assert_num_queries(1):

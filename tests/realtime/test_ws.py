@@ -12,7 +12,9 @@ from trading.realtime.publish import publish_position_marks, publish_price_tick
 
 
 def tick(symbol="BTC-USD", price="65000.5", **kw):
-    return PriceTick(symbol=symbol, price=Decimal(price), timestamp=datetime.now(UTC), source="paper", **kw)
+    return PriceTick(
+        symbol=symbol, price=Decimal(price), timestamp=datetime.now(UTC), source="paper", **{"venue": "paper", **kw}
+    )
 
 
 def test_price_subscribe_receives_ticks_of_its_pairs_only_and_unsubscribe_stops_them(ws_server, make_user):

@@ -40,8 +40,9 @@ def pending(user, order_type, side="long", asset=ASSET, provider="paper", trade=
     )
 
 
-def tick(price, *, asset=ASSET, age=0.0, door="tick", **kw):
+def tick(price, *, asset=ASSET, age=0.0, door="tick", venue="paper", **kw):
     return protective_evaluate(
+        venue=venue,
         asset=asset,
         price=D(str(price)),
         price_at=timezone.now() - timedelta(seconds=age),
@@ -269,7 +270,9 @@ def test_triggered_events_are_written_as_order_event_writes_them(db, user):
     stop = pending(user, "STOP_LOSS", side="short", stop_price=D("104.5"))
     price_at = timezone.now()
     # when the price jumps to 111
-    result = protective_evaluate(asset=ASSET, price=D("111"), price_at=price_at, source="feed", door="tick")
+    result = protective_evaluate(
+        venue="paper", asset=ASSET, price=D("111"), price_at=price_at, source="feed", door="tick"
+    )
     later = new_ulid()
     # then each order has one `order.triggered` event with the full payload, chained to its last event
     assert result.triggered == [oco.pk, stop.pk]
@@ -279,6 +282,7 @@ def test_triggered_events_are_written_as_order_event_writes_them(db, user):
         "price": "111",
         "price_at": json.loads(json.dumps(price_at, cls=DjangoJSONEncoder)),
         "source": "feed",
+        "venue": "paper",
         "door": "tick",
     }
     events = {e.aggregate_id: e for e in Event.objects.filter(topic="order.triggered")}
@@ -396,27 +400,41 @@ def test_no_trigger_on_a_stale_price_and_one_stale_event(db, user, settings):
 
 def test_no_price_at_all_is_stale(db, user):
     pending(user, "STOP_LOSS", stop_price=D("95"))
-    result = protective_evaluate(asset=ASSET, price=None, price_at=None)
+    result = protective_evaluate(venue="paper", asset=ASSET, price=None, price_at=None)
     assert result.stale and result.triggered == []
 
 
 # --- native SL/TP venues --------------------------------------------------------------------------------
 
 
-def test_native_venue_holds_sl_tp_but_trailing_and_oco_stay_here(db, user, settings):
+def test_native_venue_holds_sl_tp_and_pushed_trailing_stops_but_oco_stays_here(db, user, settings):
     # given the paper venue treated as holding SL/TP natively (capability override setting)
     settings.PROTECTIVE_NATIVE_SL_TP_VENUES = ["paper"]
     sl = pending(user, "STOP_LOSS", stop_price=D("95"))
     tp = pending(user, "TAKE_PROFIT", take_profit_price=D("80"), side="short")
     oco = pending(user, "OCO", oco_stop_price=D("95"), oco_take_profit_price=D("120"))
-    trailing = pending(user, "TRAILING_STOP", trailing_stop_distance=D("5"), stop_price=D("96"))
+    unpushed = pending(user, "TRAILING_STOP", trailing_stop_distance=D("5"), stop_price=D("96"))
+    pushed = pending(user, "TRAILING_STOP", trailing_stop_distance=D("5"), stop_price=D("96"), venue_stop_price=D("96"))
     # when the price falls through every level
     result = tick("79")
-    # then the venue's SL/TP are left to the venue; OCO and trailing fire here
-    assert sorted(result.triggered) == sorted([oco.pk, trailing.pk])
-    sl.refresh_from_db()
-    tp.refresh_from_db()
-    assert (sl.status, tp.status) == (PT, PT)
+    # then the venue's SL/TP and the trailing stop whose level it holds are left to the venue;
+    # OCO and a trailing stop the venue has no level of yet fire here
+    assert sorted(result.triggered) == sorted([oco.pk, unpushed.pk])
+    for order in (sl, tp, pushed):
+        order.refresh_from_db()
+        assert order.status == PT
+
+
+def test_a_tick_evaluates_only_the_orders_held_at_its_venue(db, user):
+    # given stops on the same asset at two venues
+    here = pending(user, "STOP_LOSS", stop_price=D("95"))
+    there = pending(user, "STOP_LOSS", provider="elsewhere", stop_price=D("95"))
+    # when the paper venue's price falls through them, then only the paper venue's stop fires
+    assert tick("90").triggered == [here.pk]
+    there.refresh_from_db()
+    assert there.status == PT
+    # and the other venue's stop fires at the other venue's price only
+    assert tick("94", venue="elsewhere").triggered == [there.pk]
 
 
 def test_trailing_push_to_native_venue_is_throttled_by_min_step(db, user, settings):
@@ -492,7 +510,13 @@ def test_racing_statements_without_the_advisory_lock_still_trigger_once(transact
     order = pending(user, "STOP_LOSS", stop_price=D("95"))
 
     def params():
-        return {"asset": ASSET, "price": D("90"), "native": [], **_events_params("order.triggered", {"door": "raw"})}
+        return {
+            "venue": "paper",
+            "asset": ASSET,
+            "price": D("90"),
+            "native": [],
+            **_events_params("order.triggered", {"door": "raw"}),
+        }
 
     conn_params = connection.get_connection_params()
     first_conn = psycopg.connect(**conn_params)
@@ -537,11 +561,11 @@ def test_near_liquidation_raised_once_on_entering(db, user, settings):
     settings.LIQUIDATION_WARN_PCT = "0.05"
     trade = make_trade(user, liq=D("90"))
     pending(user, "STOP_LOSS", trade=trade, stop_price=D("80"))
-    assert risk_watch_run(prices={ASSET: D("100")}) == (0, 0)
-    assert risk_watch_run(prices={ASSET: D("94")}) == (1, 0)
-    assert risk_watch_run(prices={ASSET: D("93")}) == (0, 0)
-    assert risk_watch_run(prices={ASSET: D("100")}) == (0, 0)  # left the condition
-    assert risk_watch_run(prices={ASSET: D("94")}) == (1, 0)  # entered again
+    assert risk_watch_run(prices={("paper", ASSET): D("100")}) == (0, 0)
+    assert risk_watch_run(prices={("paper", ASSET): D("94")}) == (1, 0)
+    assert risk_watch_run(prices={("paper", ASSET): D("93")}) == (0, 0)
+    assert risk_watch_run(prices={("paper", ASSET): D("100")}) == (0, 0)  # left the condition
+    assert risk_watch_run(prices={("paper", ASSET): D("94")}) == (1, 0)  # entered again
     events = Event.objects.filter(topic="risk.near_liquidation", aggregate_id=str(trade.position_id))
     assert events.count() == 2
     assert D(events.first().payload["liquidation_price"]) == D("90")
@@ -588,7 +612,7 @@ def test_monitor_run_evaluates_cached_prices_and_records_heartbeat(db, user, mar
     assert stop.status == Order.Status.TRIGGERED
     assert stop.trigger_price == D("60000")
     assert beat.triggered == 1 and beat.runs == 1 and beat.orders_evaluated == 2
-    assert beat.stale_assets == ["NOPE-USD"]
+    assert beat.stale_assets == ["paper:NOPE-USD"]
     assert protective_monitor_run().runs == 2
     assert EngineHeartbeat.objects.filter(name="beat").count() == 1
 
@@ -635,17 +659,21 @@ def test_tick_heartbeat_lists_assets_the_ticks_found_stale(db, user, settings):
     settings.PROTECTIVE_TICK_HEARTBEAT_SECONDS = 0
     settings.PROTECTIVE_MAX_PRICE_AGE_SECONDS = 5
     stop = pending(user, "STOP_LOSS", asset="SOL-USD", stop_price=D("150"))
-    protective_on_tick(PriceTick(symbol="SOL-USD", price=D("200"), timestamp=timezone.now(), source="test"))
+    protective_on_tick(
+        PriceTick(symbol="SOL-USD", price=D("200"), timestamp=timezone.now(), source="test", venue="paper")
+    )
     before = EngineHeartbeat.objects.get(name="tick")
     assert before.stale_assets == []
     # when the tick listener evaluates a tick far older than the allowed price age
-    old = PriceTick(symbol="sol-usd", price=D("100"), timestamp=timezone.now() - timedelta(minutes=1), source="test")
+    old = PriceTick(
+        symbol="sol-usd", price=D("100"), timestamp=timezone.now() - timedelta(minutes=1), source="test", venue="paper"
+    )
     protective_on_tick(old)
     # then nothing fired and the tick heartbeat names the stale asset
     stop.refresh_from_db()
     assert stop.status == PT
     beat = EngineHeartbeat.objects.get(name="tick")
-    assert (beat.stale_assets, beat.triggered, beat.runs) == (["SOL-USD"], 0, before.runs + 1)
+    assert (beat.stale_assets, beat.triggered, beat.runs) == (["paper:SOL-USD"], 0, before.runs + 1)
 
 
 # --- end to end: tick → trigger → executor close on the paper venue ---------------------------------

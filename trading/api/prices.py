@@ -1,4 +1,5 @@
-"""`GET /api/v1/prices/{pair}` and `GET /api/v1/prices?pairs=A,B`: cached prices from the feeds."""
+"""`GET /api/v1/prices/{pair}` and `GET /api/v1/prices?pairs=A,B`: each pair's price at the venue
+it routes to (cached; `venue` says whose price it is, `source` where it came from)."""
 
 from drf_spectacular.utils import extend_schema
 from rest_framework.response import Response

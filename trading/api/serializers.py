@@ -190,15 +190,15 @@ class OrderDetailSerializer(OrderSerializer):
 
 
 class _MarkedAtLatestPrice:
-    """Open trades and positions are shown marked at the latest cached price of their asset
-    (the view puts `{asset: price}` in the context as `marks`): current_price and
+    """Open trades and positions are shown marked at the latest cached price of their asset at
+    their venue (the view puts `{(venue, asset): price}` in the context as `marks`): current_price and
     unrealized_pnl. The rows keep the mark of their last fill; a closed one shows its own."""
 
     entry_field = size_field = ""
 
     def to_representation(self, instance):
         data = super().to_representation(instance)
-        price = self.context.get("marks", {}).get(instance.asset)
+        price = self.context.get("marks", {}).get((instance.provider, instance.asset))
         if price is not None and instance.status == "open":
             from trading.services.positions import unrealized_pnl
 
@@ -297,7 +297,8 @@ class PriceSerializer(serializers.Serializer):
     bid = DecimalOut(max_digits=38, decimal_places=18, allow_null=True)
     ask = DecimalOut(max_digits=38, decimal_places=18, allow_null=True)
     timestamp = serializers.DateTimeField()
-    source = serializers.CharField()
+    source = serializers.CharField(help_text="where the price came from: paper (the walk), manual, admin, ostium, ...")
+    venue = serializers.CharField(help_text="whose price it is: the venue the pair routes to (paper, ostium)")
 
 
 def price_data(tick) -> dict:
@@ -308,6 +309,7 @@ def price_data(tick) -> dict:
         "ask": tick.ask,
         "timestamp": tick.timestamp,
         "source": tick.source,
+        "venue": tick.venue,
     }
 
 

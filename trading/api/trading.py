@@ -138,19 +138,25 @@ class PositionList(_Throttled, generics.ListAPIView):
         return positions_for_user(user=self.request.user, status=None if wanted == "all" else wanted)
 
     def get_serializer_context(self):
-        """Open positions are marked at their assets' latest cached prices (no price: as stored)."""
+        """Open positions are marked at their venue's latest cached price of the asset (no
+        price, or no Redis: as stored)."""
         from config.cache import REDIS_ERRORS
         from providers.interface import VenueException
         from providers.prices import price_get_many
 
         context = super().get_serializer_context()
-        assets = set(
-            Position.objects.filter(user=self.request.user, status=Position.Status.OPEN).values_list("asset", flat=True)
-        )
-        try:
-            context["marks"] = {symbol: tick.price for symbol, tick in price_get_many(sorted(assets)).items()}
-        except (VenueException, *REDIS_ERRORS):  # no price (or no Redis): as stored
-            context["marks"] = {}
+        held: dict[str, set[str]] = {}
+        for venue, asset in Position.objects.filter(user=self.request.user, status=Position.Status.OPEN).values_list(
+            "provider", "asset"
+        ):
+            held.setdefault(venue, set()).add(asset)
+        marks = {}
+        for venue, assets in held.items():
+            try:
+                marks |= {(venue, s): tick.price for s, tick in price_get_many(sorted(assets), venue=venue).items()}
+            except (VenueException, *REDIS_ERRORS):  # no price (or no Redis): as stored
+                continue
+        context["marks"] = marks
         return context
 
 

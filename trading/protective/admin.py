@@ -37,8 +37,17 @@ class EngineHeartbeatAdmin(_ReadOnly):
 
 @admin.register(ProtectiveAssetState)
 class ProtectiveAssetStateAdmin(_ReadOnly):
-    list_display = ("asset", "stale", "stale_since", "last_price", "last_price_at", "last_source", "evaluated_at")
-    list_filter = ("stale",)
+    list_display = (
+        "venue",
+        "asset",
+        "stale",
+        "stale_since",
+        "last_price",
+        "last_price_at",
+        "last_source",
+        "evaluated_at",
+    )
+    list_filter = ("stale", "venue")
 
 
 @admin.register(PositionRiskState)

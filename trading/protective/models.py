@@ -36,9 +36,11 @@ class EngineHeartbeat(models.Model):
 
 
 class ProtectiveAssetState(models.Model):
-    """The last price the engine used for an asset, and whether that price is stale."""
+    """The last price the engine used for an asset at a venue (orders are evaluated at the price
+    of the venue holding them), and whether that price is stale."""
 
-    asset = models.CharField(max_length=32, primary_key=True)
+    venue = models.CharField(max_length=32)
+    asset = models.CharField(max_length=32)
     last_price = models.DecimalField(max_digits=38, decimal_places=18, null=True, blank=True)
     last_price_at = models.DateTimeField(null=True, blank=True)
     last_source = models.CharField(max_length=32, blank=True, default="")
@@ -48,10 +50,11 @@ class ProtectiveAssetState(models.Model):
 
     class Meta:
         app_label = "trading"
-        ordering = ["asset"]
+        ordering = ["venue", "asset"]
+        constraints = [models.UniqueConstraint(fields=["venue", "asset"], name="protective_asset_state_venue_asset")]
 
     def __str__(self):
-        return f"{self.asset} {'stale' if self.stale else 'fresh'}"
+        return f"{self.venue}:{self.asset} {'stale' if self.stale else 'fresh'}"
 
 
 class PositionRiskState(models.Model):

@@ -158,6 +158,7 @@ def price_update_frame(tick: PriceTick) -> str:
                 "bid": tick.bid,
                 "ask": tick.ask,
                 "source": tick.source,
+                "venue": tick.venue,
                 "timestamp": iso(tick.timestamp),
             },
             "timestamp": iso(),
@@ -166,8 +167,9 @@ def price_update_frame(tick: PriceTick) -> str:
 
 
 def publish_price_tick(tick: PriceTick) -> None:
-    """Tick listener: fan one tick out to the subscribers of its pair (market data — a slow
-    client may have older ticks dropped, see docs/websockets.md)."""
+    """Tick listener (registered `routed_only`: the price of the venue the pair routes to): fan
+    one tick out to the subscribers of its pair (market data — a slow client may have older
+    ticks dropped, see docs/websockets.md)."""
     pair = groups.normalise_pair(tick.symbol)
     if pair is None:
         raise ValueError(f"not a pair name: {tick.symbol!r}")

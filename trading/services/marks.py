@@ -1,12 +1,13 @@
 """Live position marks: on a price tick, the current price and unrealised PnL of every open
-position on the ticked asset, pushed to its owner's `/ws` `positions` channel.
+position on the ticked asset *at the tick's venue* (a position is marked at the price of the
+venue holding it), pushed to its owner's `/ws` `positions` channel.
 
 `position_marks_on_tick(tick)` is a price tick listener (registered in `TradingConfig.ready`).
 It reads the asset's open positions in one query, marks each with `unrealized_pnl` (the
 formula fills recompute positions with) and publishes one message per owner, all sent at
 once. Marks are not written to the database: a position row keeps the mark of its last fill.
 
-Throttle: at most one push per asset per `REALTIME_MARKS_INTERVAL_MS`, across every process
+Throttle: at most one push per venue and asset per `REALTIME_MARKS_INTERVAL_MS`, across every process
 that publishes ticks (a Redis key set with NX and a millisecond expiry claims the window).
 A tick inside the window is skipped; the next tick after it carries the newer price.
 """
@@ -39,9 +40,13 @@ _FIELDS = (
 )
 
 
-def position_marks(*, asset: str, price: Decimal, at: datetime) -> dict[int, list[dict]]:
-    """{user_id: marks} of the open positions on `asset` marked at `price` (one query)."""
-    rows = Position.objects.filter(status=Position.Status.OPEN, asset=asset).order_by("id").values(*_FIELDS)
+def position_marks(*, venue: str, asset: str, price: Decimal, at: datetime) -> dict[int, list[dict]]:
+    """{user_id: marks} of the open positions on `asset` at `venue` marked at `price` (one query)."""
+    rows = (
+        Position.objects.filter(status=Position.Status.OPEN, provider=venue, asset=asset)
+        .order_by("id")
+        .values(*_FIELDS)
+    )
     marks: dict[int, list[dict]] = defaultdict(list)
     for row in rows:
         marks[row["user_id"]].append(
@@ -65,20 +70,20 @@ def position_marks(*, asset: str, price: Decimal, at: datetime) -> dict[int, lis
     return dict(marks)
 
 
-def marks_window_claim(asset: str, interval_ms: int) -> bool:
-    """True when this tick may push `asset`'s marks: no push of it in the last `interval_ms`
-    milliseconds, by any process (always True for 0)."""
+def marks_window_claim(*, venue: str, asset: str, interval_ms: int) -> bool:
+    """True when this tick may push the marks of `asset` at `venue`: no push of them in the last
+    `interval_ms` milliseconds, by any process (always True for 0)."""
     if interval_ms <= 0:
         return True
-    return bool(cache_redis().set(cache.make_key(f"trading:marks:{asset}"), 1, nx=True, px=interval_ms))
+    return bool(cache_redis().set(cache.make_key(f"trading:marks:{venue}:{asset}"), 1, nx=True, px=interval_ms))
 
 
 def position_marks_on_tick(tick) -> None:
     """Tick listener (providers.prices): push the ticked asset's position marks to their owners."""
     if not settings.REALTIME_MARKS_TICK_LISTENER:
         return
-    if not marks_window_claim(tick.symbol, settings.REALTIME_MARKS_INTERVAL_MS):
+    if not marks_window_claim(venue=tick.venue, asset=tick.symbol, interval_ms=settings.REALTIME_MARKS_INTERVAL_MS):
         return
-    marks = position_marks(asset=tick.symbol, price=tick.price, at=tick.timestamp)
+    marks = position_marks(venue=tick.venue, asset=tick.symbol, price=tick.price, at=tick.timestamp)
     if marks:
         publish_position_marks_many(marks)

@@ -172,11 +172,12 @@ def venue_market_cache_clear() -> None:
     _venue_market_cache.clear()
 
 
-def _price(asset: str):
+def _price(asset: str, venue: str):
+    """The price `asset` trades at on `venue` (its own feed: paper's walk, Ostium's price API)."""
     from providers.prices import price_get
 
     try:
-        return price_get(asset)
+        return price_get(asset, venue=venue)
     except VenueException as exc:
         raise ApplicationError(
             exc.error.message, code=str(exc.error.code), details={"asset": asset}, status_code=503
@@ -278,7 +279,7 @@ def order_place(
     provider, market = venue_and_market(asset)
     if trade is not None:
         provider = trade.provider
-    tick = _price(asset)
+    tick = _price(asset, provider)
     ref = tick.price
     protective = order_type in validation.PROTECTIVE
     validation.order_validate(

@@ -1,8 +1,10 @@
 """The protective-order engine: stop-loss, take-profit, trailing stop, OCO and held LIMIT
-entries, evaluated set-based per asset on every price tick (tick listener) and every second
-(Beat, against the latest cached price), plus the liquidation watch and stop coverage.
+entries, evaluated set-based per venue and asset on every price tick (tick listener) and every
+second (Beat, against the latest cached price), plus the liquidation watch and stop coverage.
+Orders are evaluated at the price of the venue holding them (`providers.prices`: a tick names
+its venue), never at another venue's price of the same asset.
 
-One evaluation of one asset at one price, in one transaction:
+One evaluation of one asset at one venue's price, in one transaction:
     stale guard → advisory lock (per asset), leaving staleness and "is any trailing stop due?"
     (three small statements in one round trip) → if due, trailing activation/ratchet (one
     statement, writing the `order.trailing_started` events) → triggers (one statement: the UPDATE, its
@@ -15,8 +17,11 @@ One evaluation of one asset at one price, in one transaction:
 Who owns what: the paper venue rests plain LIMIT entries itself (they never wait in
 PENDING_TRIGGER); a LIMIT order waiting in PENDING_TRIGGER is one we hold (a venue without
 resting limits) and fires here. On venues holding SL/TP natively (`native_sl_tp`), STOP_LOSS and
-TAKE_PROFIT orders are the venue's to fire (it closes the trade and tells us by venue event);
-trailing stops and OCO are always evaluated here, trailing levels pushed with `update_sl`.
+TAKE_PROFIT orders are the venue's to fire (it closes the trade and tells us by venue event), and
+so are trailing stops once a level was pushed: they ratchet here, at the venue's price, and each
+level that moved at least TRAILING_MIN_STEP_PCT from the last one pushed becomes the venue's SL
+(`update_sl`), which the venue fires (its stop trails ours by less than that step). OCO orders
+are always evaluated and fired here.
 """
 
 from __future__ import annotations
@@ -49,45 +54,27 @@ TICK = "tick"
 
 # --- venue capabilities ---------------------------------------------------------------------------
 
-_adapter_native: dict[str, bool] = {}
-
-
-def _adapter_has_native_sl_tp(venue: str) -> bool:
-    if venue not in _adapter_native:
-        from providers.registry import _factory_for
-
-        try:
-            factory = _factory_for(venue)
-        except Exception:  # an adapter that cannot even be imported holds nothing
-            logger.warning("venue adapter not importable", extra={"venue": venue}, exc_info=True)
-            factory = None
-        _adapter_native[venue] = bool(getattr(factory, "native_sl_tp", False))
-    return _adapter_native[venue]
-
 
 def native_sl_tp_venues() -> list[str]:
-    """Venues that hold SL/TP natively: adapters with `native_sl_tp = True`, plus the
-    PROTECTIVE_NATIVE_SL_TP_VENUES setting (so the native path can run against paper)."""
-    from providers.registry import venue_names
+    """Venues that hold SL/TP natively (their declared capabilities, read without building a
+    client), plus the PROTECTIVE_NATIVE_SL_TP_VENUES setting (so the native path can run against
+    paper)."""
+    from providers.registry import venue_capabilities, venue_names
 
-    names = {v for v in venue_names() if _adapter_has_native_sl_tp(v)}
+    names = {v for v in venue_names() if venue_capabilities(v).native_sl_tp}
     names.update(v.strip() for v in settings.PROTECTIVE_NATIVE_SL_TP_VENUES if v.strip())
     return sorted(names)
 
 
 def limit_orders_held_here(venue: str) -> bool:
-    """Does the engine hold LIMIT entries for `venue` (it cannot rest them)? Adapters say so
-    with `native_limit_orders = False`; PROTECTIVE_HELD_LIMIT_VENUES adds venues (tests, demos).
+    """Does the engine hold LIMIT entries for `venue` (it cannot rest them)? Venues say so by
+    declaring `native_limit_orders=False`; PROTECTIVE_HELD_LIMIT_VENUES adds venues (tests, demos).
     The paper venue rests its limits itself."""
     if venue in settings.PROTECTIVE_HELD_LIMIT_VENUES:
         return True
-    from providers.registry import _factory_for
+    from providers.registry import venue_capabilities
 
-    try:
-        factory = _factory_for(venue)
-    except Exception:
-        return False
-    return getattr(factory, "native_limit_orders", True) is False
+    return not venue_capabilities(venue).native_limit_orders
 
 
 # --- one evaluation -------------------------------------------------------------------------------
@@ -97,6 +84,7 @@ def limit_orders_held_here(venue: str) -> bool:
 class Evaluation:
     asset: str
     price: Decimal | None
+    venue: str = ""
     stale: bool = False
     stale_entered: bool = False
     triggered: list[int] = field(default_factory=list)
@@ -148,9 +136,9 @@ def price_too_old(price_at: datetime | None, *, now: datetime | None = None) -> 
 
 
 @transaction.atomic
-def _asset_stale_mark(*, asset: str, price, price_at, source: str, door: str) -> bool:
-    """Record that `asset` has no usable price; `price.stale` only when entering staleness."""
-    params = {"asset": asset, "price": price, "price_at": price_at, "source": source or ""}
+def _asset_stale_mark(*, venue: str, asset: str, price, price_at, source: str, door: str) -> bool:
+    """Record that `asset` has no usable price at `venue`; `price.stale` only when entering staleness."""
+    params = {"venue": venue, "asset": asset, "price": price, "price_at": price_at, "source": source or ""}
     was = _rows(Q.STALE_WAS, params)
     _execute(Q.STALE_ENTER, params)
     entered = not (was and was[0][0])
@@ -162,6 +150,7 @@ def _asset_stale_mark(*, asset: str, price, price_at, source: str, door: str) ->
             correlation_id=f"asset-{asset}",
             payload={
                 "asset": asset,
+                "venue": venue,
                 "price": price,
                 "price_at": price_at,
                 "source": source,
@@ -174,6 +163,7 @@ def _asset_stale_mark(*, asset: str, price, price_at, source: str, door: str) ->
 
 def protective_evaluate(
     *,
+    venue: str,
     asset: str,
     price: Decimal | None,
     price_at: datetime | None,
@@ -181,16 +171,20 @@ def protective_evaluate(
     door: str = TICK,
     native: list[str] | None = None,
 ) -> Evaluation:
-    """Evaluate every pending order of `asset` at `price` (observed at `price_at`). A price older
-    than PROTECTIVE_MAX_PRICE_AGE_SECONDS (or none) fires nothing: the asset is reported stale."""
+    """Evaluate every pending order of `asset` held at `venue` at `price`, that venue's price
+    (observed at `price_at`). A price older than PROTECTIVE_MAX_PRICE_AGE_SECONDS (or none)
+    fires nothing: the asset is reported stale."""
     asset = asset.strip().upper()
-    result = Evaluation(asset=asset, price=price)
+    result = Evaluation(asset=asset, price=price, venue=venue)
     if price is None or price_too_old(price_at):
         result.stale = True
-        result.stale_entered = _asset_stale_mark(asset=asset, price=price, price_at=price_at, source=source, door=door)
+        result.stale_entered = _asset_stale_mark(
+            venue=venue, asset=asset, price=price, price_at=price_at, source=source, door=door
+        )
         return result
     price = Decimal(price)
     params = {
+        "venue": venue,
         "asset": asset,
         "price": price,
         "price_at": price_at,
@@ -202,7 +196,7 @@ def protective_evaluate(
         *_, [(trailing_due,)] = _pipelined(
             Q.ADVISORY_LOCK, Q.FRESH_MARK if door == BEAT else Q.FRESH_LEAVE, Q.TRAILING_DUE, params=params
         )
-        shared = {"price": price, "source": source, "door": door}
+        shared = {"price": price, "source": source, "venue": venue, "door": door}
         started = 0
         if trailing_due:
             [(result.trailing_moved, started, result.pushes)] = _rows(
@@ -285,23 +279,36 @@ def trailing_stop_push(*, order_id: int) -> str:
 
 
 def protective_on_tick(tick) -> None:
-    """Tick listener (providers.prices): evaluate the ticked asset at once, and tally it for the
-    `tick` heartbeat."""
+    """Tick listener (providers.prices): evaluate the ticked asset's orders at the tick's venue
+    at once, and tally it for the `tick` heartbeat."""
     if not settings.PROTECTIVE_TICK_LISTENER:
         return
     started = time.perf_counter()
     result, error = None, ""
     try:
         result = protective_evaluate(
-            asset=tick.symbol, price=tick.price, price_at=tick.timestamp, source=tick.source, door=TICK
+            venue=tick.venue,
+            asset=tick.symbol,
+            price=tick.price,
+            price_at=tick.timestamp,
+            source=tick.source,
+            door=TICK,
         )
     except Exception as exc:
-        error = f"{tick.symbol}: {type(exc).__name__}: {exc}"
+        error = f"{tick.venue}:{tick.symbol}: {type(exc).__name__}: {exc}"
         raise
     finally:
         _tick_heartbeat(
-            asset=tick.symbol.strip().upper(), result=result, ms=(time.perf_counter() - started) * 1000, error=error
+            asset=_label(tick.venue, tick.symbol.strip().upper()),
+            result=result,
+            ms=(time.perf_counter() - started) * 1000,
+            error=error,
         )
+
+
+def _label(venue: str, asset: str) -> str:
+    """How an asset at a venue is named in heartbeats: `venue:asset`."""
+    return f"{venue}:{asset}"
 
 
 @dataclass
@@ -362,37 +369,42 @@ def _tick_heartbeat(*, asset: str, result: Evaluation | None, ms: float, error: 
         logger.warning("could not write the tick heartbeat", exc_info=True)
 
 
-def _cached_ticks(assets: list[str]) -> dict:
-    """Latest cached ticks (the Beat never calls a feed: a missing price is a stale asset)."""
+def _cached_ticks(held: list[tuple[str, str]]) -> dict:
+    """Latest cached ticks of (venue, asset) (the Beat never calls a feed: a missing price is a
+    stale asset)."""
     from providers.prices import price_cached
 
     out = {}
-    for asset in assets:
-        tick = price_cached(asset)
+    for venue, asset in held:
+        tick = price_cached(asset, venue=venue)
         if tick is not None:
-            out[asset] = tick
+            out[(venue, asset)] = tick
     return out
 
 
 def protective_monitor_run() -> EngineHeartbeat:
-    """Beat job: evaluate every asset with pending orders against its latest cached price (so a
-    dropped tick is caught within a second), run the liquidation watch and stop coverage, and
-    record the heartbeat."""
+    """Beat job: evaluate every (venue, asset) with pending orders against that venue's latest
+    cached price (so a dropped tick is caught within a second), run the liquidation watch and
+    stop coverage, and record the heartbeat."""
     started = time.perf_counter()
-    pending = dict(_rows(Q.PENDING_ASSETS, {}))
-    position_assets = set(Position.objects.filter(status=Position.Status.OPEN).values_list("asset", flat=True))
-    assets = sorted(set(pending) | position_assets)
-    ticks = _cached_ticks(assets)
+    pending = {(venue, asset): count for venue, asset, count in _rows(Q.PENDING_ASSETS, {})}
+    position_assets = set(
+        Position.objects.filter(status=Position.Status.OPEN).values_list("provider", "asset").distinct()
+    )
+    held = sorted(set(pending) | position_assets)
+    ticks = _cached_ticks(held)
     native = native_sl_tp_venues()
     triggered = moved = 0
     stale: list[str] = []
-    fresh: dict[str, Decimal] = {}
+    fresh: dict[tuple[str, str], Decimal] = {}
     errors = []
-    for asset in assets:
-        tick = ticks.get(asset)
+    for venue, asset in held:
+        key = (venue, asset)
+        tick = ticks.get(key)
         try:
-            if asset in pending:
+            if key in pending:
                 ev = protective_evaluate(
+                    venue=venue,
                     asset=asset,
                     price=tick.price if tick else None,
                     price_at=tick.timestamp if tick else None,
@@ -403,20 +415,20 @@ def protective_monitor_run() -> EngineHeartbeat:
                 triggered += len(ev.triggered)
                 moved += ev.trailing_moved
                 if ev.stale:
-                    stale.append(asset)
+                    stale.append(_label(venue, asset))
                     continue
             elif tick is None or price_too_old(tick.timestamp):
-                stale.append(asset)
+                stale.append(_label(venue, asset))
                 continue
-            fresh[asset] = tick.price
+            fresh[key] = tick.price
         except Exception as exc:  # one asset failing must not stop the others
-            logger.exception("protective evaluation failed", extra={"asset": asset})
-            errors.append(f"{asset}: {type(exc).__name__}: {exc}")
+            logger.exception("protective evaluation failed", extra={"asset": asset, "venue": venue})
+            errors.append(f"{_label(venue, asset)}: {type(exc).__name__}: {exc}")
     near, missing = risk_watch_run(prices=fresh)
     duration = Decimal(str(round((time.perf_counter() - started) * 1000, 3)))
     return _heartbeat_record(
         name=BEAT,
-        assets=len(assets),
+        assets=len(held),
         orders=sum(pending.values()),
         triggered=triggered,
         moved=moved,
@@ -459,16 +471,18 @@ def _heartbeat_record(*, name, assets, orders, triggered, moved, duration_ms, st
 
 
 @transaction.atomic
-def risk_watch_run(*, prices: dict[str, Decimal]) -> tuple[int, int]:
-    """Flag positions entering "near liquidation" (at the given fresh prices) and positions
-    without a working stop for longer than STOP_COVERAGE_GRACE_SECONDS; one ledger event each,
-    on entering the condition. Returns how many were flagged now."""
-    assets = sorted(prices)
+def risk_watch_run(*, prices: dict[tuple[str, str], Decimal]) -> tuple[int, int]:
+    """Flag positions entering "near liquidation" (at the given fresh prices, {(venue, asset):
+    price}: a position is judged at its venue's price) and positions without a working stop for
+    longer than STOP_COVERAGE_GRACE_SECONDS; one ledger event each, on entering the condition.
+    Returns how many were flagged now."""
+    held = sorted(prices)
     near = _rows(
         Q.NEAR_LIQUIDATION,
         {
-            "assets": assets,
-            "prices": [prices[a] for a in assets],
+            "venues": [venue for venue, _ in held],
+            "assets": [asset for _, asset in held],
+            "prices": [prices[key] for key in held],
             "pct": Decimal(str(settings.LIQUIDATION_WARN_PCT)),
         },
     )

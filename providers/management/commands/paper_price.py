@@ -16,7 +16,7 @@ class Command(BaseCommand):
     def handle(self, *args, symbol, price=None, **options):
         try:
             if price is None:
-                tick = price_get(symbol, use_cache=False)
+                tick = price_get(symbol, venue="paper", use_cache=False)
             else:
                 try:
                     value = Decimal(price)

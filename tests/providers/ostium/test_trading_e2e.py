@@ -7,39 +7,15 @@ from decimal import Decimal as D
 
 import pytest
 
-from tests.conftest import run_on_worker, wait_for
+from tests.conftest import wait_for
+from tests.providers.ostium.helpers import chain_trade as _chain_trade
+from tests.providers.ostium.helpers import order_status as _status
+from tests.providers.ostium.helpers import sync_until as _sync_until
 from trading.models import Event, ExecutionCommand, Order, Position, Trade
 
 BTC = 0
 E18 = D(10) ** 18
 E6 = D(10) ** 6
-
-
-def _status(order_id, *statuses, timeout=30):
-    def check():
-        status = Order.objects.filter(pk=order_id).values_list("status", flat=True).first()
-        return status if status in statuses else None
-
-    return wait_for(check, timeout=timeout)
-
-
-def _sync_until(predicate, timeout=30):
-    """Run the sync job on the worker (as Beat would) until `predicate()` holds."""
-    from providers.tasks import ostium_sync_task
-
-    def step():
-        run_on_worker(ostium_sync_task)
-        return predicate()
-
-    return wait_for(step, timeout=timeout, interval=0.2)
-
-
-def _chain_trade(net, trader, index):
-    import asyncio
-
-    sdk = net.sdk(net.traders[0].private_key)
-    trades, _ = asyncio.run(sdk.get_open_trades(trader_address=trader))
-    return next((t for t in trades if int(t["index"]) == int(index)), None)
 
 
 def _history(net, trader):

@@ -10,7 +10,9 @@ import pytest
 
 from providers.ostium.localnet.deploy import MARKET_ORDERS_TIMEOUT_BLOCKS
 from tests.conftest import wait_for
-from tests.providers.ostium.test_trading_e2e import _chain_trade, _status, _sync_until
+from tests.providers.ostium.helpers import chain_trade as _chain_trade
+from tests.providers.ostium.helpers import order_status as _status
+from tests.providers.ostium.helpers import sync_until as _sync_until
 from trading.models import Event, ExecutionCommand, Order, Trade
 
 E18 = D(10) ** 18
