@@ -241,7 +241,7 @@ class VenueEvent:
     symbol: str
     pair_id: str = ""
     trade_index: str = ""
-    idempotency_key: str = ""  # of the command that created the order, when known
+    idempotency_key: str = ""  # of the command that created the order (closes: that opened the trade), when known
     venue_order_id: str = ""
     fill: Fill | None = None
     details: dict = field(default_factory=dict)

@@ -732,7 +732,9 @@ class OstiumVenue:
         size = _d(trade.get("tradeNotional") or order.get("tradeNotional"), E18)
         row.trade_id = str(order.get("tradeID") or "")
         row.trade_index = str(trade.get("index", row.trade_index))
-        row.trade_open = bool(trade.get("isOpen", True))
+        # open for the desk until the poller has seen how it closed: a trade the venue already
+        # closed (an SL hit right after the fill) is still ours to book as closed
+        row.trade_open = True
         return Fill(
             price=_d(trade.get("openPrice"), E18) or price,
             size=size,

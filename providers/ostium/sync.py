@@ -14,7 +14,10 @@ and notices what the venue did on its own, as VenueEvents for the trading core's
   at most every OSTIUM_LIMIT_POLL_SECONDS (a read costs a few RPC calls);
 - open trades closed by Ostium (native TP/SL, liquidation, anything not ours) →
   POSITION_CLOSED / POSITION_LIQUIDATED with the exit price and the realised PnL
-  (USDC sent to the trader minus the collateral that was at stake).
+  (USDC sent to the trader minus the collateral that was at stake), carrying the idempotency
+  key of the open. A trade is watched from its fill on, even one already closed when the fill
+  was read (an SL hit right after it), and the close is booked whatever arrives first: a close
+  whose open the desk has not booked yet books that open first (`trading.services.venue_events`).
 Listeners are idempotent, so a re-delivered event changes nothing; an event lost to a crash
 after the row was updated is caught up by `execution_reconcile`, which asks
 `get_order_status` (it re-reads the same outcome from the subgraph).
@@ -271,6 +274,7 @@ def _venue_close(venue, row) -> bool:
             symbol=row.symbol,
             pair_id=row.pair_id,
             trade_index=row.trade_index,
+            idempotency_key=row.idempotency_key,  # the open's: the desk books it first if it has not yet
             venue_order_id=str(order["id"]),
             fill=Fill(
                 price=price,

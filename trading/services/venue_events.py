@@ -3,7 +3,9 @@ liquidation, funding) to Order/Trade/Position, with events. Registered as a venu
 in `TradingConfig.ready`. Idempotent: the same VenueEvent delivered twice changes nothing
 the second time (order status guards, the trade's status and `Fill.dedupe_key`). A close the
 venue made is recorded as a FILLED close order (`trading.services.closes`): the protective
-order whose native SL/TP fired, or a new one with origin `liquidation` / `venue`."""
+order whose native SL/TP fired, or a new one with origin `liquidation` / `venue`. A close that
+arrives before the fill of the open it closes was booked books that fill first (asked from the
+venue, as reconciliation does), so the order of arrival does not matter."""
 
 from __future__ import annotations
 
@@ -56,6 +58,27 @@ def _trade_for(event: VenueEvent) -> Trade | None:
     return Trade.objects.filter(filters).order_by("-id").first()
 
 
+def _trade_booked_late(event: VenueEvent) -> Trade | None:
+    """A venue close that arrived before the desk booked the fill of the open it closes (the
+    fill's event was lost, or the venue closed the trade before its fill was read): book that
+    fill first, asked from the venue as reconciliation does, then the trade is there to close."""
+    if not event.idempotency_key:
+        return None
+    command = (
+        ExecutionCommand.objects.filter(idempotency_key=event.idempotency_key, action=ExecutionCommand.Action.OPEN)
+        .exclude(order__status=Order.Status.FILLED)
+        .only("pk")
+        .first()
+    )
+    if command is None:
+        return None
+    from trading.services.execution import command_reconcile
+
+    outcome = command_reconcile(command_id=command.pk, grace_seconds=0)
+    logger.info("open booked before its venue close", extra={"command_id": command.pk, "outcome": outcome})
+    return _trade_for(event)
+
+
 def venue_event_apply(event: VenueEvent) -> str:
     kind = VenueEventKind(event.kind)
     if kind in (VenueEventKind.ORDER_FILLED, VenueEventKind.ORDER_CANCELLED):
@@ -91,6 +114,8 @@ def venue_event_apply(event: VenueEvent) -> str:
             return "cancelled"
 
     trade = _trade_for(event)
+    if trade is None and kind in (VenueEventKind.POSITION_CLOSED, VenueEventKind.POSITION_LIQUIDATED):
+        trade = _trade_booked_late(event)
     if trade is None:
         return "trade-not-found"
     if kind in (VenueEventKind.POSITION_CLOSED, VenueEventKind.POSITION_LIQUIDATED):
