@@ -375,14 +375,52 @@ def safe_tx_simulate(tx: SafeTx) -> None:
         ) from exc
 
 
+class SendRefused(ApplicationError):
+    """The node refused `execTransaction` before it left: nothing was sent, the SafeTx and its
+    signatures can be executed again (once the cause is fixed: fund the relayer, retry)."""
+
+    status_code = 503
+
+
+# what a node answers when it refuses a transaction outright → (code, what to do)
+_REFUSALS = (
+    ("insufficient funds", "INSUFFICIENT_GAS", "The relayer {relayer} has not enough ETH for gas: fund it."),
+    ("nonce too low", "NONCE_TOO_LOW", "The relayer's nonce was taken by another transaction: execute again."),
+    ("replacement transaction underpriced", "NONCE_TOO_LOW", "The relayer has a pending transaction: retry."),
+)
+
+
+def send_refusal(exc: BaseException, relayer: str) -> SendRefused | None:
+    """A SendRefused when `exc` proves the transaction never left (the node refused it, or could
+    not be reached at all); None when it may have been sent (a timeout after sending, anything
+    unrecognised)."""
+    import requests
+
+    text = str(exc).lower()
+    for needle, code, advice in _REFUSALS:
+        if needle in text:
+            return SendRefused(advice.format(relayer=relayer), code=code, details={"relayer": relayer})
+    if isinstance(exc, requests.ConnectionError) and not isinstance(exc, requests.ReadTimeout):
+        return SendRefused(
+            "The RPC node could not be reached; nothing was sent.", code="RPC_UNAVAILABLE", details={"relayer": relayer}
+        )
+    return None
+
+
 def safe_tx_execute(net: OstiumNetwork, tx: SafeTx, relayer_key: bytes, *, timeout: float = 60) -> ExecOutcome:
-    """Send `execTransaction` from the relayer and wait for the receipt."""
+    """Send `execTransaction` from the relayer and wait for the receipt. A send the node refused
+    raises SendRefused (nothing left); a send whose fate is unknown comes back not mined, without
+    a hash (the recovery job asks the chain later)."""
     client = _client(net)
+    relayer = client.w3.eth.account.from_key(relayer_key).address
     try:
         tx_hash, _ = tx.execute(HexBytes(relayer_key).to_0x_hex(), tx_gas=1_500_000)
     except Exception as exc:
         logger.warning("execTransaction could not be sent", extra={"error": type(exc).__name__})
-        raise ChainError("The execTransaction could not be sent.", details={"error": type(exc).__name__}) from exc
+        refused = send_refusal(exc, relayer)
+        if refused is not None:
+            raise refused from exc
+        return ExecOutcome("", mined=False, success=False, error=f"send outcome unknown: {type(exc).__name__}")
     tx_hex = HexBytes(tx_hash).to_0x_hex()
     try:
         receipt = client.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=timeout, poll_latency=0.05)

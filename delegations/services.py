@@ -68,6 +68,17 @@ def _transition(delegation: OstiumDelegation, to: str, *, actor: str, fields=(),
     )
 
 
+def _writes_enabled() -> None:
+    """The environment kill switch (OSTIUM_ENABLED=false) stops every Ostium write, delegations
+    included: nothing is prepared, signed, executed or revoked; reads and reconciliation go on."""
+    from trading.services.control import venue_enabled
+
+    if not venue_enabled("ostium"):
+        raise ApplicationError(
+            "Ostium writes are disabled (OSTIUM_ENABLED=false).", code="VENUE_DISABLED", status_code=503
+        )
+
+
 def _owned(user, delegation_id) -> OstiumDelegation:
     found = OstiumDelegation.objects.filter(pk=delegation_id, user=user).first()
     if found is None:
@@ -128,6 +139,7 @@ def delegation_prepare(
 ) -> OstiumDelegation:
     """Check the caller owns the Safe (on chain) and prepare the SafeTx that approves USDC for
     TradingStorage and sets our delegate, batched through MultiSendCallOnly."""
+    _writes_enabled()
     actor = actor or f"user:{user.pk}"
     safe_address = _checksum(safe_address, "safe_address")
     net = chain.network_config(network)
@@ -192,6 +204,7 @@ def delegation_typed_data(delegation: OstiumDelegation) -> dict:
 
 def delegation_signature_add(*, user, delegation_id: int, signature: str, actor: str | None = None) -> OstiumDelegation:
     """Verify one owner's signature over the delegation's current safeTxHash and store it."""
+    _writes_enabled()
     actor = actor or f"user:{user.pk}"
     delegation = _owned(user, delegation_id)
     if not delegation.signable:
@@ -256,7 +269,10 @@ def delegation_signers(delegation: OstiumDelegation) -> list[str]:
 def delegation_execute(*, user, delegation_id: int, actor: str | None = None) -> OstiumDelegation:
     """Relay `execTransaction` with the collected signatures (our relayer pays gas), wait for
     the receipt and confirm `delegations(safe)` on chain. Runs once per prepared SafeTx: a
-    second call finds the delegation no longer executable."""
+    second call finds the delegation no longer executable. A send that never left (the relayer
+    has no ETH for gas, its nonce was taken, the node refused it) leaves the delegation
+    executable with its signatures and answers the cause (INSUFFICIENT_GAS, ...)."""
+    _writes_enabled()
     actor = actor or f"user:{user.pk}"
     delegation = _owned(user, delegation_id)
     net = chain.network_config(delegation.network)
@@ -335,11 +351,13 @@ def delegation_execute(*, user, delegation_id: int, actor: str | None = None) ->
                 "execution result arrived after its claim was recovered",
                 extra={"delegation_id": delegation.pk, "transaction_hash": outcome.tx_hash if outcome else ""},
             )
-        elif outcome is not None:
+        elif outcome is not None and outcome.tx_hash:
             delegation.transaction_hash = outcome.tx_hash
             delegation.save(update_fields=["transaction_hash", "updated_at"])
         if superseded:
             pass
+        elif error is not None and error.code in NEVER_SENT:
+            _send_refused(delegation, error, actor=actor)
         elif error is not None or (outcome and outcome.mined and not outcome.success):
             delegation.error_code = error.code if error else "EXECUTION_FAILED"
             delegation.error_message = error.message if error else outcome.error
@@ -352,9 +370,37 @@ def delegation_execute(*, user, delegation_id: int, actor: str | None = None) ->
         # not mined in time: stays submitted/revoking with its hash; reads reconcile it
     if superseded:
         return delegation_reconcile(delegation=delegation, actor=actor)
+    if error is not None and error.code in NEVER_SENT:
+        error.details = {**(error.details or {}), "delegation_id": delegation.pk, "status": delegation.status}
+        raise error
     if error is not None and error.status_code >= 500:
         raise error
     return delegation
+
+
+# Failures that prove execTransaction never left: the claim is undone and the same signatures
+# can execute the SafeTx again. Only a transaction that ran (or a moved Safe nonce) ends it.
+NEVER_SENT = frozenset({"INSUFFICIENT_GAS", "NONCE_TOO_LOW", "RPC_UNAVAILABLE", "RELAYER_KEY_MISSING"})
+
+
+def _send_refused(delegation: OstiumDelegation, error: ApplicationError, *, actor: str) -> None:
+    """Undo the claim of an execution that never left (caller holds the lock): an activation goes
+    back to pending_signature, a revocation stays revoking without its pending mark; both keep
+    their signatures and can be executed again."""
+    delegation.error_code, delegation.error_message = error.code, error.message
+    delegation.transaction_hash = ""
+    payload = {"reason": "send_refused", "error_code": error.code, "error_message": error.message}
+    if delegation.action == A.DELEGATE:
+        _transition(
+            delegation,
+            S.PENDING_SIGNATURE,
+            actor=actor,
+            fields=("transaction_hash", "error_code", "error_message"),
+            payload=payload,
+        )
+    else:
+        delegation.save(update_fields=["transaction_hash", "error_code", "error_message", "updated_at"])
+        delegation_event(delegation=delegation, topic="delegation.send_refused", actor=actor, payload=payload)
 
 
 def _revoke_abandoned(delegation: OstiumDelegation, *, actor: str) -> None:
@@ -619,6 +665,7 @@ def delegations_chain_check(*, batch_size: int | None = None, actor: str = "syst
 def delegation_revoke(*, user, delegation_id: int, actor: str | None = None) -> OstiumDelegation:
     """Prepare the `removeDelegate()` SafeTx (status revoking); owners sign it and execute it
     through the same endpoints."""
+    _writes_enabled()
     actor = actor or f"user:{user.pk}"
     delegation = delegation_reconcile(delegation=_owned(user, delegation_id))
     if delegation.status == S.REVOKING:
