@@ -3,45 +3,27 @@
 
 from __future__ import annotations
 
-import re
-
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from config.errors import ApplicationError
+from config.secret_guard import REFUSED_CODE, secret_found
 from delegations import services
 from delegations.models import OstiumDelegation
 from trading.permissions import HasScope
 
 ERROR = {"description": "the error envelope {error: {code, message, details, timestamp, request_id}}"}
-SECRET_KEY_NAME = re.compile(r"private|mnemonic|seed|secret|keystore|passphrase", re.I)
-HEX_32 = re.compile(r"^(0x)?[0-9a-fA-F]{64}$")
 
 
-def refuse_secrets(data, path: str = "") -> None:
-    """400 for anything that looks like a private key: a field named like one, or any value
-    that is a 32-byte hex string. Tradedesk never takes a key over the API."""
-    if isinstance(data, dict):
-        for key, value in data.items():
-            where = f"{path}.{key}" if path else str(key)
-            if SECRET_KEY_NAME.search(str(key)):
-                raise ApplicationError(
-                    "Private keys, seeds and mnemonics are never accepted.",
-                    code="SECRET_REFUSED",
-                    details={"field": where},
-                )
-            refuse_secrets(value, where)
-    elif isinstance(data, list | tuple):
-        for i, value in enumerate(data):
-            refuse_secrets(value, f"{path}[{i}]")
-    elif isinstance(data, str) and HEX_32.match(data.strip()):
-        raise ApplicationError(
-            "A 32-byte hex value looks like a private key and is refused.",
-            code="SECRET_REFUSED",
-            details={"field": path},
-        )
+def refuse_secrets(data) -> None:
+    """400 SECRET_REFUSED for anything that looks like a private key (`config.secret_guard`).
+    Tradedesk never takes a key over the API."""
+    found = secret_found(data)
+    if found:
+        where, message = found
+        raise ApplicationError(message, code=REFUSED_CODE, details={where: [message]})
 
 
 class PrepareRequest(serializers.Serializer):

@@ -29,6 +29,12 @@ class TradingConfig(AppConfig):
         register_tick_listener(position_marks_on_tick)
         # venues keep being priced for what they hold, whatever the asset routes to now
         register_held_symbols(venue_assets_held)
+        # Ostium writes outside the executor (the signer service, the poller's timeouts) ask the
+        # control states at side-effect time
+        from providers.ostium.write_gate import register_write_gate
+        from trading.services.control import ostium_write_gate
+
+        register_write_gate(ostium_write_gate)
         self._protective_engine_ready()
 
     def _protective_engine_ready(self):

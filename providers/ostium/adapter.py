@@ -118,15 +118,27 @@ class OstiumVenue:
     def trader_address(self) -> str:
         return self._client().address
 
+    def delegate_address(self, trader: str) -> str:
+        """The address this adapter acts through for `trader` in delegated mode."""
+        return self._client(delegated=True, trader=trader).address
+
     def _mode(self, account: str, delegated: bool):
         """(client, trader address, delegated?) for an account."""
         direct = self._client()
-        if not delegated or not account or account.startswith("user:") or account.lower() == direct.address.lower():
+        if not account or account.startswith("user:") or account.lower() == direct.address.lower():
             return direct, direct.address, False
         from web3 import Web3
 
         if not Web3.is_address(account):
             raise VenueException(E.error(C.INVALID_REQUEST, f"not an address: {account!r}"))
+        if not delegated:  # never trade from our own account for someone else's
+            raise VenueException(
+                E.error(
+                    C.DELEGATE_NOT_SET,
+                    f"{account} is not this signer's own account ({direct.address}): act for it through a delegation",
+                    trader=account,
+                )
+            )
         trader = Web3.to_checksum_address(account)
         return self._client(delegated=True, trader=trader), trader, True
 
@@ -171,7 +183,8 @@ class OstiumVenue:
                 return row
         raise VenueException(E.error(C.INVALID_MARKET, f"no Ostium market {symbol}", symbol=symbol))
 
-    def _symbol_of(self, pair_id) -> str:
+    def symbol_of(self, pair_id) -> str:
+        """The symbol of Ostium's pair `pair_id` ("" when there is none)."""
         for row in self._pair_rows():
             if str(row["id"]) == str(pair_id):
                 return f"{row['from']}-{row['to']}".upper()
@@ -229,6 +242,12 @@ class OstiumVenue:
 
     def get_price(self, symbol: str) -> PriceTick:
         return self._tick(self._quote(symbol))
+
+    def quote(self, symbol: str) -> tuple[PriceTick, bool]:
+        """(price, is the market open) of a market Ostium lists; another is INVALID_MARKET."""
+        self._pair_for(symbol)
+        row = self._quote(symbol)
+        return self._tick(row), bool(row.get("isMarketOpen", True))
 
     def get_prices(self, symbols: list[str]) -> dict[str, PriceTick]:
         wanted = {s.strip().upper() for s in symbols}
@@ -442,7 +461,7 @@ class OstiumVenue:
                     E.error(C.POSITION_NOT_FOUND, f"no open Ostium trade {request.pair_id}/{request.trade_index}"),
                     **raw,
                 )
-            symbol = self._symbol_of(request.pair_id) or request.symbol
+            symbol = self.symbol_of(request.pair_id) or request.symbol
             quote = self._quote(symbol)
             if not quote.get("isMarketOpen", True):
                 return self._rejected(E.error(C.MARKET_CLOSED, f"{symbol} market is closed"), **raw)
@@ -510,7 +529,7 @@ class OstiumVenue:
             account=trader,
             signer=client.address,
             delegated=delegated,
-            symbol=self._symbol_of(pair_id),
+            symbol=self.symbol_of(pair_id),
             pair_id=str(pair_id),
             trade_index=str(trade_index),
             reference_price=price,

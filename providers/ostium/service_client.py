@@ -1,7 +1,9 @@
 """`VenueAdapter` for Ostium that speaks HTTP to the internal signer service
-(`OSTIUM_SERVICE_BASE_URL`), signing every request with the first OSTIUM_SERVICE_HMAC_SECRETS
-entry. Holds no key. A transport failure on a write is an unknown outcome (the service may
-have sent it); reads fail as VenueException with the service's normalised code."""
+(`OSTIUM_SERVICE_BASE_URL`) in the service's contract (network and camelCase fields, see
+docs/ostium.md), signing every request with the first OSTIUM_SERVICE_HMAC_SECRETS entry. Holds
+no key. A write the service refused comes back REJECTED with its code; a 202 (outcome unknown)
+or a transport failure on a write is UNKNOWN (the service may have sent it); reads fail as
+VenueException with the service's normalised code."""
 
 from __future__ import annotations
 
@@ -20,8 +22,10 @@ from providers.interface import (
     Market,
     OpenTradeRequest,
     PriceTick,
+    Side,
     VenueError,
     VenueException,
+    VenueOrderKind,
     VenuePosition,
 )
 from providers.ostium import wire
@@ -79,29 +83,42 @@ class OstiumServiceVenue:
         if envelope.get("success"):
             return envelope["data"]
         error = envelope.get("error") or {}
+        details = dict(error.get("details") or {})
         try:
             code = ErrorCode(error.get("code"))
-        except ValueError:
+        except ValueError:  # the service's own codes (VENUE_DISARMED, SECRET_REFUSED, ...) stay in the details
             code = ErrorCode.INVALID_REQUEST if response.status_code < 500 else ErrorCode.INTERNAL
+            details["service_code"] = error.get("code")
         raise VenueException(
-            VenueError(
-                code,
-                error.get("message", ""),
-                retryable=bool(error.get("retryable")),
-                details=error.get("details") or {},
-            )
+            VenueError(code, error.get("message", ""), retryable=bool(error.get("retryable")), details=details)
         )
 
     def _write(self, endpoint: str, payload: dict) -> ExecutionResult:
         try:
             return wire.result_from_json(self._post(endpoint, payload, write=True))
         except VenueException as exc:
-            status = ExecStatus.UNKNOWN if exc.error.code == ErrorCode.UNKNOWN_OUTCOME else ExecStatus.REJECTED
-            return ExecutionResult(status=status, error=exc.error)
+            if exc.error.code == ErrorCode.UNKNOWN_OUTCOME:
+                return ExecutionResult(status=ExecStatus.UNKNOWN, error=exc.error)
+            details = exc.error.details
+            return ExecutionResult(
+                status=ExecStatus.REJECTED,
+                error=exc.error,
+                pair_id=str(details.get("pairId", "")),
+                transaction_hash=str(details.get("txHash", "")),
+            )
 
-    # interface
+    # interface: the service's contract (docs/ostium.md), network and camelCase fields
+    def _body(self, **fields) -> dict:
+        return {"network": str(settings.OSTIUM_NETWORK).lower(), **{k: v for k, v in fields.items() if v is not None}}
+
+    @staticmethod
+    def _trader(account: str) -> str | None:
+        """The spec's traderAddress: an address; the desk's own account ("user:<id>") is the
+        service's own trader, sent as no traderAddress."""
+        return None if not account or account.startswith("user:") else account
+
     def get_pairs(self) -> list[Market]:
-        return [wire.market_from_json(m) for m in self._post("markets/list", {})]
+        return [wire.market_from_json(m) for m in self._post("markets/list", self._body())]
 
     def get_price(self, symbol: str) -> PriceTick:
         ticks = self.get_prices([symbol])
@@ -110,54 +127,91 @@ class OstiumServiceVenue:
         return ticks[symbol.upper()]
 
     def get_prices(self, symbols: list[str]) -> dict[str, PriceTick]:
-        data = self._post("prices/get", {"symbols": list(symbols)})
+        data = self._post("prices/get", self._body(symbols=list(symbols)))
         return {k: wire.tick_from_json(v) for k, v in data.items()}
 
     def get_balances(self, *, account: str) -> dict[str, Decimal]:
-        return {k: Decimal(v) for k, v in self._post("accounts/balance", {"account": account}).items()}
+        data = self._post("accounts/balance", self._body(address=account))
+        return {"USDC": Decimal(data["usdc"]), "ETH": Decimal(data["native"])}
 
     def get_positions(self, *, account: str) -> list[VenuePosition]:
-        return [wire.position_from_json(p) for p in self._post("positions/list", {"account": account})]
+        return [wire.position_from_json(p) for p in self._post("positions/list", self._body(traderAddress=account))]
 
     def open_trade(self, request: OpenTradeRequest) -> ExecutionResult:
-        payload = {k: v for k, v in wire.to_json(request).items() if v is not None}
-        payload["kind"] = request.kind.value if hasattr(request.kind, "value") else str(request.kind)
-        return self._write("positions/open", payload)
+        kind = VenueOrderKind(request.kind)
+        body = self._body(
+            idempotencyKey=request.idempotency_key,
+            traderAddress=self._trader(request.account),
+            symbol=request.symbol,
+            direction=Side(request.side) == Side.LONG,
+            collateral=request.collateral,
+            leverage=request.leverage,
+            orderType=kind.value.upper(),
+            price=request.limit_price if kind == VenueOrderKind.LIMIT else request.stop_price,
+            slPrice=request.stop_loss,
+            tpPrice=request.take_profit,
+            slippage=request.max_slippage * 100,
+            referencePrice=request.reference_price,
+            delegation={"enabled": request.delegated},
+        )
+        return self._write("positions/open", body)
 
     def close_trade(self, request: CloseTradeRequest) -> ExecutionResult:
-        return self._write("positions/close", wire.to_json(request))
+        body = self._body(
+            idempotencyKey=request.idempotency_key,
+            traderAddress=self._trader(request.account),
+            symbol=request.symbol or None,
+            pairId=request.pair_id,
+            tradeIndex=request.trade_index,
+            fraction=request.fraction,
+            slippage=request.max_slippage * 100,
+            delegation={"enabled": request.delegated},
+        )
+        return self._write("positions/close", body)
+
+    def _update(self, endpoint: str, level: str, *, account, pair_id, trade_index, price, delegated):
+        body = self._body(
+            traderAddress=self._trader(account),
+            pairId=pair_id,
+            tradeIndex=trade_index,
+            delegation={"enabled": delegated},
+        )
+        return self._write(endpoint, {**body, level: price})  # null: remove the level
 
     def update_sl(self, *, account, pair_id, trade_index, price, delegated=False) -> ExecutionResult:
-        payload = {
-            "account": account,
-            "pair_id": pair_id,
-            "trade_index": trade_index,
-            "price": price,
-            "delegated": delegated,
-        }
-        return self._write("positions/update-sl", payload)
-
-    def update_tp(self, *, account, pair_id, trade_index, price, delegated=False) -> ExecutionResult:
-        payload = {
-            "account": account,
-            "pair_id": pair_id,
-            "trade_index": trade_index,
-            "price": price,
-            "delegated": delegated,
-        }
-        return self._write("positions/update-tp", payload)
-
-    def cancel_order(self, *, account: str, venue_order_id: str, delegated: bool = False) -> ExecutionResult:
-        return self._write(
-            "orders/cancel", {"account": account, "venue_order_id": venue_order_id, "delegated": delegated}
+        return self._update(
+            "positions/update-sl",
+            "slPrice",
+            account=account,
+            pair_id=pair_id,
+            trade_index=trade_index,
+            price=price,
+            delegated=delegated,
         )
 
+    def update_tp(self, *, account, pair_id, trade_index, price, delegated=False) -> ExecutionResult:
+        return self._update(
+            "positions/update-tp",
+            "tpPrice",
+            account=account,
+            pair_id=pair_id,
+            trade_index=trade_index,
+            price=price,
+            delegated=delegated,
+        )
+
+    def cancel_order(self, *, account: str, venue_order_id: str, delegated: bool = False) -> ExecutionResult:
+        body = self._body(
+            traderAddress=self._trader(account), orderId=venue_order_id, delegation={"enabled": delegated}
+        )
+        return self._write("orders/cancel", body)
+
     def get_order_status(self, *, idempotency_key: str) -> ExecutionResult:
-        return wire.result_from_json(self._post("orders/status", {"idempotency_key": idempotency_key}))
+        return wire.result_from_json(self._post("orders/status", self._body(idempotencyKey=idempotency_key)))
 
     def sync(self) -> dict[str, int]:
         """One round of the Ostium poller, run by the service (where the keys are)."""
-        return {k: int(v) for k, v in self._post("orders/sync", {}).items()}
+        return {k: int(v) for k, v in self._post("orders/sync", self._body()).items()}
 
 
 def ostium_venue():

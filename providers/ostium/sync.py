@@ -22,6 +22,9 @@ Listeners are idempotent, so a re-delivered event changes nothing; an event lost
 after the row was updated is caught up by `execution_reconcile`, which asks
 `get_order_status` (it re-reads the same outcome from the subgraph).
 
+The timeouts are writes: they are sent only while the component that writes is armed
+(`executor:ostium` in-process, `signer:ostium` in the signer service); the reads go on regardless.
+
 It runs where the keys are: `ostium_sync_run` (the Beat task) calls `ostium_sync` in-process,
 or, with OSTIUM_SERVICE_BASE_URL set, asks the signer service to run one round
 (`POST orders/sync`), which calls `ostium_sync` in the service's environment. One round at a
@@ -65,10 +68,16 @@ def ostium_sync_run() -> dict[str, int]:
     return ostium_sync()
 
 
-def ostium_sync(*, limit: int = 200) -> dict[str, int]:
-    """One round of the poller, here (this process must hold the keys). Returns counts."""
+def ostium_sync(*, limit: int = 200, timeouts: bool | None = None) -> dict[str, int]:
+    """One round of the poller, here (this process must hold the keys). Returns counts. The
+    market-order timeouts it would send are writes: sent only when `timeouts` (default: while
+    `executor:ostium` is armed; the signer service passes its own `signer:ostium` state)."""
     if not settings.VENUE_ENABLED.get("ostium", True) or settings.OSTIUM_SERVICE_BASE_URL:
         return {"skipped": 1}  # disabled, or the signer service (which holds the keys) runs it
+    if timeouts is None:
+        from providers.ostium.write_gate import write_refusal
+
+        timeouts = write_refusal("executor:ostium", trading_states=False) is None
     from config.cache import cache_redis
 
     network = str(settings.OSTIUM_NETWORK).lower()
@@ -76,13 +85,13 @@ def ostium_sync(*, limit: int = 200) -> dict[str, int]:
     if not lock.acquire(blocking=False):
         return {"busy": 1}  # another round is running
     try:
-        return _round(network, limit)
+        return _round(network, limit, timeouts)
     finally:
         with contextlib.suppress(Exception):
             lock.release()
 
 
-def _round(network: str, limit: int) -> dict[str, int]:
+def _round(network: str, limit: int, timeouts: bool) -> dict[str, int]:
     from providers.models import OstiumOrder
 
     counts = {"filled": 0, "cancelled": 0, "closed": 0, "timed_out": 0, "errors": 0}
@@ -113,7 +122,7 @@ def _round(network: str, limit: int) -> dict[str, int]:
         except Exception:
             counts["errors"] += 1
             logger.exception("ostium trade could not be checked", extra={"ostium_order": row.pk})
-    for row in due:
+    for row in due if timeouts else []:
         try:
             if not _time_out(venue, row, counts):
                 break

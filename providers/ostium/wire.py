@@ -2,7 +2,8 @@
 venue interface ↔ JSON (Decimals as strings, datetimes as ISO 8601), and request signing.
 
 Signature: hex HMAC-SHA256(secret, "METHOD\\nPATH\\nTIMESTAMP\\nsha256_hex(body)"), sent as
-`x-signature` with `x-timestamp` (unix seconds or milliseconds)."""
+`x-signature` with `x-timestamp` (unix seconds or milliseconds). A request that carries its
+idempotency key in an `Idempotency-Key` header signs it too: "\\nKEY" is appended to the message."""
 
 from __future__ import annotations
 
@@ -25,8 +26,17 @@ from providers.interface import (
 )
 
 
-def signature(secret: str, method: str, path: str, timestamp: str, body: bytes) -> str:
-    message = f"{method.upper()}\n{path}\n{timestamp}\n{hashlib.sha256(body).hexdigest()}".encode()
+def signed_message(method: str, path: str, timestamp: str, body: bytes, idempotency_key: str = "") -> bytes:
+    """What a request's signature covers: the whole request (method, path, time, body, and an
+    idempotency key sent as a header)."""
+    message = f"{method.upper()}\n{path}\n{timestamp}\n{hashlib.sha256(body).hexdigest()}"
+    if idempotency_key:
+        message += f"\n{idempotency_key}"
+    return message.encode()
+
+
+def signature(secret: str, method: str, path: str, timestamp: str, body: bytes, idempotency_key: str = "") -> str:
+    message = signed_message(method, path, timestamp, body, idempotency_key)
     return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
 
 

@@ -126,7 +126,34 @@ def control_gate(state: ControlState | None, *, component: str, now=None) -> Gat
 
 
 def executor_gate(venue: str) -> Gate:
-    component = executor_component(venue)
+    return component_gate(executor_component(venue))
+
+
+def side_effect_gate(*, component: str, venue: str, asset: str, reduces_exposure: bool) -> Gate:
+    """May `component` cause a side effect on (venue, asset) now? Its control state, then the
+    trading states: HALTED refuses everything, REDUCE_ONLY what adds exposure. The executor
+    asks it for every order; the Ostium signer service for every open and close it is sent."""
+    gate = control_gate(ControlState.objects.filter(component=component).first(), component=component)
+    if not gate.ok:
+        return gate
+    for scope, state in trading_states_for(venue=venue, asset=asset).items():
+        if state == "HALTED":
+            return Gate(False, "TRADING_HALTED", f"Trading is halted ({scope}).")
+        if state == "REDUCE_ONLY" and not reduces_exposure:
+            return Gate(False, "TRADING_REDUCE_ONLY", f"Only exposure-reducing orders may execute ({scope}).")
+    return Gate(True)
+
+
+def ostium_write_gate(*, component: str, asset: str, reduces_exposure: bool, trading_states: bool) -> Gate:
+    """The gate Ostium writes outside the executor ask (`providers.ostium.write_gate`): the
+    component's state, and with `trading_states` the trading states of (ostium, asset)."""
+    if trading_states:
+        return side_effect_gate(component=component, venue="ostium", asset=asset, reduces_exposure=reduces_exposure)
+    return component_gate(component)
+
+
+def component_gate(component: str) -> Gate:
+    """May `component` cause a side effect now (its control state alone)?"""
     return control_gate(ControlState.objects.filter(component=component).first(), component=component)
 
 

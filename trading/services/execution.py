@@ -36,7 +36,7 @@ from providers.interface import (
 )
 from trading.lock_objects import command_lock, order_lock
 from trading.models import ExecutionCommand, Order, Trade
-from trading.services.control import Gate, executor_gate, trading_states_for
+from trading.services.control import Gate, executor_component, executor_gate, side_effect_gate
 from trading.services.orders import fill_payload, order_event, order_transition
 from trading.services.positions import trade_open_from_fill, trade_reduce_from_fill
 
@@ -82,16 +82,12 @@ def _get_venue(name: str):
 
 
 def execution_gate(order: Order) -> Gate:
-    gate = executor_gate(order.provider)
-    if not gate.ok:
-        return gate
-    states = trading_states_for(venue=order.provider, asset=order.asset)
-    for scope, state in states.items():
-        if state == "HALTED":
-            return Gate(False, "TRADING_HALTED", f"Trading is halted ({scope}).")
-        if state == "REDUCE_ONLY" and not order.is_close:
-            return Gate(False, "TRADING_REDUCE_ONLY", f"Only exposure-reducing orders may execute ({scope}).")
-    return Gate(True)
+    return side_effect_gate(
+        component=executor_component(order.provider),
+        venue=order.provider,
+        asset=order.asset,
+        reduces_exposure=order.is_close,
+    )
 
 
 # --- requests ------------------------------------------------------------------------------------

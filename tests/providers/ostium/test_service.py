@@ -1,7 +1,8 @@
 """The internal Ostium signer service: HMAC authentication, the envelope and every
 endpoint's JSON schema, idempotent open/close, refusal of key-like payloads, the kill
 switch; and one adapter contract run against both the in-process adapter and the HTTP
-client talking to the service in a real uvicorn process."""
+client talking to the service in a real uvicorn process. (The specification's own request
+examples are replayed against a running service in test_service_contract.py.)"""
 
 from __future__ import annotations
 
@@ -74,9 +75,11 @@ RESULT = {
 }
 MARKET = {
     "type": "object",
-    "required": ["symbol", "pair_id", "category", "max_leverage", "min_leverage", "is_open"],
+    "required": ["symbol", "pairId", "status", "pair_id", "category", "max_leverage", "min_leverage", "is_open"],
     "properties": {
         "symbol": {"type": "string"},
+        "pairId": {"type": "string"},
+        "status": {"enum": ["open", "closed"]},
         "pair_id": {"type": "string"},
         "max_leverage": DEC,
         "is_open": {"type": "boolean"},
@@ -85,6 +88,10 @@ MARKET = {
 POSITION = {
     "type": "object",
     "required": [
+        "traderAddress",
+        "pairId",
+        "tradeIndex",
+        "direction",
         "account",
         "symbol",
         "pair_id",
@@ -97,6 +104,7 @@ POSITION = {
         "opened_at",
     ],
     "properties": {
+        "direction": {"type": "boolean"},
         "side": {"enum": ["long", "short"]},
         "collateral": DEC,
         "size": DEC,
@@ -106,8 +114,24 @@ POSITION = {
 }
 TICK = {
     "type": "object",
-    "required": ["symbol", "price", "timestamp", "source"],
-    "properties": {"price": DEC, "bid": DEC_OR_NULL, "ask": DEC_OR_NULL, "source": {"const": "ostium"}},
+    "required": ["symbol", "price", "timestamp", "source", "venue"],
+    "properties": {
+        "price": DEC,
+        "bid": DEC_OR_NULL,
+        "ask": DEC_OR_NULL,
+        "source": {"const": "ostium"},
+        "venue": {"const": "ostium"},
+    },
+}
+WRITTEN = {
+    "allOf": [
+        RESULT,
+        {
+            "type": "object",
+            "required": ["orderId", "txHash", "pairId", "tradeIndex"],
+            "properties": {k: {"type": "string"} for k in ("orderId", "txHash", "pairId", "tradeIndex")},
+        },
+    ]
 }
 
 
@@ -123,16 +147,20 @@ def ok_schema(data: dict) -> dict:
 SCHEMAS = {
     "markets/list": ok_schema({"type": "array", "minItems": 1, "items": MARKET}),
     "accounts/balance": ok_schema(
-        {"type": "object", "required": ["USDC", "ETH"], "properties": {"USDC": DEC, "ETH": DEC}}
+        {
+            "type": "object",
+            "required": ["address", "usdc", "native"],
+            "properties": {"address": {"type": "string"}, "usdc": DEC, "native": DEC},
+        }
     ),
     "positions/list": ok_schema({"type": "array", "items": POSITION}),
-    "positions/open": ok_schema(RESULT),
-    "positions/close": ok_schema(RESULT),
-    "positions/update-sl": ok_schema(RESULT),
-    "positions/update-tp": ok_schema(RESULT),
+    "positions/open": ok_schema(WRITTEN),
+    "positions/close": ok_schema(WRITTEN),
+    "positions/update-sl": ok_schema(WRITTEN),
+    "positions/update-tp": ok_schema(WRITTEN),
     "prices/get": ok_schema({"type": "object", "additionalProperties": TICK}),
     "orders/status": ok_schema(RESULT),
-    "orders/cancel": ok_schema(RESULT),
+    "orders/cancel": ERROR_ENVELOPE,
     "orders/sync": ok_schema(
         {
             "type": "object",
@@ -149,10 +177,19 @@ def hmac_secrets(settings):
     settings.OSTIUM_SERVICE_MAX_SKEW = 30
 
 
+@pytest.fixture
+def signer_armed(db):
+    """The operator armed `signer:ostium`: the service may write."""
+    from trading.services.control import control_arm
+
+    control_arm(component="signer:ostium", actor="test", reason="service tests")
+
+
 def signed(client, endpoint, payload, *, secret=SECRET, stamp=None, body=None, signed_body=None):
     path = BASE + endpoint
+    payload = {"network": "localnet", **payload}
     raw = body if body is not None else json.dumps(payload).encode()
-    stamp = str(int(time.time()) if stamp is None else stamp)
+    stamp = str(time.time_ns() // 1_000_000 if stamp is None else stamp)  # milliseconds: each request its own
     sig = signature(secret, "POST", path, stamp, signed_body if signed_body is not None else raw)
     return client.post(path, data=raw, content_type="application/json", HTTP_X_TIMESTAMP=stamp, HTTP_X_SIGNATURE=sig)
 
@@ -209,9 +246,10 @@ def test_unsigned_stale_future_tampered_replayed_and_wrong_secret_are_refused(cl
 def test_a_replayed_signature_is_refused_and_a_rotated_secret_accepted(client, hmac_secrets, ostium):
     path = BASE + "markets/list"
     stamp = str(int(time.time()))
-    sig = signature(OLD_SECRET, "POST", path, stamp, b"{}")
-    first = client.post(path, data=b"{}", content_type="application/json", HTTP_X_TIMESTAMP=stamp, HTTP_X_SIGNATURE=sig)
-    again = client.post(path, data=b"{}", content_type="application/json", HTTP_X_TIMESTAMP=stamp, HTTP_X_SIGNATURE=sig)
+    body = b'{"network": "localnet"}'
+    sig = signature(OLD_SECRET, "POST", path, stamp, body)
+    first = client.post(path, data=body, content_type="application/json", HTTP_X_TIMESTAMP=stamp, HTTP_X_SIGNATURE=sig)
+    again = client.post(path, data=body, content_type="application/json", HTTP_X_TIMESTAMP=stamp, HTTP_X_SIGNATURE=sig)
     assert first.status_code == 200, first.content  # the previous secret still verifies during rotation
     assert again.status_code == 401 and again.json()["error"]["code"] == "REPLAYED"
 
@@ -226,21 +264,23 @@ def test_no_secret_configured_refuses_everything(client, settings):
 @pytest.mark.django_db
 def test_private_keys_are_never_accepted(client, hmac_secrets):
     key = "0x" + "ab" * 32
-    for payload in ({"account": "0x1", "private_key": "x"}, {"account": key}, {"nested": {"signingKey": "x"}}):
+    for payload in ({"account": "0x1", "private_key": "x"}, {"address": key}, {"nested": {"signingKey": "x"}}):
         response = signed(client, "accounts/balance", payload)
-        assert response.status_code == 400 and "private keys" in response.json()["error"]["message"]
+        assert response.status_code == 400, payload
+        assert response.json()["error"]["code"] == "SECRET_REFUSED"
+        assert key not in response.content.decode()
 
 
 # --- endpoint schemas on the localnet ---------------------------------------------------------------------
 
 
 @pytest.mark.django_db
-def test_every_endpoint_answers_in_its_schema(client, hmac_secrets, ostium):
+def test_every_endpoint_answers_in_its_schema(client, hmac_secrets, ostium, signer_armed):
     me = ostium.traders[0].address
     ostium.set_price("BTC-USD", "65000")
     responses = {
         "markets/list": signed(client, "markets/list", {}),
-        "accounts/balance": signed(client, "accounts/balance", {"account": me}),
+        "accounts/balance": signed(client, "accounts/balance", {"address": me}),
         "prices/get": signed(client, "prices/get", {"symbols": ["BTC-USD", "ETH-USD"]}),
     }
     open_body = {
@@ -270,14 +310,15 @@ def test_every_endpoint_answers_in_its_schema(client, hmac_secrets, ostium):
     responses["orders/sync"] = signed(client, "orders/sync", {})
     assert responses["orders/sync"].json()["data"]["errors"] == 0
     for endpoint, response in responses.items():
-        assert response.status_code == 200, (endpoint, response.content)
+        expected = 404 if endpoint == "orders/cancel" else 200  # a refused write is a failure
+        assert response.status_code == expected, (endpoint, response.content)
         jsonschema.validate(response.json(), SCHEMAS[endpoint])
     assert set(responses) == set(SCHEMAS)
-    assert responses["orders/cancel"].json()["data"]["error"]["code"] == "ORDER_NOT_FOUND"
+    assert responses["orders/cancel"].json()["error"]["code"] == "ORDER_NOT_FOUND"
 
 
 @pytest.mark.django_db
-def test_open_and_close_replay_the_stored_response(client, hmac_secrets, ostium):
+def test_open_and_close_replay_the_stored_response(client, hmac_secrets, ostium, signer_armed):
     me = ostium.traders[0].address
     body = {
         "idempotency_key": "svc-9",
@@ -290,18 +331,18 @@ def test_open_and_close_replay_the_stored_response(client, hmac_secrets, ostium)
     first = signed(client, "positions/open", body)
     assert first.status_code == 200, first.content
     nonce = ostium.w3.eth.get_transaction_count(me)
-    second = signed(client, "positions/open", body, stamp=time.time_ns() // 1_000_000)  # a new signature
+    second = signed(client, "positions/open", body)  # a new signature (a new time stamp)
     assert second.json()["data"] == first.json()["data"] and second["Idempotent-Replayed"] == "true"
     assert ostium.w3.eth.get_transaction_count(me) == nonce  # nothing sent again
-    other = signed(client, "positions/open", body | {"collateral": "60"}, stamp=time.time_ns() // 1_000_000 + 1)
+    other = signed(client, "positions/open", body | {"collateral": "60"})
     assert other.status_code == 422
     jsonschema.validate(other.json(), ERROR_ENVELOPE)
 
 
 @pytest.mark.django_db
 def test_bad_input_and_the_kill_switch(client, hmac_secrets, settings):
-    missing = signed(client, "positions/open", {"idempotency_key": "x"})
-    assert missing.status_code == 400 and missing.json()["error"]["details"]["field"] == "side"
+    missing = signed(client, "positions/open", {"idempotency_key": "x", "symbol": "BTC-USD"})
+    assert missing.status_code == 400 and "direction" in missing.json()["error"]["details"]
     settings.VENUE_ENABLED = {**settings.VENUE_ENABLED, "ostium": False}
     for endpoint in (
         "positions/open",
@@ -314,22 +355,86 @@ def test_bad_input_and_the_kill_switch(client, hmac_secrets, settings):
         assert response.status_code == 503 and response.json()["error"]["code"] == "VENUE_DISABLED", endpoint
 
 
+@pytest.mark.django_db
+def test_a_disarmed_signer_sends_nothing_whatever_the_field_names(client, hmac_secrets, ostium):
+    from trading.services.control import control_arm, control_disarm
+
+    me = ostium.traders[0].address
+    nonce = ostium.w3.eth.get_transaction_count(me)
+    control_disarm(component="signer:ostium", actor="test", reason="stop")
+    control_disarm(component="executor:ostium", actor="test", reason="stop")
+    body = {
+        "idempotency_key": "disarmed-1",  # the earlier field names, still accepted
+        "account": me,
+        "symbol": "BTC-USD",
+        "side": "long",
+        "collateral": "100",
+        "leverage": "10",
+    }
+    refused = signed(client, "positions/open", body)
+    assert refused.status_code == 409 and refused.json()["error"]["code"] == "VENUE_DISARMED", refused.content
+    assert ostium.w3.eth.get_transaction_count(me) == nonce
+    control_arm(component="signer:ostium", actor="test", reason="go")
+    sent = signed(client, "positions/open", body)
+    assert sent.status_code == 200 and sent.json()["data"]["status"] == "pending"
+
+
+@pytest.mark.django_db
+def test_a_write_whose_outcome_is_unknown_answers_202_and_a_refused_one_fails(
+    client, hmac_secrets, ostium, signer_armed, settings
+):
+    me = ostium.traders[0].address
+    usdc = ostium.contract("usdc")
+    params = {"from": me, "maxPriorityFeePerGas": 0, "maxFeePerGas": 10**9}
+    ostium.w3.eth.wait_for_transaction_receipt(
+        usdc.functions.approve(ostium.addresses.tradingStorage, 10**12).transact(params)
+    )
+    settings.OSTIUM_WRITE_TIMEOUT = 1.0
+    body = {"pairId": 0, "collateral": "100", "leverage": "10", "direction": True, "idempotencyKey": "unknown-1"}
+    ostium.w3.provider.make_request("evm_setAutomine", [False])
+    try:
+        unknown = signed(client, "positions/open", body)
+    finally:
+        ostium.w3.provider.make_request("evm_setAutomine", [True])
+        ostium.w3.provider.make_request("evm_mine", [])
+    assert unknown.status_code == 202, unknown.content
+    data = unknown.json()["data"]
+    assert data["status"] == "unknown" and data["error"]["code"] == "UNKNOWN_OUTCOME"
+    asked = signed(client, "orders/status", {"idempotencyKey": "unknown-1"})
+    assert asked.json()["data"]["status"] == "pending"  # it was sent: orders/status says what became of it
+    closed = signed(
+        client,
+        "positions/close",
+        {"pairId": 0, "tradeIndex": "7", "idempotencyKey": "close-none"},
+    )
+    assert closed.status_code == 404 and closed.json()["success"] is False
+    assert closed.json()["error"]["code"] == "POSITION_NOT_FOUND"
+    again = signed(
+        client,
+        "positions/close",
+        {"pairId": 0, "tradeIndex": "7", "idempotencyKey": "close-none"},
+        stamp=time.time_ns() // 1_000_000 + 1,
+    )
+    assert (again.status_code, again["Idempotent-Replayed"]) == (404, "true")  # the failure is replayed as such
+
+
 # --- one contract, two transports -------------------------------------------------------------------------
 
 
 @pytest.fixture(params=["in_process", "http"])
-def ostium_venue(request, ostium, settings):
+def ostium_venue(request, ostium, settings, transactional_db):
     """The Ostium VenueAdapter the trading core would get: in-process, or the HTTP client of
     the signer service running in its own uvicorn process."""
     from providers.ostium.adapter import OstiumVenue
     from providers.ostium.service_client import OstiumServiceVenue
 
     if request.param == "in_process":
-        request.getfixturevalue("db")
         return OstiumVenue()
-    request.getfixturevalue("transactional_db")
     start = request.getfixturevalue("asgi_server")
     settings.OSTIUM_SERVICE_HMAC_SECRETS = [SECRET]
+    from trading.services.control import control_arm
+
+    control_arm(component="signer:ostium", actor="test", reason="the service's contract")  # committed
     base = start(
         {
             "OSTIUM_NETWORK": "localnet",
@@ -357,7 +462,7 @@ def test_adapter_contract(ostium_venue, ostium):
             stop_loss=D("70000"),
         )
     )
-    assert opened.status == ExecStatus.PENDING and opened.venue_order_id
+    assert opened.status == ExecStatus.PENDING and opened.venue_order_id, opened.error
     ostium.run_keeper()
     filled = ostium_venue.get_order_status(idempotency_key="contract-1")
     assert filled.status == ExecStatus.FILLED and filled.fill.price == D("65000")

@@ -19,7 +19,14 @@ from tests.providers.ostium.test_limit_lifecycle import _cancel_at_venue
 pytestmark = pytest.mark.django_db
 
 
-def test_a_busy_signer_defers_the_timeouts_not_the_settlements(ostium, settings, caplog):
+@pytest.fixture
+def executor_armed(db):
+    from trading.services.control import control_arm
+
+    control_arm(component="executor:ostium", actor="test", reason="the poller may send timeouts")
+
+
+def test_a_busy_signer_defers_the_timeouts_not_the_settlements(ostium, settings, caplog, executor_armed):
     from providers.ostium.adapter import OstiumVenue
     from providers.ostium.client import _signer_lock
     from providers.ostium.sync import ostium_sync
@@ -56,6 +63,23 @@ def test_a_busy_signer_defers_the_timeouts_not_the_settlements(ostium, settings,
     assert set(OstiumOrder.objects.filter(idempotency_key__startswith="m-").values_list("status", flat=True)) == {
         "cancelled"
     }
+
+
+def test_a_disarmed_executor_lets_the_poller_read_but_send_no_timeout(ostium, settings):
+    from providers.ostium.adapter import OstiumVenue
+    from providers.ostium.sync import ostium_sync
+    from trading.services.control import control_arm
+
+    ostium.set_price("BTC-USD", "65000")
+    assert OstiumVenue().open_trade(_open("m-9")).status == ExecStatus.PENDING
+    ostium.mine(MARKET_ORDERS_TIMEOUT_BLOCKS)
+    settings.OSTIUM_ORDER_TIMEOUT_SECONDS = 0
+    nonce = ostium.w3.eth.get_transaction_count(ostium.traders[0].address)
+    assert ostium_sync()["timed_out"] == 0  # executor:ostium starts disarmed: nothing sent
+    assert ostium.w3.eth.get_transaction_count(ostium.traders[0].address) == nonce
+    assert OstiumOrder.objects.get(idempotency_key="m-9").status == "pending"
+    control_arm(component="executor:ostium", actor="test", reason="go")
+    assert ostium_sync()["timed_out"] == 1
 
 
 @pytest.fixture

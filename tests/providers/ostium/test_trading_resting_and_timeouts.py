@@ -289,7 +289,9 @@ def test_with_a_separate_signer_service_beat_polls_through_it(desk, ostium, cele
         }
     )
     from providers.registry import venues_reset
+    from trading.services.control import control_arm
 
+    control_arm(component="signer:ostium", actor="test", reason="the service sends the desk's orders")
     settings.OSTIUM_SERVICE_BASE_URL = base
     settings.OSTIUM_SERVICE_HMAC_SECRETS = [secret]
     settings.OSTIUM_TRADER_KEY_FILE = ""  # the backend holds no key
