@@ -135,6 +135,12 @@ def rpc_chain_id(rpc_url: str, timeout: float | None = None) -> int:
     return Web3(_provider(rpc_url, timeout)).eth.chain_id
 
 
+def rpc_code(rpc_url: str, address: str, timeout: float | None = None) -> bytes:
+    """The contract code at `address` (empty: no contract there)."""
+    timeout = timeout or settings.OSTIUM_READ_TIMEOUT
+    return bytes(Web3(_provider(rpc_url, timeout)).eth.get_code(Web3.to_checksum_address(address)))
+
+
 def _provider(rpc_url: str, timeout: float):
     """An HTTP provider bounded by `timeout`, without web3's own retry loop (reads retry in
     resilience.retry_read; writes never retry)."""

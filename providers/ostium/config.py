@@ -133,9 +133,11 @@ def network_validate(net: OstiumNetwork) -> list[str]:
 
 
 def ostium_check(name: str | None = None) -> dict:
-    """Start-up check: the config is valid and the RPC's chain id is the network's.
+    """Start-up check: the config is valid, the RPC's chain id is the network's, and the RPC has
+    the network's Trading contract at its address (the chain id alone does not tell Arbitrum
+    Sepolia from the localnet, nor a live localnet from the one a stale localnet file names).
     Returns {"ok", "network", "chain_id", "expected_chain_id", "problems"}."""
-    from providers.ostium.client import rpc_chain_id
+    from providers.ostium.client import rpc_chain_id, rpc_code
 
     try:
         net = network_config(name)
@@ -149,6 +151,14 @@ def ostium_check(name: str | None = None) -> dict:
         problems.append(f"RPC {net.rpc_url} unreachable: {type(exc).__name__}: {exc}"[:300])
     if chain_id is not None and chain_id != net.chain_id:
         problems.append(f"RPC chain id {chain_id} is not {net.chain_id} ({net.name})")
+    elif chain_id is not None:
+        trading = net.contracts["trading"]
+        try:
+            if not rpc_code(net.rpc_url, trading):
+                hint = "a stale localnet config file?" if net.name == LOCALNET else "is it the localnet?"
+                problems.append(f"no contract at the {net.name} Trading address {trading} on this RPC ({hint})")
+        except Exception as exc:
+            problems.append(f"RPC {net.rpc_url} unreachable: {type(exc).__name__}: {exc}"[:300])
     return {
         "ok": not problems,
         "network": net.name,

@@ -1,5 +1,6 @@
 """``manage.py ostium_check [--network testnet]``: validate the Ostium configuration and
-check that the RPC's chain id is the network's. Exits 1 when something is wrong."""
+check that the RPC is the network (its chain id, and the Trading contract at its address). Exits 1
+when something is wrong."""
 
 import json
 
@@ -7,7 +8,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 
 class Command(BaseCommand):
-    help = "Check the Ostium network configuration and the RPC's chain id."
+    help = "Check the Ostium network configuration and that the RPC is that network."
 
     def add_arguments(self, parser):
         parser.add_argument("--network", default=None, help="localnet | testnet | mainnet (default OSTIUM_NETWORK)")

@@ -222,6 +222,28 @@ def test_not_ready_when_the_chain_id_is_wrong(client, ostium, settings):
     assert any("chain id 421614" in p for p in response.json()["error"]["details"]["checks"]["chain"]["problems"])
 
 
+@pytest.mark.django_db
+def test_not_ready_on_a_stale_localnet_file_nor_with_the_localnet_named_testnet(client, ostium, settings, tmp_path):
+    from providers.ostium.config import ostium_check
+
+    # a config file left by an earlier localnet: this RPC answers, its contracts are elsewhere
+    stale = ostium.config()
+    stale["sdk_contracts"] = {name: "0x" + f"{i + 1:040x}" for i, name in enumerate(stale["sdk_contracts"])}
+    path = tmp_path / "stale-localnet.json"
+    path.write_text(json.dumps(stale))
+    settings.OSTIUM_LOCALNET_CONFIG = str(path)
+    response = client.get(BASE + "ready")
+    assert response.status_code == 503, response.json()
+    problems = response.json()["error"]["details"]["checks"]["chain"]["problems"]
+    assert any("no contract at the localnet Trading address" in p for p in problems), problems
+    # the localnet's RPC given as Arbitrum Sepolia: the chain id is the same, the Trading contract is not there
+    settings.OSTIUM_NETWORK = "testnet"
+    settings.OSTIUM_RPC_URL = ostium.rpc_url
+    check = ostium_check()
+    assert check["ok"] is False and check["chain_id"] == 421614
+    assert any("no contract at the testnet Trading address" in p for p in check["problems"]), check
+
+
 # --- HMAC -----------------------------------------------------------------------------------------------
 
 
