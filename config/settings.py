@@ -402,6 +402,12 @@ REALTIME_LAYER_CHECK_SECONDS = env.float("REALTIME_LAYER_CHECK_SECONDS", default
 OSTIUM_NETWORK = env("OSTIUM_NETWORK", default="localnet")
 # The JSON file `python -m providers.ostium.localnet --config-out ...` writes.
 OSTIUM_LOCALNET_CONFIG = env("OSTIUM_LOCALNET_CONFIG", default=".var/ostium-localnet.json")
+# Addresses `manage.py ostium_localnet` funds when it starts (USDC and ETH for gas), comma
+# separated; `make run` sets it to the demo's trader, delegate and relayer (localnet only).
+OSTIUM_LOCALNET_FUND = env.list("OSTIUM_LOCALNET_FUND", default=[])
+# The control panel warns when an Ostium signer (the desk trader, the delegate, the relayer)
+# holds less ETH than this for gas.
+OSTIUM_GAS_WARN_ETH = env("OSTIUM_GAS_WARN_ETH", default="0.01")
 # Overrides of the network's endpoints (empty: the network's defaults).
 OSTIUM_RPC_URL = env("OSTIUM_RPC_URL", default="")
 OSTIUM_SUBMIT_RPC_URL = env("OSTIUM_SUBMIT_RPC_URL", default="")  # empty: OSTIUM_RPC_URL

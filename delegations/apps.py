@@ -20,6 +20,12 @@ class DelegationsConfig(AppConfig):
 
         register_solver_key_source(solver_key_for_network)
 
+        from delegations.health import ostium_gas_health
+        from trading.admin_panel.health import health_provider_register
+
+        # the control panel shows the ETH the Ostium signers hold for gas
+        health_provider_register("ostium_gas", ostium_gas_health)
+
 
 def ostium_pretrade(*, user, intent):
     """Ostium orders of a user trading through a Safe: delegated mode, account = the Safe."""

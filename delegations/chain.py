@@ -199,6 +199,14 @@ def delegates_of(net: OstiumNetwork, traders: list[str]) -> dict[str, str]:
     return {a: to_checksum_address(r) for a, r in zip(addresses, results, strict=True)}
 
 
+def eth_balances(net: OstiumNetwork, addresses: list[str], *, timeout: float = 3.0) -> dict[str, int]:
+    """ETH (wei) of each address, read with a short timeout (the control panel asks)."""
+    from web3 import Web3
+
+    w3 = Web3(Web3.HTTPProvider(net.rpc_url, request_kwargs={"timeout": timeout}))
+    return {a: int(_call("getBalance", lambda a=a: w3.eth.get_balance(to_checksum_address(a)))) for a in addresses}
+
+
 def usdc_allowance(net: OstiumNetwork, owner: str) -> int:
     """Raw USDC units `owner` lets TradingStorage pull."""
     client = _client(net)

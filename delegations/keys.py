@@ -103,6 +103,17 @@ def relayer_key_create(*, network: str, actor: str = "system", replace: bool = F
     return custody_key_create(purpose=P.RELAYER, network=network, actor=actor, replace=replace)
 
 
+def custody_keys_ensure(*, network: str, actor: str = "system") -> list[str]:
+    """The addresses of `network`'s relayer key and (network-scoped) delegate key, each generated
+    when there is none. For demos and first set-ups; never replaces a key."""
+    purposes = [P.RELAYER] + ([P.DELEGATE] if key_scope() == "network" else [])
+    addresses = []
+    for purpose in purposes:
+        row = _active(purpose, network) or custody_key_create(purpose=purpose, network=network, actor=actor)
+        addresses.append(row.address)
+    return addresses
+
+
 def delegate_key_address(*, network: str, user=None) -> str:
     """The delegate's public address (no decryption)."""
     row = _active(P.DELEGATE, network, user)

@@ -1,5 +1,6 @@
 """``manage.py ostium_localnet``: run the Ostium localnet (chain, contracts,
-keeper, subgraph, price API) in the foreground until Ctrl-C."""
+keeper, subgraph, price API) in the foreground until Ctrl-C. Funds the `--fund` addresses and
+those of OSTIUM_LOCALNET_FUND (USDC, and ETH for gas) once it is up."""
 
 from django.core.management.base import BaseCommand
 
@@ -15,6 +16,9 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         from argparse import Namespace
 
+        from django.conf import settings
+
         from providers.ostium.localnet.cli import run
 
+        options["fund"] = [*options["fund"], *(a.strip() for a in settings.OSTIUM_LOCALNET_FUND if a.strip())]
         run(Namespace(**options), out=lambda line: self.stdout.write(line))

@@ -2,10 +2,17 @@
 
 Starts the embedded PostgreSQL/Redis when DATABASE_URL/REDIS_URL are unset (settings do
 that on import), migrates, syncs the Beat schedule, ensures the operator account, seeds the
-demo, then runs the Procfile (web + worker + beat + feeds, and the demo's localnet, NEAR
+demo, then runs the Procfile (web + worker + beat + feeds, and the demo's Ostium localnet, NEAR
 Intents and reference sandboxes) under the supervisor (config/supervisor.py: a process that
 exits is restarted; one that keeps exiting stops them all, saying which and why). Ctrl-C stops
-the processes, then the embedded services this command started."""
+the processes, then the embedded services this command started.
+
+On the Ostium localnet (OSTIUM_NETWORK=localnet) the demo can trade Ostium with no other step
+than routing a symbol and arming `executor:ostium`: the desk's trader key (a key file next to the
+localnet config, made once, used when OSTIUM_TRADER_KEY_FILE is unset), the delegate and the
+relayer keys exist, and the localnet funds the three (USDC, and ETH for gas) when it starts (the
+treasury's Ostium inventory is that trader's). The previous run's localnet config is removed
+first, so no process reads a dead localnet. Never on testnet or mainnet."""
 
 import os
 import signal
@@ -21,9 +28,10 @@ from django.db import OperationalError, connections
 from config import embedded
 from config.supervisor import Supervisor, read_procfile
 
-# The localnet's first demo trader (anvil's third dev account, funded with USDC when the localnet
-# starts): the demo's treasury reads its USDC when nothing else names an Ostium account.
-LOCALNET_DEMO_TRADER = "0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC"
+
+def _localnet_config() -> Path:
+    config = Path(settings.OSTIUM_LOCALNET_CONFIG)
+    return config if config.is_absolute() else Path(settings.BASE_DIR) / config
 
 
 def _free_port(preferred: int) -> int:
@@ -56,13 +64,16 @@ class Command(BaseCommand):
         call_command("ensure_operator")
         if not no_seed:
             call_command("seed_demo")
+        ostium = self._ostium_localnet_accounts()
         if check:
             return
+        if ostium:
+            _localnet_config().unlink(missing_ok=True)  # the last run's localnet is gone: wait for this one's
         try:
             port = _free_port(port)
             self.stdout.write(self.style.SUCCESS(f"admin:    http://127.0.0.1:{port}/admin/"))
             self.stdout.write(f"api docs: http://127.0.0.1:{port}/api/docs/   ready: http://127.0.0.1:{port}/ready")
-            self._run_procfile(port)
+            self._run_procfile(port, ostium)
         finally:
             connections.close_all()
             stopped = embedded.stop_started()
@@ -97,9 +108,38 @@ class Command(BaseCommand):
                 raise missing from None
             self.stdout.write(f"created database {db['NAME']}")
 
-    def _run_procfile(self, port: int) -> None:
+    def _ostium_localnet_accounts(self) -> dict[str, str]:
+        """The environment giving the desk funded Ostium accounts on the localnet (nothing on
+        testnet or mainnet): a trader key file (made once), the delegate and relayer keys, and
+        the addresses the localnet funds when it starts."""
+        if str(settings.OSTIUM_NETWORK).lower() != "localnet":
+            return {}
+        from eth_account import Account
+
+        from delegations.keys import custody_keys_ensure
+
+        config = _localnet_config()
+        env = {}
+        key_file = settings.OSTIUM_TRADER_KEY_FILE
+        if not key_file:
+            key_file = str(config.with_name("ostium-demo-trader.key"))
+            path = Path(key_file)
+            if not path.exists():
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(Account.create().key.hex() + "\n", encoding="utf-8")
+                path.chmod(0o600)
+            env["OSTIUM_TRADER_KEY_FILE"] = key_file
+        key = Path(key_file).read_text(encoding="utf-8").strip()
+        funded = [Account.from_key(key if key.startswith("0x") else "0x" + key).address]
+        funded += custody_keys_ensure(network="localnet", actor="run")
+        env["OSTIUM_LOCALNET_FUND"] = ",".join([*settings.OSTIUM_LOCALNET_FUND, *funded])
+        self.stdout.write(f"ostium localnet: trader, relayer and delegate funded on start: {', '.join(funded)}")
+        return env
+
+    def _run_procfile(self, port: int, extra_env: dict[str, str]) -> None:
         env = {
             **os.environ,
+            **extra_env,
             "DATABASE_URL": settings.DATABASE_URL,
             "REDIS_URL": settings.REDIS_URL,
             "PORT": str(port),
@@ -109,10 +149,6 @@ class Command(BaseCommand):
             # the demo's paper venue follows the reference doubles when they run; else its walk
             "PAPER_FEED": os.environ.get("PAPER_FEED") or _demo_paper_feed(),
         }
-        if settings.OSTIUM_NETWORK == "localnet" and not (
-            settings.TREASURY_OSTIUM_ACCOUNTS or settings.OSTIUM_TRADER_KEY_FILE
-        ):
-            env["TREASURY_OSTIUM_ACCOUNTS"] = LOCALNET_DEMO_TRADER
         entries = read_procfile(Path(settings.BASE_DIR) / "Procfile")
         supervisor = Supervisor(entries, env=env, cwd=settings.BASE_DIR, out=self.stdout)
         signal.signal(signal.SIGINT, supervisor.request_stop)  # Ctrl-C, or a service manager's TERM

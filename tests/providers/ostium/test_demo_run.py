@@ -1,0 +1,129 @@
+"""`make run` (`manage.py run`) on the Ostium localnet trades Ostium with no other step than
+routing a symbol and arming `executor:ostium`: its own web, worker, Beat and localnet processes,
+against the test database, with the desk's trader, delegate and relayer funded by the localnet."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import uuid
+from decimal import Decimal as D
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import _database_url_for_tests, wait_for
+from trading.models import Order, Trade
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def demo(transactional_db, settings, tmp_path):
+    """`manage.py run` in its own process group (stopped, with everything it started, at teardown)."""
+    port = _free_port()
+    tag = uuid.uuid4().hex[:8]
+    config = tmp_path / "ostium-localnet.json"
+    env = {
+        **os.environ,
+        "DATABASE_URL": _database_url_for_tests(),
+        "REDIS_URL": settings.REDIS_URL,
+        "CACHE_KEY_PREFIX": f"demo-{tag}",
+        "CHANNELS_PREFIX": f"demo-{tag}",
+        "CELERY_QUEUE": f"demo-{tag}",  # its own worker and Beat, not the tests' worker
+        "DJANGO_SECRET_KEY": settings.SECRET_KEY,
+        "OSTIUM_NETWORK": "localnet",
+        "OSTIUM_LOCALNET_CONFIG": str(config),
+        "OSTIUM_TRADER_KEY_FILE": "",
+        "OSTIUM_SERVICE_BASE_URL": "",
+        "DELEGATE_KEY_ENCRYPTION_KEY_FILE": str(tmp_path / "kek"),
+        "LOG_LEVEL": "WARNING",
+    }
+    log = tempfile.TemporaryFile()  # noqa: SIM115 (closed at teardown) a file, not a pipe: never blocks
+    proc = subprocess.Popen(
+        [sys.executable, "manage.py", "run", "--port", str(port)],
+        cwd=settings.BASE_DIR,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+
+    def up():
+        if proc.poll() is not None:
+            log.seek(0)
+            pytest.fail(f"manage.py run exited: {log.read().decode()[-3000:]}")
+        try:
+            return httpx.get(f"{base}/health", timeout=1).status_code == 200 and config.exists()
+        except httpx.HTTPError:
+            return False
+
+    try:
+        wait_for(up, timeout=120, interval=0.5)
+        settings.OSTIUM_LOCALNET_CONFIG = str(config)
+        yield base, config
+    finally:
+        proc.send_signal(signal.SIGINT)  # as Ctrl-C: honcho stops the processes
+        try:
+            proc.wait(timeout=40)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        log.close()
+
+
+@pytest.mark.celery
+def test_make_run_trades_ostium_on_the_localnet_after_routing_and_arming(demo, settings):
+    from delegations.chain import eth_balances, network_config
+    from delegations.models import CustodyKey
+    from providers.models import ProviderRoute
+    from trading.models import User
+    from trading.services.control import control_arm
+    from trading.tokens import access_encode
+
+    base, config = demo
+    # the operator routes ETH-USD to Ostium and arms its executor (the control panel does the same)
+    ProviderRoute.objects.create(match_type="symbol", value="ETH-USD", venue="ostium")
+    control_arm(component="executor:ostium", actor="user:op", reason="demo")
+
+    token, _ = access_encode(user=User.objects.get(username="demo"))
+    api = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=30)
+    quote = wait_for(lambda: (r := api.get("/api/v1/prices/ETH-USD?use_cache=false")).status_code == 200 and r.json())
+    assert quote["venue"] == "ostium"
+    placed = api.post(
+        "/api/v1/trading/trades",
+        json={"asset": "ETH-USD", "direction": "long", "order_type": "MARKET", "collateral": "100", "leverage": "5"},
+    )
+    assert placed.status_code == 201, placed.text
+    order_id = placed.json()["order_id"]
+
+    def settled():
+        status = Order.objects.filter(pk=order_id).values_list("status", flat=True).first()
+        if status in ("REJECTED", "CANCELLED", "UNKNOWN"):
+            pytest.fail(f"order {status}: {Order.objects.get(pk=order_id).error_message}")
+        return status == "FILLED"
+
+    wait_for(settled, timeout=90, interval=0.5)  # the demo's executor, keeper, Beat and poller
+    trade = Trade.objects.get(orders__pk=order_id)
+    assert trade.provider == "ostium" and trade.entry_price > D("0")
+
+    # the trader, the delegate and the relayer were funded with ETH for gas by the localnet
+    net = network_config("localnet")
+    relayer = CustodyKey.objects.get(purpose="relayer", network="localnet", is_active=True).address
+    delegate = CustodyKey.objects.get(purpose="delegate", network="localnet", is_active=True).address
+    trader_key = Path(config).with_name("ostium-demo-trader.key").read_text().strip()
+    from eth_account import Account
+
+    trader = Account.from_key(trader_key if trader_key.startswith("0x") else "0x" + trader_key).address
+    balances = eth_balances(net, [relayer, delegate, trader])
+    assert all(wei >= 10**18 for wei in balances.values()), balances
