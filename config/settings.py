@@ -397,7 +397,7 @@ REALTIME_MARKS_INTERVAL_MS = env.int("REALTIME_MARKS_INTERVAL_MS", default=500)
 # /stream subscriptions) are still in Redis; a restarted Redis has none, and they are re-added.
 REALTIME_LAYER_CHECK_SECONDS = env.float("REALTIME_LAYER_CHECK_SECONDS", default=2.0)
 
-# --- Ostium venue (see README "Ostium") ---------------------------------------------------------
+# --- Ostium venue (see docs/ostium.md) ----------------------------------------------------------
 # localnet | testnet (Arbitrum Sepolia) | mainnet (Arbitrum One).
 OSTIUM_NETWORK = env("OSTIUM_NETWORK", default="localnet")
 # The JSON file `python -m providers.ostium.localnet --config-out ...` writes.
