@@ -111,6 +111,17 @@ def _unknown(name: str) -> VenueException:
     )
 
 
+def _built(built: dict, name: str, target):
+    """`built[name]`, made from `target` once per process."""
+    instance = built.get(name)
+    if instance is None:
+        with _lock:
+            instance = built.get(name)
+            if instance is None:
+                instance = built[name] = _load(target)()
+    return instance
+
+
 def get_venue(name: str) -> VenueAdapter:
     """The process-wide adapter for venue `name`. Unknown names raise
     `VenueException(VenueError(INVALID_REQUEST))`."""
@@ -120,30 +131,17 @@ def get_venue(name: str) -> VenueAdapter:
     spec = venue_spec(name)
     if spec is None:
         raise _unknown(name)
-    with _lock:
-        instance = _instances.get(name)
-        if instance is None:
-            instance = _load(spec.factory)()
-            _instances[name] = instance
-    return instance
+    return _built(_instances, name, spec.factory)
 
 
 def venue_price_feed(name: str) -> PriceFeed:
     """The price feed venue `name` trades at (the process-wide instance)."""
-    feed = _feeds.get(name)
-    if feed is not None:
-        return feed
     spec = venue_spec(name)
     if spec is None:
         raise _unknown(name)
     if spec.price_feed is None:
         return get_venue(name)  # type: ignore[return-value]  (the adapter implements PriceFeed)
-    with _lock:
-        feed = _feeds.get(name)
-        if feed is None:
-            feed = _load(spec.price_feed)()
-            _feeds[name] = feed
-    return feed
+    return _built(_feeds, name, spec.price_feed)
 
 
 def venues_reset() -> None:

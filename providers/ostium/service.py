@@ -312,6 +312,18 @@ def _idempotent(endpoint: str, data: dict, produce):
     return Written(result)
 
 
+def _send_once(endpoint: str, data: dict, request, delegate_address: str, *, reduces_exposure: bool, call):
+    """An open or close behind its idempotency key: the gates when it would be sent (not on a
+    replay), then the venue."""
+
+    def send():
+        _armed(asset=request.symbol, reduces_exposure=reduces_exposure)
+        _delegate_matches(request.account, request.delegated, delegate_address)
+        return call(request)
+
+    return _idempotent(endpoint, data, send)
+
+
 class Written:
     """The outcome of a write (an ExecutionResult as JSON): answered as success, failure or unknown."""
 
@@ -422,13 +434,7 @@ def _open(data):
         raise invalid("collateral", "collateral and leverage must be positive")
     if price is not None and price <= 0:
         raise invalid("price", "must be positive")
-
-    def send():
-        _armed(asset=request.symbol, reduces_exposure=False)
-        _delegate_matches(request.account, delegated, delegate_address)
-        return _venue().open_trade(request)
-
-    return _idempotent("open", data, send)
+    return _send_once("open", data, request, delegate_address, reduces_exposure=False, call=_venue().open_trade)
 
 
 def _close(data):
@@ -447,13 +453,7 @@ def _close(data):
     )
     if not (0 < request.fraction <= 1):
         raise invalid("fraction", "must be in (0, 1]")
-
-    def send():
-        _armed(asset=request.symbol, reduces_exposure=True)
-        _delegate_matches(request.account, delegated, delegate_address)
-        return _venue().close_trade(request)
-
-    return _idempotent("close", data, send)
+    return _send_once("close", data, request, delegate_address, reduces_exposure=True, call=_venue().close_trade)
 
 
 def _update(which):

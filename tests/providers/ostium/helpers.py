@@ -35,3 +35,13 @@ def chain_trade(net, trader, index):
     sdk = net.sdk(net.traders[0].private_key)
     trades, _ = asyncio.run(sdk.get_open_trades(trader_address=trader))
     return next((t for t in trades if int(t["index"]) == int(index)), None)
+
+
+def approve_usdc(net, owner) -> None:
+    """`owner` (one of the localnet's accounts) approves USDC to TradingStorage, so a write of
+    its is one transaction (the SDK approves first when the allowance is short)."""
+    usdc = net.contract("usdc")
+    params = {"from": owner, "maxPriorityFeePerGas": 0, "maxFeePerGas": 10**9}
+    net.w3.eth.wait_for_transaction_receipt(
+        usdc.functions.approve(net.addresses.tradingStorage, 10**12).transact(params)
+    )

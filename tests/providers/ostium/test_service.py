@@ -15,6 +15,7 @@ import pytest
 
 from providers.interface import CloseTradeRequest, ErrorCode, ExecStatus, OpenTradeRequest, Side
 from providers.ostium.wire import signature
+from tests.providers.ostium.helpers import approve_usdc
 
 SECRET, OLD_SECRET = "s3cret-current", "s3cret-previous"
 BASE = "/internal/ostium/v1/"
@@ -406,11 +407,7 @@ def test_a_write_whose_outcome_is_unknown_answers_202_and_a_refused_one_fails(
     client, hmac_secrets, ostium, signer_armed, settings
 ):
     me = ostium.traders[0].address
-    usdc = ostium.contract("usdc")
-    params = {"from": me, "maxPriorityFeePerGas": 0, "maxFeePerGas": 10**9}
-    ostium.w3.eth.wait_for_transaction_receipt(
-        usdc.functions.approve(ostium.addresses.tradingStorage, 10**12).transact(params)
-    )
+    approve_usdc(ostium, me)
     settings.OSTIUM_WRITE_TIMEOUT = 1.0
     body = {"pairId": 0, "collateral": "100", "leverage": "10", "direction": True, "idempotencyKey": "unknown-1"}
     ostium.w3.provider.make_request("evm_setAutomine", [False])

@@ -8,6 +8,7 @@ from decimal import Decimal as D
 import pytest
 
 from tests.conftest import wait_for
+from tests.providers.ostium.helpers import approve_usdc
 from tests.providers.ostium.helpers import chain_trade as _chain_trade
 from tests.providers.ostium.helpers import order_status as _status
 from tests.providers.ostium.helpers import sync_until as _sync_until
@@ -183,11 +184,7 @@ def test_a_timed_out_open_is_unknown_then_reconciled_and_filled_without_a_second
 
     user, api = desk
     me = ostium.traders[0].address
-    usdc = ostium.contract("usdc")
-    params = {"from": me, "maxPriorityFeePerGas": 0, "maxFeePerGas": 10**9}
-    ostium.w3.eth.wait_for_transaction_receipt(
-        usdc.functions.approve(ostium.addresses.tradingStorage, 10**12).transact(params)
-    )
+    approve_usdc(ostium, me)
     settings.OSTIUM_WRITE_TIMEOUT = 1.0
     nonce = ostium.w3.eth.get_transaction_count(me)
     ostium.w3.provider.make_request("evm_setAutomine", [False])

@@ -45,21 +45,7 @@ def _chain_sl(net, trade) -> D:
     return D(chain_trade(net, net.traders[0].address, trade.trade_index)["stopLossPrice"]) / E18
 
 
-def _webhooks(user, event_types):
-    from webhooks import services as webhooks
-    from webhooks.models import WebhookAllowlist
-
-    WebhookAllowlist.objects.create(cidr="127.0.0.1/32", allow_http=True, note="test")
-    webhooks.endpoint_create(user=user, url="http://127.0.0.1:9/hook", event_types=event_types)
-
-
-def _delivered(event_type):
-    from trading import outbox
-    from webhooks.models import WebhookDelivery
-
-    return wait_for(
-        lambda: outbox.outbox_dispatch() >= 0 and list(WebhookDelivery.objects.filter(event_type=event_type))
-    )
+BTC_LONG = {"asset": "BTC-USD", "direction": "long", "order_type": "MARKET", "collateral": "100", "leverage": "10"}
 
 
 @pytest.mark.celery
@@ -68,8 +54,7 @@ def test_an_ostium_stop_loss_is_fired_by_ostium_at_its_price_and_never_by_a_pape
     trade = _open(
         api,
         ostium,
-        {"asset": "BTC-USD", "direction": "long", "order_type": "MARKET", "collateral": "100", "leverage": "10"}
-        | {"stop_price": "63000"},
+        BTC_LONG | {"stop_price": "63000"},
     )
     stop = Order.objects.get(trade=trade, order_type="STOP_LOSS")
     assert stop.status == "PENDING_TRIGGER" and _near(_chain_sl(ostium, trade), "63000")
@@ -108,8 +93,7 @@ def test_a_trailing_stop_ratchets_at_ostiums_price_and_is_pushed_on_chain_by_min
     trade = _open(
         api,
         ostium,
-        {"asset": "BTC-USD", "direction": "long", "order_type": "MARKET", "collateral": "100", "leverage": "10"}
-        | {"trailing_stop_distance": "1000"},
+        BTC_LONG | {"trailing_stop_distance": "1000"},
     )
     trailing = Order.objects.get(trade=trade, order_type="TRAILING_STOP")
 
