@@ -20,5 +20,6 @@ class Command(BaseCommand):
 
         from providers.ostium.localnet.cli import run
 
-        options["fund"] = [*options["fund"], *(a.strip() for a in settings.OSTIUM_LOCALNET_FUND if a.strip())]
+        extra = getattr(settings, "OSTIUM_LOCALNET_FUND", [])  # (the command also runs with bare settings)
+        options["fund"] = [*options["fund"], *(a.strip() for a in extra if a.strip())]
         run(Namespace(**options), out=lambda line: self.stdout.write(line))
