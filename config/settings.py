@@ -365,9 +365,11 @@ WEBHOOK_RETRY_AFTER_MIN = env.int("WEBHOOK_RETRY_AFTER_MIN", default=1)
 WEBHOOK_RETRY_AFTER_MAX = env.int("WEBHOOK_RETRY_AFTER_MAX", default=3600)
 # An endpoint whose attempts have failed continuously this long (seconds) is disabled.
 WEBHOOK_DISABLE_AFTER = env.int("WEBHOOK_DISABLE_AFTER", default=5 * 24 * 3600)
-# Deliveries in flight at once per endpoint; more wait (rescheduled shortly, not an attempt).
+# Requests in flight at once per endpoint (an endpoint is served by one delivery run at a
+# time, which sends at most this many of its deliveries at once; the rest wait, unattempted).
 WEBHOOK_ENDPOINT_CONCURRENCY = env.int("WEBHOOK_ENDPOINT_CONCURRENCY", default=2)
-# Seconds before an over-the-cap delivery is tried again.
+# Seconds before a run looks again at due deliveries it could not claim (another run was
+# claiming them).
 WEBHOOK_CONCURRENCY_RETRY_DELAY = env.float("WEBHOOK_CONCURRENCY_RETRY_DELAY", default=1.0)
 # Request timeout (seconds) and how long a claimed delivery may stay "delivering" before the
 # sweep decides its worker was lost.
@@ -375,8 +377,13 @@ WEBHOOK_TIMEOUT = env.float("WEBHOOK_TIMEOUT", default=10.0)
 WEBHOOK_LEASE = env.int("WEBHOOK_LEASE", default=120)
 # A CA bundle (PEM path) to verify receivers' certificates with instead of the default roots.
 WEBHOOK_CA_BUNDLE = env("WEBHOOK_CA_BUNDLE", default="")
-# Deliveries the Beat sweep re-enqueues per run.
+# Lost deliveries (lease expired) the Beat sweep recovers per run.
 WEBHOOK_SWEEP_BATCH = env.int("WEBHOOK_SWEEP_BATCH", default=500)
+# A delivery run (webhooks.services.deliveries_run) holds at most this many claimed deliveries
+# at once, and stops claiming after this many seconds (a follow-up run takes over), so that a
+# busy stream of deliveries does not keep one Celery process forever.
+WEBHOOK_BATCH_SIZE = env.int("WEBHOOK_BATCH_SIZE", default=100)
+WEBHOOK_RUN_SECONDS = env.float("WEBHOOK_RUN_SECONDS", default=30.0)
 # --- websockets (/ws, /stream): limits and backpressure, see docs/websockets.md -----------------
 REALTIME_SEND_QUEUE_SIZE = env.int("REALTIME_SEND_QUEUE_SIZE", default=256)
 # Largest client message in bytes; larger: close 1009 (the Procfile gives uvicorn the same bound).

@@ -78,16 +78,25 @@ def run_on_worker(task, *args, timeout: float = 20.0) -> None:
         task_revoked.disconnect(finished)
 
 
+def _queued_marks_clear() -> None:
+    """After a purge: the queued outbox dispatch and webhook run the marks stood for are gone,
+    so they no longer stand for the kicks after them (no Beat here)."""
+    from trading.outbox import kick_mark_clear
+    from webhooks.services import run_mark_clear
+
+    kick_mark_clear()
+    run_mark_clear()
+
+
 @pytest.fixture(scope="session")
 def celery_worker_session(django_db_blocker):
     """A real Celery worker (threads pool) consuming from the real Redis broker."""
     from celery.contrib.testing.worker import start_worker
 
     from config.celery import app
-    from trading.outbox import kick_mark_clear
 
     app.control.purge()
-    kick_mark_clear()  # a purged dispatch no longer stands for the kicks after it (no Beat here)
+    _queued_marks_clear()
     with start_worker(
         app, pool="threads", concurrency=4, perform_ping_check=False, loglevel="WARNING", shutdown_timeout=30
     ) as worker:
@@ -103,10 +112,9 @@ def _drain_worker(timeout: float = 30.0) -> None:
     from celery.worker import state
 
     from config.celery import app
-    from trading.outbox import kick_mark_clear
 
     app.control.purge()
-    kick_mark_clear()  # a purged dispatch no longer stands for the kicks after it (no Beat here)
+    _queued_marks_clear()
     deadline = time.monotonic() + timeout
     while (state.active_requests or state.reserved_requests) and time.monotonic() < deadline:
         time.sleep(0.02)

@@ -40,7 +40,12 @@ class CheckedTarget:
         return self.addresses[0]
 
 
-def _allowlist():
+Allowlist = tuple[dict, list]  # (entries by host name, [(network, entry)])
+
+
+def allowlist_load() -> Allowlist:
+    """The operator's allowlist, read once (a query); `target_check` takes it so that a batch of
+    checks, or checks made where the database cannot be used, share one read."""
     from webhooks.models import WebhookAllowlist
 
     entries = list(WebhookAllowlist.objects.all())
@@ -92,8 +97,9 @@ def resolve(host: str, port: int) -> list[IPAddress]:
     return seen
 
 
-def target_check(url: str) -> CheckedTarget:
-    """Parse, resolve and check a webhook URL; raise `UnsafeTarget` or return where to connect."""
+def target_check(url: str, *, allowlist: Allowlist | None = None) -> CheckedTarget:
+    """Parse, resolve and check a webhook URL; raise `UnsafeTarget` or return where to connect.
+    Without `allowlist` it is read from the database."""
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
     if scheme not in ("http", "https") or not parts.hostname:
@@ -105,7 +111,7 @@ def target_check(url: str) -> CheckedTarget:
         port = parts.port or (443 if scheme == "https" else 80)
     except ValueError as exc:
         raise UnsafeTarget("Invalid port.", code="webhook_url_invalid") from exc
-    hosts, nets = _allowlist()
+    hosts, nets = allowlist if allowlist is not None else allowlist_load()
     addresses = resolve(host, port)
     if not addresses:
         raise UnsafeTarget(f"{host!r} has no address.", code="webhook_target_unresolvable")

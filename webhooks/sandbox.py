@@ -32,6 +32,7 @@ class Received:
     headers: dict
     body: bytes
     at: float  # time.time() when it arrived
+    peer: tuple = ()  # the client's (address, port): one per connection it kept alive
 
 
 class Receiver:
@@ -77,7 +78,13 @@ class Receiver:
                 with receiver._lock:
                     reply = receiver._script.popleft() if receiver._script else receiver.default
                     receiver.requests.append(
-                        Received(self.path, {k.lower(): v for k, v in self.headers.items()}, body, time.time())
+                        Received(
+                            self.path,
+                            {k.lower(): v for k, v in self.headers.items()},
+                            body,
+                            time.time(),
+                            self.client_address,
+                        )
                     )
                     receiver.in_flight += 1
                     receiver.max_in_flight = max(receiver.max_in_flight, receiver.in_flight)

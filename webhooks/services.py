@@ -1,14 +1,19 @@
 """Webhook services: endpoints (create, update, delete, rotate, ping), turning ledger events
-into deliveries, attempting a delivery, retries, redelivery and the sweep.
+into deliveries, the delivery run (claim, send, record), retries, redelivery and the sweep.
 
-Nothing external (DNS, HTTP) is called while a transaction is open: an attempt claims the
-delivery in one short transaction, calls the receiver, then records the outcome in another.
+Nothing external (DNS, HTTP) is called while a transaction is open: a run claims a batch of
+due deliveries in one short transaction, sends them (many at once, on the webhook event loop:
+`webhooks/transport.py`), then records the outcomes in others.
 """
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
+import functools
 import json
 import logging
+import math
 import random
 import time
 from dataclasses import dataclass
@@ -17,14 +22,15 @@ from email.utils import parsedate_to_datetime
 
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import transaction
+from django.db import connection, transaction
+from django.db.models import Exists, F, OuterRef
 
 from config import crypto
 from config.errors import ApplicationError
 from trading.services.ledger import event_record
 from webhooks import clock, signing, transport
 from webhooks.models import PING, SUBSCRIBABLE, WebhookAttempt, WebhookDelivery, WebhookEndpoint, WebhookNotice
-from webhooks.safety import UnsafeTarget, target_check
+from webhooks.safety import UnsafeTarget, allowlist_load, target_check
 from webhooks.topics import event_type_for, owner_id_of
 
 logger = logging.getLogger("tradedesk.webhooks")
@@ -208,15 +214,59 @@ def body_bytes(payload: dict) -> bytes:
     return json.dumps(payload, cls=DjangoJSONEncoder, sort_keys=True, separators=(",", ":")).encode()
 
 
-def _enqueue(delivery_id: int, countdown: float = 0) -> None:
+# Set while a kicked delivery run waits in the queue (the run clears it when it starts, before
+# it claims): kicks meanwhile enqueue nothing, the waiting run sends their deliveries too. A
+# run kicked for later (a retry's time) is marked by the second it is due in, so a burst of
+# retries costs one run per second, not one task per delivery. Marks expire on their own; the
+# Beat sweep covers a lost run.
+RUN_QUEUED = "webhooks:run-queued"
+RUN_QUEUED_TTL = 5
+
+
+def deliveries_kick(countdown: float = 0) -> bool:
+    """Enqueue a delivery run now, or at the first whole second at least `countdown` from now
+    (so that it finds every delivery due within that second). Returns whether one was enqueued."""
+    from django.core.cache import cache
+
     from config.celery import enqueue
     from webhooks.tasks import webhook_deliver_task
 
-    enqueue(webhook_deliver_task, delivery_id, swept_by="the delivery sweep", countdown=max(0.0, countdown))
+    if countdown > 0:
+        due = math.ceil(time.time() + countdown)
+        key, ttl, countdown = f"{RUN_QUEUED}:{due}", math.ceil(countdown) + 60, due - time.time()
+    else:
+        key, ttl, countdown = RUN_QUEUED, RUN_QUEUED_TTL, 0
+    try:
+        if not cache.add(key, 1, ttl):
+            return False  # a run is queued for then already
+    except Exception:  # Redis down: the broker is too; the Beat sweep kicks a run
+        logger.warning("could not enqueue a webhook delivery run; the sweep will", exc_info=True)
+        return False
+    return enqueue(webhook_deliver_task, swept_by="the webhook sweep", countdown=countdown)
 
 
-def _enqueue_after_commit(delivery_id: int, countdown: float = 0) -> None:
-    transaction.on_commit(lambda: _enqueue(delivery_id, countdown))
+def run_mark_clear() -> None:
+    """A run is starting (deliveries committed from now on need a run of their own), or the
+    queue was purged (the run the mark stood for is gone)."""
+    from django.core.cache import cache
+
+    try:
+        cache.delete(RUN_QUEUED)
+    except Exception:  # Redis down: the mark expires on its own
+        logger.warning("could not clear the queued-run mark", exc_info=True)
+
+
+def _kick_after_commit(countdown: float = 0) -> None:
+    """Kick a run after the current transaction commits (once per transaction and countdown)."""
+    for entry in getattr(connection, "run_on_commit", []):
+        if getattr(entry[1], "webhook_countdown", None) == countdown:
+            return
+
+    def kick():
+        deliveries_kick(countdown)
+
+    kick.webhook_countdown = countdown
+    transaction.on_commit(kick)
 
 
 def _new_delivery(endpoint: WebhookEndpoint, *, event_id: str, event_type: str, occurred_at, data, now):
@@ -232,21 +282,21 @@ def _new_delivery(endpoint: WebhookEndpoint, *, event_id: str, event_type: str, 
     )
 
 
-def deliveries_create_for_event(event, *, now: datetime | None = None) -> list[int]:
+def deliveries_create_for_event(event, *, now: datetime | None = None) -> None:
     """Outbox handler: one delivery per subscribed active endpoint of the event's owner
     (`payload["user_id"]`). Runs in the dispatcher's transaction, so it happens exactly once per
-    event; the (endpoint, event) unique constraint makes a repeat a no-op. Tasks are enqueued
-    after commit."""
+    event; the (endpoint, event) unique constraint makes a repeat a no-op. A delivery run is
+    kicked after commit."""
     event_type = event_type_for(event.topic)
     owner = owner_id_of(event.payload or {})
     if event_type is None or owner is None:
-        return []
+        return
     now = now or clock.now()
     endpoints = [
         e for e in WebhookEndpoint.objects.filter(user_id=owner, is_active=True) if e.subscribes_to(event_type)
     ]
     if not endpoints:
-        return []
+        return
     WebhookDelivery.objects.bulk_create(
         [
             _new_delivery(
@@ -256,14 +306,7 @@ def deliveries_create_for_event(event, *, now: datetime | None = None) -> list[i
         ],
         ignore_conflicts=True,
     )
-    ids = list(
-        WebhookDelivery.objects.filter(
-            event_id=event.id, endpoint__in=endpoints, status=WebhookDelivery.Status.PENDING
-        ).values_list("pk", flat=True)
-    )
-    for pk in ids:
-        _enqueue_after_commit(pk)
-    return ids
+    _kick_after_commit()
 
 
 @transaction.atomic
@@ -286,7 +329,7 @@ def endpoint_ping(*, endpoint: WebhookEndpoint, actor: str, now: datetime | None
         now=now,
     )
     delivery.save()
-    _enqueue_after_commit(delivery.pk)
+    _kick_after_commit()
     return delivery
 
 
@@ -309,7 +352,7 @@ def _redeliver(delivery: WebhookDelivery, actor: str, now: datetime) -> bool:
             "event_id": delivery.event_id,
         },
     )
-    _enqueue_after_commit(delivery.pk)
+    _kick_after_commit()
     return True
 
 
@@ -342,7 +385,14 @@ def endpoint_redeliver_failed(*, endpoint: WebhookEndpoint, actor: str, now: dat
     return delivery_redeliver(delivery_ids=list(ids), actor=actor, now=now)
 
 
-# --- attempts -----------------------------------------------------------------------------------
+# --- the delivery run --------------------------------------------------------------------------
+#
+# A run (the Celery task `webhook_deliver_task`, kicked after a delivery is committed, at a
+# retry's time and by the Beat sweep) claims due deliveries in batches with SKIP LOCKED, sends
+# them on the webhook event loop and records the outcomes, claiming more as groups finish, until
+# nothing is due. An endpoint is served by one run at a time: a batch claims only deliveries of
+# endpoints with none in flight (the endpoint's row lock makes that exact), and the run sends at
+# most WEBHOOK_ENDPOINT_CONCURRENCY of one endpoint's at once, over keep-alive connections.
 
 
 @dataclass(frozen=True)
@@ -352,6 +402,29 @@ class _Claim:
     secrets: list[str]
     url: str
     endpoint_failing: bool
+    lease_until: datetime
+    claimed_at: float  # time.monotonic() of the claim
+
+
+@dataclass(frozen=True)
+class _Sent:
+    """What became of one claimed delivery on the loop. kind: ok / retry / gone / final, or
+    unsent (not attempted: released untouched)."""
+
+    claim: _Claim
+    kind: str
+    started_at: datetime | None = None
+    duration_ms: int = 0
+    result: transport.HttpResult | None = None
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: str  # delivered / retry / failed / gone / busy / skipped / released (claimed, not attempted)
+    response_code: int | None = None
+    error: str = ""
+    next_attempt_at: datetime | None = None
 
 
 def max_attempts() -> int:
@@ -380,56 +453,81 @@ def _retry_after(headers: dict | None, now: datetime) -> float | None:
     return min(max(seconds, settings.WEBHOOK_RETRY_AFTER_MIN), settings.WEBHOOK_RETRY_AFTER_MAX)
 
 
+def _in_flight(now: datetime):
+    """Deliveries of the outer row's endpoint that a run holds (leased): it owns the endpoint."""
+    return WebhookDelivery.objects.filter(
+        endpoint_id=OuterRef("endpoint_id"), status=WebhookDelivery.Status.DELIVERING, lease_until__gt=now
+    )
+
+
+def _due(now: datetime):
+    """Pending deliveries that are due, of endpoints no run holds."""
+    return WebhookDelivery.objects.filter(status=WebhookDelivery.Status.PENDING, next_attempt_at__lte=now).exclude(
+        Exists(_in_flight(now))
+    )
+
+
 @transaction.atomic
-def _claim(delivery_id: int, now: datetime) -> _Claim | str | None:
-    """Take a due delivery for one attempt. The endpoint's row lock serialises claims per
-    endpoint, so counting its in-flight deliveries enforces WEBHOOK_ENDPOINT_CONCURRENCY."""
-    delivery = (
-        WebhookDelivery.objects.select_for_update(skip_locked=True)
-        .filter(pk=delivery_id, status=WebhookDelivery.Status.PENDING, next_attempt_at__lte=now)
-        .first()
+def _claim_batch(*, now: datetime, limit: int, delivery_id: int | None = None) -> list[_Claim]:
+    """Take up to `limit` due deliveries (oldest first) of endpoints no run holds."""
+    rows = _due(now).select_for_update(skip_locked=True)
+    if delivery_id is not None:
+        rows = rows.filter(pk=delivery_id)
+    rows = list(rows.order_by("next_attempt_at", "pk")[:limit])
+    if not rows:
+        return []
+    endpoints = {
+        e.pk: e
+        for e in WebhookEndpoint.objects.select_for_update().filter(pk__in={r.endpoint_id for r in rows}).order_by("pk")
+    }
+    # After the endpoints' locks, in a statement of its own: under READ COMMITTED a check inside
+    # the first statement used the snapshot taken before any lock wait, and would miss a run
+    # that claimed deliveries of the same endpoint and committed meanwhile.
+    held = set(
+        WebhookDelivery.objects.filter(
+            endpoint_id__in=list(endpoints), status=WebhookDelivery.Status.DELIVERING, lease_until__gt=now
+        ).values_list("endpoint_id", flat=True)
     )
-    if delivery is None:
-        return None  # delivered, failed, in flight, not due yet, or another worker has it
-    # Lock the endpoint first, then count in a statement of its own: under READ COMMITTED a
-    # count inside the locking statement would use the snapshot taken before the lock wait and
-    # miss the claim that just committed (a third delivery in flight with a cap of two).
-    endpoint = WebhookEndpoint.objects.select_for_update().get(pk=delivery.endpoint_id)
-    endpoint.in_flight = WebhookDelivery.objects.filter(
-        endpoint=endpoint, status=WebhookDelivery.Status.DELIVERING, lease_until__gt=now
-    ).count()
-    if not endpoint.is_active:
-        delivery.status = WebhookDelivery.Status.FAILED
-        delivery.next_attempt_at = None
-        delivery.last_error = "endpoint disabled"
-        delivery.save(update_fields=["status", "next_attempt_at", "last_error", "updated_at"])
-        return None
-    if endpoint.in_flight >= settings.WEBHOOK_ENDPOINT_CONCURRENCY:
-        delay = settings.WEBHOOK_CONCURRENCY_RETRY_DELAY * random.uniform(1.0, 1.5)
-        delivery.next_attempt_at = now + timedelta(seconds=delay)
-        delivery.save(update_fields=["next_attempt_at", "updated_at"])
-        _enqueue_after_commit(delivery.pk, delay)
-        return "busy"
-    delivery.status = WebhookDelivery.Status.DELIVERING
-    delivery.attempts += 1
-    delivery.total_attempts += 1
-    delivery.lease_until = now + timedelta(seconds=settings.WEBHOOK_LEASE)
-    delivery.save(update_fields=["status", "attempts", "total_attempts", "lease_until", "updated_at"])
-    return _Claim(
-        delivery=delivery,
-        number=delivery.total_attempts,
-        secrets=endpoint_secrets(endpoint, now),
-        url=endpoint.url,
-        endpoint_failing=endpoint.failing_since is not None,
+    disabled = [r.pk for r in rows if r.endpoint_id in endpoints and not endpoints[r.endpoint_id].is_active]
+    if disabled:
+        WebhookDelivery.objects.filter(pk__in=disabled).update(
+            status=WebhookDelivery.Status.FAILED,
+            next_attempt_at=None,
+            last_error="endpoint disabled",
+            updated_at=clock.now(),
+        )
+    rows = [r for r in rows if r.endpoint_id in endpoints and r.endpoint_id not in held and r.pk not in disabled]
+    if not rows:
+        return []
+    lease_until = now + timedelta(seconds=settings.WEBHOOK_LEASE)
+    WebhookDelivery.objects.filter(pk__in=[r.pk for r in rows]).update(
+        status=WebhookDelivery.Status.DELIVERING,
+        attempts=F("attempts") + 1,
+        total_attempts=F("total_attempts") + 1,
+        lease_until=lease_until,
+        updated_at=clock.now(),
     )
-
-
-@dataclass(frozen=True)
-class Outcome:
-    status: str  # delivered / retry / failed / gone / busy / skipped
-    response_code: int | None = None
-    error: str = ""
-    next_attempt_at: datetime | None = None
+    secrets = {pk: endpoint_secrets(e, now) for pk, e in endpoints.items() if pk in {r.endpoint_id for r in rows}}
+    claimed_at = time.monotonic()
+    claims = []
+    for r in rows:
+        r.status = WebhookDelivery.Status.DELIVERING
+        r.attempts += 1
+        r.total_attempts += 1
+        r.lease_until = lease_until
+        endpoint = endpoints[r.endpoint_id]
+        claims.append(
+            _Claim(
+                delivery=r,
+                number=r.total_attempts,
+                secrets=secrets[r.endpoint_id],
+                url=endpoint.url,
+                endpoint_failing=endpoint.failing_since is not None,
+                lease_until=lease_until,
+                claimed_at=claimed_at,
+            )
+        )
+    return claims
 
 
 def _classify(result: transport.HttpResult) -> tuple[str, str]:
@@ -449,91 +547,128 @@ def _classify(result: transport.HttpResult) -> tuple[str, str]:
     return "final", f"HTTP {code}"
 
 
-def delivery_attempt(*, delivery_id: int, now: datetime | None = None) -> Outcome:
-    """Make one attempt at a due delivery. Safe to call twice or concurrently: only the caller
-    that claims the delivery makes the request."""
-    now = now or clock.now()
-    claim = _claim(delivery_id, now)
-    if claim is None:
-        return Outcome(status="skipped")
-    if claim == "busy":
-        return Outcome(status="busy")
-    delivery = claim.delivery
-    body = body_bytes(delivery.payload)
-    timestamp = int(now.timestamp())
-    headers = signing.signed_headers(
-        secrets_newest_first=claim.secrets,
-        msg_id=delivery.webhook_id,
-        delivery_id=delivery.webhook_id,
-        event_type=delivery.event_type,
-        timestamp=timestamp,
-        body=body,
-    )
-    started = time.monotonic()
-    try:
-        target = target_check(claim.url)  # again now: DNS may have changed since creation
-    except UnsafeTarget as exc:
-        result, kind, error = None, "final", f"refused: {exc.message}"
-    else:
-        result = transport.post(target, body=body, headers=headers, timeout=settings.WEBHOOK_TIMEOUT)
-        kind, error = _classify(result)
-    duration_ms = int((time.monotonic() - started) * 1000)
-    if kind == "ok":
-        outcome = _record_success(claim, now, duration_ms, result)
-    else:
-        outcome = _record_failure(claim, now, duration_ms, result, kind, error)
-    logger.info(
-        "webhook attempt",
-        extra={
-            "delivery": delivery.webhook_id,
-            "attempt": claim.number,
-            "response_code": outcome.response_code,
-            "outcome": outcome.status,
-        },
-    )
-    return outcome
+# A target check (DNS and the allowlist) is reused for an endpoint's next attempts for this long.
+TARGET_CHECK_REUSE = 1.0
+# Seconds of the lease kept free after an attempt's timeout (recording it, clock drift).
+LEASE_MARGIN = 5.0
 
 
-def _attempt_row(claim: _Claim, now, duration_ms, result, error="") -> WebhookAttempt:
-    return WebhookAttempt.objects.create(
-        delivery_id=claim.delivery.pk,
-        number=claim.number,
-        started_at=now,
-        duration_ms=duration_ms,
-        response_code=result.status if result else None,
-        response_body=(result.body if result else "")[: transport.BODY_LIMIT],
-        error=error[:500],
+async def _send_group(claims: list[_Claim], *, allowlist, fixed_now: datetime | None) -> list[_Sent]:
+    """Send one endpoint's claimed deliveries, at most WEBHOOK_ENDPOINT_CONCURRENCY at once, on
+    the webhook loop. The target is checked (resolved, refused if unsafe) before the attempts
+    and again before any made more than TARGET_CHECK_REUSE seconds later; each request goes to
+    the checked address. An attempt that could outlast its lease is not made (its delivery goes
+    back untouched), nor is any after a 410 (the endpoint is being disabled)."""
+    loop = asyncio.get_running_loop()
+    timeout, ca_bundle = settings.WEBHOOK_TIMEOUT, settings.WEBHOOK_CA_BUNDLE
+    lease, url = settings.WEBHOOK_LEASE, claims[0].url
+    slots = asyncio.Semaphore(settings.WEBHOOK_ENDPOINT_CONCURRENCY)
+    checked: dict = {}
+    gone = False
+
+    async def check():
+        if checked and time.monotonic() - checked["at"] <= TARGET_CHECK_REUSE:
+            return checked["target"]
+        try:
+            target = await loop.run_in_executor(None, functools.partial(target_check, url, allowlist=allowlist))
+        except UnsafeTarget as exc:
+            target = exc
+        checked.update(target=target, at=time.monotonic())
+        return target
+
+    async def one(claim: _Claim) -> _Sent:
+        nonlocal gone
+        async with slots:
+            if gone or time.monotonic() - claim.claimed_at + timeout + LEASE_MARGIN > lease:
+                return _Sent(claim, "unsent")
+            try:
+                started_at, started = fixed_now or clock.now(), time.monotonic()
+                delivery = claim.delivery
+                body = body_bytes(delivery.payload)
+                headers = signing.signed_headers(
+                    secrets_newest_first=claim.secrets,
+                    msg_id=delivery.webhook_id,
+                    delivery_id=delivery.webhook_id,
+                    event_type=delivery.event_type,
+                    timestamp=int(started_at.timestamp()),
+                    body=body,
+                )
+                target = await check()  # again now: DNS may have changed since creation
+                if isinstance(target, UnsafeTarget):
+                    result, kind, error = None, "final", f"refused: {target.message}"
+                else:
+                    result = await transport.post(
+                        target, body=body, headers=headers, timeout=timeout, ca_bundle=ca_bundle
+                    )
+                    kind, error = _classify(result)
+            except Exception:  # a defect, not the receiver: the delivery goes back untouched
+                logger.exception("webhook attempt failed to run", extra={"delivery": claim.delivery.webhook_id})
+                return _Sent(claim, "unsent")
+            gone = gone or kind == "gone"
+            duration_ms = int((time.monotonic() - started) * 1000)
+            return _Sent(claim, kind, started_at, duration_ms, result, error)
+
+    return list(await asyncio.gather(*(one(c) for c in claims)))
+
+
+def _attempt_row(sent: _Sent) -> WebhookAttempt:
+    return WebhookAttempt(
+        delivery_id=sent.claim.delivery.pk,
+        number=sent.claim.number,
+        started_at=sent.started_at,
+        duration_ms=sent.duration_ms,
+        response_code=sent.result.status if sent.result else None,
+        response_body=(sent.result.body if sent.result else "")[: transport.BODY_LIMIT],
+        error=sent.error[:500],
     )
+
+
+_DELIVERED_SQL = """
+UPDATE {delivery} AS d
+SET status = %s, delivered_at = v.at, next_attempt_at = NULL, lease_until = NULL,
+    last_response_code = v.code, last_error = '', updated_at = %s
+FROM unnest(%s::bigint[], %s::timestamptz[], %s::integer[]) AS v(id, at, code)
+WHERE d.id = v.id
+RETURNING d.id
+"""
 
 
 @transaction.atomic
-def _record_success(claim: _Claim, now, duration_ms, result) -> Outcome:
-    """The common path, in as few round trips as possible: no row locks needed."""
-    if not WebhookDelivery.objects.filter(pk=claim.delivery.pk).update(
-        status=WebhookDelivery.Status.DELIVERED,
-        delivered_at=now,
-        next_attempt_at=None,
-        lease_until=None,
-        last_response_code=result.status,
-        last_error="",
-        updated_at=clock.now(),
-    ):
-        return Outcome(status="skipped")  # the endpoint was deleted meanwhile
-    _attempt_row(claim, now, duration_ms, result)
-    if claim.endpoint_failing:
-        WebhookEndpoint.objects.filter(pk=claim.delivery.endpoint_id, failing_since__isnull=False).update(
-            failing_since=None
+def _record_successes(sent: list[_Sent]) -> list[Outcome]:
+    """The common path, in two or three statements for the whole group (one UPDATE from arrays:
+    Django's bulk_update builds a CASE per row and field, costlier than the requests were)."""
+    with connection.cursor() as cur:
+        cur.execute(
+            _DELIVERED_SQL.format(delivery=WebhookDelivery._meta.db_table),
+            [
+                WebhookDelivery.Status.DELIVERED.value,
+                clock.now(),
+                [s.claim.delivery.pk for s in sent],
+                [s.started_at for s in sent],
+                [s.result.status for s in sent],
+            ],
         )
-    return Outcome(status="delivered", response_code=result.status)
+        ids = {row[0] for row in cur.fetchall()}  # locked now: the endpoint cannot be deleted under the rows below
+    WebhookAttempt.objects.bulk_create([_attempt_row(s) for s in sent if s.claim.delivery.pk in ids])
+    failing = {s.claim.delivery.endpoint_id for s in sent if s.claim.endpoint_failing and s.claim.delivery.pk in ids}
+    if failing:
+        WebhookEndpoint.objects.filter(pk__in=failing, failing_since__isnull=False).update(failing_since=None)
+    return [
+        Outcome(status="delivered", response_code=s.result.status)
+        if s.claim.delivery.pk in ids
+        else Outcome(status="skipped")  # the endpoint was deleted meanwhile
+        for s in sent
+    ]
 
 
 @transaction.atomic
-def _record_failure(claim: _Claim, now, duration_ms, result, kind, error) -> Outcome:
+def _record_failure(sent: _Sent) -> Outcome:
+    claim, result, kind, error, now = sent.claim, sent.result, sent.kind, sent.error, sent.started_at
     delivery = WebhookDelivery.objects.select_for_update().filter(pk=claim.delivery.pk).first()
     if delivery is None:  # the endpoint was deleted meanwhile
         return Outcome(status="skipped")
     code = result.status if result else None
-    _attempt_row(claim, now, duration_ms, result, error)
+    _attempt_row(sent).save()
     endpoint = WebhookEndpoint.objects.select_for_update().get(pk=delivery.endpoint_id)
     if delivery.status != WebhookDelivery.Status.DELIVERING:
         # the sweep took it back meanwhile (lease ran out): its state is the sweep's now
@@ -549,7 +684,7 @@ def _record_failure(claim: _Claim, now, duration_ms, result, kind, error) -> Out
         next_at = now + timedelta(seconds=delay)
         delivery.status = WebhookDelivery.Status.PENDING
         outcome_status = "retry"
-        _enqueue_after_commit(delivery.pk, delay)
+        _kick_after_commit(delay)
     else:
         delivery.status = WebhookDelivery.Status.FAILED
         outcome_status = "gone" if kind == "gone" else "failed"
@@ -572,13 +707,113 @@ def _record_failure(claim: _Claim, now, duration_ms, result, kind, error) -> Out
     return Outcome(status=outcome_status, response_code=code, error=error, next_attempt_at=next_at)
 
 
+@transaction.atomic
+def _release(sent: list[_Sent]) -> None:
+    """Unattempted deliveries go back as they were (still due; the attempt is not counted),
+    unless the sweep took them back meanwhile; those of an endpoint disabled meanwhile (a 410
+    in their group) fail as its waiting deliveries did."""
+    if not sent:
+        return
+    ids = [s.claim.delivery.pk for s in sent]
+    WebhookDelivery.objects.filter(
+        pk__in=ids, status=WebhookDelivery.Status.DELIVERING, lease_until=sent[0].claim.lease_until
+    ).update(
+        status=WebhookDelivery.Status.PENDING,
+        attempts=F("attempts") - 1,
+        total_attempts=F("total_attempts") - 1,
+        lease_until=None,
+        updated_at=clock.now(),
+    )
+    WebhookDelivery.objects.filter(pk__in=ids, status=WebhookDelivery.Status.PENDING, endpoint__is_active=False).update(
+        status=WebhookDelivery.Status.FAILED, next_attempt_at=None, last_error="endpoint disabled"
+    )
+
+
+def _record(sent: list[_Sent]) -> list[Outcome]:
+    """Record a group's outcomes (in the order of `sent`)."""
+    outcomes: dict[int, Outcome] = {}
+    ok = [s for s in sent if s.kind == "ok"]
+    if ok:
+        outcomes.update(zip([id(s) for s in ok], _record_successes(ok), strict=True))
+    for s in sent:
+        if s.kind not in ("ok", "unsent"):
+            outcomes[id(s)] = _record_failure(s)
+    _release([s for s in sent if s.kind == "unsent"])
+    result = [outcomes.get(id(s), Outcome(status="released")) for s in sent]
+    for s, outcome in zip(sent, result, strict=True):
+        if s.kind != "unsent":
+            logger.info(
+                "webhook attempt",
+                extra={
+                    "delivery": s.claim.delivery.webhook_id,
+                    "attempt": s.claim.number,
+                    "response_code": outcome.response_code,
+                    "outcome": outcome.status,
+                },
+            )
+    return result
+
+
+def delivery_attempt(*, delivery_id: int, now: datetime | None = None) -> Outcome:
+    """Make one attempt at one due delivery, through the same claim, send and record as a run
+    (tests drive the clock through `now`). Safe to call twice or concurrently: only the caller
+    that claims the delivery makes the request. "busy": it is due, but a run holds its endpoint."""
+    at = now or clock.now()
+    claims = _claim_batch(now=at, limit=1, delivery_id=delivery_id)
+    if not claims:
+        due = WebhookDelivery.objects.filter(
+            pk=delivery_id, status=WebhookDelivery.Status.PENDING, next_attempt_at__lte=at
+        ).exists()
+        return Outcome(status="busy" if due else "skipped")
+    allowlist = allowlist_load()
+    sent = transport.submit(_send_group(claims, allowlist=allowlist, fixed_now=now)).result()
+    return _record(sent)[0]
+
+
+# How long a run waits for a group to finish before it looks for new deliveries again.
+RUN_POLL = 0.2
+
+
+def deliveries_run() -> dict:
+    """Deliver what is due: claim batches (WEBHOOK_BATCH_SIZE deliveries in flight at most),
+    send each endpoint's group on the webhook loop, record groups as they finish and claim again,
+    until nothing is due or WEBHOOK_RUN_SECONDS have passed (then a follow-up run is kicked).
+    Due deliveries left because a run held their endpoint, or were locked by a claim under way,
+    get a run WEBHOOK_CONCURRENCY_RETRY_DELAY seconds later."""
+    deadline = time.monotonic() + settings.WEBHOOK_RUN_SECONDS
+    groups: dict[concurrent.futures.Future, list[_Claim]] = {}
+    counts: dict[str, int] = {}
+    while True:
+        room = settings.WEBHOOK_BATCH_SIZE - sum(len(g) for g in groups.values())
+        if room > 0 and time.monotonic() < deadline:
+            claims = _claim_batch(now=clock.now(), limit=room)
+            if claims:
+                allowlist = allowlist_load()
+                by_endpoint: dict[int, list[_Claim]] = {}
+                for c in claims:
+                    by_endpoint.setdefault(c.delivery.endpoint_id, []).append(c)
+                for group in by_endpoint.values():
+                    future = transport.submit(_send_group(group, allowlist=allowlist, fixed_now=None))
+                    groups[future] = group
+        if not groups:
+            break
+        done, _ = concurrent.futures.wait(groups, timeout=RUN_POLL, return_when=concurrent.futures.FIRST_COMPLETED)
+        for future in done:
+            del groups[future]
+            for outcome in _record(future.result()):
+                counts[outcome.status] = counts.get(outcome.status, 0) + 1
+    if _due(clock.now()).exists():
+        deliveries_kick(0 if time.monotonic() >= deadline else settings.WEBHOOK_CONCURRENCY_RETRY_DELAY)
+    return counts
+
+
 # --- the sweep ----------------------------------------------------------------------------------
 
 
 def deliveries_sweep(*, now: datetime | None = None, grace_seconds: float = 30) -> dict:
     """Beat job: nothing is silently lost. Deliveries whose worker vanished mid-attempt (lease
-    expired) go back to pending (or fail if it was their last attempt); pending deliveries overdue
-    by more than `grace_seconds` (their task was lost) are enqueued again."""
+    expired) go back to pending (or fail if it was their last attempt); if any delivery is
+    overdue by more than `grace_seconds` (the run meant for it was lost), a run is kicked."""
     now = now or clock.now()
     recovered = 0
     with transaction.atomic():
@@ -595,14 +830,9 @@ def deliveries_sweep(*, now: datetime | None = None, grace_seconds: float = 30) 
             d.last_error = f"worker lost during attempt {d.attempts}"
             d.save(update_fields=["status", "next_attempt_at", "lease_until", "last_error", "updated_at"])
             recovered += 1
-    due = list(
-        WebhookDelivery.objects.filter(
-            status=WebhookDelivery.Status.PENDING, next_attempt_at__lte=now - timedelta(seconds=grace_seconds)
-        )
-        .order_by("next_attempt_at")
-        .values_list("pk", flat=True)[: settings.WEBHOOK_SWEEP_BATCH]
-    )
-    due += [d.pk for d in lost if d.status == WebhookDelivery.Status.PENDING]
-    for pk in dict.fromkeys(due):
-        _enqueue(pk)
-    return {"recovered": recovered, "enqueued": len(set(due))}
+    overdue = WebhookDelivery.objects.filter(
+        status=WebhookDelivery.Status.PENDING, next_attempt_at__lte=now - timedelta(seconds=grace_seconds)
+    ).count()
+    if overdue or any(d.status == WebhookDelivery.Status.PENDING for d in lost):
+        deliveries_kick()
+    return {"recovered": recovered, "overdue": overdue}

@@ -1,22 +1,31 @@
 """The one place webhooks speak HTTP: a POST to an already checked address (see safety.py),
 with the original Host header and TLS SNI/certificate name, no redirects followed, and only
-the first 2 KB of the response read."""
+the first 2 KB of the response read.
+
+Requests run on one asyncio event loop per process, in a daemon thread of its own, so that
+many go out at once and the keep-alive connections (one pooled client per host name and
+checked address) outlive a delivery run: a receiver is not asked for a new TCP and TLS
+handshake per message. Sync code hands the loop a coroutine with `submit()` and waits on the
+future it gets back.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
+import os
 import ssl
 import threading
 from collections import OrderedDict
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from functools import lru_cache
 
 import httpx
-from django.conf import settings
 
 from webhooks.safety import CheckedTarget
 
 BODY_LIMIT = 2048
-_local = threading.local()
 _MAX_CLIENTS = 64
 
 
@@ -35,40 +44,68 @@ def _verify(ca_bundle: str) -> ssl.SSLContext | bool:
     return ssl.create_default_context(cafile=ca_bundle) if ca_bundle else True
 
 
-def _client(target: CheckedTarget, address: str, timeout: float) -> httpx.Client:
-    """One pooled client per thread and (host, checked address, port): a pooled TLS connection
-    is never reused for another host name on the same address."""
-    clients = getattr(_local, "clients", None)
-    if clients is None:
-        clients = _local.clients = OrderedDict()
-    ca_bundle = settings.WEBHOOK_CA_BUNDLE
+class _Loop:
+    """The process's webhook event loop and its pooled clients (touched only from the loop)."""
+
+    def __init__(self):
+        self.pid = os.getpid()
+        self.loop = asyncio.new_event_loop()
+        self.clients: OrderedDict[tuple, httpx.AsyncClient] = OrderedDict()
+        threading.Thread(target=self.loop.run_forever, daemon=True, name="webhook-http").start()
+
+
+_state: _Loop | None = None
+_state_lock = threading.Lock()
+
+
+def _current() -> _Loop:
+    """The loop, started on first use; a forked child (a prefork pool's worker) starts its own."""
+    global _state
+    with _state_lock:
+        if _state is None or _state.pid != os.getpid():
+            _state = _Loop()
+        return _state
+
+
+def submit(coro: Coroutine) -> concurrent.futures.Future:
+    """Run `coro` on the webhook loop; returns a future for its result."""
+    return asyncio.run_coroutine_threadsafe(coro, _current().loop)
+
+
+def _client(target: CheckedTarget, address: str, timeout: float, ca_bundle: str) -> httpx.AsyncClient:
+    """One pooled client per (host, checked address, port): a pooled TLS connection is never
+    reused for another host name on the same address."""
+    clients = _current().clients
     key = (target.scheme, target.host, address, target.port, timeout, ca_bundle)
     client = clients.get(key)
     if client is None:
-        client = httpx.Client(
+        client = httpx.AsyncClient(
             timeout=httpx.Timeout(timeout), follow_redirects=False, trust_env=False, verify=_verify(ca_bundle)
         )
         clients[key] = client
         if len(clients) > _MAX_CLIENTS:
             _, old = clients.popitem(last=False)
-            old.close()
+            asyncio.get_running_loop().create_task(old.aclose())
     else:
         clients.move_to_end(key)
     return client
 
 
-def post(target: CheckedTarget, *, body: bytes, headers: dict[str, str], timeout: float) -> HttpResult:
-    """POST to the first checked address that accepts a connection (never to a fresh DNS answer)."""
+async def post(
+    target: CheckedTarget, *, body: bytes, headers: dict[str, str], timeout: float, ca_bundle: str = ""
+) -> HttpResult:
+    """POST to the first checked address that accepts a connection (never to a fresh DNS answer).
+    Runs on the webhook loop."""
     result = HttpResult(error="connection: no address")
     for address in target.addresses:
-        result = _post_to(target, address, body=body, headers=headers, timeout=timeout)
+        result = await _post_to(target, address, body=body, headers=headers, timeout=timeout, ca_bundle=ca_bundle)
         if not result.error.startswith("connection: ConnectError"):
             break
     return result
 
 
-def _post_to(
-    target: CheckedTarget, address: str, *, body: bytes, headers: dict[str, str], timeout: float
+async def _post_to(
+    target: CheckedTarget, address: str, *, body: bytes, headers: dict[str, str], timeout: float, ca_bundle: str
 ) -> HttpResult:
     default_port = 443 if target.scheme == "https" else 80
     host = f"[{target.host}]" if ":" in target.host else target.host
@@ -76,22 +113,22 @@ def _post_to(
     literal = f"[{address}]" if ":" in address else address
     url = f"{target.scheme}://{literal}:{target.port}{target.path}"
     extensions = {"sni_hostname": target.host} if target.scheme == "https" else {}
-    client = _client(target, address, timeout)
+    client = _client(target, address, timeout, ca_bundle)
     try:
         request = client.build_request(
             "POST", url, content=body, headers={**headers, "host": host_header}, extensions=extensions
         )
-        response = client.send(request, stream=True)
+        response = await client.send(request, stream=True)
         try:
             chunks, size = [], 0
-            for chunk in response.iter_bytes():
+            async for chunk in response.aiter_bytes():
                 chunks.append(chunk)
                 size += len(chunk)
                 if size >= BODY_LIMIT:
                     break
             text = b"".join(chunks)[:BODY_LIMIT].decode("utf-8", errors="replace")
         finally:
-            response.close()
+            await response.aclose()
         return HttpResult(status=response.status_code, body=text, headers=dict(response.headers))
     except httpx.TimeoutException as exc:
         return HttpResult(error=f"timeout: {type(exc).__name__}")

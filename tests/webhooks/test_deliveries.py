@@ -16,7 +16,7 @@ from tests.webhooks.conftest import record
 from trading import outbox
 from trading.models import Event
 from webhooks import services
-from webhooks.models import WebhookAllowlist, WebhookDelivery, WebhookNotice
+from webhooks.models import WebhookAllowlist, WebhookAttempt, WebhookDelivery, WebhookNotice
 from webhooks.sandbox import Reply
 
 pytestmark = pytest.mark.django_db
@@ -310,11 +310,10 @@ def test_rotation_signs_with_both_secrets_during_the_grace_period_and_only_the_n
         Webhook(new).verify(req.body, req.headers)
 
 
-@override_settings(WEBHOOK_ENDPOINT_CONCURRENCY=2)
-def test_over_the_concurrency_cap_a_delivery_waits_without_an_attempt(user, make_endpoint, receiver):
+def test_a_delivery_of_an_endpoint_a_run_holds_waits_without_an_attempt(user, make_endpoint, receiver):
     endpoint, _ = make_endpoint(user)
     t0 = timezone.now() + timedelta(days=400)
-    # given two deliveries of the endpoint in flight
+    # given a run holding the endpoint: two of its deliveries in flight
     busy = [_one_delivery("trade.closed", user, n=n) for n in range(2)]
     WebhookDelivery.objects.filter(pk__in=[d.pk for d in busy]).update(
         status="delivering", lease_until=t0 + timedelta(seconds=60)
@@ -322,20 +321,20 @@ def test_over_the_concurrency_cap_a_delivery_waits_without_an_attempt(user, make
     d = _one_delivery("order.filled", user)
     # when
     outcome = services.delivery_attempt(delivery_id=d.pk, now=t0)
-    # then
+    # then it is left to that run (which claims it when its group is done), unattempted
     assert outcome.status == "busy" and receiver.requests == []
     d.refresh_from_db()
-    assert (d.status, d.attempts) == ("pending", 0) and d.next_attempt_at > t0
-    # an in-flight delivery whose lease ran out (worker lost) no longer counts
+    assert (d.status, d.attempts, d.total_attempts) == ("pending", 0, 0)
+    assert services.deliveries_run() == {}  # a run claims nothing of the held endpoint either
+    # an in-flight delivery whose lease ran out (worker lost) no longer holds the endpoint
     later = t0 + timedelta(seconds=61)
     assert services.delivery_attempt(delivery_id=d.pk, now=later).status == "delivered"
 
 
 @pytest.mark.django_db(transaction=True)
-@override_settings(WEBHOOK_ENDPOINT_CONCURRENCY=1)
-def test_a_claim_waiting_on_the_endpoint_lock_counts_the_claim_that_just_committed(user, make_endpoint):
-    """Two workers claim deliveries of one endpoint at once: the second waits for the first's
-    endpoint lock and must then see its delivery in flight (cap 1: busy, not a second claim)."""
+def test_a_claim_waiting_on_the_endpoint_lock_sees_the_claim_that_just_committed(user, make_endpoint):
+    """Two runs claim deliveries of one endpoint at once: the second waits for the first's
+    endpoint lock and must then see the endpoint held (nothing claimed, not a second group)."""
     import threading
     import time
 
@@ -358,30 +357,88 @@ def test_a_claim_waiting_on_the_endpoint_lock_counts_the_claim_that_just_committ
     claimed = threading.Event()
     result = {}
 
-    def worker_a():
+    def run_a():
         try:
             with transaction.atomic():
-                result["a"] = services._claim(first.pk, now)
+                result["a"] = services._claim_batch(now=now, limit=1, delivery_id=first.pk)
                 claimed.set()
                 time.sleep(0.5)  # B is now waiting for the endpoint's lock
         finally:
             connection.close()
 
-    def worker_b():
+    def run_b():
         claimed.wait(5)
         try:
-            result["b"] = services._claim(second.pk, now)
+            result["b"] = services._claim_batch(now=now, limit=10)
         finally:
             connection.close()
 
-    threads = [threading.Thread(target=worker_a), threading.Thread(target=worker_b)]
+    threads = [threading.Thread(target=run_a), threading.Thread(target=run_b)]
     for t in threads:
         t.start()
     for t in threads:
         t.join(30)
-    assert isinstance(result["a"], services._Claim)
-    assert result["b"] == "busy"
-    assert WebhookDelivery.objects.filter(status="delivering").count() == 1
+    assert [c.delivery.pk for c in result["a"]] == [first.pk]
+    assert result["b"] == []
+    assert list(WebhookDelivery.objects.filter(status="delivering").values_list("pk", flat=True)) == [first.pk]
+
+
+@override_settings(WEBHOOK_ENDPOINT_CONCURRENCY=2)
+def test_a_run_sends_an_endpoints_batch_over_at_most_the_cap_of_keep_alive_connections(user, make_endpoint, receiver):
+    # given ten due deliveries of one endpoint, whose receiver takes a moment per request
+    endpoint, secret = make_endpoint(user)
+    receiver.default = Reply(200, delay=0.05)
+    deliveries = [_one_delivery("trade.closed", user, n=n) for n in range(10)]
+    # when one run delivers them
+    counts = services.deliveries_run()
+    # then all arrive, never more than two at once, over at most two connections
+    assert counts == {"delivered": 10}
+    assert receiver.max_in_flight == 2
+    assert len({r.peer for r in receiver.requests}) <= 2
+    assert sorted(r.headers["webhook-id"] for r in receiver.requests) == sorted(d.webhook_id for d in deliveries)
+    for r in receiver.requests:
+        Webhook(secret).verify(r.body, r.headers)
+    assert set(WebhookDelivery.objects.values_list("status", "attempts", "last_response_code")) == {
+        ("delivered", 1, 200)
+    }
+    assert WebhookAttempt.objects.filter(number=1, response_code=200).count() == 10
+    # and the next run reuses a kept-alive connection instead of opening one
+    peers = {r.peer for r in receiver.requests}
+    services.delivery_attempt(delivery_id=_one_delivery("order.filled", user).pk)
+    assert receiver.requests[-1].peer in peers
+
+
+@override_settings(WEBHOOK_ENDPOINT_CONCURRENCY=1, WEBHOOK_TIMEOUT=1, WEBHOOK_LEASE=6.6)
+def test_an_attempt_that_could_outlast_its_lease_is_not_made(user, make_endpoint, receiver):
+    """A send may start only while its timeout (+ LEASE_MARGIN) still fits in the lease: else
+    the sweep could take the delivery back while the request is still going (a duplicate). The
+    ones left go back untouched, and the run claims them again with a fresh lease."""
+    make_endpoint(user)
+    receiver.script(Reply(200, delay=0.8))  # the first takes 0.8 s: the others no longer fit
+    deliveries = [_one_delivery("trade.closed", user, n=n) for n in range(3)]
+    assert services.deliveries_run() == {"delivered": 3, "released": 2}
+    assert len(receiver.requests) == 3
+    for d in deliveries:
+        d.refresh_from_db()
+        # no attempt was counted or logged for the release
+        assert (d.status, d.attempts, d.total_attempts) == ("delivered", 1, 1)
+        assert list(d.attempt_log.values_list("number", flat=True)) == [1]
+
+
+@override_settings(WEBHOOK_ENDPOINT_CONCURRENCY=1)
+def test_after_a_410_the_rest_of_the_batch_is_not_sent_and_fails_with_the_endpoint(user, make_endpoint, receiver):
+    endpoint, _ = make_endpoint(user)
+    receiver.script(Reply(410))
+    deliveries = [_one_delivery("trade.closed", user, n=n) for n in range(3)]
+    counts = services.deliveries_run()
+    assert counts == {"gone": 1, "released": 2}
+    assert len(receiver.requests) == 1
+    endpoint.refresh_from_db()
+    assert not endpoint.is_active
+    statuses = {d.pk: (d.status, d.attempts, d.last_error) for d in WebhookDelivery.objects.all()}
+    assert statuses[deliveries[0].pk][:2] == ("failed", 1)
+    assert statuses[deliveries[1].pk] == ("failed", 0, "endpoint disabled")
+    assert statuses[deliveries[2].pk] == ("failed", 0, "endpoint disabled")
 
 
 def test_the_sweep_recovers_a_lost_worker_and_requeues_overdue_deliveries(user, make_endpoint, receiver):
@@ -473,3 +530,36 @@ def test_the_deliveries_schema_is_the_page_the_endpoint_returns(make_endpoint, u
     body = api.get(f"/api/v1/webhooks/{endpoint.pk}/deliveries?limit=1").json()
     assert set(body) == set(page["properties"]) and isinstance(body["results"], list)
     assert api.get(f"/api/v1/webhooks/{endpoint.pk}/deliveries?status=").status_code == 400
+
+
+def test_deliveries_committed_while_a_run_waits_in_the_queue_enqueue_no_more(transactional_db, user, make_endpoint):
+    """A burst of deliveries costs one queued run, not a task per delivery: while a kicked run
+    waits in the queue (its mark is set) new deliveries publish nothing; once it starts (clears
+    the mark) the next one kicks again. No worker here: the queue is purged before and after."""
+    from celery.signals import before_task_publish
+    from django.core.cache import cache
+
+    from config.celery import app
+
+    make_endpoint(user)
+    published = []
+
+    def count(sender=None, **_):
+        if sender == "webhooks.tasks.webhook_deliver_task":
+            published.append(sender)
+
+    app.control.purge()
+    before_task_publish.connect(count, weak=False)
+    try:
+        cache.set(services.RUN_QUEUED, 1, 60)  # a kicked run is waiting in the queue
+        for n in range(5):
+            _one_delivery("trade.closed", user, n=n)
+        assert published == []
+        services.run_mark_clear()  # it starts: deliveries from now on need a run of their own
+        _one_delivery("trade.closed", user, n=5)
+        assert len(published) == 1
+    finally:
+        before_task_publish.disconnect(count)
+        app.control.purge()
+        services.run_mark_clear()
+    assert WebhookDelivery.objects.filter(status="pending").count() == 6  # all there for the next run

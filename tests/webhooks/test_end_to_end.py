@@ -2,6 +2,7 @@
 → HTTP receiver on loopback; the admin actions through the Django test client."""
 
 import threading
+import time
 from datetime import timedelta
 
 import pytest
@@ -16,7 +17,7 @@ from tests.webhooks.conftest import record
 from trading.services.ledger import event_record
 from webhooks.models import WebhookDelivery
 from webhooks.sandbox import Reply
-from webhooks.tasks import webhook_retry_sweep
+from webhooks.tasks import webhook_deliver_task, webhook_retry_sweep
 
 pytestmark = [pytest.mark.celery, pytest.mark.usefixtures("beat")]
 
@@ -104,18 +105,30 @@ def test_a_slow_receiver_never_has_more_than_the_cap_in_flight(celery_worker, us
     receiver.default = Reply(200, hold=release)
     for n in range(5):
         record("trade.closed", user.pk, n=n)
-    # when the first two are held, the others are turned back (not attempted)
+    # when the first two are held, the others wait: not attempted, whichever run looks at them
     wait_for(lambda: receiver.in_flight == 2)
-    wait_for(
-        lambda: WebhookDelivery.objects.filter(
-            status="pending", attempts=0, next_attempt_at__gt=timezone.now()
-        ).exists()
-    )
+    webhook_deliver_task.delay()  # another run meanwhile must not send more
+    time.sleep(1)
+    assert len(receiver.requests) == 2
     release.set()
     # then everything arrives, never more than two at a time
     wait_for(lambda: WebhookDelivery.objects.filter(status="delivered").count() == 5, timeout=30)
     assert receiver.max_in_flight == 2
     assert len(receiver.requests) == 5
+
+
+@override_settings(WEBHOOK_RETRY_SCHEDULE=[1, 1])
+def test_a_retry_is_sent_by_the_run_kicked_for_its_time(celery_worker, user, make_endpoint, receiver):
+    # given a receiver that fails once (no Beat sweep here: only the retry's own run can send it)
+    make_endpoint(user, ["*"])
+    receiver.script(Reply(503))
+    event = record("trade.closed", user.pk)
+    # then the retry goes out about a second later, with the same webhook-id
+    wait_for(lambda: WebhookDelivery.objects.filter(event_id=event.id, status="delivered").exists())
+    delivery = WebhookDelivery.objects.get(event_id=event.id)
+    assert [r.headers["webhook-id"] for r in receiver.requests] == [delivery.webhook_id] * 2
+    assert 0.9 <= receiver.requests[1].at - receiver.requests[0].at <= 5
+    assert list(delivery.attempt_log.values_list("number", "response_code")) == [(1, 503), (2, 200)]
 
 
 def test_the_beat_sweep_delivers_a_delivery_whose_task_was_lost(celery_worker, user, make_endpoint, receiver):
