@@ -107,11 +107,12 @@ def counting_venue():
 
 
 def make_order(user, **kw):
-    """An ACCEPTED order with its `order.accepted` event, as the placing service leaves it
-    (without enqueueing execution: these tests drive the executor themselves)."""
+    """An ACCEPTED order with its `order.accepted` event, as the placing service leaves it,
+    but never handed to the executor by the outbox dispatcher (its `executor` message is marked
+    delivered): these tests drive the executor themselves."""
     from django.db import transaction
 
-    from trading.models import Order
+    from trading.models import Order, OutboxMessage
     from trading.services.orders import order_event, order_snapshot
 
     values = {
@@ -128,5 +129,6 @@ def make_order(user, **kw):
     } | kw
     with transaction.atomic():
         order = Order.objects.create(user=user, **values)
-        order_event(order=order, topic="order.accepted", causation_id="", payload=order_snapshot(order))
+        event = order_event(order=order, topic="order.accepted", causation_id="", payload=order_snapshot(order))
+        OutboxMessage.objects.filter(event_id=event.id, handler="executor").update(status="delivered")
     return order

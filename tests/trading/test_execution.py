@@ -365,6 +365,53 @@ def test_liquidation_and_funding_from_the_venue_are_applied_once(markets, trader
     assert Fill.objects.filter(kind="liquidation").count() == 1
 
 
+@pytest.mark.celery
+def test_an_order_handed_to_the_executor_twice_executes_once(
+    markets, trader, armed, api, counting_venue, celery_worker
+):
+    """The placing request publishes nothing; the dispatcher's hand-off does. A late duplicate
+    (the outbox redelivering the event, a requeue) finds the order claimed: a no-op."""
+    import threading
+
+    from celery.signals import before_task_publish
+
+    from tests.conftest import wait_for
+    from trading.services.orders import order_hand_off
+
+    published = []  # the threads that published an execute task
+
+    def count(sender=None, **_):
+        if sender == "trading.tasks.execute_order_task":
+            published.append(threading.current_thread())
+
+    before_task_publish.connect(count, weak=False)
+    try:
+        body = {"asset": "BTC-USD", "direction": "long", "order_type": "MARKET", "collateral": "100", "leverage": "10"}
+        response = api.post("/api/v1/trading/trades", body, format="json")
+        assert response.status_code == 201, response.content
+        order_id = response.json()["order_id"]
+        wait_for(lambda: Order.objects.get(pk=order_id).status == "FILLED", timeout=30)
+        assert (
+            len(published) == 1 and published[0] is not threading.current_thread()
+        )  # the dispatcher's, not the request's
+        event = Event.objects.get(topic="order.accepted", aggregate_id=str(order_id))
+        order_hand_off(event)  # too late: the order is no longer waiting, nothing is published
+        assert len(published) == 1
+        execute_order_task.delay(order_id)  # a duplicate task anyway (a requeue racing the first)
+        wait_for(lambda: not _worker_busy(), timeout=30)
+    finally:
+        before_task_publish.disconnect(count)
+    assert ExecutionCommand.objects.filter(order_id=order_id).count() == 1
+    assert [c for c, _ in counting_venue.calls] == ["open_trade"]
+    assert Trade.objects.filter(user=trader).count() == 1
+
+
+def _worker_busy() -> bool:
+    from celery.worker import state
+
+    return bool(state.active_requests or state.reserved_requests)
+
+
 def test_reconciliation_ignores_commands_with_a_result(markets, trader, armed, counting_venue):
     order = make_order(trader)
     execution.order_execute(order_id=order.pk)
@@ -376,25 +423,32 @@ def test_reconciliation_ignores_commands_with_a_result(markets, trader, armed, c
 def test_an_order_the_broker_refused_to_enqueue_is_placed_once_and_executed_by_reconciliation(
     markets, trader, armed, api, celery_worker
 ):
-    """The broker is down when the order commits: the request still answers 201 (not a 5xx a
-    client retries into a second order), the order waits ACCEPTED, and the reconciliation job
-    enqueues it again once the grace period has passed; it then executes exactly once."""
+    """The broker is down when the order commits and when the dispatcher hands it to the
+    executor: the request still answers 201 (not a 5xx a client retries into a second order),
+    the hand-off is given up (not retried by the outbox), the order waits ACCEPTED, and the
+    reconciliation job enqueues it again once the grace period has passed; it then executes
+    exactly once."""
     from unittest import mock
 
     import redis
     from kombu.transport.redis import Channel
 
     from tests.conftest import wait_for
+    from trading import outbox
+    from trading.models import OutboxMessage
 
     body = {"asset": "BTC-USD", "direction": "long", "order_type": "MARKET", "collateral": "100", "leverage": "10"}
     with mock.patch.object(Channel, "_put", side_effect=redis.ConnectionError("broker unavailable")):
         first = api.post("/api/v1/trading/trades", body, format="json", HTTP_IDEMPOTENCY_KEY="broker-down")
         again = api.post("/api/v1/trading/trades", body, format="json", HTTP_IDEMPOTENCY_KEY="broker-down")
+        outbox.outbox_dispatch()  # Beat's run: the hand-off's publish is refused too
     assert first.status_code == 201, first.content
     assert again.status_code == 201 and again["Idempotent-Replayed"] == "true"
     order_id = first.json()["order_id"]
     assert again.json()["order_id"] == order_id
     assert Order.objects.get(pk=order_id).status == "ACCEPTED"
+    handed = OutboxMessage.objects.get(handler="executor", event__aggregate_id=str(order_id))
+    assert handed.status == "delivered"  # given up: reconciliation is what picks the order up
 
     assert f"order:{order_id}" not in execution.execution_reconcile(grace_seconds=60)  # still in its grace
     assert execution.execution_reconcile(grace_seconds=0)[f"order:{order_id}"] == "requeued"

@@ -184,11 +184,18 @@ def _price(asset: str, venue: str):
         ) from exc
 
 
-def _enqueue_execute(order_id: int) -> None:
+def order_hand_off(event) -> None:
+    """Outbox handler (`order.accepted`): hand an order still waiting to the executor (one
+    `execute_order_task`). The placing request only kicks the dispatcher (debounced: a burst of
+    orders costs one dispatch run, and no request pays for a Celery publish); a publish the
+    broker refuses leaves the order ACCEPTED for `reconcile-executions`, and a task that comes
+    twice (a redelivered message, a requeue) finds the order claimed and does nothing."""
     from config.celery import enqueue
     from trading.tasks import execute_order_task
 
-    transaction.on_commit(lambda: enqueue(execute_order_task, order_id, swept_by="execution reconciliation"))
+    order_id = int(event.aggregate_id)
+    if Order.objects.filter(pk=order_id, status=Order.Status.ACCEPTED).exists():  # not a held order
+        enqueue(execute_order_task, order_id, swept_by="execution reconciliation")
 
 
 # Pre-trade checks per venue, registered by the apps that own them (AppConfig.ready), e.g.
@@ -413,8 +420,8 @@ def _order_write(
         return _order_write_held(order=order, actor=actor, tick=tick, causation_id=causation_id, extra=extra)
     # An order on its way to the executor: the order and `order.accepted` in one statement (its
     # own transaction, or a savepoint in the caller's so that a duplicate client_order_id leaves
-    # the caller's transaction usable). No outbox kick of its own: the executor's claim writes
-    # the order's next event (submitting/rejected) and kicks the dispatcher.
+    # the caller's transaction usable). The kick after commit has the dispatcher hand it to the
+    # executor (`order_hand_off`).
     snapshot = order_snapshot(order)
     del snapshot["order_id"]  # the new id: insert_with_event puts it in the payload
     with transaction.atomic() if connection.in_atomic_block else contextlib.nullcontext():
@@ -427,9 +434,7 @@ def _order_write(
             actor=actor,
             causation_id=causation_id,
             payload={**snapshot, "price_source": tick.source, "price_at": tick.timestamp, **(extra or {})},
-            kick=False,
         )
-    _enqueue_execute(order.pk)
     return order
 
 
