@@ -35,6 +35,7 @@ of the endpoints' CPU per request (plus their database work).
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import json
 import os
 import socket
@@ -58,6 +59,7 @@ ROUNDS = int(os.environ.get("BENCH_ROUNDS", "5"))
 WORKERS = int(os.environ.get("BENCH_WORKERS", str(max(2, os.cpu_count() or 2))))
 SERVER_CONCURRENCY = int(os.environ.get("BENCH_SERVER_CONCURRENCY", "1"))
 TARGETS = {"p50_ms": 15.0, "p99_ms": 50.0, "throughput_ratio": 0.60}
+GOALS = {"trades_rps": 350.0, "server_p99_ms": 20.0}
 BODY = {"asset": "BTC-USD", "direction": "long", "order_type": "MARKET", "collateral": "50", "leverage": "5"}
 
 
@@ -476,32 +478,41 @@ def _print(results: dict[str, dict], queries: list[str], rounds: list[float]) ->
     )
 
 
-def main() -> None:
-    sys.path.insert(0, str(ROOT))
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-    database_url = _bench_database(_base_database_url())
-    env = _env(database_url)
+# The serving stacks measured, each a command serving `bench._asgi` (or a WSGI app) on PORT.
+# "before" is the stack this project ran until config/handler.py; "now" is the Procfile's.
+STACKS = {
+    "before": (
+        "uvicorn, Django's ASGI handler (a new thread per request)",
+        ["uvicorn", "bench._asgi:stock_application", "--workers", str(WORKERS)],
+    ),
+    "now": (
+        "uvicorn, config.handler (reused request threads)",
+        ["uvicorn", "bench._asgi:application", "--workers", str(WORKERS)],
+    ),
+    # WSGI reference (not a dependency: measured when gunicorn is installed; no websockets)
+    "gunicorn": (
+        "gunicorn gthread, WSGI (1 thread per worker)",
+        ["gunicorn", "config.wsgi:application", "-k", "gthread", "--threads", "1", "-w", str(WORKERS)],
+    ),
+}
+CHOSEN = [name for name in os.environ.get("BENCH_STACKS", "before,now").split(",") if name]
+
+
+def _server_command(stack: str, port: int) -> list[str]:
+    _, argv = STACKS[stack]
+    if argv[0] == "uvicorn":
+        return [sys.executable, "-m", *argv, "--host", "127.0.0.1", "--port", str(port), "--no-access-log",
+                "--log-level", "warning"]  # fmt: skip
+    return [sys.executable, "-m", *argv, "--bind", f"127.0.0.1:{port}", "--log-level", "warning"]
+
+
+def _measure(stack: str, env: dict, users: list[int], queries: list[str]) -> dict[str, dict]:
+    """One stack: its server, the warm-up, then the interleaved slices; prints its table."""
     python = sys.executable
-    subprocess.run([python, "manage.py", "migrate", "-v", "0"], cwd=ROOT, env=env, check=True)
-    seeded = subprocess.run([python, "-c", SEED], cwd=ROOT, env=env, check=True, capture_output=True, text=True)
-    users = [int(x) for x in seeded.stdout.strip().splitlines()[-1].split(",")]
-    script = QUERIES.replace("USER_ID", str(users[0])).replace("BODY_VALUE", repr(BODY))
-    counted = subprocess.run([python, "-c", script], cwd=ROOT, env=env, check=True, capture_output=True, text=True)
-    queries = counted.stdout.strip().splitlines()[-1].split(",")
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
-    print(f"load average (1 min) before the run: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
-    print(
-        f"uvicorn x{WORKERS} workers ({SERVER_CONCURRENCY} requests in Django at once per worker), "
-        f"{CLIENTS} concurrent clients ({USERS_PER_CLIENT} users each, in turn), "
-        f"{SECONDS:.0f}s per endpoint in {ROUNDS} interleaved slices "
-        f"(+{WARMUP:.0f}s warm-up), database {urlsplit(database_url).path.lstrip('/')}"
-    )
-    server = subprocess.Popen(
-        [python, "-m", "uvicorn", "bench._asgi:application", "--host", "127.0.0.1", "--port", str(port),
-         "--workers", str(WORKERS), "--no-access-log", "--log-level", "warning"],
-        cwd=ROOT, env=env,
-    )  # fmt: skip
+    print(f"\n--- {stack}: {STACKS[stack][0]}")
+    server = subprocess.Popen(_server_command(stack, port), cwd=ROOT, env=env)
     refresher = subprocess.Popen([python, "-c", REFRESH_PRICE], cwd=ROOT, env=env)
     try:
         _wait_ready(base, server)
@@ -517,7 +528,9 @@ def main() -> None:
         for _ in range(ROUNDS):  # interleaved: a drift in the machine's state touches every endpoint alike
             for name, path, idem in endpoints:
                 slices[name].append(_slice(base, path, users, server_pids, idempotent=idem))
-        _print({name: _summary(parts) for name, parts in slices.items()}, queries, _round_ratios(slices))
+        results = {name: _summary(parts) for name, parts in slices.items()}
+        _print(results, queries, _round_ratios(slices))
+        return results
     finally:
         for proc in (refresher, server):
             proc.terminate()
@@ -525,4 +538,53 @@ def main() -> None:
                 proc.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 proc.kill()
+
+
+def _compare(measured: dict[str, dict[str, dict]]) -> None:
+    """The stacks side by side, with the goals: trades (with Idempotency-Key) >= 350 req/s,
+    server p99 < 20 ms, trades/baseline >= 60 %."""
+    print(f"\n{'stack':10}{'baseline req/s':>16}{'trades req/s':>14}{'ratio':>8}{'trades p99 (server)':>21}")
+    for stack, r in measured.items():
+        ratio = r["trades"]["throughput"] / r["baseline"]["throughput"] if r["baseline"]["throughput"] else 0
+        print(
+            f"{stack:10}{r['baseline']['throughput']:>16.1f}{r['trades']['throughput']:>14.1f}{ratio:>8.0%}"
+            f"{r['trades']['server_p99']:>18.2f} ms"
+        )
+    if "before" in measured and "now" in measured:
+        gain = measured["now"]["trades"]["throughput"] / measured["before"]["trades"]["throughput"]
+        print(f"trades now/before: {gain:.2f}x")
+    print(
+        f"goals (now): trades >= {GOALS['trades_rps']:.0f} req/s, server p99 < {GOALS['server_p99_ms']:.0f} ms, "
+        f"trades/baseline >= {TARGETS['throughput_ratio']:.0%}"
+    )
+
+
+def main() -> None:
+    sys.path.insert(0, str(ROOT))
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+    database_url = _bench_database(_base_database_url())
+    env = _env(database_url)
+    python = sys.executable
+    subprocess.run([python, "manage.py", "migrate", "-v", "0"], cwd=ROOT, env=env, check=True)
+    seeded = subprocess.run([python, "-c", SEED], cwd=ROOT, env=env, check=True, capture_output=True, text=True)
+    users = [int(x) for x in seeded.stdout.strip().splitlines()[-1].split(",")]
+    script = QUERIES.replace("USER_ID", str(users[0])).replace("BODY_VALUE", repr(BODY))
+    counted = subprocess.run([python, "-c", script], cwd=ROOT, env=env, check=True, capture_output=True, text=True)
+    queries = counted.stdout.strip().splitlines()[-1].split(",")
+    print(f"load average (1 min) before the run: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
+    print(
+        f"{WORKERS} server processes ({SERVER_CONCURRENCY} requests in Django at once per process), "
+        f"{CLIENTS} concurrent clients ({USERS_PER_CLIENT} users each, in turn), "
+        f"{SECONDS:.0f}s per endpoint in {ROUNDS} interleaved slices "
+        f"(+{WARMUP:.0f}s warm-up), database {urlsplit(database_url).path.lstrip('/')}"
+    )
+    measured = {}
+    try:
+        for stack in CHOSEN:
+            if STACKS[stack][1][0] == "gunicorn" and importlib.util.find_spec("gunicorn") is None:
+                print(f"\n--- {stack}: skipped (gunicorn is not installed)")
+                continue
+            measured[stack] = _measure(stack, env, users, queries)
+        _compare(measured)
+    finally:
         subprocess.run([python, "-c", PURGE], cwd=ROOT, env=env, capture_output=True)

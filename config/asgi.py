@@ -1,9 +1,13 @@
 import os
 
-from django.core.asgi import get_asgi_application
+import django
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-django_asgi_app = get_asgi_application()  # build Django first, then the router
+django.setup(set_prefix=False)
+
+from config.handler import ASGIHandler  # noqa: E402
+
+django_asgi_app = ASGIHandler()  # build Django first, then the router
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402

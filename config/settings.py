@@ -105,10 +105,10 @@ _db["CONN_HEALTH_CHECKS"] = True
 _db.setdefault("OPTIONS", {})["server_side_binding"] = env.bool("DB_SERVER_SIDE_BINDING", default=True)
 if _db["OPTIONS"]["server_side_binding"]:
     _db["OPTIONS"].setdefault("prepare_threshold", env.int("DB_PREPARE_THRESHOLD", default=5))
-# Under ASGI (the web process) every request runs in a thread of its own, so persistent
-# thread-local connections would be opened per request and linger until collected. The web
-# process therefore shares a psycopg pool (the Procfile sets DB_POOL_MAX_SIZE); the worker
-# and Beat keep one persistent connection per thread (CONN_MAX_AGE).
+# The web process runs each request's sync code on a thread borrowed from a pool that grows
+# with the requests in flight (config/handler.py), and shares a psycopg pool of connections
+# among those threads (the Procfile sets DB_POOL_MAX_SIZE) so that their number stays bounded;
+# the worker and Beat keep one persistent connection per thread (CONN_MAX_AGE).
 DB_POOL_MAX_SIZE = env.int("DB_POOL_MAX_SIZE", default=0)
 if DB_POOL_MAX_SIZE:
     _db["CONN_MAX_AGE"] = 0
@@ -119,6 +119,9 @@ if DB_POOL_MAX_SIZE:
         "timeout": env.float("DB_POOL_TIMEOUT", default=10.0),
     }
 DATABASES = {"default": _db}
+# Idle request threads the web process keeps for the next requests (config/handler.py); more
+# are started while more requests are in flight at once, and shut down when they finish.
+WEB_IDLE_THREADS = env.int("WEB_IDLE_THREADS", default=32)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- redis: broker, channel layer, cache --------------------------------------------------------
