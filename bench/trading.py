@@ -1,6 +1,9 @@
-"""POST /api/v1/trading/trades (paper venue) against a single-INSERT DRF baseline, in one run.
+"""POST /api/v1/trading/trades (paper venue) against a single-INSERT DRF baseline, in one run,
+under each serving stack of BENCH_STACKS (default `before,now`: uvicorn with Django's own ASGI
+handler, then with config/handler.py, the Procfile's; `granian` and `gunicorn` are measured
+when installed; see STACKS).
 
-A real uvicorn server (BENCH_WORKERS processes, `bench._asgi`: at most
+A real server (BENCH_WORKERS processes, `bench._asgi`: at most
 BENCH_SERVER_CONCURRENCY requests inside Django per process, the rest queue in the event
 loop) runs against its own database (`<name>_bench`, recreated) on the configured PostgreSQL
 server and Redis, with `bench._settings` (psycopg pool, header auth, Server-Timing). 32
@@ -489,7 +492,12 @@ STACKS = {
         "uvicorn, config.handler (reused request threads)",
         ["uvicorn", "bench._asgi:application", "--workers", str(WORKERS)],
     ),
-    # WSGI reference (not a dependency: measured when gunicorn is installed; no websockets)
+    # candidates measured when installed (not dependencies): granian (a Rust HTTP server) with
+    # config.handler, and gunicorn gthread (WSGI: no websockets, no async views) as a reference
+    "granian": (
+        "granian, config.handler (reused request threads)",
+        ["granian", "--interface", "asgi", "bench._asgi:application", "--workers", str(WORKERS)],
+    ),
     "gunicorn": (
         "gunicorn gthread, WSGI (1 thread per worker)",
         ["gunicorn", "config.wsgi:application", "-k", "gthread", "--threads", "1", "-w", str(WORKERS)],
@@ -503,36 +511,52 @@ def _server_command(stack: str, port: int) -> list[str]:
     if argv[0] == "uvicorn":
         return [sys.executable, "-m", *argv, "--host", "127.0.0.1", "--port", str(port), "--no-access-log",
                 "--log-level", "warning"]  # fmt: skip
+    if argv[0] == "granian":
+        return [sys.executable, "-m", *argv, "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
     return [sys.executable, "-m", *argv, "--bind", f"127.0.0.1:{port}", "--log-level", "warning"]
 
 
-def _measure(stack: str, env: dict, users: list[int], queries: list[str]) -> dict[str, dict]:
-    """One stack: its server, the warm-up, then the interleaved slices; prints its table."""
+ENDPOINTS = (
+    ("baseline", "/bench/baseline", False),
+    ("trades", "/api/v1/trading/trades", True),
+    ("trades-no-key", "/api/v1/trading/trades", False),
+)
+
+
+def _measure(stacks: list[str], env: dict, users: list[int], queries: list[str]) -> dict[str, dict[str, dict]]:
+    """Every stack's server at once (each on its own port, idle while another is measured),
+    warmed up, then slices taken in turn over stacks and endpoints, so that the machine's drift
+    during the run (other work on it) touches every stack and endpoint alike; prints each
+    stack's table."""
     python = sys.executable
-    port = _free_port()
-    base = f"http://127.0.0.1:{port}"
-    print(f"\n--- {stack}: {STACKS[stack][0]}")
-    server = subprocess.Popen(_server_command(stack, port), cwd=ROOT, env=env)
+    servers: dict[str, tuple[str, subprocess.Popen]] = {}
     refresher = subprocess.Popen([python, "-c", REFRESH_PRICE], cwd=ROOT, env=env)
     try:
-        _wait_ready(base, server)
-        server_pids = _process_tree(server.pid)
-        endpoints = (
-            ("baseline", "/bench/baseline", False),
-            ("trades", "/api/v1/trading/trades", True),
-            ("trades-no-key", "/api/v1/trading/trades", False),
-        )
-        for _, path, idem in endpoints:
-            _run(_load(base, path, users, seconds=WARMUP, idempotent=idem))
-        slices: dict[str, list[dict]] = {name: [] for name, _, _ in endpoints}
-        for _ in range(ROUNDS):  # interleaved: a drift in the machine's state touches every endpoint alike
-            for name, path, idem in endpoints:
-                slices[name].append(_slice(base, path, users, server_pids, idempotent=idem))
-        results = {name: _summary(parts) for name, parts in slices.items()}
-        _print(results, queries, _round_ratios(slices))
-        return results
+        for stack in stacks:
+            port = _free_port()
+            servers[stack] = (
+                f"http://127.0.0.1:{port}",
+                subprocess.Popen(_server_command(stack, port), cwd=ROOT, env=env),
+            )
+        for base, server in servers.values():
+            _wait_ready(base, server)
+        pids = {stack: _process_tree(server.pid) for stack, (_, server) in servers.items()}
+        for base, _ in servers.values():
+            for _, path, idem in ENDPOINTS:
+                _run(_load(base, path, users, seconds=WARMUP, idempotent=idem))
+        slices = {stack: {name: [] for name, _, _ in ENDPOINTS} for stack in stacks}
+        for _ in range(ROUNDS):
+            for stack, (base, _) in servers.items():
+                for name, path, idem in ENDPOINTS:
+                    slices[stack][name].append(_slice(base, path, users, pids[stack], idempotent=idem))
+        measured = {}
+        for stack in stacks:
+            print(f"\n--- {stack}: {STACKS[stack][0]}")
+            measured[stack] = {name: _summary(parts) for name, parts in slices[stack].items()}
+            _print(measured[stack], queries, _round_ratios(slices[stack]))
+        return measured
     finally:
-        for proc in (refresher, server):
+        for proc in (refresher, *(server for _, server in servers.values())):
             proc.terminate()
             try:
                 proc.wait(timeout=20)
@@ -578,13 +602,14 @@ def main() -> None:
         f"{SECONDS:.0f}s per endpoint in {ROUNDS} interleaved slices "
         f"(+{WARMUP:.0f}s warm-up), database {urlsplit(database_url).path.lstrip('/')}"
     )
-    measured = {}
+    stacks = []
+    for stack in CHOSEN:
+        server = STACKS[stack][1][0]
+        if server in ("gunicorn", "granian") and importlib.util.find_spec(server) is None:
+            print(f"--- {stack}: skipped ({server} is not installed)")
+        else:
+            stacks.append(stack)
     try:
-        for stack in CHOSEN:
-            if STACKS[stack][1][0] == "gunicorn" and importlib.util.find_spec("gunicorn") is None:
-                print(f"\n--- {stack}: skipped (gunicorn is not installed)")
-                continue
-            measured[stack] = _measure(stack, env, users, queries)
-        _compare(measured)
+        _compare(_measure(stacks, env, users, queries))
     finally:
         subprocess.run([python, "-c", PURGE], cwd=ROOT, env=env, capture_output=True)

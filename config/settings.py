@@ -119,8 +119,9 @@ if DB_POOL_MAX_SIZE:
         "timeout": env.float("DB_POOL_TIMEOUT", default=10.0),
     }
 DATABASES = {"default": _db}
-# Idle request threads the web process keeps for the next requests (config/handler.py); more
-# are started while more requests are in flight at once, and shut down when they finish.
+# Idle request threads a web process keeps for the next requests (config/handler.py); more
+# are started while more requests are in flight at once, and shut down when they finish. (The
+# number of web processes, WEB_CONCURRENCY, is the Procfile's: uvicorn --workers.)
 WEB_IDLE_THREADS = env.int("WEB_IDLE_THREADS", default=32)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
