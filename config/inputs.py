@@ -22,6 +22,7 @@ import json
 import re
 import uuid
 
+from asgiref.sync import iscoroutinefunction
 from django.conf import settings
 from django.http import JsonResponse
 from rest_framework import parsers, serializers
@@ -30,6 +31,7 @@ from rest_framework.fields import empty
 from rest_framework.utils.json import strict_constant
 
 from config.errors import ApplicationError, envelope
+from config.middleware import DualModeMiddleware
 
 CONTROL_CHARACTERS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 _JSON_STRING = re.compile(r'"(?:[^"\\]++|\\.)*+"', re.S)
@@ -181,15 +183,22 @@ class QueryParams(serializers.Serializer):
 _FORMS = ("application/x-www-form-urlencoded", "multipart/form-data")
 
 
-class InputGuardMiddleware:
+class InputGuardMiddleware(DualModeMiddleware):
     """Control characters in the URL path, a query parameter or a form field (any path: the
     admin's too) are a 400 before any view or query sees them (a NUL reached PostgreSQL as a
-    psycopg DataError, a 500)."""
-
-    def __init__(self, get_response):
-        self.get_response = get_response
+    psycopg DataError, a 500). Usable in the async chain too: the check does no I/O (an ASGI
+    request's body is already in memory)."""
 
     def __call__(self, request):
+        refused = self._refusal(request)
+        if refused is None:
+            return self.get_response(request)  # in the async chain: the coroutine, awaited by the caller
+        if iscoroutinefunction(self):
+            return _ready(refused)
+        return refused
+
+    @staticmethod
+    def _refusal(request):
         paths = []
         if CONTROL_CHARACTERS.search(request.path):
             paths.append("path")
@@ -201,7 +210,11 @@ class InputGuardMiddleware:
             from config.errors import error_response
 
             return error_response(request, control_characters_error(paths))
-        return self.get_response(request)
+        return None
+
+
+async def _ready(response):
+    return response
 
 
 # --- the HTTP body size (ASGI, config/asgi.py) --------------------------------------------------

@@ -1,41 +1,86 @@
 import re
 import uuid
 
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+from whitenoise.middleware import WhiteNoiseMiddleware
+
 from config.context import correlation_id_var, request_id_var
 
 _VALID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 
 
-class RequestIdMiddleware:
-    """Accept a sane `X-Request-ID` or generate one; expose it to logs and echo it back."""
+class DualModeMiddleware:
+    """A middleware usable in Django's sync chain and its async one (config/handler.py runs
+    async views through the async chain, where a sync-only middleware would keep the request's
+    thread blocked while the view awaits)."""
+
+    sync_capable = True
+    async_capable = True
 
     def __init__(self, get_response):
         self.get_response = get_response
+        if iscoroutinefunction(get_response):
+            markcoroutinefunction(self)
+
+
+class RequestIdMiddleware(DualModeMiddleware):
+    """Accept a sane `X-Request-ID` or generate one; expose it to logs and echo it back."""
 
     def __call__(self, request):
-        incoming = request.headers.get("X-Request-ID", "")
-        rid = incoming if _VALID.match(incoming) else uuid.uuid4().hex
-        request.request_id = rid
-        token = request_id_var.set(rid)
-        ctoken = correlation_id_var.set(request.headers.get("X-Correlation-ID") or None)
+        if iscoroutinefunction(self):
+            return self.__acall__(request)
+        tokens = self._enter(request)
         try:
             response = self.get_response(request)
         finally:
-            request_id_var.reset(token)
-            correlation_id_var.reset(ctoken)
-        response["X-Request-ID"] = rid
+            self._exit(tokens)
+        response["X-Request-ID"] = request.request_id
         return response
 
+    async def __acall__(self, request):
+        tokens = self._enter(request)
+        try:
+            response = await self.get_response(request)
+        finally:
+            self._exit(tokens)
+        response["X-Request-ID"] = request.request_id
+        return response
 
-class OutageMiddleware:
+    @staticmethod
+    def _enter(request):
+        incoming = request.headers.get("X-Request-ID", "")
+        request.request_id = incoming if _VALID.match(incoming) else uuid.uuid4().hex
+        return request_id_var.set(request.request_id), correlation_id_var.set(
+            request.headers.get("X-Correlation-ID") or None
+        )
+
+    @staticmethod
+    def _exit(tokens) -> None:
+        request_id_var.reset(tokens[0])
+        correlation_id_var.reset(tokens[1])
+
+
+class StaticFilesMiddleware(DualModeMiddleware, WhiteNoiseMiddleware):
+    """WhiteNoise (static files, served by the web process itself). In the async chain it
+    passes every request on: that chain only serves resolved async views, never a static
+    path (config/handler.py sends those through the sync chain, where WhiteNoise serves them)."""
+
+    def __init__(self, get_response):
+        WhiteNoiseMiddleware.__init__(self, get_response)
+        DualModeMiddleware.__init__(self, get_response)
+
+    def __call__(self, request):
+        if iscoroutinefunction(self):
+            return self.get_response(request)  # a coroutine: the async chain awaits it
+        return WhiteNoiseMiddleware.__call__(self, request)
+
+
+class OutageMiddleware(DualModeMiddleware):
     """A view outside DRF (the signer service, the admin, health pages) that fails because Redis
     or PostgreSQL is down answers 503 `SERVICE_UNAVAILABLE` (retryable), as the API does."""
 
-    def __init__(self, get_response):
-        self.get_response = get_response
-
     def __call__(self, request):
-        return self.get_response(request)
+        return self.get_response(request)  # in the async chain: the coroutine, awaited by the caller
 
     def process_exception(self, request, exception):
         from config.errors import OUTAGE_RETRY_AFTER, error_response, outage_error

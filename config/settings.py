@@ -57,7 +57,7 @@ MIDDLEWARE = [
     "config.inputs.InputGuardMiddleware",  # control characters in the URL or a form field: 400
     "config.middleware.OutageMiddleware",  # Redis / PostgreSQL down under a view: 503, retryable
     "django.middleware.security.SecurityMiddleware",
-    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "config.middleware.StaticFilesMiddleware",  # WhiteNoise, usable in the async chain too
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",

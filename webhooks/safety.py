@@ -80,11 +80,18 @@ def _unsafe_reason(ip: IPAddress) -> str | None:
     return None
 
 
-def resolve(host: str, port: int) -> list[IPAddress]:
+def is_address(host: str) -> bool:
+    """Whether `host` is an IP address (nothing to resolve)."""
     try:
-        return [ipaddress.ip_address(host)]
+        ipaddress.ip_address(host)
     except ValueError:
-        pass
+        return False
+    return True
+
+
+def resolve(host: str, port: int) -> list[IPAddress]:
+    if is_address(host):
+        return [ipaddress.ip_address(host)]
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError) as exc:

@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
@@ -30,7 +31,7 @@ from config.errors import ApplicationError
 from trading.services.ledger import event_record
 from webhooks import clock, signing, transport
 from webhooks.models import PING, SUBSCRIBABLE, WebhookAttempt, WebhookDelivery, WebhookEndpoint, WebhookNotice
-from webhooks.safety import UnsafeTarget, allowlist_load, target_check
+from webhooks.safety import UnsafeTarget, allowlist_load, is_address, target_check
 from webhooks.topics import event_type_for, owner_id_of
 
 logger = logging.getLogger("tradedesk.webhooks")
@@ -564,13 +565,16 @@ async def _send_group(claims: list[_Claim], *, allowlist, fixed_now: datetime | 
     lease, url = settings.WEBHOOK_LEASE, claims[0].url
     slots = asyncio.Semaphore(settings.WEBHOOK_ENDPOINT_CONCURRENCY)
     checked: dict = {}
+    literal = is_address(urlsplit(url).hostname or "")
     gone = False
 
     async def check():
         if checked and time.monotonic() - checked["at"] <= TARGET_CHECK_REUSE:
             return checked["target"]
+        check_now = functools.partial(target_check, url, allowlist=allowlist)
         try:
-            target = await loop.run_in_executor(None, functools.partial(target_check, url, allowlist=allowlist))
+            # a host name is resolved off the loop (getaddrinfo blocks); an address needs no lookup
+            target = check_now() if literal else await loop.run_in_executor(None, check_now)
         except UnsafeTarget as exc:
             target = exc
         checked.update(target=target, at=time.monotonic())

@@ -540,9 +540,14 @@ def test_deliveries_committed_while_a_run_waits_in_the_queue_enqueue_no_more(tra
     from django.core.cache import cache
 
     from config.celery import app
+    from tests.conftest import wait_for
 
     make_endpoint(user)
     published = []
+
+    def delivery(n):  # (a session worker may be the one dispatching it: wait for the row)
+        event = record("trade.closed", user.pk, n=n)
+        wait_for(lambda: outbox.outbox_dispatch() >= 0 and WebhookDelivery.objects.filter(event_id=event.id).exists())
 
     def count(sender=None, **_):
         if sender == "webhooks.tasks.webhook_deliver_task":
@@ -553,10 +558,10 @@ def test_deliveries_committed_while_a_run_waits_in_the_queue_enqueue_no_more(tra
     try:
         cache.set(services.RUN_QUEUED, 1, 60)  # a kicked run is waiting in the queue
         for n in range(5):
-            _one_delivery("trade.closed", user, n=n)
+            delivery(n)
         assert published == []
         services.run_mark_clear()  # it starts: deliveries from now on need a run of their own
-        _one_delivery("trade.closed", user, n=5)
+        delivery(5)
         assert len(published) == 1
     finally:
         before_task_publish.disconnect(count)
