@@ -1,3 +1,4 @@
+import contextlib
 import threading
 import time
 import uuid
@@ -51,6 +52,25 @@ def wait_for(predicate, timeout: float = 15.0, interval: float = 0.05, *, what: 
         if time.monotonic() > deadline:
             pytest.fail(f"{what} not met within {timeout}s")
         time.sleep(interval)
+
+
+@contextlib.contextmanager
+def tasks_published(task_name: str):
+    """The threads that published the Celery task `task_name` while the block ran, in order
+    (Celery's before_task_publish signal: counted whether or not a worker runs them)."""
+    from celery.signals import before_task_publish
+
+    published: list[threading.Thread] = []
+
+    def record(sender=None, **_):
+        if sender == task_name:
+            published.append(threading.current_thread())
+
+    before_task_publish.connect(record, weak=False)
+    try:
+        yield published
+    finally:
+        before_task_publish.disconnect(record)
 
 
 def run_on_worker(task, *args, timeout: float = 20.0) -> None:

@@ -373,34 +373,22 @@ def test_an_order_handed_to_the_executor_twice_executes_once(
     (the outbox redelivering the event, a requeue) finds the order claimed: a no-op."""
     import threading
 
-    from celery.signals import before_task_publish
-
-    from tests.conftest import wait_for
+    from tests.conftest import tasks_published, wait_for
     from trading.services.orders import order_hand_off
 
-    published = []  # the threads that published an execute task
-
-    def count(sender=None, **_):
-        if sender == "trading.tasks.execute_order_task":
-            published.append(threading.current_thread())
-
-    before_task_publish.connect(count, weak=False)
-    try:
+    with tasks_published("trading.tasks.execute_order_task") as published:
         body = {"asset": "BTC-USD", "direction": "long", "order_type": "MARKET", "collateral": "100", "leverage": "10"}
         response = api.post("/api/v1/trading/trades", body, format="json")
         assert response.status_code == 201, response.content
         order_id = response.json()["order_id"]
         wait_for(lambda: Order.objects.get(pk=order_id).status == "FILLED", timeout=30)
-        assert (
-            len(published) == 1 and published[0] is not threading.current_thread()
-        )  # the dispatcher's, not the request's
+        # one publish, the dispatcher's (a worker thread), not the request's (this thread)
+        assert len(published) == 1 and published[0] is not threading.current_thread()
         event = Event.objects.get(topic="order.accepted", aggregate_id=str(order_id))
         order_hand_off(event)  # too late: the order is no longer waiting, nothing is published
         assert len(published) == 1
         execute_order_task.delay(order_id)  # a duplicate task anyway (a requeue racing the first)
         wait_for(lambda: not _worker_busy(), timeout=30)
-    finally:
-        before_task_publish.disconnect(count)
     assert ExecutionCommand.objects.filter(order_id=order_id).count() == 1
     assert [c for c, _ in counting_venue.calls] == ["open_trade"]
     assert Trade.objects.filter(user=trader).count() == 1

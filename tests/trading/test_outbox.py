@@ -55,29 +55,22 @@ def test_commits_while_a_dispatch_waits_in_the_queue_enqueue_no_more(transaction
     """A burst of commits costs one dispatch run, not one per commit: while a kicked dispatch
     waits in the queue (its mark is set) kicks publish nothing; once it starts (clears the mark)
     the next commit kicks again. No worker here: the queue is purged before and after."""
-    from celery.signals import before_task_publish
     from django.core.cache import cache
 
     from config.celery import app
-
-    published = []
-
-    def count(sender=None, **_):
-        if sender == "trading.tasks.outbox_dispatch_task":
-            published.append(sender)
+    from tests.conftest import tasks_published
 
     app.control.purge()
-    before_task_publish.connect(count, weak=False)
     try:
-        cache.set(outbox.KICK_QUEUED, 1, 60)  # a kicked dispatch is waiting in the queue
-        for n in range(5):
-            _record("order.accepted", n)
-        assert published == []
-        outbox.kick_mark_clear()  # it starts: commits from now on need a run of their own
-        _record("order.accepted", 5)
-        assert len(published) == 1
+        with tasks_published("trading.tasks.outbox_dispatch_task") as published:
+            cache.set(outbox.KICK_QUEUED, 1, 60)  # a kicked dispatch is waiting in the queue
+            for n in range(5):
+                _record("order.accepted", n)
+            assert published == []
+            outbox.kick_mark_clear()  # it starts: commits from now on need a run of their own
+            _record("order.accepted", 5)
+            assert len(published) == 1
     finally:
-        before_task_publish.disconnect(count)
         app.control.purge()
         outbox.kick_mark_clear()
     # whatever was kicked or not, every message is there for the dispatcher (here, or the

@@ -536,35 +536,28 @@ def test_deliveries_committed_while_a_run_waits_in_the_queue_enqueue_no_more(tra
     """A burst of deliveries costs one queued run, not a task per delivery: while a kicked run
     waits in the queue (its mark is set) new deliveries publish nothing; once it starts (clears
     the mark) the next one kicks again. No worker here: the queue is purged before and after."""
-    from celery.signals import before_task_publish
     from django.core.cache import cache
 
     from config.celery import app
-    from tests.conftest import wait_for
+    from tests.conftest import tasks_published, wait_for
 
     make_endpoint(user)
-    published = []
 
     def delivery(n):  # (a session worker may be the one dispatching it: wait for the row)
         event = record("trade.closed", user.pk, n=n)
         wait_for(lambda: outbox.outbox_dispatch() >= 0 and WebhookDelivery.objects.filter(event_id=event.id).exists())
 
-    def count(sender=None, **_):
-        if sender == "webhooks.tasks.webhook_deliver_task":
-            published.append(sender)
-
     app.control.purge()
-    before_task_publish.connect(count, weak=False)
     try:
-        cache.set(services.RUN_QUEUED, 1, 60)  # a kicked run is waiting in the queue
-        for n in range(5):
-            delivery(n)
-        assert published == []
-        services.run_mark_clear()  # it starts: deliveries from now on need a run of their own
-        delivery(5)
-        assert len(published) == 1
+        with tasks_published("webhooks.tasks.webhook_deliver_task") as published:
+            cache.set(services.RUN_QUEUED, 1, 60)  # a kicked run is waiting in the queue
+            for n in range(5):
+                delivery(n)
+            assert published == []
+            services.run_mark_clear()  # it starts: deliveries from now on need a run of their own
+            delivery(5)
+            assert len(published) == 1
     finally:
-        before_task_publish.disconnect(count)
         app.control.purge()
         services.run_mark_clear()
     assert WebhookDelivery.objects.filter(status="pending").count() == 6  # all there for the next run
