@@ -57,6 +57,10 @@ def test_entry_point_runs_with_a_sane_recursion_limit(entry, db, tmp_path):
         "REDIS_URL": settings.REDIS_URL,
         "CELERY_QUEUE": f"probe-{uuid.uuid4().hex[:8]}",  # consume nothing of anyone's
         "LOG_LEVEL": "WARNING",
+        # One web worker: uvicorn then serves in the probed process itself (with more, it spawns
+        # workers through a fresh interpreter the probe does not reach; they load the app, and
+        # with it the `config` package that sets the limit, the same way).
+        "WEB_CONCURRENCY": "1",
     }
     log = tmp_path / "log"
     with log.open("wb") as sink:
