@@ -18,7 +18,8 @@ _recorded = threading.Event()
 def record() -> None:
     with _lock:
         apps = sys.modules.get("django.apps")
-        if _recorded.is_set() or apps is None or not apps.apps.ready:
+        registry = getattr(apps, "apps", None)  # None while django.apps is still being imported
+        if _recorded.is_set() or registry is None or not registry.ready:
             return
         import eth  # noqa: F401
         import py_ecc  # noqa: F401
