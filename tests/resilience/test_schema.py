@@ -36,8 +36,10 @@ def schemathesis(desk, token: str, workdir: Path, *args: str) -> subprocess.Comp
         "examples,coverage,fuzzing",
         "--max-examples",
         str(EXAMPLES),
+        # One worker: with two threads, hypothesis's lambda descriptions call ast.parse
+        # concurrently, which CPython 3.11 can fail ("AST constructor recursion depth mismatch").
         "--workers",
-        "2",
+        "1",
         "--request-timeout",
         "20",
         "--suppress-health-check",
