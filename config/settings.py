@@ -496,6 +496,8 @@ LOGGING = {
         # httpx logs every request's URL at INFO; venue and feed URLs may carry keys
         "httpx": {"level": "WARNING"},
         "httpcore": {"level": "WARNING"},
+        # gql (the Ostium SDK's subgraph client) logs every query and its whole answer at INFO
+        "gql": {"level": "WARNING"},
         # uvicorn's own lines (errors, websocket handshakes) print the path with its query string
         # (`/ws?token=...`): through our handler and its redaction, not uvicorn's plain-text
         # one. Django configures logging after uvicorn did (the app is imported after), so this

@@ -98,8 +98,12 @@ def test_a_trailing_stop_ratchets_at_ostiums_price_and_is_pushed_on_chain_by_min
     trailing = Order.objects.get(trade=trade, order_type="TRAILING_STOP")
 
     def pushed(level):
-        wait_for(lambda: _near(_chain_sl(ostium, trade), level), timeout=30)
-        trailing.refresh_from_db()
+        # the chain moves before the command that moved it is marked succeeded: wait for both
+        def landed():
+            trailing.refresh_from_db()
+            return _near(_chain_sl(ostium, trade), level) and trailing.venue_stop_price == D(level)
+
+        wait_for(landed, timeout=30)
         return trailing.venue_stop_price
 
     # its first level (Ostium's 65,000 - 1,000) goes on chain as the trade's SL
@@ -119,7 +123,9 @@ def test_a_trailing_stop_ratchets_at_ostiums_price_and_is_pushed_on_chain_by_min
     assert trailing.stop_price == D("65050") and _near(_chain_sl(ostium, trade), "65000")
     _ostium_price(ostium, "BTC-USD", "67000")
     assert pushed("66000") == D("66000")
-    assert ExecutionCommand.objects.filter(order=trailing, action="update_sl", status="succeeded").count() == 3
+    succeeded = ExecutionCommand.objects.filter(order=trailing, action="update_sl", status="succeeded")
+    wait_for(lambda: succeeded.count() == 3, timeout=30)
+    assert succeeded.count() == 3
 
     # Ostium's price falls to the pushed level: Ostium's keeper closes the trade there
     _ostium_price(ostium, "BTC-USD", "65990")
