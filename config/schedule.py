@@ -103,4 +103,9 @@ BEAT_SCHEDULE: dict[str, dict] = {
         "every": 5.0,
         "expires": 10,
     },
+    "config-apply-due": {
+        "task": "configuration.tasks.config_apply_due_task",
+        "every": 5.0,
+        "expires": 10,
+    },
 }

@@ -50,6 +50,7 @@ INSTALLED_APPS = [
     "delegations",
     "treasury",
     "webhooks",
+    "configuration",
 ]
 
 MIDDLEWARE = [
@@ -348,6 +349,12 @@ COINGECKO_IDS = dict(
 COINGECKO_POLL_SECONDS = env.float("COINGECKO_POLL_SECONDS", default=30.0)
 COINGECKO_TIMEOUT = env.float("COINGECKO_TIMEOUT", default=5.0)
 COINGECKO_BACKOFF_MAX_SECONDS = env.float("COINGECKO_BACKOFF_MAX_SECONDS", default=600.0)
+
+# --- LI-FI (swap and bridge quotes; runtime-configurable, docs/configuration.md) ------------------
+LIFI_ENABLED = env.bool("LIFI_ENABLED", default=True)
+LIFI_API_URL = env("LIFI_API_URL", default="https://li.quest/v1")
+LIFI_API_KEY = env("LIFI_API_KEY", default="")
+LIFI_TIMEOUT = env.float("LIFI_TIMEOUT", default=10.0)
 # --- secrets at rest ----------------------------------------------------------------------------
 # Comma-separated Fernet keys, newest first (config/crypto.py). Empty: one key derived from SECRET_KEY.
 FIELD_ENCRYPTION_KEYS = env.list("FIELD_ENCRYPTION_KEYS", default=[])

@@ -16,6 +16,7 @@ urlpatterns = [
     path("internal/ostium/v1/", include("providers.ostium.service")),
     path("api/v1/", include("delegations.urls")),
     path("api/v1/", include("treasury.urls")),
+    path("api/v1/", include("configuration.urls")),
 ]
 
 handler400 = "config.errors.handler400"

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from django.conf import settings
 from django.core.cache import cache
 
+from configuration.runtime import config_value
 from providers.interface import ErrorCode, Market, VenueError, VenueException
 
 _CACHE_VERSION_KEY = "providers:markets:version"
@@ -31,7 +31,7 @@ def venue_markets(venue: str) -> list[Market]:
     markets = cache.get(key)
     if markets is None:
         markets = get_venue(venue).get_pairs()
-        cache.set(key, markets, timeout=getattr(settings, "MARKETS_CACHE_TTL", 60))
+        cache.set(key, markets, timeout=config_value("MARKETS_CACHE_TTL"))
     return markets
 
 

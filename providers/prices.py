@@ -36,6 +36,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from config.cache import cache_redis
+from configuration.runtime import config_value
 from providers.interface import ErrorCode, PriceFeed, PriceTick, VenueError, VenueException
 
 logger = logging.getLogger("tradedesk.providers.prices")
@@ -101,7 +102,7 @@ def _venue_of(tick: PriceTick) -> str:
 
 
 def price_cache_put(tick: PriceTick) -> None:
-    cache.set(_cache_key(_venue_of(tick), tick.symbol), _to_cache(tick), timeout=settings.PRICE_CACHE_TTL)
+    cache.set(_cache_key(_venue_of(tick), tick.symbol), _to_cache(tick), timeout=config_value("PRICE_CACHE_TTL"))
 
 
 def price_cached(symbol: str, *, venue: str | None = None) -> PriceTick | None:

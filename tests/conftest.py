@@ -174,6 +174,16 @@ def staff_client(client, operator_user):
 
 
 @pytest.fixture(autouse=True)
+def _runtime_config_fresh():
+    """The runtime configuration snapshot is per process: start each test reading its database."""
+    from configuration.runtime import cache_clear
+
+    cache_clear()
+    yield
+    cache_clear()
+
+
+@pytest.fixture(autouse=True)
 def _reset_throttles():
     """Rate-limit counters live in Redis and outlive a test: start each test with none."""
     from trading.throttling import throttle_reset

@@ -33,6 +33,11 @@ class TradingConfig(AppConfig):
         register_tick_listener(position_marks_on_tick)
         # venues keep being priced for what they hold, whatever the asset routes to now
         register_held_symbols(venue_assets_held)
+        # a runtime-configuration change (risk defaults) reaches the cached limits at once
+        from configuration.runtime import register_change_listener
+        from trading.selectors import risk_limits_cache_clear
+
+        register_change_listener(risk_limits_cache_clear)
         # Ostium writes outside the executor (the signer service, the poller's timeouts) ask the
         # control states at side-effect time
         from providers.ostium.write_gate import register_write_gate

@@ -11,6 +11,7 @@ from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
+from configuration.runtime import config_value
 from trading.models import ControlState, Event, Order, Position, RiskLimit, Trade, TradingState
 from trading.risk import RiskLimits, RiskSnapshot
 from trading.services.control import executor_component
@@ -25,21 +26,20 @@ def _dec(value) -> Decimal | None:
 
 
 def risk_limits_for(asset: str) -> RiskLimits:
-    """Settings defaults, overridden by the global RiskLimit row, overridden by the instrument's.
-    Cached per process for RISK_LIMITS_CACHE_SECONDS (0 disables the cache)."""
+    """Runtime defaults (configuration/registry.py), overridden by the global RiskLimit row,
+    overridden by the instrument's. Cached per process for RISK_LIMITS_CACHE_SECONDS (0 disables the cache)."""
     ttl = settings.RISK_LIMITS_CACHE_SECONDS
     hit = _limits_cache.get(asset)
     if ttl > 0 and hit and hit[0] > time.monotonic():
         return hit[1]
-    d = settings.RISK_DEFAULTS
-    values = {
-        "max_notional": _dec(d["max_notional"]),
-        "max_leverage": _dec(d["max_leverage"]),
-        "max_open_positions": int(d["max_open_positions"]),
-        "max_slippage": _dec(d["max_slippage"]),
-        "price_band": _dec(d["price_band"]),
-        "daily_loss_cap": _dec(d["daily_loss_cap"]),
-        "max_orders_per_minute": int(d["max_orders_per_minute"]),
+    values = {  # runtime configuration (database → environment → code default), then the rows
+        "max_notional": _dec(config_value("RISK_MAX_NOTIONAL")),
+        "max_leverage": _dec(config_value("RISK_MAX_LEVERAGE")),
+        "max_open_positions": int(config_value("RISK_MAX_OPEN_POSITIONS")),
+        "max_slippage": _dec(config_value("RISK_MAX_SLIPPAGE")),
+        "price_band": _dec(config_value("RISK_PRICE_BAND")),
+        "daily_loss_cap": _dec(config_value("RISK_DAILY_LOSS_CAP")),
+        "max_orders_per_minute": int(config_value("RISK_MAX_ORDERS_PER_MINUTE")),
     }
     rows = sorted(RiskLimit.objects.filter(instrument__in=["", asset]), key=lambda r: r.instrument != "")
     for row in rows:  # global first, then the instrument's override

@@ -28,6 +28,7 @@ from django.db.models import Exists, F, OuterRef
 
 from config import crypto
 from config.errors import ApplicationError
+from configuration.runtime import config_value
 from trading.services.ledger import event_record
 from webhooks import clock, signing, transport
 from webhooks.models import PING, SUBSCRIBABLE, WebhookAttempt, WebhookDelivery, WebhookEndpoint, WebhookNotice
@@ -429,14 +430,14 @@ class Outcome:
 
 
 def max_attempts() -> int:
-    return len(settings.WEBHOOK_RETRY_SCHEDULE) + 1
+    return len(config_value("WEBHOOK_RETRY_SCHEDULE")) + 1
 
 
 def retry_delay(attempts: int) -> float:
     """Seconds to wait after the `attempts`-th failed attempt of a round, with jitter."""
-    schedule = settings.WEBHOOK_RETRY_SCHEDULE
+    schedule = config_value("WEBHOOK_RETRY_SCHEDULE")
     base = schedule[min(attempts, len(schedule)) - 1]
-    jitter = settings.WEBHOOK_RETRY_JITTER
+    jitter = config_value("WEBHOOK_RETRY_JITTER")
     return base * random.uniform(1 - jitter, 1 + jitter)
 
 

@@ -13,8 +13,8 @@ from decimal import Decimal
 from email.utils import parsedate_to_datetime
 
 import httpx
-from django.conf import settings
 
+from configuration.runtime import config_value
 from providers.reference.config import COINGECKO_KEY_HEADER, coingecko_plan, coingecko_url
 
 
@@ -45,7 +45,7 @@ def retry_after_seconds(value: str | None, *, now: datetime | None = None) -> fl
 
 def _headers() -> dict:
     headers = {"Accept": "application/json", "User-Agent": "tradedesk"}
-    key = settings.COINGECKO_API_KEY
+    key = config_value("COINGECKO_API_KEY")
     if key:
         headers[COINGECKO_KEY_HEADER[coingecko_plan()]] = key
     return headers
@@ -61,10 +61,13 @@ def simple_price(ids: list[str], vs_currencies: list[str]) -> tuple[dict[tuple[s
     }
     try:
         response = httpx.get(
-            f"{coingecko_url()}/simple/price", params=params, headers=_headers(), timeout=settings.COINGECKO_TIMEOUT
+            f"{coingecko_url()}/simple/price",
+            params=params,
+            headers=_headers(),
+            timeout=config_value("COINGECKO_TIMEOUT"),
         )
     except httpx.TimeoutException as exc:
-        raise CoinGeckoError(f"timeout after {settings.COINGECKO_TIMEOUT:g} s") from exc
+        raise CoinGeckoError(f"timeout after {config_value('COINGECKO_TIMEOUT'):g} s") from exc
     except httpx.HTTPError as exc:
         raise CoinGeckoError(f"{type(exc).__name__}: {exc}") from exc
     if response.status_code == 429:

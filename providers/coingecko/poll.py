@@ -16,6 +16,7 @@ import random
 from django.conf import settings
 
 from config.cache import cache_redis
+from configuration.runtime import config_value
 from providers.coingecko import client
 from providers.reference import store
 from providers.reference.config import COINGECKO, coingecko_id, pair_split
@@ -70,7 +71,7 @@ def coingecko_poll(*, force: bool = False) -> dict:
         return {**result, "skipped": "not due"}
     lock = store.state_key(COINGECKO) + ":lock"
     redis = cache_redis()
-    if not redis.set(lock, now, nx=True, px=int(settings.COINGECKO_TIMEOUT * 1000) + 5000):
+    if not redis.set(lock, now, nx=True, px=int(config_value("COINGECKO_TIMEOUT") * 1000) + 5000):
         return {**result, "skipped": "in progress"}
     try:
         return _poll(result, state, now)

@@ -28,6 +28,7 @@ from django.conf import settings
 from django.db import close_old_connections
 from websockets.asyncio.client import connect
 
+from configuration.runtime import config_value
 from providers.kraken import wire
 from providers.reference import store
 from providers.reference.config import KRAKEN, kraken_rest_url, kraken_ws_url
@@ -120,7 +121,7 @@ class KrakenStream:
         self.symbols = frozenset(await _db(_stream_pairs))
         async with connect(
             url,
-            open_timeout=settings.KRAKEN_TIMEOUT,
+            open_timeout=config_value("KRAKEN_TIMEOUT"),
             close_timeout=1,
             ping_interval=20,
             ping_timeout=20,
@@ -239,7 +240,7 @@ def ticker_rest(symbols: list[str]) -> tuple[list[Quote], dict[str, str]]:
     quotes: list[Quote] = []
     errors: dict[str, str] = {}
     with httpx.Client(
-        base_url=kraken_rest_url(), timeout=settings.KRAKEN_TIMEOUT, headers={"User-Agent": "tradedesk"}
+        base_url=kraken_rest_url(), timeout=config_value("KRAKEN_TIMEOUT"), headers={"User-Agent": "tradedesk"}
     ) as client:
         for symbol in symbols:
             try:
@@ -247,7 +248,7 @@ def ticker_rest(symbols: list[str]) -> tuple[list[Quote], dict[str, str]]:
                 response.raise_for_status()
                 quotes.append(wire.rest_ticker_quote(response.json(), symbol=symbol, received_ms=now_ms()))
             except httpx.TimeoutException:
-                errors[symbol] = f"timeout after {settings.KRAKEN_TIMEOUT:g} s"
+                errors[symbol] = f"timeout after {config_value('KRAKEN_TIMEOUT'):g} s"
             except httpx.HTTPStatusError as exc:
                 errors[symbol] = f"HTTP {exc.response.status_code}"
             except (httpx.HTTPError, ValueError) as exc:  # transport failures, bad JSON, WireError

@@ -26,6 +26,7 @@ from pathlib import Path
 from django.conf import settings
 from django.utils import timezone
 
+from configuration.runtime import provider_enabled
 from providers.interface import (
     CloseTradeRequest,
     ErrorCode,
@@ -147,7 +148,7 @@ class OstiumVenue:
         return guarded_read(self.net.name, fn, during=during)
 
     def _refuse_writes(self) -> VenueError | None:
-        if not settings.VENUE_ENABLED.get("ostium", True):
+        if not provider_enabled("ostium"):
             return E.error(C.VENUE_DISABLED, "Ostium writes are disabled (OSTIUM_ENABLED=false)")
         if not breaker_allow(self.net.name):
             return E.error(C.CIRCUIT_OPEN, f"Ostium {self.net.name} circuit open", retryable=True)

@@ -33,6 +33,7 @@ from hexbytes import HexBytes
 from web3 import Web3
 
 from config.cache import cache_redis
+from configuration.runtime import config_value
 from providers.ostium.config import OstiumNetwork
 
 logger = logging.getLogger("tradedesk.providers.ostium.sdk")
@@ -131,13 +132,13 @@ def sdk_public_network(name: str) -> dict:
 
 
 def rpc_chain_id(rpc_url: str, timeout: float | None = None) -> int:
-    timeout = timeout or settings.OSTIUM_READ_TIMEOUT
+    timeout = timeout or config_value("OSTIUM_READ_TIMEOUT")
     return Web3(_provider(rpc_url, timeout)).eth.chain_id
 
 
 def rpc_code(rpc_url: str, address: str, timeout: float | None = None) -> bytes:
     """The contract code at `address` (empty: no contract there)."""
-    timeout = timeout or settings.OSTIUM_READ_TIMEOUT
+    timeout = timeout or config_value("OSTIUM_READ_TIMEOUT")
     return bytes(Web3(_provider(rpc_url, timeout)).eth.get_code(Web3.to_checksum_address(address)))
 
 
@@ -225,7 +226,7 @@ def http_pairs(net: OstiumNetwork) -> list[dict]:
     """The subgraph's pairs (the same query shape as the SDK's `get_pairs`)."""
     import httpx
 
-    response = httpx.post(net.subgraph_url, json={"query": _PAIRS_QUERY}, timeout=settings.OSTIUM_READ_TIMEOUT)
+    response = httpx.post(net.subgraph_url, json={"query": _PAIRS_QUERY}, timeout=config_value("OSTIUM_READ_TIMEOUT"))
     response.raise_for_status()
     body = response.json()
     if body.get("errors"):
@@ -237,7 +238,7 @@ def http_latest_prices(net: OstiumNetwork) -> list[dict]:
     """Ostium's price API (`GET /PricePublish/latest-prices`, what the SDK's Price client reads)."""
     import httpx
 
-    response = httpx.get(f"{net.price_url}/PricePublish/latest-prices", timeout=settings.OSTIUM_READ_TIMEOUT)
+    response = httpx.get(f"{net.price_url}/PricePublish/latest-prices", timeout=config_value("OSTIUM_READ_TIMEOUT"))
     response.raise_for_status()
     return response.json()
 
@@ -333,7 +334,7 @@ class OstiumClient:
     def _build(self):
         from ostium_python_sdk import NetworkConfig, OstiumSDK
 
-        timeout = settings.OSTIUM_READ_TIMEOUT
+        timeout = config_value("OSTIUM_READ_TIMEOUT")
         rpc_chain_id(self.net.rpc_url, timeout)  # fail fast: the SDK's own first call has no timeout
         config = NetworkConfig(
             graph_url=self.net.subgraph_url, contracts=dict(self.net.contracts), is_testnet=self.net.is_testnet
@@ -362,7 +363,7 @@ class OstiumClient:
         """Run `factory()` (a coroutine) on this client's loop; bounded by the read timeout."""
         sdk = self.sdk
         assert sdk is not None and self._loop is not None
-        return self._loop.run(factory(), timeout or settings.OSTIUM_READ_TIMEOUT)
+        return self._loop.run(factory(), timeout or config_value("OSTIUM_READ_TIMEOUT"))
 
     def call(self, fn: Callable, *args, **kwargs):
         with sdk_output_captured():
@@ -581,7 +582,7 @@ class OstiumClient:
         `before_send(nonce, from_block)` runs before anything is sent (the caller records them,
         so that a process killed mid-write leaves what reconciliation needs to find it)."""
         sdk = self.sdk
-        timeout = settings.OSTIUM_WRITE_TIMEOUT if timeout is None else timeout
+        timeout = config_value("OSTIUM_WRITE_TIMEOUT") if timeout is None else timeout
         local = _signer_lock(self.address)
         if not local.acquire(timeout=settings.OSTIUM_LOCK_TIMEOUT):
             raise SignerBusy(f"signer {self.address} busy")
@@ -659,7 +660,7 @@ class OstiumReader:
         from ostium_python_sdk.abi.usdc_abi import usdc_abi
 
         self.net = net
-        self.w3 = Web3(_provider(net.rpc_url, settings.OSTIUM_READ_TIMEOUT))
+        self.w3 = Web3(_provider(net.rpc_url, config_value("OSTIUM_READ_TIMEOUT")))
         self._usdc = self.w3.eth.contract(address=net.contracts["usdc"], abi=usdc_abi)
         self._subgraph = None
         self._loop = _LoopThread(f"ostium-reader-{net.name}")
@@ -693,7 +694,7 @@ class OstiumReader:
                     return totals
                 skip += 1000
 
-        return self._loop.run(run(), settings.OSTIUM_READ_TIMEOUT)
+        return self._loop.run(run(), config_value("OSTIUM_READ_TIMEOUT"))
 
     def stop(self) -> None:
         self._loop.stop()

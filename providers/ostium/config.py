@@ -15,6 +15,8 @@ from pathlib import Path
 from django.conf import settings
 from eth_utils import is_checksum_address, to_checksum_address
 
+from configuration.runtime import config_value
+
 LOCALNET, TESTNET, MAINNET = "localnet", "testnet", "mainnet"
 NETWORKS = (LOCALNET, TESTNET, MAINNET)
 CHAIN_IDS = {LOCALNET: 421614, TESTNET: 421614, MAINNET: 42161}
@@ -83,9 +85,9 @@ def network_config(name: str | None = None) -> OstiumNetwork:
     name = (name or settings.OSTIUM_NETWORK or "").strip().lower()
     if name not in NETWORKS:
         raise OstiumConfigError(f"OSTIUM_NETWORK must be one of {', '.join(NETWORKS)}, not {name!r}")
-    rpc = settings.OSTIUM_RPC_URL
-    subgraph = settings.OSTIUM_SUBGRAPH_URL
-    price = settings.OSTIUM_PRICE_URL
+    rpc = config_value("OSTIUM_RPC_URL")
+    subgraph = config_value("OSTIUM_SUBGRAPH_URL")
+    price = config_value("OSTIUM_PRICE_URL")
     pairs: tuple = ()
     if name == LOCALNET:
         data = _localnet_file()

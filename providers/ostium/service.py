@@ -43,6 +43,7 @@ from django.views.decorators.csrf import csrf_exempt
 from config.context import request_id_var
 from config.inputs import InputRejected, json_loads
 from config.secret_guard import REFUSED_CODE, secret_found
+from configuration.runtime import provider_enabled
 from providers.interface import (
     CloseTradeRequest,
     ErrorCode,
@@ -259,7 +260,7 @@ def service_reset() -> None:
 
 
 def _writes_enabled() -> None:
-    if not settings.VENUE_ENABLED.get("ostium", True):
+    if not provider_enabled("ostium"):
         raise ServiceError(ErrorCode.VENUE_DISABLED, "Ostium writes are disabled (OSTIUM_ENABLED=false)", status=503)
 
 
@@ -495,7 +496,7 @@ def _sync(data):
     from providers.ostium.sync import ostium_sync
     from providers.ostium.write_gate import write_refusal
 
-    writes = settings.VENUE_ENABLED.get("ostium", True) and write_refusal(SIGNER, trading_states=False) is None
+    writes = provider_enabled("ostium") and write_refusal(SIGNER, trading_states=False) is None
     return ostium_sync(timeouts=writes)
 
 

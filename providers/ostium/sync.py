@@ -42,6 +42,7 @@ from decimal import Decimal
 from django.conf import settings
 from django.utils import timezone
 
+from configuration.runtime import provider_enabled
 from providers.events import venue_event_emit
 from providers.interface import ErrorCode, ExecStatus, Fill, VenueEvent, VenueEventKind, VenueException
 
@@ -61,7 +62,7 @@ def _venue():
 
 def ostium_sync_run() -> dict[str, int]:
     """The Beat door: one round where the keys are (in-process, or in the signer service)."""
-    if settings.OSTIUM_SERVICE_BASE_URL and settings.VENUE_ENABLED.get("ostium", True):
+    if settings.OSTIUM_SERVICE_BASE_URL and provider_enabled("ostium"):
         from providers.ostium.service_client import OstiumServiceVenue
 
         return OstiumServiceVenue().sync()
@@ -72,7 +73,7 @@ def ostium_sync(*, limit: int = 200, timeouts: bool | None = None) -> dict[str, 
     """One round of the poller, here (this process must hold the keys). Returns counts. The
     market-order timeouts it would send are writes: sent only when `timeouts` (default: while
     `executor:ostium` is armed; the signer service passes its own `signer:ostium` state)."""
-    if not settings.VENUE_ENABLED.get("ostium", True) or settings.OSTIUM_SERVICE_BASE_URL:
+    if not provider_enabled("ostium") or settings.OSTIUM_SERVICE_BASE_URL:
         return {"skipped": 1}  # disabled, or the signer service (which holds the keys) runs it
     if timeouts is None:
         from providers.ostium.write_gate import write_refusal

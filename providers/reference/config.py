@@ -15,6 +15,7 @@ from decimal import Decimal
 from django.conf import settings
 
 from config.errors import ApplicationError
+from configuration.runtime import config_value
 from providers.sandbox_config import sandbox_config_read
 
 KRAKEN, COINGECKO = "kraken", "coingecko"
@@ -83,7 +84,7 @@ def _sandbox_file() -> dict:
 
 
 def _endpoint(setting: str, sandbox_key: str, live: str) -> str:
-    explicit = getattr(settings, setting, "")
+    explicit = config_value(setting)
     if explicit:
         return explicit.rstrip("/")
     mode = settings.REFERENCE_ENDPOINTS

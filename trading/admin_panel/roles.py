@@ -24,7 +24,13 @@ TREASURY_PERMS = {
     ),
     RISK_ADMIN: ("add_allowlistentry", "change_allowlistentry", "freeze_withdrawals"),
 }
-VIEW_APPS = ("trading", "providers", "delegations", "treasury", "webhooks", "django_celery_beat")
+# runtime configuration per role: operators change provider and operational keys, risk admins
+# the risk defaults (configuration/registry.py says which key needs which)
+CONFIGURATION_PERMS = {
+    OPERATOR: ("change_operational_config",),
+    RISK_ADMIN: ("change_risk_config",),
+}
+VIEW_APPS = ("trading", "providers", "delegations", "treasury", "webhooks", "configuration", "django_celery_beat")
 COMPONENTS = (
     "executor:paper",
     "executor:ostium",
@@ -45,12 +51,14 @@ def roles_and_rows_ensure(apps=global_apps) -> None:
     view = list(Permission.objects.filter(content_type__app_label__in=VIEW_APPS, codename__startswith="view_"))
     trading_perms = Permission.objects.filter(content_type__app_label="trading")
     treasury_perms = Permission.objects.filter(content_type__app_label="treasury")
+    configuration_perms = Permission.objects.filter(content_type__app_label="configuration")
     for name, extra in ((VIEWER, ()), (OPERATOR, OPERATOR_PERMS), (RISK_ADMIN, RISK_ADMIN_PERMS)):
         group, _ = Group.objects.get_or_create(name=name)
         group.permissions.add(
             *view,
             *trading_perms.filter(codename__in=extra),
             *treasury_perms.filter(codename__in=TREASURY_PERMS.get(name, ())),
+            *configuration_perms.filter(codename__in=CONFIGURATION_PERMS.get(name, ())),
         )
     ControlState = apps.get_model("trading", "ControlState")
     for component in COMPONENTS:

@@ -15,6 +15,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from config.errors import ApplicationError
+from configuration.registry import PROVIDERS
+from configuration.runtime import provider_enabled
 from trading.models import ControlState, TradingState
 from trading.services.ledger import event_record
 
@@ -26,8 +28,11 @@ def executor_component(venue: str) -> str:
 
 
 def venue_enabled(venue: str) -> bool:
-    """The environment kill switch for a venue (default: enabled)."""
-    return bool(settings.VENUE_ENABLED.get(venue, True))
+    """Whether a venue is enabled: the environment's kill switch (`*_ENABLED=false`) wins, then
+    the runtime configuration (the admin), then enabled."""
+    if venue not in PROVIDERS:
+        return bool(settings.VENUE_ENABLED.get(venue, True))
+    return provider_enabled(venue)
 
 
 def _kill_switched(component: str) -> bool:

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from decimal import Decimal, InvalidOperation
 
-from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
 from config.errors import ApplicationError
+from configuration.runtime import config_value
 from providers.models import ReferenceBasis, ReferenceSource
 from providers.reference.config import COINGECKO, KRAKEN, SOURCES
 from trading.risk import ReferenceBand
@@ -170,7 +170,7 @@ def reference_band_for(asset: str) -> ReferenceBand | None:
     pinned sample (purpose risk_check); an unusable one gives a band without a rate (refused)."""
     from providers.reference.service import ReferenceUnavailable, reference_pair_for, reference_rate_use
 
-    band_bps = Decimal(str(settings.RISK_REFERENCE_BAND_BPS))
+    band_bps = Decimal(str(config_value("RISK_REFERENCE_BAND_BPS")))
     if band_bps <= 0:
         return None
     pair = reference_pair_for(asset)
