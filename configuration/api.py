@@ -12,8 +12,7 @@ and a reason. Secret values are write-only: every answer shows their fingerprint
 
 from __future__ import annotations
 
-from django.db.models import Q
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -76,7 +75,7 @@ class AppConfigPage(serializers.Serializer):
 
 class AppConfigQuery(serializers.Serializer):
     category = serializers.CharField(required=False, max_length=50)
-    skip = serializers.IntegerField(required=False, default=0, min_value=0)
+    skip = serializers.IntegerField(required=False, default=0, min_value=0, max_value=10**9)
     limit = serializers.IntegerField(required=False, default=100, min_value=1, max_value=500)
 
 
@@ -102,7 +101,7 @@ class AppConfigUpdate(_Change):
 
 
 class RollbackIn(serializers.Serializer):
-    version = serializers.IntegerField(min_value=1)
+    version = serializers.IntegerField(min_value=1, max_value=2**31 - 1)
     reason = serializers.CharField(max_length=1000, trim_whitespace=True)
 
 
@@ -341,17 +340,22 @@ class AppConfigRollback(_Staff):
 
 
 # --- provider configurations -------------------------------------------------------------------
+class ProviderConfigQuery(serializers.Serializer):
+    provider_type = serializers.ChoiceField(choices=ProviderType.choices, required=False)
+
+
 class ProviderConfigList(_Staff):
     @extend_schema(
         operation_id="admin_config_provider_configs_list",
-        parameters=[OpenApiParameter("provider_type", str, required=False, enum=ProviderType.values)],
-        responses={200: ProviderConfigPage, 403: ERROR},
+        parameters=[ProviderConfigQuery],
+        responses={200: ProviderConfigPage, 400: ERROR, 403: ERROR},
     )
     def get(self, request):
+        q = ProviderConfigQuery(data=request.query_params)
+        q.is_valid(raise_exception=True)
         rows = ProviderConfiguration.objects.all()
-        kind = request.query_params.get("provider_type")
-        if kind:
-            rows = rows.filter(Q(provider_type=kind))
+        if q.validated_data.get("provider_type"):
+            rows = rows.filter(provider_type=q.validated_data["provider_type"])
         items = [_provider_out(c) for c in rows.order_by("provider_name")]
         return Response({"items": items, "total": len(items)})
 

@@ -141,7 +141,7 @@ def _typed(kind: str, raw: Any) -> Any:
             raise InvalidValue("must be a number")
         try:
             value = float(raw) if isinstance(raw, int | float | str) else None
-        except ValueError:
+        except (ValueError, OverflowError):
             value = None
         if value is None or not math.isfinite(value):
             raise InvalidValue("must be a finite number")
