@@ -496,13 +496,25 @@ def config_versions_apply_due(*, now: datetime | None = None) -> int:
     return applied
 
 
-def scheduled_versions() -> list:
-    """Pending scheduled changes, soonest first (the control panel lists them)."""
+def scheduled_changes(limit: int = 50) -> list[dict]:
+    """Pending scheduled configuration changes, soonest first (the control panel lists them):
+    what, which version, when, why and who — no values."""
     rows = [
-        *AppConfigurationVersion.objects.filter(status=VersionStatus.SCHEDULED).select_related("config"),
-        *ProviderConfigurationVersion.objects.filter(status=VersionStatus.SCHEDULED).select_related("config"),
+        *AppConfigurationVersion.objects.filter(status=VersionStatus.SCHEDULED).select_related("config")[:limit],
+        *ProviderConfigurationVersion.objects.filter(status=VersionStatus.SCHEDULED).select_related("config")[:limit],
     ]
-    return sorted(rows, key=lambda v: v.effective_at)
+    return [
+        {
+            "target": getattr(v.config, "config_key", None) or v.config.provider_name,
+            "kind": "app" if isinstance(v, AppConfigurationVersion) else "provider",
+            "config_id": v.config_id,
+            "version": v.version,
+            "effective_at": v.effective_at,
+            "reason": v.reason,
+            "actor": v.actor,
+        }
+        for v in sorted(rows, key=lambda v: v.effective_at)[:limit]
+    ]
 
 
 # --- provider rows -----------------------------------------------------------------------------

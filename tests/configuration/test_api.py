@@ -219,3 +219,43 @@ def test_the_keys_endpoint_lists_every_key_with_its_value_in_force_and_source(op
         "role": "operator",
     }
     assert rows["RISK_MAX_NOTIONAL"]["role"] == "risk_admin" and rows["LIFI_API_KEY"]["secret"] is True
+
+
+def test_the_control_panel_lists_pending_scheduled_changes(op, staff_client):
+    from django.urls import reverse
+
+    pid = provider_id(op, "coingecko")
+    later = timezone.now() + timedelta(hours=2)
+    body = {"config_data": {"timeout": 8}, "reason": "night window change", "effective_at": later.isoformat()}
+    op.put(f"{BASE}/provider-configs/{pid}", body, format="json")
+    page = staff_client.get(reverse("admin:control_panel")).content.decode()
+    assert "Scheduled configuration changes" in page and "night window change" in page and "coingecko" in page
+    status = staff_client.get(reverse("admin:control_panel_status")).json()
+    assert [(c["target"], c["version"]) for c in status["scheduled_config"]] == [("coingecko", 2)]
+    config_versions_apply_due(now=later + timedelta(seconds=1))
+    assert "night window change" not in staff_client.get(reverse("admin:control_panel")).content.decode()
+
+
+def test_the_admin_pages_change_a_key_with_a_reason_and_show_history_diff_and_rollback(op, staff_client):
+    add = staff_client.post(
+        "/admin/configuration/appconfiguration/add/",
+        {"config_key": "PRICE_CACHE_TTL", "config_value": "50", "is_active": "on", "reason": "from the admin"},
+    )
+    assert add.status_code == 302, add.content.decode()[-2000:]
+    cid = op.get(f"{BASE}/app-configs").json()["items"][0]["id"]
+    change = f"/admin/configuration/appconfiguration/{cid}/change/"
+    bad = staff_client.post(change, {"config_value": "-5", "is_active": "on", "reason": "oops"})
+    assert bad.status_code == 200 and "PRICE_CACHE_TTL must be at least 1." in bad.content.decode()
+    no_reason = staff_client.post(change, {"config_value": "60", "is_active": "on", "reason": ""})
+    assert no_reason.status_code == 200 and config_value("PRICE_CACHE_TTL") == 50
+    assert staff_client.post(change, {"config_value": "60", "is_active": "on", "reason": "longer"}).status_code == 302
+    assert config_value("PRICE_CACHE_TTL") == 60
+    page = staff_client.get(change).content.decode()
+    assert "from the admin" in page and "longer" in page and "compare versions" in page
+    diff = staff_client.get(f"/admin/configuration/appconfiguration/{cid}/diff/?a=1&b=2").content.decode()
+    assert "td-config-diff" in diff and "50" in diff and "60" in diff
+    rollback = f"/admin/configuration/appconfiguration/{cid}/rollback/1/"
+    assert staff_client.get(rollback).status_code == 200
+    assert staff_client.post(rollback, {"reason": "too long after all"}).status_code == 302
+    assert config_value("PRICE_CACHE_TTL") == 50
+    assert Event.objects.filter(topic="config.changed").count() == 3

@@ -11,6 +11,7 @@ from django.conf import settings
 from django.db.models import Count, DecimalField, Exists, ExpressionWrapper, F, Max, OuterRef, Q, Sum
 from django.utils import timezone
 
+from configuration.services import scheduled_changes
 from trading.admin_panel.health import HealthItem, health_collect
 from trading.models import ControlState, ExecutionCommand, Fill, Order, Position, Trade, TradingState
 from trading.services.control import EXECUTOR_PREFIX, venue_enabled
@@ -233,6 +234,7 @@ def panel_snapshot(now=None) -> dict:
         "attention": attention,
         "venues": venue_figures(now),
         "open_orders": Order.objects.filter(Q(status__in=IN_FLIGHT)).count(),
+        "scheduled_config": scheduled_changes(),
     }
 
 
@@ -258,4 +260,7 @@ def panel_json(snapshot: dict) -> dict:
             "without_stop": a.without_stop,
         },
         "venues": [{k: str(v) if isinstance(v, Decimal) else v for k, v in r.items()} for r in snapshot["venues"]],
+        "scheduled_config": [
+            {**c, "effective_at": c["effective_at"].isoformat()} for c in snapshot["scheduled_config"]
+        ],
     }
