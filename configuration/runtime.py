@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -48,7 +49,15 @@ _snapshot: Snapshot | None = None
 _checked_at = 0.0
 _dirty = False
 _listeners: list[Callable[[], None]] = []
-_loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="config-load")
+_loader: tuple[int, ThreadPoolExecutor] | None = None  # (pid, executor): a forked child makes its own
+_UNLOADED = object()  # the counter of a snapshot that could not be loaded: retry at the next check
+
+
+def _loader_pool() -> ThreadPoolExecutor:
+    global _loader
+    if _loader is None or _loader[0] != os.getpid():
+        _loader = (os.getpid(), ThreadPoolExecutor(max_workers=1, thread_name_prefix="config-load"))
+    return _loader[1]
 
 
 def register_change_listener(fn: Callable[[], None]) -> None:
@@ -158,22 +167,31 @@ def _current() -> Snapshot:
                 return snap
             _dirty = False
             # the ORM refuses to run on an event loop's thread: load on a thread of our own
-            new = _loader.submit(_load, counter).result(timeout=10) if _in_event_loop() else _load(counter)
+            new = _loader_pool().submit(_load, counter).result(timeout=10) if _in_event_loop() else _load(counter)
         except Exception as exc:  # Redis or PostgreSQL unreachable: keep what we have
-            if snap is None:
-                logger.warning("runtime configuration unavailable, environment in force: %s", type(exc).__name__)
-                return Snapshot()
+            if snap is None or snap.counter is _UNLOADED:
+                if snap is None:
+                    logger.warning("runtime configuration unavailable, environment in force: %s", type(exc).__name__)
+                _snapshot = Snapshot(counter=_UNLOADED, loaded_at=now)
+                return _snapshot
             logger.warning("runtime configuration not reloaded: %s", type(exc).__name__)
             return snap
         changed = snap is None or (new.app, new.providers) != (snap.app, snap.providers)
         _snapshot = new
-    if changed and snap is not None:
+    if changed and snap is not None and snap.counter is not _UNLOADED:
         for fn in list(_listeners):
             try:
                 fn()
             except Exception:
                 logger.exception("runtime configuration listener failed")
     return new
+
+
+def config_refresh() -> None:
+    """Pick up a change now if there is one (at most one Redis read per `CHECK_SECONDS`): for
+    readers that cache values derived from the configuration, before they use their cache (the
+    change listeners run on the reload)."""
+    _current()
 
 
 def _lookup(key: Key) -> tuple[Any, str]:

@@ -11,7 +11,7 @@ from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
-from configuration.runtime import config_value
+from configuration.runtime import config_refresh, config_value
 from trading.models import ControlState, Event, Order, Position, RiskLimit, Trade, TradingState
 from trading.risk import RiskLimits, RiskSnapshot
 from trading.services.control import executor_component
@@ -29,6 +29,7 @@ def risk_limits_for(asset: str) -> RiskLimits:
     """Runtime defaults (configuration/registry.py), overridden by the global RiskLimit row,
     overridden by the instrument's. Cached per process for RISK_LIMITS_CACHE_SECONDS (0 disables the cache)."""
     ttl = settings.RISK_LIMITS_CACHE_SECONDS
+    config_refresh()  # a configuration change drops this cache (trading.apps registers the listener)
     hit = _limits_cache.get(asset)
     if ttl > 0 and hit and hit[0] > time.monotonic():
         return hit[1]

@@ -259,3 +259,13 @@ def test_the_admin_pages_change_a_key_with_a_reason_and_show_history_diff_and_ro
     assert staff_client.post(rollback, {"reason": "too long after all"}).status_code == 302
     assert config_value("PRICE_CACHE_TTL") == 50
     assert Event.objects.filter(topic="config.changed").count() == 3
+
+
+def test_the_docs_list_every_runtime_key():
+    from pathlib import Path
+
+    from configuration.registry import APP_KEYS, PROVIDER_KEYS
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "configuration.md").read_text()
+    missing = [name for name in [*APP_KEYS, *PROVIDER_KEYS] if f"`{name}`" not in text]
+    assert not missing, f"docs/configuration.md does not list {missing}"
