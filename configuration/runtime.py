@@ -48,6 +48,7 @@ _lock = threading.Lock()
 _snapshot: Snapshot | None = None
 _checked_at = 0.0
 _dirty = False
+_stale_logged = False
 _listeners: list[Callable[[], None]] = []
 _loader: tuple[int, ThreadPoolExecutor] | None = None  # (pid, executor): a forked child makes its own
 _UNLOADED = object()  # the counter of a snapshot that could not be loaded: retry at the next check
@@ -150,7 +151,7 @@ def _in_event_loop() -> bool:
 
 
 def _current() -> Snapshot:
-    global _snapshot, _checked_at, _dirty
+    global _snapshot, _checked_at, _dirty, _stale_logged
     now = time.monotonic()
     snap = _snapshot
     if snap is not None and not _dirty and now - _checked_at < CHECK_SECONDS:
@@ -174,10 +175,12 @@ def _current() -> Snapshot:
                     logger.warning("runtime configuration unavailable, environment in force: %s", type(exc).__name__)
                 _snapshot = Snapshot(counter=_UNLOADED, loaded_at=now)
                 return _snapshot
-            logger.warning("runtime configuration not reloaded: %s", type(exc).__name__)
+            if not _stale_logged:  # once per outage: the reader checks every CHECK_SECONDS
+                logger.warning("runtime configuration not reloaded, the last one stays: %s", type(exc).__name__)
+                _stale_logged = True
             return snap
         changed = snap is None or (new.app, new.providers) != (snap.app, snap.providers)
-        _snapshot = new
+        _snapshot, _stale_logged = new, False
     if changed and snap is not None and snap.counter is not _UNLOADED:
         for fn in list(_listeners):
             try:
