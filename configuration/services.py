@@ -517,6 +517,40 @@ def scheduled_changes(limit: int = 50) -> list[dict]:
     ]
 
 
+# --- key rotation ------------------------------------------------------------------------------
+@transaction.atomic
+def config_secrets_reencrypt(*, actor: str = "system") -> int:
+    """Re-encrypt every stored configuration secret (head rows and versions) under the newest
+    `FIELD_ENCRYPTION_KEYS` key, so the old keys can be dropped; the values and versions stay
+    as they are. Returns how many tokens were re-encrypted."""
+    from config.crypto import reencrypt
+
+    count = 0
+    for row in AppConfiguration.objects.select_for_update().filter(is_encrypted=True).order_by("pk"):
+        for version in row.versions.select_for_update().order_by("pk"):
+            if version.config_value:
+                version.config_value = reencrypt(version.config_value)
+                version.save(update_fields=["config_value"])
+                count += 1
+        if row.config_value:
+            row.config_value = reencrypt(row.config_value)
+            row.save(update_fields=["config_value"])
+            count += 1
+    for model in (ProviderConfiguration, ProviderConfigurationVersion):
+        for row in model.objects.select_for_update().exclude(secret_data={}).order_by("pk"):
+            row.secret_data = {name: reencrypt(token) for name, token in row.secret_data.items()}
+            row.save(update_fields=["secret_data"])
+            count += len(row.secret_data)
+    event_record(
+        topic="config.secrets_reencrypted",
+        aggregate_type="configuration",
+        aggregate_id="all",
+        actor=actor,
+        payload={"count": count},
+    )
+    return count
+
+
 # --- provider rows -----------------------------------------------------------------------------
 def provider_configs_ensure() -> None:
     """One row per registered provider, version 1 with no field set (the environment in force).

@@ -68,3 +68,22 @@ def test_risk_defaults_from_the_database_reach_the_risk_limits(operator_user):
     assert str(risk_limits_for("BTC").max_notional) == "10000"
     app_config_create(actor=operator_user, config_key="RISK_MAX_NOTIONAL", config_value="700", reason="tighter")
     assert str(risk_limits_for("BTC").max_notional) == "700"
+
+
+def test_secrets_follow_a_key_rotation(operator_user, settings):
+    from cryptography.fernet import Fernet
+    from django.core.management import call_command
+
+    old, new = Fernet.generate_key().decode(), Fernet.generate_key().decode()
+    settings.FIELD_ENCRYPTION_KEYS = [old]
+    lifi = ProviderConfiguration.objects.get(provider_name="lifi")
+    provider_config_update(actor=operator_user, config_id=lifi.pk, config_data={"api_key": "k-1"}, reason="r")
+    settings.FIELD_ENCRYPTION_KEYS = [new, old]
+    call_command("config_reencrypt")
+    settings.FIELD_ENCRYPTION_KEYS = [new]  # the old key dropped: everything still opens
+    runtime.cache_clear()
+    assert runtime.config_value("LIFI_API_KEY") == "k-1"
+    from config.crypto import decrypt
+    from configuration.models import ProviderConfigurationVersion
+
+    assert all(decrypt(t) == "k-1" for v in ProviderConfigurationVersion.objects.all() for t in v.secret_data.values())
