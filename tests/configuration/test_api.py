@@ -12,6 +12,7 @@ from configuration.services import config_versions_apply_due
 from tests.configuration.helpers import BASE, api, envelope, provider_id
 from tests.trading.roles import user_in
 from trading.models import Event
+from trading.services import control
 
 pytestmark = pytest.mark.django_db
 
@@ -142,6 +143,7 @@ def test_the_environment_kill_switch_beats_the_database(op, settings):
     pid = provider_id(op, "ostium")
     op.put(f"{BASE}/provider-configs/{pid}", {"config_data": {"enabled": False}, "reason": "pause"}, format="json")
     assert provider_enabled("ostium") is False
+    assert control.venue_enabled("ostium") is False and control.venue_enabled("paper") is True  # what trading asks
     op.put(f"{BASE}/provider-configs/{pid}", {"config_data": {"enabled": True}, "reason": "back"}, format="json")
     assert provider_enabled("ostium") is True
     settings.VENUE_ENABLED = {**settings.VENUE_ENABLED, "ostium": False}
@@ -269,3 +271,14 @@ def test_the_docs_list_every_runtime_key():
     text = (Path(__file__).resolve().parents[2] / "docs" / "configuration.md").read_text()
     missing = [name for name in [*APP_KEYS, *PROVIDER_KEYS] if f"`{name}`" not in text]
     assert not missing, f"docs/configuration.md does not list {missing}"
+
+
+def test_the_webhook_retry_schedule_in_force_comes_from_the_database(op):
+    from webhooks.services import max_attempts, retry_delay
+
+    assert max_attempts() == 10
+    body = {"config_key": "WEBHOOK_RETRY_SCHEDULE", "config_value": [7, 70], "reason": "two retries are enough"}
+    op.post(f"{BASE}/app-configs", body, format="json")
+    jitter = {"config_key": "WEBHOOK_RETRY_JITTER", "config_value": 0, "reason": "exact"}
+    op.post(f"{BASE}/app-configs", jitter, format="json")
+    assert max_attempts() == 3 and retry_delay(1) == 7 and retry_delay(2) == 70
