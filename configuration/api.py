@@ -12,6 +12,8 @@ and a reason. Secret values are write-only: every answer shows their fingerprint
 
 from __future__ import annotations
 
+import re
+
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.response import Response
@@ -25,6 +27,7 @@ from configuration.runtime import config_source
 from trading.permissions import IsStaff
 from trading.throttling import ScopedUserAndIpThrottle
 
+_DIGITS = re.compile(r"[0-9]{1,10}")
 ERROR = {"description": "the error envelope {error: {code, message, details, timestamp, request_id}}"}
 SECRET_HELP = "secret values are shown as {fingerprint}, never in plain text"  # noqa: S105 (a help text)
 
@@ -73,10 +76,24 @@ class AppConfigPage(serializers.Serializer):
     limit = serializers.IntegerField()
 
 
+class _Count(serializers.IntegerField):
+    """A whole number written in ASCII digits (`?skip=١` or `?limit=1_0` is a 400, as everywhere)."""
+
+    def get_value(self, dictionary):
+        if dictionary.get(self.field_name) == "":
+            return ""  # `?limit=` is not "no limit given"
+        return super().get_value(dictionary)
+
+    def to_internal_value(self, data):
+        if isinstance(data, str) and not _DIGITS.fullmatch(data):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
 class AppConfigQuery(serializers.Serializer):
     category = serializers.CharField(required=False, max_length=50)
-    skip = serializers.IntegerField(required=False, default=0, min_value=0, max_value=10**9)
-    limit = serializers.IntegerField(required=False, default=100, min_value=1, max_value=500)
+    skip = _Count(required=False, default=0, min_value=0, max_value=10**9)
+    limit = _Count(required=False, default=100, min_value=1, max_value=500)
 
 
 class _Change(serializers.Serializer):
@@ -340,8 +357,15 @@ class AppConfigRollback(_Staff):
 
 
 # --- provider configurations -------------------------------------------------------------------
+class _Choice(serializers.ChoiceField):
+    def get_value(self, dictionary):
+        if dictionary.get(self.field_name) == "":
+            return ""  # an empty enum value is a 400, not "no filter"
+        return super().get_value(dictionary)
+
+
 class ProviderConfigQuery(serializers.Serializer):
-    provider_type = serializers.ChoiceField(choices=ProviderType.choices, required=False)
+    provider_type = _Choice(choices=ProviderType.choices, required=False)
 
 
 class ProviderConfigList(_Staff):

@@ -50,6 +50,11 @@ def test_4_5_1_list_app_configurations(admin_token):
     assert len(paged["items"]) == 1 and paged["total"] == 2 and paged["skip"] == 1
     assert client.get(f"{BASE}/app-configs?limit=0").status_code == 400
     assert client.get(f"{BASE}/app-configs?skip=-1").status_code == 400
+    for odd in ("skip=%D9%A1", "limit=1_0", "limit=", "skip=null"):
+        assert client.get(f"{BASE}/app-configs?{odd}").status_code == 400, odd
+    assert client.get(f"{BASE}/provider-configs?provider_type=").status_code == 400
+    assert client.get(f"{BASE}/provider-configs?provider_type=moon").status_code == 400
+    assert client.get(f"{BASE}/provider-configs?provider_type=swap").json()["total"] == 1
 
 
 def test_4_5_2_update_provider_configuration(admin_token):
