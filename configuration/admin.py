@@ -292,8 +292,8 @@ class _ConfigAdmin(admin.ModelAdmin):
             return ""
         base = self._change_url(config.pk)
         numbers = list(self.version_model.objects.filter(config=config).values_list("version", flat=True))
-        rollbacks = format_html(
-            " ".join(f'<a href="{base}../rollback/{n}/">v{n}</a>' for n in sorted(numbers) if n != config.version)
+        rollbacks = format_html_join(
+            " ", '<a href="{}../rollback/{}/">v{}</a>', ((base, n, n) for n in sorted(numbers) if n != config.version)
         )
         return format_html('<a href="{}../diff/">compare versions</a> · roll back to: {}', base, rollbacks or "—")
 

@@ -253,7 +253,7 @@ def test_the_admin_pages_change_a_key_with_a_reason_and_show_history_diff_and_ro
     assert staff_client.post(change, {"config_value": "60", "is_active": "on", "reason": "longer"}).status_code == 302
     assert config_value("PRICE_CACHE_TTL") == 60
     page = staff_client.get(change).content.decode()
-    assert "from the admin" in page and "longer" in page and "compare versions" in page
+    assert "from the admin" in page and "longer" in page and "compare versions" in page and "../rollback/1/" in page
     diff = staff_client.get(f"/admin/configuration/appconfiguration/{cid}/diff/?a=1&b=2").content.decode()
     assert "td-config-diff" in diff and "50" in diff and "60" in diff
     rollback = f"/admin/configuration/appconfiguration/{cid}/rollback/1/"
