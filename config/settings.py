@@ -5,6 +5,7 @@ PostgreSQL and Redis are started (see config/embedded.py)."""
 from __future__ import annotations
 
 import sys
+from decimal import Decimal
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
@@ -51,6 +52,7 @@ INSTALLED_APPS = [
     "treasury",
     "webhooks",
     "configuration",
+    "solver",
 ]
 
 MIDDLEWARE = [
@@ -606,6 +608,42 @@ NEAR_INTENTS_READ_RETRIES = env.int("NEAR_INTENTS_READ_RETRIES", default=2)
 # Circuit breaker per endpoint: open after this many consecutive failures, for this many seconds.
 NEAR_INTENTS_BREAKER_THRESHOLD = env.int("NEAR_INTENTS_BREAKER_THRESHOLD", default=5)
 NEAR_INTENTS_BREAKER_COOLDOWN = env.float("NEAR_INTENTS_BREAKER_COOLDOWN", default=30.0)
+# The relay's websocket for solvers (empty: the network's own).
+NEAR_INTENTS_RELAY_WS_URL = env("NEAR_INTENTS_RELAY_WS_URL", default="")
+
+# --- the NEAR Intents solver loop (solver/; docs/near-intents.md) -------------------------------
+# Defaults of the runtime settings (stored, editable in the admin and the staff API, audited):
+# the pairs quoted (the pair filter), the gross edge a quote must reach (%), the spread the desk
+# prices with under the fair rate (%), and the notional caps in the pair's quote asset.
+NEAR_SOLVER_PAIRS = env.list("NEAR_SOLVER_PAIRS", default=["BTC/EURE"])
+NEAR_SOLVER_THRESHOLD_PCT = Decimal(env("NEAR_SOLVER_THRESHOLD_PCT", default="2"))
+NEAR_SOLVER_SPREAD_PCT = Decimal(env("NEAR_SOLVER_SPREAD_PCT", default="2.5"))
+NEAR_SOLVER_MAX_NOTIONAL_QUOTE = Decimal(env("NEAR_SOLVER_MAX_NOTIONAL_QUOTE", default="10000"))
+NEAR_SOLVER_MAX_NOTIONAL_HOUR = Decimal(env("NEAR_SOLVER_MAX_NOTIONAL_HOUR", default="100000"))
+# A fair rate whose source price is older than this (ms) is not quoted on.
+NEAR_SOLVER_PRICE_MAX_AGE_MS = env.int("NEAR_SOLVER_PRICE_MAX_AGE_MS", default=5000)
+# The relay waits about 3 s for solvers: a quote decided later than this after it arrived is skipped.
+NEAR_SOLVER_ANSWER_WINDOW_MS = env.int("NEAR_SOLVER_ANSWER_WINDOW_MS", default=2500)
+# Requests asking a longer min_deadline_ms are refused; the signed intent's deadline is
+# min_deadline_ms plus this margin (the reservation is held until then).
+NEAR_SOLVER_MAX_DEADLINE_MS = env.int("NEAR_SOLVER_MAX_DEADLINE_MS", default=60_000)
+NEAR_SOLVER_DEADLINE_EXTRA_MS = env.int("NEAR_SOLVER_DEADLINE_EXTRA_MS", default=10_000)
+# Seconds the relay has to answer a quote_response before the outcome is unknown.
+NEAR_SOLVER_RESPONSE_TIMEOUT = env.float("NEAR_SOLVER_RESPONSE_TIMEOUT", default=5.0)
+# Reconnects: a back-off doubling from MIN to MAX seconds (half of it jitter); at most STORM_MAX
+# connections per minute (a relay closing every connection is retried ever more slowly).
+NEAR_SOLVER_RECONNECT_MIN_SECONDS = env.float("NEAR_SOLVER_RECONNECT_MIN_SECONDS", default=0.5)
+NEAR_SOLVER_RECONNECT_MAX_SECONDS = env.float("NEAR_SOLVER_RECONNECT_MAX_SECONDS", default=30.0)
+NEAR_SOLVER_STABLE_SECONDS = env.float("NEAR_SOLVER_STABLE_SECONDS", default=30.0)
+NEAR_SOLVER_STORM_MAX = env.int("NEAR_SOLVER_STORM_MAX", default=12)
+# A filtered pair without a quote for this many seconds while the connection is up is `silent`.
+NEAR_SOLVER_PAIR_SILENT_SECONDS = env.float("NEAR_SOLVER_PAIR_SILENT_SECONDS", default=300.0)
+# Seconds between the loop's housekeeping rounds (deadlines, unknown outcomes, silent pairs).
+NEAR_SOLVER_HOUSEKEEPING_SECONDS = env.float("NEAR_SOLVER_HOUSEKEEPING_SECONDS", default=1.0)
+# Threads the loop decides and records quotes on (each its own database connection).
+NEAR_SOLVER_WORKERS = env.int("NEAR_SOLVER_WORKERS", default=4)
+# Raw quotes (and the decisions of quotes never answered) are kept this many days.
+NEAR_SOLVER_QUOTE_RETENTION_DAYS = env.float("NEAR_SOLVER_QUOTE_RETENTION_DAYS", default=7)
 
 # --- treasury: inventory, liquidity actions, withdrawals (docs/treasury.md) ---------------------
 # A balance whose last sync is older than this (seconds) is stale: spending it is refused.

@@ -16,6 +16,7 @@ MAINNET_URLS = {
     "rpc": "https://free.rpc.fastnear.com",
     "bridge": "https://bridge.chaindefuser.com/rpc",
     "relay": "https://solver-relay-v2.chaindefuser.com/rpc",
+    "relay_ws": "wss://solver-relay-v2.chaindefuser.com/ws",
 }
 
 
@@ -31,9 +32,18 @@ class NearIntentsNetwork:
     relay_url: str
     verifier: str  # the verifier contract, e.g. intents.near
     solver_account: str  # the desk's account on the verifier ("" when not configured)
+    relay_ws_url: str = ""  # the relay's websocket for solvers (quote requests, quote_status)
 
     def fingerprint(self) -> tuple:
-        return (self.name, self.rpc_url, self.bridge_url, self.relay_url, self.verifier, self.solver_account)
+        return (
+            self.name,
+            self.rpc_url,
+            self.bridge_url,
+            self.relay_url,
+            self.verifier,
+            self.solver_account,
+            self.relay_ws_url,
+        )
 
 
 def sandbox_file() -> dict:
@@ -54,7 +64,12 @@ def network_config() -> NearIntentsNetwork:
     verifier = settings.NEAR_INTENTS_VERIFIER
     if name == SANDBOX:
         data = sandbox_file()
-        urls = {"rpc": data["rpc_url"], "bridge": data["bridge_url"], "relay": data["relay_url"]}
+        urls = {
+            "rpc": data["rpc_url"],
+            "bridge": data["bridge_url"],
+            "relay": data["relay_url"],
+            "relay_ws": data.get("relay_ws_url", ""),
+        }
         solver = solver or data.get("solver_account", "")
         verifier = data.get("verifier") or verifier
     return NearIntentsNetwork(
@@ -64,4 +79,5 @@ def network_config() -> NearIntentsNetwork:
         relay_url=settings.NEAR_INTENTS_RELAY_URL or urls["relay"],
         verifier=verifier,
         solver_account=solver,
+        relay_ws_url=settings.NEAR_INTENTS_RELAY_WS_URL or urls["relay_ws"],
     )

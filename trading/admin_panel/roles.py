@@ -30,11 +30,22 @@ CONFIGURATION_PERMS = {
     OPERATOR: ("change_operational_config",),
     RISK_ADMIN: ("change_risk_config",),
 }
-VIEW_APPS = ("trading", "providers", "delegations", "treasury", "webhooks", "configuration", "django_celery_beat")
+VIEW_APPS = (
+    "trading",
+    "providers",
+    "delegations",
+    "treasury",
+    "webhooks",
+    "configuration",
+    "solver",
+    "django_celery_beat",
+)
 COMPONENTS = (
     "executor:paper",
     "executor:ostium",
     "executor:near_intents",
+    "near_intents:ingest",
+    "strategy:near_intents",
     "treasury:withdrawals",
     "signer:ostium",
 )

@@ -4,6 +4,7 @@ verifier's view methods, the deposit/withdrawal bridge service, and the solver r
 
     sandbox = start_sandbox(solver_account="desk.near")
     sandbox.world.balance_set("desk.near", "nep141:btc.omft.near", 10**8)
+    sandbox.world.relay.quote(asset_in=..., asset_out=..., exact_amount_in=...)   # a quote request
     sandbox.write_config(".var/near-intents-sandbox.json")   # NEAR_INTENTS_NETWORK=sandbox reads it
     ...
     sandbox.stop()
@@ -42,6 +43,7 @@ class Sandbox:
             "rpc_url": self.rpc.url,
             "bridge_url": self.bridge.url + "/rpc",
             "relay_url": self.relay.url + "/rpc",
+            "relay_ws_url": self.relay.url.replace("http://", "ws://") + "/ws",
             "verifier": self.world.verifier,
             "solver_account": self.solver_account,
         }

@@ -5,8 +5,8 @@
   as a node does (HANDLER_ERROR with cause UNKNOWN_ACCOUNT / CONTRACT_EXECUTION_ERROR).
 - The bridge service: `supported_tokens`, `deposit_address`, `recent_deposits`,
   `withdrawal_status` (params as a one-element list).
-- The relay: `publish_intent`, `get_status` over HTTP POST; a websocket stream can be added by
-  overriding `RelayApp.websocket`."""
+- The relay: `publish_intent`, `get_status` over HTTP POST; the solvers' websocket (`/ws`:
+  `subscribe`, quote and quote_status events, `quote_response`) in `relay_ws.RelayHub`."""
 
 from __future__ import annotations
 
@@ -148,3 +148,6 @@ class RelayApp(JsonRpcApp):
     def get_status(self, params: dict):
         self.world.calls.append(("relay", "get_status"))
         return self.world.status(params.get("intent_hash", ""))
+
+    async def websocket(self, scope, receive, send):
+        await self.world.relay.websocket(scope, receive, send)

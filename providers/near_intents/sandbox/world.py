@@ -2,11 +2,12 @@
 token id, public keys, salts, used nonces, executed intents), the bridge service (supported
 tokens, deposit addresses, deposits, withdrawals) and the relay's published intents.
 
-The verifier checks every signed intent as `intents.near` does: the NEP-413 signature against a
-public key registered for the signer, the recipient, the deadline, the versioned nonce (known
-salt, nonce deadline not before the intent's, not expired, not used; legacy nonces refused),
-and balances. Scripts (for tests and the demo): a deposit seen but not credited, credited late
-or credited less than sent, an endpoint down, a relay that answers too late."""
+The verifier checks every signed intent (`ft_withdraw`, `token_diff`) as `intents.near` does:
+the NEP-413 signature against a public key registered for the signer, the recipient, the
+deadline, the versioned nonce (known salt, nonce deadline not before the intent's, not
+expired, not used; legacy nonces refused), and balances (a `token_diff`'s negative deltas).
+Scripts (for tests and the demo): a deposit seen but not credited, credited late or credited
+less than sent, an endpoint down, a relay that answers too late."""
 
 from __future__ import annotations
 
@@ -112,7 +113,14 @@ class World:
     publish_delay: float = 0.0  # seconds the relay waits before answering publish_intent
     strict_nonces: bool = True  # refuse legacy (unversioned) nonces
     calls: list[tuple[str, str]] = field(default_factory=list)  # (endpoint, method) seen
+    relay: object = field(default=None, repr=False)  # the relay's websocket hub (sandbox/relay_ws.py)
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
+
+    def __post_init__(self):
+        if self.relay is None:
+            from providers.near_intents.sandbox.relay_ws import RelayHub
+
+            self.relay = RelayHub(self)
 
     # --- scripting -------------------------------------------------------------------------------
     def is_down(self, endpoint: str) -> bool:
@@ -284,6 +292,22 @@ class World:
                 memo = intent.get("memo") or ""
                 if memo.startswith("WITHDRAW_TO:"):
                     withdrawals.append({"token_id": token_id, "amount": amount, "address": memo[len("WITHDRAW_TO:") :]})
+            elif kind == "token_diff":
+                diff = intent.get("diff")
+                if not isinstance(diff, dict) or not diff:
+                    raise Refused("invalid intent")
+                for token_id, delta in diff.items():
+                    try:
+                        token_id_parse(token_id)
+                        amount = int(delta)
+                    except (TokenIdError, TypeError, ValueError):
+                        raise Refused("invalid intent") from None
+                    if amount == 0:
+                        raise Refused("invalid intent: zero delta")
+                    key = (signer, token_id)
+                    if amount < 0 and balances.get(key, 0) < -amount:
+                        raise Refused("insufficient balance or overflow")
+                    balances[key] = balances.get(key, 0) + amount
             else:
                 raise Refused("invalid intent")
         if not dry_run:

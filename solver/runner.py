@@ -1,0 +1,210 @@
+"""The `near_solver` process: the relay websocket (`providers.near_intents.relay.RelayStream`)
+feeding the loop (`solver.services.loop`) on a few worker threads, and the housekeeping rounds
+(deadlines and unknown outcomes, silent pairs, the component state written to Redis).
+
+- Ingest disarmed: no connection at all. Paused or draining: connected, quotes dropped (counted).
+- Each quote: stored, decided, and when armed gated, held, signed and committed, then the
+  `quote_response` is sent and the relay's answer recorded (`RelayTimeout` → unknown).
+- At start, commands signed but without a recorded answer become unknown: nothing is resent."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+
+from django.conf import settings
+from django.db import close_old_connections
+
+from providers.near_intents.relay import RelayError, RelayEvent, RelayNotConnected, RelayStream, RelayTimeout
+from solver.models import EXECUTOR, INGEST, STRATEGY
+from solver.services import loop
+from solver.services.state import state_write
+
+logger = logging.getLogger("tradedesk.near_intents.solver")
+
+
+class SolverRunner:
+    def __init__(self, *, url: str, api_key: str = "", workers: int | None = None):
+        self.pool = ThreadPoolExecutor(max_workers=workers or settings.NEAR_SOLVER_WORKERS, thread_name_prefix="solver")
+        self.stream = RelayStream(url, api_key=api_key, on_event=self.on_event)
+        self.counters: Counter = Counter()
+        self.skips: Counter = Counter()
+        self.controls: dict[str, dict] = {}
+        self.pairs: list[str] = []
+        self.pair_seen: dict[str, float] = {}
+        self.silent: list[str] = []
+        self.last_quote: dict = {}
+        self.last_command: dict = {}
+        self.last_status: dict = {}
+        self.in_flight = 0
+        self.latencies_ms: list[float] = []  # quote received → quote_response sent (bench, state)
+        self.started_at = time.time()
+
+    async def db(self, fn, *args, **kwargs):
+        def call():
+            close_old_connections()
+            return fn(*args, **kwargs)
+
+        return await asyncio.get_running_loop().run_in_executor(self.pool, call)
+
+    # --- controls -------------------------------------------------------------------------------
+    def _controls_read(self) -> None:
+        from solver.services.config import config_get
+        from trading.models import ControlState
+        from trading.services.control import control_gate
+
+        rows = {c.component: c for c in ControlState.objects.filter(component__in=(INGEST, STRATEGY, EXECUTOR))}
+        out = {}
+        for component in (INGEST, STRATEGY, EXECUTOR):
+            row = rows.get(component)
+            gate = control_gate(row, component=component)
+            out[component] = {
+                "armed": bool(row and row.armed),
+                "paused": bool(row and row.paused),
+                "draining": bool(row and row.draining),
+                "open": gate.ok and not (row and row.draining),
+                "code": gate.code,
+            }
+        self.controls = out
+        self.pairs = list(config_get().pairs)
+
+    async def may_connect(self) -> bool:
+        return bool(self.controls.get(INGEST, {}).get("armed"))
+
+    def ingest_open(self) -> bool:
+        return bool(self.controls.get(INGEST, {}).get("open"))
+
+    # --- events ---------------------------------------------------------------------------------
+    async def on_event(self, event: RelayEvent) -> None:
+        if event.topic == "quote":
+            await self.on_quote(event.data, event.metadata)
+        elif event.topic == "quote_status":
+            self.counters["quote_status"] += 1
+            self.last_status = {"at": time.time(), "data": event.data}
+            try:
+                await self.db(loop.status_apply, event.data)
+            except Exception:
+                logger.exception("quote_status handling failed", extra={"event": "status_failed"})
+
+    async def on_quote(self, data: dict, metadata: dict) -> None:
+        received, started = datetime.now(UTC), time.perf_counter()
+        self.counters["quotes"] += 1
+        self.last_quote = {"at": time.time(), "quote_id": data.get("quote_id")}
+        try:
+            outcome = await self.db(
+                loop.quote_receive, data, metadata, received_at=received, ingest_open=self.ingest_open()
+            )
+        except Exception:
+            self.counters["errors"] += 1
+            logger.exception("quote handling failed", extra={"event": "quote_failed", "quote_id": data.get("quote_id")})
+            return
+        self.counters[outcome.status] += 1
+        if outcome.pair and outcome.status not in ("filtered", "invalid"):
+            self.pair_seen[outcome.pair] = time.time()
+        if outcome.status == "skip":
+            self.skips[outcome.reason] += 1
+        plan = outcome.plan
+        if plan is None:
+            return
+        self.in_flight += 1
+        try:
+            try:
+                sending = self.stream.respond(plan.response, timeout=settings.NEAR_SOLVER_RESPONSE_TIMEOUT)
+                self.latencies_ms.append((time.perf_counter() - started) * 1000)
+                del self.latencies_ms[:-10000]
+                result = await sending
+            except RelayError as exc:
+                await self.db(loop.response_record, plan.command_id, error=exc.error)
+            except RelayTimeout as exc:
+                await self.db(loop.response_record, plan.command_id, timeout=str(exc))
+            except RelayNotConnected as exc:
+                await self.db(loop.response_record, plan.command_id, not_sent=str(exc))
+            else:
+                await self.db(loop.response_record, plan.command_id, result=result)
+            self.last_command = {"at": time.time(), "command_id": plan.command_id, "quote_id": plan.quote_id}
+            self.counters["responses"] += 1
+        finally:
+            self.in_flight -= 1
+
+    # --- housekeeping -----------------------------------------------------------------------------
+    def _housekeeping(self) -> dict:
+        self._controls_read()
+        counts = loop.reconcile()
+        now = time.time()
+        silent = []
+        if self.stream.connected:
+            since = max(self.stream.connected_at, self.started_at)
+            for pair in self.pairs:
+                last = self.pair_seen.get(pair, since)
+                if now - max(last, since) > settings.NEAR_SOLVER_PAIR_SILENT_SECONDS:
+                    silent.append(pair)
+        for pair in set(silent) - set(self.silent):
+            loop.log(
+                logging.WARNING,
+                "ingest",
+                "pair_silent",
+                "norm.swap_demand",
+                pair=pair,
+                message=f"no quote for {pair} while the relay connection is healthy",
+            )
+        self.silent = silent
+        state_write(self.state())
+        return counts
+
+    def state(self) -> dict:
+        latencies = sorted(self.latencies_ms[-1000:])
+
+        def pct(p):
+            return round(latencies[min(len(latencies) - 1, int(len(latencies) * p))], 3) if latencies else None
+
+        return {
+            "written_at": time.time(),
+            "started_at": self.started_at,
+            "relay": self.stream.state(),
+            "controls": self.controls,
+            "pairs": self.pairs,
+            "pair_last_quote_at": dict(self.pair_seen),
+            "silent_pairs": self.silent,
+            "counters": dict(self.counters),
+            "skips": dict(self.skips),
+            "last_quote": self.last_quote,
+            "last_command": self.last_command,
+            "last_status": self.last_status,
+            "in_flight": self.in_flight,
+            "latency_ms": {"p50": pct(0.5), "p99": pct(0.99), "n": len(latencies)},
+        }
+
+    async def run(self, stop: asyncio.Event) -> None:
+        recovered = await self.db(loop.restart_recover)
+        if recovered:
+            logger.warning(
+                "commands without a recorded answer are unknown now",
+                extra={"event": "restart_recover", "count": recovered},
+            )
+        await self.db(self._controls_read)
+        streaming = asyncio.create_task(self.stream.run(stop, may_connect=self.may_connect))
+        try:
+            while not stop.is_set():
+                try:
+                    await self.db(self._housekeeping)
+                except Exception:
+                    logger.exception("solver housekeeping failed", extra={"event": "housekeeping_failed"})
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=settings.NEAR_SOLVER_HOUSEKEEPING_SECONDS)
+        finally:
+            await streaming
+            try:
+                await self.db(state_write, {**self.state(), "stopped": True})
+            except Exception:
+                logger.warning("solver state not written at stop", extra={"event": "state_write_failed"})
+            self.pool.shutdown(wait=True)
+
+
+def dumps(state: dict) -> str:
+    return json.dumps(state, default=str)

@@ -1,0 +1,778 @@
+"""One quote through the loop (sync code; the `near_solver` process runs it on worker threads):
+
+1. **Ingest** (`quote_receive`): the raw request is stored once per quote_id (a duplicate is
+   dropped); a pair outside the filter or an unreadable request stops here.
+2. **Strategy**: the fair rate of the pair (`reference_rate_use`, a pinned sample) and the
+   desk's price under it by the spread give the answer's amounts, its implied rate and its gross
+   edge; freshness, edge threshold, notional caps and credited inventory of the asset the desk
+   gives are checked. Every quote of a filtered pair gets one `QuoteDecision`.
+3. **Gate and executor**, in the same transaction: the strategy's and the executor's control
+   states and the trading states *now*, the hold on the given asset (row-locked, until the
+   intent's deadline), and the command with its signed `token_diff` — committed before the
+   response is sent.
+4. `response_record` writes the relay's answer; `status_apply` a `quote_status`; `reconcile`
+   settles (`get_status`, the verifier's `is_nonce_used`) or expires what is open.
+
+Each step writes its ledger event (correlation `near-quote-<quote_id>`) and a log line with the
+stable fields (`solver.log`)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal, InvalidOperation
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import Q, Sum
+from django.utils import timezone
+
+from config.errors import ApplicationError
+from providers.interface import VenueException
+from providers.near_intents.client import near_intents_client
+from providers.near_intents.config import network_config
+from providers.near_intents.intents import intent_message
+from providers.near_intents.signing import intent_hash, sign_nep413, versioned_nonce
+from providers.near_intents.solver_keys import solver_seed
+from providers.near_intents.tokens import KNOWN, TokenIdError, to_raw, to_units, token_id_parse
+from providers.reference.service import ReferenceUnavailable, ReferenceUnknownPair, reference_rate_use
+from solver.models import EXECUTOR, STRATEGY, QuoteCommand, QuoteDecision, RelayQuote
+from solver.services.config import config_get
+from trading.models import ControlState, TradingState
+from trading.services.control import control_gate
+from trading.services.ledger import event_record
+from treasury.models import InventoryBalance, InventorySnapshot, Reservation
+from treasury.services.inventory import inventory_consume, inventory_release, inventory_reserve
+
+logger = logging.getLogger("tradedesk.near_intents.solver")
+VENUE = "near_intents"
+HUNDRED = Decimal(100)
+C = QuoteCommand.Status
+
+
+def log(level: int, component: str, event: str, topic: str, message: str = "", **fields) -> None:
+    """A log line with seed 004's stable fields."""
+    extra = {
+        "service": "tradedesk",
+        "component": component,
+        "event": event,
+        "namespace": "near_intents",
+        "venue": VENUE,
+        "topic": topic,
+    }
+    extra.update({k: v for k, v in fields.items() if v not in (None, "")})
+    logger.log(level, message or event, extra=extra)
+
+
+def _corr(quote_id: str) -> str:
+    return f"near-quote-{quote_id}"
+
+
+def _text(value: Decimal | None) -> str | None:
+    return None if value is None else format(value.normalize(), "f")
+
+
+# --- tokens -----------------------------------------------------------------------------------------
+_tokens: dict[str, tuple[str, int]] = {}
+_tokens_lock = threading.Lock()
+
+
+def token_info(token_id: str) -> tuple[str, int] | None:
+    """(symbol in upper case, decimals) of a token id, from the synced balances or the well-known list."""
+    with _tokens_lock:
+        hit = _tokens.get(token_id)
+    if hit is not None:
+        return hit
+    row = InventoryBalance.objects.filter(venue=VENUE, asset=token_id).exclude(symbol="").first()
+    if row is not None:
+        info = (row.symbol.upper(), row.decimals)
+    elif token_id in KNOWN:
+        info = (KNOWN[token_id].symbol.upper(), KNOWN[token_id].decimals)
+    else:
+        return None
+    with _tokens_lock:
+        _tokens[token_id] = info
+    return info
+
+
+def tokens_forget() -> None:
+    with _tokens_lock:
+        _tokens.clear()
+
+
+# --- signing --------------------------------------------------------------------------------------
+_salt: dict[str, tuple[bytes, float]] = {}
+SALT_TTL = 30.0  # seconds the verifier's current_salt is reused (as the official SDK does)
+
+
+def salt_current(client) -> bytes:
+    key = client.net.name
+    hit = _salt.get(key)
+    if hit is None or time.monotonic() - hit[1] > SALT_TTL:
+        hit = _salt[key] = (client.current_salt(), time.monotonic())
+    return hit[0]
+
+
+def salt_forget() -> None:
+    _salt.clear()
+
+
+def quote_sign(*, asset_in: str, raw_in: int, asset_out: str, raw_out: int, deadline: datetime) -> dict:
+    """The NEP-413 signed `token_diff`: the desk receives `raw_in` of asset_in and gives `raw_out`
+    of asset_out, valid until `deadline` (versioned nonce with the verifier's current salt)."""
+    client = near_intents_client()
+    net = client.net
+    diff = {asset_in: str(raw_in), asset_out: str(-raw_out)}
+    message = intent_message(
+        signer_id=net.solver_account, deadline=deadline, intents=[{"intent": "token_diff", "diff": diff}]
+    )
+    nonce = versioned_nonce(salt=salt_current(client), deadline=deadline)
+    return sign_nep413(solver_seed(net.name), message=message, nonce=nonce, recipient=net.verifier)
+
+
+# --- ingest -----------------------------------------------------------------------------------------
+@dataclass
+class Plan:
+    """What the loop sends after the commit."""
+
+    command_id: str
+    quote_id: str
+    response: dict
+    decision_id: str
+
+
+@dataclass
+class Outcome:
+    """What happened to one quote request (for the process's counters)."""
+
+    status: str  # duplicate | filtered | invalid | dropped | skip | quote
+    pair: str = ""
+    reason: str = ""
+    plan: Plan | None = None
+
+
+def _amount(text) -> int | None:
+    try:
+        value = int(str(text))
+    except (TypeError, ValueError):
+        return None
+    return value if value > 0 else None
+
+
+def _parse(data: dict, pairs: list[str]) -> dict:
+    """The request's fields, its pair and direction, or `status` invalid / filtered with a note."""
+    out = {
+        "quote_id": str(data.get("quote_id") or "")[:100],
+        "asset_in": str(data.get("defuse_asset_identifier_in") or "")[:200],
+        "asset_out": str(data.get("defuse_asset_identifier_out") or "")[:200],
+        "exact_amount_in": str(data.get("exact_amount_in") or "")[:80],
+        "exact_amount_out": str(data.get("exact_amount_out") or "")[:80],
+        "min_deadline_ms": 0,
+        "status": RelayQuote.Status.ACCEPTED,
+        "note": "",
+    }
+    try:
+        out["min_deadline_ms"] = int(data.get("min_deadline_ms") or 0)
+    except (TypeError, ValueError):
+        return {**out, "status": RelayQuote.Status.INVALID, "note": "min_deadline_ms is not a number"}
+    try:
+        token_id_parse(out["asset_in"])
+        token_id_parse(out["asset_out"])
+    except TokenIdError as exc:
+        return {**out, "status": RelayQuote.Status.INVALID, "note": str(exc)[:300]}
+    if bool(out["exact_amount_in"]) == bool(out["exact_amount_out"]):
+        return {**out, "status": RelayQuote.Status.INVALID, "note": "exactly one of exact_amount_in/out"}
+    raw = _amount(out["exact_amount_in"] or out["exact_amount_out"])
+    if raw is None:
+        return {**out, "status": RelayQuote.Status.INVALID, "note": "the exact amount is not a positive integer"}
+    info_in, info_out = token_info(out["asset_in"]), token_info(out["asset_out"])
+    if info_in is None or info_out is None:
+        return {**out, "status": RelayQuote.Status.FILTERED, "note": "a token the desk does not know"}
+    (sym_in, dec_in), (sym_out, dec_out) = info_in, info_out
+    if f"{sym_out}/{sym_in}" in pairs:  # the desk gives the base
+        out.update(pair=f"{sym_out}/{sym_in}", direction="sell")
+    elif f"{sym_in}/{sym_out}" in pairs:  # the desk gives the quote asset
+        out.update(pair=f"{sym_in}/{sym_out}", direction="buy")
+    else:
+        return {**out, "status": RelayQuote.Status.FILTERED, "pair": f"{sym_in}/{sym_out}", "note": "pair filter"}
+    out["raw_amount"] = raw
+    out["amount"] = to_units(raw, dec_in if out["exact_amount_in"] else dec_out)
+    out["decimals"] = (dec_in, dec_out)
+    return out
+
+
+def quote_receive(
+    data: dict, metadata: dict | None = None, *, received_at: datetime | None = None, ingest_open: bool = True
+) -> Outcome:
+    """Handle one `quote` event end to end up to the signed response (see the module doc)."""
+    received_at = received_at or timezone.now()
+    config = config_get()
+    parsed = _parse(data if isinstance(data, dict) else {}, list(config.pairs))
+    if not parsed["quote_id"]:
+        return Outcome("invalid", reason="no quote_id")
+    status = parsed["status"] if ingest_open else RelayQuote.Status.DROPPED
+    with transaction.atomic():
+        quote = RelayQuote(
+            quote_id=parsed["quote_id"],
+            received_at=received_at,
+            raw={"data": data, "metadata": metadata or {}},
+            asset_in=parsed["asset_in"],
+            asset_out=parsed["asset_out"],
+            exact_amount_in=parsed["exact_amount_in"],
+            exact_amount_out=parsed["exact_amount_out"],
+            min_deadline_ms=parsed["min_deadline_ms"],
+            pair=parsed.get("pair", ""),
+            direction=parsed.get("direction", ""),
+            amount=parsed.get("amount"),
+            status=status,
+            note=parsed["note"] if ingest_open else "ingest closed (paused, draining or disarmed)",
+        )
+        try:
+            with transaction.atomic():
+                quote.save()
+        except IntegrityError:
+            log(logging.INFO, "ingest", "duplicate", "raw.near_intents.quote", quote_id=parsed["quote_id"])
+            return Outcome("duplicate", pair=parsed.get("pair", ""))
+        if status != RelayQuote.Status.ACCEPTED:
+            return Outcome(str(status), pair=parsed.get("pair", ""), reason=parsed["note"])
+        event_record(
+            topic="near_intents.quote.received",
+            aggregate_type="near_quote",
+            aggregate_id=quote.quote_id,
+            correlation_id=_corr(quote.quote_id),
+            actor="solver",
+            payload={
+                "quote_id": quote.quote_id,
+                "pair": quote.pair,
+                "direction": quote.direction,
+                "asset_in": quote.asset_in,
+                "asset_out": quote.asset_out,
+                "exact_amount_in": quote.exact_amount_in,
+                "exact_amount_out": quote.exact_amount_out,
+                "amount": _text(quote.amount),
+                "min_deadline_ms": quote.min_deadline_ms,
+                "received_at": received_at,
+            },
+            kick=False,
+        )
+        return _decide(quote, parsed, config, received_at)
+
+
+# --- strategy, gate, executor ----------------------------------------------------------------------
+class Skip(Exception):
+    def __init__(self, reason: str, detail: str = ""):
+        super().__init__(detail or reason)
+        self.reason, self.detail = reason, detail or reason
+
+
+def _gate(component: str, state: ControlState | None) -> None:
+    gate = control_gate(state, component=component)
+    if not gate.ok:
+        prefix = "STRATEGY" if component == STRATEGY else "EXECUTOR"
+        reason = {"VENUE_DISARMED": "DISARMED", "VENUE_PAUSED": "PAUSED", "VENUE_DISABLED": "DISABLED"}.get(
+            gate.code, gate.code
+        )
+        raise Skip(f"{prefix}_{reason}", gate.message)
+    if state.draining:
+        raise Skip(f"{'STRATEGY' if component == STRATEGY else 'EXECUTOR'}_DRAINING", f"{component} is draining.")
+
+
+def _trading_states(pair: str) -> None:
+    rows = TradingState.objects.filter(
+        Q(scope_type="global")
+        | Q(scope_type="venue", scope_key=VENUE)
+        | Q(scope_type="instrument", scope_key=pair)
+        | Q(scope_type="strategy", scope_key=VENUE)
+    )
+    now = timezone.now()
+    for row in rows:
+        state = row.effective_state(now)
+        if state != TradingState.State.ACTIVE:  # a quote always adds exposure: REDUCE_ONLY refuses it too
+            label = "global" if row.scope_type == "global" else f"{row.scope_type}:{row.scope_key}"
+            raise Skip("TRADING_HALTED" if state == "HALTED" else "TRADING_REDUCE_ONLY", f"{state} ({label})")
+
+
+def _inventory_view(balance: InventoryBalance | None, now) -> dict:
+    if balance is None:
+        return {"status": "unknown"}
+    return {
+        "balance_id": balance.pk,
+        "asset": balance.asset,
+        "symbol": balance.symbol,
+        "credited": _text(balance.credited),
+        "reserved": _text(balance.reserved),
+        "spendable": _text(balance.spendable),
+        "pending_in": _text(balance.pending_in),
+        "status": balance.effective_status(now),
+        "synced_at": balance.synced_at.isoformat() if balance.synced_at else None,
+        "age_ms": int((now - balance.synced_at).total_seconds() * 1000) if balance.synced_at else None,
+    }
+
+
+def _decide(quote: RelayQuote, parsed: dict, config, received_at: datetime) -> Outcome:
+    now = timezone.now()
+    net = network_config()
+    give_asset = quote.asset_out
+    decision = QuoteDecision(relay_quote=quote, quote_id=quote.quote_id, pair=quote.pair, direction=quote.direction)
+    balance = InventoryBalance.objects.filter(venue=VENUE, account=net.solver_account, asset=give_asset).first()
+    decision.inventory_snapshot = _inventory_view(balance, now)
+    if balance is not None:
+        decision.inventory_snapshot_row_id = (
+            InventorySnapshot.objects.filter(balance=balance).order_by("-id").values_list("id", flat=True).first()
+        )
+    plan = None
+    try:
+        controls = {c.component: c for c in ControlState.objects.filter(component__in=(STRATEGY, EXECUTOR))}
+        _gate(STRATEGY, controls.get(STRATEGY))
+        if quote.min_deadline_ms > settings.NEAR_SOLVER_MAX_DEADLINE_MS:
+            raise Skip(
+                "DEADLINE_TOO_LONG", f"min_deadline_ms {quote.min_deadline_ms} > {settings.NEAR_SOLVER_MAX_DEADLINE_MS}"
+            )
+        late_ms = int((now - received_at).total_seconds() * 1000)
+        if late_ms > settings.NEAR_SOLVER_ANSWER_WINDOW_MS:
+            raise Skip("QUOTE_EXPIRED", f"decided {late_ms} ms after it arrived (the relay waits about 3 s)")
+        _price(decision, quote, parsed, config)
+        _limits(decision, config, balance, now)
+        _gate(EXECUTOR, controls.get(EXECUTOR))
+        _trading_states(quote.pair)
+        deadline = now + timedelta(milliseconds=quote.min_deadline_ms + settings.NEAR_SOLVER_DEADLINE_EXTRA_MS)
+        plan = _command(decision, quote, parsed, deadline, net)
+    except Skip as skip:
+        decision.decision, decision.decision_reason, decision.detail = "skip", skip.reason, skip.detail[:500]
+    if plan is None:
+        decision.save()
+        _decision_event(decision)
+        return Outcome("skip", pair=quote.pair, reason=decision.decision_reason)
+    return Outcome("quote", pair=quote.pair, reason="QUOTED", plan=plan)
+
+
+def _price(decision: QuoteDecision, quote: RelayQuote, parsed: dict, config) -> None:
+    try:
+        fair = reference_rate_use(quote.pair, purpose="decision")
+    except ReferenceUnavailable as exc:
+        decision.reference_sample_id = exc.details.get("sample_id")
+        raise Skip(exc.code, exc.message) from None
+    except ReferenceUnknownPair as exc:
+        raise Skip("REFERENCE_UNKNOWN_PAIR", exc.message) from None
+    decision.reference_sample_id = fair.sample_id
+    decision.reference_rate = fair.rate
+    decision.price_freshness_ms = fair.age_ms
+    if fair.age_ms is None or fair.age_ms > config.price_max_age_ms:
+        raise Skip("PRICE_STALE", f"the fair rate is {fair.age_ms} ms old (> {config.price_max_age_ms} ms)")
+    dec_in, dec_out = parsed["decimals"]
+    spread = config.spread_pct / HUNDRED
+    sell = quote.direction == "sell"  # the desk gives the base (asset_out), receives the quote asset
+    price = fair.rate * (1 + spread) if sell else fair.rate * (1 - spread)
+    if price <= 0:
+        raise Skip("PRICE_INVALID", "the desk's price is not positive")
+    exact_in = bool(quote.exact_amount_in)
+    amount = parsed["amount"]
+    try:
+        if exact_in:
+            amount_in = amount
+            out = amount / price if sell else amount * price
+            amount_out = out.quantize(Decimal(1).scaleb(-dec_out), rounding=ROUND_FLOOR)
+        else:
+            amount_out = amount
+            into = amount * price if sell else amount / price
+            amount_in = into.quantize(Decimal(1).scaleb(-dec_in), rounding=ROUND_CEILING)
+    except InvalidOperation:
+        raise Skip("AMOUNT_INVALID", "the amounts cannot be priced") from None
+    if amount_in <= 0 or amount_out <= 0:
+        raise Skip("AMOUNT_TOO_SMALL", "the answer rounds to nothing")
+    decision.amount_in, decision.amount_out = amount_in, amount_out
+    implied = amount_in / amount_out if sell else amount_out / amount_in  # quote per base
+    decision.implied_rate = implied.quantize(Decimal(1).scaleb(-18))
+    edge = (implied - fair.rate) / fair.rate if sell else (fair.rate - implied) / fair.rate
+    decision.gross_edge_pct = (edge * HUNDRED).quantize(Decimal("0.00000001"))
+    decision.notional = amount_in if sell else amount_out
+    if decision.gross_edge_pct < config.threshold_pct:
+        raise Skip(
+            "EDGE_BELOW_THRESHOLD",
+            f"gross edge {decision.gross_edge_pct.normalize()} % < threshold {config.threshold_pct.normalize()} %",
+        )
+
+
+def hour_notional(now=None) -> Decimal:
+    """What the commands of the last hour committed (rejected and expired ones excluded)."""
+    since = (now or timezone.now()) - timedelta(hours=1)
+    return QuoteCommand.objects.filter(created_at__gte=since).exclude(status__in=(C.REJECTED, C.EXPIRED)).aggregate(
+        total=Sum("notional")
+    )["total"] or Decimal(0)
+
+
+def _limits(decision: QuoteDecision, config, balance: InventoryBalance | None, now) -> None:
+    if decision.notional > config.max_notional_quote:
+        raise Skip("NOTIONAL_CAP_QUOTE", f"{_text(decision.notional)} > {_text(config.max_notional_quote)} per quote")
+    used = hour_notional(now)
+    if used + decision.notional > config.max_notional_hour:
+        raise Skip(
+            "NOTIONAL_CAP_HOUR",
+            f"{_text(used)} answered in the last hour + {_text(decision.notional)} > {_text(config.max_notional_hour)}",
+        )
+    if balance is None:
+        raise Skip("INVENTORY_UNKNOWN", "no credited inventory of the given asset has been synced")
+    if balance.effective_status(now) == InventoryBalance.Status.STALE:
+        raise Skip("INVENTORY_STALE", f"inventory is stale: {balance.why_stale(now)}")
+    if balance.spendable < decision.amount_out:
+        raise Skip(
+            "INSUFFICIENT_INVENTORY",
+            f"{_text(balance.spendable)} {balance.symbol} credited and spendable; {_text(decision.amount_out)} asked",
+        )
+
+
+def _command(decision: QuoteDecision, quote: RelayQuote, parsed: dict, deadline: datetime, net) -> Plan:
+    dec_in, dec_out = parsed["decimals"]
+    raw_in, raw_out = to_raw(decision.amount_in, dec_in), to_raw(decision.amount_out, dec_out)
+    try:
+        signed = quote_sign(
+            asset_in=quote.asset_in, raw_in=raw_in, asset_out=quote.asset_out, raw_out=raw_out, deadline=deadline
+        )
+    except VenueException as exc:
+        raise Skip("SIGNER_UNAVAILABLE", f"{exc.error.code}: {exc.error.message}"[:500]) from None
+    try:
+        reservation = inventory_reserve(
+            venue=VENUE,
+            account=net.solver_account,
+            asset=quote.asset_out,
+            amount=decision.amount_out,
+            ref=f"quote:{quote.quote_id}",
+            actor="solver",
+            reason=f"quote {quote.quote_id} until its deadline",
+            expires_at=deadline,
+            causation_id=_corr(quote.quote_id),
+        )
+    except ApplicationError as exc:  # INSUFFICIENT_INVENTORY (a concurrent hold won), INVENTORY_STALE/UNKNOWN
+        raise Skip(exc.code, exc.message) from None
+    decision.decision, decision.decision_reason = "quote", "QUOTED"
+    decision.save()
+    _decision_event(decision)
+    output = {"amount_out": str(raw_out)} if quote.exact_amount_in else {"amount_in": str(raw_in)}
+    response = {"quote_id": quote.quote_id, "quote_output": output, "signed_data": signed}
+    command = QuoteCommand.objects.create(
+        quote_id=quote.quote_id,
+        decision=decision,
+        reservation=reservation,
+        pair=quote.pair,
+        give_asset=quote.asset_out,
+        give_amount=decision.amount_out,
+        receive_asset=quote.asset_in,
+        receive_amount=decision.amount_in,
+        notional=decision.notional,
+        deadline=deadline,
+        quote_hash=intent_hash(signed),
+        response=response,
+    )
+    event_record(
+        topic="near_intents.command.created",
+        aggregate_type="near_quote",
+        aggregate_id=quote.quote_id,
+        correlation_id=_corr(quote.quote_id),
+        actor="solver",
+        payload={
+            "command_id": command.command_id,
+            "decision_id": decision.decision_id,
+            "quote_id": quote.quote_id,
+            "reservation_id": reservation.pk,
+            "give": {"asset": command.give_asset, "amount": _text(command.give_amount)},
+            "receive": {"asset": command.receive_asset, "amount": _text(command.receive_amount)},
+            "deadline": deadline,
+            "quote_hash": command.quote_hash,
+            "public_key": signed["public_key"],
+        },
+        kick=False,
+    )
+    log(
+        logging.INFO,
+        "executor",
+        "submit",
+        "cmd.execute_trade",
+        pair=quote.pair,
+        quote_id=quote.quote_id,
+        decision_id=decision.decision_id,
+        command_id=command.command_id,
+    )
+    return Plan(
+        command_id=command.command_id, quote_id=quote.quote_id, response=response, decision_id=decision.decision_id
+    )
+
+
+def _decision_event(decision: QuoteDecision) -> None:
+    payload = decision_view(decision)
+    event_record(
+        topic="near_intents.quote.decided",
+        aggregate_type="near_quote",
+        aggregate_id=decision.quote_id,
+        correlation_id=_corr(decision.quote_id),
+        actor="solver",
+        payload=payload,
+        kick=decision.decision == "skip",
+    )
+    level = logging.INFO
+    if decision.decision_reason in ("PRICE_STALE", "REFERENCE_UNHEALTHY", "REFERENCE_CONFLICTED"):
+        log(
+            logging.WARNING,
+            "strategy",
+            "stale_price",
+            "ref.market_price",
+            pair=decision.pair,
+            quote_id=decision.quote_id,
+            decision_id=decision.decision_id,
+            reason=decision.detail,
+        )
+    elif decision.decision_reason in ("INVENTORY_STALE", "INVENTORY_UNKNOWN"):
+        log(
+            logging.WARNING,
+            "strategy",
+            "stale_inventory",
+            "state.intent_inventory",
+            pair=decision.pair,
+            quote_id=decision.quote_id,
+            decision_id=decision.decision_id,
+            reason=decision.detail,
+        )
+    log(
+        level,
+        "strategy",
+        "decision",
+        "decision.trade_decision",
+        pair=decision.pair,
+        quote_id=decision.quote_id,
+        decision_id=decision.decision_id,
+        decision=decision.decision,
+        decision_reason=decision.decision_reason,
+    )
+
+
+def decision_view(d: QuoteDecision) -> dict:
+    return {
+        "decision_id": d.decision_id,
+        "quote_id": d.quote_id,
+        "pair": d.pair,
+        "direction": d.direction,
+        "implied_rate": _text(d.implied_rate),
+        "reference_rate": _text(d.reference_rate),
+        "gross_edge_pct": _text(d.gross_edge_pct),
+        "price_freshness_ms": d.price_freshness_ms,
+        "inventory_snapshot": d.inventory_snapshot,
+        "decision": d.decision,
+        "decision_reason": d.decision_reason,
+        "detail": d.detail,
+        "reference_sample_id": d.reference_sample_id,
+        "inventory_snapshot_id": d.inventory_snapshot_row_id,
+        "amount_in": _text(d.amount_in),
+        "amount_out": _text(d.amount_out),
+        "notional": _text(d.notional),
+        "created_at": d.created_at,
+    }
+
+
+# --- after the send -------------------------------------------------------------------------------------
+def _command_event(command: QuoteCommand, topic: str, **payload) -> None:
+    event_record(
+        topic=topic,
+        aggregate_type="near_quote",
+        aggregate_id=command.quote_id,
+        correlation_id=_corr(command.quote_id),
+        actor="solver",
+        payload={
+            "command_id": command.command_id,
+            "quote_id": command.quote_id,
+            "status": command.status,
+            "reason": command.outcome_reason,
+            **payload,
+        },
+    )
+
+
+def _release(command: QuoteCommand, reason: str) -> None:
+    if command.reservation_id:
+        reservation = Reservation.objects.get(pk=command.reservation_id)
+        inventory_release(reservation=reservation, actor="solver", reason=reason)
+
+
+@transaction.atomic
+def response_record(command_id: str, *, result=None, error=None, timeout: str = "", not_sent: str = "") -> QuoteCommand:
+    """The relay's answer to a quote_response: OK → sent; an error → rejected (hold released);
+    no answer → unknown (reconciled, never resent); nothing sent → rejected. A command that has
+    moved on (quote_status came first) keeps its state."""
+    command = QuoteCommand.objects.select_for_update().get(pk=command_id)
+    now = timezone.now()
+    if command.status != C.SIGNED:
+        return command
+    command.sent_at = command.sent_at or now
+    if not_sent:
+        command.status, command.outcome_reason, command.closed_at = C.REJECTED, f"not sent: {not_sent}"[:300], now
+        command.sent_at = None
+        _release(command, command.outcome_reason)
+    elif timeout:
+        command.status, command.outcome_reason = C.UNKNOWN, f"no answer from the relay: {timeout}"[:300]
+    elif error is not None:
+        command.relay_answer, command.answered_at = {"error": error}, now
+        message = error.get("message") if isinstance(error, dict) else str(error)
+        command.status, command.outcome_reason, command.closed_at = C.REJECTED, f"relay: {message}"[:300], now
+        _release(command, command.outcome_reason)
+    else:
+        command.relay_answer, command.answered_at = {"result": result}, now
+        command.status = C.SENT
+    command.save()
+    topic = {C.SENT: "responded", C.UNKNOWN: "unknown", C.REJECTED: "rejected"}[command.status]
+    _command_event(command, f"near_intents.quote.{topic}", relay_answer=command.relay_answer)
+    log(
+        logging.WARNING if command.status != C.SENT else logging.INFO,
+        "executor",
+        "result",
+        "exec.trade_result",
+        pair=command.pair,
+        quote_id=command.quote_id,
+        decision_id=command.decision_id,
+        command_id=command.command_id,
+        status=command.status,
+        reason=command.outcome_reason,
+    )
+    return command
+
+
+def status_apply(data: dict) -> QuoteCommand | None:
+    """A `quote_status` (our response won): the intent hash and tx, then the settlement check."""
+    quote_hash = str(data.get("quote_hash") or "")
+    with transaction.atomic():
+        command = QuoteCommand.objects.select_for_update().filter(quote_hash=quote_hash).first() if quote_hash else None
+        if command is None:
+            log(logging.WARNING, "executor", "status_unmatched", "exec.trade_result", quote_hash=quote_hash)
+            return None
+        if command.status in (C.SETTLED, C.EXECUTED):
+            return command
+        command.intent_hash = str(data.get("intent_hash") or "")[:64]
+        command.tx_hash = str(data.get("tx_hash") or "")[:100]
+        command.status, command.status_at = C.EXECUTED, timezone.now()
+        command.save(update_fields=["intent_hash", "tx_hash", "status", "status_at"])
+        _command_event(command, "near_intents.quote.executed", intent_hash=command.intent_hash, tx_hash=command.tx_hash)
+    return settlement_check(command)
+
+
+def settlement_check(command: QuoteCommand) -> QuoteCommand:
+    """Ask the relay `get_status(intent_hash)` of an executed command: SETTLED settles it."""
+    try:
+        status = near_intents_client().get_status(command.intent_hash)
+    except VenueException as exc:
+        log(
+            logging.WARNING,
+            "executor",
+            "status_check_failed",
+            "exec.trade_result",
+            quote_id=command.quote_id,
+            command_id=command.command_id,
+            reason=f"{exc.error.code}: {exc.error.message}",
+        )
+        QuoteCommand.objects.filter(pk=command.pk).update(checks=command.checks + 1)
+        return command
+    QuoteCommand.objects.filter(pk=command.pk).update(checks=command.checks + 1)
+    if status.status == "SETTLED":
+        return settle(
+            command.pk, reason=f"get_status SETTLED (tx {status.tx_hash or command.tx_hash})", tx_hash=status.tx_hash
+        )
+    return command
+
+
+@transaction.atomic
+def settle(command_id: str, *, reason: str, tx_hash: str = "") -> QuoteCommand:
+    """The intent executed: the hold is consumed (credited − given until the next sync reads the verifier)."""
+    command = QuoteCommand.objects.select_for_update().get(pk=command_id)
+    if command.status in QuoteCommand.FINAL and command.status != C.EXPIRED:
+        return command
+    command.status, command.outcome_reason, command.closed_at = C.SETTLED, reason[:300], timezone.now()
+    command.tx_hash = tx_hash or command.tx_hash
+    command.save()
+    if command.reservation_id:
+        inventory_consume(reservation=Reservation.objects.get(pk=command.reservation_id), actor="solver", reason=reason)
+    _command_event(
+        command,
+        "near_intents.quote.settled",
+        tx_hash=command.tx_hash,
+        intent_hash=command.intent_hash,
+        give={"asset": command.give_asset, "amount": _text(command.give_amount)},
+        receive={"asset": command.receive_asset, "amount": _text(command.receive_amount)},
+    )
+    log(
+        logging.INFO,
+        "executor",
+        "result",
+        "exec.trade_result",
+        pair=command.pair,
+        quote_id=command.quote_id,
+        decision_id=command.decision_id,
+        command_id=command.command_id,
+        status="settled",
+    )
+    return command
+
+
+@transaction.atomic
+def expire(command_id: str, *, reason: str) -> QuoteCommand:
+    command = QuoteCommand.objects.select_for_update().get(pk=command_id)
+    if command.status in QuoteCommand.FINAL:
+        return command
+    command.status, command.outcome_reason, command.closed_at = C.EXPIRED, reason[:300], timezone.now()
+    command.save()
+    _release(command, reason)
+    _command_event(command, "near_intents.quote.expired")
+    log(
+        logging.INFO,
+        "executor",
+        "result",
+        "exec.trade_result",
+        pair=command.pair,
+        quote_id=command.quote_id,
+        decision_id=command.decision_id,
+        command_id=command.command_id,
+        status="expired",
+    )
+    return command
+
+
+def _nonce_used(command: QuoteCommand) -> bool | None:
+    """Did the verifier execute our signed intent (its nonce is used)? None when it cannot be read."""
+    client = near_intents_client()
+    nonce = (command.response.get("signed_data") or {}).get("payload", {}).get("nonce", "")
+    try:
+        value, _ = client.view("is_nonce_used", {"account_id": client.net.solver_account, "nonce": nonce})
+    except VenueException:
+        return None
+    return bool(value)
+
+
+def restart_recover() -> int:
+    """At start: a command signed but without a recorded answer may have been sent: unknown
+    (reconciled, never resent)."""
+    count = 0
+    for command_id in QuoteCommand.objects.filter(status=C.SIGNED).values_list("pk", flat=True):
+        response_record(command_id, timeout="the process stopped before the relay's answer was recorded")
+        count += 1
+    return count
+
+
+def reconcile(*, now=None) -> dict:
+    """Open commands: executed → get_status; past the deadline without a winner → the verifier's
+    `is_nonce_used` decides: used → settled, not used → expired (hold released)."""
+    now = now or timezone.now()
+    counts = {"settled": 0, "expired": 0, "checked": 0}
+    for command in QuoteCommand.objects.filter(status=C.EXECUTED).order_by("created_at")[:100]:
+        counts["checked"] += 1
+        if settlement_check(command).status == C.SETTLED:
+            counts["settled"] += 1
+    due = QuoteCommand.objects.filter(status__in=(C.SENT, C.UNKNOWN, C.EXECUTED), deadline__lt=now)
+    for command in due.order_by("deadline")[:100]:
+        used = _nonce_used(command)
+        if used is None:
+            continue
+        if used:
+            settle(command.pk, reason="the verifier has used the intent's nonce")
+            counts["settled"] += 1
+        else:
+            expire(command.pk, reason="the deadline passed and the intent was not executed")
+            counts["expired"] += 1
+    return counts
