@@ -17,6 +17,7 @@ urlpatterns = [
     path("api/v1/", include("delegations.urls")),
     path("api/v1/", include("treasury.urls")),
     path("api/v1/", include("configuration.urls")),
+    path("api/v1/", include("solver.urls")),
 ]
 
 handler400 = "config.errors.handler400"

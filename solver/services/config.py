@@ -46,7 +46,10 @@ def pair_normalise(pair: str) -> str:
 
 
 def _snapshot(row: SolverConfig) -> dict:
-    return {name: getattr(row, name) for name in EDITABLE}
+    def text(value):
+        return format(Decimal(value).normalize(), "f") if isinstance(value, Decimal) else value
+
+    return {name: text(getattr(row, name)) for name in EDITABLE}
 
 
 def _clean(name: str, value):

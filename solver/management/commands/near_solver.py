@@ -3,6 +3,7 @@ answered when armed, followed to settlement) until SIGINT/SIGTERM. Every compone
 disarmed on a fresh deploy: arm them in the control panel (or the staff API)."""
 
 import asyncio
+import contextlib
 import signal
 
 from django.conf import settings
@@ -16,18 +17,27 @@ class Command(BaseCommand):
         parser.add_argument("--url", default="", help="the relay websocket (default: the network's)")
 
     def handle(self, *args, **options):
-        from providers.near_intents.config import network_config
+        from providers.near_intents.config import NearIntentsConfigError, network_config
         from solver.runner import SolverRunner
-
-        url = options["url"] or network_config().relay_ws_url
-        runner = SolverRunner(url=url, api_key=settings.NEAR_INTENTS_RELAY_API_KEY)
-        self.stdout.write(f"NEAR Intents solver: relay {url}")
 
         async def main():
             stop = asyncio.Event()
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, stop.set)
-            await runner.run(stop)
+            url, said = options["url"], False
+            while not url and not stop.is_set():  # the sandbox writes its config when it is up
+                try:
+                    url = network_config().relay_ws_url
+                except NearIntentsConfigError as exc:
+                    if not said:
+                        self.stdout.write(f"waiting for the NEAR Intents config: {exc}")
+                        said = True
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), timeout=2)
+            if stop.is_set():
+                return
+            self.stdout.write(f"NEAR Intents solver: relay {url}")
+            await SolverRunner(url=url, api_key=settings.NEAR_INTENTS_RELAY_API_KEY).run(stop)
 
         asyncio.run(main())
