@@ -45,10 +45,10 @@ def sync():
 class SolverThread:
     """The `near_solver` process's runner on an event loop in a thread of this process."""
 
-    def __init__(self, url: str):
+    def __init__(self, url: str, api_key: str = ""):
         from solver.runner import SolverRunner
 
-        self.runner = SolverRunner(url=url, workers=4)
+        self.runner = SolverRunner(url=url, api_key=api_key, workers=4)
         self.loop = asyncio.new_event_loop()
         self.stop_event = None
         self.thread = threading.Thread(target=self._run, name="solver-test", daemon=True)
@@ -70,7 +70,16 @@ class SolverThread:
         self.thread.start()
         return self
 
+    def crash(self):
+        """Stop the event loop where it is (a killed process): nothing is finished or recorded."""
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout=20)
+        self.runner.pool.shutdown(wait=True)
+        self.error = None
+
     def stop(self):
+        if not self.thread.is_alive():
+            return
         if self.stop_event is not None:
             self.loop.call_soon_threadsafe(self.stop_event.set)
         self.thread.join(timeout=20)
