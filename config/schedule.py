@@ -79,6 +79,12 @@ BEAT_SCHEDULE: dict[str, dict] = {
         "every": 1.0,
         "expires": 2,
     },
+    # the NEAR Intents solver loop: raw quotes past their retention
+    "solver-quotes-purge": {
+        "task": "solver.tasks.solver_quotes_purge_task",
+        "every": 3600.0,
+        "expires": 600,
+    },
     # treasury: each venue's inventory sync (runs when INVENTORY_SYNC_SECONDS have passed)
     "treasury-sync-near-intents": {
         "task": "treasury.tasks.treasury_sync_task",

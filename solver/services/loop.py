@@ -50,6 +50,7 @@ from treasury.services.inventory import inventory_consume, inventory_release, in
 logger = logging.getLogger("tradedesk.near_intents.solver")
 VENUE = "near_intents"
 HUNDRED = Decimal(100)
+HOLD_GRACE_SECONDS = 120
 C = QuoteCommand.Status
 
 
@@ -442,7 +443,9 @@ def _command(decision: QuoteDecision, quote: RelayQuote, parsed: dict, deadline:
             ref=f"quote:{quote.quote_id}",
             actor="solver",
             reason=f"quote {quote.quote_id} until its deadline",
-            expires_at=deadline,
+            # the loop releases or consumes it once the verifier says; the treasury's sweep of
+            # expired holds is only the backstop of a loop that stopped
+            expires_at=deadline + timedelta(seconds=HOLD_GRACE_SECONDS),
             causation_id=_corr(quote.quote_id),
         )
     except ApplicationError as exc:  # INSUFFICIENT_INVENTORY (a concurrent hold won), INVENTORY_STALE/UNKNOWN

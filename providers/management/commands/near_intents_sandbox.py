@@ -21,6 +21,23 @@ DEMO_BALANCES = {  # token id: units
     "nep141:arb-0xaf88d065e77c8cc2239327c5edb3a432268e5831.omft.near": ("50000", 6),
 }
 DEMO_DEPOSIT_ASSET = "nep141:arb-0xaf88d065e77c8cc2239327c5edb3a432268e5831.omft.near"
+DEMO_BTC, DEMO_EURE = "nep141:btc.omft.near", "nep141:gnosis-0x420ca0f9b9b604ce0fd9c18ef134c705e5fa3430.omft.near"
+
+
+def demo_quote(world, n: int) -> str:
+    """The relay's generator: BTC/EURe swap requests to every subscribed solver, both directions,
+    exact in and exact out, sizes between 100 and 2,000 EURe."""
+    import random
+
+    eure = random.randint(100, 2000)
+    kind = n % 4
+    if kind == 0:  # a user buys BTC with EURe
+        return world.relay.quote(asset_in=DEMO_EURE, asset_out=DEMO_BTC, exact_amount_in=eure * 10**18)
+    if kind == 1:  # a user sells BTC for EURe
+        return world.relay.quote(asset_in=DEMO_BTC, asset_out=DEMO_EURE, exact_amount_in=eure * 10**8 // 60000)
+    if kind == 2:  # a user wants an exact amount of BTC
+        return world.relay.quote(asset_in=DEMO_EURE, asset_out=DEMO_BTC, exact_amount_out=eure * 10**8 // 60000)
+    return world.relay.quote(asset_in=DEMO_BTC, asset_out=DEMO_EURE, exact_amount_out=eure * 10**18)
 
 
 class Command(BaseCommand):
@@ -32,6 +49,9 @@ class Command(BaseCommand):
         parser.add_argument("--demo", action="store_true", help="demo inventory and scripted deposits")
         parser.add_argument("--deposit-every", type=float, default=120.0, help="seconds between scripted deposits")
         parser.add_argument("--credit-after", type=float, default=45.0, help="seconds a scripted deposit stays pending")
+        parser.add_argument(
+            "--quote-every", type=float, default=5.0, help="demo: seconds between the relay's BTC/EURe quote requests"
+        )
 
     def handle(self, *args, **options):
         stop = threading.Event()
@@ -44,12 +64,15 @@ class Command(BaseCommand):
             demo=options["demo"],
             deposit_every=options["deposit_every"],
             credit_after=options["credit_after"],
+            quote_every=options["quote_every"],
             out=self.stdout.write,
             stop=stop,
         )
 
 
-def sandbox_run(*, config_out, solver_account, demo, deposit_every, credit_after, out, stop: threading.Event):
+def sandbox_run(
+    *, config_out, solver_account, demo, deposit_every, credit_after, out, stop: threading.Event, quote_every=0.0
+):
     """Run the doubles until `stop` is set (the command's body; tests run it in a thread)."""
     from decimal import Decimal
 
@@ -67,9 +90,14 @@ def sandbox_run(*, config_out, solver_account, demo, deposit_every, credit_after
     out(f"NEAR Intents sandbox: rpc {sandbox.rpc.url}, bridge {sandbox.bridge.url}, relay {sandbox.relay.url}")
     out(f"solver account {solver_account}, public key {public_key}; config written to {path}")
     next_deposit = time.monotonic() + min(20.0, deposit_every)
+    next_quote, quotes = time.monotonic() + quote_every, 0
     try:
         while not stop.wait(0.2):
             world.tick()
+            if demo and quote_every > 0 and time.monotonic() >= next_quote:
+                demo_quote(world, quotes)
+                quotes += 1
+                next_quote = time.monotonic() + quote_every
             if demo and time.monotonic() >= next_deposit:
                 deposit = world.deposit_script(
                     account_id=solver_account,

@@ -30,8 +30,12 @@ class Command(BaseCommand):
             )
         seed_paper_demo()  # markets and first prices of the paper venue
         paper_account_get(name=f"user:{user.pk}")  # the demo user's paper account (treasury inventory)
-        # the paper executor is the only one a demo arms
-        paper = ControlState.objects.filter(component="executor:paper").first()
-        if venue_enabled("paper") and not (paper and paper.armed):
-            control_arm(component="executor:paper", actor="seed_demo", reason="demo seed")
+        # the paper executor is the only executor a demo arms; the NEAR Intents loop ingests and
+        # decides against the doubles, its executor stays disarmed (arming it starts quoting)
+        for component in ("executor:paper", "near_intents:ingest", "strategy:near_intents"):
+            row = ControlState.objects.filter(component=component).first()
+            if component == "executor:paper" and not venue_enabled("paper"):
+                continue
+            if not (row and row.armed):
+                control_arm(component=component, actor="seed_demo", reason="demo seed")
         self.stdout.write(f"demo seeded (demo user {'created' if created else 'present'})")
