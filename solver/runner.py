@@ -16,7 +16,7 @@ import logging
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.db import close_old_connections
@@ -83,7 +83,7 @@ class SolverRunner:
     # --- events ---------------------------------------------------------------------------------
     async def on_event(self, event: RelayEvent) -> None:
         if event.topic == "quote":
-            await self.on_quote(event.data, event.metadata)
+            await self.on_quote(event.data, event.metadata, received=event.received or None)
         elif event.topic == "quote_status":
             self.counters["quote_status"] += 1
             self.last_status = {"at": time.time(), "data": event.data}
@@ -92,8 +92,9 @@ class SolverRunner:
             except Exception:
                 logger.exception("quote_status handling failed", extra={"event": "status_failed"})
 
-    async def on_quote(self, data: dict, metadata: dict) -> None:
-        received, started = datetime.now(UTC), time.perf_counter()
+    async def on_quote(self, data: dict, metadata: dict, *, received: float | None = None) -> None:
+        started = received or time.perf_counter()
+        received = datetime.now(UTC) - timedelta(seconds=time.perf_counter() - started)
         self.counters["quotes"] += 1
         self.last_quote = {"at": time.time(), "quote_id": data.get("quote_id")}
         try:
@@ -114,11 +115,15 @@ class SolverRunner:
             return
         self.in_flight += 1
         try:
-            try:
-                sending = self.stream.respond(plan.response, timeout=settings.NEAR_SOLVER_RESPONSE_TIMEOUT)
+
+            def sent():  # quote received → quote_response written to the socket
                 self.latencies_ms.append((time.perf_counter() - started) * 1000)
-                del self.latencies_ms[:-10000]
-                result = await sending
+                del self.latencies_ms[:-20000]
+
+            try:
+                result = await self.stream.respond(
+                    plan.response, timeout=settings.NEAR_SOLVER_RESPONSE_TIMEOUT, on_sent=sent
+                )
             except RelayError as exc:
                 await self.db(loop.response_record, plan.command_id, error=exc.error)
             except RelayTimeout as exc:

@@ -57,6 +57,7 @@ class RelayEvent:
     topic: str  # quote | quote_status
     data: dict
     metadata: dict = field(default_factory=dict)
+    received: float = 0.0  # time.perf_counter() when its frame arrived
 
 
 def event_parse(message: dict, subscriptions: dict[str, str]) -> RelayEvent | None:
@@ -196,6 +197,7 @@ class RelayStream:
                 self.on_frame(raw)
 
     def on_frame(self, raw: str | bytes) -> None:
+        received = time.perf_counter()
         self.messages += 1
         self.last_message_at = time.time()
         try:
@@ -222,13 +224,15 @@ class RelayStream:
         if event is None:
             self._invalid("unexpected message")
             return
+        event.received = received
         task = asyncio.get_running_loop().create_task(self.on_event(event))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def request(self, method: str, params, *, timeout: float):
+    async def request(self, method: str, params, *, timeout: float, on_sent: Callable[[], None] | None = None):
         """Send one JSON-RPC request and wait for its answer: RelayError, RelayTimeout (unknown
-        outcome: it may have arrived), RelayNotConnected (nothing sent)."""
+        outcome: it may have arrived), RelayNotConnected (nothing sent). `on_sent` is called
+        once the frame is written."""
         ws = self.ws
         if ws is None:
             raise RelayNotConnected("not connected to the relay")
@@ -240,6 +244,8 @@ class RelayStream:
         except Exception as exc:
             self.pending.pop(rid, None)
             raise RelayTimeout(f"send failed: {type(exc).__name__}") from None
+        if on_sent is not None:
+            on_sent()
         try:
             return await asyncio.wait_for(future, timeout=timeout)
         except TimeoutError:
@@ -247,8 +253,8 @@ class RelayStream:
         finally:
             self.pending.pop(rid, None)
 
-    async def respond(self, quote_response: dict, *, timeout: float):
-        return await self.request("quote_response", [quote_response], timeout=timeout)
+    async def respond(self, quote_response: dict, *, timeout: float, on_sent: Callable[[], None] | None = None):
+        return await self.request("quote_response", [quote_response], timeout=timeout, on_sent=on_sent)
 
     # --- counters ---------------------------------------------------------------------------------
     def _invalid(self, why: str) -> None:

@@ -4,6 +4,7 @@ writes `near_intents.settings_changed` with the values before and after."""
 
 from __future__ import annotations
 
+import time
 from decimal import Decimal, InvalidOperation
 
 from django.conf import settings
@@ -33,6 +34,25 @@ def config_get() -> SolverConfig:
     if row is None:
         row, _ = SolverConfig.objects.get_or_create(pk=1, defaults=defaults())
     return row
+
+
+_cached: tuple = (None, 0.0)
+CACHE_SECONDS = 1.0
+
+
+def config_cached() -> SolverConfig:
+    """The settings as read at most CACHE_SECONDS ago (a change made in this process is seen at once)."""
+    global _cached
+    row, at = _cached
+    if row is None or time.monotonic() - at > CACHE_SECONDS:
+        row = config_get()
+        _cached = (row, time.monotonic())
+    return row
+
+
+def config_forget() -> None:
+    global _cached
+    _cached = (None, 0.0)
 
 
 def pair_normalise(pair: str) -> str:
@@ -95,6 +115,7 @@ def config_set(*, actor: str, reason: str, **changes) -> SolverConfig:
         setattr(row, name, _clean(name, value))
     row.changed_by, row.changed_at, row.reason = actor, timezone.now(), reason.strip()[:300]
     row.save()
+    transaction.on_commit(config_forget)
     event_record(
         topic="near_intents.settings_changed",
         aggregate_type="solver_config",

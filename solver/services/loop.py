@@ -26,8 +26,8 @@ from datetime import datetime, timedelta
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal, InvalidOperation
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
-from django.db.models import Q, Sum
+from django.db import connection, transaction
+from django.db.models import OuterRef, Subquery, Sum
 from django.utils import timezone
 
 from config.errors import ApplicationError
@@ -40,10 +40,10 @@ from providers.near_intents.solver_keys import solver_seed
 from providers.near_intents.tokens import KNOWN, TokenIdError, to_raw, to_units, token_id_parse
 from providers.reference.service import ReferenceUnavailable, ReferenceUnknownPair, reference_rate_use
 from solver.models import EXECUTOR, STRATEGY, QuoteCommand, QuoteDecision, RelayQuote
-from solver.services.config import config_get
+from solver.services.config import config_cached, config_forget
 from trading.models import ControlState, TradingState
 from trading.services.control import control_gate
-from trading.services.ledger import event_record
+from trading.services.ledger import _insert_returning_id, event_record
 from treasury.models import InventoryBalance, InventorySnapshot, Reservation
 from treasury.services.inventory import inventory_consume, inventory_release, inventory_reserve
 
@@ -74,6 +74,34 @@ def _corr(quote_id: str) -> str:
 
 def _text(value: Decimal | None) -> str | None:
     return None if value is None else format(value.normalize(), "f")
+
+
+# --- per-process caches ------------------------------------------------------------------------------
+CACHE_SECONDS = 1.0  # the settings and the notional of the hour, re-read at most this often
+_cache_lock = threading.Lock()
+_hour: list = [Decimal(0), 0.0]  # committed notional of the last hour (as read) + this process's since
+
+
+def hour_notional_cached(now) -> Decimal:
+    with _cache_lock:
+        if time.monotonic() - _hour[1] <= CACHE_SECONDS:
+            return _hour[0]
+    value = hour_notional(now)
+    with _cache_lock:
+        _hour[0], _hour[1] = value, time.monotonic()
+    return value
+
+
+def _hour_add(amount: Decimal) -> None:
+    with _cache_lock:
+        _hour[0] += amount
+
+
+def caches_forget() -> None:
+    config_forget()
+    _hour[0], _hour[1] = Decimal(0), 0.0
+    tokens_forget()
+    salt_forget()
 
 
 # --- tokens -----------------------------------------------------------------------------------------
@@ -205,12 +233,26 @@ def _parse(data: dict, pairs: list[str]) -> dict:
     return out
 
 
+def _insert_new(quote: RelayQuote) -> bool:
+    """INSERT the raw quote unless its quote_id is stored already (one statement, no savepoint)."""
+    statement, params = _insert_returning_id(quote)
+    head, sep, tail = statement.rpartition(" RETURNING ")
+    with connection.cursor() as cur:
+        cur.execute(f"{head} ON CONFLICT (quote_id) DO NOTHING{sep}{tail}", params)
+        row = cur.fetchone()
+    if row is None:
+        return False
+    quote.pk = row[0]
+    quote._state.adding = False
+    return True
+
+
 def quote_receive(
     data: dict, metadata: dict | None = None, *, received_at: datetime | None = None, ingest_open: bool = True
 ) -> Outcome:
     """Handle one `quote` event end to end up to the signed response (see the module doc)."""
     received_at = received_at or timezone.now()
-    config = config_get()
+    config = config_cached()
     parsed = _parse(data if isinstance(data, dict) else {}, list(config.pairs))
     if not parsed["quote_id"]:
         return Outcome("invalid", reason="no quote_id")
@@ -231,10 +273,7 @@ def quote_receive(
             status=status,
             note=parsed["note"] if ingest_open else "ingest closed (paused, draining or disarmed)",
         )
-        try:
-            with transaction.atomic():
-                quote.save()
-        except IntegrityError:
+        if not _insert_new(quote):
             log(logging.INFO, "ingest", "duplicate", "raw.near_intents.quote", quote_id=parsed["quote_id"])
             return Outcome("duplicate", pair=parsed.get("pair", ""))
         if status != RelayQuote.Status.ACCEPTED:
@@ -281,14 +320,42 @@ def _gate(component: str, state: ControlState | None) -> None:
         raise Skip(f"{'STRATEGY' if component == STRATEGY else 'EXECUTOR'}_DRAINING", f"{component} is draining.")
 
 
-def _trading_states(pair: str) -> None:
-    rows = TradingState.objects.filter(
-        Q(scope_type="global")
-        | Q(scope_type="venue", scope_key=VENUE)
-        | Q(scope_type="instrument", scope_key=pair)
-        | Q(scope_type="strategy", scope_key=VENUE)
-    )
-    now = timezone.now()
+_GATE_SQL = (
+    "SELECT 'c', component, armed, paused, draining, expires_at, '', '' FROM {control} WHERE component IN (%s, %s) "
+    "UNION ALL SELECT 't', scope_type || ':' || scope_key, NULL, NULL, NULL, expires_at, state, previous_state "
+    "FROM {trading} WHERE scope_type = 'global' OR (scope_type = 'venue' AND scope_key = %s) "
+    "OR (scope_type = 'instrument' AND scope_key = %s) OR (scope_type = 'strategy' AND scope_key = %s)"
+)
+
+
+def _gate_rows(pair: str) -> tuple[dict[str, ControlState], list[TradingState]]:
+    """The strategy's and the executor's control rows and the trading states over the pair, now
+    (one statement)."""
+    sql = _GATE_SQL.format(control=ControlState._meta.db_table, trading=TradingState._meta.db_table)
+    with connection.cursor() as cur:
+        cur.execute(sql, [STRATEGY, EXECUTOR, VENUE, pair, VENUE])
+        rows = cur.fetchall()
+    controls, trading = {}, []
+    for kind, key, armed, paused, draining, expires_at, state, previous in rows:
+        if kind == "c":
+            controls[key] = ControlState(
+                component=key, armed=armed, paused=paused, draining=draining, expires_at=expires_at
+            )
+        else:
+            scope_type, _, scope_key = key.partition(":")
+            trading.append(
+                TradingState(
+                    scope_type=scope_type,
+                    scope_key=scope_key,
+                    state=state,
+                    previous_state=previous,
+                    expires_at=expires_at,
+                )
+            )
+    return controls, trading
+
+
+def _trading_states(rows: list[TradingState], now) -> None:
     for row in rows:
         state = row.effective_state(now)
         if state != TradingState.State.ACTIVE:  # a quote always adds exposure: REDUCE_ONLY refuses it too
@@ -318,15 +385,18 @@ def _decide(quote: RelayQuote, parsed: dict, config, received_at: datetime) -> O
     net = network_config()
     give_asset = quote.asset_out
     decision = QuoteDecision(relay_quote=quote, quote_id=quote.quote_id, pair=quote.pair, direction=quote.direction)
-    balance = InventoryBalance.objects.filter(venue=VENUE, account=net.solver_account, asset=give_asset).first()
+    last_snapshot = InventorySnapshot.objects.filter(balance=OuterRef("pk")).order_by("-id").values("id")[:1]
+    balance = (
+        InventoryBalance.objects.filter(venue=VENUE, account=net.solver_account, asset=give_asset)
+        .annotate(last_snapshot_id=Subquery(last_snapshot))
+        .first()
+    )
     decision.inventory_snapshot = _inventory_view(balance, now)
     if balance is not None:
-        decision.inventory_snapshot_row_id = (
-            InventorySnapshot.objects.filter(balance=balance).order_by("-id").values_list("id", flat=True).first()
-        )
+        decision.inventory_snapshot_row_id = balance.last_snapshot_id
     plan = None
     try:
-        controls = {c.component: c for c in ControlState.objects.filter(component__in=(STRATEGY, EXECUTOR))}
+        controls, trading = _gate_rows(quote.pair)
         _gate(STRATEGY, controls.get(STRATEGY))
         if quote.min_deadline_ms > settings.NEAR_SOLVER_MAX_DEADLINE_MS:
             raise Skip(
@@ -338,7 +408,7 @@ def _decide(quote: RelayQuote, parsed: dict, config, received_at: datetime) -> O
         _price(decision, quote, parsed, config)
         _limits(decision, config, balance, now)
         _gate(EXECUTOR, controls.get(EXECUTOR))
-        _trading_states(quote.pair)
+        _trading_states(trading, now)
         deadline = now + timedelta(milliseconds=quote.min_deadline_ms + settings.NEAR_SOLVER_DEADLINE_EXTRA_MS)
         plan = _command(decision, quote, parsed, deadline, net)
     except Skip as skip:
@@ -408,7 +478,7 @@ def hour_notional(now=None) -> Decimal:
 def _limits(decision: QuoteDecision, config, balance: InventoryBalance | None, now) -> None:
     if decision.notional > config.max_notional_quote:
         raise Skip("NOTIONAL_CAP_QUOTE", f"{_text(decision.notional)} > {_text(config.max_notional_quote)} per quote")
-    used = hour_notional(now)
+    used = hour_notional_cached(now)
     if used + decision.notional > config.max_notional_hour:
         raise Skip(
             "NOTIONAL_CAP_HOUR",
@@ -455,6 +525,7 @@ def _command(decision: QuoteDecision, quote: RelayQuote, parsed: dict, deadline:
     _decision_event(decision)
     output = {"amount_out": str(raw_out)} if quote.exact_amount_in else {"amount_in": str(raw_in)}
     response = {"quote_id": quote.quote_id, "quote_output": output, "signed_data": signed}
+    transaction.on_commit(lambda: _hour_add(decision.notional))
     command = QuoteCommand.objects.create(
         quote_id=quote.quote_id,
         decision=decision,

@@ -106,8 +106,7 @@ def desk(near_sandbox, transactional_db, settings):
     settings.NEAR_SOLVER_DEADLINE_EXTRA_MS = 2000
     store_clear()
     state_clear()
-    loop.tokens_forget()
-    loop.salt_forget()
+    loop.caches_forget()
     for name in ("kraken", "coingecko"):
         ReferenceSource.objects.update_or_create(name=name, defaults={"paused": False, "reason": ""})
     ReferenceBasis.objects.update_or_create(
