@@ -103,13 +103,13 @@ def test_trading_state_rejects_unknown_values():
     assert not TradingState.objects.exists()
 
 
-def test_seed_demo_arms_only_the_paper_executor():
+def test_seed_demo_arms_only_the_paper_executor_and_the_near_intents_ingest_and_strategy():
     from django.core.management import call_command
 
     call_command("seed_demo")
     call_command("seed_demo")  # idempotent
 
     armed = set(ControlState.objects.filter(armed=True).values_list("component", flat=True))
-    assert armed == {"executor:paper"}
+    assert armed == {"executor:paper", "near_intents:ingest", "strategy:near_intents"}  # no other executor
     assert ControlState.objects.get(component="executor:paper").reason == "demo seed"
-    assert Event.objects.filter(topic="control.armed").count() == 1
+    assert Event.objects.filter(topic="control.armed").count() == 3
