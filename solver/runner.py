@@ -71,6 +71,16 @@ class SolverRunner:
                 "open": gate.ok and not (row and row.draining),
                 "code": gate.code,
             }
+        for component, now in out.items():
+            before = self.controls.get(component)
+            if before is not None and before["armed"] != now["armed"]:
+                loop.log(
+                    logging.WARNING,
+                    component.split(":")[0] if component != INGEST else "ingest",
+                    "arm" if now["armed"] else "disarm",
+                    "control",
+                    message=f"{component} {'armed' if now['armed'] else 'disarmed'}",
+                )
         self.controls = out
         self.pairs = list(config_get().pairs)
 

@@ -151,3 +151,16 @@ def test_one_quote_s_chain_and_skip_reasons_in_one_call(desk, solver, staff_clie
     assert ingest["last_message_age_s"] is not None
     assert state["components"]["executor"]["by_status"] == {"settled": 1}
     assert state["components"]["strategy"]["latest_skip_reason"] == "EXECUTOR_DISARMED"
+
+
+def test_the_control_panel_shows_each_component(desk, solver, staff_client):
+    from solver.models import QuoteCommand
+
+    arm("strategy:near_intents", "executor:near_intents")
+    quote_id = desk.world.relay.quote(asset_in=EURE, asset_out=BTC, exact_amount_in=500 * EURE_RAW)
+    wait_for(lambda: QuoteCommand.objects.filter(quote_id=quote_id, status="settled").exists(), what="settled")
+    wait_for(lambda: staff_client.get("/api/v1/ops/near-intents").json()["running"], what="state written")
+    status = staff_client.get("/admin/control-panel/status.json").json()
+    text = str(status)
+    assert "NEAR Intents ingest" in text and "NEAR Intents executor" in text
+    assert "completed 1" in text and "quotes 1" in text

@@ -109,3 +109,35 @@ def test_a_stale_reference_price_is_not_quoted(desk, solver, settings):
     assert (decision.decision, decision.decision_reason) == ("skip", "REFERENCE_UNHEALTHY")
     assert decision.reference_sample_id is not None
     assert desk.world.relay.round(quote_id).responses == []
+
+
+def test_the_log_lines_carry_the_stable_fields(desk, solver, caplog):
+    import logging
+
+    from solver.models import QuoteCommand
+
+    with caplog.at_level(logging.INFO, logger="tradedesk.near_intents"):
+        arm("strategy:near_intents", "executor:near_intents")
+        quote_id = desk.world.relay.quote(asset_in=EURE, asset_out=BTC, exact_amount_in=1000 * EURE_RAW)
+        command = wait_for(
+            lambda: QuoteCommand.objects.filter(quote_id=quote_id, status="settled").first(), what="settled"
+        )
+        wait_for(lambda: any(getattr(r, "event", "") == "arm" for r in caplog.records), what="arm logged")
+    records = [r for r in caplog.records if getattr(r, "namespace", "") == "near_intents"]
+    by_event = {}
+    for r in records:
+        by_event.setdefault(r.event, []).append(r)
+    for r in records:
+        assert (r.service, r.venue) == ("tradedesk", "near_intents") and r.component and r.topic
+    decision = by_event["decision"][0]
+    assert (decision.component, decision.topic, decision.pair, decision.quote_id) == (
+        "strategy",
+        "decision.trade_decision",
+        "BTC/EURE",
+        quote_id,
+    )
+    assert decision.decision_id == command.decision_id
+    submit = by_event["submit"][0]
+    assert (submit.component, submit.topic, submit.command_id) == ("executor", "cmd.execute_trade", command.command_id)
+    assert {r.status for r in by_event["result"]} >= {"sent", "settled"}
+    assert {r.component for r in by_event["arm"]} >= {"strategy", "executor"}
