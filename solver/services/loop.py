@@ -834,7 +834,8 @@ def reconcile(*, now=None) -> dict:
     `is_nonce_used` decides: used → settled, not used → expired (hold released)."""
     now = now or timezone.now()
     counts = {"settled": 0, "expired": 0, "checked": 0}
-    for command in QuoteCommand.objects.filter(status=C.EXECUTED).order_by("created_at")[:100]:
+    # executed: get_status each round, up to 30 times (then the nonce decides after the deadline)
+    for command in QuoteCommand.objects.filter(status=C.EXECUTED, checks__lt=30).order_by("created_at")[:100]:
         counts["checked"] += 1
         if settlement_check(command).status == C.SETTLED:
             counts["settled"] += 1

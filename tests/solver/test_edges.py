@@ -303,3 +303,19 @@ def test_two_concurrent_quotes_that_together_exceed_inventory_only_one_is_answer
     answered = [q for q in ids if relay.round(q).responses]
     assert len(answered) == 1
     assert QuoteDecision.objects.filter(decision="quote").count() == 1
+
+
+def test_a_paused_ingest_stores_quotes_dropped_and_a_disarmed_one_holds_no_connection(desk, solver):
+    from solver.models import QuoteDecision, RelayQuote
+    from trading.services.control import control_disarm, control_pause
+
+    arm()
+    control_pause(component="near_intents:ingest", actor="test", reason="look")
+    wait_for(lambda: not solver.runner.ingest_open(), what="paused seen")
+    quote_id = buy_btc(desk.world.relay)
+    quote = wait_for(lambda: RelayQuote.objects.filter(quote_id=quote_id).first(), what="stored")
+    assert quote.status == "dropped" and not QuoteDecision.objects.exists()
+    assert desk.world.relay.round(quote_id).responses == []
+    control_disarm(component="near_intents:ingest", actor="test", reason="stop")
+    wait_for(lambda: desk.world.relay.subscribed("quote") == 0, what="connection closed")
+    assert not solver.runner.stream.connected
