@@ -352,13 +352,15 @@ def reference_rate_use(pair: str, *, purpose: str) -> FairRate:
     now = timezone.now()
     last = samples_last([configured]).get(configured)
     sample = last if not sample_due(ev, last, now=now) else sample_build(ev, taken_at=now)
-    with transaction.atomic():  # the refusal below points to its sample too
-        if sample.pk is None:
-            sample.save()
-        if purpose in PIN_PURPOSES and sample.pinned_at is None:
-            ReferenceSample.objects.filter(pk=sample.pk, pinned_at__isnull=True).update(
-                pinned_at=now, pinned_for=purpose
-            )
+    pin = purpose in PIN_PURPOSES and sample.pinned_at is None
+    if sample.pk is None or pin:  # nothing to write (the common case): no transaction either
+        with transaction.atomic():  # the refusal below points to its sample too
+            if sample.pk is None:
+                sample.save()
+            if pin:
+                ReferenceSample.objects.filter(pk=sample.pk, pinned_at__isnull=True).update(
+                    pinned_at=now, pinned_for=purpose
+                )
     asked = pair_reversed(configured) if flipped else configured
     if not ev.usable:
         raise ReferenceUnavailable(

@@ -504,32 +504,17 @@ def _command(decision: QuoteDecision, quote: RelayQuote, parsed: dict, deadline:
         )
     except VenueException as exc:
         raise Skip("SIGNER_UNAVAILABLE", f"{exc.error.code}: {exc.error.message}"[:500]) from None
-    try:
-        reservation = inventory_reserve(
-            venue=VENUE,
-            account=net.solver_account,
-            asset=quote.asset_out,
-            amount=decision.amount_out,
-            ref=f"quote:{quote.quote_id}",
-            actor="solver",
-            reason=f"quote {quote.quote_id} until its deadline",
-            # the loop releases or consumes it once the verifier says; the treasury's sweep of
-            # expired holds is only the backstop of a loop that stopped
-            expires_at=deadline + timedelta(seconds=HOLD_GRACE_SECONDS),
-            causation_id=_corr(quote.quote_id),
-        )
-    except ApplicationError as exc:  # INSUFFICIENT_INVENTORY (a concurrent hold won), INVENTORY_STALE/UNKNOWN
-        raise Skip(exc.code, exc.message) from None
+    # The hold comes last: it locks the balance row until the commit, and every quote giving the
+    # same asset waits on that lock; the rows before it are written outside it.
+    savepoint = transaction.savepoint()
     decision.decision, decision.decision_reason = "quote", "QUOTED"
     decision.save()
-    _decision_event(decision)
+    _decision_event(decision, log_it=False)  # logged once the hold is taken
     output = {"amount_out": str(raw_out)} if quote.exact_amount_in else {"amount_in": str(raw_in)}
     response = {"quote_id": quote.quote_id, "quote_output": output, "signed_data": signed}
-    transaction.on_commit(lambda: _hour_add(decision.notional))
     command = QuoteCommand.objects.create(
         quote_id=quote.quote_id,
         decision=decision,
-        reservation=reservation,
         pair=quote.pair,
         give_asset=quote.asset_out,
         give_amount=decision.amount_out,
@@ -550,7 +535,6 @@ def _command(decision: QuoteDecision, quote: RelayQuote, parsed: dict, deadline:
             "command_id": command.command_id,
             "decision_id": decision.decision_id,
             "quote_id": quote.quote_id,
-            "reservation_id": reservation.pk,
             "give": {"asset": command.give_asset, "amount": _text(command.give_amount)},
             "receive": {"asset": command.receive_asset, "amount": _text(command.receive_amount)},
             "deadline": deadline,
@@ -559,6 +543,29 @@ def _command(decision: QuoteDecision, quote: RelayQuote, parsed: dict, deadline:
         },
         kick=False,
     )
+    try:
+        reservation = inventory_reserve(
+            venue=VENUE,
+            account=net.solver_account,
+            asset=quote.asset_out,
+            amount=decision.amount_out,
+            ref=f"quote:{quote.quote_id}",
+            actor="solver",
+            reason=f"quote {quote.quote_id} until its deadline",
+            # the loop releases or consumes it once the verifier says; the treasury's sweep of
+            # expired holds is only the backstop of a loop that stopped
+            expires_at=deadline + timedelta(seconds=HOLD_GRACE_SECONDS),
+            causation_id=_corr(quote.quote_id),
+        )
+    except ApplicationError as exc:  # INSUFFICIENT_INVENTORY (a concurrent hold won), INVENTORY_STALE/UNKNOWN
+        transaction.savepoint_rollback(savepoint)
+        decision._state.adding = True  # its row went with the savepoint: the skip is a new row
+        raise Skip(exc.code, exc.message) from None
+    QuoteCommand.objects.filter(pk=command.pk).update(reservation=reservation)
+    command.reservation = reservation
+    transaction.savepoint_commit(savepoint)
+    transaction.on_commit(lambda: _hour_add(decision.notional))
+    _decision_log(decision)
     log(
         logging.INFO,
         "executor",
@@ -574,7 +581,7 @@ def _command(decision: QuoteDecision, quote: RelayQuote, parsed: dict, deadline:
     )
 
 
-def _decision_event(decision: QuoteDecision) -> None:
+def _decision_event(decision: QuoteDecision, *, log_it: bool = True) -> None:
     payload = decision_view(decision)
     event_record(
         topic="near_intents.quote.decided",
@@ -585,6 +592,11 @@ def _decision_event(decision: QuoteDecision) -> None:
         payload=payload,
         kick=decision.decision == "skip",
     )
+    if log_it:
+        _decision_log(decision)
+
+
+def _decision_log(decision: QuoteDecision) -> None:
     level = logging.INFO
     if decision.decision_reason in ("PRICE_STALE", "REFERENCE_UNHEALTHY", "REFERENCE_CONFLICTED"):
         log(
