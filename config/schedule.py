@@ -114,4 +114,10 @@ BEAT_SCHEDULE: dict[str, dict] = {
         "every": 5.0,
         "expires": 10,
     },
+    # deposits: follow LI.FI transfers until they end (each deposit polled when due)
+    "deposits-poll": {
+        "task": "deposits.tasks.deposits_poll_task",
+        "every": 5.0,
+        "expires": 10,
+    },
 }

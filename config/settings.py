@@ -50,6 +50,7 @@ INSTALLED_APPS = [
     "providers",
     "delegations",
     "treasury",
+    "deposits",
     "webhooks",
     "configuration",
     "solver",
@@ -662,3 +663,34 @@ WITHDRAWAL_APPROVAL_THRESHOLD = env("WITHDRAWAL_APPROVAL_THRESHOLD", default="10
 WITHDRAWAL_APPROVAL_THRESHOLDS = env.dict("WITHDRAWAL_APPROVAL_THRESHOLDS", default={})
 # Seconds a signed withdrawal intent stays valid (its deadline and its nonce's).
 WITHDRAWAL_DEADLINE_SECONDS = env.int("WITHDRAWAL_DEADLINE_SECONDS", default=120)
+
+# --- deposits through LI.FI (docs/deposits.md) --------------------------------------------------
+# LI.FI's REST root and its optional API key (header x-lifi-api-key; never logged). The demo
+# points LIFI_BASE_URL at the loopback double (`providers.lifi.sandbox`).
+LIFI_BASE_URL = env("LIFI_BASE_URL", default="https://li.quest/v1")
+LIFI_API_KEY = env("LIFI_API_KEY", default="")
+LIFI_INTEGRATOR = env("LIFI_INTEGRATOR", default="tradedesk")
+LIFI_TIMEOUT = env.float("LIFI_TIMEOUT", default=10.0)
+# The chains a deposit may come from: name → EVM chain id (comma separated name=id).
+DEPOSIT_CHAINS = {
+    k: int(v)
+    for k, v in env.dict(
+        "DEPOSIT_CHAINS",
+        default={"ethereum": "1", "arbitrum": "42161", "optimism": "10", "base": "8453", "polygon": "137", "bsc": "56"},
+    ).items()
+}
+# Where deposits end: USDC on this chain (a DEPOSIT_CHAINS name). Its chain id, RPC and USDC
+# contract come from the Ostium network (OSTIUM_NETWORK: Arbitrum One on mainnet, the localnet in
+# tests and the demo), where the credited USDC is traded.
+DEPOSIT_TARGET_CHAIN = env("DEPOSIT_TARGET_CHAIN", default="arbitrum")
+DEPOSIT_TARGET_TOKEN = "USDC"  # noqa: S105 (a token symbol)
+# Slippage asked of LI.FI, and the widest a quote may come back with (else 422 SLIPPAGE_TOO_HIGH).
+DEPOSIT_SLIPPAGE = env("DEPOSIT_SLIPPAGE", default="0.005")
+DEPOSIT_MAX_SLIPPAGE = env("DEPOSIT_MAX_SLIPPAGE", default="0.01")
+# Seconds a quote may be signed in; after it, `submitted` answers 409 QUOTE_EXPIRED (re-quote).
+DEPOSIT_QUOTE_TTL_SECONDS = env.float("DEPOSIT_QUOTE_TTL_SECONDS", default=120.0)
+# Status polling (Beat `deposits-poll` every few seconds): the first retry after a LI.FI failure
+# and the longest back-off; a deposit submitted longer ago than the alert delay is flagged.
+DEPOSIT_POLL_BACKOFF_SECONDS = env.float("DEPOSIT_POLL_BACKOFF_SECONDS", default=5.0)
+DEPOSIT_POLL_BACKOFF_MAX_SECONDS = env.float("DEPOSIT_POLL_BACKOFF_MAX_SECONDS", default=300.0)
+DEPOSIT_DELAY_ALERT_MINUTES = env.float("DEPOSIT_DELAY_ALERT_MINUTES", default=30.0)

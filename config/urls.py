@@ -18,6 +18,7 @@ urlpatterns = [
     path("api/v1/", include("treasury.urls")),
     path("api/v1/", include("configuration.urls")),
     path("api/v1/", include("solver.urls")),
+    path("api/v1/", include("deposits.urls")),
 ]
 
 handler400 = "config.errors.handler400"

@@ -1,0 +1,2 @@
+"""LI.FI: quotes and status of cross-chain transfers and swaps (`providers.lifi.client`), and
+its loopback double (`providers.lifi.sandbox`)."""

@@ -1,0 +1,149 @@
+"""A deposit from quote to credit, for a wallet and for a Safe, on the localnet with the LI.FI double."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+from eth_account import Account
+from hexbytes import HexBytes
+
+from tests.conftest import run_on_worker, wait_for
+from tests.deposits.conftest import BASE, create, send, submitted, topics
+
+
+def poll():
+    from deposits.services import deposits_poll
+
+    return deposits_poll()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_wallet_deposit_of_eth_ends_credited_in_usdc(lifi, eoa, chain_env):
+    from deposits.models import Deposit
+    from providers.lifi.sandbox.world import DIAMOND
+    from trading.models import Event
+
+    owner, user, client = eoa
+    net = chain_env.net
+    before = net.usdc_balance(owner.address)
+
+    body = create(client, token_address="0x0000000000000000000000000000000000000000")
+    assert body["status"] == "awaiting_signature"
+    assert body["swap_needed"] is True and body["swap_provider"] == "lifi" and body["swap_status"] == "pending"
+    assert body["target_token"] == "USDC" and body["target_chain"] == "arbitrum"
+    assert body["target_address"] == owner.address and body["source"] == "wallet"
+    assert body["approval"] is None  # native ETH needs no approve
+    assert body["safe"] is None
+    tx = body["transaction"]
+    assert tx["to"] == DIAMOND and int(tx["value"], 16) == 10**17 and tx["chainId"] == lifi.chain_id
+    quote = body["quote"]
+    assert Decimal(quote["estimated_output"]) == Decimal("299.1")  # 0.1 ETH at 3000, 0.3 % fee
+    assert int(quote["to_amount_min"]) < int(quote["to_amount"])
+
+    tx_hash = send(net, owner, tx)
+    body = submitted(client, body["id"], tx_hash)
+    assert body["status"] == "submitted" and body["transaction_hash"] == tx_hash
+    assert body["transaction"] is None
+
+    poll()
+    d = Deposit.objects.get(pk=body["id"])
+    assert d.status == "completed", (d.status, d.poll_error)
+    assert d.credited_amount == Decimal("299.1")
+    assert net.usdc_balance(owner.address) - before == Decimal("299.1")
+
+    status = client.get(f"{BASE}/{d.pk}/swap-status").json()
+    assert status["deposit_id"] == d.pk and status["swap_needed"] is True
+    [swap] = status["swaps"]
+    assert swap["status"] == "completed" and swap["from_token"] == "ETH" and swap["to_token"] == "USDC"
+    assert swap["from_chain"] == "arbitrum" and swap["to_chain"] == "arbitrum" and swap["amount"] == "0.1"
+    assert swap["estimated_output"] == "299.100000" and swap["actual_output"] == "299.100000"
+    assert swap["substatus"] == "COMPLETED" and swap["swap_transaction_hash"] == tx_hash
+
+    # every step on the ledger, each once; polling again changes nothing
+    poll()
+    assert topics(d.pk) == [
+        "deposit.quoted",
+        "deposit.awaiting_signature",
+        "deposit.submitted",
+        "swap.completed",
+        "deposit.completed",
+    ]
+    assert all(e.payload["user_id"] == user.pk for e in Event.objects.filter(correlation_id=f"deposit-{d.pk}"))
+    [listed] = client.get(BASE).json()
+    assert listed["id"] == d.pk and listed["status"] == "completed" and listed["credited_amount"] == "299.100000"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_safe_deposit_is_a_safetx_the_owners_sign(lifi, one_owner_safe, chain_env):
+    """A user trading through a Safe: the SafeTx (hashed and typed as a delegation's) is signed by
+    the owners and executed by one of them; the USDC lands in the Safe."""
+    from delegations import chain as safe_chain
+    from deposits.models import Deposit
+    from providers.lifi.sandbox.world import DIAMOND
+
+    net, owner, user, client, safe = one_owner_safe
+    # delegated mode: the Safe delegates Ostium trading (prepare, sign, execute)
+    prepare = {"network": "localnet", "safe_address": safe}
+    d = client.post("/api/v1/ostium/delegations/prepare", prepare, format="json").json()
+    sig = HexBytes(Account.unsafe_sign_hash(HexBytes(d["safe_tx_hash"]), owner.key).signature).to_0x_hex()
+    client.post(f"/api/v1/ostium/delegations/{d['id']}/signatures", {"signature": sig}, format="json")
+    assert client.post(f"/api/v1/ostium/delegations/{d['id']}/execute").json()["status"] == "active"
+    net.fund(safe, eth=1)
+
+    body = create(client, token_address="0x0000000000000000000000000000000000000000", amount="0.2")
+    assert body["source"] == "safe" and body["from_address"] == safe and body["target_address"] == safe
+    assert body["transaction"] is None and body["approval"] is None
+    safe_out = body["safe"]
+    fields = safe_out["safe_tx"]
+    assert fields["to"] == DIAMOND and fields["value"] == str(2 * 10**17) and fields["operation"] == 0
+    assert safe_out["threshold"] == 1 and safe_out["owners"] == [owner.address]
+    assert safe_out["typed_data"]["primaryType"] == "SafeTx"
+
+    # an owner signs the hash and executes the SafeTx (the desk sends nothing)
+    signature = Account.unsafe_sign_hash(HexBytes(safe_out["safe_tx_hash"]), owner.key).signature
+    tx = safe_chain.safe_tx(
+        safe_chain.network_config("localnet"),
+        safe,
+        fields,
+        signatures=safe_chain.signatures_pack([(owner.address, bytes(signature))]),
+    )
+    assert tx.safe_tx_hash.to_0x_hex() == safe_out["safe_tx_hash"]
+    tx_hash, _ = tx.execute(owner.key.to_0x_hex(), tx_gas=600_000)
+    net.w3.eth.wait_for_transaction_receipt(tx_hash, poll_latency=0.01)
+    before = net.usdc_balance(safe)
+
+    submitted(client, body["id"], HexBytes(tx_hash).to_0x_hex())
+    poll()
+    deposit = Deposit.objects.get(pk=body["id"])
+    assert deposit.status == "completed", (deposit.status, deposit.poll_error)
+    assert net.usdc_balance(safe) - before == Decimal("598.2")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_worker_follows_a_submitted_deposit_to_the_end(lifi, eoa, chain_env, celery_worker):
+    """Reporting the hash kicks the poll on the worker; LI.FI's pending steps each reach the ledger."""
+    from deposits.models import Deposit
+    from deposits.tasks import deposits_poll_task
+
+    owner, user, client = eoa
+    lifi.world.script_next(pending_for=None)  # pending until released below
+    body = create(client, token_address="0x0000000000000000000000000000000000000000")
+    tx_hash = send(chain_env.net, owner, body["transaction"])
+    submitted(client, body["id"], tx_hash)
+
+    # the kick: the worker asks LI.FI once, which says PENDING
+    wait_for(lambda: Deposit.objects.get(pk=body["id"]).status == "pending", what="kicked poll on the worker")
+
+    lifi.world.transfers[tx_hash.lower()].script.pending_for = 0.0  # the bridge delivers
+
+    def ended():  # then Beat's job, on the worker, until LI.FI says DONE
+        run_on_worker(deposits_poll_task)
+        return Deposit.objects.get(pk=body["id"]).status == "completed"
+
+    wait_for(ended, timeout=20, interval=0.1, what="deposit completed")
+    seen = topics(body["id"])
+    assert seen[:3] == ["deposit.quoted", "deposit.awaiting_signature", "deposit.submitted"]
+    assert "deposit.pending" in seen
+    assert seen[-2:] == ["swap.completed", "deposit.completed"]
+    assert seen.count("deposit.completed") == 1 and seen.count("swap.completed") == 1
