@@ -3,6 +3,8 @@ Owner-only (another user's deposit is a 404); nothing here accepts or returns a 
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.response import Response
@@ -134,6 +136,10 @@ def _text(value):
     return None if value is None else str(value)
 
 
+def _usdc(value):
+    return None if value is None else format(Decimal(value).quantize(Decimal("0.000001")), "f")
+
+
 def deposit_data(d: Deposit) -> dict:
     from django.utils import timezone
 
@@ -161,9 +167,7 @@ def deposit_data(d: Deposit) -> dict:
         "token_symbol": d.token_symbol,
         "token_address": d.token_address,
         "chain": d.chain,
-        "amount": str(d.amount.normalize())
-        if d.amount == d.amount.to_integral()
-        else format(d.amount.normalize(), "f"),
+        "amount": format(d.amount.normalize(), "f"),
         "source": d.source,
         "from_address": d.from_address,
         "target_token": d.target_token,
@@ -176,7 +180,7 @@ def deposit_data(d: Deposit) -> dict:
         "swap_substatus": (swap.substatus or None) if swap else None,
         "swap_progress": services.swap_progress(d, swap),
         "transaction_hash": d.transaction_hash,
-        "credited_amount": _text(d.credited_amount),
+        "credited_amount": _usdc(d.credited_amount),
         "credit_transaction_hash": d.credit_transaction_hash,
         "error_code": d.error_code,
         "error_message": d.error_message,
@@ -234,6 +238,7 @@ class _Base(APIView):
     def initial(self, request, *args, **kwargs):
         super().initial(request, *args, **kwargs)
         if request.method not in ("GET", "HEAD", "OPTIONS"):
+            request.body  # noqa: B018 (kept for the Idempotency-Key digest before the stream is parsed)
             refuse_secrets(request.data)
 
 

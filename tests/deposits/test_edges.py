@@ -1,0 +1,360 @@
+"""The edge cases of deposits: each with the LI.FI double scripted to produce it."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from django.utils import timezone
+
+from tests.deposits.conftest import BASE, create, send, submitted, topics
+
+NATIVE = "0x0000000000000000000000000000000000000000"
+
+
+def poll():
+    from deposits.services import deposits_poll
+
+    return deposits_poll()
+
+
+def deposit(pk):
+    from deposits.models import Deposit
+
+    return Deposit.objects.get(pk=pk)
+
+
+def quoted_and_sent(lifi, eoa, chain_env, **body):
+    owner, user, client = eoa
+    created = create(client, token_address=NATIVE, **body)
+    tx_hash = send(chain_env.net, owner, created["transaction"])
+    return created, tx_hash
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_same_transaction_reported_twice_is_one_swap(lifi, eoa, chain_env):
+    owner, user, client = eoa
+    first, tx_hash = quoted_and_sent(lifi, eoa, chain_env)
+    submitted(client, first["id"], tx_hash)
+    again = submitted(client, first["id"], tx_hash.upper().replace("0X", "0x"))
+    assert again["status"] == "submitted" and again["transaction_hash"] == tx_hash
+    # another hash for the same deposit, or the same hash for another deposit: refused
+    other = submitted(client, first["id"], "0x" + "ab" * 32, expected=409)
+    assert other["error"]["code"] == "DEPOSIT_ALREADY_SUBMITTED"
+    second = create(client, token_address=NATIVE)
+    used = submitted(client, second["id"], tx_hash, expected=409)
+    assert used["error"]["code"] == "TRANSACTION_ALREADY_USED"
+    assert deposit(second["id"]).status == "awaiting_signature"
+
+    poll()
+    poll()
+    assert deposit(first["id"]).status == "completed"
+    assert topics(first["id"]).count("deposit.submitted") == 1
+    assert topics(first["id"]).count("swap.completed") == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_usdc_already_on_arbitrum_needs_no_swap(lifi, eoa, chain_env):
+    owner, user, client = eoa
+    net = chain_env.net
+    # held by the wallet that is the trading address: verified on chain, credited at once
+    short = create(client, expected=422, token_address=lifi.usdc, token_symbol="USDC", amount="50")
+    assert short["error"]["code"] == "INSUFFICIENT_BALANCE"
+    mint = net.fund(owner.address, usdc=50)
+    body = create(client, token_address=lifi.usdc, token_symbol="USDC", amount="50")
+    assert body["status"] == "completed" and body["swap_needed"] is False and body["swap_provider"] is None
+    assert body["credited_amount"] == "50.000000"
+    status = client.get(f"{BASE}/{body['id']}/swap-status").json()
+    assert status == {"deposit_id": body["id"], "swap_needed": False, "swaps": []}
+
+    # a transfer to the trading address, reported by hash: credited once the chain shows it
+    body = create(client, token_address=lifi.usdc, token_symbol="USDC", amount="50", transaction_hash=mint)
+    assert body["status"] == "submitted"
+    poll()
+    d = deposit(body["id"])
+    assert d.status == "completed" and d.credited_amount == Decimal("50") and d.credit_transaction_hash == mint
+    assert topics(d.pk) == ["deposit.quoted", "deposit.submitted", "deposit.completed"]
+    # the same transfer cannot be credited twice
+    again = create(
+        client, expected=409, token_address=lifi.usdc, token_symbol="USDC", amount="50", transaction_hash=mint
+    )
+    assert again["error"]["code"] == "TRANSACTION_ALREADY_USED"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_quote_expired_before_signing_is_quoted_again(lifi, eoa, chain_env, settings):
+    owner, user, client = eoa
+    settings.DEPOSIT_QUOTE_TTL_SECONDS = 0
+    body = create(client, token_address=NATIVE)
+    assert body["quote"]["expired"] is True
+    refused = submitted(client, body["id"], "0x" + "cd" * 32, expected=409)
+    assert refused["error"]["code"] == "QUOTE_EXPIRED"
+
+    settings.DEPOSIT_QUOTE_TTL_SECONDS = 120
+    response = client.post(f"{BASE}/{body['id']}/quote")
+    assert response.status_code == 200, response.content
+    fresh = response.json()
+    assert fresh["quote"]["route_id"] != body["quote"]["route_id"] and fresh["quote"]["expired"] is False
+    assert fresh["transaction"]["data"] != body["transaction"]["data"]
+    tx_hash = send(chain_env.net, owner, fresh["transaction"])
+    submitted(client, body["id"], tx_hash)
+    poll()
+    assert deposit(body["id"]).status == "completed"
+    assert "deposit.requoted" in topics(body["id"])
+    # once submitted, no new quote
+    assert client.post(f"{BASE}/{body['id']}/quote").json()["error"]["code"] == "DEPOSIT_NOT_QUOTABLE"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_slippage_beyond_the_limit(lifi, eoa, chain_env):
+    owner, user, client = eoa
+    net = chain_env.net
+    # a quote whose minimum is too far below its estimate is refused before anything is signed
+    lifi.world.quote_slippage = Decimal("0.05")
+    refused = create(client, expected=422, token_address=NATIVE)
+    assert refused["error"]["code"] == "SLIPPAGE_TOO_HIGH"
+    lifi.world.quote_slippage = None
+
+    # LI.FI reports the swap failed on slippage: failed, with its sub-status
+    lifi.world.script_next(outcome="FAILED", substatus="SLIPPAGE_EXCEEDED")
+    body, tx_hash = quoted_and_sent(lifi, eoa, chain_env)
+    submitted(client, body["id"], tx_hash)
+    poll()
+    d = deposit(body["id"])
+    assert d.status == "failed" and d.error_code == "SLIPPAGE_EXCEEDED" and d.swap.substatus == "SLIPPAGE_EXCEEDED"
+
+    # LI.FI says COMPLETED but the chain shows less than toAmountMin arrived: never credited
+    before = net.usdc_balance(owner.address)
+    body, tx_hash = quoted_and_sent(lifi, eoa, chain_env)
+    lifi.world.tx_scripts[tx_hash.lower()] = lifi.world.script_next(deliver_raw=1_000_000)
+    lifi.world.scripts.pop()
+    submitted(client, body["id"], tx_hash)
+    poll()
+    d = deposit(body["id"])
+    assert d.status == "failed" and d.error_code == "CREDIT_BELOW_MINIMUM"
+    assert d.credited_amount == Decimal("1") and net.usdc_balance(owner.address) - before == Decimal("1")
+    assert "deposit.completed" not in topics(d.pk) and "swap.completed" not in topics(d.pk)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_lifi_down_backs_off_and_the_deposit_stays_pending(lifi, eoa, chain_env, settings):
+    owner, user, client = eoa
+    body, tx_hash = quoted_and_sent(lifi, eoa, chain_env)
+    submitted(client, body["id"], tx_hash)
+    settings.DEPOSIT_POLL_BACKOFF_SECONDS = 30
+    lifi.world.down = True
+    poll()
+    d = deposit(body["id"])
+    assert d.status == "submitted" and d.poll_failures == 1 and "HTTP 503" in d.poll_error
+    first_wait = d.next_poll_at - d.last_polled_at
+    assert timedelta(seconds=29) < first_wait <= timedelta(seconds=31)
+    calls = len(lifi.world.calls)
+    poll()  # not due yet: LI.FI is not asked again
+    assert len(lifi.world.calls) == calls
+    d.next_poll_at = timezone.now()
+    d.save(update_fields=["next_poll_at"])
+    poll()
+    d = deposit(body["id"])
+    assert d.poll_failures == 2 and d.next_poll_at - d.last_polled_at > first_wait  # backing off
+    shown = client.get(f"{BASE}/{d.pk}").json()
+    assert shown["status"] == "submitted" and shown["swap_progress"] == 10.0
+
+    # a new deposit while LI.FI is down: 503, nothing stored
+    refused = create(client, expected=503, token_address=NATIVE)
+    assert refused["error"]["code"] == "LIFI_UNAVAILABLE"
+
+    lifi.world.down = False
+    d.next_poll_at = timezone.now()
+    d.save(update_fields=["next_poll_at"])
+    poll()
+    d = deposit(body["id"])
+    assert d.status == "completed" and d.poll_failures == 0 and d.poll_error == ""
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_429_pauses_polling_until_ratelimit_reset(lifi, eoa, chain_env):
+    from deposits.services import rate_limited_until
+
+    owner, user, client = eoa
+    body, tx_hash = quoted_and_sent(lifi, eoa, chain_env)
+    submitted(client, body["id"], tx_hash)
+    lifi.world.rate_limited, lifi.world.rate_limit_reset = 1, 30
+    assert poll()["skipped"] == "rate_limited"
+    d = deposit(body["id"])
+    assert d.status == "submitted" and "429" in d.poll_error
+    assert timedelta(seconds=29) < d.next_poll_at - d.last_polled_at <= timedelta(seconds=31)
+    assert rate_limited_until() is not None
+    calls = len(lifi.world.calls)
+    d.next_poll_at = timezone.now()
+    d.save(update_fields=["next_poll_at"])
+    assert poll()["skipped"] == "rate_limited"  # nobody asks LI.FI before the reset
+    assert len(lifi.world.calls) == calls
+
+    lifi.world.rate_limited = 1
+    from django.core.cache import cache
+
+    cache.delete("lifi:rate_limited_until")
+    refused = create(client, expected=503, token_address=NATIVE)
+    assert refused["error"]["code"] == "LIFI_RATE_LIMITED" and refused["error"]["details"]["retry_after"] == 30
+    cache.delete("lifi:rate_limited_until")
+    poll()
+    assert deposit(body["id"]).status == "completed"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_status_that_never_ends_is_flagged_after_the_alert_delay(lifi, eoa, chain_env, settings):
+    owner, user, client = eoa
+    lifi.world.script_next(pending_for=None)
+    body, tx_hash = quoted_and_sent(lifi, eoa, chain_env)
+    submitted(client, body["id"], tx_hash)
+    poll()
+    d = deposit(body["id"])
+    assert d.status == "pending" and d.delayed_at is None
+    assert d.swap.substatus == "WAIT_DESTINATION_TRANSACTION" and d.swap.swap_status == "processing"
+
+    d.submitted_at = timezone.now() - timedelta(minutes=settings.DEPOSIT_DELAY_ALERT_MINUTES + 1)
+    d.save(update_fields=["submitted_at"])
+    assert poll()["flagged"] == 1
+    assert poll()["flagged"] == 0  # flagged once
+    d = deposit(body["id"])
+    assert d.status == "pending" and d.delayed_at is not None
+    assert client.get(f"{BASE}/{d.pk}").json()["delayed"] is True
+    assert topics(d.pk).count("deposit.delayed") == 1
+
+
+@pytest.mark.parametrize("outcome", ["PARTIAL", "REFUNDED"])
+@pytest.mark.django_db(transaction=True)
+def test_partial_and_refunded_are_shown_and_never_credited(lifi, eoa, chain_env, outcome):
+    owner, user, client = eoa
+    before = chain_env.net.usdc_balance(owner.address)
+    lifi.world.script_next(outcome=outcome)
+    body, tx_hash = quoted_and_sent(lifi, eoa, chain_env)
+    submitted(client, body["id"], tx_hash)
+    poll()
+    d = deposit(body["id"])
+    assert d.status == outcome.lower() and d.credited_amount is None and d.error_code == outcome
+    assert d.swap.swap_status == outcome.lower() and d.swap.substatus == outcome
+    assert chain_env.net.usdc_balance(owner.address) == before
+    seen = topics(d.pk)
+    assert seen[-1] == f"deposit.{outcome.lower()}"
+    assert "deposit.completed" not in seen and "swap.completed" not in seen
+    swaps = client.get(f"{BASE}/{d.pk}/swap-status").json()["swaps"]
+    assert swaps[0]["status"] == outcome.lower()
+    if outcome == "PARTIAL":
+        assert swaps[0]["actual_output"] is not None  # what arrived (USDC.e), shown, not credited
+
+
+@pytest.mark.django_db(transaction=True)
+def test_failed_records_the_substatus(lifi, eoa, chain_env):
+    owner, user, client = eoa
+    lifi.world.script_next(outcome="FAILED", substatus="OUT_OF_GAS")
+    body, tx_hash = quoted_and_sent(lifi, eoa, chain_env)
+    submitted(client, body["id"], tx_hash)
+    poll()
+    shown = client.get(f"{BASE}/{body['id']}").json()
+    assert shown["status"] == "failed" and shown["error_code"] == "OUT_OF_GAS" and shown["swap_status"] == "failed"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_another_users_deposit_is_a_404(lifi, eoa, chain_env, django_user_model):
+    from tests.delegations.conftest import new_owner, user_client
+
+    owner, user, client = eoa
+    body = create(client, token_address=NATIVE)
+    _, stranger = user_client(django_user_model, new_owner(chain_env.net), username="stranger")
+    for method, path, data in (
+        ("get", f"{BASE}/{body['id']}", None),
+        ("get", f"{BASE}/{body['id']}/swap-status", None),
+        ("post", f"{BASE}/{body['id']}/submitted", {"tx_hash": "0x" + "11" * 32}),
+        ("post", f"{BASE}/{body['id']}/quote", None),
+    ):
+        response = getattr(stranger, method)(path, data, format="json")
+        assert response.status_code == 404, (path, response.content)
+        assert response.json()["error"]["code"] == "DEPOSIT_NOT_FOUND"
+    assert stranger.get(BASE).json() == []
+    assert deposit(body["id"]).status == "awaiting_signature"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_what_lifi_cannot_route_is_a_clear_422(lifi, eoa, chain_env, one_owner_safe):
+    owner, user, client = eoa
+    wrong_chain = create(client, expected=422, chain="solana")
+    assert wrong_chain["error"]["code"] == "CHAIN_UNSUPPORTED"
+    unknown = create(client, expected=422, token_address="0x" + "12" * 20, token_symbol="XYZ")
+    assert unknown["error"]["code"] == "TOKEN_UNSUPPORTED"
+    too_much = create(client, expected=422, token_address=NATIVE, amount="100000")
+    assert too_much["error"]["code"] == "NO_ROUTE" and too_much["error"]["details"]["lifi_code"] == 1002
+    bad = create(client, expected=400, token_address=NATIVE, amount="-1")
+    assert bad["error"]["code"] == "validation_error"
+    # an ERC-20 from Ethereum: the wallet gets the approve to LI.FI's approvalAddress first
+    body = create(
+        client,
+        token_address="0xdAC17F958D2ee523a2206206994597C13D831ec7",
+        token_symbol="USDT",
+        chain="ethereum",
+        amount="25",
+    )
+    assert body["approval"]["to"] == "0xdAC17F958D2ee523a2206206994597C13D831ec7" and body["approval"]["chainId"] == 1
+    assert body["approval"]["data"].startswith("0x095ea7b3")  # approve(address,uint256)
+    assert body["transaction"]["chainId"] == 1 and body["quote"]["from_amount"] == "25000000"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_safe_deposits_from_the_target_chain_only(lifi, one_owner_safe, chain_env):
+    from delegations.models import OstiumDelegation
+
+    net, owner, user, client, safe = one_owner_safe
+    # a Safe in delegated mode (the row as an executed delegation leaves it)
+    OstiumDelegation.objects.create(
+        user=user,
+        network="localnet",
+        safe_address=safe,
+        delegate_address=chain_env.delegate_address,
+        status="active",
+        tx_to=safe,
+        tx_data="0x",
+        safe_nonce=0,
+        safe_tx_hash="0x" + "00" * 32,
+    )
+    refused = create(
+        client,
+        expected=422,
+        token_address="0xdAC17F958D2ee523a2206206994597C13D831ec7",
+        token_symbol="USDT",
+        chain="ethereum",
+    )
+    assert refused["error"]["code"] == "WRONG_CHAIN"
+    # from the wallet instead, into the Safe
+    body = create(
+        client,
+        token_address="0xdAC17F958D2ee523a2206206994597C13D831ec7",
+        token_symbol="USDT",
+        chain="ethereum",
+        amount="25",
+        source="wallet",
+    )
+    assert body["from_address"] == owner.address and body["target_address"] == safe and body["safe"] is None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_deposits_are_rate_limited_at_five_a_minute(lifi, eoa, chain_env):
+    owner, user, client = eoa
+    for _ in range(5):
+        create(client, token_address=NATIVE)
+    response = client.post(BASE, {"token_symbol": "ETH", "chain": "arbitrum", "amount": "0.1"}, format="json")
+    assert response.status_code == 429 and response.json()["error"]["code"] == "throttled"
+    assert client.get(BASE).status_code == 200  # reads are not deposits
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_replayed_idempotency_key_creates_one_deposit(lifi, eoa, chain_env):
+    from deposits.models import Deposit
+
+    owner, user, client = eoa
+    payload = {"token_symbol": "ETH", "token_address": NATIVE, "chain": "arbitrum", "amount": "0.1"}
+    first = client.post(BASE, payload, format="json", HTTP_IDEMPOTENCY_KEY="dep-1")
+    again = client.post(BASE, payload, format="json", HTTP_IDEMPOTENCY_KEY="dep-1")
+    assert first.status_code == again.status_code == 201
+    assert again.headers["Idempotent-Replayed"] == "true" and again.json()["id"] == first.json()["id"]
+    assert Deposit.objects.filter(user=user).count() == 1
