@@ -32,6 +32,7 @@ TOPIC_CHANNELS = {
     "deposit": ("deposits", "deposit_update"),
 }
 MAX_TRADE_IDS = 100
+DEPOSIT_UPDATE_FIELDS = ("deposit_id", "status", "swap_status", "swap_progress")
 
 
 class WsConsumer(RealtimeConsumer):
@@ -224,6 +225,9 @@ class WsConsumer(RealtimeConsumer):
             "aggregateId": message["aggregate_id"],
             "reason": "event",
         }
+        if channel == "deposits":  # seed 003 §4.6: the deposit's state at the top of `data`
+            payload = event.get("payload") or {}
+            data.update({k: payload[k] for k in DEPOSIT_UPDATE_FIELDS if k in payload})
         self.push(self.frame(type_, channel, data), kind="ledger")
 
 
