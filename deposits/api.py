@@ -11,7 +11,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from delegations.api import refuse_secrets
-from deposits import services
+from deposits import relay, services
 from deposits.models import Deposit
 from trading.api.idempotency import IDEMPOTENCY_KEY_PARAMETER, idempotent
 from trading.permissions import HasScope
@@ -42,6 +42,14 @@ class CreateRequest(serializers.Serializer):
         default=None,
         help_text="who sends: `safe` (your Safe's owners sign a SafeTx) or `wallet`; default your Safe in "
         "delegated mode, else your wallet",
+    )
+
+
+class SignatureRequest(serializers.Serializer):
+    signature = serializers.CharField(
+        max_length=132,
+        help_text="65-byte owner signature (0x r|s|v) of `safe.safe_tx_hash`: eth_signTypedData_v4 of "
+        "`safe.typed_data` (v 27/28), or eth_sign / personal_sign of the hash (v 31/32)",
     )
 
 
@@ -188,7 +196,7 @@ def deposit_data(d: Deposit) -> dict:
         "quote": quote,
         "approval": approval,
         "transaction": request,
-        "safe": services.safe_tx_out(d) if signable else None,
+        "safe": {**services.safe_tx_out(d), "signers": relay.signers(d)} if signable and d.safe_tx else None,
         "created_at": d.created_at,
         "updated_at": d.updated_at,
         "submitted_at": d.submitted_at,
@@ -335,3 +343,36 @@ class DepositRequote(_Base):
     )
     def post(self, request, pk: int):
         return _out(services.deposit_requote(user=request.user, deposit_id=pk))
+
+
+class DepositSignatures(_Base):
+    @extend_schema(
+        operation_id="deposit_sign",
+        request=SignatureRequest,
+        responses={200: DepositOut, 400: ERROR, 404: ERROR, 409: ERROR},
+        description=(
+            "Add one Safe owner's signature of the deposit's SafeTx hash, as for a delegation. Refused: a signature "
+            "that does not recover to an owner (SIGNATURE_NOT_FROM_OWNER), a second one of the same owner "
+            "(SIGNATURE_DUPLICATE), any once the Safe's nonce moved (SAFE_NONCE_MOVED: quote again)."
+        ),
+    )
+    def post(self, request, pk: int):
+        body = SignatureRequest(data=request.data)
+        body.is_valid(raise_exception=True)
+        return _out(relay.signature_add(user=request.user, deposit_id=pk, signature=body.validated_data["signature"]))
+
+
+class DepositExecute(_Base):
+    @extend_schema(
+        operation_id="deposit_execute",
+        request=None,
+        responses={200: DepositOut, 404: ERROR, 409: ERROR, 503: ERROR},
+        description=(
+            "Relay the Safe's `execTransaction` with the owners' signatures (the desk's relayer pays gas) and follow "
+            "it as a reported hash. Only while the `deposits:relay` component is armed (503 VENUE_DISARMED "
+            "otherwise; the signatures stay). The owners may instead execute it themselves and POST the hash to "
+            "`/submitted`."
+        ),
+    )
+    def post(self, request, pk: int):
+        return _out(relay.execute(user=request.user, deposit_id=pk))

@@ -53,6 +53,9 @@ class Deposit(models.Model):
     # a Safe source: the SafeTx its owners sign (Safe 1.4.1 EIP-712 `SafeTx` fields) and its hash
     safe_tx = models.JSONField(null=True, blank=True)
     safe_tx_hash = models.CharField(max_length=66, blank=True, default="")
+    relay_claimed_at = models.DateTimeField(
+        null=True, blank=True, help_text="when the desk's relayer started executing the SafeTx"
+    )
     error_code = models.CharField(max_length=64, blank=True, default="")
     error_message = models.TextField(blank=True, default="")
     created_at = models.DateTimeField(default=timezone.now)
@@ -145,3 +148,22 @@ class TokenSwap(models.Model):
 
     def __str__(self):
         return f"swap {self.pk} {self.from_token}@{self.from_chain} → USDC ({self.swap_status})"
+
+
+class DepositSignature(models.Model):
+    """One Safe owner's signature over a deposit's SafeTx hash (verified when stored)."""
+
+    deposit = models.ForeignKey(Deposit, on_delete=models.CASCADE, related_name="signatures")
+    safe_tx_hash = models.CharField(max_length=66)
+    owner = models.CharField(max_length=42)
+    signature = models.CharField(max_length=132, help_text="65 bytes r|s|v, 0x-hex")
+    verified_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(fields=["deposit", "safe_tx_hash", "owner"], name="deposit_signature_unique")
+        ]
+
+    def __str__(self):
+        return f"{self.owner} on {self.safe_tx_hash[:10]}…"

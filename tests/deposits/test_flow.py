@@ -12,6 +12,15 @@ from tests.conftest import run_on_worker, wait_for
 from tests.deposits.conftest import BASE, create, send, submitted, topics
 
 
+def delegated_mode(client, owner, safe) -> None:
+    """The Safe delegates Ostium trading (prepare, sign, execute): the user trades in delegated mode."""
+    prepare = {"network": "localnet", "safe_address": safe}
+    d = client.post("/api/v1/ostium/delegations/prepare", prepare, format="json").json()
+    sig = HexBytes(Account.unsafe_sign_hash(HexBytes(d["safe_tx_hash"]), owner.key).signature).to_0x_hex()
+    client.post(f"/api/v1/ostium/delegations/{d['id']}/signatures", {"signature": sig}, format="json")
+    assert client.post(f"/api/v1/ostium/delegations/{d['id']}/execute").json()["status"] == "active"
+
+
 def poll():
     from deposits.services import deposits_poll
 
@@ -83,12 +92,7 @@ def test_a_safe_deposit_is_a_safetx_the_owners_sign(lifi, one_owner_safe, chain_
     from providers.lifi.sandbox.world import DIAMOND
 
     net, owner, user, client, safe = one_owner_safe
-    # delegated mode: the Safe delegates Ostium trading (prepare, sign, execute)
-    prepare = {"network": "localnet", "safe_address": safe}
-    d = client.post("/api/v1/ostium/delegations/prepare", prepare, format="json").json()
-    sig = HexBytes(Account.unsafe_sign_hash(HexBytes(d["safe_tx_hash"]), owner.key).signature).to_0x_hex()
-    client.post(f"/api/v1/ostium/delegations/{d['id']}/signatures", {"signature": sig}, format="json")
-    assert client.post(f"/api/v1/ostium/delegations/{d['id']}/execute").json()["status"] == "active"
+    delegated_mode(client, owner, safe)
     net.fund(safe, eth=1)
 
     body = create(client, token_address="0x0000000000000000000000000000000000000000", amount="0.2")
@@ -147,3 +151,69 @@ def test_the_worker_follows_a_submitted_deposit_to_the_end(lifi, eoa, chain_env,
     assert "deposit.pending" in seen
     assert seen[-2:] == ["swap.completed", "deposit.completed"]
     assert seen.count("deposit.completed") == 1 and seen.count("swap.completed") == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_desk_relays_a_signed_safetx_only_while_armed(lifi, one_owner_safe, chain_env):
+    """As for a delegation: owners POST signatures, the desk's relayer executes (gas on the desk),
+    only while `deposits:relay` is armed; disarmed, nothing is sent and the signatures stay."""
+    from deposits.models import Deposit
+    from trading.services.control import control_arm
+
+    net, owner, user, client, safe = one_owner_safe
+    delegated_mode(client, owner, safe)
+    net.fund(safe, eth=1)
+    body = create(client, token_address="0x0000000000000000000000000000000000000000", amount="0.2")
+    safe_tx_hash = body["safe"]["safe_tx_hash"]
+    nonce = net.w3.eth.contract(address=safe, abi=NONCE_ABI).functions.nonce().call()
+
+    stranger = Account.create()
+    bad = HexBytes(Account.unsafe_sign_hash(HexBytes(safe_tx_hash), stranger.key).signature).to_0x_hex()
+    response = client.post(f"{BASE}/{body['id']}/signatures", {"signature": bad}, format="json")
+    assert response.status_code == 400 and response.json()["error"]["code"] == "SIGNATURE_NOT_FROM_OWNER"
+    early = client.post(f"{BASE}/{body['id']}/execute")
+    assert early.status_code == 409 and early.json()["error"]["code"] == "THRESHOLD_NOT_MET"
+
+    good = HexBytes(Account.unsafe_sign_hash(HexBytes(safe_tx_hash), owner.key).signature).to_0x_hex()
+    signed = client.post(f"{BASE}/{body['id']}/signatures", {"signature": good}, format="json").json()
+    assert signed["safe"]["signers"] == [owner.address]
+    again = client.post(f"{BASE}/{body['id']}/signatures", {"signature": good}, format="json")
+    assert again.status_code == 409 and again.json()["error"]["code"] == "SIGNATURE_DUPLICATE"
+
+    # disarmed (the default): refused at the side effect, nothing sent, the signatures kept
+    refused = client.post(f"{BASE}/{body['id']}/execute")
+    assert refused.status_code == 503 and refused.json()["error"]["code"] == "VENUE_DISARMED"
+    assert net.w3.eth.contract(address=safe, abi=NONCE_ABI).functions.nonce().call() == nonce
+    shown = client.get(f"{BASE}/{body['id']}").json()
+    assert shown["status"] == "awaiting_signature" and shown["safe"]["signers"] == [owner.address]
+
+    control_arm(component="deposits:relay", actor="test", reason="relay deposits")
+    before = net.usdc_balance(safe)
+    executed = client.post(f"{BASE}/{body['id']}/execute")
+    assert executed.status_code == 200, executed.content
+    assert executed.json()["status"] == "submitted" and executed.json()["transaction_hash"].startswith("0x")
+    assert net.w3.eth.contract(address=safe, abi=NONCE_ABI).functions.nonce().call() == nonce + 1
+    replay = client.post(f"{BASE}/{body['id']}/execute")
+    assert replay.status_code == 409 and replay.json()["error"]["code"] == "DEPOSIT_NOT_SIGNABLE"
+
+    poll()
+    deposit = Deposit.objects.get(pk=body["id"])
+    assert deposit.status == "completed", (deposit.status, deposit.poll_error)
+    assert net.usdc_balance(safe) - before == Decimal("598.2")
+    assert topics(deposit.pk)[:4] == [
+        "deposit.quoted",
+        "deposit.awaiting_signature",
+        "deposit.signed",
+        "deposit.submitted",
+    ]
+
+
+NONCE_ABI = [
+    {
+        "name": "nonce",
+        "type": "function",
+        "inputs": [],
+        "outputs": [{"name": "", "type": "uint256"}],
+        "stateMutability": "view",
+    }
+]
