@@ -4,3 +4,9 @@ from django.apps import AppConfig
 class DepositsConfig(AppConfig):
     name = "deposits"
     verbose_name = "Deposits (LI.FI to USDC)"
+
+    def ready(self):
+        from deposits.health import deposits_health
+        from trading.admin_panel.health import health_provider_register
+
+        health_provider_register("deposits", deposits_health)

@@ -203,7 +203,7 @@ def test_a_429_pauses_polling_until_ratelimit_reset(lifi, eoa, chain_env):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_status_that_never_ends_is_flagged_after_the_alert_delay(lifi, eoa, chain_env, settings):
+def test_a_status_that_never_ends_is_flagged_after_the_alert_delay(lifi, eoa, chain_env, settings, staff_client):
     owner, user, client = eoa
     lifi.world.script_next(pending_for=None)
     body, tx_hash = quoted_and_sent(lifi, eoa, chain_env)
@@ -221,6 +221,16 @@ def test_a_status_that_never_ends_is_flagged_after_the_alert_delay(lifi, eoa, ch
     assert d.status == "pending" and d.delayed_at is not None
     assert client.get(f"{BASE}/{d.pk}").json()["delayed"] is True
     assert topics(d.pk).count("deposit.delayed") == 1
+
+    # the admin: the delayed filter lists it, its timeline shows every step; the control panel flags it
+    listed = staff_client.get("/admin/deposits/deposit/", {"delayed": "yes"}).content.decode()
+    assert f'href="/admin/deposits/deposit/{d.pk}/change/' in listed
+    page = staff_client.get(f"/admin/deposits/deposit/{d.pk}/change/").content.decode()
+    assert "deposit.delayed" in page and "WAIT_DESTINATION_TRANSACTION" in page
+    panel = staff_client.get("/admin/control-panel/").content.decode()
+    assert "Deposits delayed" in panel and f"#{d.pk}" in panel
+    swaps = staff_client.get("/admin/deposits/tokenswap/", {"swap_status__exact": "processing"}).content.decode()
+    assert f'href="/admin/deposits/tokenswap/{d.swap.pk}/change/' in swaps
 
 
 @pytest.mark.parametrize("outcome", ["PARTIAL", "REFUNDED"])

@@ -38,6 +38,7 @@ VIEW_APPS = (
     "webhooks",
     "configuration",
     "solver",
+    "deposits",
     "django_celery_beat",
 )
 COMPONENTS = (
@@ -48,6 +49,7 @@ COMPONENTS = (
     "strategy:near_intents",
     "treasury:withdrawals",
     "signer:ostium",
+    "deposits:relay",
 )
 
 

@@ -1,0 +1,37 @@
+"""The deposits' lines on the control panel: deposits pending longer than
+DEPOSIT_DELAY_ALERT_MINUTES (red), and LI.FI status polls failing (LI.FI down or rate limiting)."""
+
+from __future__ import annotations
+
+from django.conf import settings
+
+from deposits.admin import late_q
+from deposits.models import Deposit
+from trading.admin_panel.health import DOWN, OK, WARN, HealthItem
+
+
+def deposits_health() -> list[HealthItem]:
+    late = Deposit.objects.filter(late_q())
+    count = late.count()
+    ids = list(late.order_by("submitted_at").values_list("pk", flat=True)[:6])
+    failing = Deposit.objects.filter(status__in=Deposit.FOLLOWED, poll_failures__gt=0)
+    errors = list(failing.values_list("poll_error", flat=True)[:1])
+    return [
+        HealthItem(
+            name="Deposits delayed",
+            status=DOWN if count else OK,
+            value=str(count),
+            detail=(
+                f"pending longer than {settings.DEPOSIT_DELAY_ALERT_MINUTES:g} min: "
+                + ", ".join(f"#{pk}" for pk in ids)
+            )
+            if count
+            else "",
+        ),
+        HealthItem(
+            name="Deposits LI.FI polling",
+            status=WARN if errors else OK,
+            value=f"{failing.count()} failing" if errors else "ok",
+            detail=(errors[0] if errors else "")[:300],
+        ),
+    ]
