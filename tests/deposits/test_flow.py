@@ -9,7 +9,23 @@ from eth_account import Account
 from hexbytes import HexBytes
 
 from tests.conftest import run_on_worker, wait_for
+from tests.delegations.test_lifecycle import sdk_trade_for_safe
 from tests.deposits.conftest import BASE, create, send, submitted, topics
+
+
+SEED_CREATE_KEYS = {
+    "id",
+    "status",
+    "token_symbol",
+    "chain",
+    "amount",
+    "target_token",
+    "target_chain",
+    "swap_provider",
+    "swap_status",
+    "created_at",
+}
+SEED_SWAP_KEYS = {"id", "status", "from_token", "to_token", "from_chain", "to_chain", "amount", "estimated_output"}
 
 
 def delegated_mode(client, owner, safe) -> None:
@@ -38,6 +54,7 @@ def test_a_wallet_deposit_of_eth_ends_credited_in_usdc(lifi, eoa, chain_env):
     before = net.usdc_balance(owner.address)
 
     body = create(client, token_address="0x0000000000000000000000000000000000000000")
+    assert SEED_CREATE_KEYS <= set(body)  # seed 003 §4.4.1, plus what the wallet needs next
     assert body["status"] == "awaiting_signature"
     assert body["swap_needed"] is True and body["swap_provider"] == "lifi" and body["swap_status"] == "pending"
     assert body["target_token"] == "USDC" and body["target_chain"] == "arbitrum"
@@ -63,7 +80,9 @@ def test_a_wallet_deposit_of_eth_ends_credited_in_usdc(lifi, eoa, chain_env):
 
     status = client.get(f"{BASE}/{d.pk}/swap-status").json()
     assert status["deposit_id"] == d.pk and status["swap_needed"] is True
+    assert set(status) == {"deposit_id", "swap_needed", "swaps"}  # seed 003 §4.4.2
     [swap] = status["swaps"]
+    assert SEED_SWAP_KEYS <= set(swap)
     assert swap["status"] == "completed" and swap["from_token"] == "ETH" and swap["to_token"] == "USDC"
     assert swap["from_chain"] == "arbitrum" and swap["to_chain"] == "arbitrum" and swap["amount"] == "0.1"
     assert swap["estimated_output"] == "299.100000" and swap["actual_output"] == "299.100000"
@@ -121,7 +140,12 @@ def test_a_safe_deposit_is_a_safetx_the_owners_sign(lifi, one_owner_safe, chain_
     poll()
     deposit = Deposit.objects.get(pk=body["id"])
     assert deposit.status == "completed", (deposit.status, deposit.poll_error)
-    assert net.usdc_balance(safe) - before == Decimal("598.2")
+    assert before == 0 and net.usdc_balance(safe) == Decimal("598.2")
+
+    # the credited USDC trades: an Ostium trade for the Safe through the delegation
+    trades = sdk_trade_for_safe(net, safe)
+    assert len(trades) == 1 and trades[0]["trader"] == safe.lower()
+    assert net.usdc_balance(safe) == Decimal("498.2")
 
 
 @pytest.mark.django_db(transaction=True)
