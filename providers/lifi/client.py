@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from decimal import Decimal
+from pathlib import Path
 
 import httpx
 from django.conf import settings
@@ -100,8 +101,22 @@ class Status:
         return (self.receiving or {}).get("token") or {}
 
 
+LIVE_URL = "https://li.quest/v1"
+
+
 def base_url() -> str:
-    return settings.LIFI_BASE_URL.rstrip("/")
+    """LIFI_BASE_URL; unset, LI.FI's own root (LIFI_ENDPOINTS=live) or the double's address from
+    LIFI_SANDBOX_CONFIG (LIFI_ENDPOINTS=sandbox)."""
+    if settings.LIFI_BASE_URL:
+        return settings.LIFI_BASE_URL.rstrip("/")
+    if settings.LIFI_ENDPOINTS != "sandbox":
+        return LIVE_URL
+    path = Path(settings.LIFI_SANDBOX_CONFIG)
+    path = path if path.is_absolute() else Path(settings.BASE_DIR) / path
+    try:
+        return str(json.loads(path.read_text())["url"]).rstrip("/")
+    except (OSError, ValueError, KeyError) as exc:
+        raise LifiError(f"the LI.FI sandbox is not running ({path} unreadable)", unavailable=True) from exc
 
 
 def _headers() -> dict:
