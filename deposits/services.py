@@ -342,6 +342,7 @@ def deposit_create(
             code="validation_error",
             details={"transaction_hash": "0x and 64 hex digits"},
         )
+    transaction_hash = (transaction_hash or "").lower()
     net = chain.target_network()
     target_chain = settings.DEPOSIT_TARGET_CHAIN
     wallet = _user_wallet(user)
@@ -526,11 +527,12 @@ def deposit_submitted(*, user, deposit_id: int, tx_hash: str, actor: str | None 
         raise ApplicationError(
             "tx_hash is not a transaction hash.", code="validation_error", details={"tx_hash": "0x and 64 hex digits"}
         )
+    tx_hash = tx_hash.lower()  # one spelling per transaction: the unique constraints compare strings
     deposit = owned(user, deposit_id)
     with transaction.atomic():
         deposit = deposit_lock(deposit.pk)
         if deposit.transaction_hash:
-            if deposit.transaction_hash.lower() == tx_hash.lower():
+            if deposit.transaction_hash == tx_hash:
                 return deposit  # the same report twice: one swap
             raise ConflictError(
                 "This deposit already has its transaction.",
