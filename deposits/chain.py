@@ -138,3 +138,32 @@ def safe_tx_fields(prepared: safe_chain.PreparedTx, nonce: int) -> dict:
 
 def raw_to_decimal(raw: int | Decimal, decimals: int) -> Decimal:
     return Decimal(int(raw)) / Decimal(10) ** decimals
+
+
+def safe_execution(net, safe: str, safe_tx_hash: str, *, from_block: int = 0) -> tuple[str, bool] | None:
+    """The transaction that executed SafeTx `safe_tx_hash` on `safe`, from the Safe's
+    ExecutionSuccess / ExecutionFailure logs (the SafeTx hash is their first topic after the
+    signature from Safe 1.4.1, the start of their data in 1.3.0): (transaction hash, succeeded),
+    or None when it has not run."""
+    w3 = _w3(net)
+    wanted = bytes(HexBytes(safe_tx_hash))
+    logs = safe_chain._call(
+        "getLogs",
+        lambda: w3.eth.get_logs(
+            {
+                "address": to_checksum_address(safe),
+                "fromBlock": from_block,
+                "toBlock": "latest",
+                "topics": [[safe_chain.EXECUTION_SUCCESS, safe_chain.EXECUTION_FAILURE]],
+            }
+        ),
+    )
+    for log in logs:
+        topics = [bytes(t) for t in log["topics"]]
+        if (len(topics) > 1 and topics[1] == wanted) or bytes(log["data"])[:32] == wanted:
+            return HexBytes(log["transactionHash"]).to_0x_hex(), bytes(log["topics"][0]) == safe_chain.EXECUTION_SUCCESS
+    return None
+
+
+def block_number(net) -> int:
+    return int(safe_chain._call("blockNumber", lambda: _w3(net).eth.block_number))

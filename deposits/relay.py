@@ -154,6 +154,12 @@ def execute(*, user, deposit_id: int, actor: str | None = None) -> Deposit:
         deposit = services.deposit_lock(deposit.pk)
         if deposit.relay_claimed_at != claimed_at:
             return deposit  # someone else's claim meanwhile
+        if error is None and outcome is not None and not outcome.tx_hash:
+            # sent or not, nobody knows: keep the claim; `relay_recover` asks the Safe's logs
+            deposit.error_code, deposit.error_message = "RELAY_OUTCOME_UNKNOWN", outcome.error[:500]
+            deposit.save(update_fields=["error_code", "error_message", "updated_at"])
+            services.deposit_event(deposit, "deposit.relay_unknown", actor=actor, payload={"error": outcome.error})
+            return deposit
         deposit.relay_claimed_at = None
         if outcome is not None and outcome.tx_hash and not (outcome.mined and not outcome.success):
             deposit.save(update_fields=["relay_claimed_at", "updated_at"])
@@ -171,3 +177,60 @@ def execute(*, user, deposit_id: int, actor: str | None = None) -> Deposit:
     if error is not None:
         raise error
     raise ConflictError(f"The SafeTx did not run: {deposit.error_message}", code=deposit.error_code)
+
+
+def relay_recover(*, limit: int = 20, actor: str = "system:relay_recover") -> dict:
+    """Beat (inside `deposits-poll`): settle relay claims left behind — a relay whose outcome was
+    unknown, or a process that died between sending `execTransaction` and recording its hash.
+    The Safe's logs say whether the SafeTx ran: it did → the deposit is submitted with that
+    transaction (then followed as any other); it failed → failed; it did not and the claim is
+    older than CLAIM_STALE_AFTER → the claim is dropped and the signatures can execute again
+    (the Safe's nonce lets the SafeTx run once, whoever sends it)."""
+    counts = {"checked": 0, "submitted": 0, "released": 0, "errors": 0}
+    claimed = Deposit.objects.filter(status=S.AWAITING_SIGNATURE, relay_claimed_at__isnull=False).order_by(
+        "relay_claimed_at"
+    )[:limit]
+    for deposit in claimed:
+        counts["checked"] += 1
+        seen = deposit.relay_claimed_at
+        try:
+            found = chain.safe_execution(
+                chain.target_network(),
+                deposit.from_address,
+                deposit.safe_tx_hash,
+                from_block=int(deposit.safe_tx.get("prepared_block") or 0),
+            )
+        except ApplicationError as exc:
+            counts["errors"] += 1
+            logger.warning("relay recovery failed", extra={"deposit_id": deposit.pk, "code": exc.code})
+            continue
+        stale = seen <= timezone.now() - CLAIM_STALE_AFTER
+        if found is None and not stale:
+            continue
+        with transaction.atomic():
+            deposit = services.deposit_lock(deposit.pk)
+            if deposit.status != S.AWAITING_SIGNATURE or deposit.relay_claimed_at != seen:
+                continue
+            deposit.relay_claimed_at = None
+            if found is None:
+                deposit.save(update_fields=["relay_claimed_at", "updated_at"])
+                services.deposit_event(deposit, "deposit.relay_released", actor=actor)
+                counts["released"] += 1
+                continue
+            tx_hash, succeeded = found
+            if not succeeded:
+                deposit.error_code, deposit.error_message = "EXECUTION_FAILED", "the Safe reported ExecutionFailure"
+                deposit.completed_at = timezone.now()
+                deposit.transaction_hash = tx_hash
+                services._transition(
+                    deposit,
+                    S.FAILED,
+                    actor=actor,
+                    fields=("relay_claimed_at", "error_code", "error_message", "completed_at", "transaction_hash"),
+                )
+                continue
+            deposit.error_code = deposit.error_message = ""
+            deposit.save(update_fields=["relay_claimed_at", "error_code", "error_message", "updated_at"])
+            services._submit(deposit, deposit.swap, tx_hash, actor=actor)
+            counts["submitted"] += 1
+    return counts

@@ -286,7 +286,12 @@ def _prepare_safe_tx(deposit: Deposit, swap: TokenSwap | None) -> None:
     state = safe_chain.safe_state(net, deposit.from_address)
     prepared = chain.safe_deposit_tx(net, calls=_calls(deposit, swap))
     fields = chain.safe_tx_fields(prepared, state.nonce)
-    deposit.safe_tx = {**fields, "threshold": state.threshold, "owners": list(state.owners)}
+    deposit.safe_tx = {
+        **fields,
+        "threshold": state.threshold,
+        "owners": list(state.owners),
+        "prepared_block": chain.block_number(net),  # where the relay recovery starts reading logs
+    }
     deposit.safe_tx_hash = safe_chain.safe_tx(net, deposit.from_address, fields).safe_tx_hash.to_0x_hex()
 
 
@@ -839,6 +844,9 @@ def deposits_poll(*, limit: int = 50, actor: str = "system:deposits_poll") -> di
                 },
             )
             counts["flagged"] += 1
+    from deposits.relay import relay_recover
+
+    counts["relay"] = relay_recover(actor=actor)
     if rate_limited_until() is not None:
         counts["skipped"] = "rate_limited"
         return counts

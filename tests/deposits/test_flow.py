@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
+from django.utils import timezone
 from eth_account import Account
 from hexbytes import HexBytes
 
+from delegations import chain as safe_chain
 from tests.conftest import run_on_worker, wait_for
 from tests.delegations.test_lifecycle import sdk_trade_for_safe
 from tests.deposits.conftest import BASE, create, send, submitted, topics
@@ -240,3 +243,46 @@ NONCE_ABI = [
         "stateMutability": "view",
     }
 ]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_relay_that_died_after_sending_is_found_in_the_safes_logs(lifi, one_owner_safe, chain_env):
+    """The relay's claim is left behind (the process died after `execTransaction` left, before it
+    recorded the hash): Beat's job finds the execution in the Safe's logs and follows it."""
+    from deposits.models import Deposit
+    from deposits.relay import relay_recover
+
+    net, owner, user, client, safe = one_owner_safe
+    delegated_mode(client, owner, safe)
+    net.fund(safe, eth=1)
+    body = create(client, token_address="0x0000000000000000000000000000000000000000", amount="0.2")
+    safe_out = body["safe"]
+    signature = Account.unsafe_sign_hash(HexBytes(safe_out["safe_tx_hash"]), owner.key).signature
+    client.post(f"{BASE}/{body['id']}/signatures", {"signature": HexBytes(signature).to_0x_hex()}, format="json")
+
+    # what the relay had done when it died: claimed, then sent (here by an owner's key), nothing recorded
+    Deposit.objects.filter(pk=body["id"]).update(relay_claimed_at=timezone.now())
+    tx = safe_chain.safe_tx(
+        safe_chain.network_config("localnet"),
+        safe,
+        safe_out["safe_tx"],
+        signatures=safe_chain.signatures_pack([(owner.address, bytes(signature))]),
+    )
+    tx_hash, _ = tx.execute(owner.key.to_0x_hex(), tx_gas=600_000)
+    net.w3.eth.wait_for_transaction_receipt(tx_hash, poll_latency=0.01)
+
+    assert relay_recover()["submitted"] == 1
+    d = Deposit.objects.get(pk=body["id"])
+    assert (
+        d.status == "submitted" and d.transaction_hash == HexBytes(tx_hash).to_0x_hex() and d.relay_claimed_at is None
+    )
+    poll()
+    assert Deposit.objects.get(pk=body["id"]).status == "completed"
+
+    # a claim with nothing on chain is released once stale: the signatures can execute again
+    second = create(client, token_address="0x0000000000000000000000000000000000000000", amount="0.1")
+    stale = timezone.now() - timedelta(minutes=10)
+    Deposit.objects.filter(pk=second["id"]).update(relay_claimed_at=stale)
+    assert relay_recover()["released"] == 1
+    assert Deposit.objects.get(pk=second["id"]).relay_claimed_at is None
+    assert "deposit.relay_released" in topics(second["id"])
