@@ -288,7 +288,7 @@ class DepositListCreate(_Base):
         operation_id="deposit_list", responses={200: DepositOut(many=True)}, description="Your deposits, newest first."
     )
     def get(self, request):
-        rows = Deposit.objects.filter(user=request.user).order_by("-id")[:100]
+        rows = Deposit.objects.filter(user=request.user).exclude(source=Deposit.Source.DESK).order_by("-id")[:100]
         return Response([DepositOut(deposit_data(d)).data for d in rows])
 
 

@@ -24,6 +24,7 @@ class Deposit(models.Model):
     class Source(models.TextChoices):
         WALLET = "wallet", "The user's wallet signs"
         SAFE = "safe", "The Safe's owners sign a SafeTx"
+        DESK = "desk", "The desk's own wallet (treasury swap; the desk signs)"
 
     OPEN = (Status.QUOTED, Status.AWAITING_SIGNATURE, Status.SUBMITTED, Status.PENDING)
     FOLLOWED = (Status.SUBMITTED, Status.PENDING)

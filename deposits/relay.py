@@ -187,9 +187,9 @@ def relay_recover(*, limit: int = 20, actor: str = "system:relay_recover") -> di
     older than CLAIM_STALE_AFTER → the claim is dropped and the signatures can execute again
     (the Safe's nonce lets the SafeTx run once, whoever sends it)."""
     counts = {"checked": 0, "submitted": 0, "released": 0, "errors": 0}
-    claimed = Deposit.objects.filter(status=S.AWAITING_SIGNATURE, relay_claimed_at__isnull=False).order_by(
-        "relay_claimed_at"
-    )[:limit]
+    claimed = Deposit.objects.filter(
+        source=Deposit.Source.SAFE, status=S.AWAITING_SIGNATURE, relay_claimed_at__isnull=False
+    ).order_by("relay_claimed_at")[:limit]
     for deposit in claimed:
         counts["checked"] += 1
         seen = deposit.relay_claimed_at

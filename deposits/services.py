@@ -120,7 +120,7 @@ def deposit_lock(pk) -> Deposit | None:
 
 
 def owned(user, deposit_id) -> Deposit:
-    found = Deposit.objects.filter(pk=deposit_id, user=user).first()
+    found = Deposit.objects.filter(pk=deposit_id, user=user).exclude(source=Deposit.Source.DESK).first()
     if found is None:
         raise NotFoundError("No such deposit.", code="DEPOSIT_NOT_FOUND")
     return found
@@ -328,6 +328,7 @@ def deposit_create(
     transaction_hash: str = "",
     source: str | None = None,
     actor: str | None = None,
+    desk_wallet: str | None = None,
 ) -> Deposit:
     """Quote a deposit and prepare what the user signs. USDC already on the target chain needs
     no swap: with `transaction_hash` (a transfer to the target) it is followed like a swap and
@@ -350,10 +351,15 @@ def deposit_create(
     transaction_hash = (transaction_hash or "").lower()
     net = chain.target_network()
     target_chain = settings.DEPOSIT_TARGET_CHAIN
-    wallet = _user_wallet(user)
-    safe = _user_safe(user)
-    target = safe or wallet
-    source = source or ("safe" if safe else "wallet")
+    if desk_wallet:  # the desk's own wallet converts (deposits/desk_swaps.py): it sends, it receives
+        wallet, safe, target, source = desk_wallet, None, desk_wallet, Deposit.Source.DESK
+        if chain_id != net.chain_id:
+            raise DepositError(f"The desk swaps on {target_chain} only.", code="WRONG_CHAIN")
+    else:
+        wallet = _user_wallet(user)
+        safe = _user_safe(user)
+        target = safe or wallet
+        source = source or ("safe" if safe else "wallet")
     if source == "safe" and not safe:
         raise DepositError("You have no Safe in delegated mode.", code="SAFE_REQUIRED")
     if source == "safe" and chain_id != net.chain_id:

@@ -50,6 +50,7 @@ COMPONENTS = (
     "treasury:withdrawals",
     "signer:ostium",
     "deposits:relay",
+    "treasury:swaps",
 )
 
 
