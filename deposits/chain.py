@@ -167,3 +167,19 @@ def safe_execution(net, safe: str, safe_tx_hash: str, *, from_block: int = 0) ->
 
 def block_number(net) -> int:
     return int(safe_chain._call("blockNumber", lambda: _w3(net).eth.block_number))
+
+
+def transaction(net, tx_hash: str) -> tuple[str, str | None] | None:
+    """(from, to) of a transaction the target chain knows (mined or pending), else None."""
+    w3 = _w3(net)
+
+    def read():
+        try:
+            return w3.eth.get_transaction(tx_hash)
+        except TransactionNotFound:
+            return None
+
+    found = safe_chain._call("getTransaction", read)
+    if found is None:
+        return None
+    return found["from"], found.get("to")

@@ -530,6 +530,33 @@ def deposit_requote(*, user, deposit_id: int, actor: str | None = None) -> Depos
     return deposit
 
 
+def _sender_check(deposit: Deposit, tx_hash: str) -> None:
+    """What the target chain (the one chain the desk reads) says of a reported transaction: one
+    found there for a deposit from another chain is on the wrong chain; one from the deposit's
+    chain must come from its sender (the wallet, or for a Safe an `execTransaction` to it). Not
+    found (not propagated yet) or the chain unreadable: the poll decides."""
+    try:
+        found = chain.transaction(chain.target_network(), tx_hash)
+    except ApplicationError:
+        return
+    if found is None:
+        return
+    if deposit.chain_id != deposit.target_chain_id:
+        raise DepositError(
+            f"This transaction is on {deposit.target_chain}, but the deposit comes from {deposit.chain}.",
+            code="WRONG_CHAIN",
+            details={"chain": deposit.chain, "transaction_chain": deposit.target_chain},
+        )
+    sender, to = found
+    expected = deposit.from_address.lower()
+    if (sender or "").lower() != expected and (to or "").lower() != expected:
+        raise DepositError(
+            "This transaction was not sent by the deposit's sender.",
+            code="TRANSACTION_NOT_FROM_SENDER",
+            details={"from_address": deposit.from_address},
+        )
+
+
 def deposit_submitted(*, user, deposit_id: int, tx_hash: str, actor: str | None = None) -> Deposit:
     """Record the hash of the transaction the user (or the Safe's owners) sent. The same hash
     again answers the deposit as it is; another hash, or a quote past its validity, is refused."""
@@ -540,6 +567,8 @@ def deposit_submitted(*, user, deposit_id: int, tx_hash: str, actor: str | None 
         )
     tx_hash = tx_hash.lower()  # one spelling per transaction: the unique constraints compare strings
     deposit = owned(user, deposit_id)
+    if not deposit.transaction_hash:
+        _sender_check(deposit, tx_hash)
     with transaction.atomic():
         deposit = deposit_lock(deposit.pk)
         if deposit.transaction_hash:

@@ -368,3 +368,22 @@ def test_a_replayed_idempotency_key_creates_one_deposit(lifi, eoa, chain_env):
     assert first.status_code == again.status_code == 201
     assert again.headers["Idempotent-Replayed"] == "true" and again.json()["id"] == first.json()["id"]
     assert Deposit.objects.filter(user=user).count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_transaction_on_the_wrong_chain_or_from_someone_else_is_refused(lifi, eoa, chain_env):
+    owner, user, client = eoa
+    net = chain_env.net
+    usdt = "0xdAC17F958D2ee523a2206206994597C13D831ec7"
+    from_ethereum = create(client, token_address=usdt, token_symbol="USDT", chain="ethereum", amount="25")
+    on_arbitrum, tx_hash = quoted_and_sent(lifi, eoa, chain_env)
+    # the wallet's arbitrum transaction reported for the deposit from ethereum
+    wrong = submitted(client, from_ethereum["id"], tx_hash, expected=422)
+    assert wrong["error"]["code"] == "WRONG_CHAIN"
+    assert deposit(from_ethereum["id"]).status == "awaiting_signature"
+
+    # someone else's transaction on the right chain
+    stranger_tx = net.fund(net.traders[2].address, usdc=1)  # sent by the localnet's deployer
+    foreign = submitted(client, on_arbitrum["id"], stranger_tx, expected=422)
+    assert foreign["error"]["code"] == "TRANSACTION_NOT_FROM_SENDER"
+    assert submitted(client, on_arbitrum["id"], tx_hash)["status"] == "submitted"
