@@ -346,6 +346,17 @@ def test_a_safe_deposits_from_the_target_chain_only(lifi, one_owner_safe, chain_
     )
     assert body["from_address"] == owner.address and body["target_address"] == safe and body["safe"] is None
 
+    # an ERC-20 in the Safe: one SafeTx batching approve(approvalAddress) and LI.FI's call
+    from providers.ostium.localnet.config import MULTISEND_CALL_ONLY_ADDRESS
+
+    weth = "0x82aF49447D8a07e3bd95BD0d56f35241523fBab1"
+    lifi.world.token_add(lifi.chain_id, weth, "WETH", 18)
+    lifi.world.prices["WETH"] = Decimal("3000")
+    body = create(client, token_address=weth, token_symbol="WETH", amount="0.1")
+    fields = body["safe"]["safe_tx"]
+    assert body["source"] == "safe" and fields["operation"] == 1 and fields["to"] == MULTISEND_CALL_ONLY_ADDRESS
+    assert fields["value"] == "0" and "095ea7b3" in fields["data"]  # approve(address,uint256) inside the batch
+
 
 @pytest.mark.django_db(transaction=True)
 def test_deposits_are_rate_limited_at_five_a_minute(lifi, eoa, chain_env):
