@@ -318,11 +318,13 @@ class DepositSubmitted(_Base):
         operation_id="deposit_submitted",
         request=SubmittedRequest,
         parameters=[IDEMPOTENCY_KEY_PARAMETER],
-        responses={200: DepositOut, 400: ERROR, 404: ERROR, 409: ERROR},
+        responses={200: DepositOut, 400: ERROR, 404: ERROR, 409: ERROR, 422: ERROR},
         description=(
             "Report the transaction you sent for this deposit. The same hash again answers the deposit unchanged; "
             "another hash is 409 DEPOSIT_ALREADY_SUBMITTED; a hash another deposit reported is 409 "
-            "TRANSACTION_ALREADY_USED; a quote past `quote.expires_at` is 409 QUOTE_EXPIRED (POST .../quote)."
+            "TRANSACTION_ALREADY_USED; a quote past `quote.expires_at` is 409 QUOTE_EXPIRED (POST .../quote); a "
+            "transaction the target chain shows on the wrong chain or from someone else is 422 (WRONG_CHAIN, "
+            "TRANSACTION_NOT_FROM_SENDER)."
         ),
     )
     @idempotent
@@ -349,7 +351,7 @@ class DepositSignatures(_Base):
     @extend_schema(
         operation_id="deposit_sign",
         request=SignatureRequest,
-        responses={200: DepositOut, 400: ERROR, 404: ERROR, 409: ERROR},
+        responses={200: DepositOut, 400: ERROR, 404: ERROR, 409: ERROR, 502: ERROR, 503: ERROR},
         description=(
             "Add one Safe owner's signature of the deposit's SafeTx hash, as for a delegation. Refused: a signature "
             "that does not recover to an owner (SIGNATURE_NOT_FROM_OWNER), a second one of the same owner "
@@ -366,7 +368,7 @@ class DepositExecute(_Base):
     @extend_schema(
         operation_id="deposit_execute",
         request=None,
-        responses={200: DepositOut, 404: ERROR, 409: ERROR, 503: ERROR},
+        responses={200: DepositOut, 404: ERROR, 409: ERROR, 502: ERROR, 503: ERROR},
         description=(
             "Relay the Safe's `execTransaction` with the owners' signatures (the desk's relayer pays gas) and follow "
             "it as a reported hash. Only while the `deposits:relay` component is armed (503 VENUE_DISARMED "
