@@ -665,15 +665,12 @@ WITHDRAWAL_APPROVAL_THRESHOLDS = env.dict("WITHDRAWAL_APPROVAL_THRESHOLDS", defa
 WITHDRAWAL_DEADLINE_SECONDS = env.int("WITHDRAWAL_DEADLINE_SECONDS", default=120)
 
 # --- deposits through LI.FI (docs/deposits.md) --------------------------------------------------
-# LI.FI's REST root and its optional API key (header x-lifi-api-key; never logged). Unset, the
-# root is LI.FI's own with LIFI_ENDPOINTS=live, or the loopback double `manage.py lifi_sandbox`
-# runs (its address in LIFI_SANDBOX_CONFIG) with LIFI_ENDPOINTS=sandbox, the demo's default.
-LIFI_BASE_URL = env("LIFI_BASE_URL", default="")
+# Where LI.FI is: `live` = LIFI_API_URL (with LIFI_API_KEY, LIFI_TIMEOUT, LIFI_ENABLED: runtime
+# keys of the `lifi` provider, above), `sandbox` = the loopback double `manage.py lifi_sandbox`
+# runs (its address in LIFI_SANDBOX_CONFIG), the demo's default.
 LIFI_ENDPOINTS = env("LIFI_ENDPOINTS", default="sandbox")
 LIFI_SANDBOX_CONFIG = env("LIFI_SANDBOX_CONFIG", default=".var/lifi-sandbox.json")
-LIFI_API_KEY = env("LIFI_API_KEY", default="")
 LIFI_INTEGRATOR = env("LIFI_INTEGRATOR", default="tradedesk")
-LIFI_TIMEOUT = env.float("LIFI_TIMEOUT", default=10.0)
 # The chains a deposit may come from: name → EVM chain id (comma separated name=id).
 DEPOSIT_CHAINS = {
     k: int(v)

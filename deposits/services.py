@@ -141,6 +141,10 @@ def _lifi_call(fn):
             details={"lifi_code": exc.body.get("code"), "lifi_message": exc.message},
         ) from exc
     except lifi.LifiError as exc:
+        if exc.disabled:
+            raise ApplicationError(
+                "LI.FI is disabled here (LIFI_ENABLED).", code="LIFI_DISABLED", status_code=503
+            ) from exc
         if exc.rate_limited:
             cache.set(RATE_LIMIT_KEY, timezone.now().timestamp() + (exc.retry_after or 60), timeout=3600)
             raise ApplicationError(

@@ -1,7 +1,9 @@
 """The only module speaking to LI.FI (`https://li.quest/v1`): `GET /quote`, `GET /status`,
 `GET /chains`, `GET /tokens`.
 
-The API key, when configured, goes in `x-lifi-api-key` and is never logged. Amounts on the wire
+The root, the API key and the timeout are runtime configuration (the `lifi` provider:
+LIFI_API_URL, LIFI_API_KEY, LIFI_TIMEOUT, LIFI_ENABLED). The key, when configured, goes in
+`x-lifi-api-key` and is never logged. Amounts on the wire
 are base units as decimal strings. A 429 raises `LifiError(rate_limited=True)` with the seconds
 `ratelimit-reset` gave; a transport failure or a 5xx raises `LifiError(unavailable=True)`; a
 route LI.FI cannot find (404 / 400 / 422 with its error body) raises `LifiNoRoute`."""
@@ -15,6 +17,8 @@ from pathlib import Path
 
 import httpx
 from django.conf import settings
+
+from configuration.runtime import config_value, provider_enabled
 
 API_KEY_HEADER = "x-lifi-api-key"
 
@@ -46,6 +50,7 @@ class LifiError(Exception):
         *,
         unavailable: bool = False,
         rate_limited: bool = False,
+        disabled: bool = False,
         retry_after: float | None = None,
         status_code: int | None = None,
         body: dict | None = None,
@@ -54,6 +59,7 @@ class LifiError(Exception):
         self.message = message
         self.unavailable = unavailable
         self.rate_limited = rate_limited
+        self.disabled = disabled
         self.retry_after = retry_after
         self.status_code = status_code
         self.body = body or {}
@@ -101,16 +107,11 @@ class Status:
         return (self.receiving or {}).get("token") or {}
 
 
-LIVE_URL = "https://li.quest/v1"
-
-
 def base_url() -> str:
-    """LIFI_BASE_URL; unset, LI.FI's own root (LIFI_ENDPOINTS=live) or the double's address from
-    LIFI_SANDBOX_CONFIG (LIFI_ENDPOINTS=sandbox)."""
-    if settings.LIFI_BASE_URL:
-        return settings.LIFI_BASE_URL.rstrip("/")
+    """LI.FI's root: LIFI_API_URL (runtime configuration) with LIFI_ENDPOINTS=live, or the
+    double's address from LIFI_SANDBOX_CONFIG with LIFI_ENDPOINTS=sandbox."""
     if settings.LIFI_ENDPOINTS != "sandbox":
-        return LIVE_URL
+        return str(config_value("LIFI_API_URL")).rstrip("/")
     path = Path(settings.LIFI_SANDBOX_CONFIG)
     path = path if path.is_absolute() else Path(settings.BASE_DIR) / path
     try:
@@ -121,8 +122,9 @@ def base_url() -> str:
 
 def _headers() -> dict:
     headers = {"Accept": "application/json", "User-Agent": "tradedesk"}
-    if settings.LIFI_API_KEY:
-        headers[API_KEY_HEADER] = settings.LIFI_API_KEY
+    key = config_value("LIFI_API_KEY")
+    if key:
+        headers[API_KEY_HEADER] = key
     return headers
 
 
@@ -135,10 +137,13 @@ def _reset_seconds(value: str | None) -> float | None:
 
 
 def _get(path: str, params: dict) -> dict:
+    if not provider_enabled("lifi"):
+        raise LifiError("LI.FI is disabled (LIFI_ENABLED)", unavailable=True, disabled=True)
+    timeout = float(config_value("LIFI_TIMEOUT"))
     try:
-        response = httpx.get(f"{base_url()}{path}", params=params, headers=_headers(), timeout=settings.LIFI_TIMEOUT)
+        response = httpx.get(f"{base_url()}{path}", params=params, headers=_headers(), timeout=timeout)
     except httpx.TimeoutException as exc:
-        raise LifiError(f"timeout after {settings.LIFI_TIMEOUT:g} s", unavailable=True) from exc
+        raise LifiError(f"timeout after {timeout:g} s", unavailable=True) from exc
     except httpx.HTTPError as exc:
         raise LifiError(f"{type(exc).__name__}", unavailable=True) from exc
     try:

@@ -40,7 +40,7 @@ def lifi(chain_env, settings):  # noqa: F811
     world.rpc[net.chain_id] = net.rpc_url
     world.minter = net.deployer.address
     server = start_sandbox(world=world)
-    settings.LIFI_BASE_URL = server.url + "/v1"
+    settings.LIFI_ENDPOINTS, settings.LIFI_API_URL = "live", server.url + "/v1"
     settings.DEPOSIT_POLL_BACKOFF_SECONDS = 0.0
     cache.delete_many([f"lifi:tokens:{c}" for c in (1, net.chain_id)] + ["lifi:rate_limited_until"])
     try:

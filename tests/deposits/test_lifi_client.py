@@ -12,9 +12,9 @@ from providers.lifi.sandbox import World, start_sandbox
 
 
 @pytest.fixture
-def double(settings):
+def double(settings, db):
     server = start_sandbox(world=World(api_key="k-123"))
-    settings.LIFI_BASE_URL = server.url + "/v1"
+    settings.LIFI_ENDPOINTS, settings.LIFI_API_URL = "live", server.url + "/v1"
     settings.LIFI_API_KEY = "k-123"
     yield server
     server.stop()
@@ -64,10 +64,9 @@ def test_no_route_429_and_down(double):
     assert [t["symbol"] for t in lifi.tokens([42161])["42161"]][:2] == ["ETH", "USDC"]
 
 
-def test_where_lifi_is(settings, tmp_path):
-    settings.LIFI_BASE_URL = ""
+def test_where_lifi_is(settings, tmp_path, db):
     settings.LIFI_ENDPOINTS = "live"
-    assert lifi.base_url() == "https://li.quest/v1"
+    assert lifi.base_url() == "https://li.quest/v1"  # LIFI_API_URL's default
     settings.LIFI_ENDPOINTS = "sandbox"
     settings.LIFI_SANDBOX_CONFIG = str(tmp_path / "lifi.json")
     with pytest.raises(lifi.LifiError) as missing:
@@ -75,3 +74,10 @@ def test_where_lifi_is(settings, tmp_path):
     assert missing.value.unavailable
     (tmp_path / "lifi.json").write_text(json.dumps({"url": "http://127.0.0.1:9/v1"}))
     assert lifi.base_url() == "http://127.0.0.1:9/v1"
+
+
+def test_lifi_disabled_by_its_kill_switch(double, settings):
+    settings.LIFI_ENABLED = False
+    with pytest.raises(lifi.LifiError) as off:
+        quote()
+    assert off.value.disabled and not double.world.calls

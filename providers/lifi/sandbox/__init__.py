@@ -4,7 +4,7 @@
 
     sandbox = start_sandbox()
     sandbox.world.script_next(outcome="REFUNDED", pending_for=2)
-    settings.LIFI_BASE_URL = sandbox.url + "/v1"
+    settings.LIFI_ENDPOINTS, settings.LIFI_API_URL = "live", sandbox.url + "/v1"
     ...
     sandbox.stop()
 """

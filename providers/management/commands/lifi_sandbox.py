@@ -4,8 +4,8 @@ until SIGTERM/SIGINT.
 On the Ostium localnet (OSTIUM_NETWORK=localnet) it waits for the localnet's config file, then
 knows the localnet as the target chain (ETH and MockUSDC there), reads sent transactions from its
 RPC and delivers by minting MockUSDC from the localnet's deployer account. Its address goes to
-LIFI_SANDBOX_CONFIG (JSON), where the desk finds it when LIFI_ENDPOINTS=sandbox and LIFI_BASE_URL
-is unset. Idle with LIFI_ENDPOINTS=live."""
+LIFI_SANDBOX_CONFIG (JSON), where the desk finds it when LIFI_ENDPOINTS=sandbox. Idle with
+LIFI_ENDPOINTS=live."""
 
 from __future__ import annotations
 
