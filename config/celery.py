@@ -62,3 +62,54 @@ def enqueue(task, *args, swept_by: str, **options) -> bool:
             "could not enqueue %s; %s will", task.name, swept_by, exc_info=True, extra={"task_args": list(args)}
         )
         return False
+
+
+# --- metrics (config/metrics.py): every task's run time and outcome, and what Beat sends -------
+_task_started: dict[str, float] = {}
+_in_beat = False
+
+
+def _task_prerun(task_id=None, **kwargs):
+    import time
+
+    _task_started[task_id] = time.perf_counter()
+
+
+def _task_postrun(task_id=None, task=None, state=None, **kwargs):
+    import time
+
+    from config import metrics
+
+    started = _task_started.pop(task_id, None)
+    name = getattr(task, "name", "unknown")
+    if started is not None:
+        metrics.TASK_LATENCY.labels(name).observe(time.perf_counter() - started)
+    metrics.TASK_RESULTS.labels(name, str(state or "UNKNOWN").lower()).inc()
+
+
+def _beat_init(**kwargs):
+    global _in_beat
+    _in_beat = True
+
+
+def _before_task_publish(sender=None, **kwargs):
+    if not _in_beat:
+        return
+    import time
+
+    from config import metrics
+
+    metrics.BEAT_SENT.labels(str(sender)).inc()
+    metrics.BEAT_LAST_SENT.set(time.time())
+
+
+def _connect_metrics() -> None:
+    from celery import signals
+
+    signals.task_prerun.connect(_task_prerun, weak=False)
+    signals.task_postrun.connect(_task_postrun, weak=False)
+    signals.beat_init.connect(_beat_init, weak=False)
+    signals.before_task_publish.connect(_before_task_publish, weak=False)
+
+
+_connect_metrics()

@@ -70,6 +70,10 @@ def outage_error(exc) -> ApplicationError | None:
 
     if not isinstance(exc, REDIS_ERRORS + (BrokerError, OperationalError, InterfaceError)):
         return None
+    if _pool_timeout(exc):
+        from config.metrics import DB_POOL_TIMEOUTS
+
+        DB_POOL_TIMEOUTS.inc()
     logger.warning("a service this request needs is unavailable: %s: %s", type(exc).__name__, str(exc)[:300])
     return ApplicationError(
         "A service this request needs is unavailable; retry shortly.",
@@ -77,6 +81,17 @@ def outage_error(exc) -> ApplicationError | None:
         details={"retryable": True, "retry_after_seconds": OUTAGE_RETRY_AFTER},
         status_code=503,
     )
+
+
+def _pool_timeout(exc) -> bool:
+    """The database pool had no connection to give within its timeout (psycopg_pool.PoolTimeout,
+    raised as or under Django's OperationalError)."""
+    seen = 0
+    while exc is not None and seen < 5:
+        if type(exc).__name__ == "PoolTimeout":
+            return True
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return False
 
 
 _DRF_CODES = {

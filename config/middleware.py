@@ -1,10 +1,12 @@
 import re
+import time
 import uuid
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from whitenoise.middleware import WhiteNoiseMiddleware
 
 from config.context import correlation_id_var, request_id_var
+from config.metrics import HTTP_LATENCY, HTTP_REQUESTS
 
 _VALID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 
@@ -91,3 +93,47 @@ class OutageMiddleware(DualModeMiddleware):
         response = error_response(request, outage)
         response["Retry-After"] = str(OUTAGE_RETRY_AFTER)
         return response
+
+
+class MetricsMiddleware(DualModeMiddleware):
+    """Count every request and time it (config/metrics.py), labelled by the route *template*
+    the URL resolved to (`api/v1/orders/<int:pk>/`), never the raw path; `unmatched` when none."""
+
+    def __call__(self, request):
+        if iscoroutinefunction(self):
+            return self.__acall__(request)
+        started = time.perf_counter()
+        status = 500
+        try:
+            response = self.get_response(request)
+            status = response.status_code
+            return response
+        finally:
+            _observe(request, status, time.perf_counter() - started)
+
+    async def __acall__(self, request):
+        started = time.perf_counter()
+        status = 500
+        try:
+            response = await self.get_response(request)
+            status = response.status_code
+            return response
+        finally:
+            _observe(request, status, time.perf_counter() - started)
+
+
+def _route_of(request) -> str:
+    match = getattr(request, "resolver_match", None)
+    if match is None:
+        return "unmatched"
+    return match.route or match.view_name or "unmatched"
+
+
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+def _observe(request, status: int, seconds: float) -> None:
+    route = _route_of(request)
+    method = request.method if request.method in _METHODS else "OTHER"
+    HTTP_REQUESTS.labels(route, method, str(status)).inc()
+    HTTP_LATENCY.labels(route, method).observe(seconds)

@@ -4,6 +4,7 @@ PostgreSQL and Redis are started (see config/embedded.py)."""
 
 from __future__ import annotations
 
+import os
 import sys
 from decimal import Decimal
 from pathlib import Path
@@ -18,6 +19,17 @@ env = environ.Env()
 environ.Env.read_env(BASE_DIR / ".env", overwrite=False)  # optional, git-ignored
 
 TESTING = "pytest" in sys.modules
+if TESTING and os.environ.get("TRADEDESK_METRICS_DIR_PID") != str(os.getpid()):
+    # Metrics in prometheus_client's multiprocess mode, as the desk runs them (config/metrics.py):
+    # this test process (its in-process Celery worker too) and the web processes its tests start
+    # write into one directory of its own. Chosen here, before any metric exists.
+    import atexit
+    import shutil
+    import tempfile
+
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="tradedesk-metrics-")
+    os.environ["TRADEDESK_METRICS_DIR_PID"] = str(os.getpid())
+    atexit.register(shutil.rmtree, os.environ["PROMETHEUS_MULTIPROC_DIR"], True)
 DEBUG = env.bool("DJANGO_DEBUG", default=False)
 SECRET_KEY = env("DJANGO_SECRET_KEY", default="")
 if not SECRET_KEY:
@@ -57,6 +69,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "config.middleware.MetricsMiddleware",  # every request counted and timed by route template (/metrics)
     "config.middleware.RequestIdMiddleware",
     "config.inputs.InputGuardMiddleware",  # control characters in the URL or a form field: 400
     "config.middleware.OutageMiddleware",  # Redis / PostgreSQL down under a view: 503, retryable
@@ -517,6 +530,12 @@ LOGGING = {
     },
 }
 READY_CELERY_TIMEOUT = env.float("READY_CELERY_TIMEOUT", default=1.0)
+
+# --- metrics (config/metrics.py, docs/observability.md) ---------------------------------------
+# The bearer token a Prometheus scrape of /metrics presents; unset: /metrics answers 404.
+METRICS_TOKEN = env("METRICS_TOKEN", default="")
+# Ledger replay check (manage.py ledger_verify; the daily Beat job checks this many hours back).
+LEDGER_VERIFY_WINDOW_HOURS = env.int("LEDGER_VERIFY_WINDOW_HOURS", default=24)
 
 # --- trading: venue kill switches, risk defaults, execution, idempotency ------------------------
 # A disabled venue is never armed, whatever its control-state row says.

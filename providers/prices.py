@@ -125,6 +125,21 @@ def price_cache_clear(symbols: Iterable[str] | None = None) -> None:
             client.delete(*keys)
 
 
+def prices_cached_all() -> list[PriceTick]:
+    """Every cached tick, at every venue (for the price-age gauges of /metrics)."""
+    client = cache_redis()
+    prefix = cache.make_key(_cache_key("", ""))[:-1]  # "<prefix>:<version>:providers:price:"
+    keys = [
+        k.decode() if isinstance(k, bytes) else k
+        for k in client.scan_iter(match=cache.make_key(_cache_key("*", "*")), count=500)
+    ]
+    plain = [
+        _cache_key(*k[len(prefix) :].split(":", 1)) for k in keys if k.startswith(prefix) and ":" in k[len(prefix) :]
+    ]
+    found = cache.get_many(plain) if plain else {}
+    return [_from_cache(data) for data in found.values() if data]
+
+
 def _norm(symbol: str) -> str:
     return symbol.strip().upper()
 

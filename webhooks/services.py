@@ -26,7 +26,7 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection, transaction
 from django.db.models import Exists, F, OuterRef
 
-from config import crypto
+from config import crypto, metrics
 from config.errors import ApplicationError
 from configuration.runtime import config_value
 from trading.services.ledger import event_record
@@ -613,7 +613,11 @@ async def _send_group(claims: list[_Claim], *, allowlist, fixed_now: datetime | 
             duration_ms = int((time.monotonic() - started) * 1000)
             return _Sent(claim, kind, started_at, duration_ms, result, error)
 
-    return list(await asyncio.gather(*(one(c) for c in claims)))
+    sent = list(await asyncio.gather(*(one(c) for c in claims)))
+    for s in sent:
+        if s.kind != "unsent":
+            metrics.WEBHOOK_ATTEMPTS.labels(s.kind).inc()
+    return sent
 
 
 def _attempt_row(sent: _Sent) -> WebhookAttempt:

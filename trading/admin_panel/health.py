@@ -13,8 +13,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db.models import Max
 from django.utils import timezone
+
+from config import observability
 
 logger = logging.getLogger("tradedesk.health")
 
@@ -69,31 +70,24 @@ def age_status(when: datetime | None, *, warn_after: float, down_after: float) -
 
 
 def beat_health() -> list[HealthItem]:
-    """Beat's heartbeat: when the outbox sweep last ran (django_celery_beat records it)."""
+    """Beat's heartbeat: when the outbox sweep last ran (django_celery_beat records it; /metrics
+    exports the same reading as tradedesk_beat_last_run_timestamp_seconds)."""
     from django_celery_beat.models import PeriodicTask
 
-    task = PeriodicTask.objects.filter(task="trading.tasks.outbox_dispatch_task").order_by("-last_run_at").first()
-    when = task.last_run_at if task else None
+    when = observability.beat_last_run()
+    synced = when is not None or PeriodicTask.objects.filter(task=observability.BEAT_HEARTBEAT_TASK).exists()
     return [
         HealthItem(
             name="Celery Beat (outbox sweep)",
             status=age_status(when, warn_after=30, down_after=120),
             value="last run" if when else "never ran",
-            detail="" if task else "schedule not synced (manage.py sync_beat_schedule)",
+            detail="" if synced else "schedule not synced (manage.py sync_beat_schedule)",
             last_seen=when,
         )
     ]
 
 
-def queue_depth() -> int:
-    """Tasks waiting in the Celery queue (Redis LLEN of the queue's list)."""
-    import redis
-
-    client = redis.Redis.from_url(settings.CACHES["default"]["LOCATION"], socket_timeout=1, socket_connect_timeout=1)
-    try:
-        return int(client.llen(settings.CELERY_TASK_DEFAULT_QUEUE))
-    finally:
-        client.close()
+queue_depth = observability.queue_depth  # the same reading as /metrics' tradedesk_celery_queue_depth
 
 
 def celery_queue_health() -> list[HealthItem]:
@@ -109,9 +103,8 @@ def celery_queue_health() -> list[HealthItem]:
 
 def engine_heartbeat_health() -> list[HealthItem]:
     """The newest heartbeat of the engine's doors (Beat run or tick listener)."""
-    from trading.protective.models import EngineHeartbeat
 
-    when = EngineHeartbeat.objects.aggregate(at=Max("last_run_at"))["at"]
+    when = observability.engine_last_run()
     return [
         HealthItem(
             name="Protective engine",
@@ -123,9 +116,10 @@ def engine_heartbeat_health() -> list[HealthItem]:
 
 
 def webhook_health() -> list[HealthItem]:
-    from webhooks.models import WebhookDelivery
-
-    count = WebhookDelivery.objects.exclude(status=WebhookDelivery.Status.DELIVERED).count()
+    """Undelivered webhook deliveries: those still due (tradedesk_webhook_backlog) and those given
+    up on (tradedesk_webhook_failed), the numbers /metrics exports."""
+    state = observability.webhook_state()
+    count = state["backlog"] + state["failed"]
     return [HealthItem(name="Undelivered webhooks", status=OK if count == 0 else WARN, value=str(count))]
 
 

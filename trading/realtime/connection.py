@@ -22,6 +22,7 @@ from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
+from config import metrics
 from config.inputs import InputRejected, json_loads
 from trading.realtime.publish import dumps, iso
 
@@ -69,6 +70,7 @@ class SendQueue:
 
     def _count_drop(self, kind: str) -> None:
         self.dropped[kind] = self.dropped.get(kind, 0) + 1
+        metrics.WS_DROPPED.labels(kind).inc()
 
     def _drop_oldest(self) -> bool:
         while self._droppable:
@@ -190,6 +192,7 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
         self.user = user
         await self.accept(subprotocol)
         _live.add(self)
+        metrics.WS_CONNECTIONS.labels(self.endpoint).inc()
         loop = asyncio.get_running_loop()
         self._tasks.append(asyncio.create_task(self._writer()))
         expires_at = auth.get("expires_at")
@@ -201,7 +204,9 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
         logger.info("websocket connected", extra={"endpoint": self.endpoint, "user_id": user.pk})
 
     async def disconnect(self, code):
-        _live.discard(self)
+        if self in _live:
+            _live.discard(self)
+            metrics.WS_CONNECTIONS.labels(self.endpoint).dec()
         for timer in getattr(self, "_timers", []):
             timer.cancel()
         for task in getattr(self, "_tasks", []):

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 from datetime import timedelta
 from decimal import Decimal
 
@@ -23,6 +24,7 @@ from django.db.models import CharField, Exists, OuterRef, Q, Subquery, Value
 from django.db.models.functions import Cast, Concat
 from django.utils import timezone
 
+from config import metrics
 from providers.interface import (
     CloseTradeRequest,
     ErrorCode,
@@ -189,7 +191,23 @@ def _claim(order_id: int):
 
 
 def _venue_call(provider: str, action: str, request) -> ExecutionResult:
-    """Call the venue. Outside any transaction; a raised exception is an unknown outcome."""
+    """Call the venue. Outside any transaction; a raised exception is an unknown outcome.
+    Counted and timed per venue, action and outcome (/metrics)."""
+    in_flight = metrics.EXECUTOR_IN_FLIGHT.labels(provider)
+    in_flight.inc()
+    started = time.perf_counter()
+    outcome = "error"
+    try:
+        result = _venue_call_once(provider, action, request)
+        outcome = str(getattr(result.status, "value", result.status)).lower()
+        return result
+    finally:
+        in_flight.dec()
+        metrics.SUBMIT_LATENCY.labels(provider, str(action), outcome).observe(time.perf_counter() - started)
+        metrics.PROVIDER_CALLS.labels(provider, str(action), outcome).inc()
+
+
+def _venue_call_once(provider: str, action: str, request) -> ExecutionResult:
     try:
         venue = _get_venue(provider)
     except VenueException as exc:  # nothing was sent

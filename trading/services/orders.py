@@ -15,6 +15,7 @@ from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
+from config import metrics
 from config.errors import ApplicationError, ConflictError, NotFoundError
 from providers.interface import VenueException
 from trading import validation
@@ -126,7 +127,12 @@ def order_transition(
     if order.error_code and to in (Order.Status.REJECTED, Order.Status.CANCELLED, Order.Status.UNKNOWN):
         body.update(error_code=order.error_code, error_message=order.error_message)
     body.update(payload or {})
-    return order_event(order=order, topic=f"order.{to.lower()}", actor=actor, causation_id=causation_id, payload=body)
+    event = order_event(order=order, topic=f"order.{to.lower()}", actor=actor, causation_id=causation_id, payload=body)
+    metrics.order_status_count(status=to, venue=order.provider)
+    if to == Order.Status.FILLED and order.created_at:
+        waited = ((order.filled_at or timezone.now()) - order.created_at).total_seconds()
+        metrics.after_commit(lambda: metrics.FILL_LATENCY.labels(order.provider).observe(max(waited, 0.0)))
+    return event
 
 
 # --- placing ------------------------------------------------------------------------------------
@@ -240,6 +246,7 @@ def _record_risk_rejection(*, user, actor: str, intent: OrderIntent, denial: App
                 "request": request,
             },
         )
+    metrics.after_commit(metrics.RISK_REJECTIONS.labels(str(denial.code)).inc)
 
 
 def order_place(
@@ -435,6 +442,7 @@ def _order_write(
             causation_id=causation_id,
             payload={**snapshot, "price_source": tick.source, "price_at": tick.timestamp, **(extra or {})},
         )
+    metrics.order_status_count(status=Order.Status.ACCEPTED, venue=order.provider)
     return order
 
 
@@ -450,6 +458,7 @@ def _order_write_held(*, order: Order, actor: str, tick, causation_id: str, extr
         payload={**order_snapshot(order), "price_source": tick.source, "price_at": tick.timestamp, **(extra or {})},
         kick=False,  # the pending_trigger event right below kicks the dispatcher
     )
+    metrics.order_status_count(status=Order.Status.ACCEPTED, venue=order.provider)
     order_transition(order=order, to=Order.Status.PENDING_TRIGGER, actor=actor)
     return order
 

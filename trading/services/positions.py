@@ -9,6 +9,7 @@ from decimal import Decimal
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from config import metrics
 from providers.interface import Fill as VenueFill
 from trading.lock_objects import position_lock, trade_lock, trade_waiting_orders_lock
 from trading.models import Fill, Order, Position, Trade
@@ -141,6 +142,15 @@ def _fill_row(*, dedupe_key: str, trade: Trade, order: Order | None, kind: str, 
             )
     except IntegrityError:
         return False
+    venue = trade.provider or "none"
+    notional, fee = values.get("notional") or 0, values.get("fee") or 0
+
+    def count():
+        metrics.FILLS.labels(venue, kind).inc()
+        metrics.FILL_FEES.labels(venue).inc(max(float(fee), 0.0))
+        metrics.FILL_NOTIONAL.labels(venue).inc(abs(float(notional)))
+
+    metrics.after_commit(count)
     return True
 
 

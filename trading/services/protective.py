@@ -40,6 +40,7 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection, transaction
 from django.utils import timezone
 
+from config import metrics
 from trading import outbox
 from trading import protective_sql as Q
 from trading.models import EngineHeartbeat, Order, Position
@@ -174,6 +175,17 @@ def protective_evaluate(
     """Evaluate every pending order of `asset` held at `venue` at `price`, that venue's price
     (observed at `price_at`). A price older than PROTECTIVE_MAX_PRICE_AGE_SECONDS (or none)
     fires nothing: the asset is reported stale."""
+    clock = time.perf_counter()
+    try:
+        return _evaluate(
+            venue=venue, asset=asset, price=price, price_at=price_at, source=source, door=door, native=native
+        )
+    finally:
+        metrics.PROTECTIVE_EVALUATIONS.labels(door).inc()
+        metrics.PROTECTIVE_LATENCY.labels(door).observe(time.perf_counter() - clock)
+
+
+def _evaluate(*, venue, asset, price, price_at, source, door, native) -> Evaluation:
     asset = asset.strip().upper()
     result = Evaluation(asset=asset, price=price, venue=venue)
     if price is None or price_too_old(price_at):
@@ -210,10 +222,16 @@ def protective_evaluate(
         if result.triggered:
             ids = list(result.triggered)
             transaction.on_commit(lambda: _enqueue_execution(ids))
+            metrics.after_commit(lambda: _count_triggers(door, venue, len(ids)))
         if result.pushes:
             pushes = list(result.pushes)
             transaction.on_commit(lambda: _enqueue_pushes(pushes))
     return result
+
+
+def _count_triggers(door: str, venue: str, n: int) -> None:
+    metrics.PROTECTIVE_TRIGGERS.labels(door).inc(n)
+    metrics.ORDERS.labels(Order.Status.TRIGGERED, venue).inc(n)
 
 
 def _events_params(topic: str, shared: dict) -> dict:

@@ -25,7 +25,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 from django.db import OperationalError, connections
 
-from config import embedded
+from config import embedded, metrics
 from config.supervisor import Supervisor, read_procfile
 
 
@@ -136,6 +136,13 @@ class Command(BaseCommand):
         self.stdout.write(f"ostium localnet: trader, relayer and delegate funded on start: {', '.join(funded)}")
         return env
 
+    def _metrics_dir(self) -> str:
+        """PROMETHEUS_MULTIPROC_DIR (default .var/prometheus), emptied before the processes start:
+        the previous run's files would be summed in."""
+        directory = os.environ.get(metrics.MULTIPROC_ENV) or str(Path(settings.BASE_DIR) / ".var" / "prometheus")
+        metrics.wipe(directory)
+        return directory
+
     def _run_procfile(self, port: int, extra_env: dict[str, str]) -> None:
         env = {
             **os.environ,
@@ -148,6 +155,8 @@ class Command(BaseCommand):
             "PYTHONUNBUFFERED": "1",
             # the demo's paper venue follows the reference doubles when they run; else its walk
             "PAPER_FEED": os.environ.get("PAPER_FEED") or _demo_paper_feed(),
+            # every process writes its metrics here; /metrics sums them (config/metrics.py)
+            metrics.MULTIPROC_ENV: self._metrics_dir(),
         }
         entries = read_procfile(Path(settings.BASE_DIR) / "Procfile")
         supervisor = Supervisor(entries, env=env, cwd=settings.BASE_DIR, out=self.stdout)

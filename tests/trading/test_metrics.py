@@ -1,0 +1,121 @@
+"""`/metrics`: never open, and one scrape sums every process (prometheus_client multiprocess mode).
+
+The cross-process test drives a real uvicorn web process (HTTP metrics are written there) and the
+test's own Celery worker (the executor's, fills' and tasks' metrics are written here); the scrape
+of the web process shows both."""
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.conftest import wait_for
+from trading.models import Order
+
+TOKEN = "metrics-test-token-0123456789"
+OPEN = {"asset": "BTC-USD", "direction": "long", "order_type": "MARKET", "collateral": "100", "leverage": "10"}
+
+
+def samples(text: str) -> dict[tuple[str, frozenset], float]:
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            out[s.name, frozenset(s.labels.items())] = s.value
+    return out
+
+
+def value(found: dict, name: str, **labels) -> float:
+    return found.get((name, frozenset(labels.items())), 0.0)
+
+
+def test_metrics_is_not_there_without_a_token(client, settings, db):
+    settings.METRICS_TOKEN = ""
+    response = client.get("/metrics", HTTP_AUTHORIZATION=f"Bearer {TOKEN}")
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "not_found"
+
+
+@pytest.mark.parametrize("header", [None, "Bearer wrong-token", f"Basic {TOKEN}", "Bearer"])
+def test_metrics_refuses_a_request_without_the_bearer_token(client, settings, db, header):
+    settings.METRICS_TOKEN = TOKEN
+    extra = {"HTTP_AUTHORIZATION": header} if header else {}
+    response = client.get("/metrics", **extra)
+    assert response.status_code == 401
+    assert response["WWW-Authenticate"].startswith("Bearer")
+    assert response.json()["error"]["code"] == "not_authenticated"
+    assert "tradedesk_" not in response.content.decode()
+
+
+def test_metrics_with_the_token_counts_requests_by_route_template(client, settings, db):
+    settings.METRICS_TOKEN = TOKEN
+    auth = {"HTTP_AUTHORIZATION": f"Bearer {TOKEN}"}
+    before = samples(client.get("/metrics", **auth).content.decode())
+    client.get("/api/v1/trading/orders/12345")  # unauthenticated: 401 or 403, by its route template
+    client.get("/no/such/path/98765")
+    response = client.get("/metrics", **auth)
+    assert response.status_code == 200
+    assert response["Content-Type"].startswith("text/plain; version=0.0.4")
+    after = samples(response.content.decode())
+    route = "api/v1/trading/orders/<int:pk>"
+    counted = {
+        (dict(labels)["route"], dict(labels)["status"])
+        for (name, labels), v in after.items()
+        if name == "tradedesk_http_requests_total" and v > value(before, name, **dict(labels))
+    }
+    assert any(r == route and s in ("401", "403") for r, s in counted), counted
+    assert ("unmatched", "404") in counted
+    # no raw path (ids) in any label
+    assert not any("12345" in v or "98765" in v for (_, labels) in after for _, v in labels)
+
+
+@pytest.mark.celery
+@pytest.mark.slow
+def test_one_scrape_of_a_web_process_sums_the_web_and_the_worker(
+    asgi_server, celery_worker, markets, trader, armed, settings
+):
+    from tests.trading.accounts_helpers import PASSWORD, login
+
+    trader.set_password(PASSWORD)
+    trader.save()
+    token = login(trader)["access_token"]
+    # given a real web process (its own pid) sharing the metrics directory with this process,
+    # whose Celery worker executes the orders
+    base = asgi_server({"METRICS_TOKEN": TOKEN})
+    scrape_auth = {"Authorization": f"Bearer {TOKEN}"}
+    web = httpx.Client(base_url=base, timeout=15)
+    before = samples(web.get("/metrics", headers=scrape_auth).text)
+
+    # when a trader opens a trade through the web process and the worker fills it
+    opened = web.post("/api/v1/trading/trades", json=OPEN, headers={"Authorization": f"Bearer {token}"})
+    assert opened.status_code == 201, opened.text
+    order_id = opened.json()["order_id"]
+    wait_for(lambda: Order.objects.get(pk=order_id).status == Order.Status.FILLED, what="the order filled")
+
+    # then one scrape of the web process shows both processes' counts
+    def scraped():
+        found = samples(web.get("/metrics", headers=scrape_auth).text)
+        return found if value(found, "tradedesk_fills_total", venue="paper", kind="open") > 0 else None
+
+    after = wait_for(scraped, what="the worker's fill in the scrape")
+
+    def grew(name, **labels):
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    assert grew("tradedesk_http_requests_total", route="api/v1/trading/trades", method="POST", status="201") >= 1
+    assert grew("tradedesk_http_request_duration_seconds_count", route="api/v1/trading/trades", method="POST") >= 1
+    assert grew("tradedesk_orders_total", status="ACCEPTED", venue="paper") >= 1  # written by the web process
+    assert grew("tradedesk_orders_total", status="FILLED", venue="paper") >= 1  # written by the worker
+    assert grew("tradedesk_fills_total", venue="paper", kind="open") >= 1
+    assert grew("tradedesk_fill_notional_total", venue="paper") > 0
+    assert grew("tradedesk_order_submit_duration_seconds_count", venue="paper", action="open", outcome="filled") >= 1
+    assert grew("tradedesk_order_fill_latency_seconds_count", venue="paper") >= 1
+    assert grew("tradedesk_tasks_total", task="trading.tasks.execute_order_task", outcome="success") >= 1
+    assert value(after, "tradedesk_executor_in_flight", venue="paper") == 0
+    # and the state read at scrape time
+    assert value(after, "tradedesk_executor_armed", venue="paper") == 1
+    assert value(after, "tradedesk_venue_enabled", venue="paper") == 1
+    assert ("tradedesk_outbox_backlog", frozenset()) in after
+    assert ("tradedesk_webhook_backlog", frozenset()) in after
+    assert ("tradedesk_celery_queue_depth", frozenset({("queue", settings.CELERY_TASK_DEFAULT_QUEUE)})) in after
+    assert value(after, "tradedesk_price_age_seconds", source="paper", symbol="BTC-USD") >= 0
+    assert ("tradedesk_price_age_seconds", frozenset({("source", "paper"), ("symbol", "BTC-USD")})) in after
+    assert not any(name == "tradedesk_state_reading_errors" for name, _ in after)
