@@ -13,6 +13,13 @@ BEAT_SCHEDULE: dict[str, dict] = {
         "every": 10.0,
         "expires": 10,
     },
+    "ledger-verify": {
+        # the ledger replay check over the last day's aggregates (LEDGER_VERIFY_WINDOW_HOURS):
+        # tradedesk_ledger_mismatches and the LedgerMismatch alert
+        "task": "trading.tasks.ledger_verify_task",
+        "every": 86400.0,
+        "expires": 3600,
+    },
     "idempotency-purge": {
         "task": "trading.tasks.idempotency_purge_task",
         "every": 3600.0,

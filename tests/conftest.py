@@ -1,4 +1,5 @@
 import contextlib
+import os
 import threading
 import time
 import uuid
@@ -152,6 +153,27 @@ def _quiet_worker_before_flush(request):
     yield
     if commits and _worker_started:
         _drain_worker()
+
+
+@pytest.fixture(autouse=True)
+def _ledger_verified_after_test(request):
+    """With LEDGER_VERIFY_AFTER_TESTS=1, every test that used the database ends with the ledger
+    replay check (trading/services/ledger_verify.py): whatever the test's flows left, the ledger
+    re-derives it. Off by default (a check per test)."""
+    enabled = os.environ.get("LEDGER_VERIFY_AFTER_TESTS") == "1"
+    uses_db = request.node.get_closest_marker("django_db") or {"db", "transactional_db"} & set(request.fixturenames)
+    if enabled and uses_db:
+        for name in ("transactional_db", "db"):  # set up first: torn down (flushed) after the check
+            if name in request.fixturenames:
+                request.getfixturevalue(name)
+                break
+    yield
+    if not (enabled and uses_db):
+        return
+    from trading.services.ledger_verify import ledger_verify
+
+    report = ledger_verify()
+    assert report.ok, "the ledger does not re-derive the rows:\n" + "\n".join(map(str, report.mismatches[:20]))
 
 
 @pytest.fixture

@@ -78,3 +78,18 @@ def venue_reconcile_task(venue: str = "ostium") -> int:
     if venue == "ostium" and not settings.OSTIUM_TRADER_KEY_FILE and not settings.OSTIUM_SERVICE_BASE_URL:
         return 0  # Ostium not configured here
     return len(venue_reconcile(venue=venue))
+
+
+@shared_task(ignore_result=True, expires=3600, soft_time_limit=1800)
+def ledger_verify_task() -> int:
+    """The daily ledger replay check over the last LEDGER_VERIFY_WINDOW_HOURS (its result on
+    /metrics as tradedesk_ledger_mismatches). Returns the number of mismatches."""
+    from datetime import timedelta
+
+    from django.conf import settings
+    from django.utils import timezone
+
+    from trading.services.ledger_verify import ledger_verify_record
+
+    since = timezone.now() - timedelta(hours=settings.LEDGER_VERIFY_WINDOW_HOURS)
+    return len(ledger_verify_record(since=since).mismatches)

@@ -74,3 +74,9 @@ def ulid_suffix_sql(n: str, suffix_chars: int = 6) -> str:
     return " || ".join(
         f"substr('{_CROCKFORD}', ((({n}) >> {5 * k}) & 31)::int + 1, 1)" for k in range(suffix_chars - 1, -1, -1)
     )
+
+
+def ulid_floor(when) -> str:
+    """The smallest ULID of `when`'s millisecond: every id made at or after `when` sorts at or after it."""
+    ms = int(when.timestamp() * 1000)
+    return _encode(ms << _RANDOM_BITS)
