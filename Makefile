@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install run test lint format bench stop status chromium
+.PHONY: install run test lint format bench stop status chromium promtool
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -48,3 +48,7 @@ status:
 # The browser tests drive Debian's Chromium (never `playwright install`); CI runs this first.
 chromium:
 	@command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
+
+# The alert rules' tests run Debian's promtool (package `prometheus`); CI runs this first.
+promtool:
+	@command -v promtool >/dev/null || (apt-get update -qq && apt-get install -y -qq prometheus)
