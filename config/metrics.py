@@ -24,10 +24,26 @@ from prometheus_client import values
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
-# prometheus_client picks its value store when it is first imported; a process that imported it
-# before the directory was known (a test runner) switches now, before any metric exists here.
-if os.environ.get(MULTIPROC_ENV) and values.ValueClass is values.MutexValue:
-    values.ValueClass = values.get_value_class()
+_pid = os.getpid()
+
+
+def _refresh_pid() -> None:
+    global _pid
+    _pid = os.getpid()
+
+
+def _process_id() -> int:
+    """This process's id, kept up to date across forks (Celery's prefork children): the
+    multiprocess store asks for it on every update, and os.getpid() is a system call each time."""
+    return _pid
+
+
+os.register_at_fork(after_in_child=_refresh_pid)
+
+# prometheus_client picks its value store when it is first imported (a process that imported it
+# before the directory was known, a test runner, switches here), before any metric exists here.
+if os.environ.get(MULTIPROC_ENV):
+    values.ValueClass = values.MultiProcessValue(process_identifier=_process_id)
 
 from prometheus_client import (  # noqa: E402  (after the value store is chosen)
     CONTENT_TYPE_PLAIN_0_0_4,

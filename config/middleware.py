@@ -99,8 +99,12 @@ class MetricsMiddleware(DualModeMiddleware):
     """Count every request and time it (config/metrics.py), labelled by the route *template*
     the URL resolved to (`api/v1/orders/<int:pk>/`), never the raw path; `unmatched` when none."""
 
+    def __init__(self, get_response):
+        super().__init__(get_response)
+        self._async = iscoroutinefunction(get_response)  # decided once, not per request
+
     def __call__(self, request):
-        if iscoroutinefunction(self):
+        if self._async:
             return self.__acall__(request)
         started = time.perf_counter()
         status = 500
@@ -132,8 +136,15 @@ def _route_of(request) -> str:
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
+_children: dict[tuple[str, str, str], tuple] = {}  # (route, method, status) -> the two metric children
+
+
 def _observe(request, status: int, seconds: float) -> None:
     route = _route_of(request)
     method = request.method if request.method in _METHODS else "OTHER"
-    HTTP_REQUESTS.labels(route, method, str(status)).inc()
-    HTTP_LATENCY.labels(route, method).observe(seconds)
+    key = (route, method, str(status))
+    children = _children.get(key)
+    if children is None:  # bounded: route templates x methods x statuses
+        children = _children[key] = (HTTP_REQUESTS.labels(*key), HTTP_LATENCY.labels(route, method))
+    children[0].inc()
+    children[1].observe(seconds)
