@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
+import sys
 from datetime import UTC, datetime
 
 from config.context import correlation_id_var, request_id_var
@@ -86,22 +88,95 @@ _STD_ATTRS = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {
 }
 
 
+# Seed 004's stable top-level fields: on every line, null when the line has none.
+STABLE_FIELDS = ("level", "service", "component", "event", "namespace", "venue", "topic", "pair")
+# Other names a line may give the same thing under (an `asset`, a `provider`).
+_ALIASES = {"venue": ("provider",), "pair": ("asset", "symbol")}
+_SERVICES = {"worker": "worker", "beat": "beat", "uvicorn": "web", "gunicorn": "web", "granian": "web", "daphne": "web"}
+
+
+def service_name(argv: list[str] | None = None) -> str:
+    """Which process of the desk this is: TRADEDESK_SERVICE (the supervisor sets it to the
+    Procfile entry's name), else read from the command line (uvicorn: web; celery worker / beat;
+    manage.py <command>)."""
+    named = os.environ.get("TRADEDESK_SERVICE")
+    if named:
+        return named
+    argv = sys.argv if argv is None else argv
+    words = [os.path.basename(a) for a in argv]
+    for word in words:
+        if word in _SERVICES:
+            return _SERVICES[word]
+    if "manage.py" in words and words.index("manage.py") + 1 < len(words):
+        return words[words.index("manage.py") + 1]
+    return "pytest" if "pytest" in sys.modules else (words[0] if words else "python")
+
+
+_SERVICE: str | None = None
+
+
+def component_of(logger_name: str) -> str:
+    """`tradedesk.executor` -> `executor`; another library's logger: its top package (`celery`)."""
+    if logger_name.startswith("tradedesk."):
+        return logger_name.split(".", 2)[1]
+    return logger_name.split(".", 1)[0]
+
+
+def log_event(logger: logging.Logger, event: str, message: str | None = None, *, level=logging.INFO, **fields):
+    """One structured line for a thing that happened: `event` (a dotted name, e.g.
+    `command.submitted`), the stable fields and body ids it knows (`venue=`, `pair=`, `topic=`,
+    `order_id=`, `command_id=`, ...)."""
+    logger.log(level, message or event, extra={"event": event, **fields})
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
+        global _SERVICE
+        if _SERVICE is None:
+            _SERVICE = service_name()
+        attrs = record.__dict__
         out = {
             "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname,
+            "service": attrs.get("service") or _SERVICE,
+            "component": attrs.get("component") or component_of(record.name),
+            "event": attrs.get("event"),
+            "namespace": attrs.get("namespace") or _namespace(),
+            "venue": None,
+            "topic": attrs.get("topic"),
+            "pair": None,
             "logger": record.name,
             "message": record.getMessage(),
             "request_id": getattr(record, "request_id", None),
             "correlation_id": getattr(record, "correlation_id", None),
         }
-        for key, val in record.__dict__.items():
-            if key not in _STD_ATTRS and not key.startswith("_"):
+        for field, aliases in _ALIASES.items():
+            for name in (field, *aliases):
+                if attrs.get(name):
+                    out[field] = str(attrs[name])
+                    break
+        for key, val in attrs.items():
+            if key not in _STD_ATTRS and not key.startswith("_") and key not in out:
                 out[key] = val
         if record.exc_info:
             out["exc"] = redact_text(self.formatException(record.exc_info))
         return json.dumps(out, default=str)
+
+
+_NAMESPACE: str | None = None
+
+
+def _namespace() -> str:
+    """The deployment this desk is (LOG_NAMESPACE: e.g. `demo`, `prod`)."""
+    global _NAMESPACE
+    if _NAMESPACE is None:
+        try:
+            from django.conf import settings
+
+            _NAMESPACE = settings.LOG_NAMESPACE
+        except Exception:  # logging before the settings exist
+            return os.environ.get("LOG_NAMESPACE", "tradedesk")
+    return _NAMESPACE
 
 
 def adopt_server_access_log() -> None:

@@ -492,6 +492,8 @@ OSTIUM_SERVICE_TIMEOUT = env.float("OSTIUM_SERVICE_TIMEOUT", default=90.0)
 
 # --- logging ------------------------------------------------------------------------------------
 LOG_LEVEL = env("LOG_LEVEL", default="INFO")
+# The `namespace` field of every log line: which deployment this desk is (demo, staging, prod).
+LOG_NAMESPACE = env("LOG_NAMESPACE", default="tradedesk")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

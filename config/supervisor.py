@@ -107,7 +107,8 @@ class Supervisor:
             child.command,
             shell=True,
             cwd=self.cwd,
-            env=self.env,
+            # the `service` field of its log lines (config/logging.py): the Procfile entry's name
+            env={**(self.env if self.env is not None else os.environ), "TRADEDESK_SERVICE": child.name},
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,

@@ -10,11 +10,16 @@ failure. Each provider wraps these with its own key prefix and settings
 
 from __future__ import annotations
 
+import logging
 import random
 import time
 from collections.abc import Callable
 
 from django.core.cache import cache
+
+from config.logging import log_event
+
+logger = logging.getLogger("tradedesk.breaker")
 
 CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
 
@@ -47,9 +52,9 @@ def breaker_allow(prefix: str, name: str, *, cooldown: float) -> bool:
 
 def breaker_record(prefix: str, name: str, *, ok: bool, threshold: int) -> None:
     if ok:
-        cache.delete_many(
-            [_key(prefix, name, "failures"), _key(prefix, name, "opened_at"), _key(prefix, name, "probe")]
-        )
+        cache.delete_many([_key(prefix, name, "failures"), _key(prefix, name, "probe")])
+        if cache.delete(_key(prefix, name, "opened_at")):  # it was open (or half-open): now closed
+            log_event(logger, "breaker.closed", venue=prefix, breaker=name)
         return
     key = _key(prefix, name, "failures")
     cache.add(key, 0, timeout=None)
@@ -58,9 +63,12 @@ def breaker_record(prefix: str, name: str, *, ok: bool, threshold: int) -> None:
     except ValueError:
         cache.set(key, 1, timeout=None)
         failures = 1
-    if failures >= threshold or cache.get(_key(prefix, name, "opened_at")) is not None:
+    was_open = cache.get(_key(prefix, name, "opened_at")) is not None
+    if failures >= threshold or was_open:
         cache.set(_key(prefix, name, "opened_at"), time.time(), timeout=None)
         cache.delete(_key(prefix, name, "probe"))
+        if not was_open:
+            log_event(logger, "breaker.opened", level=logging.WARNING, venue=prefix, breaker=name, failures=failures)
 
 
 def retry_read(fn: Callable, *, is_retryable: Callable[[BaseException], bool], attempts: int):

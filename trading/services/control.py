@@ -7,6 +7,7 @@ transaction. The environment kill switch (`PAPER_ENABLED`, `OSTIUM_ENABLED`,
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -15,10 +16,13 @@ from django.db import transaction
 from django.utils import timezone
 
 from config.errors import ApplicationError
+from config.logging import log_event
 from configuration.registry import PROVIDERS
 from configuration.runtime import provider_enabled
 from trading.models import ControlState, TradingState
 from trading.services.ledger import event_record
+
+logger = logging.getLogger("tradedesk.control")
 
 EXECUTOR_PREFIX = "executor:"
 
@@ -72,7 +76,14 @@ def _control_change(*, component: str, actor: str, reason: str, topic: str, expi
         actor=actor,
         payload={"component": component, "before": before, "after": _snapshot(state)},
     )
+    transaction.on_commit(lambda: _log_change(topic, component, actor, state.reason))
     return state
+
+
+def _log_change(topic: str, component: str, actor: str, reason: str) -> None:
+    """Seed 004 "log when": an executor (or strategy) arms or disarms, pauses, drains, resumes."""
+    venue = component.split(":", 1)[1] if component.startswith("executor:") else None
+    log_event(logger, topic, control_component=component, venue=venue, topic=topic, actor=actor, reason=reason)
 
 
 def control_arm(*, component: str, actor: str, reason: str, expires_at: datetime | None = None) -> ControlState:

@@ -25,6 +25,7 @@ from django.db.models.functions import Cast, Concat
 from django.utils import timezone
 
 from config import metrics
+from config.logging import log_event
 from providers.interface import (
     CloseTradeRequest,
     ErrorCode,
@@ -139,8 +140,51 @@ def order_execute(*, order_id: int) -> str:
     if isinstance(claim, str):
         return claim
     command_id, provider, action, request = claim
+    pair = _pair_of(request)
+    _log_submitted(order_id, command_id, provider, action, pair)
     result = _venue_call(provider, action, request)
-    return execution_result_record(command_id=command_id, result=result, source="executor")
+    outcome = execution_result_record(command_id=command_id, result=result, source="executor")
+    _log_result(order_id, command_id, provider, action, pair, result, outcome)
+    return outcome
+
+
+def _pair_of(request) -> str | None:
+    return getattr(request, "symbol", None)
+
+
+def _log_submitted(order_id, command_id, provider: str, action: str, pair: str | None) -> None:
+    """Seed 004 "log when": a command is submitted (to the venue, now)."""
+    log_event(
+        logger,
+        "command.submitted",
+        venue=provider,
+        pair=pair,
+        order_id=order_id,
+        command_id=command_id,
+        action=str(action),
+        correlation_id=f"{Order.CORRELATION_PREFIX}{order_id}",
+    )
+
+
+def _log_result(order_id, command_id, provider: str, action: str, pair, result: ExecutionResult, outcome) -> None:
+    """Seed 004 "log when": the venue's answer; a rejection or an unknown outcome (a timeout) at
+    WARNING."""
+    status = str(getattr(result.status, "value", result.status))
+    level = logging.INFO if status in ("filled", "partially_filled", "pending", "cancelled") else logging.WARNING
+    log_event(
+        logger,
+        f"command.{status}",
+        level=level,
+        venue=provider,
+        pair=pair,
+        order_id=order_id,
+        command_id=command_id,
+        action=str(action),
+        status=status,
+        error_code=str(result.error.code) if result.error else None,
+        recorded=outcome,
+        correlation_id=f"{Order.CORRELATION_PREFIX}{order_id}",
+    )
 
 
 def _claim(order_id: int):
@@ -486,8 +530,11 @@ def _send_command(*, order_id: int, action: str, build) -> str:
             request=request,
             sent_at=timezone.now(),
         )
+    _log_submitted(order_id, command.pk, order.provider, action, order.asset)
     result = _venue_call(order.provider, action, request)
-    return execution_result_record(command_id=command.pk, result=result, source="executor")
+    outcome = execution_result_record(command_id=command.pk, result=result, source="executor")
+    _log_result(order_id, command.pk, order.provider, action, order.asset, result, outcome)
+    return outcome
 
 
 def order_cancel_execute(*, order_id: int) -> str:

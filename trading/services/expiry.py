@@ -11,6 +11,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from trading.models import ControlState, TradingState
+from trading.services.control import _log_change
 from trading.services.ledger import event_record
 
 EXPIRY_ACTOR = "system:expiry"
@@ -74,6 +75,8 @@ def control_state_expire(*, pk: int, now=None) -> ControlState | None:
             "after": {"armed": row.armed, "paused": row.paused, "draining": row.draining},
         },
     )
+    component, reason = row.component, row.reason
+    transaction.on_commit(lambda: _log_change("control.expired", component, EXPIRY_ACTOR, reason))
     return row
 
 

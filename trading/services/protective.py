@@ -41,6 +41,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from config import metrics
+from config.logging import log_event
 from trading import outbox
 from trading import protective_sql as Q
 from trading.models import EngineHeartbeat, Order, Position
@@ -158,6 +159,20 @@ def _asset_stale_mark(*, venue: str, asset: str, price, price_at, source: str, d
                 "max_age_seconds": settings.PROTECTIVE_MAX_PRICE_AGE_SECONDS,
                 "door": door,
             },
+        )
+        freshness = None if price_at is None else int((timezone.now() - price_at).total_seconds() * 1000)
+        transaction.on_commit(
+            lambda: log_event(
+                logger,
+                "price.stale",
+                level=logging.WARNING,
+                venue=venue,
+                pair=asset,
+                topic="price.stale",
+                source=source,
+                price_freshness_ms=freshness,
+                door=door,
+            )
         )
     return entered
 

@@ -20,6 +20,7 @@ from django.db.models import Q, Sum
 from django.utils import timezone
 
 from config.errors import ApplicationError, ConflictError, NotFoundError
+from config.logging import log_event
 from providers.interface import InventoryReading
 from trading.services.ledger import event_record, insert_with_event
 from treasury import lock_objects
@@ -326,7 +327,7 @@ def inventory_sync_apply(*, venue: str, readings: list[InventoryReading], source
     }
     event_record(topic="inventory.synced", aggregate_type="inventory_venue", aggregate_id=venue, payload=summary)
     if recovered:
-        logger.info("inventory recovered", extra={"venue": venue, "balances": recovered})
+        log_event(logger, "inventory.recovered", "inventory recovered", venue=venue, balances=recovered)
     return summary
 
 

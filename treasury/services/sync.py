@@ -21,6 +21,7 @@ from django.core.cache import cache
 from django.db import transaction
 from django.utils import timezone
 
+from config.logging import log_event
 from providers.interface import InventoryReading, VenueException
 from treasury.models import InventoryBalance, InventorySync, Venue
 from treasury.services import inventory
@@ -153,7 +154,16 @@ def _sync_round(venue: str) -> dict:
                 duration_ms=int((time.monotonic() - started) * 1000),
             )
         if exc.code != NOT_CONFIGURED:
-            logger.warning("inventory sync failed", extra={"venue": venue, "code": exc.code, "stale": len(went)})
+            log_event(
+                logger,
+                "inventory.stale" if went else "inventory.sync_failed",
+                "inventory sync failed",
+                level=logging.WARNING,
+                venue=venue,
+                code=exc.code,
+                stale=len(went),
+                balances=went,
+            )
         return {"venue": venue, "ok": False, "code": exc.code, "message": exc.message, "stale": went}
     with transaction.atomic():
         summary = inventory.inventory_sync_apply(venue=venue, readings=readings, source=source, now=now)
