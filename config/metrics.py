@@ -43,6 +43,7 @@ os.register_at_fork(after_in_child=_refresh_pid)
 # prometheus_client picks its value store when it is first imported (a process that imported it
 # before the directory was known, a test runner, switches here), before any metric exists here.
 if os.environ.get(MULTIPROC_ENV):
+    os.makedirs(os.environ[MULTIPROC_ENV], exist_ok=True)  # the metrics below open their files now
     values.ValueClass = values.MultiProcessValue(process_identifier=_process_id)
 
 from prometheus_client import (  # noqa: E402  (after the value store is chosen)

@@ -119,3 +119,20 @@ def test_one_scrape_of_a_web_process_sums_the_web_and_the_worker(
     assert value(after, "tradedesk_price_age_seconds", source="paper", symbol="BTC-USD") >= 0
     assert ("tradedesk_price_age_seconds", frozenset({("source", "paper"), ("symbol", "BTC-USD")})) in after
     assert not any(name == "tradedesk_state_reading_errors" for name, _ in after)
+
+
+def test_a_process_starts_with_a_metrics_directory_that_does_not_exist_yet(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from django.conf import settings
+
+    directory = tmp_path / "not" / "yet"
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(directory), "TRADEDESK_METRICS_DIR_PID": ""}
+    code = "import config.metrics as m; m.HTTP_REQUESTS.labels('health', 'GET', '200').inc()"
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=settings.BASE_DIR, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert any(name.startswith("counter_") for name in os.listdir(directory))
