@@ -122,17 +122,19 @@ def stop_missing_count() -> int:
 
 
 def executors() -> list[dict]:
-    """Per venue: whether its executor is armed (and not lapsed) and whether the environment
-    enables the venue (an armed executor of a disabled venue is a contradiction to alert on)."""
+    """Per venue: whether its executor is armed (and not lapsed) and whether the venue is enabled
+    (the environment's kill switch, then the runtime configuration): an armed executor of a
+    disabled venue is a contradiction to alert on."""
     from trading.models import ControlState
+    from trading.services.control import venue_enabled
 
     now = timezone.now()
     states = {s.component: s for s in ControlState.objects.filter(component__startswith="executor:")}
     out = []
-    for venue, enabled in settings.VENUE_ENABLED.items():
+    for venue in settings.VENUE_ENABLED:
         state = states.get(f"executor:{venue}")
         armed = bool(state and state.armed and (state.expires_at is None or state.expires_at > now))
-        out.append({"venue": venue, "armed": armed, "enabled": bool(enabled)})
+        out.append({"venue": venue, "armed": armed, "enabled": venue_enabled(venue)})
     return out
 
 
@@ -270,7 +272,9 @@ def _risk(now):
 
 def _executors(now):
     armed = _gauge("tradedesk_executor_armed", "1 when the venue's executor is armed", ("venue",))
-    enabled = _gauge("tradedesk_venue_enabled", "1 when the environment enables the venue", ("venue",))
+    enabled = _gauge(
+        "tradedesk_venue_enabled", "1 when the venue is enabled (kill switch, then runtime configuration)", ("venue",)
+    )
     for row in executors():
         armed.add_metric([row["venue"]], float(row["armed"]))
         enabled.add_metric([row["venue"]], float(row["enabled"]))
