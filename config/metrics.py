@@ -151,10 +151,22 @@ LEDGER_VERIFIED_AT = Gauge(
 )
 
 
+class AfterCommitCount:
+    """A count waiting for its transaction's commit (recognisable among the on-commit hooks)."""
+
+    __slots__ = ("fn",)
+
+    def __init__(self, fn):
+        self.fn = fn
+
+    def __call__(self):
+        self.fn()
+
+
 def after_commit(fn) -> None:
     """Count what a transaction did once it committed (a rolled-back change counts nothing)."""
     if connection.in_atomic_block:
-        transaction.on_commit(fn)
+        transaction.on_commit(AfterCommitCount(fn))
     else:
         fn()
 
