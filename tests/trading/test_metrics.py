@@ -136,3 +136,39 @@ def test_a_process_starts_with_a_metrics_directory_that_does_not_exist_yet(tmp_p
     )
     assert result.returncode == 0, result.stderr
     assert any(name.startswith("counter_") for name in os.listdir(directory))
+
+
+@pytest.mark.django_db(transaction=True)
+def test_risk_rejections_and_protective_evaluations_are_counted_where_they_happen(
+    markets, trader, api, client, settings
+):
+    from datetime import timedelta
+    from decimal import Decimal as D
+
+    from django.utils import timezone
+
+    from trading.models import RiskLimit
+    from trading.services.protective import protective_evaluate
+
+    settings.METRICS_TOKEN = TOKEN
+
+    def scrape():
+        return samples(client.get("/metrics", HTTP_AUTHORIZATION=f"Bearer {TOKEN}").content.decode())
+
+    before = scrape()
+    RiskLimit.objects.create(instrument="BTC-USD", max_notional=D("500"))
+    refused = api.post("/api/v1/trading/trades", OPEN | {"leverage": "6"}, format="json")
+    assert refused.status_code == 422 and refused.json()["error"]["code"] == "RISK_MAX_NOTIONAL"
+    protective_evaluate(venue="paper", asset="BTC-USD", price=D("60000"), price_at=timezone.now(), door="beat")
+    protective_evaluate(venue="paper", asset="ETH-USD", price=D("1"), price_at=timezone.now() - timedelta(hours=1))
+    after = scrape()
+
+    def grew(name, **labels):
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    assert grew("tradedesk_risk_rejections_total", code="RISK_MAX_NOTIONAL") == 1
+    assert grew("tradedesk_http_requests_total", route="api/v1/trading/trades", method="POST", status="422") == 1
+    assert grew("tradedesk_orders_total", status="ACCEPTED", venue="paper") == 0  # no order exists
+    assert grew("tradedesk_protective_evaluations_total", door="beat") == 1
+    assert grew("tradedesk_protective_evaluations_total", door="tick") == 1  # a stale price is evaluated too
+    assert grew("tradedesk_protective_evaluation_duration_seconds_count", door="beat") == 1
