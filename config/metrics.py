@@ -135,6 +135,18 @@ WS_DROPPED = Counter(
     "tradedesk_websocket_dropped_messages_total", "Websocket messages not delivered, by reason", ["reason"]
 )
 
+# --- NEAR Intents solver (solver/services/loop.py) -----------------------------------------------
+NEAR_QUOTES = Counter(
+    "tradedesk_near_quotes_total",
+    "Relay quotes received, by pair (configured pairs; `other` for the rest) and status",
+    ["pair", "status"],
+)
+NEAR_DECISIONS = Counter(
+    "tradedesk_near_decisions_total", "Solver decisions, by outcome and skip reason", ["outcome", "reason"]
+)
+NEAR_RESPONSES = Counter("tradedesk_near_quote_responses_total", "Quote responses, by the relay's answer", ["status"])
+NEAR_SETTLEMENTS = Counter("tradedesk_near_settlements_total", "Answered quotes closed, by outcome", ["outcome"])
+
 # --- database ----------------------------------------------------------------------------------
 DB_POOL_TIMEOUTS = Counter(
     "tradedesk_db_pool_timeouts_total", "Requests that waited for a database connection in vain (pool exhausted)"

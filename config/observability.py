@@ -111,6 +111,19 @@ def inventory_state() -> list[dict]:
     return list(out.values())
 
 
+def liquidity_open() -> list[dict]:
+    """Liquidity actions (fundings, withdrawals, rebalances) not final, per kind and status
+    (`delayed` among them: funding delayed)."""
+    from treasury.models import LiquidityAction
+
+    return list(
+        LiquidityAction.objects.filter(status__in=LiquidityAction.OPEN)
+        .values("kind", "status")
+        .annotate(count=Count("id"))
+        .order_by()
+    )
+
+
 def stop_missing_count() -> int:
     """Open positions flagged without a working stop (the protective engine's stop coverage)."""
     from trading.models import Position
@@ -264,6 +277,17 @@ def _inventory(now):
     yield from (age, stale)
 
 
+def _liquidity(now):
+    g = _gauge(
+        "tradedesk_liquidity_actions_open",
+        "Liquidity actions not final, by kind and status (delayed: a funding overdue)",
+        ("kind", "status"),
+    )
+    for row in liquidity_open():
+        g.add_metric([row["kind"], row["status"]], row["count"])
+    yield g
+
+
 def _risk(now):
     g = _gauge("tradedesk_positions_without_stop", "Open positions flagged without a working stop")
     g.add_metric([], stop_missing_count())
@@ -296,6 +320,7 @@ _READINGS = [
     ("prices", _prices),
     ("breakers", _breakers),
     ("inventory", _inventory),
+    ("liquidity", _liquidity),
     ("risk", _risk),
     ("executors", _executors),
     ("clock", _clock),

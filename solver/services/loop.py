@@ -30,6 +30,7 @@ from django.db import connection, transaction
 from django.db.models import OuterRef, Subquery, Sum
 from django.utils import timezone
 
+from config import metrics
 from config.errors import ApplicationError
 from providers.interface import VenueException
 from providers.near_intents.client import near_intents_client
@@ -273,9 +274,12 @@ def quote_receive(
             status=status,
             note=parsed["note"] if ingest_open else "ingest closed (paused, draining or disarmed)",
         )
+        known = parsed.get("pair", "") if status == RelayQuote.Status.ACCEPTED else "other"
         if not _insert_new(quote):
             log(logging.INFO, "ingest", "duplicate", "raw.near_intents.quote", quote_id=parsed["quote_id"])
+            metrics.after_commit(metrics.NEAR_QUOTES.labels(known or "other", "duplicate").inc)
             return Outcome("duplicate", pair=parsed.get("pair", ""))
+        metrics.after_commit(metrics.NEAR_QUOTES.labels(known or "other", str(status)).inc)
         if status != RelayQuote.Status.ACCEPTED:
             return Outcome(str(status), pair=parsed.get("pair", ""), reason=parsed["note"])
         event_record(
@@ -597,6 +601,9 @@ def _decision_event(decision: QuoteDecision, *, log_it: bool = True) -> None:
 
 
 def _decision_log(decision: QuoteDecision) -> None:
+    metrics.after_commit(
+        metrics.NEAR_DECISIONS.labels(str(decision.decision), str(decision.decision_reason or "none")).inc
+    )
     level = logging.INFO
     if decision.decision_reason in ("PRICE_STALE", "REFERENCE_UNHEALTHY", "REFERENCE_CONFLICTED"):
         log(
@@ -706,6 +713,7 @@ def response_record(command_id: str, *, result=None, error=None, timeout: str = 
         command.status = C.SENT
     command.save()
     topic = {C.SENT: "responded", C.UNKNOWN: "unknown", C.REJECTED: "rejected"}[command.status]
+    metrics.after_commit(metrics.NEAR_RESPONSES.labels(topic).inc)
     _command_event(command, f"near_intents.quote.{topic}", relay_answer=command.relay_answer)
     log(
         logging.WARNING if command.status != C.SENT else logging.INFO,
@@ -771,6 +779,7 @@ def settle(command_id: str, *, reason: str, tx_hash: str = "") -> QuoteCommand:
     if command.status in QuoteCommand.FINAL and command.status != C.EXPIRED:
         return command
     command.status, command.outcome_reason, command.closed_at = C.SETTLED, reason[:300], timezone.now()
+    metrics.after_commit(metrics.NEAR_SETTLEMENTS.labels("settled").inc)
     command.tx_hash = tx_hash or command.tx_hash
     command.save()
     if command.reservation_id:
@@ -803,6 +812,7 @@ def expire(command_id: str, *, reason: str) -> QuoteCommand:
     if command.status in QuoteCommand.FINAL:
         return command
     command.status, command.outcome_reason, command.closed_at = C.EXPIRED, reason[:300], timezone.now()
+    metrics.after_commit(metrics.NEAR_SETTLEMENTS.labels("expired").inc)
     command.save()
     _release(command, reason)
     _command_event(command, "near_intents.quote.expired")
