@@ -172,3 +172,22 @@ def test_risk_rejections_and_protective_evaluations_are_counted_where_they_happe
     assert grew("tradedesk_protective_evaluations_total", door="beat") == 1
     assert grew("tradedesk_protective_evaluations_total", door="tick") == 1  # a stale price is evaluated too
     assert grew("tradedesk_protective_evaluation_duration_seconds_count", door="beat") == 1
+
+
+def test_a_database_pool_timeout_under_a_503_is_counted():
+    from django.db import OperationalError
+    from psycopg_pool import PoolTimeout
+
+    from config import metrics
+    from config.errors import outage_error
+
+    before = metrics.DB_POOL_TIMEOUTS._value.get()
+    try:
+        try:
+            raise PoolTimeout("couldn't get a connection after 10.00 sec")
+        except PoolTimeout as exc:
+            raise OperationalError(str(exc)) from exc  # as Django wraps it
+    except OperationalError as wrapped:
+        assert outage_error(wrapped).status_code == 503
+    assert outage_error(OperationalError("server closed the connection")).status_code == 503  # not a pool timeout
+    assert metrics.DB_POOL_TIMEOUTS._value.get() == before + 1
