@@ -254,7 +254,8 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",  # the admin and browsable API
         "trading.auth.ApiKeyAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    # deny by default: safe methods need the `read` scope, writes `trade` (trading/permissions.py)
+    "DEFAULT_PERMISSION_CLASSES": ["trading.permissions.ScopeByMethod"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "config.errors.exception_handler",
     # DRF's parsers within the input bounds: body size, JSON depth, control characters

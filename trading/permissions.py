@@ -1,15 +1,24 @@
-"""Reusable permission classes and the ownership mixin for user-scoped endpoints.
+"""Permission classes and the ownership mixin for user-scoped endpoints.
 
-    class OrderList(OwnedQuerysetMixin, generics.ListCreateAPIView):
-        owner_field = "user"                      # or "account__user"
-        permission_classes = [IsAuthenticated, HasScope("trade")]
-        queryset = Order.objects.all()
+Authorisation is deny by default: `ScopeByMethod` is DRF's DEFAULT_PERMISSION_CLASSES. Every
+API view without permission classes of its own needs an active, authenticated user holding
+`read` for safe methods (GET, HEAD, OPTIONS) and `trade` for writes. A view that needs anything
+else says so explicitly:
+
+    class WalletList(OwnedQuerysetMixin, generics.ListCreateAPIView):
+        permission_classes = [HasScope("account")]   # writes need `account` (reads `read`)
+        owner_field = "user"                         # or "account__user"
+        queryset = Wallet.objects.all()
+
+    permission_classes = [IsStaff]                   # operator endpoints
+    permission_classes = [AllowAny]                  # sign-in doors only
 
 `OwnedQuerysetMixin` narrows `get_queryset()` to the caller's rows, so another user's id is a
-404 (never a 403 that would confirm it exists). `HasScope("trade")` lets safe methods through
-with the `read` scope and needs `trade` for writes; service keys carry only the scopes they
-were given, people signed in (Bearer or session) hold `read` and `trade` on their own account.
-`IsStaff` is for operator endpoints and refuses service keys whatever user they act as."""
+404 (never a 403 that would confirm it exists). Service keys carry only the scopes they were
+given (`read` and/or `trade`); people signed in (Bearer or session) hold `read`, `trade` and
+`account` on their own account. `IsStaff` is for operator endpoints and refuses service keys
+whatever user they act as. tests/test_route_permissions.py holds the expected answer of every
+route, method and credential."""
 
 from __future__ import annotations
 
@@ -63,6 +72,12 @@ class _ScopePermission(IsActiveUser):
             return False
         needed = self.read_scopes if request.method in SAFE_METHODS else self.write_scopes
         return needed <= request_scopes(request)
+
+
+class ScopeByMethod(_ScopePermission):
+    """The default permission: safe methods need `read`, writes need `trade`."""
+
+    write_scopes = frozenset({"trade"})
 
 
 def HasScope(*write_scopes: str, read: str | None = "read") -> type[BasePermission]:
