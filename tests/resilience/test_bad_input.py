@@ -70,18 +70,26 @@ def _rest_corpus():
         ("xml", "POST", "/api/v1/webhooks", "<a/>", {"content-type": "application/xml"}, 415, None),
         ("odd digits in a page", "GET", "/api/v1/trading/orders?limit=%D9%A1%D9%A0", None, {}, 400, None),
         ("empty enum", "GET", "/api/v1/trading/orders?status=", None, {}, 400, None),
-        # amounts and unknown fields on order endpoints are the trading API contract's to tighten:
-        # here only "no 5xx, the envelope, the desk up" (asserted for every answer below)
+        # amounts are JSON numbers or ASCII decimal strings; unknown fields on order endpoints are refused
         (
             "Arabic-Indic amount",
             "POST",
             "/api/v1/trading/trades",
             json.dumps({**ORDER, "collateral": "١٠٠"}),
             JSON,
-            None,
-            None,
+            400,
+            "validation_error",
         ),
-        ("underscored", "POST", "/api/v1/trading/trades", json.dumps({**ORDER, "collateral": "1_0"}), JSON, None, None),
+        (
+            "underscored",
+            "POST",
+            "/api/v1/trading/trades",
+            json.dumps({**ORDER, "collateral": "1_0"}),
+            JSON,
+            400,
+            "validation_error",
+        ),
+        ("unknown order field", "POST", "/api/v1/trading/trades", json.dumps({**ORDER, "bogus": 1}), JSON, 400, None),
         ("unknown field", "POST", "/api/v1/webhooks", json.dumps({"url": 1, "bogus": True}), JSON, 400, None),
     ]
 

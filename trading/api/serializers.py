@@ -1,6 +1,7 @@
 """Request and response serializers of the trading API."""
 
 import copy
+import re
 from decimal import Decimal
 
 from django.db import models
@@ -38,25 +39,100 @@ class FlatRequestSerializer(serializers.Serializer):
     def get_fields(self):
         return {name: copy.copy(field) for name, field in self._declared_fields.items()}
 
+    def to_internal_value(self, data):
+        """Unknown fields are refused (400 `validation_error`, each named in `details`): a
+        misspelt `stop_price` must not open a trade without its stop."""
+        if hasattr(data, "keys"):
+            unknown = sorted(set(data.keys()) - set(self._declared_fields))
+            if unknown:
+                raise serializers.ValidationError({name: ["Unknown field."] for name in unknown})
+        return super().to_internal_value(data)
+
+
+_DECIMAL = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)\Z")
+
+
+class Amount(serializers.DecimalField):
+    """An amount: a JSON number, or a string of ASCII digits with an optional sign and point
+    ("1000", "1000.5", 1000.0). Refused: booleans, exponents, "1_000", other scripts' digits,
+    NaN and infinities (Python's Decimal would take all of these)."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, bool) or not isinstance(data, (int, float, str, Decimal)):
+            self.fail("invalid")
+        if isinstance(data, float):
+            data = repr(data)  # 1000.0 → "1000.0"; nan/inf fail the pattern below
+        if isinstance(data, str):
+            data = data.strip()
+            if len(data) > self.MAX_STRING_LENGTH:
+                self.fail("max_string_length")
+            if not _DECIMAL.match(data):
+                self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class DirectionField(serializers.Field):
+    """`true` / `"long"` → long, `false` / `"short"` → short (the seed API's bool, or our words)."""
+
+    default_error_messages = {"invalid": 'Give true (long), false (short), "long" or "short".'}
+
+    def to_internal_value(self, data):
+        if data is True or data == "long":
+            return "long"
+        if data is False or data == "short":
+            return "short"
+        self.fail("invalid")
+
+    def to_representation(self, value):
+        return value
+
+
+class AssetTypeField(serializers.Field):
+    """The seed API's integer asset type (0 crypto, 1 forex, 2 commodity, 3 index, 4 stock) or a
+    category name; "" for none. Becomes the category name."""
+
+    default_error_messages = {"invalid": "Give 0–4 (crypto, forex, commodity, index, stock) or the category name."}
+
+    def to_internal_value(self, data):
+        from providers.markets import ASSET_TYPES, asset_type_category
+
+        if data is None or data == "":
+            return ""
+        if isinstance(data, bool) or not isinstance(data, (int, str)):
+            self.fail("invalid")
+        category = asset_type_category(data)
+        if category not in ASSET_TYPES.values():
+            self.fail("invalid")
+        return category
+
+    def to_representation(self, value):
+        return value
+
 
 PRICE = {"max_digits": 28, "decimal_places": 8, "required": False, "allow_null": True, "min_value": Decimal("0")}
 
 
 class TradeOpenRequest(FlatRequestSerializer):
-    asset = serializers.CharField(max_length=32, help_text="pair symbol, e.g. BTC-USD")
-    asset_type = serializers.CharField(max_length=16, required=False, allow_blank=True, default="")
-    direction = serializers.ChoiceField(choices=["long", "short"])
+    asset = serializers.CharField(
+        max_length=32,
+        help_text="our market name (BTC-USD), an alias (BTCUSD, BTCUSDT, BTC/USD) or the base symbol (BTC) "
+        "with `asset_type`",
+    )
+    asset_type = AssetTypeField(
+        required=False, default="", help_text="0 crypto, 1 forex, 2 commodity, 3 index, 4 stock"
+    )
+    direction = DirectionField(help_text='true or "long"; false or "short"')
     order_type = serializers.ChoiceField(choices=Order.Type.values, default=Order.Type.MARKET)
-    collateral = serializers.DecimalField(max_digits=28, decimal_places=8, required=False, allow_null=True)
-    leverage = serializers.DecimalField(max_digits=12, decimal_places=4, required=False, allow_null=True)
-    price = serializers.DecimalField(**PRICE, help_text="LIMIT price")
-    stop_price = serializers.DecimalField(**PRICE, help_text="STOP_LOSS level, or a stop-loss attached to an open")
-    take_profit_price = serializers.DecimalField(**PRICE)
-    trailing_stop_distance = serializers.DecimalField(**PRICE)
-    trailing_stop_percentage = serializers.DecimalField(**PRICE)
-    oco_stop_price = serializers.DecimalField(**PRICE)
-    oco_take_profit_price = serializers.DecimalField(**PRICE)
-    slippage_percentage = serializers.DecimalField(
+    collateral = Amount(max_digits=28, decimal_places=8, required=False, allow_null=True)
+    leverage = Amount(max_digits=12, decimal_places=4, required=False, allow_null=True)
+    price = Amount(**PRICE, help_text="LIMIT price")
+    stop_price = Amount(**PRICE, help_text="STOP_LOSS level, or a stop-loss attached to an open")
+    take_profit_price = Amount(**PRICE)
+    trailing_stop_distance = Amount(**PRICE)
+    trailing_stop_percentage = Amount(**PRICE)
+    oco_stop_price = Amount(**PRICE)
+    oco_take_profit_price = Amount(**PRICE)
+    slippage_percentage = Amount(
         max_digits=8,
         decimal_places=4,
         required=False,
@@ -73,7 +149,7 @@ class TradeOpenRequest(FlatRequestSerializer):
 
 
 class TradeCloseRequest(FlatRequestSerializer):
-    percentage = serializers.DecimalField(
+    percentage = Amount(
         max_digits=7,
         decimal_places=4,
         required=False,
@@ -86,8 +162,8 @@ class TradeCloseRequest(FlatRequestSerializer):
 
 
 class TradeProtectionRequest(FlatRequestSerializer):
-    stop_loss_price = serializers.DecimalField(**PRICE, help_text="null removes the stop-loss")
-    take_profit_price = serializers.DecimalField(**PRICE, help_text="null removes the take-profit")
+    stop_loss_price = Amount(**PRICE, help_text="null removes the stop-loss")
+    take_profit_price = Amount(**PRICE, help_text="null removes the take-profit")
 
 
 class OrderPlacedResponse(serializers.Serializer):
@@ -292,7 +368,10 @@ class PositionFilter(QueryParams):
 
 
 class PriceSerializer(serializers.Serializer):
-    pair = serializers.CharField()
+    pair = serializers.CharField(help_text="the pair as asked for (BTCUSDT, BTC-USD, ...)")
+    symbol = serializers.CharField(help_text="our market name (BTC-USD)")
+    asset = serializers.CharField(help_text="the base asset (BTC)")
+    quote = serializers.CharField(help_text="the quote currency (USD)")
     price = DecimalOut(max_digits=38, decimal_places=18)
     bid = DecimalOut(max_digits=38, decimal_places=18, allow_null=True)
     ask = DecimalOut(max_digits=38, decimal_places=18, allow_null=True)
@@ -301,9 +380,13 @@ class PriceSerializer(serializers.Serializer):
     venue = serializers.CharField(help_text="whose price it is: the venue the pair routes to (paper, ostium)")
 
 
-def price_data(tick) -> dict:
+def price_data(tick, pair: str | None = None) -> dict:
+    base, _, quote = tick.symbol.partition("-")
     return {
-        "pair": tick.symbol,
+        "pair": pair or tick.symbol,
+        "symbol": tick.symbol,
+        "asset": base,
+        "quote": quote,
         "price": tick.price,
         "bid": tick.bid,
         "ask": tick.ask,
@@ -318,8 +401,15 @@ class PriceQuery(QueryParams):
 
 
 class PricesQuery(PriceQuery):
-    pairs = serializers.CharField(help_text="comma-separated pair symbols, e.g. BTC-USD,ETH-USD")
+    pairs = serializers.CharField(
+        required=False,
+        help_text="comma-separated pair names, e.g. BTC-USD,ETHUSDT,EURUSD (1 to 50); without it, every market",
+    )
 
 
 class PricesResponse(serializers.Serializer):
     prices = PriceSerializer(many=True)
+    unknown = serializers.ListField(child=serializers.CharField(), help_text="names asked for that are no market")
+    unavailable = serializers.ListField(
+        child=serializers.CharField(), help_text="markets asked for that have no price now"
+    )

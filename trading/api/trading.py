@@ -52,15 +52,16 @@ class TradeOpen(_Throttled, APIView):
         trade = None
         if d.get("pair_id") or d.get("trade_index"):
             trade = trade_open_for_user(
-                user=request.user, pair_id=d.get("pair_id", ""), trade_index=d.get("trade_index", "")
+                user=request.user, pair_id=str(d.get("pair_id", "")), trade_index=str(d.get("trade_index", ""))
             )
             if trade is None:
                 raise NotFoundError("No such open trade.", code="TRADE_NOT_FOUND")
         slippage = d.get("slippage_percentage")
+        asset_type = d.get("asset_type", "")
         order = order_services.order_place(
             user=request.user,
-            asset=d["asset"],
-            asset_type=d.get("asset_type", ""),
+            asset=order_services.asset_resolve(d["asset"], asset_type),
+            asset_type=asset_type,
             side=d["direction"],
             order_type=d["order_type"],
             collateral=d.get("collateral"),

@@ -176,6 +176,33 @@ def venue_and_market(asset: str):
 
 def venue_market_cache_clear() -> None:
     _venue_market_cache.clear()
+    _asset_cache.clear()
+
+
+_asset_cache: dict[tuple[str, str], tuple[float, str]] = {}
+
+
+def asset_resolve(asset: str, asset_type: str = "") -> str:
+    """Our market symbol for an order's `asset` as the client wrote it: the symbol, an alias
+    (BTCUSDT, BTCUSD, BTC/USD) or a base symbol narrowed by `asset_type` (a category); see
+    `providers.markets.market_resolve`. Unknown: 400 INVALID_MARKET. Kept per process for
+    TRADING_MARKET_CACHE_SECONDS, like `venue_and_market`."""
+    from providers.markets import market_resolve
+
+    key = (asset, asset_type)
+    ttl = settings.TRADING_MARKET_CACHE_SECONDS
+    hit = _asset_cache.get(key)
+    if ttl > 0 and hit and hit[0] > time.monotonic():
+        return hit[1]
+    try:
+        symbol = market_resolve(asset, asset_type or None)
+    except VenueException as exc:
+        raise ApplicationError(
+            exc.error.message, code=str(exc.error.code), details={"asset": asset}, status_code=400
+        ) from exc
+    if ttl > 0:
+        _asset_cache[key] = (time.monotonic() + ttl, symbol)
+    return symbol
 
 
 def _price(asset: str, venue: str):
