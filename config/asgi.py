@@ -10,20 +10,20 @@ from config.handler import ASGIHandler  # noqa: E402
 django_asgi_app = ASGIHandler()  # build Django first, then the router
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
 from config.inputs import BodySizeLimit  # noqa: E402
 from config.logging import adopt_server_access_log  # noqa: E402
 from config.routing import websocket_urlpatterns  # noqa: E402
-from trading.realtime.auth import websocket_auth_stack  # noqa: E402
+from trading.realtime.auth import SessionOriginValidator, websocket_auth_stack  # noqa: E402
 
 adopt_server_access_log()
 
 application = ProtocolTypeRouter(
     {
         "http": BodySizeLimit(django_asgi_app),  # 413 before Django spools a body over the limit
-        # Origin checked against ALLOWED_HOSTS; then the session user, overridden by a bearer
-        # token (query `token` or subprotocol `bearer, <jwt>`) when one is given.
-        "websocket": AllowedHostsOriginValidator(websocket_auth_stack(URLRouter(websocket_urlpatterns))),
+        # the session user, overridden by a bearer token (Authorization header, subprotocol
+        # `bearer, <jwt>` or query `token`) when one is given; the Origin is checked against
+        # ALLOWED_HOSTS for cookie sessions only
+        "websocket": SessionOriginValidator(websocket_auth_stack(URLRouter(websocket_urlpatterns))),
     }
 )

@@ -226,7 +226,7 @@ WHITENOISE_AUTOREFRESH = DEBUG
 
 # --- API access: JWT, Sign-In with Ethereum, throttling -----------------------------------------
 JWT_SIGNING_KEY = env("JWT_SIGNING_KEY", default="")  # empty: derived from SECRET_KEY
-JWT_ACCESS_TTL = env.int("JWT_ACCESS_TTL", default=15 * 60)  # seconds
+JWT_ACCESS_TTL = env.int("JWT_ACCESS_TTL", default=30 * 60)  # seconds: the seed API's expires_in 1800
 JWT_REFRESH_TTL = env.int("JWT_REFRESH_TTL", default=14 * 24 * 3600)  # seconds
 JWT_ISSUER = env("JWT_ISSUER", default="tradedesk")
 SIWE_DOMAIN = env("SIWE_DOMAIN", default="") or next(

@@ -76,6 +76,7 @@ def access_encode(*, user, now: datetime | None = None) -> tuple[str, dict]:
         "exp": int((now + timedelta(seconds=settings.JWT_ACCESS_TTL)).timestamp()),
         "jti": new_jti(),
         "type": ACCESS,
+        "email": user.email,
         "auth_method": user.auth_method,
         "permissions": user_permissions(user),
     }

@@ -99,12 +99,16 @@ def make_token(user, *, expires_in: float = 300, kind: str = "access", key: str 
 def ws_connect(server, path="/ws", *, token=None, via="query", cookie=None, origin=ORIGIN, **kwargs):
     uri = server.url(path)
     subprotocols = None
+    headers = {"Cookie": f"{settings.SESSION_COOKIE_NAME}={cookie}"} if cookie else {}
     if token is not None and via == "query":
         uri += f"?token={token}"
+    elif token is not None and via == "header":
+        headers["Authorization"] = f"Bearer {token}"
     elif token is not None:
         subprotocols = ["bearer", token]
-    headers = {"Cookie": f"{settings.SESSION_COOKIE_NAME}={cookie}"} if cookie else None
-    return connect(uri, origin=origin, subprotocols=subprotocols, additional_headers=headers, open_timeout=10, **kwargs)
+    return connect(
+        uri, origin=origin, subprotocols=subprotocols, additional_headers=headers or None, open_timeout=10, **kwargs
+    )
 
 
 def recv(ws, timeout: float = 10.0) -> dict:

@@ -61,11 +61,30 @@ def test_logged_out_session_is_refused(ws_server, client, operator_user):
 
 
 @pytest.mark.parametrize("origin", ["http://evil.example.com", None])
-def test_foreign_or_missing_origin_is_refused_before_the_handshake(ws_server, make_user, origin):
-    user = make_user()
+def test_a_cookie_session_from_a_foreign_or_missing_origin_is_refused_before_the_handshake(
+    ws_server, client, operator_user, origin
+):
+    client.force_login(operator_user)
     with pytest.raises(InvalidStatus) as refused:
-        ws_connect(ws_server, token=make_token(user), origin=origin)
+        ws_connect(ws_server, "/stream", cookie=client.cookies["sessionid"].value, origin=origin)
     assert refused.value.response.status_code == 403
+
+
+@pytest.mark.parametrize("origin", ["http://evil.example.com", None])
+@pytest.mark.parametrize("via", ["query", "subprotocol", "header"])
+def test_token_clients_need_no_origin(ws_server, make_user, origin, via):
+    """A bot with a JWT sends no Origin; a page on another site cannot read the token, so the
+    Origin check (which guards the cookie) does not apply."""
+    with ws_connect(ws_server, token=make_token(make_user()), origin=origin, via=via) as ws:
+        assert subscribe(ws, "trades")["type"] == "subscribed"
+
+
+def test_a_bad_bearer_header_is_refused_and_does_not_fall_back_to_the_session(ws_server, client, operator_user):
+    client.force_login(operator_user)
+    cookie = client.cookies["sessionid"].value
+    with ws_connect(ws_server, token="not-a-jwt", via="header", cookie=cookie) as ws:
+        assert recv(ws)["data"]["code"] == "token_invalid"
+        assert close_code(ws) == 4401
 
 
 def test_an_access_token_issued_by_the_api_opens_a_connection(ws_server, make_user):

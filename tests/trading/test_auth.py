@@ -45,7 +45,7 @@ def test_access_token_claims():
     user = UserFactory()
     body = login(user)
     claims = jwt.decode(body["access_token"], tokens.signing_key(), algorithms=["HS256"], issuer="tradedesk")
-    assert claims["sub"] == str(user.pk) and claims["type"] == "access"
+    assert claims["sub"] == str(user.pk) and claims["type"] == "access" and claims["email"] == user.email
     assert claims["auth_method"] == "password" and claims["permissions"] == ["read", "trade", "account"]
     assert claims["exp"] - claims["iat"] == settings.JWT_ACCESS_TTL and claims["jti"]
 

@@ -1,10 +1,15 @@
 """Websocket authentication: a JWT access token, or the Django (admin) session cookie.
 
-A token comes either as the `token` query parameter (`/ws?token=<jwt>`) or as the
-subprotocol pair `Sec-WebSocket-Protocol: bearer, <jwt>`; the server then answers with the
-subprotocol `bearer` (browsers cannot set an Authorization header on a websocket). With no
-token, the session cookie is used (`websocket_auth_stack`). A token that is present but bad
-never falls back to the session.
+A token comes as the upgrade request's `Authorization: Bearer <jwt>` header (servers, bots,
+the seed API's clients), as the subprotocol pair `Sec-WebSocket-Protocol: bearer, <jwt>` (the
+server then answers with the subprotocol `bearer`; browsers cannot set an Authorization header
+on a websocket), or as the `token` query parameter (`/ws?token=<jwt>`). With no token, the
+session cookie is used (`websocket_auth_stack`). A token that is present but bad never falls
+back to the session.
+
+The Origin check (`SessionOriginValidator`) guards cookie sessions against cross-site use: a
+page on another site cannot read a token, but its browser sends the cookie. A connection that
+brings a token needs no Origin header (a Python bot sends none).
 
 `user_from_token` is the one place a token becomes a user; point it at the shared decoder
 when there is one.
@@ -60,7 +65,13 @@ def user_from_token(token: str) -> TokenIdentity:
 
 
 def token_from_scope(scope) -> tuple[str | None, str | None]:
-    """(token, subprotocol to echo) from the query string or `bearer, <token>` subprotocols."""
+    """(token, subprotocol to echo) from the `Authorization: Bearer` header, the `bearer,
+    <token>` subprotocols or the query string."""
+    for name, value in scope.get("headers") or ():
+        if name == b"authorization":
+            scheme, _, credential = value.decode("latin-1").strip().partition(" ")
+            if scheme.lower() == "bearer" and credential.strip():
+                return credential.strip(), None
     subprotocols = list(scope.get("subprotocols") or [])
     if BEARER_SUBPROTOCOL in subprotocols:
         index = subprotocols.index(BEARER_SUBPROTOCOL)
@@ -107,6 +118,23 @@ class WebsocketSessionMiddleware(SessionMiddleware):
         wrapper = InstanceSessionWrapper(scope, send)
         await wrapper.resolve_session()
         return await self.inner(wrapper.scope, receive, send)
+
+
+class SessionOriginValidator:
+    """Channels' `AllowedHostsOriginValidator` (the Origin must name one of ALLOWED_HOSTS, else
+    HTTP 403 before the handshake) for connections that would authenticate by the session
+    cookie; a connection that brings a token passes without an Origin."""
+
+    def __init__(self, inner):
+        from channels.security.websocket import AllowedHostsOriginValidator
+
+        self.inner = inner
+        self.checked = AllowedHostsOriginValidator(inner)
+
+    async def __call__(self, scope, receive, send):
+        token, _ = token_from_scope(scope)
+        app = self.inner if token is not None else self.checked
+        return await app(scope, receive, send)
 
 
 def websocket_auth_stack(inner):
