@@ -30,3 +30,32 @@ class LimitOffsetPagination(pagination.LimitOffsetPagination):
 
     def get_offset(self, request):
         return self._number(request, self.offset_query_param, minimum=0) or 0
+
+
+class NamedLimitOffsetPagination(LimitOffsetPagination):
+    """The same limit/offset page, its rows under `results_key` (`{"positions": [...]}`, as the
+    seed API names them) beside `count`, `limit`, `offset`, `next` and `previous`."""
+
+    results_key = "results"
+
+    def get_paginated_response(self, data):
+        from rest_framework.response import Response
+
+        return Response(
+            {
+                self.results_key: data,
+                "count": self.count,
+                "limit": self.limit,
+                "offset": self.offset,
+                "next": self.get_next_link(),
+                "previous": self.get_previous_link(),
+            }
+        )
+
+    def get_paginated_response_schema(self, schema):
+        page = super().get_paginated_response_schema(schema)
+        properties = dict(page["properties"])
+        properties[self.results_key] = properties.pop("results")
+        properties["limit"] = {"type": "integer", "example": 50}
+        properties["offset"] = {"type": "integer", "example": 0}
+        return {**page, "properties": properties, "required": [self.results_key, "count", "limit", "offset"]}

@@ -46,7 +46,7 @@ def test_open_fill_partial_close_close_through_the_api(markets, trader, armed, a
     pair_id, index = detail["pair_id"], detail["trade_index"]
     assert (pair_id, index) != ("", "")
 
-    positions = api.get("/api/v1/trading/positions").json()["results"]
+    positions = api.get("/api/v1/trading/positions").json()["positions"]
     assert len(positions) == 1 and D(positions[0]["quantity"]) == size
     assert positions[0]["trades"][0]["stop_loss_price"] == "55000"
 
@@ -76,7 +76,7 @@ def test_open_fill_partial_close_close_through_the_api(markets, trader, armed, a
     assert trade.status == "closed" and trade.size == 0
     assert trade.realized_pnl == half_order.realized_pnl + rest_order.realized_pnl
     assert trade.fees_paid == sum(o.fee for o in Order.objects.filter(trade=trade, status="FILLED"))
-    position = api.get("/api/v1/trading/positions?status=all").json()["results"][0]
+    position = api.get("/api/v1/trading/positions?status=all").json()["positions"][0]
     assert position["status"] == "closed" and D(position["realized_pnl"]) == trade.realized_pnl
     assert Order.objects.get(order_type="STOP_LOSS").status == "CANCELLED"
     assert api.delete(f"/api/v1/trading/trades/{pair_id}/{index}").status_code == 404
@@ -96,7 +96,7 @@ def test_open_positions_are_shown_marked_at_the_latest_price(markets, trader, ar
     price_set("BTC-USD", D("61000"))
 
     # then the API marks the open position and its trade at 61,000; the row keeps its fill's mark
-    (shown,) = api.get("/api/v1/trading/positions").json()["results"]
+    (shown,) = api.get("/api/v1/trading/positions").json()["positions"]
     pnl = (D("61000") - entry) * size
     assert pnl > 0 and D(shown["current_price"]) == D("61000")
     assert abs(D(shown["unrealized_pnl"]) - pnl) < D("0.00000001")
@@ -109,7 +109,7 @@ def test_open_positions_are_shown_marked_at_the_latest_price(markets, trader, ar
     rest = api.delete(f"/api/v1/trading/trades/{opened['pair_id']}/{shown['trades'][0]['trade_index']}")
     assert _status(rest.json()["order_id"], "FILLED", "REJECTED") == "FILLED"
     price_set("BTC-USD", D("65000"))
-    (closed,) = api.get("/api/v1/trading/positions?status=all").json()["results"]
+    (closed,) = api.get("/api/v1/trading/positions?status=all").json()["positions"]
     assert closed["status"] == "closed" and D(closed["current_price"]) != D("65000")
 
 
@@ -265,7 +265,7 @@ def test_other_users_orders_and_trades_are_404(markets, trader, other_trader, ap
         api.patch("/api/v1/trading/trades/BTC-USD/41", {"stop_loss_price": "50000"}, format="json").status_code == 404
     )
     assert [o["id"] for o in api.get("/api/v1/trading/orders").json()["results"]] == [mine]
-    assert api.get("/api/v1/trading/positions").json()["results"] == []
+    assert api.get("/api/v1/trading/positions").json()["positions"] == []
     protective = OPEN | {"order_type": "STOP_LOSS", "stop_price": "55000", "pair_id": "BTC-USD", "trade_index": "41"}
     assert api.post("/api/v1/trading/trades", protective, format="json").status_code == 404
 

@@ -152,3 +152,38 @@ def test_bulk_prices_without_pairs_are_every_market(markets, api):
 def test_bulk_prices_take_one_to_fifty_pairs(markets, api):
     assert api.get("/api/v1/prices?pairs=").status_code == 400
     assert api.get("/api/v1/prices?pairs=" + ",".join(f"P{i}" for i in range(51))).status_code == 400
+
+
+# --- positions -----------------------------------------------------------------------------------
+
+
+def test_positions_come_under_positions_with_the_seed_fields_and_a_page(markets, trader, api):
+    from trading.models import Position
+
+    for asset in ("BTC-USD", "ETH-USD", "SOL-USD"):
+        Position.objects.create(
+            user=trader,
+            provider="paper",
+            asset=asset,
+            side="long",
+            quantity=D("0.1"),
+            avg_entry_price=D("45000"),
+            current_price=D("46000"),
+            unrealized_pnl=D("100"),
+            leverage=D("10"),
+        )
+    body = api.get("/api/v1/trading/positions?limit=2").json()
+    assert set(body) == {"positions", "count", "limit", "offset", "next", "previous"}
+    assert (body["count"], body["limit"], body["offset"], len(body["positions"])) == (3, 2, 0, 2)
+    assert "offset=2" in body["next"] and body["previous"] is None
+    first = body["positions"][0]
+    seed = {"id", "asset", "side", "size", "entry_price", "current_price", "unrealized_pnl", "leverage"}
+    assert seed <= set(first), seed - set(first)
+    assert (first["side"], D(first["size"]), D(first["entry_price"]), D(first["leverage"])) == (
+        "long",
+        D("0.1"),
+        D("45000"),
+        D("10"),
+    )
+    rest = api.get(body["next"]).json()
+    assert len(rest["positions"]) == 1 and rest["next"] is None

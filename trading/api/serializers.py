@@ -325,6 +325,9 @@ class TradeSerializer(_MarkedAtLatestPrice, ModelSerializer):
 
 class PositionSerializer(_MarkedAtLatestPrice, ModelSerializer):
     direction = serializers.CharField(source="side")
+    side = serializers.CharField(help_text="long or short (the seed API's name for direction)")
+    size = DecimalOut(source="quantity", max_digits=38, decimal_places=18, help_text="= quantity")
+    entry_price = DecimalOut(source="avg_entry_price", max_digits=38, decimal_places=18, help_text="= avg_entry_price")
     entry_field, size_field = "avg_entry_price", "quantity"
     trades = serializers.SerializerMethodField()
 
@@ -334,6 +337,9 @@ class PositionSerializer(_MarkedAtLatestPrice, ModelSerializer):
             "id",
             "provider",
             "asset",
+            "side",
+            "size",
+            "entry_price",
             "direction",
             "status",
             "quantity",

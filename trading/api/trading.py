@@ -8,6 +8,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from config.errors import NotFoundError
+from config.pagination import NamedLimitOffsetPagination
 from trading.api import serializers as s
 from trading.api.idempotency import IDEMPOTENCY_KEY_PARAMETER, idempotent
 from trading.models import Order, Position
@@ -125,10 +126,21 @@ class TradeDetail(_Throttled, APIView):
         return Response(s.TradeSerializer(trade).data)
 
 
+class PositionsPage(NamedLimitOffsetPagination):
+    results_key = "positions"
+
+
 class PositionList(_Throttled, generics.ListAPIView):
     serializer_class = s.PositionSerializer
+    pagination_class = PositionsPage
 
-    @extend_schema(operation_id="trading_positions", parameters=[s.PositionFilter])
+    @extend_schema(
+        operation_id="trading_positions",
+        parameters=[s.PositionFilter],
+        description="The caller's positions (open by default): `{positions: [...], count, limit, offset, next, "
+        "previous}`. Each carries the seed API's `id, asset, side, size, entry_price, current_price, "
+        "unrealized_pnl, leverage` next to ours.",
+    )
     def get(self, request, *args, **kwargs):
         return super().get(request, *args, **kwargs)
 

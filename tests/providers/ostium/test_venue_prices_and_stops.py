@@ -172,7 +172,7 @@ def test_ostium_symbols_are_quoted_validated_and_marked_at_ostiums_price(desk, o
     # marked at Ostium's price, whatever the paper venue's price does
     _ostium_price(ostium, "ETH-USD", "3264")
     price_set("ETH-USD", D("2900"))
-    [position] = api.get("/api/v1/trading/positions").json()["results"]
+    [position] = api.get("/api/v1/trading/positions").json()["positions"]
     assert D(position["current_price"]) == D("3264")
     assert D(position["unrealized_pnl"]) == (D("3264") - D("3200")) * trade.size
 
