@@ -56,6 +56,7 @@ api/v1/wallets/<int:pk>/deactivate                    POST    401  403  403   40
 api/v1/webhooks                                       GET     401  200  200   200   200  200
 api/v1/webhooks                                       POST    401  403  400   400   400  400
 api/v1/webhooks/<int:pk>                              GET     401  200  200   404   200  404
+api/v1/webhooks/<int:pk>                              PUT     401  403  400   404   400  404
 api/v1/webhooks/<int:pk>                              PATCH   401  403  200   404   200  404
 api/v1/webhooks/<int:pk>                              DELETE  401  403  204   404   204  404
 api/v1/webhooks/<int:pk>/rotate-secret                POST    401  403  200   404   200  404

@@ -1,6 +1,7 @@
 """`/api/v1/webhooks`: a user's own endpoints and their delivery log. Another user's
 endpoint is a 404. The signing secret appears only in the create and rotate responses."""
 
+from django.db.models import Max, Q, Sum
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers, status
@@ -14,6 +15,11 @@ from webhooks.models import SUBSCRIBABLE, WebhookAttempt, WebhookDelivery, Webho
 
 
 class EndpointSerializer(serializers.ModelSerializer):
+    last_delivery_at = serializers.SerializerMethodField(help_text="when a delivery last reached the endpoint")
+    retry_count = serializers.SerializerMethodField(
+        help_text="failed attempts of the deliveries still to be retried (0 when nothing is failing)"
+    )
+
     class Meta:
         model = WebhookEndpoint
         fields = [
@@ -22,6 +28,8 @@ class EndpointSerializer(serializers.ModelSerializer):
             "description",
             "event_types",
             "is_active",
+            "last_delivery_at",
+            "retry_count",
             "secret_fingerprint",
             "previous_secret_expires_at",
             "failing_since",
@@ -30,6 +38,27 @@ class EndpointSerializer(serializers.ModelSerializer):
             "created_at",
             "updated_at",
         ]
+
+    def _stats(self, endpoint) -> dict:
+        """The list annotates each row (DELIVERY_STATS); one endpoint is read here."""
+        if hasattr(endpoint, "retry_count"):
+            return {"last_delivery_at": endpoint.last_delivery_at, "retry_count": endpoint.retry_count}
+        stats = WebhookEndpoint.objects.filter(pk=endpoint.pk).aggregate(**DELIVERY_STATS)
+        endpoint.last_delivery_at, endpoint.retry_count = stats["last_delivery_at"], stats["retry_count"]
+        return stats
+
+    def get_last_delivery_at(self, endpoint) -> str | None:
+        value = self._stats(endpoint)["last_delivery_at"]
+        return serializers.DateTimeField().to_representation(value) if value else None
+
+    def get_retry_count(self, endpoint) -> int:
+        return int(self._stats(endpoint)["retry_count"] or 0)
+
+
+DELIVERY_STATS = {
+    "last_delivery_at": Max("deliveries__delivered_at"),
+    "retry_count": Sum("deliveries__attempts", filter=Q(deliveries__status=WebhookDelivery.Status.PENDING)),
+}
 
 
 class EndpointWithSecretSerializer(EndpointSerializer):
@@ -43,6 +72,21 @@ class EndpointCreateSerializer(serializers.Serializer):
     url = serializers.URLField(max_length=2000)
     event_types = serializers.ListField(child=serializers.ChoiceField(choices=SUBSCRIBABLE), min_length=1)
     description = serializers.CharField(max_length=500, required=False, allow_blank=True, default="")
+    secret = serializers.CharField(
+        max_length=256,
+        required=False,
+        trim_whitespace=False,
+        write_only=True,
+        help_text="your own signing secret, at least 24 bytes (400 WEAK_SECRET otherwise); without it one is "
+        "generated (whsec_...). Either way the answer shows it once.",
+    )
+
+
+class EndpointReplaceSerializer(serializers.Serializer):
+    url = serializers.URLField(max_length=2000)
+    event_types = serializers.ListField(child=serializers.ChoiceField(choices=SUBSCRIBABLE), min_length=1)
+    description = serializers.CharField(max_length=500, required=False, allow_blank=True)
+    is_active = serializers.BooleanField(required=False)
 
 
 class EndpointUpdateSerializer(serializers.Serializer):
@@ -96,10 +140,13 @@ def _actor(request) -> str:
 
 
 class EndpointList(APIView):
-    @extend_schema(responses=EndpointSerializer(many=True), summary="List my webhook endpoints")
+    @extend_schema(
+        responses=inline_serializer("WebhookList", {"webhooks": EndpointSerializer(many=True)}),
+        summary="List my webhook endpoints: {webhooks: [...]}",
+    )
     def get(self, request):
-        qs = WebhookEndpoint.objects.filter(user=request.user).order_by("id")
-        return Response(EndpointSerializer(qs, many=True).data)
+        qs = WebhookEndpoint.objects.filter(user=request.user).annotate(**DELIVERY_STATS).order_by("id")
+        return Response({"webhooks": EndpointSerializer(qs, many=True).data})
 
     @extend_schema(
         request=EndpointCreateSerializer,
@@ -118,6 +165,18 @@ class EndpointDetail(APIView):
     @extend_schema(responses=EndpointSerializer, summary="One of my webhook endpoints")
     def get(self, request, pk: int):
         return Response(EndpointSerializer(_own(request, pk)).data)
+
+    @extend_schema(
+        request=EndpointReplaceSerializer,
+        responses=EndpointSerializer,
+        summary="Replace an endpoint's url and event types (is_active, description: unchanged when left out)",
+    )
+    def put(self, request, pk: int):
+        endpoint = _own(request, pk)
+        s = EndpointReplaceSerializer(data=request.data)
+        s.is_valid(raise_exception=True)
+        endpoint = services.endpoint_update(endpoint=endpoint, actor=_actor(request), **s.validated_data)
+        return Response(EndpointSerializer(endpoint).data)
 
     @extend_schema(request=EndpointUpdateSerializer, responses=EndpointSerializer, summary="Update an endpoint")
     def patch(self, request, pk: int):

@@ -73,11 +73,16 @@ def _endpoint_event(endpoint: WebhookEndpoint, topic: str, actor: str, **extra) 
     )
 
 
-def endpoint_create(*, user, url: str, event_types: list[str], description: str = "") -> tuple[WebhookEndpoint, str]:
-    """Create an endpoint; returns it and its signing secret (shown to the user only now)."""
+def endpoint_create(
+    *, user, url: str, event_types: list[str], description: str = "", secret: str | None = None
+) -> tuple[WebhookEndpoint, str]:
+    """Create an endpoint; returns it and its signing secret (shown to the user only now): the
+    client's own `secret` when it is strong enough (`signing.secret_problem`), else generated."""
     event_types = _check_event_types(event_types)
+    if secret is not None and (problem := signing.secret_problem(secret)):
+        raise ApplicationError(problem, code="WEAK_SECRET", details={"min_bytes": signing.MIN_SECRET_BYTES})
     target_check(url)  # before the transaction: it resolves DNS
-    secret = signing.secret_generate()
+    secret = secret or signing.secret_generate()
     with transaction.atomic():
         endpoint = WebhookEndpoint.objects.create(
             user=user,
@@ -284,6 +289,19 @@ def _new_delivery(endpoint: WebhookEndpoint, *, event_id: str, event_type: str, 
     )
 
 
+def _data(event_type: str, payload: dict) -> dict:
+    """A delivery's `data`: the event payload. A `trade.executed` of an opening order also names
+    the trade the fill opened (`trade_id`), which its `order.filled` event could not: the trade
+    is made after it, in the same transaction, so it exists when the dispatcher gets here."""
+    if event_type == "trade.executed" and payload.get("trade_id") is None and payload.get("order_id"):
+        from trading.models import Order
+
+        trade_id = Order.objects.filter(pk=payload["order_id"]).values_list("trade_id", flat=True).first()
+        if trade_id is not None:
+            return {**payload, "trade_id": trade_id}
+    return payload
+
+
 def deliveries_create_for_event(event, *, now: datetime | None = None) -> None:
     """Outbox handler: one delivery per subscribed active endpoint of the event's owner
     (`payload["user_id"]`). Runs in the dispatcher's transaction, so it happens exactly once per
@@ -299,10 +317,11 @@ def deliveries_create_for_event(event, *, now: datetime | None = None) -> None:
     ]
     if not endpoints:
         return
+    data = _data(event_type, event.payload or {})
     WebhookDelivery.objects.bulk_create(
         [
             _new_delivery(
-                e, event_id=event.id, event_type=event_type, occurred_at=event.occurred_at, data=event.payload, now=now
+                e, event_id=event.id, event_type=event_type, occurred_at=event.occurred_at, data=data, now=now
             )
             for e in endpoints
         ],

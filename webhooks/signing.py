@@ -19,12 +19,35 @@ import secrets
 PREFIX = "whsec_"
 
 
+MIN_SECRET_BYTES = 24  # a secret the client chooses must be at least this long (192 bits)
+
+
 def secret_generate() -> str:
     return PREFIX + base64.b64encode(secrets.token_bytes(32)).decode()
 
 
+def secret_problem(secret: str) -> str | None:
+    """Why a client-chosen secret is refused, or None. A `whsec_` secret must be base64 of at
+    least MIN_SECRET_BYTES bytes; any other one at least MIN_SECRET_BYTES bytes of UTF-8."""
+    if secret.startswith(PREFIX):
+        try:
+            key = base64.b64decode(secret.removeprefix(PREFIX), validate=True)
+        except ValueError:
+            return "A secret starting with whsec_ must be base64 after the prefix."
+        if len(key) < MIN_SECRET_BYTES:
+            return f"The secret's key must be at least {MIN_SECRET_BYTES} bytes."
+        return None
+    if len(secret.encode()) < MIN_SECRET_BYTES:
+        return f"The secret must be at least {MIN_SECRET_BYTES} bytes (UTF-8); leave it out to get a generated one."
+    return None
+
+
 def _key(secret: str) -> bytes:
-    return base64.b64decode(secret.removeprefix(PREFIX))
+    """The Standard Webhooks key: the base64 part of a `whsec_` secret, else (a secret the
+    client chose) the secret's UTF-8 bytes."""
+    if secret.startswith(PREFIX):
+        return base64.b64decode(secret.removeprefix(PREFIX))
+    return secret.encode()
 
 
 def standard_signature(secret: str, *, msg_id: str, timestamp: int, body: bytes) -> str:

@@ -61,6 +61,23 @@ def test_trade_updates_reach_only_their_own_user(ws_server, make_user):
         assert recv(a)["data"]["topic"] == "trade.closed"
 
 
+def test_trade_updates_carry_the_seed_fields(ws_server, make_user):
+    user = make_user()
+    with ws_connect(ws_server, token=make_token(user), via="header", origin=None) as ws:
+        subscribe(ws, "trades")
+        record("order.filled", user=user, aggregate_id="9", trade_id=None, transaction_hash="0xab", entry_price="45000")
+        record("trade.opened", user=user, aggregate_type="trade", aggregate_id="12", entry_price="45000.5")
+        record("trade.closed", user=user, aggregate_type="trade", aggregate_id="12", transaction_hash="0xcd")
+        got = [recv(ws)["data"] for _ in range(3)]
+        seed = [{k: d[k] for k in ("trade_id", "status", "transaction_hash", "entry_price")} for d in got]
+        assert seed == [
+            {"trade_id": None, "status": "executed", "transaction_hash": "0xab", "entry_price": "45000"},
+            {"trade_id": 12, "status": "executed", "transaction_hash": None, "entry_price": "45000.5"},
+            {"trade_id": 12, "status": "closed", "transaction_hash": "0xcd", "entry_price": None},
+        ]
+        assert got[0]["topic"] == "order.filled" and got[0]["payload"]["user_id"] == user.pk  # the ledger's too
+
+
 def test_trade_ids_filter_and_other_user_channels(ws_server, make_user):
     user = make_user()
     with ws_connect(ws_server, token=make_token(user), via="subprotocol") as ws:

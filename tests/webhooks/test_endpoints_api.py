@@ -35,7 +35,7 @@ def test_create_returns_the_secret_once_and_stores_it_encrypted(api, allow_loopb
     assert Event.objects.filter(topic="webhook.endpoint_created", aggregate_id=str(endpoint.pk)).exists()
     # the secret never appears again
     listed = api.get("/api/v1/webhooks").json()
-    assert secret not in str(listed) and "secret" not in listed[0]
+    assert secret not in str(listed) and "secret" not in listed["webhooks"][0]
     assert "secret" not in api.get(f"/api/v1/webhooks/{endpoint.pk}").json()
 
 
@@ -120,7 +120,7 @@ def test_another_users_endpoint_is_not_found(api, user, other_user, allow_loopba
     bob.force_authenticate(other_user)
     pk = _create(bob, receiver.url()).json()["id"]
     # then alice sees nothing of it
-    assert api.get("/api/v1/webhooks").json() == []
+    assert api.get("/api/v1/webhooks").json() == {"webhooks": []}
     assert api.get(f"/api/v1/webhooks/{pk}").status_code == 404
     assert api.patch(f"/api/v1/webhooks/{pk}", {"is_active": False}, format="json").status_code == 404
     assert api.post(f"/api/v1/webhooks/{pk}/rotate-secret").status_code == 404
@@ -189,3 +189,87 @@ def test_secrets_are_not_logged(caplog, user, make_endpoint, receiver):
     assert receiver.requests
     text = caplog.text + " ".join(str(r.__dict__) for r in caplog.records)
     assert secret not in text and rotated not in text
+
+
+# --- the seed API's shapes (seed 003 §4.7) --------------------------------------------------------
+
+
+def test_a_client_chosen_secret_is_kept_and_signs_the_deliveries(api, user, allow_loopback, receiver):
+    import hashlib
+    import hmac
+
+    from standardwebhooks.webhooks import Webhook
+
+    from tests.webhooks.conftest import record
+    from trading import outbox
+    from webhooks import services
+
+    secret = "my-own-webhook-secret-0123456789"  # 32 bytes
+    r = api.post(
+        "/api/v1/webhooks",
+        {"url": receiver.url(), "secret": secret, "event_types": ["trade.executed"]},
+        format="json",
+    )
+    assert r.status_code == 201, r.content
+    assert r.json()["secret"] == secret and r.json()["is_active"] is True and r.json()["created_at"]
+    record("order.filled", user.pk, order_id=7)
+    outbox.outbox_dispatch()
+    (delivery,) = WebhookDelivery.objects.filter(endpoint_id=r.json()["id"])
+    assert services.delivery_attempt(delivery_id=delivery.pk).status == "delivered"
+    (req,) = receiver.requests
+    expected = "sha256=" + hmac.new(secret.encode(), req.body, hashlib.sha256).hexdigest()
+    assert hmac.compare_digest(req.headers["x-webhook-signature"], expected)
+    Webhook(base64.b64encode(secret.encode()).decode()).verify(req.body, req.headers)  # Standard Webhooks
+
+
+@pytest.mark.parametrize(
+    "secret", ["webhook_secret_key", "x" * 23, "whsec_" + base64.b64encode(b"k" * 23).decode(), "whsec_not*base64"]
+)
+def test_a_weak_secret_is_refused_with_a_clear_error(api, allow_loopback, receiver, secret):
+    r = api.post(
+        "/api/v1/webhooks",
+        {"url": receiver.url(), "secret": secret, "event_types": ["trade.executed"]},
+        format="json",
+    )
+    assert r.status_code == 400 and r.json()["error"]["code"] == "WEAK_SECRET", r.content
+    assert "24 bytes" in r.json()["error"]["message"] or "base64" in r.json()["error"]["message"]
+    assert not WebhookEndpoint.objects.exists()
+
+
+def test_put_replaces_url_event_types_and_active(api, user, allow_loopback, receiver):
+    pk = _create(api, receiver.url()).json()["id"]
+    body = {"url": receiver.url() + "/v2", "event_types": ["trade.executed", "position.updated"], "is_active": True}
+    r = api.put(f"/api/v1/webhooks/{pk}", body, format="json")
+    assert r.status_code == 200, r.content
+    assert {k: r.json()[k] for k in ("id", "url", "event_types", "is_active")} == {
+        "id": pk,
+        "url": body["url"],
+        "event_types": ["position.updated", "trade.executed"],
+        "is_active": True,
+    }
+    assert api.put(f"/api/v1/webhooks/{pk}", {"url": receiver.url()}, format="json").status_code == 400
+
+
+def test_the_list_is_under_webhooks_with_last_delivery_and_retry_count(api, user, allow_loopback, receiver):
+    from django.utils import timezone
+
+    pk = _create(api, receiver.url()).json()["id"]
+    (row,) = api.get("/api/v1/webhooks").json()["webhooks"]
+    assert (row["id"], row["last_delivery_at"], row["retry_count"]) == (pk, None, 0)
+    endpoint = WebhookEndpoint.objects.get(pk=pk)
+    delivered_at = timezone.now()
+    for n, (status, attempts) in enumerate([("delivered", 1), ("pending", 2), ("pending", 1), ("failed", 9)]):
+        WebhookDelivery.objects.create(
+            webhook_id=f"msg_{n}",
+            endpoint=endpoint,
+            event_id=f"E{n}",
+            event_type="trade.executed",
+            payload={},
+            status=status,
+            attempts=attempts,
+            delivered_at=delivered_at if status == "delivered" else None,
+        )
+    (row,) = api.get("/api/v1/webhooks").json()["webhooks"]
+    assert row["retry_count"] == 3 and row["last_delivery_at"].startswith(delivered_at.isoformat()[:19])
+    one = api.get(f"/api/v1/webhooks/{pk}").json()
+    assert (one["retry_count"], one["last_delivery_at"]) == (3, row["last_delivery_at"])

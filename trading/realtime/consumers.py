@@ -228,7 +228,34 @@ class WsConsumer(RealtimeConsumer):
         if channel == "deposits":  # seed 003 §4.6: the deposit's state at the top of `data`
             payload = event.get("payload") or {}
             data.update({k: payload[k] for k in DEPOSIT_UPDATE_FIELDS if k in payload})
+        if channel == "trades":
+            data |= trade_update_fields(event["topic"], message["aggregate_type"], message["aggregate_id"], event)
         self.push(self.frame(type_, channel, data), kind="ledger")
+
+
+# The seed API's `trade_update.status` for the ledger topics the trades channel carries (other
+# topics: their own last word, e.g. "accepted", "cancelled").
+TRADE_STATUS = {
+    "order.filled": "executed",
+    "order.partially_filled": "partially_executed",
+    "order.rejected": "failed",
+    "trade.opened": "executed",
+    "trade.closed": "closed",
+    "trade.reduced": "reduced",
+}
+
+
+def trade_update_fields(topic: str, aggregate_type: str, aggregate_id, event: dict) -> dict:
+    """The seed API's `trade_update` fields (`trade_id, status, transaction_hash,
+    entry_price`), beside the ledger event's own, from the event's payload."""
+    payload = event.get("payload") or {}
+    trade_id = aggregate_id if aggregate_type == "trade" else payload.get("trade_id")
+    return {
+        "trade_id": int(trade_id) if str(trade_id).isdigit() else trade_id,
+        "status": TRADE_STATUS.get(topic, topic.rsplit(".", 1)[-1]),
+        "transaction_hash": payload.get("transaction_hash") or None,
+        "entry_price": payload.get("entry_price"),
+    }
 
 
 # --- /stream ----------------------------------------------------------------------------------

@@ -40,7 +40,7 @@ from providers.interface import (
 from trading.lock_objects import command_lock, order_lock
 from trading.models import ExecutionCommand, Order, Trade
 from trading.services.control import Gate, executor_component, executor_gate, side_effect_gate
-from trading.services.orders import fill_payload, order_event, order_transition
+from trading.services.orders import fill_payload, order_event, order_transition, seed_fill_fields
 from trading.services.positions import trade_open_from_fill, trade_reduce_from_fill
 
 logger = logging.getLogger("tradedesk.execution")
@@ -404,7 +404,7 @@ def fill_apply(*, order: Order, result: ExecutionResult, source: str, partial: b
         to=OS.PARTIALLY_FILLED if partial else OS.FILLED,
         causation_id=causation_id,
         fields=tuple(fields),
-        payload=fill_payload(fill, source),
+        payload=fill_payload(fill, source) | seed_fill_fields(order, fill),
     )
     if order.is_close:
         reason = CLOSE_REASON_BY_TYPE.get(order.order_type, Trade.CloseReason.USER)

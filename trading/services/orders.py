@@ -76,6 +76,24 @@ def fill_payload(fill, source: str) -> dict:
     }
 
 
+def seed_fill_fields(order: Order, fill) -> dict:
+    """What the seed API's `trade.executed` (webhooks) and `trade_update` (websocket) show of a
+    fill, as far as the order knows it when it fills: the trade (a close's; an open's trade is
+    made by this fill, and its `trade.opened` event names it), the asset, the direction, the
+    entry price (an open's fill price, a close's trade entry), collateral, leverage, the venue's
+    transaction hash."""
+    trade = order.trade if order.is_close else None
+    return {
+        "trade_id": order.trade_id,
+        "asset": order.asset,
+        "direction": order.side,
+        "entry_price": trade.entry_price if trade is not None else fill.price,
+        "collateral": order.collateral,
+        "leverage": order.leverage,
+        "transaction_hash": order.transaction_hash,
+    }
+
+
 def order_snapshot(order: Order) -> dict:
     return {
         "order_id": order.pk,

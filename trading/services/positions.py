@@ -208,6 +208,7 @@ def trade_open_from_fill(
             "side": trade.side,
             "asset": trade.asset,
             "size": trade.size,
+            "transaction_hash": order.transaction_hash,
             "entry_price": trade.entry_price,
             "collateral": trade.collateral,
             "leverage": trade.leverage,
@@ -294,6 +295,8 @@ def trade_reduce_from_fill(
         actor=actor,
         payload={
             "order_id": order.pk if order else None,
+            "transaction_hash": order.transaction_hash if order else "",
+            "entry_price": trade.entry_price,
             "reason": reason,
             "closed_size": closed,
             "remaining_size": trade.size,
