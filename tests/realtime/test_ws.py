@@ -196,3 +196,24 @@ def test_the_celery_worker_publishes_committed_events_to_the_client(celery_worke
         event = record("deposit.completed", user=user, aggregate_type="deposit", aggregate_id="d-7", dispatch=False)
         update = recv(ws, timeout=30)
         assert update["type"] == "deposit_update" and update["data"]["eventId"] == event.id
+
+
+def test_prices_by_the_seeds_pair_names(ws_server, make_user, paper_markets):
+    """Seed 003 §4.6.2: subscribe with BTCUSDT, ETHUSDT, EURUSD; each tick comes under the name
+    the client used (twice when it asked for one market by two names)."""
+    with ws_connect(ws_server, token=make_token(make_user()), via="header", origin=None) as ws:
+        ack = subscribe(ws, "prices", {"pairs": ["BTCUSDT", "ETHUSDT", "EURUSD", "BTC-USD"]})
+        assert ack["type"] == "subscribed", ack
+        assert ack["data"] == {"pairs": ["BTC-USD", "BTCUSDT", "ETHUSDT", "EURUSD"]}
+        publish_price_tick(tick("EUR-USD", "1.085"))
+        got = recv(ws)["data"]
+        assert (got["pair"], got["price"]) == ("EURUSD", "1.085") and got["timestamp"] and got["source"]
+        publish_price_tick(tick("BTC-USD", "45000"))
+        assert sorted(recv(ws)["data"]["pair"] for _ in range(2)) == ["BTC-USD", "BTCUSDT"]
+
+        send(ws, {"type": "unsubscribe", "channel": "prices", "data": {"pairs": ["BTCUSDT"]}})
+        assert recv(ws)["data"] == {"pairs": ["BTC-USD", "ETHUSDT", "EURUSD"]}
+        publish_price_tick(tick("BTC-USD", "45001"))
+        assert recv(ws)["data"]["pair"] == "BTC-USD"
+
+        assert subscribe(ws, "prices", {"pairs": ["NOPEUSDT"]})["data"]["code"] == "invalid_pairs"

@@ -35,11 +35,26 @@ MAX_TRADE_IDS = 100
 DEPOSIT_UPDATE_FIELDS = ("deposit_id", "status", "swap_status", "swap_progress")
 
 
+def _markets_by_name(names: list[str]) -> dict[str, str]:
+    """{name: our market} for the names that are markets (`providers.markets.market_resolve`)."""
+    from providers.interface import VenueException
+    from providers.markets import market_resolve
+
+    found = {}
+    for name in names:
+        try:
+            found[name] = market_resolve(name)
+        except VenueException:
+            continue
+    return found
+
+
 class WsConsumer(RealtimeConsumer):
     endpoint = "ws"
 
     async def connect(self):
-        self.pairs: set[str] = set()
+        self.pairs: set[str] = set()  # our market names, as subscribed at the price hub
+        self.pair_names: dict[str, set[str]] = {}  # market → the names the client asked for it by
         self.user_channels: set[str] = set()
         self.trade_ids: set[str] | None = None  # None: all of the user's trades
         self.in_user_group = False
@@ -96,19 +111,34 @@ class WsConsumer(RealtimeConsumer):
         if not isinstance(pairs, list) or not pairs:
             self.push(self.error_frame("invalid_pairs", "data.pairs must be a non-empty list of pairs.", "prices"))
             return []
-        normalised = [groups.normalise_pair(p) for p in pairs]
+        normalised = [groups.normalise_pair_name(p) for p in pairs]
         bad = [p for p, n in zip(pairs, normalised, strict=True) if n is None]
         if bad:
-            self.push(self.error_frame("invalid_pairs", "Not pair names (e.g. BTC-USD).", "prices", pairs=bad[:10]))
+            self.push(
+                self.error_frame("invalid_pairs", "Not pair names (e.g. BTC-USD, BTCUSDT).", "prices", pairs=bad[:10])
+            )
             return []
         return normalised
 
+    async def _resolved(self, names: list[str]) -> list[tuple[str, str]]:
+        """(name as asked, our market) for each name: an alias (BTCUSDT, EURUSD) is our market's
+        (BTC-USD, EUR-USD); a name that is no market stays as it is (it never ticks)."""
+        markets = await database_sync_to_async(_markets_by_name)(names)
+        return [(name, markets.get(name, name)) for name in names]
+
+    def _names(self) -> list[str]:
+        return sorted({name for names in self.pair_names.values() for name in names})
+
     async def subscribe_prices(self, data: dict) -> None:
-        pairs = self._pairs_from(data, required=True)
-        if not pairs:
+        names = self._pairs_from(data, required=True)
+        if not names:
             return
-        new = set(pairs) - self.pairs
-        if len(self.pairs) + len(new) > settings.REALTIME_MAX_PAIRS:
+        asked = await self._resolved(names)
+        unknown = [name for name, market in asked if groups.normalise_pair(market) is None]
+        if unknown:
+            self.push(self.error_frame("invalid_pairs", "No such market.", "prices", pairs=unknown[:10]))
+            return
+        if len(set(self._names()) | set(names)) > settings.REALTIME_MAX_PAIRS:
             self.push(
                 self.error_frame(
                     "too_many_subscriptions",
@@ -118,18 +148,43 @@ class WsConsumer(RealtimeConsumer):
                 )
             )
             return
+        new = {market for _, market in asked} - self.pairs
         await price_hub(self.channel_layer).subscribe(self, sorted(new))
         self.pairs |= new
-        self.push(self.control_frame("subscribed", {"pairs": sorted(self.pairs)}, "prices"))
+        for name, market in asked:
+            self.pair_names.setdefault(market, set()).add(name)
+        self.push(self.control_frame("subscribed", {"pairs": self._names()}, "prices"))
 
     async def unsubscribe_prices(self, data: dict) -> None:
-        pairs = self._pairs_from(data, required=False)
-        if pairs == []:
+        names = self._pairs_from(data, required=False)
+        if names == []:
             return
-        gone = set(self.pairs if pairs is None else self.pairs & set(pairs))
+        if names is None:
+            gone = set(self.pairs)
+            self.pair_names = {}
+        else:
+            gone = set()
+            for name, market in await self._resolved(names):
+                left = self.pair_names.get(market, set()) - {name}
+                if left:
+                    self.pair_names[market] = left
+                elif market in self.pairs:
+                    self.pair_names.pop(market, None)
+                    gone.add(market)
         await price_hub(self.channel_layer).unsubscribe(self, sorted(gone))
         self.pairs -= gone
-        self.push(self.control_frame("unsubscribed", {"pairs": sorted(self.pairs)}, "prices"))
+        self.push(self.control_frame("unsubscribed", {"pairs": self._names()}, "prices"))
+
+    def push_price(self, pair: str, text: str) -> None:
+        """A price frame of market `pair` (serialised once by the publisher), once under each
+        name the client asked for it by: an alias gets the frame with its own name as `pair`."""
+        for name in self.pair_names.get(pair, (pair,)):
+            if name == pair:
+                self.push_text(text, droppable=True, kind="prices")
+            else:
+                self.push_text(
+                    text.replace(f'"pair":"{pair}"', f'"pair":{dumps(name)}', 1), droppable=True, kind="prices"
+                )
 
     def _trade_ids_from(self, data: dict) -> set[str] | None | bool:
         ids = data.get("trade_ids")
@@ -197,7 +252,7 @@ class WsConsumer(RealtimeConsumer):
     async def disconnect(self, code):
         await super().disconnect(code)
         if self.pairs:
-            pairs, self.pairs = sorted(self.pairs), set()
+            pairs, self.pairs, self.pair_names = sorted(self.pairs), set(), {}
             await price_hub(self.channel_layer).unsubscribe(self, pairs)
 
     async def position_marks(self, message):

@@ -29,6 +29,18 @@ def normalise_pair(pair: str) -> str | None:
     return candidate if _PAIR_RE.match(candidate) else None
 
 
+_NAME_RE = re.compile(r"^[A-Z0-9]{1,20}(-[A-Z0-9]{1,20})?$")
+
+
+def normalise_pair_name(pair: str) -> str | None:
+    """A pair name as a client may write it: `btc/usd` → `BTC-USD`, and names without a
+    separator (`BTCUSDT`, `EURUSD`) as they are, upper-cased; None when it is not a name."""
+    if not isinstance(pair, str):
+        return None
+    candidate = pair.strip().upper().replace("/", "-").replace("_", "-")
+    return candidate if _NAME_RE.match(candidate) else None
+
+
 def price_group(pair: str) -> str:
     """Price ticks of one pair (`prices.BTC-USD`)."""
     normalised = normalise_pair(pair)

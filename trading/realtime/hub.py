@@ -63,8 +63,9 @@ class PriceHub:
                         await self.layer.group_discard(groups.price_group(pair), self.channel)
 
     def fan_out(self, message: dict) -> None:
-        for consumer in tuple(self.subscribers.get(message.get("pair"), ())):
-            consumer.push_text(message["text"], droppable=True, kind="prices")
+        pair = message.get("pair")
+        for consumer in tuple(self.subscribers.get(pair, ())):
+            consumer.push_price(pair, message["text"])
 
     async def _receive(self) -> None:
         while True:
