@@ -5,6 +5,7 @@ import re
 from decimal import Decimal
 
 from django.db import models
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from config.inputs import QueryParams
@@ -49,13 +50,23 @@ class FlatRequestSerializer(serializers.Serializer):
         return super().to_internal_value(data)
 
 
-_DECIMAL = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)\Z")
+DECIMAL_PATTERN = r"^-?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)$"
+_DECIMAL = re.compile(DECIMAL_PATTERN.replace("$", "\\Z"))
 
 
+@extend_schema_field(
+    {
+        "oneOf": [
+            {"type": "number"},
+            {"type": "string", "format": "decimal", "pattern": DECIMAL_PATTERN},
+        ],
+        "description": "a JSON number or a decimal string of ASCII digits",
+    }
+)
 class Amount(serializers.DecimalField):
-    """An amount: a JSON number, or a string of ASCII digits with an optional sign and point
+    """An amount: a JSON number, or a string of ASCII digits with an optional minus and point
     ("1000", "1000.5", 1000.0). Refused: booleans, exponents, "1_000", other scripts' digits,
-    NaN and infinities (Python's Decimal would take all of these)."""
+    surrounding spaces, NaN and infinities (Python's Decimal would take all of these)."""
 
     def to_internal_value(self, data):
         if isinstance(data, bool) or not isinstance(data, (int, float, str, Decimal)):
@@ -63,7 +74,6 @@ class Amount(serializers.DecimalField):
         if isinstance(data, float):
             data = repr(data)  # 1000.0 → "1000.0"; nan/inf fail the pattern below
         if isinstance(data, str):
-            data = data.strip()
             if len(data) > self.MAX_STRING_LENGTH:
                 self.fail("max_string_length")
             if not _DECIMAL.match(data):
@@ -71,6 +81,7 @@ class Amount(serializers.DecimalField):
         return super().to_internal_value(data)
 
 
+@extend_schema_field({"oneOf": [{"type": "boolean"}, {"type": "string", "enum": ["long", "short"]}]})
 class DirectionField(serializers.Field):
     """`true` / `"long"` → long, `false` / `"short"` → short (the seed API's bool, or our words)."""
 
@@ -87,6 +98,14 @@ class DirectionField(serializers.Field):
         return value
 
 
+@extend_schema_field(
+    {
+        "oneOf": [
+            {"type": "integer", "minimum": 0, "maximum": 4},
+            {"type": "string", "enum": ["", "crypto", "forex", "commodity", "index", "stock", "0", "1", "2", "3", "4"]},
+        ]
+    }
+)
 class AssetTypeField(serializers.Field):
     """The seed API's integer asset type (0 crypto, 1 forex, 2 commodity, 3 index, 4 stock) or a
     category name; "" for none. Becomes the category name."""
