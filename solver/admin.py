@@ -54,7 +54,14 @@ class RelayQuoteAdmin(ReadOnlyAdmin):
             from django.core.exceptions import PermissionDenied
 
             raise PermissionDenied
-        chain = quote_chain(quote_id)
+        from django.http import Http404
+
+        from config.errors import NotFoundError
+
+        try:
+            chain = quote_chain(quote_id)
+        except NotFoundError as exc:  # an unknown quote: the admin's 404, not a server error
+            raise Http404(str(exc)) from exc
         return TemplateResponse(
             request,
             "admin/solver/chain.html",

@@ -104,6 +104,15 @@ api/v1/admin/config/provider-configs/<int:pk>         GET     401   403   403   
 api/v1/admin/config/provider-configs/<int:pk>         PUT     401   403   403   403   403   400
 api/v1/admin/config/provider-configs/<int:pk>/rollback POST   401   403   403   403   403   400
 api/v1/admin/config/provider-configs/<int:pk>/versions GET    401   403   403   403   403   404
+api/v1/ops/near-intents                               GET     401  403  403   403   403  200
+api/v1/ops/near-intents/components/<str:component>/<str:action> POST 401 403 403 403 403 404
+api/v1/ops/near-intents/limits                        PUT     401  403  403   403   403  400
+api/v1/ops/near-intents/pair-filter                   GET     401  403  403   403   403  200
+api/v1/ops/near-intents/pair-filter                   PUT     401  403  403   403   403  400
+api/v1/ops/near-intents/pair-filter/reset             POST    401  403  403   403   403  400
+api/v1/ops/near-intents/quotes/<str:quote_id>         GET     401  403  403   403   403  404
+api/v1/ops/near-intents/skip-reasons                  GET     401  403  403   403   403  200
+api/v1/ops/near-intents/threshold                     PUT     401  403  403   403   403  400
 internal/ostium/v1/health                             GET     200  200  200   200   200  200
 internal/ostium/v1/ready                              GET     *     *     *     *     *     *
 internal/ostium/v1/markets/list                       POST    401  401  401   401   401  401
