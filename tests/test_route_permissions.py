@@ -39,6 +39,7 @@ COLUMNS = ("none", "read", "trade", "other", "user", "staff")
 # route (as Django spells it)                         method  none read trade other user staff
 EXPECTED_TEXT = """
 health                                                GET     200  200  200   200   200  200
+metrics                                               GET     404  404  404   404   404  404
 ready                                                 GET     *     *     *     *     *     *
 api/schema/                                           GET     200  200  200   200   200  200
 api/docs/                                             GET     200  200  200   200   200  200
@@ -85,6 +86,14 @@ api/v1/treasury/liquidity-actions                     POST    401  403  403   40
 api/v1/treasury/liquidity-actions/<int:pk>            GET     401  403  403   403   403  404
 api/v1/treasury/liquidity-actions/<int:pk>/approve    POST    401  403  403   403   403  404
 api/v1/treasury/liquidity-actions/<int:pk>/cancel     POST    401  403  403   403   403  400
+api/v1/deposits                                       GET     401  200  200   200   200  200
+api/v1/deposits                                       POST    401  403  400   400   400  400
+api/v1/deposits/<int:pk>                              GET     401  404  404   404   404  404
+api/v1/deposits/<int:pk>/swap-status                  GET     401  404  404   404   404  404
+api/v1/deposits/<int:pk>/submitted                    POST    401  403  400   400   400  400
+api/v1/deposits/<int:pk>/quote                        POST    401  403  404   404   404  404
+api/v1/deposits/<int:pk>/signatures                   POST    401  403  400   400   400  400
+api/v1/deposits/<int:pk>/execute                      POST    401  403  404   404   404  404
 api/v1/ostium/delegations                             GET     401  200  200   200   200  200
 api/v1/ostium/delegations/                            GET     401  200  200   200   200  200
 api/v1/ostium/delegations/prepare                     POST    401  403  400   400   400  400
