@@ -9,6 +9,11 @@ database error pauses the schedule instead: one error line, a retry after 1, 2, 
 one info line — as soon as the database answers. Nothing is sent while it is paused: every job
 needs the database. Starting while the database is down waits for it the same way (and
 SIGTERM stops it meanwhile).
+
+Each tick that reads the schedule also writes Beat's heartbeat (`HEARTBEAT_KEY` in the cache,
+at most once a second, and a tick at least every `HEARTBEAT_SECONDS`): the control panel's
+Beat badge reads it, so it is green while Beat runs and red within two heartbeat intervals of
+Beat stopping or pausing.
 """
 
 from __future__ import annotations
@@ -25,6 +30,22 @@ logger = logging.getLogger("tradedesk.beat")
 DATABASE_ERRORS = (DatabaseError, InterfaceError)  # OperationalError is a DatabaseError
 BACKOFF_MAX = 5.0  # seconds between retries once the outage has lasted a few seconds
 REPORT_EVERY = 60.0  # seconds between "still unavailable" warnings
+HEARTBEAT_KEY = "beat:heartbeat"  # the Unix time of Beat's last tick that read the schedule
+HEARTBEAT_SECONDS = 5.0  # Beat ticks (and so writes its heartbeat) at least this often
+
+
+def beat_heartbeat_write(now: float | None = None) -> None:
+    from django.core.cache import cache
+
+    cache.set(HEARTBEAT_KEY, time.time() if now is None else now, timeout=None)
+
+
+def beat_heartbeat_read() -> float | None:
+    """The Unix time of Beat's last heartbeat, or None when it never wrote one."""
+    from django.core.cache import cache
+
+    value = cache.get(HEARTBEAT_KEY)
+    return float(value) if value is not None else None
 
 
 class ResilientDatabaseScheduler(DatabaseScheduler):
@@ -33,6 +54,7 @@ class ResilientDatabaseScheduler(DatabaseScheduler):
         self._retry_delay = 1.0
         self._reported_at = 0.0
         self._setup_pending = False
+        self._heartbeat_at = 0.0
         super().__init__(*args, **kwargs)
 
     def setup_schedule(self):
@@ -59,7 +81,18 @@ class ResilientDatabaseScheduler(DatabaseScheduler):
             )
             self._down_since = None
             self._retry_delay = 1.0
-        return interval
+        self._heartbeat()
+        return min(interval, HEARTBEAT_SECONDS)
+
+    def _heartbeat(self) -> None:
+        now = time.monotonic()
+        if now - self._heartbeat_at < 1.0:
+            return
+        try:
+            beat_heartbeat_write()
+        except Exception:  # Redis down: the badge goes red, which is true (nothing is sent either)
+            logger.warning("Beat: could not write its heartbeat", exc_info=True)
+        self._heartbeat_at = now
 
     def sync(self):
         if self._down_since is None:  # (while paused the entries' run times are written later)

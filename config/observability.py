@@ -74,14 +74,15 @@ def queue_depth() -> int:
         client.close()
 
 
-BEAT_HEARTBEAT_TASK = "trading.tasks.outbox_dispatch_task"  # Beat sends it every few seconds
-
-
 def beat_last_run():
-    """When Beat last sent its most frequent job (django_celery_beat records it)."""
-    from django_celery_beat.models import PeriodicTask
+    """When Beat's scheduler last ticked: its own heartbeat (config/beat.py), the reading the
+    control panel's Beat badge shows."""
+    from datetime import UTC, datetime
 
-    return PeriodicTask.objects.filter(task=BEAT_HEARTBEAT_TASK).aggregate(at=Max("last_run_at"))["at"]
+    from config.beat import beat_heartbeat_read
+
+    stamp = beat_heartbeat_read()
+    return datetime.fromtimestamp(stamp, tz=UTC) if stamp is not None else None
 
 
 def prices_cached() -> list:

@@ -229,6 +229,71 @@ def _database_url_for_tests() -> str:
 
 
 @pytest.fixture
+def beat_process(transactional_db):
+    """A real `celery beat` process on the test database and the same Redis (cache prefix
+    included), sending to a queue of its own that nobody reads. Returns an object with
+    `start()` and `stop()` (SIGTERM, waited for); stopped at teardown."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import tempfile
+
+    from django.conf import settings
+
+    queue = f"beat-test-{uuid.uuid4().hex[:8]}"
+    env = {
+        **os.environ,
+        "DATABASE_URL": _database_url_for_tests(),
+        "REDIS_URL": settings.REDIS_URL,
+        "CACHE_KEY_PREFIX": settings.CACHES["default"]["KEY_PREFIX"],
+        "CELERY_QUEUE": queue,
+        "DJANGO_SECRET_KEY": settings.SECRET_KEY,
+        "LOG_LEVEL": "WARNING",
+    }
+
+    class Beat:
+        proc = None
+        log = None
+
+        def start(self):
+            assert self.proc is None, "Beat is already running"
+            self.log = tempfile.TemporaryFile()  # noqa: SIM115 (closed in stop)
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "celery", "-A", "config", "beat", "--loglevel", "WARNING", "--pidfile", ""],
+                cwd=settings.BASE_DIR,
+                env=env,
+                stdout=self.log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+        def output(self) -> str:
+            self.log.seek(0)
+            return self.log.read().decode(errors="replace")
+
+        def stop(self):
+            if self.proc is None:
+                return
+            if self.proc.poll() is None:
+                os.killpg(self.proc.pid, signal.SIGTERM)
+                try:
+                    self.proc.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+                    self.proc.wait()
+            self.log.close()
+            self.proc = self.log = None
+
+    beat = Beat()
+    yield beat
+    beat.stop()
+    import redis
+
+    redis.Redis.from_url(settings.CACHES["default"]["LOCATION"]).delete(queue)
+
+
+@pytest.fixture
 def asgi_server(transactional_db):
     """Start `uvicorn config.asgi:application` as a real second process against the test
     database and the same Redis; returns a function `start(env=None) -> base_url`.

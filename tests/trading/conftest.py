@@ -132,3 +132,19 @@ def make_order(user, **kw):
         event = order_event(order=order, topic="order.accepted", causation_id="", payload=order_snapshot(order))
         OutboxMessage.objects.filter(event_id=event.id, handler="executor").update(status="delivered")
     return order
+
+
+@pytest.fixture
+def browser(monkeypatch):
+    """Debian's Chromium, headless, through Playwright (tests/trading/browser.py)."""
+    from playwright.sync_api import sync_playwright
+
+    from tests.trading.browser import CHROMIUM, CHROMIUM_ARGS
+
+    # Playwright's sync API keeps an event loop registered on this thread; the ORM calls of
+    # the test body are still plain sync code (the documented setting for this case).
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    with sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        yield chromium
+        chromium.close()

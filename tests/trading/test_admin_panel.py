@@ -288,3 +288,18 @@ def test_a_viewer_cannot_force_close_from_the_positions_list(client, markets, tr
 
     assert not Order.objects.filter(reduce_only=True).exists()
     assert not Event.objects.filter(topic="trade.force_close_requested").exists()
+
+
+def test_the_beat_badge_reads_beats_own_heartbeat():
+    import time
+
+    from config.beat import HEARTBEAT_SECONDS, beat_heartbeat_write
+    from trading.admin_panel.health import DOWN, OK, WARN, beat_health
+
+    now = time.time()
+    beat_heartbeat_write(now - 1)
+    assert beat_health()[0].status == OK
+    beat_heartbeat_write(now - HEARTBEAT_SECONDS - 2)
+    assert beat_health()[0].status == WARN
+    beat_heartbeat_write(now - 2 * HEARTBEAT_SECONDS - 1)
+    assert beat_health()[0].status == DOWN

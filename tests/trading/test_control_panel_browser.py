@@ -5,7 +5,6 @@ Runs in `make test`. Skipped only when no Chromium is installed AND `CI` is not 
 missing browser is a failure."""
 
 import os
-import shutil
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -13,53 +12,15 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import wait_for
-from tests.trading.roles import PASSWORD, user_in
+from tests.trading.browser import BROWSER_MARKS, confirm, login
+from tests.trading.roles import user_in
 from trading.models import ControlState, Order
 
-CHROMIUM = os.environ.get("CHROMIUM_PATH") or shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.celery,
-    pytest.mark.skipif(
-        not Path(CHROMIUM).exists() and not os.environ.get("CI"),
-        reason=f"Chromium not installed at {CHROMIUM} (install Debian's `chromium`; required when CI is set)",
-    ),
-]
-
-
-@pytest.fixture
-def browser(monkeypatch):
-    from playwright.sync_api import sync_playwright
-
-    # Playwright's sync API keeps an event loop registered on this thread; the ORM calls of
-    # the test body are still plain sync code (the documented setting for this case).
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    with sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        yield chromium
-        chromium.close()
+pytestmark = [*BROWSER_MARKS, pytest.mark.celery]
 
 
 def _login(browser, live_server, username):
-    context = browser.new_context(viewport={"width": 1400, "height": 900})
-    page = context.new_page()
-    page.goto(f"{live_server.url}/admin/login/?next=/admin/")
-    page.fill("#id_username", username)
-    page.fill("#id_password", PASSWORD)
-    page.click("input[type=submit]")
-    page.wait_for_selector("#td-components")
-    return context, page
+    return login(browser, live_server, username)
 
 
 def _row(page, component):
@@ -67,10 +28,7 @@ def _row(page, component):
 
 
 def _confirm(page, reason):
-    page.wait_for_selector("#td-confirm")
-    page.fill("#id_reason", reason)
-    page.click("#td-confirm input[type=submit]")
-    page.wait_for_selector("#td-components")
+    confirm(page, reason)
 
 
 def _place(api):
@@ -92,10 +50,9 @@ def _final(order):
 
 
 def _demo_data(trader):
-    from django.core.management import call_command
     from django.utils import timezone
-    from django_celery_beat.models import PeriodicTask
 
+    from config.beat import beat_heartbeat_write
     from trading.services.control import trading_state_set
     from trading.services.orders import order_place
 
@@ -116,8 +73,7 @@ def _demo_data(trader):
         reason="thin liquidity after the token unlock",
         expires_at=timezone.now() + timedelta(hours=2),
     )
-    call_command("sync_beat_schedule", verbosity=0)
-    PeriodicTask.objects.filter(task="trading.tasks.outbox_dispatch_task").update(last_run_at=timezone.now())
+    beat_heartbeat_write()
 
 
 def test_an_operator_disarms_sees_orders_refused_rearms_sees_them_execute_and_opens_the_timeline(

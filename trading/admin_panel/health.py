@@ -70,18 +70,19 @@ def age_status(when: datetime | None, *, warn_after: float, down_after: float) -
 
 
 def beat_health() -> list[HealthItem]:
-    """Beat's heartbeat: when the outbox sweep last ran (django_celery_beat records it; /metrics
-    exports the same reading as tradedesk_beat_last_run_timestamp_seconds)."""
-    from django_celery_beat.models import PeriodicTask
+    """Beat's own heartbeat, written by its scheduler on each tick that reads the schedule (at
+    least every HEARTBEAT_SECONDS): OK within one interval and a second, WARN up to two
+    intervals, DOWN after (Beat stopped, or paused because the database is down)."""
+    from config.beat import HEARTBEAT_SECONDS
 
-    when = observability.beat_last_run()
-    synced = when is not None or PeriodicTask.objects.filter(task=observability.BEAT_HEARTBEAT_TASK).exists()
+    when = observability.beat_last_run()  # /metrics: tradedesk_beat_last_run_timestamp_seconds
+    status = age_status(when, warn_after=HEARTBEAT_SECONDS + 1, down_after=2 * HEARTBEAT_SECONDS)
     return [
         HealthItem(
-            name="Celery Beat (outbox sweep)",
-            status=age_status(when, warn_after=30, down_after=120),
-            value="last run" if when else "never ran",
-            detail="" if synced else "schedule not synced (manage.py sync_beat_schedule)",
+            name="Celery Beat",
+            status=DOWN if when is None else status,
+            value="heartbeat" if when else "no heartbeat",
+            detail="" if when else "Beat has not run since Redis was last emptied (start it: make run)",
             last_seen=when,
         )
     ]
