@@ -303,3 +303,48 @@ def test_the_beat_badge_reads_beats_own_heartbeat():
     assert beat_health()[0].status == WARN
     beat_heartbeat_write(now - 2 * HEARTBEAT_SECONDS - 1)
     assert beat_health()[0].status == DOWN
+
+
+def test_the_panel_marks_open_positions_as_the_api_does(client, markets, trader, armed, api):
+    from providers.prices import price_set
+    from trading.services.execution import order_execute
+    from trading.services.orders import order_place
+
+    opened = order_place(user=trader, asset="BTC-USD", side="long", collateral=D(100), leverage=D(5))
+    order_execute(order_id=opened.pk)
+    price_set("BTC-USD", D("61200"))  # the mark moves; the position row keeps its fill's
+
+    [position] = api.get("/api/v1/trading/positions").json()["results"]
+    _login(client, "viewer")
+    data = client.get(reverse("admin:control_panel_status")).json()
+
+    paper = next(v for v in data["venues"] if v["venue"] == "paper")
+    marked = D(position["unrealized_pnl"])
+    assert marked > 0
+    assert D(paper["unrealized"]) == marked.quantize(D("0.01"))
+    assert D(paper["exposure"]) == (D(position["quantity"]) * D("61200")).quantize(D("0.01"))
+    assert D(paper["pnl_today"]) == (D(paper["realized_today"]) + D(paper["unrealized"]))
+    assert {"venue": "paper", "symbol": "BTC-USD"}.items() <= next(
+        p for p in data["prices"] if p["symbol"] == "BTC-USD"
+    ).items()
+
+
+def test_the_stop_loss_take_profit_answer_is_marked_to_market(markets, trader, armed, api):
+    from providers.prices import price_set
+    from trading.services.execution import order_execute
+    from trading.services.orders import order_place
+
+    opened = order_place(user=trader, asset="BTC-USD", side="long", collateral=D(100), leverage=D(5))
+    order_execute(order_id=opened.pk)
+    price_set("BTC-USD", D("61200"))
+    from trading.models import Trade
+
+    trade = Trade.objects.get(user=trader)
+
+    answer = api.patch(
+        f"/api/v1/trading/trades/{trade.pair_id}/{trade.trade_index}", {"take_profit_price": "65000"}, format="json"
+    )
+
+    assert answer.status_code == 200, answer.content
+    assert D(answer.json()["current_price"]) == D("61200")
+    assert D(answer.json()["unrealized_pnl"]) > 0

@@ -133,20 +133,23 @@ def trading_state_rows(now=None) -> list[dict]:
 
 
 def price_rows(now=None) -> list[dict]:
+    """Price freshness per venue and asset: each market at the venue it routes to, and each
+    asset held open at the venue holding it (a position is marked at its own venue's price)."""
     from providers.models import PaperMarket
-    from providers.prices import price_cached
+    from providers.prices import price_cached, price_venue
 
     now = now or timezone.now()
-    symbols = set(PaperMarket.objects.values_list("symbol", flat=True))
-    symbols |= set(Trade.objects.filter(status=Trade.Status.OPEN).values_list("asset", flat=True))
+    pairs = {(price_venue(symbol), symbol) for symbol in PaperMarket.objects.values_list("symbol", flat=True)}
+    pairs |= set(Trade.objects.filter(status=Trade.Status.OPEN).values_list("provider", "asset"))
     rows = []
-    for symbol in sorted(symbols):
-        tick = price_cached(symbol)
+    for venue, symbol in sorted(pairs, key=lambda p: (p[1], p[0])):
+        tick = price_cached(symbol, venue=venue)
         age = (now - tick.timestamp).total_seconds() if tick else None
         stale = age is None or age > settings.PRICE_MAX_AGE
         rows.append(
             {
                 "symbol": symbol,
+                "venue": venue,
                 "price": tick.price if tick else None,
                 "source": tick.source if tick else "",
                 "age": round(age, 1) if age is not None else None,
@@ -165,11 +168,20 @@ class Attention:
 
 
 def attention_counts() -> Attention:
+    """Open trades within NEAR_LIQUIDATION of their liquidation price at the latest mark (as the
+    API marks them), open trades without a working stop, UNKNOWN orders."""
+    from trading.services.marks import marks_latest
+
     open_trades = Trade.objects.filter(status=Trade.Status.OPEN)
+    rows = list(
+        open_trades.filter(liquidation_price__isnull=False).values_list(
+            "provider", "asset", "current_price", "liquidation_price"
+        )
+    )
+    marks = marks_latest((venue, asset) for venue, asset, *_ in rows)
     near = 0
-    for current, liq in open_trades.filter(liquidation_price__isnull=False).values_list(
-        "current_price", "liquidation_price"
-    ):
+    for venue, asset, stored, liq in rows:
+        current = marks.get((venue, asset), stored)
         if current and abs(current - liq) / current <= NEAR_LIQUIDATION:
             near += 1
     protected = Order.objects.filter(
@@ -185,19 +197,31 @@ def attention_counts() -> Attention:
 
 def venue_figures(now=None) -> list[dict]:
     """Open exposure (|quantity| × mark) and today's PnL (realised net of fees and funding
-    since 00:00 UTC, plus open unrealised) per venue."""
+    since 00:00 UTC, plus open unrealised) per venue. Open positions are marked as the API
+    marks them (trading.services.marks.marks_latest: the venue's latest price of the asset;
+    none: the mark of the position's last fill)."""
+    from trading.services.marks import marks_latest
+    from trading.services.positions import unrealized_pnl
+
     now = now or timezone.now()
     day_start = now.replace(hour=0, minute=0, second=0, microsecond=0)
     money = DecimalField(max_digits=38, decimal_places=8)
-    exposure = {
-        r["provider"]: r
-        for r in Position.objects.filter(status=Position.Status.OPEN)
-        .values("provider")
-        .annotate(
-            exposure=Sum(ExpressionWrapper(F("quantity") * F("current_price"), output_field=money)),
-            unrealized=Sum("unrealized_pnl"),
+    open_rows = list(
+        Position.objects.filter(status=Position.Status.OPEN).values_list(
+            "provider", "asset", "side", "quantity", "avg_entry_price", "current_price", "unrealized_pnl"
         )
-    }
+    )
+    marks = marks_latest((venue, asset) for venue, asset, *_ in open_rows)
+    exposure: dict[str, Decimal] = {}
+    unrealized: dict[str, Decimal] = {}
+    for venue, asset, side, quantity, entry, stored_price, stored_pnl in open_rows:
+        mark = marks.get((venue, asset))
+        if mark is None:
+            price, pnl = stored_price or ZERO, stored_pnl or ZERO
+        else:
+            price, pnl = mark, unrealized_pnl(side=side, entry_price=entry, price=mark, size=quantity)
+        exposure[venue] = exposure.get(venue, ZERO) + abs(quantity) * price
+        unrealized[venue] = unrealized.get(venue, ZERO) + pnl
     realized = dict(
         Fill.objects.filter(occurred_at__gte=day_start)
         .values("trade__provider")
@@ -205,17 +229,18 @@ def venue_figures(now=None) -> list[dict]:
         .values_list("trade__provider", "net")
     )
     venues = sorted(set(settings.VENUE_ENABLED) | set(exposure) | set(realized))
+    cent = Decimal("0.01")
     rows = []
     for venue in venues:
-        e = exposure.get(venue, {})
-        unrealized = e.get("unrealized") or ZERO
+        realized_today = realized.get(venue) or ZERO
+        open_pnl = unrealized.get(venue, ZERO)
         rows.append(
             {
                 "venue": venue,
-                "exposure": (e.get("exposure") or ZERO).quantize(Decimal("0.01")),
-                "realized_today": (realized.get(venue) or ZERO).quantize(Decimal("0.01")),
-                "unrealized": unrealized.quantize(Decimal("0.01")),
-                "pnl_today": ((realized.get(venue) or ZERO) + unrealized).quantize(Decimal("0.01")),
+                "exposure": exposure.get(venue, ZERO).quantize(cent),
+                "realized_today": realized_today.quantize(cent),
+                "unrealized": open_pnl.quantize(cent),
+                "pnl_today": (realized_today + open_pnl).quantize(cent),
             }
         )
     return rows

@@ -123,7 +123,10 @@ class TradeDetail(_Throttled, APIView):
         trade = order_services.trade_protection_update(
             user=request.user, pair_id=pair_id, trade_index=index, **body.validated_data
         )
-        return Response(s.TradeSerializer(trade).data)
+        from trading.services.marks import marks_latest
+
+        marks = marks_latest([(trade.provider, trade.asset)])
+        return Response(s.TradeSerializer(trade, context={"marks": marks}).data)
 
 
 class PositionsPage(NamedLimitOffsetPagination):
@@ -153,23 +156,11 @@ class PositionList(_Throttled, generics.ListAPIView):
     def get_serializer_context(self):
         """Open positions are marked at their venue's latest cached price of the asset (no
         price, or no Redis: as stored)."""
-        from config.cache import REDIS_ERRORS
-        from providers.interface import VenueException
-        from providers.prices import price_get_many
+        from trading.services.marks import marks_latest
 
         context = super().get_serializer_context()
-        held: dict[str, set[str]] = {}
-        for venue, asset in Position.objects.filter(user=self.request.user, status=Position.Status.OPEN).values_list(
-            "provider", "asset"
-        ):
-            held.setdefault(venue, set()).add(asset)
-        marks = {}
-        for venue, assets in held.items():
-            try:
-                marks |= {(venue, s): tick.price for s, tick in price_get_many(sorted(assets), venue=venue).items()}
-            except (VenueException, *REDIS_ERRORS):  # no price (or no Redis): as stored
-                continue
-        context["marks"] = marks
+        held = Position.objects.filter(user=self.request.user, status=Position.Status.OPEN)
+        context["marks"] = marks_latest(held.values_list("provider", "asset"))
         return context
 
 

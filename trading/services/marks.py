@@ -10,11 +10,15 @@ once. Marks are not written to the database: a position row keeps the mark of it
 Throttle: at most one push per venue and asset per `REALTIME_MARKS_INTERVAL_MS`, across every process
 that publishes ticks (a Redis key set with NX and a millisecond expiry claims the window).
 A tick inside the window is skipped; the next tick after it carries the newer price.
+
+`marks_latest(pairs)` is the one read of "the mark" for everything shown to a person: the API's
+positions and trades, the PATCH SL/TP answer and the control panel's exposure and PnL.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable
 from datetime import datetime
 from decimal import Decimal
 
@@ -38,6 +42,26 @@ _FIELDS = (
     "leverage",
     "liquidation_price",
 )
+
+
+def marks_latest(pairs: Iterable[tuple[str, str]]) -> dict[tuple[str, str], Decimal]:
+    """{(venue, asset): price} for each pair: the latest price of the asset at that venue (cached
+    tick, else the venue's feed). A venue with no price, or no Redis, is left out: its rows
+    stay at the mark of their last fill."""
+    from config.cache import REDIS_ERRORS
+    from providers.interface import VenueException
+    from providers.prices import price_get_many
+
+    held: dict[str, set[str]] = {}
+    for venue, asset in pairs:
+        held.setdefault(venue, set()).add(asset)
+    marks: dict[tuple[str, str], Decimal] = {}
+    for venue, assets in held.items():
+        try:
+            marks |= {(venue, s): tick.price for s, tick in price_get_many(sorted(assets), venue=venue).items()}
+        except (VenueException, *REDIS_ERRORS):
+            continue
+    return marks
 
 
 def position_marks(*, venue: str, asset: str, price: Decimal, at: datetime) -> dict[int, list[dict]]:
