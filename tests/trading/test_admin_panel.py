@@ -348,3 +348,81 @@ def test_the_stop_loss_take_profit_answer_is_marked_to_market(markets, trader, a
     assert answer.status_code == 200, answer.content
     assert D(answer.json()["current_price"]) == D("61200")
     assert D(answer.json()["unrealized_pnl"]) > 0
+
+
+def test_a_scope_typo_is_refused_with_a_hint_and_nothing_is_recorded(client, markets):
+    _login(client, "risk_admin")
+    url = reverse("admin:trading_state_action", args=["reduce_only"])
+
+    page = client.post(url, {"scope_type": "instrument", "scope_key": "BTCUSD", "reason": "thin book"})
+
+    assert page.status_code == 200
+    assert "No instrument &#x27;BTCUSD&#x27;. Did you mean BTC-USD?" in page.content.decode()
+    assert not TradingState.objects.filter(scope_type="instrument").exists()
+    assert not Event.objects.filter(topic="trading_state.changed").exists()
+
+    client.post(url, {"scope_type": "instrument", "scope_key": "btc-usd", "reason": "thin book"})
+    assert TradingState.objects.get(scope_type="instrument").scope_key == "BTC-USD"
+
+
+def test_the_service_refuses_unknown_scopes_and_strategy_scopes_while_no_strategy_exists(markets):
+    from config.errors import ApplicationError
+    from trading.services.control import trading_state_set
+
+    for scope_type, key in (("instrument", "BTCUSD"), ("venue", "kraken"), ("strategy", "momentum")):
+        with pytest.raises(ApplicationError) as refused:
+            trading_state_set(scope_type=scope_type, scope_key=key, state="HALTED", actor="op", reason="r")
+        assert refused.value.code == "UNKNOWN_SCOPE" and list(refused.value.details) == ["scope_key"]
+
+
+def test_a_scope_back_to_active_drops_off_the_panel_and_stays_in_the_ledger(client, markets):
+    from trading.services.control import trading_state_set
+
+    trading_state_set(scope_type="instrument", scope_key="SOL-USD", state="REDUCE_ONLY", actor="op", reason="thin")
+    _login(client, "viewer")
+    scopes = [t["scope"] for t in client.get(reverse("admin:control_panel_status")).json()["trading_states"]]
+    assert scopes == ["global", "instrument:SOL-USD"]
+
+    trading_state_set(scope_type="instrument", scope_key="SOL-USD", state="ACTIVE", actor="op", reason="deep again")
+
+    scopes = [t["scope"] for t in client.get(reverse("admin:control_panel_status")).json()["trading_states"]]
+    assert scopes == ["global"]
+    assert Event.objects.filter(topic="trading_state.changed", aggregate_id="instrument:SOL-USD").count() == 2
+
+
+def test_halt_everything_shows_a_banner_on_every_page_and_resume_rearms_exactly_what_it_disarmed(client):
+    from trading.services.control import control_arm
+
+    control_arm(component="executor:paper", actor="op", reason="live")
+    control_arm(component="treasury:withdrawals", actor="op", reason="live")
+    admin = _login(client, "risk_admin", "rita")
+    client.post(reverse("admin:halt_all"), {"reason": "venue outage"})
+
+    page = client.get(reverse("admin:trading_order_changelist")).content.decode()
+    assert 'id="td-restrictions"' in page and "venue outage" in page
+    assert f"by rita (user {admin.pk})" in page and "HALTED</strong> on <strong>global" in page
+    confirm = client.get(reverse("admin:resume_all")).content.decode()
+    assert "arm executor:paper" in confirm and "arm treasury:withdrawals" in confirm
+    assert "arm signer:ostium" not in confirm  # it was disarmed before the halt
+
+    response = client.post(reverse("admin:resume_all"), {"reason": "outage over"})
+
+    assert response.status_code == 302
+    assert TradingState.objects.get(scope_type="global").state == "ACTIVE"
+    armed = set(ControlState.objects.filter(armed=True).values_list("component", flat=True))
+    assert armed == {"executor:paper", "treasury:withdrawals"}
+    resumed = Event.objects.get(topic="desk.resumed")
+    assert resumed.payload["rearmed"] == ["executor:paper", "treasury:withdrawals"]
+    assert resumed.causation_id == Event.objects.get(topic="desk.halted").id
+    assert 'id="td-restrictions"' not in client.get(reverse("admin:trading_order_changelist")).content.decode()
+
+
+def test_resume_needs_the_halt_all_permission(client):
+    from trading.services.control import trading_state_set
+
+    trading_state_set(scope_type="global", state="HALTED", actor="op", reason="r")
+    _login(client, "operator")
+    page = client.get(reverse("admin:trading_order_changelist")).content.decode()
+    assert 'id="td-restrictions"' in page and 'id="td-resume-all"' not in page
+    assert client.post(reverse("admin:resume_all"), {"reason": "mine"}).status_code == 403
+    assert TradingState.objects.get(scope_type="global").state == "HALTED"

@@ -41,3 +41,55 @@ def test_the_beat_badge_is_green_while_beat_runs_and_red_once_it_stops(browser, 
     beat_process.start()
     wait_for(lambda: _health_badge(page, live_server, "celery-beat") == "ok", 30, interval=0.5, what="Beat green again")
     context.close()
+
+
+def test_halt_everything_raises_a_banner_on_every_page_and_one_step_resumes(browser, live_server, transactional_db):
+    from tests.trading.browser import confirm
+    from trading.models import ControlState, TradingState
+    from trading.services.control import control_arm
+
+    control_arm(component="executor:paper", actor="test", reason="the desk is live")
+    user_in("risk_admin", "rita")
+    context, page = login(browser, live_server, "rita")
+    assert page.locator("#td-restrictions").count() == 0
+
+    page.click("#td-halt-all")
+    confirm(page, "exchange incident")
+    banner = page.locator("#td-restrictions")
+    assert "HALTED on global" in banner.inner_text() and "exchange incident" in banner.inner_text()
+    assert "rita (user" in banner.inner_text()
+    page.goto(f"{live_server.url}/admin/trading/order/")  # every admin page, not only the panel
+    assert "exchange incident" in page.locator("#td-restrictions").inner_text()
+
+    page.click("#td-resume-all")
+    page.wait_for_selector("#td-confirm")
+    assert "arm executor:paper" in page.locator("#content-main ul").inner_text()
+    confirm(page, "incident over")
+
+    assert page.locator("#td-restrictions").count() == 0
+    assert TradingState.objects.get(scope_type="global").state == "ACTIVE"
+    assert list(ControlState.objects.filter(armed=True).values_list("component", flat=True)) == ["executor:paper"]
+    context.close()
+
+
+def test_a_scope_typo_is_refused_on_the_page(browser, live_server, transactional_db, markets):
+    from tests.trading.browser import confirm
+    from trading.models import TradingState
+
+    user_in("risk_admin", "rita")
+    context, page = login(browser, live_server, "rita")
+    page.click("text=Reduce-only a scope…")
+    page.wait_for_selector("#td-confirm")
+    page.select_option("#id_scope_type", "instrument")
+    page.fill("#id_scope_key", "BTCUSD")
+    page.fill("#id_reason", "thin book")
+    page.click("#td-confirm input[type=submit]")
+
+    page.wait_for_selector("#td-confirm .errorlist")
+    assert "Did you mean BTC-USD?" in page.locator("#td-confirm .errorlist").inner_text()
+    assert not TradingState.objects.exists()
+
+    page.fill("#id_scope_key", "BTC-USD")
+    confirm(page, "thin book")
+    assert "REDUCE_ONLY on instrument:BTC-USD" in page.locator("#td-restrictions").inner_text()
+    context.close()

@@ -38,18 +38,37 @@ class ConfirmActionForm(forms.Form):
 
 
 class TradingStateForm(ConfirmActionForm):
+    """The scope is chosen from what exists (the key field suggests the venues and instruments
+    the desk knows) and checked against it: a typo such as `BTCUSD` is refused, never shown as
+    a restriction."""
+
     scope_type = forms.ChoiceField(
         choices=[("global", "global"), ("venue", "venue"), ("instrument", "instrument"), ("strategy", "strategy")]
     )
     scope_key = forms.CharField(
-        required=False, help_text="venue name, instrument (BTC-USD) or strategy; empty for global"
+        required=False,
+        help_text="Pick a venue (paper) or an instrument (BTC-USD); empty for global.",
+        widget=forms.TextInput(attrs={"list": "td-scope-keys", "autocomplete": "off"}),
     )
     field_order = ["scope_type", "scope_key", "reason", "expires_at"]
 
+    @property
+    def scope_key_options(self) -> list[tuple[str, str]]:
+        from trading.services.control import scope_keys
+
+        return [(kind, key) for kind in ("venue", "instrument") for key in scope_keys(kind)]
+
     def clean(self):
+        from config.errors import ApplicationError
+        from trading.services.control import scope_key_check
+
         data = super().clean()
-        if data.get("scope_type") != "global" and not (data.get("scope_key") or "").strip():
-            self.add_error("scope_key", "Required for this scope.")
+        scope_type = data.get("scope_type")
+        if scope_type:
+            try:
+                data["scope_key"] = scope_key_check(scope_type, data.get("scope_key") or "")
+            except ApplicationError as exc:
+                self.add_error("scope_key", exc.message)
         return data
 
 

@@ -67,6 +67,38 @@ class ComponentView:
         }
 
 
+def actor_display(actor: str) -> str:
+    """An actor as a person reads it: `user:3:alice` → `alice (user 3)`; others as they are."""
+    parts = (actor or "").split(":", 2)
+    if len(parts) == 3 and parts[0] == "user":
+        return f"{parts[2]} (user {parts[1]})"
+    if len(parts) == 2 and parts[0] == "user":
+        return f"user {parts[1]}"
+    return actor or "system"
+
+
+def restrictions(now=None) -> list[dict]:
+    """Every scope not ACTIVE now (the admin's banner): scope, state, who, when, why."""
+    now = now or timezone.now()
+    out = []
+    rows = TradingState.objects.exclude(state="ACTIVE", expires_at__isnull=True)
+    for row in rows.order_by("scope_type", "scope_key"):
+        state = row.effective_state(now)
+        if state == "ACTIVE":
+            continue
+        out.append(
+            {
+                "scope": "global" if row.scope_type == "global" else f"{row.scope_type}:{row.scope_key}",
+                "state": state,
+                "by": actor_display(row.changed_by),
+                "at": row.changed_at,
+                "reason": row.reason,
+                "until": row.expires_at if row.expires_at and row.expires_at > now else None,
+            }
+        )
+    return out
+
+
 def _plural(n: int, word: str) -> str:
     return f"{n} {word}{'' if n == 1 else 's'}"
 
@@ -115,10 +147,14 @@ def component_views(now=None) -> list[ComponentView]:
 
 
 def trading_state_rows(now=None) -> list[dict]:
+    """The global scope, then every restriction: a scope back to ACTIVE with no expiry pending
+    drops off (its history stays in the ledger)."""
     now = now or timezone.now()
     rows = []
     for row in TradingState.objects.order_by("scope_type", "scope_key"):
         effective = row.effective_state(now)
+        if row.scope_type != "global" and effective == "ACTIVE" and not (row.expires_at and row.expires_at > now):
+            continue
         rows.append(
             {
                 "row": row,

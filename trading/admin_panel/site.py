@@ -20,6 +20,7 @@ class TradedeskAdminSite(admin.AdminSite):
             path("control-panel/status.json", v(views.control_panel_status), name="control_panel_status"),
             path("control-panel/fragment/", v(views.control_panel_fragment), name="control_panel_fragment"),
             path("control-panel/halt-all/", v(views.halt_all), name="halt_all"),
+            path("control-panel/resume-all/", v(views.resume_all), name="resume_all"),
             path(
                 "control-panel/trading-state/<str:action>/", v(views.trading_state_action), name="trading_state_action"
             ),

@@ -16,7 +16,7 @@ from django.urls import reverse
 from config.errors import ApplicationError
 from config.logging import redact
 from trading.admin_panel.forms import ConfirmActionForm, TradingStateForm
-from trading.admin_panel.panel import panel_json, panel_snapshot
+from trading.admin_panel.panel import actor_display, panel_json, panel_snapshot
 from trading.admin_panel.svg import bar_chart
 from trading.models import ControlState, Event, ExecutionCommand, Order, Position, Trade
 from trading.services import operator
@@ -208,6 +208,43 @@ def halt_all(request, site):
         form=form,
         target=list(ControlState.objects.values_list("component", flat=True)),
         danger=True,
+    )
+
+
+def resume_all(request, site):
+    """One step back from HALT EVERYTHING: global ACTIVE, and the components the halt disarmed armed again."""
+    if not request.user.has_perm(operator.PERM_HALT_ALL):
+        raise PermissionDenied
+    plan = operator.desk_resume_plan()
+    form = ConfirmActionForm(request.POST or None, allow_expiry=False)
+    if plan is None:
+        messages.info(request, "Trading is not halted globally: nothing to resume.")
+        return redirect(reverse("admin:control_panel"))
+    if request.method == "POST" and form.is_valid():
+        response = _done(
+            request,
+            lambda: operator.desk_resume(actor=request.user, reason=form.cleaned_data["reason"]),
+            "Trading resumed: global trading state ACTIVE"
+            + (f"; armed again: {', '.join(plan['rearm'])}." if plan["rearm"] else "; no component to re-arm."),
+        )
+        if response:
+            return response
+    halt = plan["halt"]
+    if plan["rearm"]:
+        targets = ["global trading state → ACTIVE", *[f"arm {c}" for c in plan["rearm"]]]
+    else:
+        targets = ["global trading state → ACTIVE", "no component to re-arm (none was armed before the halt)"]
+    return _confirm_page(
+        request,
+        site,
+        title="Resume trading",
+        help_text=(
+            f"Undo the halt by {actor_display(halt.actor if halt else plan['state'].changed_by)}: "
+            "the global scope returns to ACTIVE and exactly the components that the halt disarmed are armed "
+            "again. Other restrictions (venues, instruments) stay as they are."
+        ),
+        form=form,
+        target=targets,
     )
 
 

@@ -173,6 +173,55 @@ def component_gate(component: str) -> Gate:
     return control_gate(ControlState.objects.filter(component=component).first(), component=component)
 
 
+def scope_keys(scope_type: str) -> list[str]:
+    """The keys a trading state may be set on, per scope type: the venues the desk knows, the
+    instruments of its markets (the paper book's and every enabled venue's list), and the
+    strategies (none exist yet: orders carry no strategy, so a strategy scope would never be
+    checked; it is refused rather than shown as a restriction that does nothing)."""
+    if scope_type == TradingState.Scope.VENUE:
+        return sorted(settings.VENUE_ENABLED)
+    if scope_type == TradingState.Scope.INSTRUMENT:
+        from providers.markets import venue_markets
+        from providers.models import PaperMarket
+
+        symbols = set(PaperMarket.objects.values_list("symbol", flat=True))
+        for venue, enabled in settings.VENUE_ENABLED.items():
+            if not enabled:
+                continue
+            try:
+                symbols |= {m.symbol for m in venue_markets(venue)}  # (cached MARKETS_CACHE_TTL seconds)
+            except Exception:  # a venue that cannot list its markets now: its instruments are not offered
+                logger.warning("scope keys: %s could not list its markets", venue, exc_info=True)
+        return sorted(symbols)
+    return []
+
+
+def scope_key_check(scope_type: str, scope_key: str) -> str:
+    """`scope_key` normalised (instruments upper-case), or an UNKNOWN_SCOPE error naming what
+    exists. A scope that already has a row may always be changed (to clear an old one)."""
+    if scope_type == TradingState.Scope.GLOBAL:
+        return ""
+    key = (scope_key or "").strip()
+    if scope_type == TradingState.Scope.INSTRUMENT:
+        key = key.upper()
+    if not key:
+        raise ApplicationError(
+            f"Choose a {scope_type}.", code="SCOPE_REQUIRED", details={"scope_key": [f"Choose a {scope_type}."]}
+        )
+    known = scope_keys(scope_type)
+    if key in known or TradingState.objects.filter(scope_type=scope_type, scope_key=key).exists():
+        return key
+    import difflib
+
+    if known:
+        close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+        hint = f" Did you mean {close[0]}?" if close else f" Known: {', '.join(known[:20])}."
+    else:
+        hint = f" No {scope_type} exists yet."
+    message = f"No {scope_type} {key!r}.{hint}"
+    raise ApplicationError(message, code="UNKNOWN_SCOPE", details={"scope_key": [message]})
+
+
 @transaction.atomic
 def trading_state_set(
     *,
@@ -189,8 +238,7 @@ def trading_state_set(
         raise ApplicationError(f"Unknown trading state {state!r}.", code="INVALID_TRADING_STATE")
     if not reason or not reason.strip():
         raise ApplicationError("A reason is required.", code="REASON_REQUIRED")
-    if scope_type == TradingState.Scope.GLOBAL:
-        scope_key = ""
+    scope_key = scope_key_check(scope_type, scope_key)
     row, _ = TradingState.objects.select_for_update().get_or_create(scope_type=scope_type, scope_key=scope_key)
     previous = row.effective_state()
     row.previous_state = previous

@@ -11,14 +11,14 @@ resume, drain, force-close), `risk_admin` (risk limits, trading states, halt eve
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.db import transaction
 from django.utils import timezone
 
 from config.errors import ApplicationError
-from trading.models import ControlState, Order, Position, RiskLimit, Trade, TradingState
+from trading.models import ControlState, Event, Order, Position, RiskLimit, Trade, TradingState
 from trading.services import control
 from trading.services.ledger import event_record
 
@@ -120,19 +120,68 @@ def desk_halt_all(*, actor, reason: str, expires_at: datetime | None = None) -> 
         reason=reason,
         expires_at=_future(expires_at),
     )
-    disarmed = []
-    for component in ControlState.objects.order_by("component").values_list("component", flat=True):
+    disarmed, was_armed = [], []
+    for component, armed in ControlState.objects.order_by("component").values_list("component", "armed"):
         control.control_disarm(component=component, actor=label, reason=reason)
         disarmed.append(component)
+        if armed:
+            was_armed.append(component)
     event_record(
         topic="desk.halted",
         aggregate_type="desk",
         aggregate_id="global",
         correlation_id="trading-state-global:",
         actor=label,
-        payload={"reason": reason.strip(), "expires_at": expires_at, "disarmed": disarmed},
+        payload={"reason": reason.strip(), "expires_at": expires_at, "disarmed": disarmed, "was_armed": was_armed},
     )
-    return {"trading_state": state, "disarmed": disarmed}
+    return {"trading_state": state, "disarmed": disarmed, "was_armed": was_armed}
+
+
+def desk_resume_plan() -> dict | None:
+    """What "Resume trading" would do now: None when the global scope is not HALTED; else the
+    halt it undoes (`desk.halted` event, or None when the global halt was set on its own) and
+    the components it re-arms: those the halt disarmed that were armed before it and are still
+    disarmed (a component armed again by hand since is left alone)."""
+    row = TradingState.objects.filter(scope_type=TradingState.Scope.GLOBAL).first()
+    if row is None or row.effective_state() != TradingState.State.HALTED:
+        return None
+    halt = Event.objects.filter(topic="desk.halted").order_by("-id").first()
+    if halt is not None and halt.occurred_at < row.changed_at - timedelta(seconds=5):
+        halt = None  # the global state was set HALTED again after (and apart from) that halt
+    wanted = (halt.payload.get("was_armed") or []) if halt else []
+    disarmed = ControlState.objects.filter(component__in=wanted, armed=False)
+    still_disarmed = set(disarmed.values_list("component", flat=True))
+    return {"halt": halt, "state": row, "rearm": [c for c in wanted if c in still_disarmed]}
+
+
+@transaction.atomic
+def desk_resume(*, actor, reason: str) -> dict:
+    """One step back from HALT EVERYTHING: the global scope returns to ACTIVE and exactly the
+    components the halt disarmed (that were armed before it) are armed again, recorded as one
+    `desk.resumed` event that cites the halt."""
+    permission_require(actor=actor, perm=PERM_HALT_ALL)
+    if not reason or not reason.strip():
+        raise ApplicationError("A reason is required.", code="REASON_REQUIRED")
+    plan = desk_resume_plan()
+    if plan is None:
+        raise ApplicationError("Trading is not halted globally.", code="NOT_HALTED", status_code=409)
+    label = actor_label(actor)
+    control.trading_state_set(
+        scope_type=TradingState.Scope.GLOBAL, state=TradingState.State.ACTIVE, actor=label, reason=reason
+    )
+    for component in plan["rearm"]:
+        control.control_arm(component=component, actor=label, reason=reason)
+    halt = plan["halt"]
+    event_record(
+        topic="desk.resumed",
+        aggregate_type="desk",
+        aggregate_id="global",
+        correlation_id="trading-state-global:",
+        causation_id=halt.id if halt else "",
+        actor=label,
+        payload={"reason": reason.strip(), "rearmed": plan["rearm"], "halted_by": halt.actor if halt else ""},
+    )
+    return {"rearmed": plan["rearm"]}
 
 
 def trade_force_close(*, actor, trade: Trade, reason: str) -> Order:
