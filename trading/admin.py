@@ -254,6 +254,42 @@ class ExecutionCommandInline(admin.TabularInline):
         return False
 
 
+class OrderStageFilter(admin.SimpleListFilter):
+    """The control panel's "orders in flight" count, as a filter."""
+
+    title = "stage"
+    parameter_name = "stage"
+
+    def lookups(self, request, model_admin):
+        return [("in_flight", "in flight")]
+
+    def queryset(self, request, queryset):
+        from trading.admin_panel.panel import IN_FLIGHT
+
+        if self.value() == "in_flight":
+            return queryset.filter(status__in=IN_FLIGHT)
+        return queryset
+
+
+class TradeAttentionFilter(admin.SimpleListFilter):
+    """The control panel's attention counts on trades, as filters."""
+
+    title = "needs attention"
+    parameter_name = "attention"
+
+    def lookups(self, request, model_admin):
+        return [("near_liquidation", "near liquidation"), ("without_stop", "open without a stop")]
+
+    def queryset(self, request, queryset):
+        from trading.admin_panel.panel import near_liquidation_trade_ids, trades_without_stop
+
+        if self.value() == "near_liquidation":
+            return queryset.filter(pk__in=near_liquidation_trade_ids())
+        if self.value() == "without_stop":
+            return queryset.filter(pk__in=trades_without_stop().values("pk"))
+        return queryset
+
+
 @admin.register(Order)
 class OrderAdmin(TimelineLink, ReadOnlyAdmin):
     """Orders change only through services; UNKNOWN ones wait for reconciliation (filter by status)."""
@@ -275,7 +311,7 @@ class OrderAdmin(TimelineLink, ReadOnlyAdmin):
         "wallet_address",
         "timeline_link",
     )
-    list_filter = ("status", "order_type", "origin", "provider", "side")
+    list_filter = (OrderStageFilter, "status", "order_type", "origin", "provider", "side")
     search_fields = (
         "=id",
         "=client_order_id",
@@ -335,7 +371,14 @@ class TradeAdmin(TimelineLink, ForceCloseActions, ReadOnlyAdmin):
         "close_reason",
         "timeline_link",
     )
-    list_filter = ("status", "provider", "side", "close_reason", ("protection_sync_due_at", admin.EmptyFieldListFilter))
+    list_filter = (
+        TradeAttentionFilter,
+        "status",
+        "provider",
+        "side",
+        "close_reason",
+        ("protection_sync_due_at", admin.EmptyFieldListFilter),
+    )
     actions = [trade_force_close_action]
     search_fields = ("=id", "asset", "user__username")
 

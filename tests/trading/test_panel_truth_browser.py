@@ -1,8 +1,12 @@
 """The control panel tells the truth, judged in a real browser (tests/trading/browser.py)
 against a live server and real processes."""
 
+import os
+
+import pytest
+
 from tests.conftest import wait_for
-from tests.trading.browser import BROWSER_MARKS, login
+from tests.trading.browser import BROWSER_MARKS, DESKTOP, LAPTOP, login
 from tests.trading.roles import user_in
 
 pytestmark = BROWSER_MARKS
@@ -92,4 +96,58 @@ def test_a_scope_typo_is_refused_on_the_page(browser, live_server, transactional
     page.fill("#id_scope_key", "BTC-USD")
     confirm(page, "thin book")
     assert "REDUCE_ONLY on instrument:BTC-USD" in page.locator("#td-restrictions").inner_text()
+    context.close()
+
+
+def _inside(inner, outer) -> bool:
+    return (
+        inner["x"] >= outer["x"] - 0.5
+        and inner["y"] >= outer["y"] - 0.5
+        and inner["x"] + inner["width"] <= outer["x"] + outer["width"] + 0.5
+        and inner["y"] + inner["height"] <= outer["y"] + outer["height"] + 0.5
+    )
+
+
+def _overlap(a, b) -> bool:
+    return not (
+        a["x"] + a["width"] <= b["x"]
+        or b["x"] + b["width"] <= a["x"]
+        or a["y"] + a["height"] <= b["y"]
+        or b["y"] + b["height"] <= a["y"]
+    )
+
+
+@pytest.mark.parametrize("viewport", [DESKTOP, LAPTOP], ids=["1440x900", "1280x800"])
+def test_the_panel_lays_out_without_overlap_and_its_counters_link_to_their_lists(
+    browser, live_server, transactional_db, markets, viewport
+):
+    from trading.services.control import trading_state_set
+
+    trading_state_set(scope_type="instrument", scope_key="SOL-USD", state="REDUCE_ONLY", actor="op", reason="thin")
+    trading_state_set(scope_type="venue", scope_key="near_intents", state="HALTED", actor="op", reason="solver down")
+    user_in("risk_admin", "rita")
+    context, page = login(browser, live_server, "rita", viewport=viewport)
+
+    if os.environ.get("SCREENSHOT_DIR"):  # the docs' screenshots: SCREENSHOT_DIR=docs
+        page.screenshot(path=f"{os.environ['SCREENSHOT_DIR']}/control-panel-{viewport['width']}.png")
+    width = page.evaluate("document.documentElement.scrollWidth")
+    assert width <= viewport["width"], f"the panel scrolls sideways ({width} px)"
+    assert not _overlap(page.locator("#td-halt-all").bounding_box(), page.locator("#td-updated").bounding_box())
+    card = page.locator("#td-trading-states").bounding_box()
+    buttons = page.locator("#td-trading-states a.button")
+    assert buttons.count() >= 6
+    for i in range(buttons.count()):
+        assert _inside(buttons.nth(i).bounding_box(), card), buttons.nth(i).inner_text()
+
+    hrefs = {
+        key: page.locator(f"#td-count-{key}").get_attribute("href") for key in ("unknown", "near", "nostop", "inflight")
+    }
+    assert hrefs == {
+        "unknown": "/admin/trading/order/?status__exact=UNKNOWN",
+        "near": "/admin/trading/trade/?attention=near_liquidation",
+        "nostop": "/admin/trading/trade/?attention=without_stop",
+        "inflight": "/admin/trading/order/?stage=in_flight",
+    }
+    for href in hrefs.values():
+        assert page.goto(f"{live_server.url}{href}").status == 200
     context.close()

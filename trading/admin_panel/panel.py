@@ -203,31 +203,38 @@ class Attention:
     items: list[HealthItem] = field(default_factory=list)
 
 
-def attention_counts() -> Attention:
-    """Open trades within NEAR_LIQUIDATION of their liquidation price at the latest mark (as the
-    API marks them), open trades without a working stop, UNKNOWN orders."""
+def near_liquidation_trade_ids() -> list[int]:
+    """Open trades within NEAR_LIQUIDATION of their liquidation price at the latest mark (as
+    the API marks them; no mark: the mark of the last fill)."""
     from trading.services.marks import marks_latest
 
-    open_trades = Trade.objects.filter(status=Trade.Status.OPEN)
     rows = list(
-        open_trades.filter(liquidation_price__isnull=False).values_list(
-            "provider", "asset", "current_price", "liquidation_price"
+        Trade.objects.filter(status=Trade.Status.OPEN, liquidation_price__isnull=False).values_list(
+            "id", "provider", "asset", "current_price", "liquidation_price"
         )
     )
-    marks = marks_latest((venue, asset) for venue, asset, *_ in rows)
-    near = 0
-    for venue, asset, stored, liq in rows:
+    marks = marks_latest((venue, asset) for _, venue, asset, *_ in rows)
+    near = []
+    for pk, venue, asset, stored, liq in rows:
         current = marks.get((venue, asset), stored)
         if current and abs(current - liq) / current <= NEAR_LIQUIDATION:
-            near += 1
+            near.append(pk)
+    return near
+
+
+def trades_without_stop():
+    """Open trades with no working stop-loss, trailing stop or OCO."""
     protected = Order.objects.filter(
         trade_id=OuterRef("pk"), order_type__in=WORKING_STOP_TYPES, status__in=WORKING_STATUSES
     )
-    without = open_trades.filter(~Exists(protected)).count()
+    return Trade.objects.filter(status=Trade.Status.OPEN).filter(~Exists(protected))
+
+
+def attention_counts() -> Attention:
     return Attention(
         unknown_orders=Order.objects.filter(status=Order.Status.UNKNOWN).count(),
-        near_liquidation=near,
-        without_stop=without,
+        near_liquidation=len(near_liquidation_trade_ids()),
+        without_stop=trades_without_stop().count(),
     )
 
 

@@ -29,7 +29,7 @@ CONTROL_LABELS = {
     "drain": "Drain",
 }
 CONTROL_HELP = {
-    "arm": "The component may cause side effects again (orders reach the venue).",
+    "arm": "The component may cause side effects (orders reach the venue).",
     "disarm": "The component keeps running and observable but refuses every side effect.",
     "pause": "The component takes no new work: new orders for this venue are refused when placed.",
     "resume": "Lift a pause or a drain.",

@@ -1,6 +1,9 @@
 """Template tags of the admin: the banner every admin page shows while a scope is restricted."""
 
+from decimal import Decimal
+
 from django import template
+from django.utils import timezone
 
 register = template.Library()
 
@@ -19,3 +22,34 @@ def restrictions_banner(context):
     rows = restrictions()
     global_halted = any(r["scope"] == "global" and r["state"] == "HALTED" for r in rows)
     return {"restrictions": rows, "can_resume": global_halted and user.has_perm(operator.PERM_HALT_ALL)}
+
+
+@register.filter
+def usd(value):
+    """Money as the panel's charts print it: thousands separated, two decimals (1,450.32)."""
+    if value is None or value == "":
+        return "—"
+    return f"{Decimal(value):,.2f}"
+
+
+@register.filter
+def actor(value):
+    """`user:3:alice` → `alice (user 3)`; other actors as they are."""
+    from trading.admin_panel.panel import actor_display
+
+    return actor_display(value or "")
+
+
+@register.filter
+def ago(value):
+    """How long ago, to the second under a minute: `12 s ago`, `3 min ago`, `2 h 5 min ago`."""
+    if not value:
+        return "—"
+    seconds = max(0, int((timezone.now() - value).total_seconds()))
+    if seconds < 60:
+        return f"{seconds} s ago"
+    if seconds < 3600:
+        return f"{seconds // 60} min ago"
+    if seconds < 86400:
+        return f"{seconds // 3600} h {seconds % 3600 // 60} min ago"
+    return f"{seconds // 86400} d ago"
