@@ -426,3 +426,39 @@ def test_resume_needs_the_halt_all_permission(client):
     assert 'id="td-restrictions"' in page and 'id="td-resume-all"' not in page
     assert client.post(reverse("admin:resume_all"), {"reason": "mine"}).status_code == 403
     assert TradingState.objects.get(scope_type="global").state == "HALTED"
+
+
+def test_the_timeline_tells_the_order_as_a_story(client, markets, trader, armed):
+    from providers.prices import price_set
+    from trading.services.execution import order_execute
+    from trading.services.orders import order_place
+    from trading.services.protective import protective_monitor_run
+
+    trader.first_name, trader.last_name = "Alice", ""
+    trader.save()
+    order = order_place(
+        user=trader,
+        asset="BTC-USD",
+        side="long",
+        collateral=D(100),
+        leverage=D(5),
+        stop_price=D(58000),
+        take_profit_price=D(61200),
+    )
+    order_execute(order_id=order.pk)
+    price_set("BTC-USD", D("61250"))
+    protective_monitor_run()
+    for triggered in Order.objects.filter(status__in=("TRIGGERED", "ACCEPTED", "SUBMITTING")):
+        order_execute(order_id=triggered.pk)
+    order.refresh_from_db()
+    _login(client, "viewer")
+
+    page = client.get(reverse("admin:timeline", args=["order", order.pk])).content.decode()
+
+    story = page[page.index('id="td-story"') : page.index("</div>", page.index('id="td-story"'))]
+    assert "Alice opened a 5× BTC-USD long with 100.00 USD at " in story
+    assert "the risk engine passed it at reference 60,000.00 (paper)" in story
+    assert f"filled at {order.filled_price:,.2f}," in story
+    assert "stop-loss at 58,000.00" in story and "take-profit at 61,200.00 placed, and it fired" in story
+    assert "closed by take-profit at " in story and "PnL +" in story
+    assert "None" not in story and "E-" not in story

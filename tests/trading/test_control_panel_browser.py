@@ -110,6 +110,9 @@ def test_an_operator_disarms_sees_orders_refused_rearms_sees_them_execute_and_op
     topics = page.locator("#td-events tr[data-topic]").evaluate_all("rows => rows.map(r => r.dataset.topic)")
     assert topics[:4] == ["order.accepted", "order.submitting", "order.filled", "trade.opened"]
     assert filled.commands.get().idempotency_key in page.locator("#td-commands").inner_text()
+    story = page.locator("#td-story").inner_text()
+    assert story.startswith("Trader opened a 2× BTC-USD long with 100.00 USD at "), story
+    assert "the risk engine passed it at reference" in story and "filled at " in story and "None" not in story
 
     # the panel with some more demo data, for the README
     _demo_data(trader)

@@ -4,6 +4,7 @@ confirmation pages of control actions, halt everything, and the order timeline."
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
@@ -15,6 +16,7 @@ from django.urls import reverse
 
 from config.errors import ApplicationError
 from config.logging import redact
+from trading.admin_panel.formatting import number, price
 from trading.admin_panel.forms import ConfirmActionForm, TradingStateForm
 from trading.admin_panel.panel import actor_display, panel_json, panel_snapshot
 from trading.admin_panel.svg import bar_chart
@@ -295,14 +297,16 @@ def timeline(request, site, kind, pk):
         decision = ""
         if e.topic == "order.accepted":
             p = e.payload
-            decision = (
-                f"risk engine passed: reference price {p.get('reference_price')} "
-                f"({p.get('price_source') or 'cache'}), max slippage {p.get('max_slippage')}"
-            )
-        elif e.topic == "order.rejected" and e.payload.get("stage") == "executor":
-            decision = f"executor gate refused: {e.payload.get('error_code')} — {e.payload.get('error_message')}"
+            parts = ["risk engine passed"]
+            if p.get("reference_price") not in (None, ""):
+                parts.append(f"at reference price {price(p['reference_price'], p.get('asset') or '')}")
+                parts.append(f"({p.get('price_source') or 'cache'})")
+            if p.get("max_slippage") not in (None, ""):
+                parts.append(f"· max slippage {number(Decimal(str(p['max_slippage'])) * 100)} %")
+            decision = " ".join(parts)
         elif e.topic == "order.rejected":
-            decision = f"rejected: {e.payload.get('error_code')} — {e.payload.get('error_message')}"
+            why = f"{e.payload.get('error_code') or ''} — {e.payload.get('error_message') or ''}"
+            decision = ("executor gate refused: " if e.payload.get("stage") == "executor" else "rejected: ") + why
         rows.append({"event": e, "payload": _pretty(e.payload), "decision": decision})
     return TemplateResponse(
         request,
@@ -322,8 +326,25 @@ def timeline(request, site, kind, pk):
                 for c in commands
             ],
             "risk_rejections": _risk_rejections(orders),
+            "story": _stories(kind, pk, orders, trades),
         },
     )
+
+
+def _stories(kind, pk, orders, trades) -> list[str]:
+    """The order's story; for a trade or a position, the story of each trade's opening order."""
+    from trading.admin_panel.story import order_story
+
+    if kind == "order":
+        subjects = [o for o in orders if o.pk == pk]
+    else:
+        subjects = []
+        for trade in trades:
+            opening = [o for o in orders if o.trade_id == trade.pk and not o.reduce_only]
+            opening = [o for o in opening if o.order_type not in Order.PROTECTIVE_TYPES] or opening
+            if opening:
+                subjects.append(opening[0])
+    return [story for story in (order_story(o) for o in subjects) if story]
 
 
 def _risk_rejections(orders) -> list[Event]:

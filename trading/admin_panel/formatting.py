@@ -1,0 +1,48 @@
+"""How the admin prints numbers: prices to their market's precision, money with two decimals,
+quantities without trailing zeros; thousands separated; never `0E-8` or 18 zero decimals."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from decimal import Decimal
+
+DEFAULT_PRICE_PLACES = 2
+
+
+def number(value, *, places: int | None = None) -> str:
+    """59931.11 → "59,931.11"; 58000.000 → "58,000"; 0E-8 → "0" (trailing zeros dropped unless
+    `places` fixes them; at most 8 decimals)."""
+    if value is None or value == "":
+        return ""
+    value = Decimal(str(value)) if not isinstance(value, Decimal) else value
+    if places is not None:
+        return f"{value:,.{places}f}"
+    if isinstance(value.as_tuple().exponent, int) and value.as_tuple().exponent < -8:
+        value = value.quantize(Decimal("1e-8"))
+    if value == 0:
+        return "0"
+    exponent = value.normalize().as_tuple().exponent
+    return f"{value:,.{max(0, -exponent)}f}"
+
+
+def money(value) -> str:
+    """USD amounts: two decimals, thousands separated (1,450.32)."""
+    return number(value, places=2) if value not in (None, "") else ""
+
+
+def price_places(assets: Iterable[str]) -> dict[str, int]:
+    """{asset: decimals of its price} from the paper book's markets (one query); others: 2."""
+    from providers.models import PaperMarket
+
+    wanted = set(assets)
+    found = dict(PaperMarket.objects.filter(symbol__in=wanted).values_list("symbol", "price_decimals"))
+    return {a: found.get(a, DEFAULT_PRICE_PLACES) for a in wanted}
+
+
+def price(value, asset: str = "", places: dict[str, int] | None = None) -> str:
+    """A price to its market's precision (`places` from price_places; else the asset's, looked up)."""
+    if value in (None, ""):
+        return ""
+    if places is None:
+        places = price_places([asset]) if asset else {}
+    return number(value, places=places.get(asset, DEFAULT_PRICE_PLACES))
