@@ -11,6 +11,7 @@ from trading.admin_panel.actions import (
     position_force_close_action,
     trade_force_close_action,
 )
+from trading.admin_panel.columns import FillColumns, OrderColumns, PositionColumns, TradeColumns
 from trading.admin_panel.forms import RiskLimitForm
 from trading.models import (
     ApiKey,
@@ -291,26 +292,9 @@ class TradeAttentionFilter(admin.SimpleListFilter):
 
 
 @admin.register(Order)
-class OrderAdmin(TimelineLink, ReadOnlyAdmin):
+class OrderAdmin(OrderColumns, TimelineLink, ReadOnlyAdmin):
     """Orders change only through services; UNKNOWN ones wait for reconciliation (filter by status)."""
 
-    list_display = (
-        "id",
-        "created_at",
-        "user",
-        "provider",
-        "asset",
-        "order_type",
-        "origin",
-        "side",
-        "collateral",
-        "leverage",
-        "status",
-        "error_code",
-        "filled_price",
-        "wallet_address",
-        "timeline_link",
-    )
     list_filter = (OrderStageFilter, "status", "order_type", "origin", "provider", "side")
     search_fields = (
         "=id",
@@ -319,6 +303,7 @@ class OrderAdmin(TimelineLink, ReadOnlyAdmin):
         "=venue_order_id",
         "=transaction_hash",
         "user__username",
+        "user__email",
         "=wallet_address",
     )
     date_hierarchy = "created_at"
@@ -355,22 +340,7 @@ class ExecutionCommandAdmin(ReadOnlyAdmin):
 
 
 @admin.register(Trade)
-class TradeAdmin(TimelineLink, ForceCloseActions, ReadOnlyAdmin):
-    list_display = (
-        "id",
-        "user",
-        "provider",
-        "asset",
-        "pair_id",
-        "trade_index",
-        "side",
-        "size",
-        "entry_price",
-        "realized_pnl",
-        "status",
-        "close_reason",
-        "timeline_link",
-    )
+class TradeAdmin(TradeColumns, TimelineLink, ForceCloseActions, ReadOnlyAdmin):
     list_filter = (
         TradeAttentionFilter,
         "status",
@@ -380,32 +350,21 @@ class TradeAdmin(TimelineLink, ForceCloseActions, ReadOnlyAdmin):
         ("protection_sync_due_at", admin.EmptyFieldListFilter),
     )
     actions = [trade_force_close_action]
-    search_fields = ("=id", "asset", "user__username")
+    search_fields = ("=id", "asset", "user__username", "user__email")
 
 
 @admin.register(Position)
-class PositionAdmin(TimelineLink, ForceCloseActions, ReadOnlyAdmin):
-    list_display = (
-        "id",
-        "user",
-        "provider",
-        "asset",
-        "side",
-        "quantity",
-        "avg_entry_price",
-        "realized_pnl",
-        "status",
-        "timeline_link",
-    )
+class PositionAdmin(PositionColumns, TimelineLink, ForceCloseActions, ReadOnlyAdmin):
     actions = [position_force_close_action]
     list_filter = ("status", "provider", "side")
-    search_fields = ("asset", "user__username")
+    search_fields = ("asset", "user__username", "user__email")
 
 
 @admin.register(Fill)
-class FillAdmin(ReadOnlyAdmin):
-    list_display = ("id", "occurred_at", "kind", "trade", "order", "price", "size", "fee", "realized_pnl", "funding")
-    list_filter = ("kind",)
+class FillAdmin(FillColumns, ReadOnlyAdmin):
+    list_filter = ("kind", "trade__provider")
+    search_fields = ("=trade__id", "=order__id", "trade__asset", "user__username", "user__email")
+    date_hierarchy = "occurred_at"
 
 
 @admin.register(RiskLimit)

@@ -5,6 +5,7 @@ from django.contrib import admin, messages
 from django.utils import timezone
 
 from config.errors import ApplicationError
+from trading.admin_panel.columns import WideList
 from webhooks import services
 from webhooks.models import WebhookAllowlist, WebhookAttempt, WebhookDelivery, WebhookEndpoint, WebhookNotice
 
@@ -89,18 +90,18 @@ class WebhookAttemptInline(admin.TabularInline):
 
 
 @admin.register(WebhookDelivery)
-class WebhookDeliveryAdmin(admin.ModelAdmin):
+class WebhookDeliveryAdmin(WideList, admin.ModelAdmin):
     list_display = (
-        "id",
-        "webhook_id",
-        "endpoint",
-        "event_type",
         "status",
+        "id",
+        "event_type",
+        "endpoint",
         "attempts",
-        "next_attempt_at",
         "last_response_code",
+        "next_attempt_at",
         "created_at",
     )
+    list_display_links = ("id",)
     list_filter = ("status", "event_type", "last_response_code", "endpoint")
     search_fields = ("=webhook_id", "=event_id")
     date_hierarchy = "created_at"

@@ -151,3 +151,54 @@ def test_the_panel_lays_out_without_overlap_and_its_counters_link_to_their_lists
     for href in hrefs.values():
         assert page.goto(f"{live_server.url}{href}").status == 200
     context.close()
+
+
+LISTS = ("trading/order", "trading/trade", "trading/position", "trading/fill", "webhooks/webhookdelivery")
+
+
+def test_the_lists_fit_1280_px_and_read_plainly(browser, live_server, transactional_db, markets, trader, armed):
+    from decimal import Decimal
+
+    from trading.models import Trade
+    from trading.services.execution import order_execute
+    from trading.services.orders import order_place
+
+    for asset, leverage in (("BTC-USD", 5), ("ETH-USD", 2)):
+        opened = order_place(
+            user=trader,
+            asset=asset,
+            side="long",
+            collateral=Decimal(100),
+            leverage=Decimal(leverage),
+            stop_price=markets[asset] * Decimal("0.95"),
+        )
+        order_execute(order_id=opened.pk)
+    trade = Trade.objects.get(asset="ETH-USD")
+    close = order_place(
+        user=trader, asset="ETH-USD", side="long", reduce_only=True, trade=trade, close_fraction=Decimal("0.5")
+    )
+    order_execute(order_id=close.pk)
+    user_in("viewer", "victor")
+    context, page = login(browser, live_server, "victor", viewport=LAPTOP)
+
+    for path in LISTS:
+        page.goto(f"{live_server.url}/admin/{path}/")
+        width = page.evaluate("document.documentElement.scrollWidth")
+        assert width <= LAPTOP["width"], f"{path} scrolls sideways ({width} px)"
+        clipped = page.evaluate(
+            "[...document.querySelectorAll('#changelist .results')].some(e => e.scrollWidth > e.clientWidth)"
+        )
+        assert not clipped, f"{path}: the table scrolls inside its box"
+        text = page.locator("#content").inner_text()
+        assert "E-8" not in text and "000000000" not in text and "None" not in text, path
+        if os.environ.get("SCREENSHOT_DIR"):
+            page.screenshot(path=f"{os.environ['SCREENSHOT_DIR']}/list-{path.split('/')[1]}.png")
+
+    page.goto(f"{live_server.url}/admin/trading/order/")
+    headers = page.locator("#result_list thead th").all_inner_texts()
+    assert [h.strip() for h in headers if h.strip()][:2] == ["STATUS", "ORDER"]
+    assert "reduce-only, 50 % of trade" in page.locator("#result_list").inner_text()
+    assert f"trader (user {trader.pk})" in page.locator("#result_list").inner_text()
+    page.goto(f"{live_server.url}/admin/trading/order/?q=trader@example.com")
+    assert page.locator("#result_list tbody tr").count() == 5  # two opens, two stops, one close
+    context.close()

@@ -39,10 +39,37 @@ def price_places(assets: Iterable[str]) -> dict[str, int]:
     return {a: found.get(a, DEFAULT_PRICE_PLACES) for a in wanted}
 
 
+_places: dict[str, int] = {}
+_places_read_at = 0.0
+
+
+def market_places(asset: str) -> int:
+    """Decimals of `asset`'s price, from every paper market read at most once a minute per
+    process (a list page asks once per row)."""
+    import time
+
+    global _places_read_at
+    if time.monotonic() - _places_read_at > 60:
+        from providers.models import PaperMarket
+
+        _places.clear()
+        _places.update(PaperMarket.objects.values_list("symbol", "price_decimals"))
+        _places_read_at = time.monotonic()
+    return _places.get(asset, DEFAULT_PRICE_PLACES)
+
+
 def price(value, asset: str = "", places: dict[str, int] | None = None) -> str:
-    """A price to its market's precision (`places` from price_places; else the asset's, looked up)."""
+    """A price to its market's precision (`places` from price_places; else the asset's)."""
     if value in (None, ""):
         return ""
-    if places is None:
-        places = price_places([asset]) if asset else {}
-    return number(value, places=places.get(asset, DEFAULT_PRICE_PLACES))
+    decimals = places.get(asset, DEFAULT_PRICE_PLACES) if places is not None else market_places(asset)
+    return number(value, places=decimals)
+
+
+def when(value) -> str:
+    """A timestamp as the admin prints it: `2026-12-06 22:34:31 UTC`."""
+    from datetime import UTC
+
+    if not value:
+        return ""
+    return f"{value.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC"

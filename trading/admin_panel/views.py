@@ -116,6 +116,18 @@ def _done(request, fn, success: str):
     return redirect(reverse("admin:control_panel"))
 
 
+def _network(component: str) -> str:
+    """The network a real venue's component acts on (localnet / testnet / mainnet; NEAR: its
+    endpoint set), so that arming says where orders will go."""
+    from django.conf import settings
+
+    if component in ("executor:ostium", "signer:ostium"):
+        return f"Ostium {settings.OSTIUM_NETWORK}"
+    if component == "executor:near_intents":
+        return f"NEAR Intents {settings.NEAR_INTENTS_NETWORK}"
+    return ""
+
+
 def control_action(request, site, component, action):
     if action not in operator.CONTROL_ACTIONS:
         raise Http404("unknown action")
@@ -134,15 +146,19 @@ def control_action(request, site, component, action):
                 reason=form.cleaned_data["reason"],
                 expires_at=form.cleaned_data.get("expires_at"),
             ),
-            f"{component}: {action} done.",
+            f"Done — {component}: {CONTROL_LABELS[action].lower()}.",
         )
         if response:
             return response
+    help_text = CONTROL_HELP[action]
+    network = _network(component)
+    if network:
+        help_text += f" Network: {network}."
     return _confirm_page(
         request,
         site,
-        title=f"{CONTROL_LABELS[action]} {component}",
-        help_text=CONTROL_HELP[action],
+        title=f"{CONTROL_LABELS[action]} {component}" + (f" ({network})" if network else ""),
+        help_text=help_text,
         form=form,
         target=component,
         danger=action in ("disarm", "pause", "drain"),
@@ -169,7 +185,7 @@ def trading_state_action(request, site, action):
                 reason=d["reason"],
                 expires_at=d.get("expires_at"),
             ),
-            f"{scope}: {state}.",
+            f"Done — {scope} is now {state}.",
         )
         if response:
             return response
