@@ -462,3 +462,39 @@ def test_the_timeline_tells_the_order_as_a_story(client, markets, trader, armed)
     assert "stop-loss at 58,000.00" in story and "take-profit at 61,200.00 placed, and it fired" in story
     assert "closed by take-profit at " in story and "PnL +" in story
     assert "None" not in story and "E-" not in story
+
+
+def test_pnl_over_time_charts_and_csv_exports_of_trades_and_fills(client, markets, trader, armed):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from trading.models import Fill, Trade
+    from trading.services.execution import order_execute
+    from trading.services.orders import order_place
+
+    opened = order_place(user=trader, asset="BTC-USD", side="long", collateral=D(100), leverage=D(5))
+    order_execute(order_id=opened.pk)
+    trade = Trade.objects.get(user=trader)
+    close = order_place(user=trader, asset="BTC-USD", side="long", reduce_only=True, trade=trade)
+    order_execute(order_id=close.pk)
+    _login(client, "viewer")
+
+    panel = client.get(reverse("admin:control_panel")).content.decode()
+    assert "Open exposure by instrument (USD)" in panel and "Realised PnL, cumulative, last 14 days" in panel
+    page = client.get(reverse("admin:pnl"), {"user": trader.pk, "days": 7}).content.decode()
+    assert "Realised PnL of trader, cumulative, last 7 days" in page and "<polyline" in page
+    assert client.get(reverse("admin:pnl"), {"user": 999999}).status_code == 404
+
+    today = timezone.now().date()
+    fills = client.get(reverse("admin:export_csv", args=["fills"]), {"from": str(today), "to": str(today)})
+    lines = fills.content.decode().strip().splitlines()
+    assert fills["Content-Type"] == "text/csv" and lines[0].startswith("id,user,trade_id,order_id,kind,price")
+    assert len(lines) == 1 + Fill.objects.count() == 3
+    assert "E-" not in fills.content.decode()
+    trades = client.get(reverse("admin:export_csv", args=["trades"]))
+    assert len(trades.content.decode().strip().splitlines()) == 2
+    earlier = str(today - timedelta(days=10))
+    empty = client.get(reverse("admin:export_csv", args=["trades"]), {"from": earlier, "to": earlier})
+    assert len(empty.content.decode().strip().splitlines()) == 1
+    assert client.get(reverse("admin:export_csv", args=["trades"]), {"from": "yesterday"}).status_code == 400

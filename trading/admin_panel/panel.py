@@ -238,11 +238,12 @@ def attention_counts() -> Attention:
     )
 
 
-def venue_figures(now=None) -> list[dict]:
+def venue_figures(now=None, instruments: list | None = None) -> list[dict]:
     """Open exposure (|quantity| × mark) and today's PnL (realised net of fees and funding
     since 00:00 UTC, plus open unrealised) per venue. Open positions are marked as the API
     marks them (trading.services.marks.marks_latest: the venue's latest price of the asset;
-    none: the mark of the position's last fill)."""
+    none: the mark of the position's last fill). `instruments`, when given, receives the open
+    exposure per instrument as (asset, USD)."""
     from trading.services.marks import marks_latest
     from trading.services.positions import unrealized_pnl
 
@@ -257,6 +258,7 @@ def venue_figures(now=None) -> list[dict]:
     marks = marks_latest((venue, asset) for venue, asset, *_ in open_rows)
     exposure: dict[str, Decimal] = {}
     unrealized: dict[str, Decimal] = {}
+    by_instrument: dict[str, Decimal] = {}
     for venue, asset, side, quantity, entry, stored_price, stored_pnl in open_rows:
         mark = marks.get((venue, asset))
         if mark is None:
@@ -264,6 +266,7 @@ def venue_figures(now=None) -> list[dict]:
         else:
             price, pnl = mark, unrealized_pnl(side=side, entry_price=entry, price=mark, size=quantity)
         exposure[venue] = exposure.get(venue, ZERO) + abs(quantity) * price
+        by_instrument[asset] = by_instrument.get(asset, ZERO) + abs(quantity) * price
         unrealized[venue] = unrealized.get(venue, ZERO) + pnl
     realized = dict(
         Fill.objects.filter(occurred_at__gte=day_start)
@@ -286,13 +289,51 @@ def venue_figures(now=None) -> list[dict]:
                 "pnl_today": (realized_today + open_pnl).quantize(cent),
             }
         )
+    if instruments is not None:
+        instruments.extend((asset, value.quantize(cent)) for asset, value in sorted(by_instrument.items()))
     return rows
+
+
+def pnl_over_time(*, days: int = 14, user=None, now=None) -> tuple[list[str], list[tuple[str, list[Decimal]]]]:
+    """Cumulative realised PnL (net of fees and funding) per UTC day over the last `days` days:
+    the desk's line and one per venue (only `user`'s fills when given). Returns (day labels,
+    [(name, values)])."""
+    from datetime import timedelta
+
+    from django.db.models.functions import TruncDate
+
+    now = now or timezone.now()
+    first = (now - timedelta(days=days - 1)).date()
+    money = DecimalField(max_digits=38, decimal_places=8)
+    fills = Fill.objects.filter(occurred_at__date__gte=first)
+    if user is not None:
+        fills = fills.filter(user=user)
+    rows = (
+        fills.annotate(day=TruncDate("occurred_at"))
+        .values("day", "trade__provider")
+        .annotate(net=Sum(ExpressionWrapper(F("realized_pnl") - F("fee") - F("funding"), output_field=money)))
+    )
+    per_day: dict[str, dict] = {}
+    for r in rows:
+        per_day.setdefault(r["trade__provider"], {})[r["day"]] = r["net"] or ZERO
+    dates = [first + timedelta(days=i) for i in range(days)]
+    series = []
+    desk = [ZERO] * days
+    for venue in sorted(per_day):
+        running, values = ZERO, []
+        for i, d in enumerate(dates):
+            running += per_day[venue].get(d, ZERO)
+            values.append(running)
+            desk[i] += running
+        series.append((venue, values))
+    return [d.isoformat() for d in dates], [("desk", desk), *series]
 
 
 def panel_snapshot(now=None) -> dict:
     now = now or timezone.now()
     attention = attention_counts()
     health = health_collect()
+    instruments: list[tuple[str, Decimal]] = []
     return {
         "now": now,
         "components": component_views(now),
@@ -300,7 +341,8 @@ def panel_snapshot(now=None) -> dict:
         "health": health,
         "prices": price_rows(now),
         "attention": attention,
-        "venues": venue_figures(now),
+        "venues": venue_figures(now, instruments),
+        "instrument_exposure": instruments,
         "open_orders": Order.objects.filter(Q(status__in=IN_FLIGHT)).count(),
         "scheduled_config": scheduled_changes(),
     }

@@ -21,6 +21,8 @@ class TradedeskAdminSite(admin.AdminSite):
             path("control-panel/fragment/", v(views.control_panel_fragment), name="control_panel_fragment"),
             path("control-panel/halt-all/", v(views.halt_all), name="halt_all"),
             path("control-panel/resume-all/", v(views.resume_all), name="resume_all"),
+            path("control-panel/pnl/", v(views.pnl_page), name="pnl"),
+            path("control-panel/export/<str:what>.csv", v(views.export_csv), name="export_csv"),
             path(
                 "control-panel/trading-state/<str:action>/", v(views.trading_state_action), name="trading_state_action"
             ),

@@ -69,7 +69,142 @@ def _panel_context(request, site) -> dict:
         "can": _abilities(request.user),
         "exposure_chart": bar_chart([(r["venue"], r["exposure"]) for r in venues], title="Open exposure (USD)"),
         "pnl_chart": bar_chart([(r["venue"], r["pnl_today"]) for r in venues], title="PnL today (USD)", signed=True),
+        "instrument_chart": bar_chart(snapshot["instrument_exposure"], title="Open exposure by instrument (USD)"),
+        "pnl_history_chart": _pnl_history_chart(days=14),
     }
+
+
+def _pnl_history_chart(*, days: int, user=None, width: int = 640):
+    from trading.admin_panel.panel import pnl_over_time
+    from trading.admin_panel.svg import line_chart
+
+    labels, series = pnl_over_time(days=days, user=user)
+    whose = f" of {user.get_username()}" if user is not None else ""
+    return line_chart(
+        series, labels=labels, title=f"Realised PnL{whose}, cumulative, last {days} days (USD)", width=width
+    )
+
+
+def pnl_page(request, site):
+    """PnL over time for the desk, each venue, or one user (?user=<id>), and the CSV exports."""
+    from django.contrib.auth import get_user_model
+
+    _require_view(request, "trading.view_fill")
+    try:
+        days = min(max(int(request.GET.get("days") or 30), 2), 366)
+    except ValueError:
+        days = 30
+    user = None
+    if request.GET.get("user"):
+        user = get_object_or_404(get_user_model(), pk=request.GET["user"]) if request.GET["user"].isdigit() else None
+        if user is None:
+            raise Http404("no such user")
+    return TemplateResponse(
+        request,
+        "admin/trading/pnl.html",
+        {
+            **site.each_context(request),
+            "title": "PnL over time" + (f" — {user.get_username()} (user {user.pk})" if user else ""),
+            "is_nav_sidebar_enabled": False,
+            "chart": _pnl_history_chart(days=days, user=user, width=1100),
+            "days": days,
+            "subject": user,
+        },
+    )
+
+
+EXPORTS = {
+    "trades": (
+        "trading.view_trade",
+        [
+            "id",
+            "user",
+            "provider",
+            "asset",
+            "side",
+            "status",
+            "collateral",
+            "leverage",
+            "size",
+            "entry_price",
+            "realized_pnl",
+            "fees_paid",
+            "funding_paid",
+            "close_reason",
+            "opened_at",
+            "closed_at",
+        ],
+    ),
+    "fills": (
+        "trading.view_fill",
+        [
+            "id",
+            "user",
+            "trade_id",
+            "order_id",
+            "kind",
+            "price",
+            "size",
+            "notional",
+            "fee",
+            "realized_pnl",
+            "funding",
+            "price_source",
+            "occurred_at",
+        ],
+    ),
+}
+
+
+def export_csv(request, site, what):
+    """Trades (opened in the period) or fills (in the period) as CSV: ?from=YYYY-MM-DD&to=YYYY-MM-DD (UTC
+    days, inclusive; default the last 30 days)."""
+    import csv
+    from datetime import date, timedelta
+
+    from django.http import HttpResponse
+
+    from trading.models import Fill
+
+    if what not in EXPORTS:
+        raise Http404("unknown export")
+    perm, columns = EXPORTS[what]
+    _require_view(request, perm)
+    try:
+        end = date.fromisoformat(request.GET["to"]) if request.GET.get("to") else timezone_today()
+        start = date.fromisoformat(request.GET["from"]) if request.GET.get("from") else end - timedelta(days=29)
+    except ValueError:
+        return HttpResponse("from and to are dates: YYYY-MM-DD\n", status=400, content_type="text/plain")
+    if what == "trades":
+        rows = Trade.objects.filter(opened_at__date__gte=start, opened_at__date__lte=end).select_related("user")
+    else:
+        rows = Fill.objects.filter(occurred_at__date__gte=start, occurred_at__date__lte=end).select_related("user")
+    response = HttpResponse(content_type="text/csv")
+    response["Content-Disposition"] = f'attachment; filename="{what}-{start}-{end}.csv"'
+    writer = csv.writer(response)
+    writer.writerow(columns)
+    for row in rows.order_by("id").iterator():
+        writer.writerow([_csv_value(row, c) for c in columns])
+    return response
+
+
+def timezone_today():
+    from django.utils import timezone
+
+    return timezone.now().date()
+
+
+def _csv_value(row, column):
+    if column == "user":
+        return row.user.get_username()
+    value = getattr(row, column)
+    if value is None:
+        return ""
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return format(value.normalize(), "f") if value else "0"
+    return value
 
 
 def control_panel(request, site):
