@@ -21,7 +21,7 @@ class ApplicationError(Exception):
     """A domain error with a stable code. Services raise it; the API maps it to the envelope."""
 
     status_code = 400
-    code = "application_error"
+    code = "APPLICATION_ERROR"
 
     def __init__(self, message: str, *, code: str | None = None, details=None, status_code: int | None = None):
         super().__init__(message)
@@ -35,12 +35,12 @@ class ApplicationError(Exception):
 
 class NotFoundError(ApplicationError):
     status_code = 404
-    code = "not_found"
+    code = "NOT_FOUND"
 
 
 class ConflictError(ApplicationError):
     status_code = 409
-    code = "conflict"
+    code = "CONFLICT"
 
 
 def envelope(code: str, message: str, details=None) -> dict:
@@ -95,16 +95,16 @@ def _pool_timeout(exc) -> bool:
 
 
 _DRF_CODES = {
-    drf.ValidationError: ("validation_error", "Invalid input."),
-    drf.ParseError: ("parse_error", None),
-    drf.AuthenticationFailed: ("authentication_failed", None),
-    drf.NotAuthenticated: ("not_authenticated", None),
-    drf.PermissionDenied: ("permission_denied", None),
-    drf.NotFound: ("not_found", None),
-    drf.MethodNotAllowed: ("method_not_allowed", None),
-    drf.NotAcceptable: ("not_acceptable", None),
-    drf.UnsupportedMediaType: ("unsupported_media_type", None),
-    drf.Throttled: ("throttled", None),
+    drf.ValidationError: ("VALIDATION_ERROR", "Invalid input."),
+    drf.ParseError: ("PARSE_ERROR", None),
+    drf.AuthenticationFailed: ("AUTHENTICATION_FAILED", None),
+    drf.NotAuthenticated: ("NOT_AUTHENTICATED", None),
+    drf.PermissionDenied: ("PERMISSION_DENIED", None),
+    drf.NotFound: ("NOT_FOUND", None),
+    drf.MethodNotAllowed: ("METHOD_NOT_ALLOWED", None),
+    drf.NotAcceptable: ("NOT_ACCEPTABLE", None),
+    drf.UnsupportedMediaType: ("UNSUPPORTED_MEDIA_TYPE", None),
+    drf.Throttled: ("THROTTLED", None),
 }
 
 
@@ -122,7 +122,7 @@ def exception_handler(exc, context):
         exc = drf.PermissionDenied()
 
     if isinstance(exc, drf.APIException):
-        code, message = "error", None
+        code, message = "API_ERROR", None
         for cls, (c, m) in _DRF_CODES.items():
             if isinstance(exc, cls):
                 code, message = c, m
@@ -148,7 +148,7 @@ def exception_handler(exc, context):
             headers={"Retry-After": str(OUTAGE_RETRY_AFTER)},
         )
     logger.exception("unhandled error in API view", extra={"view": context.get("view").__class__.__name__})
-    return Response(envelope("internal_error", "An internal error occurred."), status=500)
+    return Response(envelope("INTERNAL_ERROR", "An internal error occurred."), status=500)
 
 
 def _wants_envelope(request) -> bool:
@@ -173,13 +173,13 @@ def handler400(request, exception=None):
 
         error = payload_too_large()
     else:
-        error = ApplicationError("Bad request.", code="bad_request")
+        error = ApplicationError("Bad request.", code="BAD_REQUEST")
     return error_response(request, error)
 
 
 def handler404(request, exception=None):
     if _wants_envelope(request):
-        return JsonResponse(envelope("not_found", "Not found."), status=404)
+        return JsonResponse(envelope("NOT_FOUND", "Not found."), status=404)
     from django.views.defaults import page_not_found
 
     return page_not_found(request, exception)
@@ -187,7 +187,7 @@ def handler404(request, exception=None):
 
 def handler500(request):
     if _wants_envelope(request):
-        return JsonResponse(envelope("internal_error", "An internal error occurred."), status=500)
+        return JsonResponse(envelope("INTERNAL_ERROR", "An internal error occurred."), status=500)
     from django.views.defaults import server_error
 
     return server_error(request)

@@ -273,7 +273,9 @@ REST_FRAMEWORK = {
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Tradedesk API",
-    "DESCRIPTION": "Back office for Ostium perpetuals, NEAR Intents swaps and a paper venue.",
+    # the error table of docs/errors.md rides along, so Swagger shows every code with its meaning
+    "DESCRIPTION": "Back office for Ostium perpetuals, NEAR Intents swaps and a paper venue.\n\n"
+    + (BASE_DIR / "docs" / "errors.md").read_text().replace("# Error codes", "## Error codes", 1),
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "SWAGGER_UI_DIST": "SIDECAR",

@@ -111,7 +111,7 @@ def _require_owner(user, state: chain.SafeState) -> None:
 def _checksum(value: str, field: str) -> str:
     if not isinstance(value, str) or not is_address(value):
         raise ApplicationError(
-            f"{field} is not an address.", code="validation_error", details={field: "not an address"}
+            f"{field} is not an address.", code="VALIDATION_ERROR", details={field: ["not an address"]}
         )
     return to_checksum_address(value)
 
@@ -148,7 +148,11 @@ def delegation_prepare(
     delegate = keys.delegate_key_address(network=network, user=user)
     allowance = chain.MAX_UINT256 if usdc_allowance is None else int(usdc_allowance)
     if not 0 < allowance <= chain.MAX_UINT256:
-        raise ApplicationError("usdc_allowance must be positive.", code="validation_error")
+        raise ApplicationError(
+            "usdc_allowance must be positive.",
+            code="VALIDATION_ERROR",
+            details={"usdc_allowance": ["must be positive"]},
+        )
     prepared = chain.delegate_batch(net, delegate, allowance)
 
     with transaction.atomic():

@@ -51,7 +51,7 @@ def test_every_operation_documents_the_error_envelope(schema):
 def test_empty_enum_values_and_malformed_pagination_are_400(api, url):
     response = api.get(url)
     assert response.status_code == 400, response.content
-    assert response.json()["error"]["code"] == "validation_error"
+    assert response.json()["error"]["code"] == "VALIDATION_ERROR"
 
 
 def test_well_formed_filters_and_pages_are_accepted(api):

@@ -89,9 +89,9 @@ def test_control_characters_in_form_fields_are_a_400(client, operator_user):
 
 
 def test_not_json_and_wrong_content_types_are_the_envelope(api):
-    _error(api.post("/api/v1/webhooks", data="{nope", content_type="application/json"), 400, "parse_error")
-    _error(api.post("/api/v1/webhooks", data="<a/>", content_type="application/xml"), 415, "unsupported_media_type")
-    _error(api.post("/api/v1/webhooks", data=b"\xff\xfe", content_type="application/json"), 400, "parse_error")
+    _error(api.post("/api/v1/webhooks", data="{nope", content_type="application/json"), 400, "PARSE_ERROR")
+    _error(api.post("/api/v1/webhooks", data="<a/>", content_type="application/xml"), 415, "UNSUPPORTED_MEDIA_TYPE")
+    _error(api.post("/api/v1/webhooks", data=b"\xff\xfe", content_type="application/json"), 400, "PARSE_ERROR")
 
 
 # --- the signer service ----------------------------------------------------------------------

@@ -33,7 +33,15 @@ class OrderInput:
 
 
 def invalid(message: str, **details) -> ApplicationError:
-    return ApplicationError(message, code="INVALID_ORDER", details=details, status_code=400)
+    """INVALID_ORDER, with `details` as every field error is shaped: {field: [messages]}."""
+    shaped = {k: v if isinstance(v, list) else [v] for k, v in details.items()}
+    return ApplicationError(message, code="INVALID_ORDER", details=shaped, status_code=400)
+
+
+def _n(value: Decimal) -> str:
+    """A number in a message as a person writes it: 50.0000 → 50, 60000.12000000 → 60000.12."""
+    value = value.normalize()
+    return f"{value:f}"
 
 
 def stop_side_ok(side: str, stop: Decimal, ref: Decimal) -> bool:
@@ -83,11 +91,11 @@ def order_validate(o: OrderInput, *, market, current_price: Decimal) -> None:
         if o.collateral is None or o.collateral <= 0:
             errors["collateral"] = "must be positive"
         elif o.collateral < market.min_collateral:
-            errors["collateral"] = f"below the market minimum {market.min_collateral}"
+            errors["collateral"] = f"below the market minimum {_n(market.min_collateral)}"
         if o.leverage is None:
             errors["leverage"] = "required"
         elif not (market.min_leverage <= o.leverage <= market.max_leverage):
-            errors["leverage"] = f"must be between {market.min_leverage} and {market.max_leverage}"
+            errors["leverage"] = f"must be between {_n(market.min_leverage)} and {_n(market.max_leverage)}"
 
     ref = current_price
     if o.order_type == LIMIT:
@@ -99,13 +107,14 @@ def order_validate(o: OrderInput, *, market, current_price: Decimal) -> None:
         if o.stop_price is None:
             errors["stop_price"] = "required for a STOP_LOSS order"
         elif not stop_side_ok(o.side, o.stop_price, current_price):
-            errors["stop_price"] = f"must be {'below' if o.side == LONG else 'above'} the current price {current_price}"
+            where = "below" if o.side == LONG else "above"
+            errors["stop_price"] = f"must be {where} the current price {_n(current_price)}"
     elif o.order_type == TAKE_PROFIT:
         if o.take_profit_price is None:
             errors["take_profit_price"] = "required for a TAKE_PROFIT order"
         elif not take_profit_side_ok(o.side, o.take_profit_price, current_price):
             errors["take_profit_price"] = (
-                f"must be {'above' if o.side == LONG else 'below'} the current price {current_price}"
+                f"must be {'above' if o.side == LONG else 'below'} the current price {_n(current_price)}"
             )
     elif o.order_type == TRAILING_STOP:
         given = [n for n in ("trailing_stop_distance", "trailing_stop_percentage") if getattr(o, n) is not None]

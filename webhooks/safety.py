@@ -24,7 +24,7 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 class UnsafeTarget(ApplicationError):
     status_code = 400
-    code = "webhook_target_refused"
+    code = "WEBHOOK_TARGET_REFUSED"
 
 
 @dataclass(frozen=True)
@@ -95,7 +95,7 @@ def resolve(host: str, port: int) -> list[IPAddress]:
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError) as exc:
-        raise UnsafeTarget(f"Cannot resolve {host!r}.", code="webhook_target_unresolvable") from exc
+        raise UnsafeTarget(f"Cannot resolve {host!r}.", code="WEBHOOK_TARGET_UNRESOLVABLE") from exc
     seen: list[IPAddress] = []
     for info in infos:
         ip = ipaddress.ip_address(info[4][0].split("%")[0])
@@ -110,18 +110,18 @@ def target_check(url: str, *, allowlist: Allowlist | None = None) -> CheckedTarg
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
     if scheme not in ("http", "https") or not parts.hostname:
-        raise UnsafeTarget("The URL must be http(s)://host/...", code="webhook_url_invalid")
+        raise UnsafeTarget("The URL must be http(s)://host/...", code="WEBHOOK_URL_INVALID")
     if parts.username or parts.password:
-        raise UnsafeTarget("Credentials in the URL are not allowed.", code="webhook_url_invalid")
+        raise UnsafeTarget("Credentials in the URL are not allowed.", code="WEBHOOK_URL_INVALID")
     host = parts.hostname.lower().rstrip(".")
     try:
         port = parts.port or (443 if scheme == "https" else 80)
     except ValueError as exc:
-        raise UnsafeTarget("Invalid port.", code="webhook_url_invalid") from exc
+        raise UnsafeTarget("Invalid port.", code="WEBHOOK_URL_INVALID") from exc
     hosts, nets = allowlist if allowlist is not None else allowlist_load()
     addresses = resolve(host, port)
     if not addresses:
-        raise UnsafeTarget(f"{host!r} has no address.", code="webhook_target_unresolvable")
+        raise UnsafeTarget(f"{host!r} has no address.", code="WEBHOOK_TARGET_UNRESOLVABLE")
     host_entry = hosts.get(host)
     allow_http = bool(host_entry and host_entry.allow_http)
     for ip in addresses:
@@ -145,7 +145,7 @@ def target_check(url: str, *, allowlist: Allowlist | None = None) -> CheckedTarg
             for ip in addresses
         )
         if not (allow_http and covered):
-            raise UnsafeTarget("https is required.", code="webhook_https_required")
+            raise UnsafeTarget("https is required.", code="WEBHOOK_HTTPS_REQUIRED")
     path = parts.path or "/"
     if parts.query:
         path += "?" + parts.query

@@ -43,12 +43,12 @@ logger = logging.getLogger("tradedesk.webhooks")
 
 def _check_event_types(event_types) -> list[str]:
     if not isinstance(event_types, list | tuple) or not event_types:
-        raise ApplicationError("Give at least one event type.", code="webhook_event_types_invalid")
+        raise ApplicationError("Give at least one event type.", code="WEBHOOK_EVENT_TYPES_INVALID")
     unknown = sorted({str(t) for t in event_types} - set(SUBSCRIBABLE))
     if unknown:
         raise ApplicationError(
             "Unknown event types.",
-            code="webhook_event_types_invalid",
+            code="WEBHOOK_EVENT_TYPES_INVALID",
             details={"unknown": unknown, "allowed": SUBSCRIBABLE},
         )
     return sorted({str(t) for t in event_types})
@@ -392,7 +392,7 @@ def delivery_redeliver(*, delivery_ids, actor: str, now: datetime | None = None)
     if disabled:
         raise ApplicationError(
             "The endpoint is disabled; enable it before redelivering.",
-            code="webhook_endpoint_disabled",
+            code="WEBHOOK_ENDPOINT_DISABLED",
             details={"delivery_ids": disabled},
             status_code=409,
         )

@@ -63,7 +63,7 @@ def test_read_key_can_get_but_not_post_and_trade_key_can_both():
     reader, trader = _key_client(read_raw), _key_client(trade_raw)
     assert reader.get("/api/v1/test/trade").json() == {"user": user.pk}
     denied = reader.post("/api/v1/test/trade")
-    assert denied.status_code == 403 and denied.json()["error"]["code"] == "permission_denied"
+    assert denied.status_code == 403 and denied.json()["error"]["code"] == "PERMISSION_DENIED"
     assert trader.post("/api/v1/test/trade").status_code == 201
     # a person with a Bearer token holds read and trade
     assert bearer(login(user)["access_token"]).post("/api/v1/test/trade").status_code == 201
@@ -93,7 +93,7 @@ def test_revoked_expired_unknown_keys_and_inactive_users_are_refused():
     api_key_revoke(api_key=key, actor=None)
     assert Event.objects.filter(topic="api_key.revoked", aggregate_id=str(key.pk)).exists()
     r = client.get("/api/v1/me")
-    assert r.status_code == 401 and r.json()["error"]["code"] == "authentication_failed"
+    assert r.status_code == 401 and r.json()["error"]["code"] == "AUTHENTICATION_FAILED"
     # expired
     key2, raw2 = api_key_create(
         name="k2", user=user, scopes=["read"], created_by=None, expires_at=timezone.now() - timedelta(seconds=1)

@@ -54,7 +54,7 @@ def test_register_applies_password_validators():
     response = APIClient().post(
         "/api/v1/auth/register", {"email": "b@example.com", "username": "bob", "password": "12345678"}, format="json"
     )
-    err = _envelope(response, 400, "validation_error")
+    err = _envelope(response, 400, "VALIDATION_ERROR")
     assert err["details"]["password"]
     assert not User.objects.filter(username="bob").exists()
 
@@ -64,7 +64,7 @@ def test_register_duplicate_email_is_conflict():
     response = APIClient().post(
         "/api/v1/auth/register", {"email": "DUP@example.com", "username": "other", "password": PASSWORD}, format="json"
     )
-    _envelope(response, 409, "email_taken")
+    _envelope(response, 409, "EMAIL_TAKEN")
 
 
 def test_login_wrong_password_and_unknown_email_answer_the_same():
@@ -72,21 +72,21 @@ def test_login_wrong_password_and_unknown_email_answer_the_same():
     client = APIClient()
     wrong = client.post("/api/v1/auth/login", {"email": user.email, "password": "nope-nope-1"}, format="json")
     unknown = client.post("/api/v1/auth/login", {"email": "ghost@example.com", "password": PASSWORD}, format="json")
-    e1, e2 = _envelope(wrong, 401, "invalid_credentials"), _envelope(unknown, 401, "invalid_credentials")
+    e1, e2 = _envelope(wrong, 401, "INVALID_CREDENTIALS"), _envelope(unknown, 401, "INVALID_CREDENTIALS")
     assert e1["message"] == e2["message"] == "Invalid email or password."
 
 
 def test_login_of_inactive_user_is_refused():
     user = UserFactory(is_active=False)
     response = APIClient().post("/api/v1/auth/login", {"email": user.email, "password": PASSWORD}, format="json")
-    _envelope(response, 401, "invalid_credentials")
+    _envelope(response, 401, "INVALID_CREDENTIALS")
 
 
 def test_inactive_user_is_refused_with_a_valid_access_token():
     user = UserFactory()
     body = login(user)
     User.objects.filter(pk=user.pk).update(is_active=False)
-    _envelope(bearer(body["access_token"]).get("/api/v1/me"), 401, "authentication_failed")
+    _envelope(bearer(body["access_token"]).get("/api/v1/me"), 401, "AUTHENTICATION_FAILED")
     # and cannot refresh either
     refresh = APIClient().post("/api/v1/auth/refresh", {"refresh_token": body["refresh_token"]}, format="json")
     _envelope(refresh, 401)
@@ -94,7 +94,7 @@ def test_inactive_user_is_refused_with_a_valid_access_token():
 
 def test_unauthenticated_gets_401_with_www_authenticate():
     response = APIClient().get("/api/v1/me")
-    _envelope(response, 401, "not_authenticated")
+    _envelope(response, 401, "NOT_AUTHENTICATED")
     assert response["WWW-Authenticate"].startswith("Bearer")
 
 
@@ -105,7 +105,7 @@ def test_unauthenticated_gets_401_with_www_authenticate():
 def test_bad_bearer_tokens_are_401(header):
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=header)
-    _envelope(client.get("/api/v1/me"), 401, "authentication_failed")
+    _envelope(client.get("/api/v1/me"), 401, "AUTHENTICATION_FAILED")
 
 
 def test_refresh_token_is_not_an_access_token_and_expired_access_is_refused():
@@ -147,8 +147,8 @@ def test_reusing_a_rotated_refresh_token_revokes_the_whole_family():
     # when the stolen one is replayed
     replay = client.post("/api/v1/auth/refresh", {"refresh_token": stolen}, format="json")
     # then it is refused and the legitimate token dies with it
-    _envelope(replay, 401, "token_reused")
-    _envelope(client.post("/api/v1/auth/refresh", {"refresh_token": current}, format="json"), 401, "token_revoked")
+    _envelope(replay, 401, "TOKEN_REUSED")
+    _envelope(client.post("/api/v1/auth/refresh", {"refresh_token": current}, format="json"), 401, "TOKEN_REVOKED")
     assert not RefreshToken.objects.filter(user=user, revoked_at__isnull=True).exists()
     assert Event.objects.filter(topic="auth.refresh_reuse_detected", aggregate_id=str(user.pk)).count() == 1
 
@@ -178,7 +178,7 @@ def test_logout_revokes_the_refresh_token():
 
 
 def test_logout_with_a_garbage_token_is_401():
-    _envelope(APIClient().post("/api/v1/auth/logout", {"refresh_token": "nope"}, format="json"), 401, "invalid_token")
+    _envelope(APIClient().post("/api/v1/auth/logout", {"refresh_token": "nope"}, format="json"), 401, "INVALID_TOKEN")
 
 
 def test_password_login_is_locked_per_email_after_repeated_failures(settings):
@@ -191,7 +191,7 @@ def test_password_login_is_locked_per_email_after_repeated_failures(settings):
     response = APIClient(REMOTE_ADDR="10.0.0.99").post(
         "/api/v1/auth/login", {"email": user.email, "password": PASSWORD}
     )
-    _envelope(response, 429, "throttled")
+    _envelope(response, 429, "THROTTLED")
     assert int(response["Retry-After"]) > 0
     # another account is unaffected
     assert login(UserFactory())["access_token"]
@@ -204,7 +204,7 @@ def test_auth_endpoints_are_throttled_per_ip(settings):
     for _ in range(3):
         _envelope(client.post("/api/v1/auth/login", {"email": "x@example.com", "password": "p"}), 401)
     response = client.post("/api/v1/auth/login", {"email": "x@example.com", "password": "p"})
-    _envelope(response, 429, "throttled")
+    _envelope(response, 429, "THROTTLED")
     assert 0 < int(response["Retry-After"]) <= 60
     # a client-supplied X-Forwarded-For does not buy a new bucket (no trusted proxy configured)
     spoofed = client.post(

@@ -20,7 +20,7 @@ def _connect(client, message, signature):
 def _refused(response, reason):
     assert response.status_code == 401, response.content
     err = response.json()["error"]
-    assert err["code"] == "siwe_invalid" and err["details"]["reason"] == reason, err
+    assert err["code"] == "SIWE_INVALID" and err["details"]["reason"] == reason, err
 
 
 def test_first_sign_in_creates_the_wallet_user_and_signs_in():
@@ -199,7 +199,7 @@ def test_inactive_wallet_user_cannot_sign_in():
     User.objects.filter(wallet_address=account.address).update(is_active=False)
     again = get_nonce(client, account.address)
     response = _connect(client, again["message"], sign(account, again["message"]))
-    assert response.status_code == 401 and response.json()["error"]["code"] == "account_disabled"
+    assert response.status_code == 401 and response.json()["error"]["code"] == "ACCOUNT_DISABLED"
 
 
 def test_a_squatted_username_does_not_block_the_wallets_first_sign_in():

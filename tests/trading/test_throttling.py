@@ -24,7 +24,7 @@ def _rates(**rates):
 def _assert_429(status, headers, body):
     assert status == 429, body
     assert int(headers["Retry-After"]) > 0
-    assert body["error"]["code"] == "throttled"
+    assert body["error"]["code"] == "THROTTLED"
     assert body["error"]["details"]["retry_after_seconds"] == int(headers["Retry-After"])
 
 

@@ -232,3 +232,11 @@ def test_protective_orders_wait_for_their_trigger_on_the_trade(markets, trader):
             user=trader, asset="BTC-USD", side="short", order_type="STOP_LOSS", trade=trade, stop_price=D("59000")
         )
     assert "stop_price" in err.value.details
+
+
+def test_field_errors_are_lists_of_messages_with_numbers_written_plainly():
+    details = _errors(order_type="MARKET", side="long", collateral=D("100"), leverage=D("1000"))
+    low, high = BTC.min_leverage.normalize(), BTC.max_leverage.normalize()
+    assert details["leverage"] == [f"must be between {low:f} and {high:f}"]
+    assert all(isinstance(v, list) and all(isinstance(m, str) for m in v) for v in details.values())
+    assert "000000" not in details["leverage"][0]

@@ -48,7 +48,7 @@ def test_adding_the_same_wallet_twice_is_a_conflict():
     account = Account.create()
     assert _add_wallet(client, account).status_code == 201
     again = _add_wallet(client, account)
-    assert again.status_code == 409 and again.json()["error"]["code"] == "wallet_exists"
+    assert again.status_code == 409 and again.json()["error"]["code"] == "WALLET_EXISTS"
 
 
 def test_adding_a_wallet_needs_its_signature():
@@ -71,7 +71,7 @@ def test_another_users_wallet_is_not_found():
     assert alice_client.get("/api/v1/wallets").json()["results"] == []
     response = alice_client.post(f"/api/v1/wallets/{bob_wallet.pk}/deactivate")
     # then she gets the same 404 as for a wallet that does not exist
-    assert response.status_code == 404 and response.json()["error"]["code"] == "not_found"
+    assert response.status_code == 404 and response.json()["error"]["code"] == "NOT_FOUND"
     assert alice_client.post("/api/v1/wallets/999999/deactivate").status_code == 404
     bob_wallet.refresh_from_db()
     assert bob_wallet.is_active
@@ -124,7 +124,7 @@ def test_wallet_add_service_checksums_and_refuses_bad_addresses():
     assert Event.objects.get(topic="wallet.added", aggregate_id=str(wallet.pk)).payload["verified"] is False
     with pytest.raises(ApplicationError) as exc:
         wallet_add(user=user, wallet_address="0xnot-an-address")
-    assert exc.value.code == "validation_error"
+    assert exc.value.code == "VALIDATION_ERROR"
     # an unverified link does not let that address into this account: it signs in as its own user
     client = APIClient()
     issued = get_nonce(client, account.address)

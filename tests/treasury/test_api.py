@@ -36,13 +36,13 @@ def test_inventory_lists_balances_with_spendable_and_sync_ages(near, operators):
     sync()
     stale = api(operators[0]).get("/api/v1/treasury/inventory?status=stale").json()["inventory"]
     assert stale and all(r["spendable"] is None and "RPC_UNAVAILABLE" in r["stale_reason"] for r in stale)
-    envelope(api(operators[0]).get("/api/v1/treasury/inventory?venue=moon"), 400, "validation_error")
+    envelope(api(operators[0]).get("/api/v1/treasury/inventory?venue=moon"), 400, "VALIDATION_ERROR")
 
 
 def test_staff_only(db, django_user_model):
     user = django_user_model.objects.create_user(username="u", email="u@example.com", password="pw-U-12345!")
-    envelope(api(user).get("/api/v1/treasury/inventory"), 403, "permission_denied")
-    envelope(APIClient().get("/api/v1/treasury/liquidity-actions"), 401, "not_authenticated")
+    envelope(api(user).get("/api/v1/treasury/inventory"), 403, "PERMISSION_DENIED")
+    envelope(APIClient().get("/api/v1/treasury/liquidity-actions"), 401, "NOT_AUTHENTICATED")
 
 
 def test_withdrawal_request_approve_and_list(near, operators, settings, django_capture_on_commit_callbacks):
@@ -66,15 +66,15 @@ def test_withdrawal_request_approve_and_list(near, operators, settings, django_c
     assert approved.status_code == 200 and approved.json()["approved_by"].endswith(":bob") and len(callbacks) == 1
     listed = api(alice).get("/api/v1/treasury/liquidity-actions?kind=withdrawal").json()
     assert listed["count"] == 1 and listed["results"][0]["id"] == action["id"]
-    envelope(api(alice).get("/api/v1/treasury/liquidity-actions?status=nope"), 400, "validation_error")
-    envelope(api(alice).get("/api/v1/treasury/liquidity-actions/999999"), 404, "not_found")
+    envelope(api(alice).get("/api/v1/treasury/liquidity-actions?status=nope"), 400, "VALIDATION_ERROR")
+    envelope(api(alice).get("/api/v1/treasury/liquidity-actions/999999"), 404, "NOT_FOUND")
 
 
 def test_errors_are_enveloped_with_field_details(near, operators):
     alice, _ = operators
     sync()
     url = "/api/v1/treasury/liquidity-actions"
-    err = envelope(api(alice).post(url, {"kind": "teleport"}, format="json"), 400, "validation_error")
+    err = envelope(api(alice).post(url, {"kind": "teleport"}, format="json"), 400, "VALIDATION_ERROR")
     assert "kind" in err["details"]
     err = envelope(
         api(alice).post(url, {"kind": "withdrawal", "asset": USDC, "amount": "1"}, format="json"), 400, "MISSING_FIELDS"
@@ -159,7 +159,7 @@ def test_empty_filters_are_refused_and_the_list_schema_is_a_page(operators):
         "/api/v1/treasury/liquidity-actions?offset=null",
         "/api/v1/treasury/inventory?venue=",
     ):
-        envelope(api(alice).get(url), 400, "validation_error")
+        envelope(api(alice).get(url), 400, "VALIDATION_ERROR")
     schema = SchemaGenerator().get_schema(request=None, public=True)
     ok = schema["paths"]["/api/v1/treasury/liquidity-actions"]["get"]["responses"]["200"]
     ref = ok["content"]["application/json"]["schema"]["$ref"]

@@ -108,4 +108,4 @@ def test_a_static_file_and_a_404_go_through_the_sync_chain():
     static, missing = asyncio.run(both())
     assert static["status"] == 200 and b"body" in static["body"] and len(static["body"]) > 1000
     assert missing["status"] == 404
-    assert json.loads(missing["body"])["error"]["code"] == "not_found"
+    assert json.loads(missing["body"])["error"]["code"] == "NOT_FOUND"

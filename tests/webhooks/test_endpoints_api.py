@@ -42,7 +42,7 @@ def test_create_returns_the_secret_once_and_stores_it_encrypted(api, allow_loopb
 def test_unknown_event_type_is_refused(api, allow_loopback, receiver):
     r = _create(api, receiver.url(), ["trade.executed", "moon.landed"])
     assert r.status_code == 400
-    assert r.json()["error"]["code"] == "validation_error"
+    assert r.json()["error"]["code"] == "VALIDATION_ERROR"
 
 
 @pytest.mark.parametrize(
@@ -63,7 +63,7 @@ def test_unknown_event_type_is_refused(api, allow_loopback, receiver):
 def test_private_and_special_targets_are_refused_at_creation(api, url):
     r = _create(api, url)
     assert r.status_code == 400, r.content
-    assert r.json()["error"]["code"] == "webhook_target_refused"
+    assert r.json()["error"]["code"] == "WEBHOOK_TARGET_REFUSED"
     assert not WebhookEndpoint.objects.exists()
 
 
@@ -72,11 +72,11 @@ def test_allowlisted_targets_are_accepted_and_http_needs_the_allowlist_to_say_so
     WebhookAllowlist.objects.create(cidr="10.1.0.0/16", allow_http=False)
     WebhookAllowlist.objects.create(host="localhost", allow_http=True)
     assert _create(api, "https://10.1.2.3/hook").status_code == 201
-    assert _create(api, "http://10.1.2.3/hook").json()["error"]["code"] == "webhook_https_required"
+    assert _create(api, "http://10.1.2.3/hook").json()["error"]["code"] == "WEBHOOK_HTTPS_REQUIRED"
     assert _create(api, "https://10.2.0.1/hook").status_code == 400  # outside the network
     assert _create(api, "http://localhost:9/hook").status_code == 201
     # a public address still needs https
-    assert _create(api, "http://93.184.216.34/hook").json()["error"]["code"] == "webhook_https_required"
+    assert _create(api, "http://93.184.216.34/hook").json()["error"]["code"] == "WEBHOOK_HTTPS_REQUIRED"
     assert _create(api, "https://93.184.216.34/hook").status_code == 201
     assert _create(api, "ftp://93.184.216.34/hook").status_code == 400
 

@@ -70,7 +70,7 @@ class PriceList(_PriceView):
         else:
             names = list(dict.fromkeys(p.strip() for p in raw.split(",") if p.strip()))
             if not names or len(names) > 50:
-                raise ApplicationError("Give 1 to 50 pairs.", code="validation_error", details={"pairs": "1 to 50"})
+                raise ApplicationError("Give 1 to 50 pairs.", code="VALIDATION_ERROR", details={"pairs": ["1 to 50"]})
             wanted = {}
             for name in names:
                 try:

@@ -32,7 +32,7 @@ API_KEY_PREFIX = "tdk_"
 
 class AuthError(ApplicationError):
     status_code = 401
-    code = "authentication_failed"
+    code = "AUTHENTICATION_FAILED"
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,7 @@ def _address(value: str) -> str:
     except DjangoValidationError:
         raise ApplicationError(
             "Not an Ethereum address.",
-            code="validation_error",
+            code="VALIDATION_ERROR",
             details={"wallet_address": ["Not an Ethereum address."]},
         ) from None
 
@@ -68,7 +68,7 @@ def user_register(*, email: str, username: str, password: str) -> User:
     if username.lower().startswith("0x"):
         raise ApplicationError(
             "Usernames starting with 0x are reserved for wallet accounts.",
-            code="validation_error",
+            code="VALIDATION_ERROR",
             details={"username": ["Usernames starting with 0x are reserved for wallet accounts."]},
         )
     user = User(email=email, username=username, auth_method=User.AuthMethod.PASSWORD)
@@ -77,19 +77,19 @@ def user_register(*, email: str, username: str, password: str) -> User:
     except DjangoValidationError as exc:
         raise ApplicationError(
             "Password does not meet the requirements.",
-            code="validation_error",
+            code="VALIDATION_ERROR",
             details={"password": list(exc.messages)},
         ) from None
     if User.objects.filter(email__iexact=email).exists():
-        raise ConflictError("An account with this email already exists.", code="email_taken")
+        raise ConflictError("An account with this email already exists.", code="EMAIL_TAKEN")
     if User.objects.filter(username__iexact=user.username).exists():
-        raise ConflictError("This username is taken.", code="username_taken")
+        raise ConflictError("This username is taken.", code="USERNAME_TAKEN")
     user.set_password(password)
     try:
         with transaction.atomic():
             user.save()
     except IntegrityError:
-        raise ConflictError("An account with this email or username already exists.", code="account_exists") from None
+        raise ConflictError("An account with this email or username already exists.", code="ACCOUNT_EXISTS") from None
     event_record(
         topic="user.registered",
         aggregate_type="user",
@@ -107,9 +107,9 @@ def user_authenticate_password(*, email: str, password: str) -> User:
     user = User.objects.filter(email__iexact=email.strip()).first()
     if user is None:
         make_password(password)  # equalise timing with the existing-user path
-        raise AuthError(INVALID_CREDENTIALS, code="invalid_credentials")
+        raise AuthError(INVALID_CREDENTIALS, code="INVALID_CREDENTIALS")
     if not user.check_password(password) or not user.is_active:
-        raise AuthError(INVALID_CREDENTIALS, code="invalid_credentials")
+        raise AuthError(INVALID_CREDENTIALS, code="INVALID_CREDENTIALS")
     return user
 
 
@@ -152,10 +152,10 @@ def _refresh_row_for(token: str, *, verify_exp: bool = True) -> tuple[dict, Refr
     try:
         claims = tokens.decode(token, expected_type=tokens.REFRESH, verify_exp=verify_exp)
     except tokens.TokenError as exc:
-        raise AuthError(str(exc), code="invalid_token") from None
+        raise AuthError(str(exc), code="INVALID_TOKEN") from None
     row = RefreshToken.objects.select_for_update().filter(jti=claims["jti"]).first()
     if row is None or not secrets.compare_digest(row.token_hash, tokens.sha256_hex(token)):
-        raise AuthError("Token is invalid.", code="invalid_token")
+        raise AuthError("Token is invalid.", code="INVALID_TOKEN")
     return claims, row
 
 
@@ -196,8 +196,8 @@ def refresh_rotate(*, refresh_token: str) -> TokenPair:
     # the revocations above are committed; now refuse
     if reused:
         logger.warning("refresh token reuse detected; family revoked", extra={"user_id": claims["sub"]})
-        raise AuthError("Token has been revoked.", code="token_reused")
-    raise AuthError("Token has been revoked.", code="token_revoked")
+        raise AuthError("Token has been revoked.", code="TOKEN_REUSED")
+    raise AuthError("Token has been revoked.", code="TOKEN_REVOKED")
 
 
 @transaction.atomic
@@ -231,7 +231,7 @@ def _siwe_time(dt: datetime) -> str:
 
 
 def _siwe_fail(reason: str, message: str = "Sign-in message could not be verified.") -> AuthError:
-    return AuthError(message, code="siwe_invalid", details={"reason": reason})
+    return AuthError(message, code="SIWE_INVALID", details={"reason": reason})
 
 
 @transaction.atomic
@@ -244,7 +244,7 @@ def siwe_nonce_issue(*, wallet_address: str, chain_id: int | None = None) -> dic
     if chain_id not in settings.SIWE_CHAIN_IDS:
         raise ApplicationError(
             "Unsupported chain id.",
-            code="validation_error",
+            code="VALIDATION_ERROR",
             details={"chain_id": [f"one of {settings.SIWE_CHAIN_IDS}"]},
         )
     now = timezone.now()
@@ -378,7 +378,7 @@ def siwe_sign_in(*, message: str, signature: str) -> tuple[User, TokenPair, bool
                 actor=_actor(user),
             )
         if not user.is_active:
-            raise AuthError("This account is disabled.", code="account_disabled")  # rolls back: the nonce stays unused
+            raise AuthError("This account is disabled.", code="ACCOUNT_DISABLED")  # rolls back: the nonce stays unused
         pair = user_sign_in(user=user, auth_method=User.AuthMethod.WALLET)
     return user, pair, created
 
@@ -400,7 +400,7 @@ def wallet_add(
     existing = Wallet.objects.select_for_update().filter(user=user, wallet_address=address).first()
     if existing is not None:
         if existing.is_active:
-            raise ConflictError("This wallet is already linked to your account.", code="wallet_exists")
+            raise ConflictError("This wallet is already linked to your account.", code="WALLET_EXISTS")
         existing.is_active = True
         existing.wallet_type, existing.provider, existing.provider_wallet_id = wallet_type, provider, provider_wallet_id
         if verified:
@@ -507,7 +507,11 @@ def api_key_create(
     """Create a key; returns (row, raw key). The raw key is returned once and never stored."""
     valid = set(ApiKey.Scope.values)
     if not scopes or not set(scopes) <= valid:
-        raise ApplicationError("Invalid scopes.", code="validation_error", details={"scopes": sorted(valid)})
+        raise ApplicationError(
+            "Invalid scopes.",
+            code="VALIDATION_ERROR",
+            details={"scopes": [f"each one of: {', '.join(sorted(valid))}"]},
+        )
     raw = api_key_generate()
     key = ApiKey.objects.create(
         name=name,

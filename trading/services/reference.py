@@ -26,7 +26,7 @@ def _source_check(source: str) -> str:
     if source not in SOURCES:
         raise ApplicationError(
             f"Unknown reference source {source!r}.",
-            code="validation_error",
+            code="VALIDATION_ERROR",
             details={"source": [f"Must be one of: {', '.join(SOURCES)}."]},
         )
     return source
@@ -145,7 +145,7 @@ def reference_basis_set(
     if not (source or "").strip():
         errors["source"] = ["Say where the rate comes from (e.g. assumed peg)."]
     if errors:
-        raise ApplicationError("Invalid basis.", code="validation_error", details=errors)
+        raise ApplicationError("Invalid basis.", code="VALIDATION_ERROR", details=errors)
     row = ReferenceBasis.objects.select_for_update().filter(asset=asset).first()
     before = row.snapshot() if row else None
     row = row or ReferenceBasis(asset=asset)
