@@ -6,22 +6,30 @@ STAMP  := $(VENV)/.installed-stamp
 
 .PHONY: install run test lint format bench stop status chromium promtool
 
+# (bash with pipefail: the install's progress is filtered, its failure is not)
+SHELL := /bin/bash
+.SHELLFLAGS := -o pipefail -c
+
 $(STAMP): requirements.txt requirements-dev.txt
+	@echo "installing the Python packages into $(VENV) (first time: a minute or two)…"
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	@$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+	@$(BIN)/python -m pip install --disable-pip-version-check --progress-bar off -r requirements-dev.txt \
+		| grep --line-buffered -E '^(Collecting|Installing collected)' | sed -u 's/^/  /'
 	@touch $(STAMP)
+	@echo "Python packages installed."
 
 # Node toolchain for the Ostium localnet: anvil (chain) and solc (compiler), pinned in package-lock.json.
 NODE_STAMP := node_modules/.installed-stamp
 $(NODE_STAMP): package.json package-lock.json
-	npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+	@echo "installing the Ostium localnet toolchain (anvil, solc) with npm…"
+	@npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
 	@touch $(NODE_STAMP)
 
 install: $(STAMP) $(NODE_STAMP)
 
 run: install
-	$(BIN)/python manage.py run
+	$(BIN)/python manage.py run $(if $(PORT),--port $(PORT))
 
 test: install
 	$(BIN)/ruff check .

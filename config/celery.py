@@ -42,11 +42,20 @@ def _settings_snapshot(sender, **kwargs):
     plain dict when Celery first needs them. Not `config_from_object("django.conf:settings")`:
     then every publish looked up a dozen settings through Django's lazy settings object, most
     of them unset, each miss an AttributeError. A CELERY_* setting changed after that
-    (override_settings) does not reach Celery."""
+    (override_settings) does not reach Celery.
+
+    Given under Celery's own (lowercase) names: `CELERY_RESULT_BACKEND` → `result_backend`, the
+    namespace's rule. Through `namespace="CELERY"` two of them (CELERY_RESULT_BACKEND,
+    CELERY_TIMEZONE) also read as Celery 3's old setting names, and every worker and Beat
+    start printed a deprecation warning for each."""
     from django.conf import settings
 
-    snapshot = {name: getattr(settings, name) for name in dir(settings) if name.startswith("CELERY_")}
-    sender.config_from_object(snapshot, namespace="CELERY")
+    snapshot = {
+        name.removeprefix("CELERY_").lower(): getattr(settings, name)
+        for name in dir(settings)
+        if name.startswith("CELERY_")
+    }
+    sender.config_from_object(snapshot)
 
 
 def enqueue(task, *args, swept_by: str, **options) -> bool:

@@ -3,6 +3,7 @@ process's websocket subscriptions in the channel layer)."""
 
 from __future__ import annotations
 
+import logging
 import time
 
 from django.conf import settings
@@ -54,6 +55,9 @@ def _realtime():
         raise RuntimeError(why)
 
 
+logger = logging.getLogger("tradedesk.health")
+
+
 def health(request):
     return JsonResponse({"status": "ok"})
 
@@ -63,4 +67,10 @@ def ready(request):
     checks["celery"] = _check(_celery) if checks["redis"]["ok"] else {"ok": False, "error": "redis unreachable"}
     checks["realtime"] = _check(_realtime)
     ok = all(c["ok"] for c in checks.values())
-    return JsonResponse({"status": "ready" if ok else "not_ready", "checks": checks}, status=200 if ok else 503)
+    response = JsonResponse({"status": "ready" if ok else "not_ready", "checks": checks}, status=200 if ok else 503)
+    if not ok:
+        # "not ready yet" is this endpoint's answer, not a server error: no ERROR line from
+        # django.request (a desk that is starting answers 503 until its worker is up)
+        response._has_been_logged = True
+        logger.info("not ready: %s", ", ".join(name for name, c in checks.items() if not c["ok"]))
+    return response

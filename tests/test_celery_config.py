@@ -15,4 +15,11 @@ def test_every_celery_setting_reaches_celery_under_its_own_name():
 def test_celery_reads_a_plain_mapping_not_the_lazy_settings_object():
     assert app.conf.task_default_queue == settings.CELERY_TASK_DEFAULT_QUEUE  # configured
     assert type(app.loader.conf) is dict
-    assert "CELERY_TASK_ACKS_LATE" in app.loader.conf and "DEBUG" not in app.loader.conf
+    assert "task_acks_late" in app.loader.conf and "DEBUG" not in app.loader.conf
+
+
+def test_no_setting_reads_as_a_deprecated_celery_3_name():
+    # through namespace="CELERY", CELERY_RESULT_BACKEND and CELERY_TIMEZONE were also Celery 3's
+    # names: a deprecation warning for each on every worker and Beat start
+    assert not app.conf.deprecated_settings
+    assert not app.conf.maybe_warn_deprecated_settings()

@@ -14,10 +14,13 @@ relayer keys exist, and the localnet funds the three (USDC, and ETH for gas) whe
 treasury's Ostium inventory is that trader's). The previous run's localnet config is removed
 first, so no process reads a dead localnet. Never on testnet or mainnet."""
 
+import contextlib
+import io
 import os
 import signal
 import socket
 import sys
+import threading
 from pathlib import Path
 
 from django.conf import settings
@@ -53,7 +56,9 @@ class Command(BaseCommand):
     help = "Run web + worker + beat + feeds in the foreground, with the embedded services by default."
 
     def add_arguments(self, parser):
-        parser.add_argument("--port", type=int, default=int(os.environ.get("TRADEDESK_PORT", "8000")))
+        parser.add_argument(
+            "--port", type=int, default=int(os.environ.get("PORT") or os.environ.get("TRADEDESK_PORT") or "8000")
+        )
         parser.add_argument("--no-seed", action="store_true")
         parser.add_argument("--check", action="store_true", help="prepare everything, then exit (no processes)")
 
@@ -61,24 +66,58 @@ class Command(BaseCommand):
         self._ensure_database()
         call_command("migrate", interactive=False, verbosity=0)
         call_command("sync_beat_schedule")
-        call_command("ensure_operator")
+        login = io.StringIO()
+        call_command("ensure_operator", stdout=login)  # printed last, once the desk answers
         if not no_seed:
             call_command("seed_demo")
         ostium = self._ostium_localnet_accounts()
         if check:
+            self.stdout.write(login.getvalue().strip())
             return
         if ostium:
             _localnet_config().unlink(missing_ok=True)  # the last run's localnet is gone: wait for this one's
         try:
             port = _free_port(port)
-            self.stdout.write(self.style.SUCCESS(f"admin:    http://127.0.0.1:{port}/admin/"))
-            self.stdout.write(f"api docs: http://127.0.0.1:{port}/api/docs/   ready: http://127.0.0.1:{port}/ready")
+            self.stdout.write(f"starting the desk on port {port} (another: make run PORT=8001) …")
+            threading.Thread(
+                target=self._announce_when_ready, args=(port, login.getvalue().strip()), daemon=True
+            ).start()
             self._run_procfile(port, ostium)
         finally:
             connections.close_all()
             stopped = embedded.stop_started()
             if stopped:
                 self.stdout.write(f"stopped embedded services: {', '.join(stopped)}")
+
+    def _announce_when_ready(self, port: int, login: str, timeout: float = 300.0) -> None:
+        """Once /ready answers 200 (database, Redis, a Celery worker, the channel layer), print
+        where to go and how to log in: the last lines of a normal start, after the processes'
+        own start-up output."""
+        import time
+        import urllib.request
+
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            # not up yet (refused, 503): ask again
+            with contextlib.suppress(Exception), urllib.request.urlopen(f"{base}/ready", timeout=2) as answer:  # noqa: S310
+                if answer.status == 200:
+                    break
+            time.sleep(1)
+        else:
+            self.stdout.write(f"the desk did not report ready within {timeout:.0f} s: see {base}/ready")
+            return
+        rule = "─" * 72
+        lines = [
+            rule,
+            "Tradedesk is up.",
+            f"  admin (control panel): {base}/admin/",
+            f"  {login}" if login else "",
+            f"  API docs (Swagger):    {base}/api/docs/",
+            "  Ctrl-C stops everything.",
+            rule,
+        ]
+        self.stdout.write(self.style.SUCCESS("\n".join(line for line in lines if line)))
 
     def _ensure_database(self) -> None:
         """DATABASE_URL may name a database the server does not have yet: create it (through
