@@ -114,7 +114,7 @@ def test_an_operator_disarms_sees_orders_refused_rearms_sees_them_execute_and_op
     assert story.startswith("Trader opened a 2× BTC-USD long with 100.00 USD at "), story
     assert "the risk engine passed it at reference" in story and "filled at " in story and "None" not in story
 
-    # the panel with some more demo data, for the README
+    # the panel with some more demo data, for docs/operating.md
     _demo_data(trader)
     page.goto(f"{live_server.url}/admin/")
     page.wait_for_selector("#td-venues svg")
