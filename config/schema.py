@@ -15,7 +15,7 @@ ERRORS = {
     "406": "Not acceptable (Accept header): the error envelope",
     "413": "Body larger than DATA_UPLOAD_MAX_MEMORY_SIZE: the error envelope (code PAYLOAD_TOO_LARGE)",
     "415": "Unsupported content type: the error envelope",
-    "429": "Over the rate limit: the error envelope (code throttled) and Retry-After",
+    "429": "Over the rate limit: the error envelope (code THROTTLED) and Retry-After",
     "503": "A service the request needs is down; retry (code SERVICE_UNAVAILABLE, details.retryable)",
 }
 

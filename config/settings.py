@@ -282,7 +282,11 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     # every operation documents the error envelope for the errors any request can get (config/schema.py)
-    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "config.schema.document_errors"],
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "config.schema.document_errors",
+        "config.openapi.curate",  # tags, summaries, one example per request (Try it out works)
+    ],
 }
 
 # --- ledger / outbox ----------------------------------------------------------------------------

@@ -58,3 +58,38 @@ def test_well_formed_filters_and_pages_are_accepted(api):
     assert api.get("/api/v1/trading/orders?type=MARKET&status=FILLED&limit=5&offset=0").status_code == 200
     assert api.get("/api/v1/trading/positions?status=all").status_code == 200
     assert api.get("/api/v1/trading/positions").status_code == 200
+
+
+def test_try_it_out_every_operation_has_an_area_tag_a_summary_and_every_body_an_example(schema):
+    from config.openapi import TAGS
+
+    areas = {tag for _, tag in TAGS}
+    schemas = schema["components"]["schemas"]
+    for path, item in schema["paths"].items():
+        for method, operation in item.items():
+            assert operation["tags"] and set(operation["tags"]) <= areas, (method, path, operation["tags"])
+            assert operation.get("summary"), (method, path)
+            body = operation.get("requestBody", {}).get("content", {}).get("application/json", {}).get("schema")
+            if body:
+                name = body["$ref"].rsplit("/", 1)[1]
+                assert "example" in schemas[name], (method, path, name)
+    assert "POST /api/v1/auth/login" in schema["components"]["securitySchemes"]["bearerAuth"]["description"]
+    assert [t["name"] for t in schema["tags"]][:2] == ["auth", "account"]
+
+
+def test_the_pre_filled_examples_work_as_they_stand(paper_markets):
+    """What Swagger pre-fills for register, login and open a trade is accepted by the API."""
+    from rest_framework.test import APIClient
+
+    from config.openapi import REQUEST_EXAMPLES
+    from trading.services.control import control_arm
+
+    control_arm(component="executor:paper", actor="test", reason="the demo arms paper")
+    anonymous = APIClient()
+    assert anonymous.post("/api/v1/auth/register", REQUEST_EXAMPLES["Register"], format="json").status_code == 201
+    login = anonymous.post("/api/v1/auth/login", REQUEST_EXAMPLES["Login"], format="json")
+    assert login.status_code == 200, login.content
+    trader = APIClient()
+    trader.credentials(HTTP_AUTHORIZATION=f"Bearer {login.json()['access_token']}")
+    opened = trader.post("/api/v1/trading/trades", REQUEST_EXAMPLES["TradeOpenRequest"], format="json")
+    assert opened.status_code == 201, opened.content
