@@ -16,6 +16,7 @@ TAGS = [  # (path prefix, tag), the first that matches
     ("/api/v1/ostium/delegations", "delegations"),
     ("/api/v1/ops/reference-prices", "reference prices (staff)"),
     ("/api/v1/treasury/", "treasury (staff)"),
+    ("/api/v1/admin/config", "configuration (staff)"),
 ]
 
 SUMMARIES = {
@@ -78,6 +79,10 @@ REQUEST_EXAMPLES = {
     "SignatureRequest": {"signature": "0x<owner signature of safeTxHash>"},
     "ActionRequest": {"kind": "deposit_address", "venue": "near_intents", "asset": "USDC", "chain": "eth"},
     "ReasonRequest": {"reason": "checked with the counterparty"},
+    "AppConfigCreate": {"config_key": "PRICE_CACHE_TTL", "config_value": 20, "reason": "fresher prices for the demo"},
+    "AppConfigUpdate": {"config_value": 30, "reason": "back to the default"},
+    "RollbackIn": {"version": 1, "reason": "the change made fills slower"},
+    "ProviderConfigUpdate": {"config_data": {"read_timeout": 10}, "reason": "the Ostium RPC answers slowly today"},
 }
 
 # Examples of the main answers (the shapes as the API returns them).
