@@ -1,6 +1,6 @@
 """The paper perps venue: pricing, commands, the resting book, funding and liquidation.
 
-Formulas (all Decimal; README "Paper venue and prices" documents the same):
+Formulas (all Decimal; docs/trading.md "Paper venue and prices" documents the same):
 
 - Quote for a taker fill of `notional` USD at mid `M` in direction d (+1 buy, −1 sell):
   half_spread = spread / 2; impact = min(impact_coefficient × notional / depth, max_slippage);
