@@ -17,6 +17,7 @@ TAGS = [  # (path prefix, tag), the first that matches
     ("/api/v1/ops/reference-prices", "reference prices (staff)"),
     ("/api/v1/treasury/", "treasury (staff)"),
     ("/api/v1/admin/config", "configuration (staff)"),
+    ("/api/v1/ops/near-intents", "NEAR Intents solver (staff)"),
 ]
 
 SUMMARIES = {
@@ -81,6 +82,7 @@ REQUEST_EXAMPLES = {
     "ReasonRequest": {"reason": "checked with the counterparty"},
     "AppConfigCreate": {"config_key": "PRICE_CACHE_TTL", "config_value": 20, "reason": "fresher prices for the demo"},
     "AppConfigUpdate": {"config_value": 30, "reason": "back to the default"},
+    "ControlRequest": {"reason": "relay maintenance window"},
     "RollbackIn": {"version": 1, "reason": "the change made fills slower"},
     "ProviderConfigUpdate": {"config_data": {"read_timeout": 10}, "reason": "the Ostium RPC answers slowly today"},
 }
@@ -122,11 +124,51 @@ BEARER = (
 )
 
 
+def _sample(prop: dict, schemas: dict, name: str):
+    """A plain value for a field a curated example does not cover."""
+    if "$ref" in prop or prop.get("allOf"):
+        ref = prop.get("$ref") or prop["allOf"][0].get("$ref", "")
+        target = schemas.get(ref.rsplit("/", 1)[-1], {})
+        return (target.get("enum") or [None])[0]
+    kind, fmt = prop.get("type"), prop.get("format")
+    if prop.get("enum"):
+        return prop["enum"][0]
+    if kind == "integer":
+        return 1
+    if kind == "boolean":
+        return False
+    if kind == "array":
+        return []
+    if kind == "object":
+        return {}
+    if fmt == "decimal":
+        return "1"
+    if fmt == "date-time":
+        return "2026-12-31T12:00:00Z"
+    return "a short reason for the ledger" if name == "reason" else name
+
+
+def _generated(schema: dict, schemas: dict) -> dict:
+    """An example of a request body with no curated one: its required fields, plainly filled."""
+    props = schema.get("properties", {})
+    return {name: _sample(props[name], schemas, name) for name in schema.get("required", []) if name in props}
+
+
 def curate(result, generator, request, public):
     schemas = result.setdefault("components", {}).setdefault("schemas", {})
     for name, example in {**REQUEST_EXAMPLES, **RESPONSE_EXAMPLES}.items():
         if name in schemas:
             schemas[name]["example"] = example
+    for item in result.get("paths", {}).values():
+        for operation in item.values():
+            body = (
+                operation.get("requestBody", {}).get("content", {}).get("application/json", {}).get("schema", {})
+                if isinstance(operation, dict)
+                else {}
+            )
+            name = body.get("$ref", "").rsplit("/", 1)[-1]
+            if name in schemas and "example" not in schemas[name]:
+                schemas[name]["example"] = _generated(schemas[name], schemas)
     schemes = result["components"].setdefault("securitySchemes", {})
     if "bearerAuth" in schemes:
         schemes["bearerAuth"]["description"] = BEARER

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("config", "configuration", "trading", "providers", "webhooks", "delegations", "treasury")
+PACKAGES = ("config", "configuration", "trading", "providers", "webhooks", "delegations", "treasury", "solver")
 SKIP_PARTS = {"tests", "migrations", "localnet", "sandbox", "__pycache__"}
 ERROR_SUFFIXES = ("Error", "Denied", "Refused", "Invalid", "Missing", "Unavailable", "Rejected", "Large", "Target")
 ENUMS = {"RiskCode", "ErrorCode"}

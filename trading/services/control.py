@@ -176,8 +176,9 @@ def component_gate(component: str) -> Gate:
 def scope_keys(scope_type: str) -> list[str]:
     """The keys a trading state may be set on, per scope type: the venues the desk knows, the
     instruments of its markets (the paper book's and every enabled venue's list), and the
-    strategies (none exist yet: orders carry no strategy, so a strategy scope would never be
-    checked; it is refused rather than shown as a restriction that does nothing)."""
+    strategies (none: orders carry no strategy, so a strategy scope would never be checked; it
+    is refused rather than shown as a restriction that does nothing — a strategy's own control
+    row, `strategy:<name>`, is what stops it)."""
     if scope_type == TradingState.Scope.VENUE:
         return sorted(settings.VENUE_ENABLED)
     if scope_type == TradingState.Scope.INSTRUMENT:
@@ -211,6 +212,12 @@ def scope_key_check(scope_type: str, scope_key: str) -> str:
     known = scope_keys(scope_type)
     if key in known or TradingState.objects.filter(scope_type=scope_type, scope_key=key).exists():
         return key
+    if scope_type == TradingState.Scope.STRATEGY:
+        message = (
+            f"No trading state can be set on strategy {key!r}: orders carry no strategy, so the risk engine "
+            f"would never check it. Arm, disarm or pause its control row (strategy:{key}) instead."
+        )
+        raise ApplicationError(message, code="UNKNOWN_SCOPE", details={"scope_key": [message]})
     import difflib
 
     if known:
