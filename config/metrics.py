@@ -243,10 +243,10 @@ def metrics_view(request):
 
     token = settings.METRICS_TOKEN
     if not token:  # never open: without a token the endpoint does not exist
-        return JsonResponse(envelope("not_found", "Not found."), status=404)
+        return JsonResponse(envelope("NOT_FOUND", "Not found."), status=404)
     scheme, _, given = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.encode()):
-        response = JsonResponse(envelope("not_authenticated", "A bearer token is required."), status=401)
+        response = JsonResponse(envelope("NOT_AUTHENTICATED", "A bearer token is required."), status=401)
         response["WWW-Authenticate"] = 'Bearer realm="metrics"'
         return response
     started = time.monotonic()

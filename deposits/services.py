@@ -315,10 +315,12 @@ def _amount(value) -> Decimal:
         amount = Decimal(str(value))
     except (InvalidOperation, ValueError) as exc:
         raise ApplicationError(
-            "amount is not a number.", code="validation_error", details={"amount": "invalid"}
+            "amount is not a number.", code="VALIDATION_ERROR", details={"amount": ["invalid"]}
         ) from exc
     if not amount.is_finite() or amount <= 0:
-        raise ApplicationError("amount must be positive.", code="validation_error", details={"amount": "not positive"})
+        raise ApplicationError(
+            "amount must be positive.", code="VALIDATION_ERROR", details={"amount": ["not positive"]}
+        )
     return amount
 
 
@@ -344,13 +346,13 @@ def deposit_create(
     chain_id = chain_id_of(chain_name)
     if token_address and not is_address(token_address):
         raise ApplicationError(
-            "token_address is not an address.", code="validation_error", details={"token_address": "not an address"}
+            "token_address is not an address.", code="VALIDATION_ERROR", details={"token_address": ["not an address"]}
         )
     if transaction_hash and not TX_HASH_RE.match(transaction_hash):
         raise ApplicationError(
             "transaction_hash is not a transaction hash.",
-            code="validation_error",
-            details={"transaction_hash": "0x and 64 hex digits"},
+            code="VALIDATION_ERROR",
+            details={"transaction_hash": ["0x and 64 hex digits"]},
         )
     transaction_hash = (transaction_hash or "").lower()
     net = chain.target_network()
@@ -382,7 +384,7 @@ def deposit_create(
     raw = (amount * Decimal(10) ** decimals).to_integral_value(rounding=ROUND_DOWN)
     if raw <= 0 or amount.as_tuple().exponent < -decimals:
         raise ApplicationError(
-            f"amount has more than {decimals} decimals.", code="validation_error", details={"amount": "too precise"}
+            f"amount has more than {decimals} decimals.", code="VALIDATION_ERROR", details={"amount": ["too precise"]}
         )
     swap_needed = not (chain_id == net.chain_id and str(token["address"]).lower() == net.usdc.lower())
     if swap_needed and transaction_hash:
@@ -567,7 +569,7 @@ def deposit_submitted(*, user, deposit_id: int, tx_hash: str, actor: str | None 
     actor = actor or f"user:{user.pk}"
     if not isinstance(tx_hash, str) or not TX_HASH_RE.match(tx_hash):
         raise ApplicationError(
-            "tx_hash is not a transaction hash.", code="validation_error", details={"tx_hash": "0x and 64 hex digits"}
+            "tx_hash is not a transaction hash.", code="VALIDATION_ERROR", details={"tx_hash": ["0x and 64 hex digits"]}
         )
     tx_hash = tx_hash.lower()  # one spelling per transaction: the unique constraints compare strings
     deposit = owned(user, deposit_id)

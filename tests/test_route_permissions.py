@@ -337,7 +337,7 @@ def test_api_route(world, route, method, column):
     assert response.status_code == expected, (response.status_code, response.content[:500])
     if expected in (401, 403) and route.startswith("api/"):
         code = response.json()["error"]["code"]
-        assert code == ("not_authenticated" if expected == 401 else "permission_denied"), code
+        assert code == ("NOT_AUTHENTICATED" if expected == 401 else "PERMISSION_DENIED"), code
 
 
 @pytest.mark.parametrize("column", COLUMNS)

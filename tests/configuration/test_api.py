@@ -52,7 +52,7 @@ def test_unknown_keys_wrong_types_and_out_of_range_values_are_refused_with_clear
     mismatch = post({"config_key": "PRICE_CACHE_TTL", "config_value": 5, "config_type": "string"})
     assert envelope(mismatch, 400, "CONFIG_KEY_MISMATCH")["details"]["config_type"]
     no_reason = op.post(f"{BASE}/app-configs", {"config_key": "PRICE_CACHE_TTL", "config_value": 5}, format="json")
-    assert "reason" in envelope(no_reason, 400, "validation_error")["details"]
+    assert "reason" in envelope(no_reason, 400, "VALIDATION_ERROR")["details"]
     assert op.get(f"{BASE}/app-configs").json()["total"] == 0
     assert not Event.objects.filter(topic="config.changed").exists()
 
@@ -189,10 +189,10 @@ def test_a_scheduled_app_value_waits_too(op):
 
 def test_staff_only_and_each_key_needs_its_role(db, django_user_model):
     user = django_user_model.objects.create_user(username="u", email="u@example.com", password="pw-U-12345!")
-    envelope(api(user).get(f"{BASE}/app-configs"), 403, "permission_denied")
+    envelope(api(user).get(f"{BASE}/app-configs"), 403, "PERMISSION_DENIED")
     from rest_framework.test import APIClient
 
-    envelope(APIClient().get(f"{BASE}/provider-configs"), 401, "not_authenticated")
+    envelope(APIClient().get(f"{BASE}/provider-configs"), 401, "NOT_AUTHENTICATED")
     viewer, operator, risk = user_in("viewer"), user_in("operator"), user_in("risk_admin")
     assert api(viewer).get(f"{BASE}/app-configs").status_code == 200
     risk_body = {"config_key": "RISK_MAX_NOTIONAL", "config_value": "500", "reason": "r"}

@@ -296,7 +296,7 @@ def test_what_lifi_cannot_route_is_a_clear_422(lifi, eoa, chain_env, one_owner_s
     too_much = create(client, expected=422, token_address=NATIVE, amount="100000")
     assert too_much["error"]["code"] == "NO_ROUTE" and too_much["error"]["details"]["lifi_code"] == 1002
     bad = create(client, expected=400, token_address=NATIVE, amount="-1")
-    assert bad["error"]["code"] == "validation_error"
+    assert bad["error"]["code"] == "VALIDATION_ERROR"
     # an ERC-20 from Ethereum: the wallet gets the approve to LI.FI's approvalAddress first
     body = create(
         client,
@@ -364,7 +364,7 @@ def test_deposits_are_rate_limited_at_five_a_minute(lifi, eoa, chain_env):
     for _ in range(5):
         create(client, token_address=NATIVE)
     response = client.post(BASE, {"token_symbol": "ETH", "chain": "arbitrum", "amount": "0.1"}, format="json")
-    assert response.status_code == 429 and response.json()["error"]["code"] == "throttled"
+    assert response.status_code == 429 and response.json()["error"]["code"] == "THROTTLED"
     assert client.get(BASE).status_code == 200  # reads are not deposits
 
 

@@ -78,7 +78,7 @@ def _rest_corpus():
             json.dumps({**ORDER, "collateral": "١٠٠"}),
             JSON,
             400,
-            "validation_error",
+            "VALIDATION_ERROR",
         ),
         (
             "underscored",
@@ -87,7 +87,7 @@ def _rest_corpus():
             json.dumps({**ORDER, "collateral": "1_0"}),
             JSON,
             400,
-            "validation_error",
+            "VALIDATION_ERROR",
         ),
         ("unknown order field", "POST", "/api/v1/trading/trades", json.dumps({**ORDER, "bogus": 1}), JSON, 400, None),
         ("unknown field", "POST", "/api/v1/webhooks", json.dumps({"url": 1, "bogus": True}), JSON, 400, None),

@@ -314,7 +314,7 @@ def test_the_panel_marks_open_positions_as_the_api_does(client, markets, trader,
     order_execute(order_id=opened.pk)
     price_set("BTC-USD", D("61200"))  # the mark moves; the position row keeps its fill's
 
-    [position] = api.get("/api/v1/trading/positions").json()["results"]
+    [position] = api.get("/api/v1/trading/positions").json()["positions"]
     _login(client, "viewer")
     data = client.get(reverse("admin:control_panel_status")).json()
 

@@ -61,9 +61,10 @@ def test_a_full_flow_logs_each_event_with_the_stable_fields(markets, trader, log
     control_arm(component="executor:paper", actor="op", reason="open for the day")
     order = make_order(trader)
     assert execution.order_execute(order_id=order.pk) == "FILLED"
+    breaker = f"log-fields-{order.pk}"  # a breaker of its own: the shared cache may hold others' failures
     for _ in range(3):
-        resilience.breaker_record("ostium", "localnet", ok=False, threshold=3)
-    resilience.breaker_record("ostium", "localnet", ok=True, threshold=3)
+        resilience.breaker_record("ostium", breaker, ok=False, threshold=3)
+    resilience.breaker_record("ostium", breaker, ok=True, threshold=3)
     protective_evaluate(venue="paper", asset="ETH-USD", price=D("3000"), price_at=timezone.now() - timedelta(minutes=5))
     control_disarm(component="executor:paper", actor="op", reason="closing, token=abc123")
 
@@ -84,7 +85,7 @@ def test_a_full_flow_logs_each_event_with_the_stable_fields(markets, trader, log
     result = _one(lines, "command.filled", order_id=order.pk)
     assert result["command_id"] == submitted["command_id"] and result["recorded"] == "FILLED"
     opened = _one(lines, "breaker.opened", venue="ostium")
-    assert (opened["level"], opened["breaker"], opened["failures"]) == ("WARNING", "localnet", 3)
+    assert (opened["level"], opened["breaker"], opened["failures"]) == ("WARNING", breaker, 3)
     _one(lines, "breaker.closed", venue="ostium")
     stale = _one(lines, "price.stale", venue="paper", pair="ETH-USD")
     assert stale["level"] == "WARNING" and stale["price_freshness_ms"] >= 5 * 60 * 1000

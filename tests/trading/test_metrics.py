@@ -31,7 +31,7 @@ def test_metrics_is_not_there_without_a_token(client, settings, db):
     settings.METRICS_TOKEN = ""
     response = client.get("/metrics", HTTP_AUTHORIZATION=f"Bearer {TOKEN}")
     assert response.status_code == 404
-    assert response.json()["error"]["code"] == "not_found"
+    assert response.json()["error"]["code"] == "NOT_FOUND"
 
 
 @pytest.mark.parametrize("header", [None, "Bearer wrong-token", f"Basic {TOKEN}", "Bearer"])
@@ -41,7 +41,7 @@ def test_metrics_refuses_a_request_without_the_bearer_token(client, settings, db
     response = client.get("/metrics", **extra)
     assert response.status_code == 401
     assert response["WWW-Authenticate"].startswith("Bearer")
-    assert response.json()["error"]["code"] == "not_authenticated"
+    assert response.json()["error"]["code"] == "NOT_AUTHENTICATED"
     assert "tradedesk_" not in response.content.decode()
 
 
