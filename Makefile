@@ -6,7 +6,8 @@ STAMP  := $(VENV)/.installed-stamp
 
 .PHONY: install run test lint format bench stop status chromium promtool
 
-# (bash with pipefail: the install's progress is filtered, its failure is not)
+# (bash with pipefail: the install's progress is filtered, its failure is not; nothing to
+# install is no failure)
 SHELL := /bin/bash
 .SHELLFLAGS := -o pipefail -c
 
@@ -15,7 +16,7 @@ $(STAMP): requirements.txt requirements-dev.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
 	@$(BIN)/python -m pip install --disable-pip-version-check --progress-bar off -r requirements-dev.txt \
-		| grep --line-buffered -E '^(Collecting|Installing collected)' | sed -u 's/^/  /'
+		| { grep --line-buffered -E '^(Collecting|Installing collected)' || true; } | sed -u 's/^/  /'
 	@touch $(STAMP)
 	@echo "Python packages installed."
 
