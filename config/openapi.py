@@ -14,6 +14,7 @@ TAGS = [  # (path prefix, tag), the first that matches
     ("/api/v1/ledger/", "ledger"),
     ("/api/v1/webhooks", "webhooks"),
     ("/api/v1/ostium/delegations", "delegations"),
+    ("/api/v1/deposits", "deposits"),
     ("/api/v1/ops/reference-prices", "reference prices (staff)"),
     ("/api/v1/treasury/", "treasury (staff)"),
     ("/api/v1/admin/config", "configuration (staff)"),

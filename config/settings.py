@@ -722,3 +722,5 @@ DEPOSIT_QUOTE_TTL_SECONDS = env.float("DEPOSIT_QUOTE_TTL_SECONDS", default=120.0
 DEPOSIT_POLL_BACKOFF_SECONDS = env.float("DEPOSIT_POLL_BACKOFF_SECONDS", default=5.0)
 DEPOSIT_POLL_BACKOFF_MAX_SECONDS = env.float("DEPOSIT_POLL_BACKOFF_MAX_SECONDS", default=300.0)
 DEPOSIT_DELAY_ALERT_MINUTES = env.float("DEPOSIT_DELAY_ALERT_MINUTES", default=30.0)
+# A reported transaction hash is polled at once (a worker task), not only at the next Beat round.
+DEPOSIT_POLL_KICK = env.bool("DEPOSIT_POLL_KICK", default=True)

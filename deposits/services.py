@@ -498,7 +498,8 @@ def _submit(deposit: Deposit, swap: TokenSwap | None, tx_hash: str, *, actor: st
         except Exception:  # the Beat job polls it anyway
             logger.warning("deposit poll kick failed", extra={"deposit_id": deposit.pk})
 
-    transaction.on_commit(kick)
+    if settings.DEPOSIT_POLL_KICK:
+        transaction.on_commit(kick)
 
 
 # --- re-quote, submitted ----------------------------------------------------------------------------

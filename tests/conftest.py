@@ -409,3 +409,26 @@ def near_sandbox(settings, tmp_path):
     clients_reset()
     breaker_reset(network_config())
     sandbox.stop()
+
+
+# --- the live ASGI server (HTTP and websockets) --------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def live_server_ws(django_db_setup):
+    """One uvicorn server for the whole session, defined here only: a module importing this
+    fixture would get a server of its own, and two servers in one process share its channel
+    layer from two event loops (channels_redis refuses: "Two event loops are trying to
+    receive()")."""
+    from tests.realtime.conftest import LiveServer
+
+    server = LiveServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def ws_server(live_server_ws, transactional_db):
+    """The live server, for a test whose data is committed (the server reads it)."""
+    return live_server_ws

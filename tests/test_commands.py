@@ -47,7 +47,7 @@ def test_run_check_prepares_everything_without_starting_processes(django_user_mo
     assert PeriodicTask.objects.filter(name="tradedesk:outbox-dispatch").exists()
 
 
-def test_run_creates_the_database_a_fresh_server_does_not_have_yet(settings):
+def test_run_creates_the_database_a_fresh_server_does_not_have_yet(settings, tmp_path):
     """`make run` with DATABASE_URL naming a database the server lacks creates it, then migrates."""
     import os
     import subprocess
@@ -76,7 +76,14 @@ def test_run_creates_the_database_a_fresh_server_does_not_have_yet(settings):
         out = subprocess.run(
             [sys.executable, "manage.py", "run", "--check", "--no-seed"],
             cwd=settings.BASE_DIR,
-            env={**os.environ, "DATABASE_URL": url, "REDIS_URL": settings.REDIS_URL, "LOG_LEVEL": "WARNING"},
+            env={
+                **os.environ,
+                "DATABASE_URL": url,
+                "REDIS_URL": settings.REDIS_URL,
+                "LOG_LEVEL": "WARNING",
+                # its own metrics directory: `manage.py run` empties the one it is given
+                "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "prometheus"),
+            },
             capture_output=True,
             text=True,
             timeout=300,

@@ -32,7 +32,7 @@ from django.urls import URLPattern, URLResolver, get_resolver
 from rest_framework.test import APIClient
 
 from config.routing import websocket_urlpatterns
-from tests.realtime.conftest import ORIGIN, close_code, live_server_ws, recv_until, ws_server  # noqa: F401 (fixtures)
+from tests.realtime.conftest import ORIGIN, close_code, recv_until
 
 COLUMNS = ("none", "read", "trade", "other", "user", "staff")
 
@@ -365,7 +365,7 @@ def test_admin_routes(world, column):
 
 
 @pytest.fixture
-def ws_world(ws_server, settings):  # noqa: F811 (the fixture)
+def ws_world(ws_server, settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     world = World()
     world.ws_server = ws_server

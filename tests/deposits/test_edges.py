@@ -139,6 +139,7 @@ def test_slippage_beyond_the_limit(lifi, eoa, chain_env):
 
 @pytest.mark.django_db(transaction=True)
 def test_lifi_down_backs_off_and_the_deposit_stays_pending(lifi, eoa, chain_env, settings):
+    settings.DEPOSIT_POLL_KICK = False  # this test polls itself, step by step (no worker's poll beside it)
     owner, user, client = eoa
     body, tx_hash = quoted_and_sent(lifi, eoa, chain_env)
     submitted(client, body["id"], tx_hash)
@@ -173,8 +174,10 @@ def test_lifi_down_backs_off_and_the_deposit_stays_pending(lifi, eoa, chain_env,
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_429_pauses_polling_until_ratelimit_reset(lifi, eoa, chain_env):
+def test_a_429_pauses_polling_until_ratelimit_reset(lifi, eoa, chain_env, settings):
     from deposits.services import rate_limited_until
+
+    settings.DEPOSIT_POLL_KICK = False  # this test polls itself, step by step (no worker's poll beside it)
 
     owner, user, client = eoa
     body, tx_hash = quoted_and_sent(lifi, eoa, chain_env)

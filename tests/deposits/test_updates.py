@@ -9,7 +9,7 @@ from standardwebhooks.webhooks import Webhook
 
 from tests.conftest import wait_for
 from tests.deposits.conftest import create, send, submitted
-from tests.realtime.conftest import live_server_ws, make_token, recv, subscribe, ws_connect, ws_server  # noqa: F401
+from tests.realtime.conftest import make_token, recv, subscribe, ws_connect
 from tests.webhooks.conftest import allow_loopback, beat, receiver  # noqa: F401
 
 pytestmark = [pytest.mark.celery, pytest.mark.usefixtures("beat")]

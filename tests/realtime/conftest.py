@@ -65,20 +65,6 @@ class LiveServer:
         return f"ws://127.0.0.1:{self.port}{path}"
 
 
-@pytest.fixture(scope="session")
-def live_server_ws(django_db_setup):
-    server = LiveServer()
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def ws_server(live_server_ws, transactional_db):
-    """The live server, for a test whose data is committed (the server reads it)."""
-    return live_server_ws
-
-
 def make_token(user, *, expires_in: float = 300, kind: str = "access", key: str | None = None, **claims) -> str:
     """A token as the API issues it (`trading.tokens`), with a chosen lifetime/type/key."""
     from trading import tokens

@@ -155,6 +155,8 @@ class Desk:
             "RECONCILE_GRACE_SECONDS": "3",
             "JWT_ACCESS_TTL": "7200",  # the suite's tokens outlive the session
             "OSTIUM_SERVICE_HMAC_SECRETS": SIGNER_SECRET,
+            # its own metrics directory: `manage.py run` empties the one it is given
+            "PROMETHEUS_MULTIPROC_DIR": str(self.var / "prometheus"),
         }
         for name in ("CACHE_KEY_PREFIX", "CHANNELS_PREFIX", "CELERY_QUEUE"):
             self.env.pop(name, None)

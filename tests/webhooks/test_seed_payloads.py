@@ -8,13 +8,11 @@ import pytest
 
 from tests.conftest import wait_for
 from tests.realtime.conftest import (  # noqa: F401 (fixtures)
-    live_server_ws,
     make_token,
     make_user,
     recv_until,
     subscribe,
     ws_connect,
-    ws_server,
 )
 from trading.models import Order, Trade
 from webhooks.models import WebhookDelivery

@@ -47,6 +47,8 @@ def demo(transactional_db, settings, tmp_path):
         "OSTIUM_SERVICE_BASE_URL": "",
         "DELEGATE_KEY_ENCRYPTION_KEY_FILE": str(tmp_path / "kek"),
         "LOG_LEVEL": "WARNING",
+        # its own metrics directory: `manage.py run` empties the one it is given
+        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "prometheus"),
     }
     log = tempfile.TemporaryFile()  # noqa: SIM115 (closed at teardown) a file, not a pipe: never blocks
     proc = subprocess.Popen(
