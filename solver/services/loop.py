@@ -664,6 +664,22 @@ def decision_view(d: QuoteDecision) -> dict:
 
 
 # --- after the send -------------------------------------------------------------------------------------
+def _result_log(command: QuoteCommand, status: str, *, level: int = logging.INFO) -> None:
+    """The executor's `exec.trade_result` line for a command's outcome."""
+    log(
+        level,
+        "executor",
+        "result",
+        "exec.trade_result",
+        pair=command.pair,
+        quote_id=command.quote_id,
+        decision_id=command.decision_id,
+        command_id=command.command_id,
+        status=status,
+        reason=command.outcome_reason,
+    )
+
+
 def _command_event(command: QuoteCommand, topic: str, **payload) -> None:
     event_record(
         topic=topic,
@@ -715,18 +731,7 @@ def response_record(command_id: str, *, result=None, error=None, timeout: str = 
     topic = {C.SENT: "responded", C.UNKNOWN: "unknown", C.REJECTED: "rejected"}[command.status]
     metrics.after_commit(metrics.NEAR_RESPONSES.labels(topic).inc)
     _command_event(command, f"near_intents.quote.{topic}", relay_answer=command.relay_answer)
-    log(
-        logging.WARNING if command.status != C.SENT else logging.INFO,
-        "executor",
-        "result",
-        "exec.trade_result",
-        pair=command.pair,
-        quote_id=command.quote_id,
-        decision_id=command.decision_id,
-        command_id=command.command_id,
-        status=command.status,
-        reason=command.outcome_reason,
-    )
+    _result_log(command, command.status, level=logging.INFO if command.status == C.SENT else logging.WARNING)
     return command
 
 
@@ -792,17 +797,7 @@ def settle(command_id: str, *, reason: str, tx_hash: str = "") -> QuoteCommand:
         give={"asset": command.give_asset, "amount": _text(command.give_amount)},
         receive={"asset": command.receive_asset, "amount": _text(command.receive_amount)},
     )
-    log(
-        logging.INFO,
-        "executor",
-        "result",
-        "exec.trade_result",
-        pair=command.pair,
-        quote_id=command.quote_id,
-        decision_id=command.decision_id,
-        command_id=command.command_id,
-        status="settled",
-    )
+    _result_log(command, "settled")
     return command
 
 
@@ -816,17 +811,7 @@ def expire(command_id: str, *, reason: str) -> QuoteCommand:
     command.save()
     _release(command, reason)
     _command_event(command, "near_intents.quote.expired")
-    log(
-        logging.INFO,
-        "executor",
-        "result",
-        "exec.trade_result",
-        pair=command.pair,
-        quote_id=command.quote_id,
-        decision_id=command.decision_id,
-        command_id=command.command_id,
-        status="expired",
-    )
+    _result_log(command, "expired")
     return command
 
 
