@@ -704,19 +704,27 @@ def _apply_status(pk: int, status: lifi.Status, credit: chain.Credit | None, *, 
             swap.save()
             deposit.save(update_fields=fields)
             return deposit
-        if status.status == "INVALID":
-            swap.swap_status = W.FAILED
-            swap.error_message = "LI.FI does not recognise this transaction (INVALID)."
-            deposit.error_code, deposit.error_message = "TRANSACTION_INVALID", swap.error_message
+
+        def unsettled(to: str, swap_status: str, code: str, message: str, *, swap_error: bool = True, extra=()):
+            """The deposit ends without a credit: the code and message on it (and on the swap)."""
+            swap.swap_status = swap_status
+            if swap_error:
+                swap.error_message = message
+            deposit.error_code, deposit.error_message = code, message
             _end(
                 deposit,
                 swap,
-                S.FAILED,
+                to,
                 actor=actor,
-                fields=[*fields, "error_code", "error_message"],
+                fields=[*fields, *extra, "error_code", "error_message"],
                 payload=lifi_payload,
             )
             return deposit
+
+        if status.status == "INVALID":
+            return unsettled(
+                S.FAILED, W.FAILED, "TRANSACTION_INVALID", "LI.FI does not recognise this transaction (INVALID)."
+            )
         if status.status == "PENDING":
             swap.swap_status = W.PROCESSING
             swap.save()
@@ -729,62 +737,26 @@ def _apply_status(pk: int, status: lifi.Status, credit: chain.Credit | None, *, 
                 deposit.save(update_fields=fields)
             return deposit
         if status.status == "FAILED":
-            swap.swap_status = W.FAILED
-            swap.error_message = status.substatus_message or status.substatus
-            deposit.error_code = status.substatus or "UNKNOWN_FAILED_ERROR"
-            deposit.error_message = swap.error_message
-            _end(
-                deposit,
-                swap,
+            return unsettled(
                 S.FAILED,
-                actor=actor,
-                fields=[*fields, "error_code", "error_message"],
-                payload=lifi_payload,
+                W.FAILED,
+                status.substatus or "UNKNOWN_FAILED_ERROR",
+                status.substatus_message or status.substatus,
             )
-            return deposit
         # DONE
         if status.substatus == "PARTIAL":
-            swap.swap_status = W.PARTIAL
-            deposit.error_code = "PARTIAL"
-            deposit.error_message = "Another token than USDC arrived; it is not credited as USDC."
-            _end(
-                deposit,
-                swap,
-                S.PARTIAL,
-                actor=actor,
-                fields=[*fields, "error_code", "error_message"],
-                payload=lifi_payload,
-            )
-            return deposit
+            message = "Another token than USDC arrived; it is not credited as USDC."
+            return unsettled(S.PARTIAL, W.PARTIAL, "PARTIAL", message, swap_error=False)
         if status.substatus == "REFUNDED":
-            swap.swap_status = W.REFUNDED
-            deposit.error_code, deposit.error_message = "REFUNDED", "LI.FI refunded the tokens to the sender."
-            _end(
-                deposit,
-                swap,
-                S.REFUNDED,
-                actor=actor,
-                fields=[*fields, "error_code", "error_message"],
-                payload=lifi_payload,
-            )
-            return deposit
+            message = "LI.FI refunded the tokens to the sender."
+            return unsettled(S.REFUNDED, W.REFUNDED, "REFUNDED", message, swap_error=False)
         # COMPLETED: credited only what the chain shows, at least toAmountMin
         credited = chain.raw_to_decimal(credit.amount_raw, 6)
         minimum = int(swap.to_amount_min_raw or 0)
         if not credit.success or credit.amount_raw < minimum:
-            swap.swap_status = W.FAILED
-            swap.error_message = f"the chain shows {credited} USDC to the target, below the minimum {swap.min_output}"
             deposit.credited_amount = credited
-            deposit.error_code, deposit.error_message = "CREDIT_BELOW_MINIMUM", swap.error_message
-            _end(
-                deposit,
-                swap,
-                S.FAILED,
-                actor=actor,
-                fields=[*fields, "credited_amount", "error_code", "error_message"],
-                payload=lifi_payload,
-            )
-            return deposit
+            message = f"the chain shows {credited} USDC to the target, below the minimum {swap.min_output}"
+            return unsettled(S.FAILED, W.FAILED, "CREDIT_BELOW_MINIMUM", message, extra=("credited_amount",))
         swap.swap_status = W.COMPLETED
         swap.actual_output = credited
         deposit.credited_amount = credited
