@@ -91,9 +91,13 @@ def test_one_scrape_of_a_web_process_sums_the_web_and_the_worker(
     wait_for(lambda: Order.objects.get(pk=order_id).status == Order.Status.FILLED, what="the order filled")
 
     # then one scrape of the web process shows both processes' counts
-    def scraped():
+    task = {"task": "trading.tasks.execute_order_task", "outcome": "success"}
+
+    def scraped():  # (the fill is counted inside the task, the task itself only after it returns)
         found = samples(web.get("/metrics", headers=scrape_auth).text)
-        return found if value(found, "tradedesk_fills_total", venue="paper", kind="open") > 0 else None
+        filled = value(found, "tradedesk_fills_total", venue="paper", kind="open") > 0
+        ran = value(found, "tradedesk_tasks_total", **task) > value(before, "tradedesk_tasks_total", **task)
+        return found if filled and ran else None
 
     after = wait_for(scraped, what="the worker's fill in the scrape")
 
