@@ -1,7 +1,8 @@
 """The API's pagination (settings.REST_FRAMEWORK["DEFAULT_PAGINATION_CLASS"]): DRF's
 limit/offset, except that a `limit` or `offset` that is not a plain non-negative number
 (`?offset=null`, `?limit=-3`, `?limit=`, `?limit=1_0`) is a 400 instead of silently read as
-the default."""
+the default. A `limit` above `max_limit` (500) is read as 500, DRF's own convention, so one
+request can never ask for a whole table."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ _DIGITS = re.compile(r"[0-9]{1,9}")
 
 
 class LimitOffsetPagination(pagination.LimitOffsetPagination):
+    max_limit = 500
+
     def _number(self, request, name: str, *, minimum: int) -> int | None:
         raw = request.query_params.get(name)
         if raw is None:

@@ -60,6 +60,11 @@ def test_well_formed_filters_and_pages_are_accepted(api):
     assert api.get("/api/v1/trading/positions").status_code == 200
 
 
+def test_a_limit_above_the_maximum_is_read_as_the_maximum(api):
+    assert api.get("/api/v1/trading/positions?limit=1000000").json()["limit"] == 500
+    assert api.get("/api/v1/trading/positions?limit=499").json()["limit"] == 499
+
+
 def test_try_it_out_every_operation_has_an_area_tag_a_summary_and_every_body_an_example(schema):
     from config.openapi import TAGS
 
