@@ -12,10 +12,12 @@ from rest_framework.views import APIView
 
 from delegations.api import refuse_secrets
 from deposits import relay, services
-from deposits.models import Deposit
+from deposits.models import Deposit, TokenSwap
 from trading.api.idempotency import IDEMPOTENCY_KEY_PARAMETER, idempotent
 from trading.permissions import HasScope
 from trading.throttling import ScopedUserAndIpThrottle
+
+SEED_STATUSES = ("pending", "processing", "completed", "failed")
 
 ERROR = {"description": "the error envelope {error: {code, message, details, timestamp, request_id}}"}
 THROTTLED = {"description": "over the rate limit: the error envelope (code `throttled`) and `Retry-After`"}
@@ -80,7 +82,10 @@ class TxOut(serializers.Serializer):
 
 class DepositOut(serializers.Serializer):
     id = serializers.IntegerField()
-    status = serializers.ChoiceField(choices=Deposit.Status.choices)
+    status = serializers.ChoiceField(
+        choices=SEED_STATUSES, help_text="seed 003: pending, processing, completed or failed (see status_detail)"
+    )
+    status_detail = serializers.ChoiceField(choices=Deposit.Status.choices, help_text="the detailed status")
     token_symbol = serializers.CharField()
     token_address = serializers.CharField()
     chain = serializers.CharField()
@@ -93,7 +98,8 @@ class DepositOut(serializers.Serializer):
     target_token_address = serializers.CharField()
     swap_needed = serializers.BooleanField()
     swap_provider = serializers.CharField(allow_null=True)
-    swap_status = serializers.CharField(allow_null=True)
+    swap_status = serializers.CharField(allow_null=True, help_text="seed 003: pending, processing, completed or failed")
+    swap_status_detail = serializers.CharField(allow_null=True, help_text="adds partial and refunded")
     swap_substatus = serializers.CharField(allow_null=True)
     swap_progress = serializers.FloatField()
     transaction_hash = serializers.CharField()
@@ -114,7 +120,8 @@ class DepositOut(serializers.Serializer):
 
 class SwapOut(serializers.Serializer):
     id = serializers.IntegerField()
-    status = serializers.CharField()
+    status = serializers.ChoiceField(choices=SEED_STATUSES, help_text="seed 003 (see status_detail)")
+    status_detail = serializers.ChoiceField(choices=TokenSwap.Status.choices)
     from_token = serializers.CharField()
     to_token = serializers.CharField()
     from_chain = serializers.CharField()
@@ -171,7 +178,8 @@ def deposit_data(d: Deposit) -> dict:
     signable = d.status in (Deposit.Status.QUOTED, Deposit.Status.AWAITING_SIGNATURE)
     return {
         "id": d.pk,
-        "status": d.status,
+        "status": d.seed_status,
+        "status_detail": d.status,
         "token_symbol": d.token_symbol,
         "token_address": d.token_address,
         "chain": d.chain,
@@ -184,7 +192,8 @@ def deposit_data(d: Deposit) -> dict:
         "target_token_address": d.target_token_address,
         "swap_needed": d.swap_needed,
         "swap_provider": swap.swap_provider if swap else None,
-        "swap_status": swap.swap_status if swap else None,
+        "swap_status": swap.seed_status if swap else None,
+        "swap_status_detail": swap.swap_status if swap else None,
         "swap_substatus": (swap.substatus or None) if swap else None,
         "swap_progress": services.swap_progress(d, swap),
         "transaction_hash": d.transaction_hash,
@@ -207,7 +216,8 @@ def deposit_data(d: Deposit) -> dict:
 def swap_data(w) -> dict:
     return {
         "id": w.pk,
-        "status": w.swap_status,
+        "status": w.seed_status,
+        "status_detail": w.swap_status,
         "from_token": w.from_token,
         "to_token": w.to_token,
         "from_chain": w.from_chain,

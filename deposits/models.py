@@ -26,6 +26,20 @@ class Deposit(models.Model):
         SAFE = "safe", "The Safe's owners sign a SafeTx"
         DESK = "desk", "The desk's own wallet (treasury swap; the desk signs)"
 
+    # The seed's four statuses (§3.1.6: pending, processing, completed, failed), which the API
+    # answers in `status`; the detailed status above is `status_detail`. Partial and refunded end
+    # without a USDC credit, so to the seed they failed.
+    SEED_STATUS = {
+        Status.QUOTED: "pending",
+        Status.AWAITING_SIGNATURE: "pending",
+        Status.SUBMITTED: "processing",
+        Status.PENDING: "processing",
+        Status.COMPLETED: "completed",
+        Status.PARTIAL: "failed",
+        Status.REFUNDED: "failed",
+        Status.FAILED: "failed",
+    }
+
     OPEN = (Status.QUOTED, Status.AWAITING_SIGNATURE, Status.SUBMITTED, Status.PENDING)
     FOLLOWED = (Status.SUBMITTED, Status.PENDING)
     ENDED = (Status.COMPLETED, Status.PARTIAL, Status.REFUNDED, Status.FAILED)
@@ -88,6 +102,10 @@ class Deposit(models.Model):
         return f"deposit-{self.pk}"
 
     @property
+    def seed_status(self) -> str:
+        return self.SEED_STATUS[self.status]
+
+    @property
     def swap(self) -> TokenSwap | None:
         return self.swaps.order_by("-id").first()
 
@@ -100,6 +118,16 @@ class TokenSwap(models.Model):
         PARTIAL = "partial", "Partial"
         REFUNDED = "refunded", "Refunded"
         FAILED = "failed", "Failed"
+
+    # the seed's four (§3.1.7 swap_status); the detailed one is `status_detail`
+    SEED_STATUS = {
+        Status.PENDING: "pending",
+        Status.PROCESSING: "processing",
+        Status.COMPLETED: "completed",
+        Status.PARTIAL: "failed",
+        Status.REFUNDED: "failed",
+        Status.FAILED: "failed",
+    }
 
     deposit = models.ForeignKey(Deposit, on_delete=models.CASCADE, related_name="swaps")
     from_token = models.CharField(max_length=20)
@@ -149,6 +177,10 @@ class TokenSwap(models.Model):
 
     def __str__(self):
         return f"swap {self.pk} {self.from_token}@{self.from_chain} → USDC ({self.swap_status})"
+
+    @property
+    def seed_status(self) -> str:
+        return self.SEED_STATUS[self.swap_status]
 
 
 class DepositSignature(models.Model):

@@ -38,7 +38,7 @@ def test_the_same_transaction_reported_twice_is_one_swap(lifi, eoa, chain_env):
     first, tx_hash = quoted_and_sent(lifi, eoa, chain_env)
     submitted(client, first["id"], tx_hash)
     again = submitted(client, first["id"], tx_hash.upper().replace("0X", "0x"))
-    assert again["status"] == "submitted" and again["transaction_hash"] == tx_hash
+    assert again["status_detail"] == "submitted" and again["transaction_hash"] == tx_hash
     # another hash for the same deposit, or the same hash for another deposit: refused
     other = submitted(client, first["id"], "0x" + "ab" * 32, expected=409)
     assert other["error"]["code"] == "DEPOSIT_ALREADY_SUBMITTED"
@@ -63,14 +63,15 @@ def test_usdc_already_on_arbitrum_needs_no_swap(lifi, eoa, chain_env):
     assert short["error"]["code"] == "INSUFFICIENT_BALANCE"
     mint = net.fund(owner.address, usdc=50)
     body = create(client, token_address=lifi.usdc, token_symbol="USDC", amount="50")
-    assert body["status"] == "completed" and body["swap_needed"] is False and body["swap_provider"] is None
+    assert body["status"] == body["status_detail"] == "completed"
+    assert body["swap_needed"] is False and body["swap_provider"] is None
     assert body["credited_amount"] == "50.000000"
     status = client.get(f"{BASE}/{body['id']}/swap-status").json()
     assert status == {"deposit_id": body["id"], "swap_needed": False, "swaps": []}
 
     # a transfer to the trading address, reported by hash: credited once the chain shows it
     body = create(client, token_address=lifi.usdc, token_symbol="USDC", amount="50", transaction_hash=mint)
-    assert body["status"] == "submitted"
+    assert (body["status"], body["status_detail"]) == ("processing", "submitted")
     poll()
     d = deposit(body["id"])
     assert d.status == "completed" and d.credited_amount == Decimal("50") and d.credit_transaction_hash == mint
@@ -159,7 +160,7 @@ def test_lifi_down_backs_off_and_the_deposit_stays_pending(lifi, eoa, chain_env,
     d = deposit(body["id"])
     assert d.poll_failures == 2 and d.next_poll_at - d.last_polled_at > first_wait  # backing off
     shown = client.get(f"{BASE}/{d.pk}").json()
-    assert shown["status"] == "submitted" and shown["swap_progress"] == 10.0
+    assert shown["status_detail"] == "submitted" and shown["status"] == "processing" and shown["swap_progress"] == 10.0
 
     # a new deposit while LI.FI is down: 503, nothing stored
     refused = create(client, expected=503, token_address=NATIVE)
@@ -253,7 +254,10 @@ def test_partial_and_refunded_are_shown_and_never_credited(lifi, eoa, chain_env,
     assert seen[-1] == f"deposit.{outcome.lower()}"
     assert "deposit.completed" not in seen and "swap.completed" not in seen
     swaps = client.get(f"{BASE}/{d.pk}/swap-status").json()["swaps"]
-    assert swaps[0]["status"] == outcome.lower()
+    assert swaps[0]["status_detail"] == outcome.lower() and swaps[0]["status"] == "failed"  # the seed's four
+    shown = client.get(f"{BASE}/{d.pk}").json()
+    assert (shown["status"], shown["status_detail"]) == ("failed", outcome.lower())
+    assert (shown["swap_status"], shown["swap_status_detail"]) == ("failed", outcome.lower())
     if outcome == "PARTIAL":
         assert swaps[0]["actual_output"] is not None  # what arrived (USDC.e), shown, not credited
 
@@ -400,4 +404,4 @@ def test_a_transaction_on_the_wrong_chain_or_from_someone_else_is_refused(lifi, 
     stranger_tx = net.fund(net.traders[2].address, usdc=1)  # sent by the localnet's deployer
     foreign = submitted(client, on_arbitrum["id"], stranger_tx, expected=422)
     assert foreign["error"]["code"] == "TRANSACTION_NOT_FROM_SENDER"
-    assert submitted(client, on_arbitrum["id"], tx_hash)["status"] == "submitted"
+    assert submitted(client, on_arbitrum["id"], tx_hash)["status_detail"] == "submitted"

@@ -57,7 +57,7 @@ def test_a_wallet_deposit_of_eth_ends_credited_in_usdc(lifi, eoa, chain_env):
 
     body = create(client, token_address="0x0000000000000000000000000000000000000000")
     assert set(body) >= SEED_CREATE_KEYS  # seed 003 §4.4.1, plus what the wallet needs next
-    assert body["status"] == "awaiting_signature"
+    assert (body["status"], body["status_detail"]) == ("pending", "awaiting_signature")  # seed name, ours
     assert body["swap_needed"] is True and body["swap_provider"] == "lifi" and body["swap_status"] == "pending"
     assert body["target_token"] == "USDC" and body["target_chain"] == "arbitrum"
     assert body["target_address"] == owner.address and body["source"] == "wallet"
@@ -71,7 +71,8 @@ def test_a_wallet_deposit_of_eth_ends_credited_in_usdc(lifi, eoa, chain_env):
 
     tx_hash = send(net, owner, tx)
     body = submitted(client, body["id"], tx_hash)
-    assert body["status"] == "submitted" and body["transaction_hash"] == tx_hash
+    assert (body["status"], body["status_detail"]) == ("processing", "submitted")
+    assert body["transaction_hash"] == tx_hash
     assert body["transaction"] is None
 
     poll()
@@ -211,13 +212,13 @@ def test_the_desk_relays_a_signed_safetx_only_while_armed(lifi, one_owner_safe, 
     assert refused.status_code == 503 and refused.json()["error"]["code"] == "VENUE_DISARMED"
     assert net.w3.eth.contract(address=safe, abi=NONCE_ABI).functions.nonce().call() == nonce
     shown = client.get(f"{BASE}/{body['id']}").json()
-    assert shown["status"] == "awaiting_signature" and shown["safe"]["signers"] == [owner.address]
+    assert shown["status_detail"] == "awaiting_signature" and shown["safe"]["signers"] == [owner.address]
 
     control_arm(component="deposits:relay", actor="test", reason="relay deposits")
     before = net.usdc_balance(safe)
     executed = client.post(f"{BASE}/{body['id']}/execute")
     assert executed.status_code == 200, executed.content
-    assert executed.json()["status"] == "submitted" and executed.json()["transaction_hash"].startswith("0x")
+    assert executed.json()["status_detail"] == "submitted" and executed.json()["transaction_hash"].startswith("0x")
     assert net.w3.eth.contract(address=safe, abi=NONCE_ABI).functions.nonce().call() == nonce + 1
     replay = client.post(f"{BASE}/{body['id']}/execute")
     assert replay.status_code == 409 and replay.json()["error"]["code"] == "DEPOSIT_NOT_SIGNABLE"

@@ -32,7 +32,7 @@ TOPIC_CHANNELS = {
     "deposit": ("deposits", "deposit_update"),
 }
 MAX_TRADE_IDS = 100
-DEPOSIT_UPDATE_FIELDS = ("deposit_id", "status", "swap_status", "swap_progress")
+DEPOSIT_UPDATE_FIELDS = ("deposit_id", "status", "status_detail", "swap_status", "swap_status_detail", "swap_progress")
 
 
 def _markets_by_name(names: list[str]) -> dict[str, str]:
