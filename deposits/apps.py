@@ -10,3 +10,8 @@ class DepositsConfig(AppConfig):
         from trading.admin_panel.health import health_provider_register
 
         health_provider_register("deposits", deposits_health)
+
+        from deposits.in_flight import pending_inbound
+        from treasury.services.inventory import register_pending_inbound
+
+        register_pending_inbound("deposits", pending_inbound)

@@ -1,11 +1,13 @@
-"""The deposits' lines on the control panel: deposits pending longer than
-DEPOSIT_DELAY_ALERT_MINUTES (red), and LI.FI status polls failing (LI.FI down or rate limiting)."""
+"""The deposits' lines on the control panel: deposits in flight (sent, not yet credited: how many
+and the USDC expected, the part going to accounts the treasury tracks), deposits pending longer
+than DEPOSIT_DELAY_ALERT_MINUTES (red), and LI.FI status polls failing (LI.FI down or rate limiting)."""
 
 from __future__ import annotations
 
 from django.conf import settings
 
 from deposits.admin import late_q
+from deposits.in_flight import in_flight_totals
 from deposits.models import Deposit
 from trading.admin_panel.health import DOWN, OK, WARN, HealthItem
 
@@ -16,7 +18,20 @@ def deposits_health() -> list[HealthItem]:
     ids = list(late.order_by("submitted_at").values_list("pk", flat=True)[:6])
     failing = Deposit.objects.filter(status__in=Deposit.FOLLOWED, poll_failures__gt=0)
     errors = list(failing.values_list("poll_error", flat=True)[:1])
+    flying = in_flight_totals()
     return [
+        HealthItem(
+            name="Deposits in flight",
+            status=OK,
+            value=f"{flying.count} · {flying.expected:,.2f} USDC" if flying.count else "0",
+            detail=(
+                f"sent, not yet credited: {flying.expected:,.2f} USDC expected (at least {flying.minimum:,.2f}); "
+                f"{flying.into_treasury:,.2f} of it into accounts the treasury tracks (pending in); "
+                + ", ".join(f"#{pk}" for pk in flying.ids[:6])
+            )
+            if flying.count
+            else "",
+        ),
         HealthItem(
             name="Deposits delayed",
             status=DOWN if count else OK,

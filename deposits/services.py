@@ -31,7 +31,7 @@ from eth_utils import is_address, to_checksum_address
 
 from config.errors import ApplicationError, ConflictError, NotFoundError
 from delegations import chain as safe_chain
-from deposits import chain
+from deposits import chain, in_flight
 from deposits.models import Deposit, TokenSwap
 from providers.lifi import client as lifi
 from trading.services.ledger import event_record
@@ -100,6 +100,8 @@ def deposit_event(deposit: Deposit, topic: str, *, actor: str, payload: dict | N
         "credited_amount": None if deposit.credited_amount is None else str(deposit.credited_amount),
     }
     body.update(payload or {})
+    # the treasury's pending inbound of the target follows the deposit (after this commits)
+    transaction.on_commit(lambda target=deposit.target_address: in_flight.treasury_pending_refresh(target))
     return event_record(
         topic=topic,
         aggregate_type="deposit",

@@ -13,6 +13,7 @@ pass: the second waits for the first to commit and then sees its hold."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from decimal import Decimal
 
 from django.db import IntegrityError, connection, transaction
@@ -223,8 +224,20 @@ def balance_for_action(*, venue: str, account: str, asset: str, symbol: str = ""
     return balance
 
 
+# Other apps' inbound money that is on its way to a balance the treasury tracks, e.g. a user's
+# LI.FI deposit into their Safe or a desk treasury swap (the deposits app registers it):
+# `source(venue=, account=, asset=) -> Decimal`, added to the balance's `pending_in`.
+PendingInboundSource = Callable[..., Decimal]
+PENDING_INBOUND_SOURCES: dict[str, PendingInboundSource] = {}
+
+
+def register_pending_inbound(name: str, source: PendingInboundSource) -> None:
+    PENDING_INBOUND_SOURCES[name] = source
+
+
 def pending_refresh(*, venue: str, account: str, asset: str) -> None:
-    """Recompute a balance's pending in and out from the open liquidity actions (caller's transaction)."""
+    """Recompute a balance's pending in and out from the open liquidity actions and the
+    registered inbound sources (caller's transaction)."""
     if not (venue and account and asset):
         return
     balance = lock_objects.balance_locked(venue=venue, account=account, asset=asset)
@@ -239,6 +252,8 @@ def pending_refresh(*, venue: str, account: str, asset: str) -> None:
         ).aggregate(total=Sum("amount"))["total"]
         or ZERO
     )
+    for source in PENDING_INBOUND_SOURCES.values():
+        inbound += source(venue=venue, account=account, asset=asset) or ZERO
     outbound = (
         open_actions.filter(
             kind__in=(K.WITHDRAWAL, K.REBALANCE), venue=venue, account=account, asset=asset, submitted_at__isnull=False
