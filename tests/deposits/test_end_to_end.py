@@ -1,5 +1,7 @@
 """A deposit end to end, for a wallet (EOA) user and for a Safe user, on the localnet with the
-LI.FI double: a route, the user's side signs and sends, reports the hash, sees `deposit_update`
+LI.FI double: each deposits USDT (an ERC-20, so an approve goes first: the wallet sends it, the
+Safe batches it with the call through MultiSendCallOnly); ETH is in test_flow. Each gets a route,
+the user's side signs and sends, reports the hash, sees `deposit_update`
 on the `deposits` websocket channel at each transition and the `deposit.completed` /
 `swap.completed` webhooks once each (real outbox, Celery worker, Channels, webhook delivery).
 The credit is read on chain (the target's USDC rose by at least `toAmountMin`), and the user then
@@ -27,6 +29,26 @@ from tests.webhooks.conftest import allow_loopback, beat, receiver  # noqa: F401
 pytestmark = [pytest.mark.celery, pytest.mark.usefixtures("beat")]
 
 NATIVE = "0x0000000000000000000000000000000000000000"
+
+
+@pytest.fixture
+def usdt(lifi, chain_env):
+    """An ERC-20 on the localnet that LI.FI lists as USDT (a second MockUSDC: 6 decimals, public mint)."""
+    from providers.ostium.localnet.deploy import Deployer
+
+    net = chain_env.net
+    deployer = Deployer(net.w3, net.deployer.address)
+    address = deployer.deploy("MockUSDC")
+    deployer.flush()
+    lifi.world.token_add(net.chain_id, address, "USDT", 6)
+    token = deployer.contract("MockUSDC", address)
+
+    def mint(to: str, amount: int) -> None:
+        deployer.transact(token.functions.mint(to, amount * 10**6))
+        deployer.flush()
+
+    token.mint = mint
+    return token
 
 
 def sdk_trade_from_wallet(net, owner) -> list[dict]:
@@ -71,6 +93,7 @@ def test_deposit_end_to_end_then_an_ostium_trade(
     kind,
     request,
     lifi,
+    usdt,
     chain_env,
     celery_worker,
     ws_server,
@@ -88,7 +111,7 @@ def test_deposit_end_to_end_then_an_ostium_trade(
     else:
         net, owner, user, client, target = request.getfixturevalue("one_owner_safe")
         delegated_mode(client, owner, target)
-        net.fund(target, eth=1)  # the Safe holds the ETH it deposits
+    usdt.mint(target, 500)  # the wallet or the Safe holds the USDT it deposits
     endpoint, secret = webhooks.endpoint_create(
         user=user, url=receiver.url(), event_types=["deposit.completed", "swap.completed"]
     )
@@ -96,8 +119,12 @@ def test_deposit_end_to_end_then_an_ostium_trade(
 
     with ws_connect(ws_server, token=make_token(user)) as ws:
         subscribe(ws, "deposits")
-        body = create(client, token_address=NATIVE)  # 0.1 ETH, not USDC: a swap through LI.FI
+        body = create(client, token_address=usdt.address, token_symbol="USDT", amount="300")  # a swap through LI.FI
         assert body["source"] == ("wallet" if kind == "eoa" else "safe") and body["target_address"] == target
+        if kind == "eoa":
+            assert body["approval"]["to"] == usdt.address and body["approval"]["data"].startswith("0x095ea7b3")
+        else:
+            assert body["safe"]["safe_tx"]["operation"] == 1  # approve + call, batched (MultiSendCallOnly)
         assert (body["status"], body["status_detail"]) == ("pending", "awaiting_signature")
         minimum = Decimal(body["quote"]["to_amount_min"]) / 10**6
         tx_hash = sign_and_send(net, kind, owner, body)
