@@ -31,15 +31,26 @@ def test_in_flight_deposits_are_pending_in_the_treasury_and_counted_on_the_panel
     net, owner, user, client, safe = one_owner_safe
     delegated_mode(client, owner, safe)
     net.fund(safe, eth=1)
-    assert treasury_sync(venue="ostium")["ok"]  # the active Safe's USDC is inventory now
 
     def safe_usdc() -> InventoryBalance:
         return InventoryBalance.objects.get(venue="ostium", account=safe, asset="USDC")
 
+    # a first deposit, sent before the treasury first read the Safe: the sync that creates the
+    # Safe's balance finds it on its way
+    lifi.world.script_next(pending_for=None)  # LI.FI will keep this one PENDING until released
+    early = create(client, token_address=NATIVE, amount="0.1")
+    early_hash = sign_and_send(net, "safe", owner, early)
+    submitted(client, early["id"], early_hash)
+    assert treasury_sync(venue="ostium")["ok"]  # the active Safe's USDC is inventory now
+    assert safe_usdc().pending_in == Decimal("299.1") and safe_usdc().credited == 0
+    poll()  # LI.FI: PENDING
+    lifi.world.transfers[early_hash.lower()].script.pending_for = 0.0  # the bridge delivers
+    poll()
     assert safe_usdc().pending_in == 0 and panel_line().value == "0"
+    assert treasury_sync(venue="ostium")["ok"] and safe_usdc().credited == Decimal("299.1")
 
     # quoted and awaiting the owners: nothing has left yet, nothing is pending
-    lifi.world.script_next(pending_for=None)  # LI.FI will keep this one PENDING until released
+    lifi.world.script_next(pending_for=None)
     body = create(client, token_address=NATIVE, amount="0.2")
     assert safe_usdc().pending_in == 0 and panel_line().value == "0"
 
@@ -47,7 +58,7 @@ def test_in_flight_deposits_are_pending_in_the_treasury_and_counted_on_the_panel
     tx_hash = sign_and_send(net, "safe", owner, body)
     submitted(client, body["id"], tx_hash)
     assert safe_usdc().pending_in == Decimal("598.2")
-    assert safe_usdc().credited == 0  # pending inbound is never spendable
+    assert safe_usdc().spendable == Decimal("299.1")  # the first deposit's credit; pending is never spendable
 
     # a wallet user's deposit in flight: counted on the panel, not in the treasury
     wallet_owner = new_owner(net)
@@ -68,4 +79,4 @@ def test_in_flight_deposits_are_pending_in_the_treasury_and_counted_on_the_panel
     poll()
     assert safe_usdc().pending_in == 0 and panel_line().value == "0"
     assert treasury_sync(venue="ostium")["ok"]
-    assert safe_usdc().credited == Decimal("598.2")  # what arrived is credited by the next sync
+    assert safe_usdc().credited == Decimal("897.3")  # what arrived is credited by the next sync

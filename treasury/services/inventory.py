@@ -327,6 +327,11 @@ def inventory_sync_apply(*, venue: str, readings: list[InventoryReading], source
             balance.updated_at = now
             updated.append(balance)
             went_stale.append(str(balance))
+    for balance in created:  # money already on its way to a balance read for the first time
+        balance.pending_in = sum(
+            (s(venue=venue, account=balance.account, asset=balance.asset) for s in PENDING_INBOUND_SOURCES.values()),
+            ZERO,
+        )
     if created:
         InventoryBalance.objects.bulk_create(created)
     if updated:
