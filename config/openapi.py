@@ -81,6 +81,7 @@ REQUEST_EXAMPLES = {
     "SignatureRequest": {"signature": "0x<owner signature of safeTxHash>"},
     "ActionRequest": {"kind": "deposit_address", "venue": "near_intents", "asset": "USDC", "chain": "eth"},
     "ReasonRequest": {"reason": "checked with the counterparty"},
+    "ActionReasonRequest": {"reason": "checked with the counterparty"},
     "AppConfigCreate": {"config_key": "PRICE_CACHE_TTL", "config_value": 20, "reason": "fresher prices for the demo"},
     "AppConfigUpdate": {"config_value": 30, "reason": "back to the default"},
     "ControlRequest": {"reason": "relay maintenance window"},

@@ -10,7 +10,7 @@ from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from delegations.api import refuse_secrets
+from delegations.api import SignatureRequest, refuse_secrets
 from deposits import relay, services
 from deposits.models import Deposit, TokenSwap
 from trading.api.idempotency import IDEMPOTENCY_KEY_PARAMETER, idempotent
@@ -44,14 +44,6 @@ class CreateRequest(serializers.Serializer):
         default=None,
         help_text="who sends: `safe` (your Safe's owners sign a SafeTx) or `wallet`; default your Safe in "
         "delegated mode, else your wallet",
-    )
-
-
-class SignatureRequest(serializers.Serializer):
-    signature = serializers.CharField(
-        max_length=132,
-        help_text="65-byte owner signature (0x r|s|v) of `safe.safe_tx_hash`: eth_signTypedData_v4 of "
-        "`safe.typed_data` (v 27/28), or eth_sign / personal_sign of the hash (v 31/32)",
     )
 
 

@@ -157,7 +157,7 @@ class ActionOut(serializers.Serializer):
     closed_at = serializers.DateTimeField(allow_null=True)
 
 
-class ReasonRequest(serializers.Serializer):
+class ActionReasonRequest(serializers.Serializer):
     reason = serializers.CharField(max_length=500, required=False, default="")
 
 
@@ -229,7 +229,7 @@ class ActionDetail(_Staff):
 class ActionApprove(_Staff):
     @extend_schema(
         operation_id="treasury_liquidity_action_approve",
-        request=ReasonRequest,
+        request=ActionReasonRequest,
         responses={200: ActionOut, 403: ERROR, 404: ERROR, 409: ERROR},
         description=(
             "Approve a withdrawal above the threshold (four eyes: FOUR_EYES_REQUIRED when the requester approves "
@@ -237,7 +237,7 @@ class ActionApprove(_Staff):
         ),
     )
     def post(self, request, pk: int):
-        body = ReasonRequest(data=request.data)
+        body = ActionReasonRequest(data=request.data)
         body.is_valid(raise_exception=True)
         action = liquidity.liquidity_action_approve(
             actor=request.user, action_id=pk, reason=body.validated_data["reason"]
@@ -248,12 +248,12 @@ class ActionApprove(_Staff):
 class ActionCancel(_Staff):
     @extend_schema(
         operation_id="treasury_liquidity_action_cancel",
-        request=ReasonRequest,
+        request=ActionReasonRequest,
         responses={200: ActionOut, 400: ERROR, 403: ERROR, 404: ERROR, 409: ERROR},
         description="Cancel an action not submitted yet (ACTION_NOT_CANCELLABLE otherwise); its hold is released.",
     )
     def post(self, request, pk: int):
-        body = ReasonRequest(data=request.data)
+        body = ActionReasonRequest(data=request.data)
         body.is_valid(raise_exception=True)
         action = liquidity.liquidity_action_cancel(
             actor=request.user, action_id=pk, reason=body.validated_data["reason"]
