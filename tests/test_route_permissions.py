@@ -70,8 +70,8 @@ api/v1/trading/positions                              GET     401  200  200   20
 api/v1/trading/orders                                 GET     401  200  200   200   200  200
 api/v1/trading/orders/<int:pk>                        GET     401  200  200   404   200  404
 api/v1/trading/orders/<int:pk>/cancel                 POST    401  403  202   404   202  404
-api/v1/prices                                         GET     401  200  200   200   200  200
-api/v1/prices/<str:pair>                              GET     401  200  200   200   200  200
+api/v1/prices                                         GET     200  200  200   200   200  200
+api/v1/prices/<str:pair>                              GET     200  200  200   200   200  200
 api/v1/ledger/events                                  GET     401  403  403   403   403  200
 api/v1/ledger/events/<str:pk>                         GET     401  403  403   403   403  404
 api/v1/ops/reference-prices                           GET     401  403  403   403   403  200

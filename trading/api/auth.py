@@ -176,6 +176,12 @@ class SignedMessageSerializer(serializers.Serializer):
         r"^(0x)?[0-9a-fA-F]{130}$", help_text="EIP-191 personal_sign signature (65 bytes, hex)"
     )
 
+
+class WalletConnectSerializer(SignedMessageSerializer):
+    wallet_address = AddressField(
+        max_length=42, required=False, help_text="optional (seed 003): must be the address that signed the message"
+    )
+
     def validate_signature(self, value: str) -> str:
         return value if value.startswith("0x") else "0x" + value
 
@@ -200,12 +206,12 @@ class WalletConnectView(_AuthView):
         description="Checks domain, chain id, nonce (single use, unexpired, issued for this "
         "address), issued-at / expiration / not-before and the signature. Failures are 401 "
         "with `details.reason`.",
-        request=SignedMessageSerializer,
+        request=WalletConnectSerializer,
         examples=[_SIWE_EXAMPLE],
         responses={200: TokenPairSerializer, 401: OpenApiResponse(description="verification failed")},
     )
     def post(self, request):
-        s = SignedMessageSerializer(data=request.data)
+        s = WalletConnectSerializer(data=request.data)
         s.is_valid(raise_exception=True)
         _user, pair, _created = accounts.siwe_sign_in(**s.validated_data)
         return _tokens(pair)

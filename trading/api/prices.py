@@ -2,9 +2,11 @@
 it routes to (cached; `venue` says whose price it is, `source` where it came from). A pair is
 named as the client likes: our market name (BTC-USD) or an alias (BTCUSD, BTCUSDT, BTC/USD,
 EURUSD; `providers.markets.market_resolve`); an unknown one is a 404 INVALID_MARKET, or is
-listed in `unknown` by the bulk read."""
+listed in `unknown` by the bulk read. Open to anyone, as seed 003 §4.3 shows them: market
+data, no user's."""
 
 from drf_spectacular.utils import extend_schema
+from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -20,6 +22,8 @@ def _error(exc: VenueException) -> ApplicationError:
 
 
 class _PriceView(APIView):
+    # market data, open as seed 003 §4.3 shows it (no Authorization); throttled per IP
+    permission_classes = [AllowAny]
     throttle_classes = [ScopedUserAndIpThrottle]
     throttle_scope = "prices"  # 100/min per user and per IP by default (THROTTLE_RATES)
 

@@ -336,11 +336,14 @@ def _address_lock(address: str) -> None:
         cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [f"siwe:{address}"])
 
 
-def siwe_sign_in(*, message: str, signature: str) -> tuple[User, TokenPair, bool]:
+def siwe_sign_in(*, message: str, signature: str, wallet_address: str | None = None) -> tuple[User, TokenPair, bool]:
     """Verify the message, consume its nonce, find or create the wallet's user and sign in.
+    `wallet_address` (seed 003's field, optional) must be the message's address.
     Returns (user, tokens, created)."""
     parsed = siwe_verify(message=message, signature=signature)
     address = parsed.address
+    if wallet_address is not None and wallet_address != address:
+        raise _siwe_fail("address_mismatch", "wallet_address is not the address that signed the message.")
     now = timezone.now()
     with transaction.atomic():
         _siwe_nonce_consume(parsed=parsed, now=now)
