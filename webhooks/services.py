@@ -17,7 +17,7 @@ import math
 import random
 import time
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from urllib.parse import urlsplit
 
@@ -276,6 +276,11 @@ def _kick_after_commit(countdown: float = 0) -> None:
     transaction.on_commit(kick)
 
 
+def _utc_z(moment: datetime) -> str:
+    """ISO 8601 in UTC written with `Z`, as seed 003 §4.7.4 shows the body's timestamp."""
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
 def _new_delivery(endpoint: WebhookEndpoint, *, event_id: str, event_type: str, occurred_at, data, now):
     webhook_id = WebhookDelivery.new_webhook_id()
     return WebhookDelivery(
@@ -283,7 +288,7 @@ def _new_delivery(endpoint: WebhookEndpoint, *, event_id: str, event_type: str, 
         endpoint=endpoint,
         event_id=event_id,
         event_type=event_type,
-        payload={"id": webhook_id, "event_type": event_type, "timestamp": occurred_at.isoformat(), "data": data},
+        payload={"id": webhook_id, "event_type": event_type, "timestamp": _utc_z(occurred_at), "data": data},
         next_attempt_at=now,
         created_at=now,
     )

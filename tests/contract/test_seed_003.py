@@ -114,8 +114,8 @@ def number(value) -> D:
 
 
 def iso_z(value) -> str:
-    """An ISO 8601 time in UTC: the seed writes "…Z", we write "…Z" or "…+00:00"."""
-    assert isinstance(value, str) and "T" in value, value
+    """An ISO 8601 time in UTC, written "…Z" as the seed writes it."""
+    assert isinstance(value, str) and "T" in value and value.endswith("Z"), value
     assert datetime.fromisoformat(value).utcoffset() == timedelta(0), value
     return value
 
@@ -270,6 +270,7 @@ def test_4_2_3_positions_4_6_websockets_and_4_7_webhooks(desk, ws_server, celery
             "POST", "/api/v1/webhooks", 201, fill(SEED_WEBHOOK_CREATE, url=receiver.url("/webhook"), secret=secret)
         )
         assert isinstance(created["id"], int) and created["url"] == receiver.url("/webhook")
+        # the seed's answer lists two of the five types asked for: its example contradicts itself
         assert sorted(created["event_types"]) == sorted(SEED_WEBHOOK_CREATE["event_types"])
         assert created["is_active"] is True and iso_z(created["created_at"])
         hook = created["id"]
@@ -291,7 +292,15 @@ def test_4_2_3_positions_4_6_websockets_and_4_7_webhooks(desk, ws_server, celery
             assert recv_until(ws, lambda m: m["type"] in ("pong", "error"))["type"] == "pong"
             # the §4.6.1 message as written: pairs for prices (trade_ids are the trades channel's)
             ack = ws_send(ws, SEED_WS_MESSAGE)
-            assert ack["type"] == "subscribed", ack
+            assert ack["type"] == "subscribed" and ack["data"]["pairs"] == ["BTCUSDT", "ETHUSDT"], ack
+            # ... and on the trades channel, whose filter the trade_ids are (a second connection:
+            # this one follows all of the user's trades)
+            with ws_connect(ws_server, token=tokens["access_token"], via="header", origin=None) as other:
+                ack = ws_send(other, {**SEED_WS_MESSAGE, "channel": "trades"})
+                # (the acknowledgement is ours, not the seed's: the ids it now filters on, as text)
+                assert ack["type"] == "subscribed" and ack["data"]["trade_ids"] == ["1", "2", "3"], ack
+                send(other, {"type": "unsubscribe", "channel": "trades"})
+                assert recv_until(other, lambda m: m.get("channel") == "trades")["type"] == "unsubscribed"
             # §4.6.2, each channel's subscribe as written
             for message in (SEED_WS_PRICES, SEED_WS_TRADES, SEED_WS_POSITIONS, SEED_WS_DEPOSITS):
                 ack = ws_send(ws, message)
@@ -310,7 +319,7 @@ def test_4_2_3_positions_4_6_websockets_and_4_7_webhooks(desk, ws_server, celery
                 lambda m: m["type"] == "trade_update" and m["data"]["status"] == "executed" and m["data"]["trade_id"],
                 timeout=30,
             )
-            assert trade["channel"] == "trades"
+            assert trade["channel"] == "trades" and iso_z(trade["timestamp"])
             data = trade["data"]  # §4.6.2 trade_update
             assert {"trade_id", "status", "transaction_hash", "entry_price"} <= set(data)
             assert isinstance(data["trade_id"], int) and data["status"] == "executed"
@@ -336,7 +345,7 @@ def test_4_2_3_positions_4_6_websockets_and_4_7_webhooks(desk, ws_server, celery
             tick = recv_until(ws, lambda m: m["type"] == "price_update" and m["data"]["pair"] == "BTCUSDT")
             assert number(tick["data"]["price"]) == D("61000")
             mark = recv_until(ws, lambda m: m["type"] == "position_update" and "current_price" in m["data"])
-            assert mark["channel"] == "positions"
+            assert mark["channel"] == "positions" and iso_z(mark["timestamp"])
             assert {"position_id", "current_price", "unrealized_pnl", "updated_at"} <= set(mark["data"])
             assert mark["data"]["position_id"] == position["id"]
             assert number(mark["data"]["current_price"]) == D("61000")
@@ -419,7 +428,7 @@ def test_4_4_deposits_and_deposit_update(desk, ws_server, celery_worker, lifi, e
             lambda m: m["type"] == "deposit_update" and m["data"].get("status") == "awaiting_signature",
             timeout=30,
         )
-        assert update["channel"] == "deposits"
+        assert update["channel"] == "deposits" and iso_z(update["timestamp"])
         data = update["data"]
         assert {"deposit_id", "status", "swap_status", "swap_progress"} <= set(data)
         assert data["deposit_id"] == created["id"] and data["swap_status"] == "pending"

@@ -123,6 +123,17 @@ def test_price_queries_have_their_own_limit():
 
 
 @pytest.mark.django_db
+def test_anonymous_price_queries_are_limited_per_ip():
+    with _rates(prices="2/min"):
+        client = APIClient()  # prices are open (seed 003 §4.3): the IP bucket is the limit
+        minute_with_room()
+        codes = [client.get("/api/v1/prices/NOPE-USD").status_code for _ in range(2)]
+        assert codes == [404, 404]
+        r = client.get("/api/v1/prices?pairs=NOPE-USD")
+        _assert_429(r.status_code, r, r.json())
+
+
+@pytest.mark.django_db
 def test_one_request_counts_in_the_ip_and_the_user_bucket_and_counters_expire():
     import time
 

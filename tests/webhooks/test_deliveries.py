@@ -48,7 +48,7 @@ def test_a_delivery_carries_both_signatures(user, make_endpoint, receiver):
     assert payload == {
         "id": delivery.webhook_id,
         "event_type": "trade.executed",
-        "timestamp": Event.objects.get(pk=delivery.event_id).occurred_at.isoformat(),
+        "timestamp": Event.objects.get(pk=delivery.event_id).occurred_at.isoformat().replace("+00:00", "Z"),
         "data": {"user_id": user.pk, "order_id": 7, "price": "101.5"},
     }
     assert req.headers["webhook-id"] == delivery.webhook_id
