@@ -127,11 +127,14 @@ def fill(body: dict, **values) -> dict:
 
 
 class Http:
-    """The live server over HTTP, as an outside client sees it."""
+    """The live server over HTTP, as an outside client sees it (closed by `desk` at teardown)."""
+
+    opened: list[httpx.Client] = []
 
     def __init__(self, server, token: str | None = None):
         self.client = httpx.Client(base_url=f"http://127.0.0.1:{server.port}", timeout=30)
         self.token = token
+        Http.opened.append(self.client)
 
     def __call__(self, method: str, path: str, expected: int | tuple, body=None, **headers) -> dict:
         if self.token:
@@ -175,6 +178,8 @@ def desk(transactional_db, settings):
     control_arm(component="executor:paper", actor="test", reason="the contract test trades on paper")
     WebhookAllowlist.objects.create(cidr="127.0.0.1/32", allow_http=True, note="contract test receiver")
     yield
+    while Http.opened:
+        Http.opened.pop().close()
     price_cache_clear()
     markets_cache_clear()
 
@@ -395,7 +400,7 @@ def test_4_2_3_positions_4_6_websockets_and_4_7_webhooks(desk, ws_server, celery
 # --- §4.4 deposits and their §4.6 deposit_update -----------------------------------------------------
 
 
-def test_4_4_deposits_and_deposit_update(desk, ws_server, celery_worker, lifi, eoa):  # noqa: F811
+def test_4_4_deposits_and_deposit_update(desk, ws_server, celery_worker, lifi, eoa, chain_env):  # noqa: F811
     from trading.tokens import access_encode
 
     owner, user, _client = eoa
@@ -433,6 +438,17 @@ def test_4_4_deposits_and_deposit_update(desk, ws_server, celery_worker, lifi, e
         assert {"deposit_id", "status", "swap_status", "swap_progress"} <= set(data)
         assert data["deposit_id"] == created["id"] and data["swap_status"] == "pending"
         assert isinstance(data["swap_progress"], float)
+
+    # §4.4.1 with its transaction_hash where it means something: USDC already on the target chain,
+    # sent to the trading address (no swap; credited once the chain shows the transfer)
+    sent = chain_env.net.fund(owner.address, usdc=50)
+    body = fill(SEED_DEPOSIT, token_address=lifi.usdc, token_symbol="USDC", chain="arbitrum", amount="50")
+    usdc = http("POST", "/api/v1/deposits", 201, fill(body, transaction_hash=sent))
+    assert (usdc["status"], usdc["swap_needed"], usdc["transaction_hash"]) == ("submitted", False, sent.lower())
+    assert (usdc["token_symbol"], usdc["chain"], usdc["target_token"]) == ("USDC", "arbitrum", "USDC")
+    assert usdc["swap_provider"] is None and usdc["swap_status"] is None and iso_z(usdc["created_at"])
+    none = http("GET", f"/api/v1/deposits/{usdc['id']}/swap-status", 200)
+    assert none == {"deposit_id": usdc["id"], "swap_needed": False, "swaps": []}
 
     # §4.4.2
     status = http("GET", f"/api/v1/deposits/{created['id']}/swap-status", 200)
