@@ -14,8 +14,9 @@ docs/api.md ("Seed 003 contract test") lists it:
 - amounts and prices are decimal strings, never binary floats;
 - a position's `asset` is our market name (`BTC-USD`), not the base symbol;
 - a webhook `secret` under 24 bytes (the seed's `webhook_secret_key`) is refused: WEAK_SECRET;
-- a deposit needing a swap is quoted for the user's wallet to sign (`awaiting_signature`), not
-  swapped by the desk (`processing`), so it takes no `transaction_hash` up front;
+- a deposit needing a swap is quoted for the user's wallet to sign (`pending`, in detail
+  `awaiting_signature`), not swapped by the desk (`processing`), so it takes no
+  `transaction_hash` up front;
 - an admin configuration change carries a `reason` (the audit trail).
 Placeholders the seed leaves open (`0x...`, `{config_id}`) are filled with real values, and the
 seed's example hosts (example.com) are replaced by the loopback receiver: nothing resolves here.
@@ -419,7 +420,8 @@ def test_4_4_deposits_and_deposit_update(desk, ws_server, celery_worker, lifi, e
         body = {k: v for k, v in fill(SEED_DEPOSIT, token_address=NATIVE).items() if k != "transaction_hash"}
         created = http("POST", "/api/v1/deposits", 201, body)
         assert isinstance(created["id"], int)
-        assert created["status"] == "awaiting_signature"  # DIFFERENCE: the seed's "processing"
+        # DIFFERENCE: the seed's "processing" (the desk swapping); here the user's wallet signs first
+        assert (created["status"], created["status_detail"]) == ("pending", "awaiting_signature")
         assert (created["token_symbol"], created["chain"]) == ("ETH", "ethereum")
         assert number(created["amount"]) == D("1.0")  # DIFFERENCE: written canonically, "1"
         assert (created["target_token"], created["target_chain"]) == ("USDC", "arbitrum")
@@ -430,13 +432,13 @@ def test_4_4_deposits_and_deposit_update(desk, ws_server, celery_worker, lifi, e
         # §4.6.2 deposit_update
         update = recv_until(
             ws,
-            lambda m: m["type"] == "deposit_update" and m["data"].get("status") == "awaiting_signature",
+            lambda m: m["type"] == "deposit_update" and m["data"].get("status_detail") == "awaiting_signature",
             timeout=30,
         )
         assert update["channel"] == "deposits" and iso_z(update["timestamp"])
         data = update["data"]
         assert {"deposit_id", "status", "swap_status", "swap_progress"} <= set(data)
-        assert data["deposit_id"] == created["id"] and data["swap_status"] == "pending"
+        assert (data["deposit_id"], data["status"], data["swap_status"]) == (created["id"], "pending", "pending")
         assert isinstance(data["swap_progress"], float)
 
     # §4.4.1 with its transaction_hash where it means something: USDC already on the target chain,
@@ -444,7 +446,8 @@ def test_4_4_deposits_and_deposit_update(desk, ws_server, celery_worker, lifi, e
     sent = chain_env.net.fund(owner.address, usdc=50)
     body = fill(SEED_DEPOSIT, token_address=lifi.usdc, token_symbol="USDC", chain="arbitrum", amount="50")
     usdc = http("POST", "/api/v1/deposits", 201, fill(body, transaction_hash=sent))
-    assert (usdc["status"], usdc["swap_needed"], usdc["transaction_hash"]) == ("submitted", False, sent.lower())
+    assert (usdc["status"], usdc["status_detail"]) == ("processing", "submitted")
+    assert (usdc["swap_needed"], usdc["transaction_hash"]) == (False, sent.lower())
     assert (usdc["token_symbol"], usdc["chain"], usdc["target_token"]) == ("USDC", "arbitrum", "USDC")
     assert usdc["swap_provider"] is None and usdc["swap_status"] is None and iso_z(usdc["created_at"])
     none = http("GET", f"/api/v1/deposits/{usdc['id']}/swap-status", 200)
