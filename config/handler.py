@@ -15,10 +15,18 @@ context backed by a borrowed thread as well (asgiref's `ThreadSensitiveContext(e
 while it awaits, it runs nothing on any thread, so requests waiting on an event do not hold
 threads. Threads are reused; Django's per-thread state (database connections) stays between
 requests; idle threads beyond WEB_IDLE_THREADS are shut down.
+
+A sync view may leave work to await before its response is sent: a coroutine function on
+`response.deferred` (a trade open / close waiting for the venue's outcome,
+`trading/api/outcome.py`). The handler gives the thread back first, awaits it on the event loop
+(it may change the response's status and content), then sends the response. Middleware has
+seen the response as the view returned it (metrics count that status). Django's other
+handlers (WSGI, the test client) ignore `deferred` and send the response as the view returned it.
 """
 
 from __future__ import annotations
 
+import logging
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 
@@ -28,6 +36,8 @@ from django.core import signals
 from django.core.exceptions import RequestAborted
 from django.core.handlers import asgi, base
 from django.urls import Resolver404, get_resolver, set_script_prefix
+
+logger = logging.getLogger("tradedesk.web")
 
 
 @lru_cache(maxsize=2048)
@@ -51,11 +61,12 @@ class ASGIHandler(asgi.ASGIHandler):
         if scope["type"] != "http":
             raise ValueError(f"Django can only handle ASGI/HTTP connections, not {scope['type']}.")
         executor = self._idle.pop() if self._idle else ThreadPoolExecutor(1, thread_name_prefix="django")
+        deferred = None
         try:
             root = asgi.get_script_prefix(scope)
             path_info = scope["path"].removeprefix(root) or "/"
             if _sync_view(path_info):
-                await self._handle_sync(scope, receive, send, executor, root)
+                deferred = await self._handle_sync(scope, receive, send, executor, root)
             else:
                 async with ThreadSensitiveContext(executor=executor):
                     await self.handle(scope, receive, send)
@@ -66,17 +77,36 @@ class ASGIHandler(asgi.ASGIHandler):
                 self._idle.append(executor)
             else:
                 executor.shutdown(wait=False)
+        if deferred is not None:  # the thread is back in the pool; wait on the loop alone
+            await deferred()
 
-    async def _handle_sync(self, scope, receive, send, executor, root: str) -> None:
+    async def _handle_sync(self, scope, receive, send, executor, root: str):
+        """Serve the request; returns a coroutine function finishing it when the response has
+        work deferred (`response.deferred`), else None (sent)."""
         try:
             body_file = await self.read_body(receive)
         except RequestAborted:
-            return
+            return None
         try:
             serve = sync_to_async(self._serve_sync, thread_sensitive=False, executor=executor)
             response, body = await serve(scope, body_file, root)
         finally:
             body_file.close()
+        deferred = getattr(response, "deferred", None)
+        if deferred is None:
+            await self._send(send, response, body)
+            return None
+
+        async def finish() -> None:
+            try:
+                await deferred()
+            except Exception:  # (Redis gone, say) the response goes as the view returned it
+                logger.exception("deferred work of a response failed; sending it as the view returned it")
+            await self._send(send, response, response.content)
+
+        return finish
+
+    async def _send(self, send, response, body: bytes) -> None:
         headers = [
             (name.encode("ascii") if isinstance(name, str) else bytes(name),
              value.encode("latin1") if isinstance(value, str) else bytes(value))

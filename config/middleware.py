@@ -111,9 +111,14 @@ class MetricsMiddleware(DualModeMiddleware):
         try:
             response = self.get_response(request)
             status = response.status_code
+            deferred = getattr(response, "deferred", None)
+            if deferred is not None:  # counted once the deferred work has made the final answer
+                response.deferred = _observed_after(deferred, request, response, started)
+                status = None
             return response
         finally:
-            _observe(request, status, time.perf_counter() - started)
+            if status is not None:
+                _observe(request, status, time.perf_counter() - started)
 
     async def __acall__(self, request):
         started = time.perf_counter()
@@ -124,6 +129,16 @@ class MetricsMiddleware(DualModeMiddleware):
             return response
         finally:
             _observe(request, status, time.perf_counter() - started)
+
+
+def _observed_after(deferred, request, response, started: float):
+    async def observed() -> None:
+        try:
+            await deferred()
+        finally:
+            _observe(request, response.status_code, time.perf_counter() - started)
+
+    return observed
 
 
 def _route_of(request) -> str:

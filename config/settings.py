@@ -570,6 +570,8 @@ RISK_LIMITS_CACHE_SECONDS = env.float("RISK_LIMITS_CACHE_SECONDS", default=2.0)
 TRADING_MARKET_CACHE_SECONDS = env.float("TRADING_MARKET_CACHE_SECONDS", default=5.0)
 RECONCILE_GRACE_SECONDS = env.float("RECONCILE_GRACE_SECONDS", default=30.0)
 IDEMPOTENCY_TTL_HOURS = env.int("IDEMPOTENCY_TTL_HOURS", default=24)
+# Seconds a trade open / close waits for the venue's outcome before answering 202 (docs/api.md).
+TRADE_SYNC_WAIT_SECONDS = env.float("TRADE_SYNC_WAIT_SECONDS", default=10.0)
 
 # --- Ostium delegations (Safe) and key custody --------------------------------------------------
 # (network: OSTIUM_NETWORK above; delegation checks and delegate keys use its name)

@@ -186,27 +186,41 @@ class TradeProtectionRequest(FlatRequestSerializer):
 
 
 class OrderPlacedResponse(serializers.Serializer):
+    """The answer of a trade open / close: 202 while the order is pending (`status: "pending"`),
+    or with its outcome when the request waited for it (docs/api.md, trading/api/outcome.py)."""
+
     order_id = serializers.IntegerField()
-    status = serializers.CharField()
+    status = serializers.CharField(
+        help_text='"pending" (202), "success" (open filled, 201) or "closed" (close filled, 200)'
+    )
+    order_status = serializers.CharField(help_text="the order's own status (ACCEPTED, FILLED, ...)")
     order_type = serializers.CharField()
     asset = serializers.CharField()
     direction = serializers.CharField()
-    pair_id = serializers.CharField(allow_blank=True)
-    trade_index = serializers.CharField(allow_blank=True)
+    pair_id = serializers.IntegerField(allow_null=True, help_text="the venue's pair id (null until known)")
+    trade_index = serializers.IntegerField(allow_null=True, help_text="the venue's trade index (null until known)")
     transaction_hash = serializers.CharField(allow_blank=True)
     client_order_id = serializers.CharField(allow_null=True)
     created_at = serializers.DateTimeField()
 
 
+def venue_ref(value: str) -> int | str | None:
+    """A venue's pair id / trade index as the seed's integer (None while unknown)."""
+    if not value:
+        return None
+    return int(value) if value.isdigit() else value
+
+
 def order_placed_data(order: Order) -> dict:
     return {
         "order_id": order.pk,
-        "status": order.status,
+        "status": "pending",
+        "order_status": order.status,
         "order_type": order.order_type,
         "asset": order.asset,
         "direction": order.side,
-        "pair_id": order.pair_id,
-        "trade_index": order.trade_index,
+        "pair_id": venue_ref(order.pair_id),
+        "trade_index": venue_ref(order.trade_index),
         "transaction_hash": order.transaction_hash,
         "client_order_id": order.client_order_id,
         "created_at": order.created_at.isoformat(),

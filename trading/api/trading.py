@@ -2,7 +2,7 @@
 
 from decimal import Decimal
 
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import generics, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -11,6 +11,7 @@ from config.errors import NotFoundError
 from config.pagination import NamedLimitOffsetPagination
 from trading.api import serializers as s
 from trading.api.idempotency import IDEMPOTENCY_KEY_PARAMETER, idempotent
+from trading.api.outcome import PREFER_PARAMETER, outcome_waited
 from trading.models import Order, Position
 from trading.selectors import orders_for_user, positions_for_user, trade_open_for_user
 from trading.services import orders as order_services
@@ -18,6 +19,20 @@ from trading.throttling import ScopedUserAndIpThrottle
 
 ERROR = {"description": "the error envelope {error: {code, message, details, timestamp, request_id}}"}
 THROTTLED = {"description": "over the rate limit: the error envelope (code `throttled`) and `Retry-After`"}
+PENDING = (
+    'accepted, not executed yet (`status: "pending"`): the wait ran out, the order rests (LIMIT, protective), '
+    "or `Prefer: respond-async` (answered with `Preference-Applied: respond-async`)"
+)
+FILLED_OPEN = 'executed while the request waited: `status: "success"`, transaction_hash, pair_id, trade_index'
+FILLED_CLOSE = 'closed at the venue while the request waited: `status: "closed"`, transaction_hash'
+FAILED = {
+    "description": "the venue refused the order while the request waited: the envelope, code "
+    "`TRADE_EXECUTION_FAILED`, the venue's code in `details.venue_code`"
+}
+TIMED_OUT = {
+    "description": "the venue did not confirm the order (its state is unknown until reconciled): the envelope, "
+    "code `VENUE_TIMEOUT`"
+}
 
 
 class _Throttled:
@@ -37,14 +52,28 @@ class TradeOpen(_Throttled, APIView):
     @extend_schema(
         operation_id="trading_trade_open",
         request=s.TradeOpenRequest,
-        responses={201: s.OrderPlacedResponse, 400: ERROR, 404: ERROR, 409: ERROR, 422: ERROR, 429: THROTTLED},
-        parameters=[IDEMPOTENCY_KEY_PARAMETER],
+        responses={
+            201: OpenApiResponse(s.OrderPlacedResponse, description=FILLED_OPEN),
+            202: OpenApiResponse(s.OrderPlacedResponse, description=PENDING),
+            400: ERROR,
+            404: ERROR,
+            409: ERROR,
+            422: ERROR,
+            429: THROTTLED,
+            502: FAILED,
+            504: TIMED_OUT,
+        },
+        parameters=[IDEMPOTENCY_KEY_PARAMETER, PREFER_PARAMETER],
         description=(
             "Open a trade (MARKET, LIMIT) or place a protective order (STOP_LOSS, TAKE_PROFIT, TRAILING_STOP, "
             "OCO; give pair_id + trade_index of the open trade). Passes the risk engine (422 RISK_* codes), "
-            "then executes asynchronously: poll GET /orders/{id}."
+            "then executes. Synchronous by default: the answer waits for the venue's outcome up to "
+            "TRADE_SYNC_WAIT_SECONDS (201 `success` with transaction_hash, pair_id, trade_index; 502/504 on a "
+            "failure); 202 `pending` when it takes longer, for a LIMIT or protective order that rests, or at once "
+            "with `Prefer: respond-async` (then follow GET /orders/{id})."
         ),
     )
+    @outcome_waited("open")
     @idempotent
     def post(self, request):
         body = s.TradeOpenRequest(data=request.data)
@@ -79,7 +108,7 @@ class TradeOpen(_Throttled, APIView):
             max_slippage=None if slippage is None else slippage / Decimal(100),
             client_order_id=d.get("client_order_id") or None,
         )
-        return Response(s.order_placed_data(order), status=status.HTTP_201_CREATED)
+        return Response(s.order_placed_data(order), status=status.HTTP_202_ACCEPTED)
 
 
 class TradeDetail(_Throttled, APIView):
@@ -90,11 +119,26 @@ class TradeDetail(_Throttled, APIView):
         request=s.TradeCloseRequest,
         parameters=[
             IDEMPOTENCY_KEY_PARAMETER,
+            PREFER_PARAMETER,
             OpenApiParameter("percentage", float, description="share to close, percent (also accepted in the body)"),
         ],
-        responses={202: s.OrderPlacedResponse, 404: ERROR, 409: ERROR, 422: ERROR, 429: THROTTLED},
-        description="Close an open trade (or `percentage` of it) through the executor. Answers with the close order.",
+        responses={
+            200: OpenApiResponse(s.OrderPlacedResponse, description=FILLED_CLOSE),
+            202: OpenApiResponse(s.OrderPlacedResponse, description=PENDING),
+            404: ERROR,
+            409: ERROR,
+            422: ERROR,
+            429: THROTTLED,
+            502: FAILED,
+            504: TIMED_OUT,
+        },
+        description=(
+            "Close an open trade (or `percentage` of it) through the executor; `pair_id` and `index` as the "
+            "trade shows them. Synchronous by default like the open: 200 `closed` with the transaction_hash, "
+            "502/504 on a failure, 202 `pending` after TRADE_SYNC_WAIT_SECONDS or with `Prefer: respond-async`."
+        ),
     )
+    @outcome_waited("close")
     @idempotent
     def delete(self, request, pair_id: str, index: str):
         data = request.data if isinstance(request.data, dict) and request.data else request.query_params
