@@ -90,7 +90,7 @@ class VenueException(Exception):
 @dataclass(frozen=True)
 class Market:
     symbol: str  # "BTC-USD"
-    pair_id: str  # the venue's id for the pair ("0" on Ostium, the symbol on paper)
+    pair_id: str  # the venue's number for the pair, as text ("0" on Ostium, "1" on paper)
     category: str  # crypto | forex | commodity | index | stock
     max_leverage: Decimal
     min_leverage: Decimal = Decimal("1")

@@ -63,6 +63,11 @@ class PaperMarket(models.Model):
         STOCK = "stock"
 
     symbol = models.CharField(max_length=20, unique=True)
+    pair_id = models.PositiveIntegerField(
+        unique=True,
+        blank=True,
+        help_text="The venue's number for the pair, as trades and the API show it (the next free one when empty).",
+    )
     category = models.CharField(max_length=12, choices=Category.choices)
     min_leverage = models.DecimalField(default=Decimal("1"), **RATE)
     max_leverage = models.DecimalField(**RATE)
@@ -93,6 +98,9 @@ class PaperMarket(models.Model):
 
     def save(self, *args, **kwargs):
         self.symbol = self.symbol.strip().upper()
+        if self.pair_id is None:
+            highest = PaperMarket.objects.aggregate(highest=models.Max("pair_id"))["highest"]
+            self.pair_id = (highest or 0) + 1
         super().save(*args, **kwargs)
         from providers.markets import markets_cache_clear
 

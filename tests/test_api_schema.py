@@ -97,4 +97,4 @@ def test_the_pre_filled_examples_work_as_they_stand(paper_markets):
     trader = APIClient()
     trader.credentials(HTTP_AUTHORIZATION=f"Bearer {login.json()['access_token']}")
     opened = trader.post("/api/v1/trading/trades", REQUEST_EXAMPLES["TradeOpenRequest"], format="json")
-    assert opened.status_code == 201, opened.content
+    assert opened.status_code == 202, opened.content

@@ -155,7 +155,20 @@ def positions_for_user(*, user, status: str | None = Position.Status.OPEN):
 
 
 def trade_open_for_user(*, user, pair_id: str, trade_index: str, provider: str | None = None) -> Trade | None:
-    qs = Trade.objects.filter(user=user, pair_id=pair_id, trade_index=trade_index, status=Trade.Status.OPEN)
+    """The open trade by the venue's pair id (a number) and trade index; a market name
+    (BTC-USD, BTCUSDT...) in place of the pair id is taken too."""
+    pair_id = str(pair_id).strip()
+    qs = Trade.objects.filter(user=user, trade_index=trade_index, status=Trade.Status.OPEN)
+    if pair_id.isdigit():
+        qs = qs.filter(pair_id=pair_id)
+    else:
+        from providers.interface import VenueException
+        from providers.markets import market_resolve
+
+        try:
+            qs = qs.filter(asset=market_resolve(pair_id))
+        except VenueException:
+            return None
     if provider:
         qs = qs.filter(provider=provider)
     return qs.order_by("-id").first()

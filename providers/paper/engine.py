@@ -24,7 +24,9 @@ and VenueEvents go to listeners after it commits.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import hashlib
 import logging
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
@@ -85,7 +87,7 @@ def q(value: Decimal, rounding=ROUND_HALF_EVEN) -> Decimal:
 def market_to_dataclass(m: PaperMarket) -> Market:
     return Market(
         symbol=m.symbol,
-        pair_id=m.symbol,
+        pair_id=str(m.pair_id),
         category=m.category,
         max_leverage=m.max_leverage,
         min_leverage=m.min_leverage,
@@ -358,7 +360,15 @@ def _request_json(request) -> dict:
     return _jsonable(asdict(request))
 
 
+def paper_transaction_hash(order: PaperOrder) -> str:
+    """The paper venue's reference for the execution of `order`, shaped like a chain
+    transaction hash (0x + 64 hex) as clients of the seed API expect one; no chain is involved."""
+    return "0x" + hashlib.sha256(f"paper-order:{order.pk}".encode()).hexdigest()
+
+
 def _finish(order: PaperOrder, result: ExecutionResult, *, status: str) -> ExecutionResult:
+    if result.fill is not None and not result.transaction_hash:
+        result = dataclasses.replace(result, transaction_hash=paper_transaction_hash(order))
     order.status = status
     order.result = result_to_json(result)
     if result.error:
@@ -507,7 +517,7 @@ def _open_market(*, order, account, market, request, tick, raw) -> ExecutionResu
     result = ExecutionResult(
         status=ExecStatus.FILLED,
         venue_order_id=str(order.pk),
-        pair_id=market.symbol,
+        pair_id=str(market.pair_id),
         trade_index=position.trade_index,
         fill=_fill_of(fill_row),
         raw_request=raw,
@@ -584,7 +594,7 @@ def _rest(*, order, account, market, request, raw) -> ExecutionResult:
     result = ExecutionResult(
         status=ExecStatus.PENDING,
         venue_order_id=str(order.pk),
-        pair_id=market.symbol,
+        pair_id=str(market.pair_id),
         raw_request=raw,
         raw_response={"reserved": str(reserved), "balance": str(account.balance)},
     )
@@ -710,7 +720,7 @@ def paper_trade_close(*, request: CloseTradeRequest) -> ExecutionResult:
         result = ExecutionResult(
             status=ExecStatus.FILLED,
             venue_order_id=str(order.pk),
-            pair_id=market.symbol,
+            pair_id=str(market.pair_id),
             trade_index=position.trade_index,
             fill=_fill_of(fill_row),
             raw_request=raw,
@@ -729,7 +739,7 @@ def paper_position_set_level(
     it: the trading core's protective engine does)."""
     assert field in ("stop_loss", "take_profit")
     position = _position_for(account, trade_index, lock=True)
-    if position is None or position.status != PaperPosition.Status.OPEN or position.market.symbol != pair_id.upper():
+    if position is None or position.status != PaperPosition.Status.OPEN or str(position.market.pair_id) != str(pair_id):
         return _rejected(ErrorCode.POSITION_NOT_FOUND, f"no open paper position {trade_index} of {account}")
     if price is not None and price <= 0:
         return _rejected(ErrorCode.INVALID_REQUEST, f"{field} must be positive")
@@ -737,7 +747,7 @@ def paper_position_set_level(
     position.save(update_fields=[field])
     return ExecutionResult(
         status=ExecStatus.FILLED,
-        pair_id=position.market.symbol,
+        pair_id=str(position.market.pair_id),
         trade_index=position.trade_index,
         raw_response={field: None if price is None else str(price)},
     )
@@ -769,7 +779,7 @@ def paper_order_cancel(*, account: str, venue_order_id: str) -> ExecutionResult:
     result = ExecutionResult(
         status=ExecStatus.CANCELLED,
         venue_order_id=str(order.pk),
-        pair_id=order.symbol,
+        pair_id=str(order.market.pair_id) if order.market_id else "",
         raw_request=order.result.get("raw_request", {}),
         raw_response={"released": str(released), "balance": str(acct.balance)},
     )
@@ -780,7 +790,7 @@ def position_to_dataclass(p: PaperPosition) -> VenuePosition:
     return VenuePosition(
         account=p.account.name,
         symbol=p.market.symbol,
-        pair_id=p.market.symbol,
+        pair_id=str(p.market.pair_id),
         trade_index=p.trade_index,
         side=Side(p.side),
         collateral=p.collateral,
@@ -915,7 +925,7 @@ def _fill_one(pk: int, tick: PriceTick) -> int | None:
         result = ExecutionResult(
             status=ExecStatus.FILLED,
             venue_order_id=str(order.pk),
-            pair_id=market.symbol,
+            pair_id=str(market.pair_id),
             trade_index=position.trade_index,
             fill=fill,
             raw_request=order.result.get("raw_request", {}),
@@ -929,7 +939,7 @@ def _fill_one(pk: int, tick: PriceTick) -> int | None:
                     kind=VenueEventKind.ORDER_FILLED,
                     account=account.name,
                     symbol=market.symbol,
-                    pair_id=market.symbol,
+                    pair_id=str(market.pair_id),
                     trade_index=position.trade_index,
                     idempotency_key=order.idempotency_key,
                     venue_order_id=str(order.pk),
@@ -1014,7 +1024,7 @@ def _liquidate_one(position: PaperPosition, tick: PriceTick, *, equity: Decimal,
                 kind=VenueEventKind.POSITION_LIQUIDATED,
                 account=position.account.name,
                 symbol=position.market.symbol,
-                pair_id=position.market.symbol,
+                pair_id=str(position.market.pair_id),
                 trade_index=position.trade_index,
                 fill=_fill_of(fill_row),
                 details={
@@ -1091,7 +1101,7 @@ def paper_funding_accrue(*, now: datetime | None = None) -> list[int]:
                         kind=VenueEventKind.FUNDING_CHARGED,
                         account=position.account.name,
                         symbol=position.market.symbol,
-                        pair_id=position.market.symbol,
+                        pair_id=str(position.market.pair_id),
                         trade_index=position.trade_index,
                         details={
                             "amount": amount,

@@ -64,7 +64,7 @@ def test_no_key_in_logs_responses_or_admin(desk, celery_worker, django_user_mode
     logging.getLogger("tradedesk.test").debug("flow half way", extra={"delegation": body["id"]})
     # a trade through the API: the executor's signer decrypts the delegate key and uses it
     opened = api.post("/api/v1/trading/trades", OPEN, format="json")
-    assert opened.status_code == 201, opened.content
+    assert opened.status_code == 202, opened.content
     seen.append(opened.content.decode())
     order_id = opened.json()["order_id"]
     assert _order_status(order_id, "SUBMITTED", "REJECTED", "UNKNOWN") == "SUBMITTED"

@@ -46,7 +46,7 @@ def test_trade_through_the_api_for_a_safe_then_revoke(desk, celery_worker, djang
     assert execute(client, body["id"])["status"] == "active"
 
     opened = client.post("/api/v1/trading/trades", OPEN, format="json")
-    assert opened.status_code == 201, opened.content
+    assert opened.status_code == 202, opened.content
     order_id = opened.json()["order_id"]
     assert _order_status(order_id, "SUBMITTED", "REJECTED", "UNKNOWN") == "SUBMITTED", Order.objects.get(
         pk=order_id

@@ -8,6 +8,7 @@ taker fee 0.0005, maker fee 0.0002, maintenance margin rate 0.005. Accounts star
 import dataclasses
 import threading
 from decimal import Decimal
+from decimal import Decimal as D
 
 import pytest
 from django.db import connection
@@ -303,14 +304,17 @@ def test_unknown_key_is_not_found(venue):
 def test_sl_and_tp_are_recorded_on_the_position_only(venue):
     price_set("BTC-USD", Decimal("50000"))
     opened = venue.open_trade(open_request())
-    sl = venue.update_sl(account=ACCOUNT, pair_id="BTC-USD", trade_index=opened.trade_index, price=Decimal("45000"))
-    tp = venue.update_tp(account=ACCOUNT, pair_id="BTC-USD", trade_index=opened.trade_index, price=Decimal("60000"))
+    assert opened.pair_id == str(PaperMarket.objects.get(symbol="BTC-USD").pair_id) and opened.pair_id.isdigit()
+    sl = venue.update_sl(account=ACCOUNT, pair_id=opened.pair_id, trade_index=opened.trade_index, price=D("45000"))
+    tp = venue.update_tp(account=ACCOUNT, pair_id=opened.pair_id, trade_index=opened.trade_index, price=D("60000"))
     assert (sl.status, tp.status) == (ExecStatus.FILLED, ExecStatus.FILLED)
     [position] = venue.get_positions(account=ACCOUNT)
     assert (position.stop_loss, position.take_profit) == (Decimal("45000"), Decimal("60000"))
     price_set("BTC-USD", Decimal("46000"))  # below the SL, above liquidation: the venue does not act
     assert len(venue.get_positions(account=ACCOUNT)) == 1
-    wrong = venue.update_sl(account="user:2", pair_id="BTC-USD", trade_index=opened.trade_index, price=None)
+    wrong = venue.update_sl(account="user:2", pair_id=opened.pair_id, trade_index=opened.trade_index, price=None)
+    assert wrong.error.code == ErrorCode.POSITION_NOT_FOUND
+    wrong = venue.update_sl(account=ACCOUNT, pair_id=opened.pair_id + "9", trade_index=opened.trade_index, price=None)
     assert wrong.error.code == ErrorCode.POSITION_NOT_FOUND
 
 
@@ -402,3 +406,20 @@ def test_a_stale_feed_rejects_as_retryable_and_the_key_is_not_spent(venue, setti
     finally:
         registry._specs.pop("paper", None)
         registry.venues_reset()
+
+
+def test_the_paper_venue_numbers_its_pairs_and_references_its_fills(venue):
+    # the markets carry distinct numbers; a new one takes the next free number
+    numbers = list(PaperMarket.objects.values_list("pair_id", flat=True))
+    assert len(set(numbers)) == len(numbers) and all(isinstance(n, int) for n in numbers)
+    added = PaperMarket.objects.get(symbol="BTC-USD")
+    added.pk, added.pair_id, added.symbol = None, None, "ZZZ-USD"
+    added.save()
+    assert added.pair_id == max(numbers) + 1
+    # a fill names the pair by its number and carries a transaction-hash-shaped reference
+    price_set("BTC-USD", Decimal("50000"))
+    opened = venue.open_trade(open_request())
+    assert opened.pair_id == str(PaperMarket.objects.get(symbol="BTC-USD").pair_id)
+    assert opened.trade_index.isdigit()
+    assert opened.transaction_hash.startswith("0x") and len(opened.transaction_hash) == 66
+    int(opened.transaction_hash, 16)

@@ -259,7 +259,7 @@ SIGNER_SECRET = "resilience-signer-secret"
 
 def place_order(desk: Desk, token: str, *, asset: str = "BTC-USD", key: str | None = None) -> httpx.Response:
     body = {"asset": asset, "direction": "long", "order_type": "MARKET", "collateral": "100", "leverage": "5"}
-    headers = {"Idempotency-Key": key or uuid.uuid4().hex}
+    headers = {"Idempotency-Key": key or uuid.uuid4().hex, "Prefer": "respond-async"}  # followed by polling
     with desk.client(token) as c:
         return c.post("/api/v1/trading/trades", json=body, headers=headers)
 

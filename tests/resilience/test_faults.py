@@ -77,7 +77,7 @@ def test_a_redis_restart_during_a_websocket_session(live_desk, desk_user):
         # ... and its own subscriptions too (the user's group): an order's events arrive
         desk.wait_ready(30)
         placed = place_order(desk, token)
-        assert placed.status_code == 201, placed.text
+        assert placed.status_code == 202, placed.text
         order_id = str(placed.json()["order_id"])
         event = next_frame(ws, lambda f: f["type"] == "trade_update" and f["data"]["aggregateId"] == order_id, 20)
         assert event, "no trade_update for an order placed after the restart"
@@ -114,7 +114,7 @@ def test_redis_down_for_20_seconds(live_desk, desk_user):
     with desk.client(token) as c:
         assert c.get("/api/v1/trading/orders").json()["count"] == orders_before  # nothing half-written
     accepted = place_order(desk, token, key=key)  # the same request, sent again
-    assert accepted.status_code == 201, accepted.text
+    assert accepted.status_code == 202, accepted.text
     _filled(desk, token, accepted.json()["order_id"])
     with _subscribed_to_prices(desk, token):
         pass
@@ -154,7 +154,7 @@ class _LateBeat:
 def test_postgres_down_for_20_seconds(live_desk, desk_user):
     desk, (_email, token) = live_desk, desk_user
     placed = place_order(desk, token)  # accepted just before the outage
-    assert placed.status_code == 201, placed.text
+    assert placed.status_code == 202, placed.text
 
     desk.stop_postgres()
     down_until = time.monotonic() + OUTAGE
@@ -177,7 +177,7 @@ def test_postgres_down_for_20_seconds(live_desk, desk_user):
         desk.wait_ready(60)
         _filled(desk, token, placed.json()["order_id"])  # accepted before: not lost
         again = place_order(desk, token)  # and the desk trades again
-        assert again.status_code == 201, again.text
+        assert again.status_code == 202, again.text
         _filled(desk, token, again.json()["order_id"])
         wait_for(lambda: "schedule resumed" in late_beat.output(), 30, what="the late Beat resuming")
         assert late_beat.proc.poll() is None, late_beat.output()[-3000:]
@@ -227,7 +227,7 @@ def test_worker_killed_while_a_venue_call_is_in_flight(live_desk, desk_user):
     desk.rpc.hold_to = trading
     try:
         placed = place_order(desk, token, asset=asset)
-        assert placed.status_code == 201, placed.text
+        assert placed.status_code == 202, placed.text
         order_id = placed.json()["order_id"]
         assert desk.rpc.holding.wait(60), desk.log_text()[-4000:]  # the open is on its way to the chain
 

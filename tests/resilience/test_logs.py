@@ -36,7 +36,7 @@ def test_no_credential_reaches_the_log(live_desk):
         ws.send(json.dumps({"type": "subscribe", "channel": "trades"}))
         assert next_frame(ws, lambda f: f["type"] == "subscribed", 10)
         placed = place_order(desk, access)
-        assert placed.status_code == 201, placed.text
+        assert placed.status_code == 202, placed.text
         order_id = placed.json()["order_id"]
         wait_for(lambda: order_status(desk, access, order_id) == "FILLED", 45, 0.25, what="the order filled")
     with connect(f"{desk.ws_url('/stream')}?token=not.a-valid.{access[-20:]}", origin=ORIGIN) as ws:

@@ -33,9 +33,9 @@ def test_open_fill_partial_close_close_through_the_api(markets, trader, armed, a
 
     # open 100 USD × 10 at 60,000 (paper: half-spread 0.01 % + impact → fill a little above mid)
     opened = api.post("/api/v1/trading/trades", OPEN | {"stop_price": "55000"}, format="json")
-    assert opened.status_code == 201, opened.content
+    assert opened.status_code == 202, opened.content
     body = opened.json()
-    assert body["status"] == "ACCEPTED" and body["direction"] == "long"
+    assert body["status"] == "pending" and body["order_status"] == "ACCEPTED" and body["direction"] == "long"
     assert _status(body["order_id"], "FILLED", "REJECTED") == "FILLED"
 
     detail = api.get(f"/api/v1/trading/orders/{body['order_id']}").json()
@@ -138,8 +138,8 @@ def test_twenty_concurrent_identical_requests_make_one_order_and_one_venue_call(
         results = list(pool.map(post, range(20)))
 
     statuses = sorted(code for code, _ in results)
-    assert set(statuses) <= {201, 409}
-    created = [body for code, body in results if code == 201]
+    assert set(statuses) <= {202, 409}
+    created = [body for code, body in results if code == 202]
     assert len({body["order_id"] for body in created}) == 1
     assert all(body["error"]["code"] == "IDEMPOTENCY_IN_PROGRESS" for code, body in results if code == 409)
     assert Order.objects.count() == 1
@@ -151,7 +151,7 @@ def test_twenty_concurrent_identical_requests_make_one_order_and_one_venue_call(
     client = APIClient()
     client.force_authenticate(trader)
     again = client.post("/api/v1/trading/trades", OPEN, format="json", HTTP_IDEMPOTENCY_KEY="k-20")
-    assert again.status_code == 201 and again.json()["order_id"] == order.pk
+    assert again.status_code == 202 and again.json()["order_id"] == order.pk
     assert again["Idempotent-Replayed"] == "true"
 
 
@@ -164,7 +164,7 @@ def test_same_key_same_body_replays_and_different_body_is_422(markets, trader, a
     replay = api.post("/api/v1/trading/trades", OPEN, format="json", HTTP_IDEMPOTENCY_KEY="abc")
     other = api.post("/api/v1/trading/trades", OPEN | {"leverage": "5"}, format="json", HTTP_IDEMPOTENCY_KEY="abc")
 
-    assert first.status_code == replay.status_code == 201
+    assert first.status_code == replay.status_code == 202
     assert replay.json() == first.json() and replay["Idempotent-Replayed"] == "true"
     assert other.status_code == 422 and other.json()["error"]["code"] == "IDEMPOTENCY_KEY_REUSED"
     assert Order.objects.count() == 1
@@ -180,7 +180,7 @@ def test_errors_are_replayed_too_and_keys_are_per_user(markets, trader, other_tr
 
     other = APIClient()
     other.force_authenticate(other_trader)
-    assert other.post("/api/v1/trading/trades", OPEN, format="json", HTTP_IDEMPOTENCY_KEY="k").status_code == 201
+    assert other.post("/api/v1/trading/trades", OPEN, format="json", HTTP_IDEMPOTENCY_KEY="k").status_code == 202
 
 
 @pytest.mark.django_db
@@ -210,7 +210,7 @@ def test_expired_keys_are_purged_and_reusable(markets, trader, api, settings):
     api.post("/api/v1/trading/trades", OPEN, format="json", HTTP_IDEMPOTENCY_KEY="old")
     IdempotencyRecord.objects.update(created_at=timezone.now() - timedelta(hours=25))
     again = api.post("/api/v1/trading/trades", OPEN, format="json", HTTP_IDEMPOTENCY_KEY="old")
-    assert again.status_code == 201 and "Idempotent-Replayed" not in again
+    assert again.status_code == 202 and "Idempotent-Replayed" not in again
     IdempotencyRecord.objects.update(created_at=timezone.now() - timedelta(hours=25))
     assert idempotency_purge() == 1 and not IdempotencyRecord.objects.exists()
 
@@ -218,7 +218,7 @@ def test_expired_keys_are_purged_and_reusable(markets, trader, api, settings):
 @pytest.mark.django_db
 def test_duplicate_client_order_id_is_409(markets, trader, api):
     body = OPEN | {"client_order_id": "mine-1"}
-    assert api.post("/api/v1/trading/trades", body, format="json").status_code == 201
+    assert api.post("/api/v1/trading/trades", body, format="json").status_code == 202
     dup = api.post("/api/v1/trading/trades", body, format="json")
     assert dup.status_code == 409 and dup.json()["error"]["code"] == "DUPLICATE_CLIENT_ORDER_ID"
 
@@ -292,7 +292,7 @@ def test_protective_orders_on_a_trade_can_be_placed_and_cancelled(markets, trade
     body = {"asset": "BTC-USD", "direction": "long", "order_type": "TRAILING_STOP", "trailing_stop_percentage": "2",
             "pair_id": "BTC-USD", "trade_index": "41"}  # fmt: skip
     placed = api.post("/api/v1/trading/trades", body, format="json")
-    assert placed.status_code == 201 and placed.json()["status"] == "PENDING_TRIGGER"
+    assert placed.status_code == 202 and placed.json()["order_status"] == "PENDING_TRIGGER"
 
     cancelled = api.post(f"/api/v1/trading/orders/{placed.json()['order_id']}/cancel")
     assert cancelled.status_code == 202 and cancelled.json()["status"] == "CANCELLED"

@@ -37,7 +37,7 @@ def _place(api):
         {"asset": "BTC-USD", "direction": "long", "order_type": "MARKET", "collateral": "100", "leverage": "2"},
         format="json",
     )
-    assert response.status_code == 201, response.content
+    assert response.status_code == 202, response.content
     return Order.objects.get(pk=response.json()["order_id"])
 
 

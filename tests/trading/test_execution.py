@@ -379,7 +379,7 @@ def test_an_order_handed_to_the_executor_twice_executes_once(
     with tasks_published("trading.tasks.execute_order_task") as published:
         body = {"asset": "BTC-USD", "direction": "long", "order_type": "MARKET", "collateral": "100", "leverage": "10"}
         response = api.post("/api/v1/trading/trades", body, format="json")
-        assert response.status_code == 201, response.content
+        assert response.status_code == 202, response.content
         order_id = response.json()["order_id"]
         wait_for(lambda: Order.objects.get(pk=order_id).status == "FILLED", timeout=30)
         # one publish, the dispatcher's (a worker thread), not the request's (this thread)
@@ -412,7 +412,7 @@ def test_an_order_the_broker_refused_to_enqueue_is_placed_once_and_executed_by_r
     markets, trader, armed, api, celery_worker
 ):
     """The broker is down when the order commits and when the dispatcher hands it to the
-    executor: the request still answers 201 (not a 5xx a client retries into a second order),
+    executor: the request still answers 202 (not a 5xx a client retries into a second order),
     the hand-off is given up (not retried by the outbox), the order waits ACCEPTED, and the
     reconciliation job enqueues it again once the grace period has passed; it then executes
     exactly once."""
@@ -429,13 +429,13 @@ def test_an_order_the_broker_refused_to_enqueue_is_placed_once_and_executed_by_r
     with mock.patch.object(Channel, "_put", side_effect=redis.ConnectionError("broker unavailable")):
         first = api.post("/api/v1/trading/trades", body, format="json", HTTP_IDEMPOTENCY_KEY="broker-down")
         again = api.post("/api/v1/trading/trades", body, format="json", HTTP_IDEMPOTENCY_KEY="broker-down")
-        assert first.status_code == 201, first.content
+        assert first.status_code == 202, first.content
         order_id = first.json()["order_id"]
         handed = OutboxMessage.objects.filter(handler="executor", event__aggregate_id=str(order_id))
         # Beat's run (or a session worker's): the hand-off's publish is refused too, and given
         # up, not retried by the outbox: reconciliation is what picks the order up
         wait_for(lambda: outbox.outbox_dispatch() >= 0 and handed.filter(status="delivered").exists())
-    assert again.status_code == 201 and again["Idempotent-Replayed"] == "true"
+    assert again.status_code == 202 and again["Idempotent-Replayed"] == "true"
     assert again.json()["order_id"] == order_id
     assert Order.objects.get(pk=order_id).status == "ACCEPTED"
 

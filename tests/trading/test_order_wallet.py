@@ -134,7 +134,7 @@ def test_the_orders_api_shows_wallet_and_origin_and_filters_by_origin(markets, t
         {"asset": "BTC-USD", "direction": "long", "order_type": "MARKET", "collateral": "100", "leverage": "5"},
         format="json",
     )
-    assert placed.status_code == 201, placed.content
+    assert placed.status_code == 202, placed.content
     order_id = placed.json()["order_id"]
     Order.objects.create(
         user=trader, provider="paper", asset="BTC-USD", order_type="MARKET", side="long", origin="venue"

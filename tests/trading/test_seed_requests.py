@@ -19,7 +19,7 @@ def _open(api, **body):
 
 def test_the_seed_example_opens_a_long_on_btc_usd(markets, api):
     response = _open(api, **SEED_OPEN, order_type="MARKET")
-    assert response.status_code == 201, response.content
+    assert response.status_code == 202, response.content
     order = Order.objects.get(pk=response.json()["order_id"])
     assert (order.asset, order.side, order.asset_type) == ("BTC-USD", "long", "crypto")
     assert (order.collateral, order.leverage) == (D("1000"), D("10"))
@@ -30,7 +30,7 @@ def test_the_seed_example_opens_a_long_on_btc_usd(markets, api):
 )
 def test_direction_is_a_bool_or_a_word(markets, api, direction, side):
     response = _open(api, **(SEED_OPEN | {"direction": direction}))
-    assert response.status_code == 201, response.content
+    assert response.status_code == 202, response.content
     assert Order.objects.get(pk=response.json()["order_id"]).side == side
 
 
@@ -61,7 +61,7 @@ def test_assets_by_base_symbol_alias_or_name(markets, api, asset, asset_type, sy
     if asset_type is not None:
         body["asset_type"] = asset_type
     response = _open(api, **body)
-    assert response.status_code == 201, response.content
+    assert response.status_code == 202, response.content
     assert Order.objects.get(pk=response.json()["order_id"]).asset == symbol
 
 
@@ -83,7 +83,7 @@ def test_an_asset_type_out_of_range_is_refused(markets, api):
 )
 def test_amounts_are_json_numbers_or_decimal_strings(markets, api, collateral, amount):
     response = _open(api, **(SEED_OPEN | {"collateral": collateral, "leverage": 2.5}))
-    assert response.status_code == 201, response.content
+    assert response.status_code == 202, response.content
     order = Order.objects.get(pk=response.json()["order_id"])
     assert (order.collateral, order.leverage) == (D(amount), D("2.5"))
 

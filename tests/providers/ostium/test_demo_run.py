@@ -105,8 +105,9 @@ def test_make_run_trades_ostium_on_the_localnet_after_routing_and_arming(demo, s
     placed = api.post(
         "/api/v1/trading/trades",
         json={"asset": "ETH-USD", "direction": "long", "order_type": "MARKET", "collateral": "100", "leverage": "5"},
+        headers={"Prefer": "respond-async"},  # followed below, as the demo's keeper fills it
     )
-    assert placed.status_code == 201, placed.text
+    assert placed.status_code == 202 and placed.headers["Preference-Applied"] == "respond-async", placed.text
     order_id = placed.json()["order_id"]
 
     def settled():

@@ -44,7 +44,7 @@ def _flow(net, api, trader_address, *, user):
         "take_profit_price": "70000",
     }
     opened = api.post("/api/v1/trading/trades", body, format="json")
-    assert opened.status_code == 201, opened.content
+    assert opened.status_code == 202, opened.content
     order_id = opened.json()["order_id"]
 
     # phase one: the executor sends the order; Ostium holds it pending for the keeper

@@ -46,7 +46,7 @@ def _sync():
 
 def _rest(api, body=LIMIT):
     response = api.post("/api/v1/trading/trades", body, format="json")
-    assert response.status_code == 201, response.content
+    assert response.status_code == 202, response.content
     order_id = response.json()["order_id"]
     assert _status(order_id, "SUBMITTED", "REJECTED", "UNKNOWN") == "SUBMITTED", Order.objects.get(
         pk=order_id

@@ -20,7 +20,7 @@ E18 = D(10) ** 18
 def _open(api, net, body) -> Trade:
     """Place an order through the API and let the keeper and the sync job fill it."""
     response = api.post("/api/v1/trading/trades", body, format="json")
-    assert response.status_code == 201, response.content
+    assert response.status_code == 202, response.content
     order_id = response.json()["order_id"]
     assert order_status(order_id, "SUBMITTED", "REJECTED", "UNKNOWN") == "SUBMITTED", Order.objects.get(
         pk=order_id

@@ -43,7 +43,7 @@ def trader_api(django_user_model, paper_markets):
 def test_a_venue_price_within_the_band_passes_and_the_order_records_the_sample(band, trader_api):
     _kraken("BTC/USD", "60200")  # 33 bps from the venue's 60000
     response = trader_api.post("/api/v1/trading/trades", OPEN, format="json")
-    assert response.status_code == 201, response.json()
+    assert response.status_code == 202, response.json()
     accepted = Event.objects.get(topic="order.accepted")
     check = accepted.payload["reference_check"]
     assert (check["pair"], check["rate"], check["outcome"], check["band_bps"]) == ("BTC/USD", "60200", "ok", "50")
@@ -70,7 +70,7 @@ def test_an_unusable_reference_refuses_new_exposure_but_not_a_close(band, trader
     control_arm(component="executor:paper", actor="test", reason="test")
 
     opened = trader_api.post("/api/v1/trading/trades", OPEN, format="json")
-    assert opened.status_code == 201
+    assert opened.status_code == 202
     settings.RISK_REFERENCE_BAND_BPS = "50"
     _kraken("BTC/USD", "60000", age_ms=60_000)  # stale, and no CoinGecko: unhealthy
     refused = trader_api.post("/api/v1/trading/trades", OPEN, format="json")
@@ -89,11 +89,11 @@ def test_an_asset_without_a_reference_pair_and_a_zero_band_are_not_checked(band,
         eth.status_code == 422 and eth.json()["error"]["code"] == "RISK_REFERENCE_UNAVAILABLE"
     )  # ETH/USD is configured
     settings.REFERENCE_PAIRS = ["BTC/EUR"]
-    assert trader_api.post("/api/v1/trading/trades", {**OPEN, "asset": "ETH-USD"}, format="json").status_code == 201
+    assert trader_api.post("/api/v1/trading/trades", {**OPEN, "asset": "ETH-USD"}, format="json").status_code == 202
     settings.RISK_REFERENCE_BAND_BPS = "0"
     settings.REFERENCE_PAIRS = ["BTC/USD"]
     samples = ReferenceSample.objects.count()
-    assert trader_api.post("/api/v1/trading/trades", OPEN, format="json").status_code == 201
+    assert trader_api.post("/api/v1/trading/trades", OPEN, format="json").status_code == 202
     assert "reference_check" not in Event.objects.filter(topic="order.accepted").last().payload
     assert ReferenceSample.objects.count() == samples  # no reference read at all
 
