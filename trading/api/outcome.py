@@ -11,7 +11,7 @@ TRADE_SYNC_WAIT_SECONDS, and sends what it made of the response:
                         close 200 {status: "closed", transaction_hash, ...}
     rejected/cancelled  502 TRADE_EXECUTION_FAILED (details: the venue's code)
     unknown             504 VENUE_TIMEOUT (the venue did not answer; reconciliation settles it)
-    still pending       202 as placed (status "pending")
+    still pending       202 {status: "pending", order_status, ...} as the order stands
 
 A server without that handler (WSGI, Django's test client) sends the 202 as it stands.
 
@@ -68,8 +68,8 @@ def settled(order: Order) -> bool:
     return order.order_type != Order.Type.MARKET and order.status in RESTING
 
 
-def outcome_answer(order: Order, *, kind: str, placed: dict, request_id: str) -> tuple[int, dict] | None:
-    """The (status, body) of a settled order's answer; None: the 202 stays."""
+def outcome_answer(order: Order, *, kind: str, placed: dict, request_id: str) -> tuple[int, dict]:
+    """The (status, body) of the answer for `order` as it stands."""
     if order.status in FILLED:
         body = {**placed, **_order_fields(order)}
         if kind == "close":
@@ -90,7 +90,7 @@ def outcome_answer(order: Order, *, kind: str, placed: dict, request_id: str) ->
             status = 502
         error["error"]["request_id"] = request_id
         return status, error
-    return None
+    return 202, {**placed, **_order_fields(order)}  # still pending (or resting): as it stands now
 
 
 def _order_fields(order: Order) -> dict:
