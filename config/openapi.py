@@ -99,12 +99,13 @@ RESPONSE_EXAMPLES = {
     },
     "OrderPlacedResponse": {
         "order_id": 42,
-        "status": "ACCEPTED",
+        "status": "pending",
+        "order_status": "ACCEPTED",
         "order_type": "MARKET",
         "asset": "BTC-USD",
         "direction": "long",
-        "pair_id": "",
-        "trade_index": "",
+        "pair_id": 1,
+        "trade_index": None,
         "transaction_hash": "",
         "client_order_id": None,
         "created_at": "2026-12-06T22:34:31.120000+00:00",
@@ -118,6 +119,30 @@ RESPONSE_EXAMPLES = {
             "request_id": "01JEXAMPLE0000000000000000",
         }
     },
+}
+
+_TX = "0x5f2c9b7e1d3a4c6b8e0f1a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f7"
+_FILLED = RESPONSE_EXAMPLES["OrderPlacedResponse"] | {
+    "status": "success",
+    "order_status": "FILLED",
+    "trade_index": 0,
+    "transaction_hash": _TX,
+}
+_PENDING = {
+    "summary": "pending (the wait ran out, or Prefer: respond-async)",
+    "value": RESPONSE_EXAMPLES["OrderPlacedResponse"],
+}
+# Examples per answer of the trade open / close (the sync and the async shape, docs/api.md).
+OPERATION_EXAMPLES = {
+    ("trading_trade_open", "201"): {"filled": {"summary": "executed while waiting", "value": _FILLED}},
+    ("trading_trade_open", "202"): {"pending": _PENDING},
+    ("trading_trade_close", "200"): {
+        "closed": {
+            "summary": "closed while waiting",
+            "value": _FILLED | {"order_id": 43, "status": "closed", "direction": "long"},
+        }
+    },
+    ("trading_trade_close", "202"): {"pending": _PENDING},
 }
 
 BEARER = (
@@ -171,6 +196,10 @@ def curate(result, generator, request, public):
             name = body.get("$ref", "").rsplit("/", 1)[-1]
             if name in schemas and "example" not in schemas[name]:
                 schemas[name]["example"] = _generated(schemas[name], schemas)
+            for status, answer in (operation.get("responses", {}) if isinstance(operation, dict) else {}).items():
+                examples = OPERATION_EXAMPLES.get((operation.get("operationId"), status))
+                if examples and "application/json" in answer.get("content", {}):
+                    answer["content"]["application/json"]["examples"] = examples
     schemes = result["components"].setdefault("securitySchemes", {})
     if "bearerAuth" in schemes:
         schemes["bearerAuth"]["description"] = BEARER

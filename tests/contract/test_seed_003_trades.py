@@ -91,9 +91,7 @@ def client(server, email: str) -> httpx.Client:
     base = f"http://127.0.0.1:{server.port}"
     login = httpx.post(f"{base}/api/v1/auth/login", json={"email": email, "password": PASSWORD}, timeout=30)
     assert login.status_code == 200, login.text
-    return httpx.Client(
-        base_url=base, headers={"Authorization": f"Bearer {login.json()['access_token']}"}, timeout=30
-    )
+    return httpx.Client(base_url=base, headers={"Authorization": f"Bearer {login.json()['access_token']}"}, timeout=30)
 
 
 @pytest.fixture
@@ -136,7 +134,9 @@ def test_4_2_1_open_as_written_and_4_2_2_close(ws_server, celery_worker, trader)
     opened = check_open(http.post("/api/v1/trading/trades", json=as_written))
     trade = Trade.objects.get(pk=Order.objects.get(pk=opened["order_id"]).trade_id)
     assert (trade.asset, trade.side, trade.collateral, trade.leverage) == ("BTC-USD", "long", D("1000"), D("10"))
-    protective = set(Order.objects.filter(trade=trade, origin=Order.Origin.PROTECTIVE).values_list("order_type", flat=True))
+    protective = set(
+        Order.objects.filter(trade=trade, origin=Order.Origin.PROTECTIVE).values_list("order_type", flat=True)
+    )
     assert protective == {"STOP_LOSS", "TAKE_PROFIT", "TRAILING_STOP"}
 
     # §4.2.2 with the pair_id and trade_index the open answered
