@@ -9,7 +9,7 @@ import pytest
 from django.db import connection
 
 from providers.interface import ExecStatus
-from providers.models import PaperFill, PaperOrder
+from providers.models import PaperFill, PaperMarket, PaperOrder
 from tests.trading.conftest import make_order
 from trading.models import Event, ExecutionCommand, Fill, Order, Position, Trade
 from trading.services import execution
@@ -35,7 +35,8 @@ def test_a_market_order_fills_once_and_its_whole_life_is_in_the_ledger(markets, 
     assert command.idempotency_key == f"order-{order.pk}-open-1" and command.status == "succeeded"
     assert command.result["status"] == "filled" and D(command.request["collateral"]) == 100
     assert order.status == "FILLED" and order.trade == trade
-    assert (order.pair_id, order.trade_index) == ("BTC-USD", trade.trade_index)
+    assert (order.pair_id, order.trade_index) == (trade.pair_id, trade.trade_index)
+    assert trade.pair_id == str(PaperMarket.objects.get(symbol="BTC-USD").pair_id)
     assert trade.entry_price == order.filled_price and trade.size == order.filled_quantity == order.quantity
     assert trade.fees_paid == order.fee == D("0.5")  # 1,000 notional × 0.05 % taker
     assert (trade.stop_loss_price, trade.take_profit_price) == (D("55000"), D("65000"))
@@ -333,7 +334,7 @@ def test_liquidation_and_funding_from_the_venue_are_applied_once(markets, trader
         kind=VenueEventKind.FUNDING_CHARGED,
         account=f"user:{trader.pk}",
         symbol="BTC-USD",
-        pair_id="BTC-USD",
+        pair_id=trade.pair_id,
         trade_index=trade.trade_index,
         details={"amount": D("1.25"), "charge_id": 77},
     )
@@ -354,7 +355,7 @@ def test_liquidation_and_funding_from_the_venue_are_applied_once(markets, trader
         kind=VenueEventKind.POSITION_LIQUIDATED,
         account=f"user:{trader.pk}",
         symbol="BTC-USD",
-        pair_id="BTC-USD",
+        pair_id=trade.pair_id,
         trade_index=trade.trade_index,
         fill=VenueFill(
             price=D("58000"), size=trade.initial_size, notional=D("1"), fee=D("0"), slippage=D("0"),
