@@ -227,8 +227,21 @@ def order_placed_data(order: Order) -> dict:
     }
 
 
+@extend_schema_field({"type": "integer", "nullable": True})
+class VenueRef(serializers.Field):
+    """A venue's pair id / trade index, read-only, as the seed's integer (null while unknown)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(read_only=True, **kwargs)
+
+    def to_representation(self, value):
+        return venue_ref(value)
+
+
 class OrderSerializer(ModelSerializer):
     direction = serializers.CharField(source="side")
+    pair_id = VenueRef()
+    trade_index = VenueRef()
     trade_id = serializers.IntegerField(allow_null=True)
     parent_id = serializers.IntegerField(allow_null=True)
     wallet_id = serializers.IntegerField(allow_null=True)
@@ -324,6 +337,8 @@ class _MarkedAtLatestPrice:
 
 class TradeSerializer(_MarkedAtLatestPrice, ModelSerializer):
     direction = serializers.CharField(source="side")
+    pair_id = VenueRef()
+    trade_index = VenueRef()
     entry_field, size_field = "entry_price", "size"
 
     class Meta:
