@@ -97,6 +97,30 @@ def test_async_views_wait_without_blocking_a_thread_and_sync_requests_go_on_mean
     assert all(json.loads(r["body"]) == {"waited": True} for r in waited)
 
 
+def test_a_sync_views_deferred_work_waits_on_the_loop_with_its_thread_given_back(settings):
+    from config.handler import ASGIHandler
+
+    settings.WEB_IDLE_THREADS = 64
+    app = ASGIHandler()
+
+    async def scenario():
+        web_urls.released = asyncio.Event()
+        waiting = [asyncio.create_task(_request(app, "/t/deferring")) for _ in range(20)]
+        await asyncio.sleep(0.5)  # all twenty placed by their views, their deferred work awaiting
+        idle = len(app._idle)  # the threads they borrowed, back in the pool
+        served = await asyncio.wait_for(_request(app, "/t/counted"), 10)
+        web_urls.released.set()
+        return idle, served, await asyncio.wait_for(asyncio.gather(*waiting), 10)
+
+    idle, served, waited = asyncio.run(scenario())
+    assert idle == 20 and _threads_blocked_on_the_loop() == 0
+    assert served["status"] == 200
+    # the response is sent once the deferred work has made it: its status, body and length
+    assert [r["status"] for r in waited] == [201] * 20
+    assert all(r["body"] == b'{"done": true}' for r in waited)
+    assert all(r["headers"][b"Content-Length"] == b"14" for r in waited)
+
+
 def test_a_static_file_and_a_404_go_through_the_sync_chain():
     from config.handler import ASGIHandler
 

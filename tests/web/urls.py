@@ -1,5 +1,6 @@
 """URLs for the web handler's tests: the project's, plus a sync view that counts the requests
-its thread has served and an async view that waits for the test to release it."""
+its thread has served, an async view that waits for the test to release it, and a sync view
+whose response's deferred work waits for the same."""
 
 import asyncio
 import threading
@@ -21,9 +22,24 @@ async def waiting(request):
     return JsonResponse({"waited": True})
 
 
+def deferring(request):
+    """A sync view whose response finishes on the event loop (as a trade open waits)."""
+    response = JsonResponse({"placed": True}, status=202)
+
+    async def deferred():
+        await released.wait()
+        response.status_code = 201
+        response.content = b'{"done": true}'
+        response["Content-Length"] = str(len(response.content))
+
+    response.deferred = deferred
+    return response
+
+
 urlpatterns = [
     path("t/counted", counted),
     path("t/waiting", waiting),
+    path("t/deferring", deferring),
     path("", include("config.urls")),
 ]
 
