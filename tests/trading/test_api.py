@@ -423,5 +423,13 @@ def test_the_endpoints_are_in_the_openapi_schema(staff_client):
     ):
         assert path in schema["paths"], path
     post = schema["paths"]["/api/v1/trading/trades"]["post"]
+    delete = schema["paths"]["/api/v1/trading/trades/{pair_id}/{index}"]["delete"]
     assert any(p["name"] == "Idempotency-Key" for p in post["parameters"])
-    assert "201" in post["responses"]
+    # both shapes: the outcome the request waited for, and the pending 202 (Prefer: respond-async)
+    for operation, done in ((post, "201"), (delete, "200")):
+        assert {done, "202", "502", "504"} <= set(operation["responses"]), operation["responses"].keys()
+        prefer = next(p for p in operation["parameters"] if p["name"] == "Prefer" and p["in"] == "header")
+        assert prefer["schema"]["enum"] == ["respond-async"]
+        examples = {s: operation["responses"][s]["content"]["application/json"]["examples"] for s in (done, "202")}
+        assert next(iter(examples["202"].values()))["value"]["status"] == "pending"
+        assert next(iter(examples[done].values()))["value"]["status"] == ("success" if done == "201" else "closed")
