@@ -21,6 +21,8 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+from bench.trading import _cpu_seconds, _process_tree, _store_cpu
+
 N_BURST = int(os.environ.get("BENCH_WEBHOOK_EVENTS", "400"))
 N_PACED = int(os.environ.get("BENCH_WEBHOOK_PACED_EVENTS", "100"))
 PACED_RATE = float(os.environ.get("BENCH_WEBHOOK_PACED_RATE", "5"))
@@ -201,10 +203,16 @@ def main() -> None:
                 WebhookAttempt.objects.all().delete()
                 WebhookDelivery.objects.all().delete()
 
+                worker_pids = _process_tree(worker.pid)
+                cpu_before = (_cpu_seconds(worker_pids), _store_cpu(), time.process_time())
                 committed = _run_events(user.pk, N_BURST, 0, None)
+                producer_cpu = time.process_time() - cpu_before[2]
                 first_commit = min(committed.values())
                 marks: dict = {}
                 done = _wait_delivered(N_BURST, marks=marks)
+                worker_cpu = _cpu_seconds(worker_pids) - cpu_before[0]
+                store_after = _store_cpu()
+                store_cpu = sum(store_after[p] - c for p, c in cpu_before[1].items() if p in store_after)
                 burst_rate = N_BURST / (done - first_commit)
                 last_commit = max(committed.values())
                 created_after = marks.get("created", done) - first_commit
@@ -243,6 +251,11 @@ def main() -> None:
             f"{_ms(statistics.median(paced_lat))}  {_ms(_pct(paced_lat, 99))}   (commit → first attempt)"
         )
         print(f"  (paced: {paced_stages})")
+        print(
+            f"  (burst CPU per delivery: worker {worker_cpu * 1000 / N_BURST:.2f} ms, PostgreSQL + Redis "
+            f"{store_cpu * 1000 / N_BURST:.2f} ms (whole burst, polling included), producer commit "
+            f"{producer_cpu * 1000 / N_BURST:.2f} ms; load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs)"
+        )
         print(f"\nburst rate / raw POSTs: {ratio:.0%} (goal >= 50%)")
         print(f"burst commit → first attempt p99: {burst_p99 * 1000:.0f} ms (goal < 1000 ms)")
         print(
