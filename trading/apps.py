@@ -13,19 +13,19 @@ class TradingConfig(AppConfig):
             outbox,
             schema,  # noqa: F401  (registers the OpenAPI auth schemes)
         )
-        from trading.realtime.publish import publish_ledger_event, publish_price_tick
+        from trading.realtime.publish import publish_ledger_event, publish_ledger_events, publish_price_tick
         from trading.selectors import venue_assets_held
         from trading.services.marks import position_marks_on_tick
-        from trading.services.orders import order_hand_off
+        from trading.services.orders import order_hand_off, order_hand_off_many
         from trading.services.venue_events import venue_event_listener
 
         # what venues do on their own (fills of resting orders, liquidations, funding)
         register_venue_listener(venue_event_listener)
         # accepted orders → the executor (first: a dispatch run hands orders off before it
         # publishes the batch to websockets and webhooks)
-        outbox.register_handler("executor", order_hand_off, topics=["order.accepted"])
+        outbox.register_handler("executor", order_hand_off, topics=["order.accepted"], batch=order_hand_off_many)
         # committed ledger events → websocket clients (channel-layer groups)
-        outbox.register_handler("realtime", publish_ledger_event, topics=["*"])
+        outbox.register_handler("realtime", publish_ledger_event, topics=["*"], batch=publish_ledger_events)
         # price ticks → `prices.<PAIR>` websocket groups (the price of the venue the pair routes to)
         register_tick_listener(publish_price_tick, routed_only=True)
         # price ticks → live marks (current price, unrealised PnL) of open positions on the

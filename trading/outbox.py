@@ -11,6 +11,13 @@ Handlers are plain callables `fn(event) -> None`, registered at app start-up
 (`AppConfig.ready`) with topic patterns (`fnmatch` style, e.g. `order.*`). A handler that
 raises is retried with exponential backoff. A handler's own database writes run in a
 savepoint, so they commit together with the message being marked delivered.
+
+A handler may also give `batch(events) -> None`, the same work for many events at once (one
+query and one INSERT for a burst instead of a few statements and a savepoint per event). The
+dispatcher calls it with every ready message of a round, in order, in one savepoint; when it
+raises, that savepoint is rolled back and the messages go through `fn` one at a time, so a
+failing event is retried (and blocks the ones behind it) exactly as without a batch. A batch
+must therefore be safe to follow with `fn` for the same events (at least once, as always).
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ class Handler:
     name: str
     fn: Callable
     topics: tuple[str, ...]
+    batch: Callable | None = None
 
     def wants(self, topic: str) -> bool:
         return any(fnmatch.fnmatchcase(topic, pattern) for pattern in self.topics)
@@ -43,8 +51,8 @@ class Handler:
 _handlers: dict[str, Handler] = {}
 
 
-def register_handler(name: str, fn: Callable, *, topics: Iterable[str] = ("*",)) -> None:
-    _handlers[name] = Handler(name=name, fn=fn, topics=tuple(topics))
+def register_handler(name: str, fn: Callable, *, topics: Iterable[str] = ("*",), batch: Callable | None = None) -> None:
+    _handlers[name] = Handler(name=name, fn=fn, topics=tuple(topics), batch=batch)
 
 
 def unregister_handler(name: str) -> None:
@@ -118,10 +126,23 @@ def _dispatch_handler(handler: Handler, batch_size: int, max_attempts: int) -> i
             .filter(handler=handler.name, status=OutboxMessage.Status.PENDING)
             .order_by("event_id")[:batch_size]
         )
-        delivered = []
+        ready = []
         for row in rows:
             if row.next_attempt_at > now:
                 break  # head of line is waiting for its retry: keep order
+            ready.append(row)
+        delivered = []
+        if handler.batch is not None and len(ready) > 1:
+            try:
+                with transaction.atomic():
+                    handler.batch([row.event for row in ready])
+            except Exception:
+                logger.warning(
+                    "outbox batch failed; one message at a time", extra={"handler": handler.name}, exc_info=True
+                )
+            else:
+                delivered, ready = [row.pk for row in ready], []
+        for row in ready:
             try:
                 with transaction.atomic():
                     handler.fn(row.event)

@@ -8,7 +8,9 @@ class WebhooksConfig(AppConfig):
 
     def ready(self):
         from trading.outbox import register_handler
-        from webhooks.services import deliveries_create_for_event
+        from webhooks.services import deliveries_create_for_event, deliveries_create_for_events
         from webhooks.topics import TOPIC_MAP
 
-        register_handler("webhooks", deliveries_create_for_event, topics=list(TOPIC_MAP))
+        register_handler(
+            "webhooks", deliveries_create_for_event, topics=list(TOPIC_MAP), batch=deliveries_create_for_events
+        )

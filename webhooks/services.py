@@ -312,27 +312,41 @@ def deliveries_create_for_event(event, *, now: datetime | None = None) -> None:
     (`payload["user_id"]`). Runs in the dispatcher's transaction, so it happens exactly once per
     event; the (endpoint, event) unique constraint makes a repeat a no-op. A delivery run is
     kicked after commit."""
-    event_type = event_type_for(event.topic)
-    owner = owner_id_of(event.payload or {})
-    if event_type is None or owner is None:
+    deliveries_create_for_events([event], now=now)
+
+
+def deliveries_create_for_events(events, *, now: datetime | None = None) -> None:
+    """`deliveries_create_for_event` for many events (the outbox handler's batch): the owners'
+    endpoints in one query, every delivery in one INSERT, in event order."""
+    wanted = []
+    for event in events:
+        event_type = event_type_for(event.topic)
+        owner = owner_id_of(event.payload or {})
+        if event_type is not None and owner is not None:
+            wanted.append((event, event_type, owner))
+    if not wanted:
         return
     now = now or clock.now()
-    endpoints = [
-        e for e in WebhookEndpoint.objects.filter(user_id=owner, is_active=True) if e.subscribes_to(event_type)
-    ]
-    if not endpoints:
-        return
-    data = _data(event_type, event.payload or {})
-    WebhookDelivery.objects.bulk_create(
-        [
+    endpoints: dict[int, list[WebhookEndpoint]] = {}
+    for e in WebhookEndpoint.objects.filter(user_id__in={owner for _, _, owner in wanted}, is_active=True).order_by(
+        "pk"
+    ):
+        endpoints.setdefault(e.user_id, []).append(e)
+    rows = []
+    for event, event_type, owner in wanted:
+        subscribed = [e for e in endpoints.get(owner, ()) if e.subscribes_to(event_type)]
+        if not subscribed:
+            continue
+        data = _data(event_type, event.payload or {})
+        rows += [
             _new_delivery(
                 e, event_id=event.id, event_type=event_type, occurred_at=event.occurred_at, data=data, now=now
             )
-            for e in endpoints
-        ],
-        ignore_conflicts=True,
-    )
-    _kick_after_commit()
+            for e in subscribed
+        ]
+    if rows:
+        WebhookDelivery.objects.bulk_create(rows, ignore_conflicts=True)
+        _kick_after_commit()
 
 
 @transaction.atomic

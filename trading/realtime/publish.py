@@ -84,8 +84,15 @@ def group_send_sync(group: str, message: dict, *, timeout: float = 5.0) -> None:
 def group_send_many_sync(sends: Iterable[tuple[str, dict]], *, timeout: float = 5.0) -> None:
     """`group_send_sync` for several (group, message) pairs at once: they go out concurrently on
     the publisher loop (one round trip's wait for all, not one each); raises the first failure."""
-    sends = list(sends)
-    if not sends:
+    group_send_steps_sync([list(sends)], timeout=timeout)
+
+
+def group_send_steps_sync(steps: Iterable[list[tuple[str, dict]]], *, timeout: float = 5.0) -> None:
+    """Several `group_send_many_sync` calls in one hand-off to the publisher loop: each step's
+    sends go out concurrently, the steps one after another (in order: a group receives the
+    messages of an earlier step first), each step within `timeout`; raises the first failure."""
+    steps = [step for step in steps if step]
+    if not steps:
         return
     layer = get_channel_layer()
     loop = _publisher.get()
@@ -97,9 +104,12 @@ def group_send_many_sync(sends: Iterable[tuple[str, dict]], *, timeout: float = 
         raise RuntimeError("group_send_sync called from the publisher loop; await layer.group_send instead")
 
     async def send_all() -> None:
-        await asyncio.gather(*(layer.group_send(group, message) for group, message in sends))
+        for sends in steps:
+            await asyncio.wait_for(
+                asyncio.gather(*(layer.group_send(group, message) for group, message in sends)), timeout
+            )
 
-    asyncio.run_coroutine_threadsafe(send_all(), loop).result(timeout)
+    asyncio.run_coroutine_threadsafe(send_all(), loop).result(timeout * len(steps) + 1)
 
 
 # --- ledger events (outbox handler) -----------------------------------------------------------
@@ -137,10 +147,20 @@ def ledger_message(event) -> groups.LedgerEventMessage:
 
 def publish_ledger_event(event) -> None:
     """Outbox handler: publish one committed event to its user's group and the staff group."""
-    message = ledger_message(event)
-    if message["user_id"] is not None:
-        group_send_sync(groups.user_group(message["user_id"]), message)
-    group_send_sync(groups.LEDGER_ALL, message)
+    publish_ledger_events([event])
+
+
+def publish_ledger_events(events) -> None:
+    """`publish_ledger_event` for many (the outbox handler's batch): one hand-off to the
+    publisher loop for all, the events in order."""
+    steps = []
+    for event in events:
+        message = ledger_message(event)
+        sends = [(groups.LEDGER_ALL, message)]
+        if message["user_id"] is not None:
+            sends.insert(0, (groups.user_group(message["user_id"]), message))
+        steps.append(sends)
+    group_send_steps_sync(steps)
 
 
 # --- prices and marks -------------------------------------------------------------------------

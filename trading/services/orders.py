@@ -241,12 +241,23 @@ def order_hand_off(event) -> None:
     orders costs one dispatch run, and no request pays for a Celery publish); a publish the
     broker refuses leaves the order ACCEPTED for `reconcile-executions`, and a task that comes
     twice (a redelivered message, a requeue) finds the order claimed and does nothing."""
+    order_hand_off_many([event])
+
+
+def order_hand_off_many(events) -> None:
+    """`order_hand_off` for many (the outbox handler's batch): which orders still wait, in one
+    query; one `execute_order_task` each, in event order."""
     from config.celery import enqueue
     from trading.tasks import execute_order_task
 
-    order_id = int(event.aggregate_id)
-    if Order.objects.filter(pk=order_id, status=Order.Status.ACCEPTED).exists():  # not a held order
-        enqueue(execute_order_task, order_id, swept_by="execution reconciliation")
+    order_ids = [int(event.aggregate_id) for event in events]
+    waiting = set(
+        Order.objects.filter(pk__in=order_ids, status=Order.Status.ACCEPTED).values_list("pk", flat=True)
+    )  # not held orders
+    for order_id in order_ids:
+        if order_id in waiting:
+            enqueue(execute_order_task, order_id, swept_by="execution reconciliation")
+            waiting.discard(order_id)
 
 
 # Pre-trade checks per venue, registered by the apps that own them (AppConfig.ready), e.g.
