@@ -199,3 +199,49 @@ def test_an_order_for_the_executor_is_published_from_accepted_on(celery_worker, 
     wait_for(lambda: after in published())
     assert published()[:2] == ["order.accepted", after]
     assert Event.objects.filter(id__in=recorder["a"], correlation_id=order.correlation_id).count() >= 2
+
+
+@pytest.mark.django_db(transaction=True)
+@override_settings(OUTBOX_MAX_ATTEMPTS=2)
+def test_a_batch_handler_takes_the_ready_messages_at_once_and_a_failing_batch_goes_one_by_one(django_user_model):
+    """A handler with a `batch` gets every ready message of a round in one call; when the batch
+    raises, its writes roll back and the messages go through `fn` one at a time (a poison event
+    goes dead alone, the others are delivered once, in order)."""
+    batches, singles = [], []
+
+    def one(event):
+        if event.payload["n"] == 2:
+            raise ValueError("poison")
+        singles.append(event.payload["n"])
+
+    def many(events):
+        django_user_model.objects.create(username=f"batch-{len(batches)}")
+        batches.append([e.payload["n"] for e in events])
+        if any(e.payload["n"] == 2 for e in events):
+            raise ValueError("poison in the batch")
+
+    outbox.register_handler("test-batch", one, topics=["order.*"], batch=many)
+    try:
+        with transaction.atomic():  # both committed at once: one round finds both ready
+            for n in (0, 1):
+                _record("order.accepted", n)
+        rows = OutboxMessage.objects.filter(handler="test-batch")
+        _dispatch_until("test-batch", lambda: not rows.filter(status="pending").exists())
+        assert batches == [[0, 1]] and singles == []  # both in one call, `fn` not used
+        with transaction.atomic():
+            for n in (2, 3):
+                _record("order.accepted", n)
+        _dispatch_until("test-batch", lambda: not rows.filter(status="pending").exists())
+        assert batches[1] == [2, 3]  # raised: rolled back, then one at a time
+        assert singles == [3]
+        assert dict(rows.values_list("event__payload__n", "status")) == {
+            0: "delivered",
+            1: "delivered",
+            2: "dead",
+            3: "delivered",
+        }
+        assert list(
+            django_user_model.objects.filter(username__startswith="batch-").values_list("username", flat=True)
+        ) == ["batch-0"]  # the failed batch's write was rolled back
+    finally:
+        outbox.unregister_handler("test-batch")
