@@ -14,10 +14,17 @@ def test_each_instance_validates_with_fields_of_its_own():
     assert good.is_valid() and not bad.is_valid()
     assert good.validated_data["collateral"] == D("50") and good.validated_data["order_type"] == "MARKET"
     assert set(bad.errors) == {"direction", "collateral", "price"}
-    for name, field in good.fields.items():
+    shared = good.fields.keys() & bad.fields.keys()
+    assert {"asset", "direction", "collateral", "order_type"} <= shared
+    for name in shared:
+        field = good.fields[name]
         assert field is not bad.fields[name] and field is not TradeOpenRequest._declared_fields[name]
         assert field.parent is good and bad.fields[name].parent is bad
         assert field.field_name == name
+    # a JSON body binds only what it gives, the required fields and those with a default
+    assert "leverage" in good.fields and "leverage" not in bad.fields and "price" not in good.fields
+    assert "reduce_only" in good.fields and "stop_price" not in good.fields
+    assert set(TradeOpenRequest().fields) == set(TradeOpenRequest._declared_fields)  # no body: all (the schema)
     assert TradeOpenRequest._declared_fields["asset"].parent is None  # the declared fields stay unbound
 
 
