@@ -6,7 +6,7 @@ from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from whitenoise.middleware import WhiteNoiseMiddleware
 
 from config.context import correlation_id_var, request_id_var
-from config.metrics import HTTP_LATENCY, HTTP_REQUESTS
+from config.metrics import http_observe
 
 _VALID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 
@@ -141,25 +141,11 @@ def _observed_after(deferred, request, response, started: float):
     return observed
 
 
-def _route_of(request) -> str:
-    match = getattr(request, "resolver_match", None)
-    if match is None:
-        return "unmatched"
-    return match.route or match.view_name or "unmatched"
-
-
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
-_children: dict[tuple[str, str, str], tuple] = {}  # (route, method, status) -> the two metric children
-
-
 def _observe(request, status: int, seconds: float) -> None:
-    route = _route_of(request)
-    method = request.method if request.method in _METHODS else "OTHER"
-    key = (route, method, str(status))
-    children = _children.get(key)
-    if children is None:  # bounded: route templates x methods x statuses
-        children = _children[key] = (HTTP_REQUESTS.labels(*key), HTTP_LATENCY.labels(route, method))
-    children[0].inc()
-    children[1].observe(seconds)
+    match = request.resolver_match  # (None until the URL resolves, and for a 404)
+    route = "unmatched" if match is None else (match.route or match.view_name or "unmatched")
+    method = request.method
+    http_observe(route, method if method in _METHODS else "OTHER", status, seconds)

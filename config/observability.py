@@ -113,13 +113,13 @@ def inventory_state() -> list[dict]:
 
 
 def liquidity_open() -> list[dict]:
-    """Liquidity actions (fundings, withdrawals, rebalances) not final, per kind and status
-    (`delayed` among them: funding delayed)."""
+    """Liquidity actions (fundings, withdrawals, rebalances) not final, per venue, kind and status
+    (`delayed` among them: funding delayed, open past FUNDING_DELAY_ALERT_MINUTES)."""
     from treasury.models import LiquidityAction
 
     return list(
         LiquidityAction.objects.filter(status__in=LiquidityAction.OPEN)
-        .values("kind", "status")
+        .values("venue", "kind", "status")
         .annotate(count=Count("id"))
         .order_by()
     )
@@ -281,11 +281,11 @@ def _inventory(now):
 def _liquidity(now):
     g = _gauge(
         "tradedesk_liquidity_actions_open",
-        "Liquidity actions not final, by kind and status (delayed: a funding overdue)",
-        ("kind", "status"),
+        "Liquidity actions not final, by venue, kind and status (delayed: a funding overdue)",
+        ("venue", "kind", "status"),
     )
     for row in liquidity_open():
-        g.add_metric([row["kind"], row["status"]], row["count"])
+        g.add_metric([row["venue"], row["kind"], row["status"]], row["count"])
     yield g
 
 

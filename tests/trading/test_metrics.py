@@ -195,3 +195,36 @@ def test_a_database_pool_timeout_under_a_503_is_counted():
         assert outage_error(wrapped).status_code == 503
     assert outage_error(OperationalError("server closed the connection")).status_code == 503  # not a pool timeout
     assert metrics.DB_POOL_TIMEOUTS._value.get() == before + 1
+
+
+def test_requests_tallied_in_memory_reach_the_histogram_as_observe_would_write_them(client, settings, db):
+    from config.metrics import http_observe
+
+    settings.METRICS_TOKEN = TOKEN
+
+    def scrape():
+        return samples(client.get("/metrics", HTTP_AUTHORIZATION=f"Bearer {TOKEN}").content.decode())
+
+    before = scrape()
+    # given three requests of one route tallied by the middleware's bookkeeping (not yet written)
+    for seconds in (0.003, 0.2, 20.0):
+        http_observe("test/tally", "GET", 200, seconds)
+    http_observe("test/tally", "GET", 503, 0.005)  # on a bucket's bound: that bucket (le is <=)
+    # when the endpoint is scraped (the scraping process writes its tally first)
+    after = scrape()
+
+    def grew(name, **labels):
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    # then the counter by status and the histogram's cumulative buckets, count and sum are right
+    assert grew("tradedesk_http_requests_total", route="test/tally", method="GET", status="200") == 3
+    assert grew("tradedesk_http_requests_total", route="test/tally", method="GET", status="503") == 1
+    bucket = "tradedesk_http_request_duration_seconds_bucket"
+    route = {"route": "test/tally", "method": "GET"}
+    assert grew(bucket, le="0.005", **route) == 2
+    assert grew(bucket, le="0.1", **route) == 2
+    assert grew(bucket, le="0.25", **route) == 3
+    assert grew(bucket, le="10.0", **route) == 3
+    assert grew(bucket, le="+Inf", **route) == 4
+    assert grew("tradedesk_http_request_duration_seconds_count", **route) == 4
+    assert abs(grew("tradedesk_http_request_duration_seconds_sum", **route) - 20.208) < 1e-9

@@ -116,8 +116,11 @@ def test_a_funding_not_credited_in_time_is_delayed_and_shown_on_top(near, operat
     LiquidityAction.objects.filter(pk=old.pk).update(
         created_at=timezone.now() - timedelta(minutes=settings.FUNDING_DELAY_ALERT_MINUTES + 1)
     )
+    delayed = ("near_intents", "funding", "delayed")
+    assert delayed not in _liquidity_scraped()
     assert liquidity_delays_mark() == 1
     assert liquidity_delays_mark() == 0
+    assert _liquidity_scraped()[delayed] == 1  # /metrics: alert TradedeskFundingDelayed
     old.refresh_from_db()
     assert (old.status, old.delayed_from) == ("delayed", "submitted")
     assert balance(USDC).pending_in == Decimal(15)  # still pending
@@ -131,6 +134,21 @@ def test_a_funding_not_credited_in_time_is_delayed_and_shown_on_top(near, operat
     sync()
     old.refresh_from_db()
     assert old.status == "credited"  # a delayed funding still completes
+    assert delayed not in _liquidity_scraped()
+
+
+def _liquidity_scraped() -> dict[tuple[str, str, str], float]:
+    """The open liquidity actions /metrics shows, by (venue, kind, status)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from config.metrics import exposition
+
+    return {
+        (s.labels["venue"], s.labels["kind"], s.labels["status"]): s.value
+        for family in text_string_to_metric_families(exposition().decode())
+        if family.name == "tradedesk_liquidity_actions_open"
+        for s in family.samples
+    }
 
 
 def test_a_failed_deposit_fails_the_funding(near):
