@@ -138,10 +138,11 @@ class JsonFormatter(logging.Formatter):
         out = {
             "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname,
-            "service": attrs.get("service") or _SERVICE,
+            # the process and the deployment: the same on every line of a process, never a line's own
+            "service": _SERVICE,
             "component": attrs.get("component") or component_of(record.name),
             "event": attrs.get("event"),
-            "namespace": attrs.get("namespace") or _namespace(),
+            "namespace": _namespace(),
             "venue": None,
             "topic": attrs.get("topic"),
             "pair": None,

@@ -100,7 +100,9 @@ class SolverRunner:
             try:
                 await self.db(loop.status_apply, event.data)
             except Exception:
-                logger.exception("quote_status handling failed", extra={"event": "status_failed"})
+                logger.exception(
+                    "quote_status handling failed", extra={"venue": "near_intents", "event": "status_failed"}
+                )
 
     async def on_quote(self, data: dict, metadata: dict, *, received: float | None = None) -> None:
         started = received or time.perf_counter()
@@ -113,7 +115,10 @@ class SolverRunner:
             )
         except Exception:
             self.counters["errors"] += 1
-            logger.exception("quote handling failed", extra={"event": "quote_failed", "quote_id": data.get("quote_id")})
+            logger.exception(
+                "quote handling failed",
+                extra={"venue": "near_intents", "event": "quote_failed", "quote_id": data.get("quote_id")},
+            )
             return
         self.counters[outcome.status] += 1
         if outcome.pair and outcome.status not in ("filtered", "invalid"):
@@ -200,7 +205,7 @@ class SolverRunner:
         if recovered:
             logger.warning(
                 "commands without a recorded answer are unknown now",
-                extra={"event": "restart_recover", "count": recovered},
+                extra={"venue": "near_intents", "event": "restart_recover", "count": recovered},
             )
         await self.db(self._controls_read)
         streaming = asyncio.create_task(self.stream.run(stop, may_connect=self.may_connect))
@@ -209,7 +214,9 @@ class SolverRunner:
                 try:
                     await self.db(self._housekeeping)
                 except Exception:
-                    logger.exception("solver housekeeping failed", extra={"event": "housekeeping_failed"})
+                    logger.exception(
+                        "solver housekeeping failed", extra={"venue": "near_intents", "event": "housekeeping_failed"}
+                    )
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), timeout=settings.NEAR_SOLVER_HOUSEKEEPING_SECONDS)
         finally:
@@ -217,7 +224,9 @@ class SolverRunner:
             try:
                 await self.db(state_write, {**self.state(), "stopped": True})
             except Exception:
-                logger.warning("solver state not written at stop", extra={"event": "state_write_failed"})
+                logger.warning(
+                    "solver state not written at stop", extra={"venue": "near_intents", "event": "state_write_failed"}
+                )
             self.pool.shutdown(wait=True)
 
 

@@ -23,6 +23,18 @@ def test_json_log_carries_request_id():
     assert line["message"] == "hello world" and line["request_id"] == "rid-1" and line["level"] == "INFO"
 
 
+def test_service_and_namespace_are_the_process_and_the_deployment_on_every_line(settings):
+    from config.logging import STABLE_FIELDS, service_name
+
+    plain = _emit("free text")
+    # a line that names a service or namespace of its own (a library's extra) does not move them
+    named = _emit("a solver line", component="strategy", event="decision", service="other", namespace="elsewhere")
+    for line in (plain, named):
+        assert set(STABLE_FIELDS) <= set(line)
+        assert (line["service"], line["namespace"]) == (service_name(), settings.LOG_NAMESPACE)
+    assert (named["component"], named["event"]) == ("strategy", "decision")
+
+
 def test_secrets_are_redacted_by_key_and_by_shape():
     key = "0x" + "ab" * 32
     jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJl"

@@ -130,7 +130,10 @@ class RelayStream:
                 continue
             wait = self.storm_wait(time.monotonic())
             if wait > 0:
-                logger.warning("relay reconnect storm: waiting", extra={"event": "reconnect_storm", "wait_s": wait})
+                logger.warning(
+                    "relay reconnect storm: waiting",
+                    extra={"venue": "near_intents", "event": "reconnect_storm", "wait_s": wait},
+                )
                 await wait_or_stop(stop, wait)
                 if stop.is_set():
                     break
@@ -178,7 +181,9 @@ class RelayStream:
                     sub = await self.request("subscribe", [topic], timeout=10)
                     self.subscriptions[str(sub)] = topic
                 self.connected, self.connected_at = True, time.time()
-                logger.info("relay connected", extra={"event": "relay_connected", "url": self.url})
+                logger.info(
+                    "relay connected", extra={"venue": "near_intents", "event": "relay_connected", "url": self.url}
+                )
                 while not reader.done():
                     await asyncio.wait({reader}, timeout=1.0)
                     if stop.is_set() or (may_connect is not None and not await may_connect()):
@@ -259,12 +264,17 @@ class RelayStream:
     # --- counters ---------------------------------------------------------------------------------
     def _invalid(self, why: str) -> None:
         self.invalid_messages += 1
-        logger.warning("relay invalid message", extra={"event": "invalid_message", "why": why[:200]})
+        logger.warning(
+            "relay invalid message", extra={"venue": "near_intents", "event": "invalid_message", "why": why[:200]}
+        )
 
     def _error(self, why: str) -> None:
         self.errors += 1
         self.last_error = why
-        logger.warning("relay connection lost", extra={"event": "relay_error", "why": why, "attempts": self.attempts})
+        logger.warning(
+            "relay connection lost",
+            extra={"venue": "near_intents", "event": "relay_error", "why": why, "attempts": self.attempts},
+        )
 
     def state(self) -> dict:
         return {

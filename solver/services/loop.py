@@ -56,12 +56,11 @@ C = QuoteCommand.Status
 
 
 def log(level: int, component: str, event: str, topic: str, message: str = "", **fields) -> None:
-    """A log line with seed 004's stable fields."""
+    """A log line with seed 004's stable fields (`service` and `namespace`, the process and the
+    deployment, are the formatter's, as on every other line)."""
     extra = {
-        "service": "tradedesk",
         "component": component,
         "event": event,
-        "namespace": "near_intents",
         "venue": VENUE,
         "topic": topic,
     }

@@ -111,9 +111,11 @@ def test_a_stale_reference_price_is_not_quoted(desk, solver, settings):
     assert desk.world.relay.round(quote_id).responses == []
 
 
-def test_the_log_lines_carry_the_stable_fields(desk, solver, caplog):
+def test_the_log_lines_carry_the_stable_fields(desk, solver, caplog, settings):
+    import json
     import logging
 
+    from config.logging import STABLE_FIELDS, JsonFormatter, service_name
     from solver.models import QuoteCommand
 
     with caplog.at_level(logging.INFO, logger="tradedesk.near_intents"):
@@ -123,12 +125,18 @@ def test_the_log_lines_carry_the_stable_fields(desk, solver, caplog):
             lambda: QuoteCommand.objects.filter(quote_id=quote_id, status="settled").first(), what="settled"
         )
         wait_for(lambda: any(getattr(r, "event", "") == "arm" for r in caplog.records), what="arm logged")
-    records = [r for r in caplog.records if getattr(r, "namespace", "") == "near_intents"]
+    records = [r for r in caplog.records if r.name.startswith("tradedesk.near_intents") and hasattr(r, "event")]
     by_event = {}
     for r in records:
         by_event.setdefault(r.event, []).append(r)
+    formatter = JsonFormatter()
     for r in records:
-        assert (r.service, r.venue) == ("tradedesk", "near_intents") and r.component and r.topic
+        assert r.venue == "near_intents"
+        assert r.topic or r.event == "relay_connected"  # (the connection's line reports no ledger topic)
+        line = json.loads(formatter.format(r))  # the process and the deployment, as on every line
+        assert set(STABLE_FIELDS) <= set(line)
+        assert (line["service"], line["namespace"]) == (service_name(), settings.LOG_NAMESPACE)
+        assert line["component"] and (line["event"], line["venue"]) == (r.event, "near_intents")
     decision = by_event["decision"][0]
     assert (decision.component, decision.topic, decision.pair, decision.quote_id) == (
         "strategy",
