@@ -87,6 +87,7 @@ def test_the_ledger_rederives_every_row_after_the_flows(flows):
     assert code == 0 and "no mismatch" in text
 
 
+@pytest.mark.ledger_drift  # corrupts rows on purpose (flushed after it)
 def test_a_corrupted_order_status_is_caught(flows):
     order = flows["first"]
     _sql("UPDATE trading_order SET status = 'CANCELLED' WHERE id = %s", [order.pk])
@@ -98,6 +99,7 @@ def test_a_corrupted_order_status_is_caught(flows):
     assert "1 mismatch(es)" in text
 
 
+@pytest.mark.ledger_drift  # corrupts rows on purpose (flushed after it)
 def test_corrupted_trade_position_and_control_rows_are_each_caught(flows):
     trade = flows["trade"]
     position = Position.objects.get(trades=trade)
@@ -115,6 +117,7 @@ def test_corrupted_trade_position_and_control_rows_are_each_caught(flows):
     }
 
 
+@pytest.mark.ledger_drift  # corrupts rows on purpose (flushed after it)
 def test_a_row_the_ledger_never_saw_is_caught(flows, trader):
     # an order inserted behind the ledger's back (no order.accepted)
     ghost = Order(user=trader, provider="paper", asset="BTC-USD", order_type="MARKET", side="long")
@@ -125,6 +128,7 @@ def test_a_row_the_ledger_never_saw_is_caught(flows, trader):
     assert code == 1 and f"MISMATCH order {ghost.pk}: events is 'a row'" in text
 
 
+@pytest.mark.ledger_drift  # corrupts rows on purpose (flushed after it)
 def test_since_checks_only_the_aggregates_touched_since(flows):
     order = flows["first"]
     _sql("UPDATE trading_order SET status = 'CANCELLED' WHERE id = %s", [order.pk])
@@ -136,6 +140,7 @@ def test_since_checks_only_the_aggregates_touched_since(flows):
     assert code == 1 and f"order {order.pk}" in text
 
 
+@pytest.mark.ledger_drift  # corrupts rows on purpose (flushed after it)
 def test_the_daily_job_sets_the_mismatch_metric_the_alert_reads(flows, client, settings):
     from tests.trading.test_metrics import TOKEN, samples, value
     from trading.tasks import ledger_verify_task
