@@ -187,6 +187,56 @@ def _ledger_verified_after_test(request):
     assert report.ok, "the ledger does not re-derive the rows:\n" + "\n".join(map(str, report.mismatches[:20]))
 
 
+def ledger_events_for(*rows) -> None:
+    """Write the ledger events a row made by hand (a test's factory) stands for, as the services
+    would have written them, so the after-test ledger check re-derives the row: an order's
+    `order.accepted` and the move to its status, a trade's `trade.opened` (and `trade.reduced` /
+    `trade.closed`, `trade.funding_charged`), a position's snapshot. Their outbox messages are
+    marked delivered: no handler (the executor, webhooks, realtime) acts on a made-up history."""
+    from django.db import transaction
+
+    from trading.models import Order, OutboxMessage, Position, Trade
+    from trading.services.ledger import event_record
+    from trading.services.ledger_verify import _POSITION_FIELDS
+    from trading.services.orders import order_snapshot
+
+    def stands_for(row):
+        if isinstance(row, Order):
+            yield "order.accepted", order_snapshot(row)
+            if row.status != Order.Status.ACCEPTED:
+                moved = {"from": Order.Status.ACCEPTED, "to": row.status}
+                if row.status == Order.Status.FILLED and row.filled_quantity is not None:
+                    moved |= {"size": row.filled_quantity, "price": row.filled_price, "fee": row.fee}
+                yield f"order.{row.status.lower()}", moved
+        elif isinstance(row, Trade):
+            yield "trade.opened", {"size": row.size, "fee": row.fees_paid}
+            if row.status == Trade.Status.CLOSED or row.realized_pnl:
+                topic = "trade.closed" if row.status == Trade.Status.CLOSED else "trade.reduced"
+                yield topic, {"remaining_size": row.size, "trade_realized_pnl": row.realized_pnl, "fee": 0}
+            if row.funding_paid:
+                yield "trade.funding_charged", {"funding_paid": row.funding_paid}
+        elif isinstance(row, Position):
+            yield "position.opened", {field: getattr(row, field) for field in _POSITION_FIELDS}
+        else:
+            raise TypeError(f"no ledger events for {type(row).__name__}")
+
+    with transaction.atomic():
+        ids = [
+            event_record(
+                topic=topic,
+                aggregate_type=type(row).__name__.lower(),
+                aggregate_id=row.pk,
+                correlation_id=f"{type(row).__name__.lower()}-{row.pk}",
+                actor="test",
+                payload=payload,
+                kick=False,
+            ).id
+            for row in rows
+            for topic, payload in stands_for(row)
+        ]
+        OutboxMessage.objects.filter(event_id__in=ids).update(status=OutboxMessage.Status.DELIVERED)
+
+
 @pytest.fixture
 def celery_worker(celery_worker_session, transactional_db):
     """Use with tests that commit: the worker threads see only committed data."""

@@ -37,6 +37,7 @@ def tick(price, symbol="BTC-USD"):
     )
 
 
+@pytest.mark.ledger_drift  # made-up order events (no rows): a test of the websocket transport
 @pytest.mark.slow
 def test_slow_reader_loses_old_prices_counted_but_never_an_order_update(ws_server, make_user, settings):
     settings.REALTIME_SEND_QUEUE_SIZE = 40
@@ -84,6 +85,7 @@ def test_slow_reader_loses_old_prices_counted_but_never_an_order_update(ws_serve
         assert "ledger" not in stats["data"]["dropped"]
 
 
+@pytest.mark.ledger_drift  # made-up order events (no rows): a test of the websocket transport
 @pytest.mark.slow
 def test_a_client_that_stops_reading_order_updates_is_closed_with_4408(ws_server, make_user, settings):
     settings.REALTIME_SEND_QUEUE_SIZE = 20

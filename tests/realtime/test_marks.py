@@ -10,6 +10,7 @@ from django.core.cache import cache
 
 from providers.interface import PriceTick
 from providers.prices import price_set
+from tests.conftest import ledger_events_for
 from tests.realtime.conftest import make_token, record, recv, subscribe, ws_connect
 from tests.trading.conftest import armed, make_order, markets  # noqa: F401  (fixtures)
 from trading.models import Position
@@ -43,6 +44,7 @@ def marker(ws, user):
     return recv(ws)
 
 
+@pytest.mark.ledger_drift  # made-up position events (no rows): a test of the websocket transport
 @pytest.mark.usefixtures("markets", "armed")
 def test_a_tick_pushes_each_owner_the_mark_of_their_own_positions(ws_server, make_user, settings):
     settings.REALTIME_MARKS_INTERVAL_MS = 0
@@ -87,6 +89,7 @@ def test_a_tick_pushes_each_owner_the_mark_of_their_own_positions(ws_server, mak
         assert D(again["unrealized_pnl"]) == expected_pnl(alices, D("59000")) < 0
 
 
+@pytest.mark.ledger_drift  # made-up position events (no rows): a test of the websocket transport
 @pytest.mark.usefixtures("markets", "armed")
 def test_marks_of_a_hot_asset_are_throttled_per_asset(ws_server, make_user, settings):
     settings.REALTIME_MARKS_INTERVAL_MS = 60_000
@@ -126,6 +129,7 @@ def test_marks_read_the_assets_open_positions_at_the_ticks_venue_in_one_query(ma
     b_long = Position.objects.create(user=bob, side="long", quantity=D("1"), avg_entry_price=D(50000), **common)
     Position.objects.create(user=bob, side="short", status="closed", **common)  # closed: no mark
     Position.objects.create(user=bob, side="long", quantity=D(2), avg_entry_price=D(3000), asset="ETH-USD")
+    ledger_events_for(*Position.objects.all())
     at = datetime.now(UTC)
 
     with django_assert_num_queries(1):
@@ -149,6 +153,7 @@ def test_a_tick_inside_the_window_or_with_the_listener_off_reads_nothing(
     make_user, settings, django_assert_num_queries
 ):
     Position.objects.create(user=make_user(), provider="paper", asset="SOL-USD", side="long", quantity=D(1))
+    ledger_events_for(*Position.objects.all())
     tick = PriceTick(symbol="SOL-USD", price=D(150), timestamp=datetime.now(UTC), source="test", venue="paper")
     settings.REALTIME_MARKS_INTERVAL_MS = 60_000
     forget_marks_window("SOL-USD")

@@ -2,6 +2,7 @@
 
 import threading
 
+import pytest
 from django.db import connections
 
 from tests.realtime.conftest import close_code, make_token, record, recv, recv_until, send, ws_connect
@@ -14,6 +15,7 @@ def stream_subscribe(ws, topics, **extra):
     return recv_until(ws, lambda m: m["type"] in ("subscribed", "error"))
 
 
+@pytest.mark.ledger_drift  # made-up order and trade events (no rows): a test of the event stream
 def test_wildcard_topics_deliver_matching_events_as_envelopes(ws_server, make_user):
     user = make_user()
     with ws_connect(ws_server, "/stream", token=make_token(user)) as ws:
@@ -40,6 +42,7 @@ def test_wildcard_topics_deliver_matching_events_as_envelopes(ws_server, make_us
         assert first["payload"] == {"user_id": user.pk} and first["version"] == 1
 
 
+@pytest.mark.ledger_drift  # made-up order and trade events (no rows): a test of the event stream
 def test_users_see_only_their_own_events_and_staff_see_all(ws_server, make_user):
     alice, bob, staff = make_user(), make_user(), make_user(is_staff=True)
     with (
@@ -55,6 +58,7 @@ def test_users_see_only_their_own_events_and_staff_see_all(ws_server, make_user)
         assert [recv(s)["eventId"] for _ in range(3)] == [of_bob.id, system.id, of_alice.id]
 
 
+@pytest.mark.ledger_drift  # made-up order and trade events (no rows): a test of the event stream
 def test_correlation_id_narrows_the_stream(ws_server, make_user):
     user = make_user()
     from django.db import transaction
@@ -77,6 +81,7 @@ def test_correlation_id_narrows_the_stream(ws_server, make_user):
         assert got["eventId"] == wanted.id and got["correlationId"] == "flow-7"
 
 
+@pytest.mark.ledger_drift  # made-up order and trade events (no rows): a test of the event stream
 def test_resume_replays_missed_events_then_goes_live_with_no_gap_and_no_duplicate(ws_server, make_user, monkeypatch):
     monkeypatch.setattr(StreamConsumer, "replay_batch_size", 16)  # several batches
     user, other = make_user(), make_user()
@@ -134,6 +139,7 @@ def test_resume_replays_missed_events_then_goes_live_with_no_gap_and_no_duplicat
     assert replayed[: len(missed)] == missed
 
 
+@pytest.mark.ledger_drift  # made-up order and trade events (no rows): a test of the event stream
 def test_resume_beyond_the_replay_limit_is_refused_with_4413(ws_server, make_user, settings):
     settings.REALTIME_STREAM_REPLAY_LIMIT = 3
     user = make_user()

@@ -42,6 +42,7 @@ def test_price_subscribe_receives_ticks_of_its_pairs_only_and_unsubscribe_stops_
         assert recv(ws)["data"]["pair"] == "ETH-USD"  # the BTC tick sent before it never came
 
 
+@pytest.mark.ledger_drift  # made-up order and trade events (no rows): a test of the websocket transport
 def test_trade_updates_reach_only_their_own_user(ws_server, make_user):
     alice, bob = make_user(), make_user()
     with ws_connect(ws_server, token=make_token(alice)) as a, ws_connect(ws_server, token=make_token(bob)) as b:
@@ -61,6 +62,7 @@ def test_trade_updates_reach_only_their_own_user(ws_server, make_user):
         assert recv(a)["data"]["topic"] == "trade.closed"
 
 
+@pytest.mark.ledger_drift  # made-up order and trade events (no rows): a test of the websocket transport
 def test_trade_updates_carry_the_seed_fields(ws_server, make_user):
     user = make_user()
     with ws_connect(ws_server, token=make_token(user), via="header", origin=None) as ws:
@@ -78,6 +80,7 @@ def test_trade_updates_carry_the_seed_fields(ws_server, make_user):
         assert got[0]["topic"] == "order.filled" and got[0]["payload"]["user_id"] == user.pk  # the ledger's too
 
 
+@pytest.mark.ledger_drift  # made-up order and trade events (no rows): a test of the websocket transport
 def test_trade_ids_filter_and_other_user_channels(ws_server, make_user):
     user = make_user()
     with ws_connect(ws_server, token=make_token(user), via="subprotocol") as ws:

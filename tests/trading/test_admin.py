@@ -3,17 +3,20 @@
 from decimal import Decimal as D
 
 import pytest
+from django.db import transaction
 
 from tests.trading.conftest import make_order
 from trading.models import ControlState, Event, ExecutionCommand
+from trading.services.orders import order_transition
 
 pytestmark = pytest.mark.django_db
 
 
 def test_unknown_orders_are_listed_and_an_order_page_shows_its_timeline(staff_client, trader):
     order = make_order(trader)
-    order.status = "UNKNOWN"
-    order.save()
+    with transaction.atomic():  # handed to the venue, no answer: as the executor leaves it
+        order_transition(order=order, to="SUBMITTING")
+        order_transition(order=order, to="UNKNOWN")
     ExecutionCommand.objects.create(order=order, provider="paper", action="open", idempotency_key="order-x-open-1")
 
     listing = staff_client.get("/admin/trading/order/?status__exact=UNKNOWN")

@@ -6,6 +6,7 @@ from decimal import Decimal
 import pytest
 from django.urls import reverse
 
+from tests.conftest import ledger_events_for
 from tests.trading.roles import user_in
 from trading.models import ControlState, Event, Order, RiskLimit, TradingState
 
@@ -155,9 +156,10 @@ def test_an_operator_cannot_edit_risk_limits(client):
 
 def test_the_status_json_reports_components_and_attention_counts(client, markets, trader):
     _login(client, "viewer")
-    Order.objects.create(
+    unknown = Order.objects.create(
         user=trader, provider="paper", asset="BTC-USD", order_type="MARKET", side="long", status="UNKNOWN"
     )
+    ledger_events_for(unknown)
 
     data = client.get(reverse("admin:control_panel_status")).json()
 

@@ -10,7 +10,7 @@ from django.db import connection
 from rest_framework.test import APIClient
 
 from providers.models import PaperOrder
-from tests.conftest import wait_for
+from tests.conftest import ledger_events_for, wait_for
 from trading.models import Event, ExecutionCommand, IdempotencyRecord, Order, Trade
 
 OPEN = {"asset": "BTC-USD", "direction": "long", "order_type": "MARKET", "collateral": "100", "leverage": "10"}
@@ -246,7 +246,9 @@ def _trade_for(user, **kw):
         "current_price": D("60000"),
         "margin": D("100"),
     }
-    return Trade.objects.create(**(values | kw))
+    trade = Trade.objects.create(**(values | kw))
+    ledger_events_for(position, trade)
+    return trade
 
 
 @pytest.mark.django_db
@@ -255,6 +257,7 @@ def test_other_users_orders_and_trades_are_404(markets, trader, other_trader, ap
     theirs = Order.objects.create(
         user=other_trader, provider="paper", asset="BTC-USD", order_type="MARKET", side="long", collateral=D("1")
     )
+    ledger_events_for(theirs)
     _trade_for(other_trader)
 
     assert api.get(f"/api/v1/trading/orders/{mine}").status_code == 200

@@ -20,6 +20,7 @@ def test_bulk_ulids_are_valid_monotonic_and_unique():
     assert new_ulids(0) == []
 
 
+@pytest.mark.ledger_drift  # made-up order events (no rows): a test of the bulk event write
 def test_bulk_events_are_stored_in_order_with_outbox_rows_for_matching_handlers(db):
     outbox.register_handler("bulk-test", lambda event: None, topics=["order.*"])
     try:

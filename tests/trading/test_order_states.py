@@ -28,6 +28,8 @@ def _order(user, status) -> Order:
             status=status,
         )
         order_event(order=order, topic="order.accepted", payload={})
+        if status != S.ACCEPTED:  # the move to the status it starts in, as its ledger says
+            order_event(order=order, topic=f"order.{status.lower()}", payload={"from": S.ACCEPTED, "to": status})
     return order
 
 

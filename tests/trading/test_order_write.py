@@ -12,6 +12,7 @@ from django.forms.models import model_to_dict
 from django.test.utils import CaptureQueriesContext
 
 from config.errors import ConflictError
+from tests.conftest import ledger_events_for
 from trading import outbox
 from trading.models import Event, Order, OutboxMessage
 from trading.services.ledger import insert_with_event
@@ -122,6 +123,7 @@ def test_each_insert_writes_what_the_orms_save_writes(trader, markets):
     are stored exactly as Django's own save stores the same values."""
     reference = _limit_order(trader, client_order_id="ref")
     reference.save(force_insert=True)
+    ledger_events_for(reference)  # (the ORM's save writes no event; the placing service does)
     expected = _row(Order.objects.get(pk=reference.pk)) | {"client_order_id": "lim"}
     for n in range(3):
         stored = _insert(_limit_order(trader, client_order_id="lim"))
@@ -151,6 +153,7 @@ def test_inserts_with_different_null_columns_each_write_what_the_orms_save_write
     for n, kw in enumerate(variants):
         reference = _limit_order(trader, **(kw | {"client_order_id": f"ref-{n}"}))
         reference.save(force_insert=True)
+        ledger_events_for(reference)  # (the ORM's save writes no event; the placing service does)
         expected.append(_row(Order.objects.get(pk=reference.pk)))
     for round_ in range(2):
         for n, kw in enumerate(variants):

@@ -37,6 +37,7 @@ def _record(topic, n):
         return event_record(topic=topic, aggregate_type="order", aggregate_id=n, payload={"n": n})
 
 
+@pytest.mark.ledger_drift  # made-up order events (no rows): a test of the event transport
 @pytest.mark.celery
 def test_committed_events_reach_each_matching_handler_once_in_order(celery_worker, recorder):
     ids = [_record("order.accepted", n).id for n in range(20)]
@@ -51,6 +52,7 @@ def test_committed_events_reach_each_matching_handler_once_in_order(celery_worke
     assert not OutboxMessage.objects.filter(handler__startswith="test-", status="pending").exists()
 
 
+@pytest.mark.ledger_drift  # made-up order events (no rows): a test of the event transport
 def test_commits_while_a_dispatch_waits_in_the_queue_enqueue_no_more(transactional_db, recorder):
     """A burst of commits costs one dispatch run, not one per commit: while a kicked dispatch
     waits in the queue (its mark is set) kicks publish nothing; once it starts (clears the mark)
@@ -79,6 +81,7 @@ def test_commits_while_a_dispatch_waits_in_the_queue_enqueue_no_more(transaction
     assert not OutboxMessage.objects.filter(handler__startswith="test-", status="pending").exists()
 
 
+@pytest.mark.ledger_drift  # made-up order events (no rows): a test of the event transport
 @pytest.mark.celery
 def test_rolled_back_transaction_publishes_nothing(celery_worker, recorder):
     with pytest.raises(ZeroDivisionError), transaction.atomic():
@@ -101,6 +104,7 @@ def _dispatch_until(handler, condition):
     wait_for(step)
 
 
+@pytest.mark.ledger_drift  # made-up order events (no rows): a test of the event transport
 @pytest.mark.django_db(transaction=True)
 def test_a_failing_handler_is_retried_and_blocks_later_events_until_it_succeeds():
     calls = []
@@ -130,6 +134,7 @@ def test_a_failing_handler_is_retried_and_blocks_later_events_until_it_succeeds(
         outbox.unregister_handler("test-flaky")
 
 
+@pytest.mark.ledger_drift  # made-up order events (no rows): a test of the event transport
 @pytest.mark.django_db(transaction=True)
 @override_settings(OUTBOX_MAX_ATTEMPTS=2)
 def test_a_message_that_keeps_failing_goes_dead_and_unblocks_the_rest():
@@ -153,6 +158,7 @@ def test_a_message_that_keeps_failing_goes_dead_and_unblocks_the_rest():
         outbox.unregister_handler("test-picky")
 
 
+@pytest.mark.ledger_drift  # made-up order events (no rows): a test of the event transport
 @pytest.mark.django_db(transaction=True)
 def test_handler_database_writes_roll_back_with_its_failure(django_user_model):
     def writes_then_fails(event):

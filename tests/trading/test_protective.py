@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from tests.conftest import wait_for
+from tests.conftest import ledger_events_for, wait_for
 from trading.models import EngineHeartbeat, Event, ExecutionCommand, Order, Position, PositionRiskState, Trade
 from trading.services.protective import protective_evaluate, protective_monitor_run, risk_watch_run
 
@@ -27,7 +27,7 @@ def user(django_user_model):
 
 
 def pending(user, order_type, side="long", asset=ASSET, provider="paper", trade=None, **levels):
-    return Order.objects.create(
+    order = Order.objects.create(
         user=user,
         provider=provider,
         asset=asset,
@@ -38,6 +38,8 @@ def pending(user, order_type, side="long", asset=ASSET, provider="paper", trade=
         trade=trade,
         **levels,
     )
+    ledger_events_for(order)
+    return order
 
 
 def tick(price, *, asset=ASSET, age=0.0, door="tick", venue="paper", **kw):
@@ -53,7 +55,7 @@ def tick(price, *, asset=ASSET, age=0.0, door="tick", venue="paper", **kw):
 
 
 def make_trade(user, *, side="long", entry=D("100"), asset=ASSET, provider="paper", liq=None, index="0"):
-    position, _ = Position.objects.get_or_create(
+    position, created = Position.objects.get_or_create(
         user=user,
         provider=provider,
         asset=asset,
@@ -61,7 +63,7 @@ def make_trade(user, *, side="long", entry=D("100"), asset=ASSET, provider="pape
         status="open",
         defaults={"quantity": D(1), "avg_entry_price": entry, "liquidation_price": liq},
     )
-    return Trade.objects.create(
+    trade = Trade.objects.create(
         user=user,
         position=position,
         provider=provider,
@@ -78,6 +80,8 @@ def make_trade(user, *, side="long", entry=D("100"), asset=ASSET, provider="pape
         margin=D(100),
         liquidation_price=liq,
     )
+    ledger_events_for(*([position] if created else []), trade)
+    return trade
 
 
 # --- the worked example ----------------------------------------------------------------------------
@@ -190,6 +194,7 @@ order_specs = st.one_of(
 )
 
 
+@pytest.mark.ledger_drift  # each example deletes the last one's orders; their events stay (append-only)
 @hsettings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(book=st.lists(order_specs, min_size=1, max_size=12), path=st.lists(price_st, min_size=1, max_size=12))
 def test_engine_matches_reference_model(db, user, book, path):
@@ -263,11 +268,12 @@ def test_triggered_events_are_written_as_order_event_writes_them(db, user):
     from trading.services.orders import order_event
     from trading.ulid import new_ulid
 
-    # given an OCO on a trade whose order already has an event, and a short stop without a trade
+    # given an OCO on a trade whose order has a later event of its own, and a short stop without a trade
     trade = make_trade(user)
     oco = pending(user, "OCO", trade=trade, oco_stop_price=D("95"), oco_take_profit_price=D("110"))
     earlier = order_event(order=oco, topic="order.accepted")
     stop = pending(user, "STOP_LOSS", side="short", stop_price=D("104.5"))
+    stop_last = Event.objects.filter(correlation_id=stop.correlation_id).latest("id").id
     price_at = timezone.now()
     # when the price jumps to 111
     result = protective_evaluate(
@@ -306,7 +312,7 @@ def test_triggered_events_are_written_as_order_event_writes_them(db, user):
         "level": "104.500000000000000000",
         **shared,
     }
-    for order, causation in ((oco, earlier.id), (stop, "")):
+    for order, causation in ((oco, earlier.id), (stop, stop_last)):
         event = events[str(order.pk)]
         assert (event.aggregate_type, event.correlation_id, event.causation_id) == (
             "order",
@@ -338,7 +344,12 @@ def test_one_protective_close_per_trade(db, user):
     tp.refresh_from_db()
     assert (trailing.status, tp.status) == (PT, PT)
     # once the close failed (rejected), the siblings protect the trade again
-    Order.objects.filter(pk=sl.pk).update(status=Order.Status.REJECTED)
+    from django.db import transaction
+
+    from trading.services.orders import order_transition
+
+    with transaction.atomic():  # the venue refused it: the order's own transition
+        order_transition(order=Order.objects.get(pk=sl.pk), to=Order.Status.REJECTED)
     assert tick("89").triggered == [trailing.pk]
 
 
@@ -356,6 +367,7 @@ def test_paper_limit_orders_are_the_venues_not_ours(db, user):
     order = Order.objects.create(
         user=user, provider="paper", asset=ASSET, order_type="LIMIT", side="long", price=D("95"), collateral=D(10)
     )
+    ledger_events_for(order)
     assert tick("90").triggered == []
     order.refresh_from_db()
     assert order.status == Order.Status.ACCEPTED
@@ -515,7 +527,7 @@ def test_racing_statements_without_the_advisory_lock_still_trigger_once(transact
             "asset": ASSET,
             "price": D("90"),
             "native": [],
-            **_events_params("order.triggered", {"door": "raw"}),
+            **_events_params("order.triggered", {"from": "PENDING_TRIGGER", "to": "TRIGGERED", "door": "raw"}),
         }
 
     conn_params = connection.get_connection_params()

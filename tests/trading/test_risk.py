@@ -8,6 +8,7 @@ from decimal import Decimal as D
 import pytest
 from django.utils import timezone
 
+from tests.conftest import ledger_events_for
 from trading.risk import OrderIntent, RiskCode, RiskDenied, RiskLimits, RiskSnapshot, risk_check
 
 LIMITS = RiskLimits(
@@ -187,6 +188,7 @@ def test_snapshot_counts_recent_orders_today_losses_and_open_positions(markets, 
         realized_pnl=D("-999"),
         occurred_at=timezone.now() - timedelta(days=2),
     )
+    ledger_events_for(*Order.objects.all(), *Position.objects.all(), trade)  # the rows' histories
 
     snap = risk_snapshot_load(
         user=trader, venue="paper", asset="BTC-USD", market_max_leverage=D("50"), reference_price=D("60000")
@@ -271,6 +273,7 @@ def test_closes_the_venue_or_an_operator_recorded_do_not_count_toward_the_users_
             origin=origin,
             status="FILLED",
         )
+    ledger_events_for(*Order.objects.exclude(origin="user"))  # their histories
     order_place(user=trader, asset="BTC-USD", side="long", collateral=D("10"), leverage=D("2"))  # the 2nd of 2
     with pytest.raises(RiskDenied) as err:
         order_place(user=trader, asset="BTC-USD", side="long", collateral=D("10"), leverage=D("2"))

@@ -6,6 +6,7 @@ from decimal import Decimal as D
 
 import pytest
 
+from tests.conftest import ledger_events_for
 from trading.models import Order
 
 pytestmark = pytest.mark.django_db
@@ -172,6 +173,7 @@ def test_positions_come_under_positions_with_the_seed_fields_and_a_page(markets,
             unrealized_pnl=D("100"),
             leverage=D("10"),
         )
+    ledger_events_for(*Position.objects.filter(user=trader))
     body = api.get("/api/v1/trading/positions?limit=2").json()
     assert set(body) == {"positions", "count", "limit", "offset", "next", "previous"}
     assert (body["count"], body["limit"], body["offset"], len(body["positions"])) == (3, 2, 0, 2)

@@ -7,6 +7,7 @@ import pytest
 
 from config.errors import ApplicationError
 from providers.interface import Market
+from tests.conftest import ledger_events_for
 from trading.validation import OrderInput, order_validate
 
 BTC = Market(symbol="BTC-USD", pair_id="BTC-USD", category="crypto", max_leverage=D("50"), min_collateral=D("5"))
@@ -212,6 +213,7 @@ def test_protective_orders_wait_for_their_trigger_on_the_trade(markets, trader):
         current_price=D("60000"),
         margin=D("100"),
     )
+    ledger_events_for(position, trade)
 
     sl = order_place(
         user=trader, asset="BTC-USD", side="short", order_type="STOP_LOSS", trade=trade, stop_price=D("61000")

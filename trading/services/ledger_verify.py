@@ -9,7 +9,7 @@ What each aggregate's events say of it:
 - **position** (each `position.*` event carries its snapshot; funding charged to its trades after
   that): status, quantity, average entry, realised PnL, fees, funding;
 - **control state** (`control.*`, the `after` snapshot): armed, paused, draining;
-- **trading state** (`trading_state.changed`): the state;
+- **trading state** (`trading_state.changed`, `trading_state.expired`): the state;
 - **delegation** (`delegation.*`, the snapshot): status.
 
 With `since`, the aggregates that have an event since then are checked, each replayed from its
@@ -241,7 +241,8 @@ def _trading_states(out: list[Mismatch], since_id, since) -> int:
             continue
         derived: dict = {}
         for event in events:
-            if event.topic == "trading_state.changed" and "state" in (event.payload or {}):
+            # set by an operator (`changed`), or returned to the previous one when it lapsed (`expired`)
+            if event.topic in ("trading_state.changed", "trading_state.expired") and "state" in (event.payload or {}):
                 derived["state"] = event.payload["state"]
         _compare(out, "trading_state", key, derived, rows[key])
     return len(grouped)
