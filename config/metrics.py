@@ -14,6 +14,7 @@ a user id, an order id or a raw path."""
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import hmac
 import logging
@@ -276,11 +277,9 @@ def mark_process_dead(pid: int | None = None) -> None:
             multiprocess.mark_process_dead(pid or os.getpid())
 
 
-import atexit  # noqa: E402
-
 if multiproc_dir():
-    atexit.register(mark_process_dead)
-atexit.register(http_flush)  # (registered last: run first)  # os.getpid() at exit: a forked child marks itself
+    atexit.register(mark_process_dead)  # os.getpid() at exit: a forked child marks itself
+atexit.register(http_flush)  # the last second's requests (registered last: runs first)
 
 
 def wipe(directory: str) -> None:
