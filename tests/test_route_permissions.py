@@ -32,6 +32,7 @@ from django.urls import URLPattern, URLResolver, get_resolver
 from rest_framework.test import APIClient
 
 from config.routing import websocket_urlpatterns
+from tests.conftest import ledger_events_for
 from tests.realtime.conftest import ORIGIN, close_code, recv_until
 
 COLUMNS = ("none", "read", "trade", "other", "user", "staff")
@@ -269,6 +270,7 @@ class World:
             price=Decimal(50000),
             pair_id="BTC-USD",
         )
+        ledger_events_for(position, trade, order)
         self.values = {
             "api/v1/webhooks/<int:pk>": endpoint.pk,
             "api/v1/wallets/<int:pk>": wallet.pk,
