@@ -207,6 +207,7 @@ def test_an_order_for_the_executor_is_published_from_accepted_on(celery_worker, 
     assert Event.objects.filter(id__in=recorder["a"], correlation_id=order.correlation_id).count() >= 2
 
 
+@pytest.mark.ledger_drift  # made-up order events (no rows): a test of the event transport
 @pytest.mark.django_db(transaction=True)
 @override_settings(OUTBOX_MAX_ATTEMPTS=2)
 def test_a_batch_handler_takes_the_ready_messages_at_once_and_a_failing_batch_goes_one_by_one(django_user_model):
