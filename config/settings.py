@@ -655,6 +655,9 @@ NEAR_SOLVER_MAX_NOTIONAL_HOUR = Decimal(env("NEAR_SOLVER_MAX_NOTIONAL_HOUR", def
 NEAR_SOLVER_PRICE_MAX_AGE_MS = env.int("NEAR_SOLVER_PRICE_MAX_AGE_MS", default=5000)
 # The relay waits about 3 s for solvers: a quote decided later than this after it arrived is skipped.
 NEAR_SOLVER_ANSWER_WINDOW_MS = env.int("NEAR_SOLVER_ANSWER_WINDOW_MS", default=2500)
+# The solver evaluates a pair's fair rate at most this often (0: per quote); a cached rate's age
+# keeps counting, so the freshness limit holds exactly.
+NEAR_SOLVER_FAIR_RATE_MS = env.int("NEAR_SOLVER_FAIR_RATE_MS", default=200)
 # Requests asking a longer min_deadline_ms are refused; the signed intent's deadline is
 # min_deadline_ms plus this margin (the reservation is held until then).
 NEAR_SOLVER_MAX_DEADLINE_MS = env.int("NEAR_SOLVER_MAX_DEADLINE_MS", default=60_000)

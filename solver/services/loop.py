@@ -18,6 +18,8 @@ stable fields (`solver.log`)."""
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
 import threading
 import time
@@ -27,11 +29,10 @@ from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal, InvalidOperation
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import OuterRef, Subquery, Sum
+from django.db.models import Sum
 from django.utils import timezone
 
 from config import metrics
-from config.errors import ApplicationError
 from providers.interface import VenueException
 from providers.near_intents.client import near_intents_client
 from providers.near_intents.config import network_config
@@ -39,14 +40,21 @@ from providers.near_intents.intents import intent_message
 from providers.near_intents.signing import intent_hash, sign_nep413, versioned_nonce
 from providers.near_intents.solver_keys import solver_seed
 from providers.near_intents.tokens import KNOWN, TokenIdError, to_raw, to_units, token_id_parse
-from providers.reference.service import ReferenceUnavailable, ReferenceUnknownPair, reference_rate_use
+from providers.reference.service import FairRate, ReferenceUnavailable, ReferenceUnknownPair, reference_rate_use
 from solver.models import EXECUTOR, STRATEGY, QuoteCommand, QuoteDecision, RelayQuote
 from solver.services.config import config_cached, config_forget
 from trading.models import ControlState, TradingState
 from trading.services.control import control_gate
-from trading.services.ledger import _insert_returning_id, event_record
+from trading.services.ledger import _insert_returning_id, event_record, event_record_rows
+from trading.ulid import new_ulid
 from treasury.models import InventoryBalance, InventorySnapshot, Reservation
-from treasury.services.inventory import inventory_consume, inventory_release, inventory_reserve
+from treasury.services.inventory import (
+    InventoryRefused,
+    inventory_consume,
+    inventory_hold_insert,
+    inventory_hold_take,
+    inventory_release,
+)
 
 logger = logging.getLogger("tradedesk.near_intents.solver")
 VENUE = "near_intents"
@@ -102,6 +110,58 @@ def caches_forget() -> None:
     _hour[0], _hour[1] = Decimal(0), 0.0
     tokens_forget()
     salt_forget()
+    with _cache_lock:
+        _seed.clear()
+        _fair.clear()
+
+
+# The solver key's seed, decrypted once and kept in this process's memory for SEED_SECONDS (it
+# was read and decrypted per quote): a key replaced in custody is signed with from at most that
+# long after (the verifier refuses the old key's signatures once it is removed there: the relay
+# rejects the response, the hold is released; nothing is lost).
+SEED_SECONDS = 30.0
+_seed: dict[str, tuple[bytes, float]] = {}
+
+
+def seed_cached(network: str) -> bytes:
+    with _cache_lock:
+        hit = _seed.get(network)
+    if hit is not None and time.monotonic() - hit[1] <= SEED_SECONDS:
+        return hit[0]
+    seed = solver_seed(network)
+    with _cache_lock:
+        _seed[network] = (seed, time.monotonic())
+    return seed
+
+
+# The fair rate of a pair (or the refusal), evaluated at most every NEAR_SOLVER_FAIR_RATE_MS
+# (it was evaluated per quote: the policy's reads and the pair's last sample, three round trips).
+# A cached rate's freshness is its age when evaluated plus the time since, so the staleness limit
+# holds exactly; a source that conflicts or fails is seen at most that long later.
+_fair: dict[str, tuple[object, float]] = {}
+
+
+def fair_rate(pair: str) -> FairRate:
+    window = settings.NEAR_SOLVER_FAIR_RATE_MS / 1000
+    now = time.monotonic()
+    with _cache_lock:
+        hit = _fair.get(pair)
+    if hit is None or now - hit[1] > window:
+        try:
+            value = reference_rate_use(pair, purpose="decision")
+        except (ReferenceUnavailable, ReferenceUnknownPair) as exc:
+            value = exc
+        hit = (value, now)
+        if window > 0:
+            with _cache_lock:
+                _fair[pair] = hit
+    value, at = hit
+    if isinstance(value, Exception):
+        raise value
+    elapsed_ms = int((now - at) * 1000)
+    if elapsed_ms and value.age_ms is not None:
+        value = dataclasses.replace(value, age_ms=value.age_ms + elapsed_ms)
+    return value
 
 
 # --- tokens -----------------------------------------------------------------------------------------
@@ -159,7 +219,7 @@ def quote_sign(*, asset_in: str, raw_in: int, asset_out: str, raw_out: int, dead
         signer_id=net.solver_account, deadline=deadline, intents=[{"intent": "token_diff", "diff": diff}]
     )
     nonce = versioned_nonce(salt=salt_current(client), deadline=deadline)
-    return sign_nep413(solver_seed(net.name), message=message, nonce=nonce, recipient=net.verifier)
+    return sign_nep413(seed_cached(net.name), message=message, nonce=nonce, recipient=net.verifier)
 
 
 # --- ingest -----------------------------------------------------------------------------------------
@@ -247,6 +307,12 @@ def _insert_new(quote: RelayQuote) -> bool:
     return True
 
 
+class _HoldRefused(Exception):
+    """The hold, the quote transaction's last statement, was refused (a concurrent quote took the
+    inventory, or the balance went stale): the transaction is rolled back whole and the quote
+    recorded again, as a skip."""
+
+
 def quote_receive(
     data: dict, metadata: dict | None = None, *, received_at: datetime | None = None, ingest_open: bool = True
 ) -> Outcome:
@@ -256,52 +322,75 @@ def quote_receive(
     parsed = _parse(data if isinstance(data, dict) else {}, list(config.pairs))
     if not parsed["quote_id"]:
         return Outcome("invalid", reason="no quote_id")
+    fair = None
+    if ingest_open and parsed["status"] == RelayQuote.Status.ACCEPTED:
+        # outside the quote's transaction: a sample it writes is committed whatever the quote's fate
+        fair = _fair_or_refusal(parsed["pair"])
+    args = (data, metadata, parsed, config, received_at, ingest_open, fair)
+    try:
+        with transaction.atomic():
+            return _receive(*args, hold_refused=False)
+    except _HoldRefused:
+        with transaction.atomic():
+            return _receive(*args, hold_refused=True)
+
+
+def _receive(data, metadata, parsed, config, received_at, ingest_open, fair, *, hold_refused: bool) -> Outcome:
     status = parsed["status"] if ingest_open else RelayQuote.Status.DROPPED
-    with transaction.atomic():
-        quote = RelayQuote(
-            quote_id=parsed["quote_id"],
-            received_at=received_at,
-            raw={"data": data, "metadata": metadata or {}},
-            asset_in=parsed["asset_in"],
-            asset_out=parsed["asset_out"],
-            exact_amount_in=parsed["exact_amount_in"],
-            exact_amount_out=parsed["exact_amount_out"],
-            min_deadline_ms=parsed["min_deadline_ms"],
-            pair=parsed.get("pair", ""),
-            direction=parsed.get("direction", ""),
-            amount=parsed.get("amount"),
-            status=status,
-            note=parsed["note"] if ingest_open else "ingest closed (paused, draining or disarmed)",
-        )
-        known = parsed.get("pair", "") if status == RelayQuote.Status.ACCEPTED else "other"
-        if not _insert_new(quote):
-            log(logging.INFO, "ingest", "duplicate", "raw.near_intents.quote", quote_id=parsed["quote_id"])
-            metrics.after_commit(metrics.NEAR_QUOTES.labels(known or "other", "duplicate").inc)
-            return Outcome("duplicate", pair=parsed.get("pair", ""))
-        metrics.after_commit(metrics.NEAR_QUOTES.labels(known or "other", str(status)).inc)
-        if status != RelayQuote.Status.ACCEPTED:
-            return Outcome(str(status), pair=parsed.get("pair", ""), reason=parsed["note"])
-        event_record(
-            topic="near_intents.quote.received",
-            aggregate_type="near_quote",
-            aggregate_id=quote.quote_id,
-            correlation_id=_corr(quote.quote_id),
-            actor="solver",
-            payload={
-                "quote_id": quote.quote_id,
-                "pair": quote.pair,
-                "direction": quote.direction,
-                "asset_in": quote.asset_in,
-                "asset_out": quote.asset_out,
-                "exact_amount_in": quote.exact_amount_in,
-                "exact_amount_out": quote.exact_amount_out,
-                "amount": _text(quote.amount),
-                "min_deadline_ms": quote.min_deadline_ms,
-                "received_at": received_at,
-            },
-            kick=False,
-        )
-        return _decide(quote, parsed, config, received_at)
+    quote = RelayQuote(
+        quote_id=parsed["quote_id"],
+        received_at=received_at,
+        raw={"data": data, "metadata": metadata or {}},
+        asset_in=parsed["asset_in"],
+        asset_out=parsed["asset_out"],
+        exact_amount_in=parsed["exact_amount_in"],
+        exact_amount_out=parsed["exact_amount_out"],
+        min_deadline_ms=parsed["min_deadline_ms"],
+        pair=parsed.get("pair", ""),
+        direction=parsed.get("direction", ""),
+        amount=parsed.get("amount"),
+        status=status,
+        note=parsed["note"] if ingest_open else "ingest closed (paused, draining or disarmed)",
+    )
+    known = parsed.get("pair", "") if status == RelayQuote.Status.ACCEPTED else "other"
+    if not _insert_new(quote):
+        log(logging.INFO, "ingest", "duplicate", "raw.near_intents.quote", quote_id=parsed["quote_id"])
+        metrics.after_commit(metrics.NEAR_QUOTES.labels(known or "other", "duplicate").inc)
+        return Outcome("duplicate", pair=parsed.get("pair", ""))
+    metrics.after_commit(metrics.NEAR_QUOTES.labels(known or "other", str(status)).inc)
+    if status != RelayQuote.Status.ACCEPTED:
+        return Outcome(str(status), pair=parsed.get("pair", ""), reason=parsed["note"])
+    received = _event(
+        quote.quote_id,
+        "near_intents.quote.received",
+        {
+            "quote_id": quote.quote_id,
+            "pair": quote.pair,
+            "direction": quote.direction,
+            "asset_in": quote.asset_in,
+            "asset_out": quote.asset_out,
+            "exact_amount_in": quote.exact_amount_in,
+            "exact_amount_out": quote.exact_amount_out,
+            "amount": _text(quote.amount),
+            "min_deadline_ms": quote.min_deadline_ms,
+            "received_at": received_at,
+        },
+    )
+    return _decide(quote, parsed, config, received_at, fair, [received], hold_refused=hold_refused)
+
+
+def _event(quote_id: str, topic: str, payload: dict) -> dict:
+    """One of the quote's events, for `event_record_rows` (its events go in one statement)."""
+    return {
+        "id": new_ulid(),  # taken now: the ledger orders the quote's timeline by id
+        "occurred_at": timezone.now(),
+        "topic": topic,
+        "aggregate_type": "near_quote",
+        "aggregate_id": quote_id,
+        "correlation_id": _corr(quote_id),
+        "actor": "solver",
+        "payload": payload,
+    }
 
 
 # --- strategy, gate, executor ----------------------------------------------------------------------
@@ -323,39 +412,67 @@ def _gate(component: str, state: ControlState | None) -> None:
         raise Skip(f"{'STRATEGY' if component == STRATEGY else 'EXECUTOR'}_DRAINING", f"{component} is draining.")
 
 
-_GATE_SQL = (
-    "SELECT 'c', component, armed, paused, draining, expires_at, '', '' FROM {control} WHERE component IN (%s, %s) "
-    "UNION ALL SELECT 't', scope_type || ':' || scope_key, NULL, NULL, NULL, expires_at, state, previous_state "
-    "FROM {trading} WHERE scope_type = 'global' OR (scope_type = 'venue' AND scope_key = %s) "
-    "OR (scope_type = 'instrument' AND scope_key = %s) OR (scope_type = 'strategy' AND scope_key = %s)"
-)
+_STATE_SQL = """
+SELECT
+    (SELECT coalesce(json_agg(json_build_array(component, armed, paused, draining, expires_at)), '[]')
+     FROM {control} WHERE component IN (%s, %s))::text,
+    (SELECT coalesce(json_agg(json_build_array(scope_type, scope_key, state, previous_state, expires_at)), '[]')
+     FROM {trading} WHERE scope_type = 'global' OR (scope_type = 'venue' AND scope_key = %s)
+        OR (scope_type = 'instrument' AND scope_key = %s) OR (scope_type = 'strategy' AND scope_key = %s))::text,
+    (SELECT row_to_json(b)::text FROM (
+        SELECT bal.*, (SELECT s.id FROM {snapshot} s WHERE s.balance_id = bal.id ORDER BY s.id DESC LIMIT 1)
+            AS last_snapshot_id
+        FROM {balance} bal WHERE venue = %s AND account = %s AND asset = %s LIMIT 1) b)
+"""
 
 
-def _gate_rows(pair: str) -> tuple[dict[str, ControlState], list[TradingState]]:
-    """The strategy's and the executor's control rows and the trading states over the pair, now
-    (one statement)."""
-    sql = _GATE_SQL.format(control=ControlState._meta.db_table, trading=TradingState._meta.db_table)
+def _when(text: str | None) -> datetime | None:
+    return datetime.fromisoformat(text) if text else None
+
+
+def _state_read(
+    pair: str, account: str, give_asset: str
+) -> tuple[dict[str, ControlState], list[TradingState], InventoryBalance | None]:
+    """The strategy's and the executor's control rows, the trading states over the pair and the
+    balance of the given asset with its last snapshot's id, now (one statement)."""
+    sql = _STATE_SQL.format(
+        control=ControlState._meta.db_table,
+        trading=TradingState._meta.db_table,
+        snapshot=InventorySnapshot._meta.db_table,
+        balance=InventoryBalance._meta.db_table,
+    )
     with connection.cursor() as cur:
-        cur.execute(sql, [STRATEGY, EXECUTOR, VENUE, pair, VENUE])
-        rows = cur.fetchall()
-    controls, trading = {}, []
-    for kind, key, armed, paused, draining, expires_at, state, previous in rows:
-        if kind == "c":
-            controls[key] = ControlState(
-                component=key, armed=armed, paused=paused, draining=draining, expires_at=expires_at
-            )
-        else:
-            scope_type, _, scope_key = key.partition(":")
-            trading.append(
-                TradingState(
-                    scope_type=scope_type,
-                    scope_key=scope_key,
-                    state=state,
-                    previous_state=previous,
-                    expires_at=expires_at,
-                )
-            )
-    return controls, trading
+        cur.execute(sql, [STRATEGY, EXECUTOR, VENUE, pair, VENUE, VENUE, account, give_asset])
+        control_json, trading_json, balance_json = cur.fetchone()
+    controls = {
+        key: ControlState(component=key, armed=armed, paused=paused, draining=draining, expires_at=_when(expires))
+        for key, armed, paused, draining, expires in json.loads(control_json)
+    }
+    trading = [
+        TradingState(
+            scope_type=scope_type,
+            scope_key=scope_key,
+            state=state,
+            previous_state=previous,
+            expires_at=_when(expires),
+        )
+        for scope_type, scope_key, state, previous, expires in json.loads(trading_json)
+    ]
+    balance = None
+    if balance_json:
+        row = json.loads(balance_json, parse_float=Decimal)
+        fields = {}
+        for field in InventoryBalance._meta.concrete_fields:
+            value = row.get(field.column)
+            if value is not None and field.get_internal_type() == "DecimalField":
+                value = Decimal(value) if not isinstance(value, Decimal) else value
+            elif value is not None and field.get_internal_type() == "DateTimeField":
+                value = _when(value)
+            fields[field.attname] = value
+        balance = InventoryBalance(**fields)
+        balance._state.adding = False
+        balance.last_snapshot_id = row.get("last_snapshot_id")
+    return controls, trading, balance
 
 
 def _trading_states(rows: list[TradingState], now) -> None:
@@ -383,23 +500,26 @@ def _inventory_view(balance: InventoryBalance | None, now) -> dict:
     }
 
 
-def _decide(quote: RelayQuote, parsed: dict, config, received_at: datetime) -> Outcome:
+def _decide(
+    quote: RelayQuote,
+    parsed: dict,
+    config,
+    received_at: datetime,
+    fair: FairRate | Exception,
+    events: list[dict],
+    *,
+    hold_refused: bool,
+) -> Outcome:
     now = timezone.now()
     net = network_config()
     give_asset = quote.asset_out
     decision = QuoteDecision(relay_quote=quote, quote_id=quote.quote_id, pair=quote.pair, direction=quote.direction)
-    last_snapshot = InventorySnapshot.objects.filter(balance=OuterRef("pk")).order_by("-id").values("id")[:1]
-    balance = (
-        InventoryBalance.objects.filter(venue=VENUE, account=net.solver_account, asset=give_asset)
-        .annotate(last_snapshot_id=Subquery(last_snapshot))
-        .first()
-    )
+    controls, trading, balance = _state_read(quote.pair, net.solver_account, give_asset)
     decision.inventory_snapshot = _inventory_view(balance, now)
     if balance is not None:
         decision.inventory_snapshot_row_id = balance.last_snapshot_id
     plan = None
     try:
-        controls, trading = _gate_rows(quote.pair)
         _gate(STRATEGY, controls.get(STRATEGY))
         if quote.min_deadline_ms > settings.NEAR_SOLVER_MAX_DEADLINE_MS:
             raise Skip(
@@ -408,29 +528,37 @@ def _decide(quote: RelayQuote, parsed: dict, config, received_at: datetime) -> O
         late_ms = int((now - received_at).total_seconds() * 1000)
         if late_ms > settings.NEAR_SOLVER_ANSWER_WINDOW_MS:
             raise Skip("QUOTE_EXPIRED", f"decided {late_ms} ms after it arrived (the relay waits about 3 s)")
-        _price(decision, quote, parsed, config)
+        _price(decision, quote, parsed, config, fair)
         _limits(decision, config, balance, now)
         _gate(EXECUTOR, controls.get(EXECUTOR))
         _trading_states(trading, now)
+        if hold_refused:  # the first attempt's hold lost to a concurrent one, or the balance went stale
+            raise Skip("INSUFFICIENT_INVENTORY", "the hold was refused: a concurrent quote's hold took the inventory")
         deadline = now + timedelta(milliseconds=quote.min_deadline_ms + settings.NEAR_SOLVER_DEADLINE_EXTRA_MS)
-        plan = _command(decision, quote, parsed, deadline, net)
+        plan = _command(decision, quote, parsed, deadline, net, balance, events, now)
     except Skip as skip:
         decision.decision, decision.decision_reason, decision.detail = "skip", skip.reason, skip.detail[:500]
     if plan is None:
         decision.save()
-        _decision_event(decision)
+        event_record_rows([*events, _decision_event(decision)])
+        _decision_log(decision)
         return Outcome("skip", pair=quote.pair, reason=decision.decision_reason)
     return Outcome("quote", pair=quote.pair, reason="QUOTED", plan=plan)
 
 
-def _price(decision: QuoteDecision, quote: RelayQuote, parsed: dict, config) -> None:
+def _fair_or_refusal(pair: str) -> FairRate | Exception:
     try:
-        fair = reference_rate_use(quote.pair, purpose="decision")
-    except ReferenceUnavailable as exc:
-        decision.reference_sample_id = exc.details.get("sample_id")
-        raise Skip(exc.code, exc.message) from None
-    except ReferenceUnknownPair as exc:
-        raise Skip("REFERENCE_UNKNOWN_PAIR", exc.message) from None
+        return fair_rate(pair)
+    except (ReferenceUnavailable, ReferenceUnknownPair) as exc:
+        return exc
+
+
+def _price(decision: QuoteDecision, quote: RelayQuote, parsed: dict, config, fair: FairRate | Exception) -> None:
+    if isinstance(fair, ReferenceUnavailable):
+        decision.reference_sample_id = fair.details.get("sample_id")
+        raise Skip(fair.code, fair.message)
+    if isinstance(fair, ReferenceUnknownPair):
+        raise Skip("REFERENCE_UNKNOWN_PAIR", fair.message)
     decision.reference_sample_id = fair.sample_id
     decision.reference_rate = fair.rate
     decision.price_freshness_ms = fair.age_ms
@@ -498,7 +626,19 @@ def _limits(decision: QuoteDecision, config, balance: InventoryBalance | None, n
         )
 
 
-def _command(decision: QuoteDecision, quote: RelayQuote, parsed: dict, deadline: datetime, net) -> Plan:
+def _command(
+    decision: QuoteDecision,
+    quote: RelayQuote,
+    parsed: dict,
+    deadline: datetime,
+    net,
+    balance: InventoryBalance,
+    events: list[dict],
+    now: datetime,
+) -> Plan:
+    """The decision, the hold's row, the command and the quote's events, then the hold itself
+    (the last statement: it locks the balance row until the commit); a refused hold rolls the
+    whole transaction back (`_HoldRefused`)."""
     dec_in, dec_out = parsed["decimals"]
     raw_in, raw_out = to_raw(decision.amount_in, dec_in), to_raw(decision.amount_out, dec_out)
     try:
@@ -507,17 +647,29 @@ def _command(decision: QuoteDecision, quote: RelayQuote, parsed: dict, deadline:
         )
     except VenueException as exc:
         raise Skip("SIGNER_UNAVAILABLE", f"{exc.error.code}: {exc.error.message}"[:500]) from None
-    # The hold comes last: it locks the balance row until the commit, and every quote giving the
-    # same asset waits on that lock; the rows before it are written outside it.
-    savepoint = transaction.savepoint()
     decision.decision, decision.decision_reason = "quote", "QUOTED"
     decision.save()
-    _decision_event(decision, log_it=False)  # logged once the hold is taken
+    decided = _decision_event(decision)
+    created_id, created_at = new_ulid(), timezone.now()  # before the hold's own event, as it happens
     output = {"amount_out": str(raw_out)} if quote.exact_amount_in else {"amount_in": str(raw_in)}
     response = {"quote_id": quote.quote_id, "quote_output": output, "signed_data": signed}
+    reservation = inventory_hold_insert(
+        balance,
+        amount=decision.amount_out,
+        ref=f"quote:{quote.quote_id}",
+        actor="solver",
+        reason=f"quote {quote.quote_id} until its deadline",
+        # the loop releases or consumes it once the verifier says; the treasury's sweep of
+        # expired holds is only the backstop of a loop that stopped
+        expires_at=deadline + timedelta(seconds=HOLD_GRACE_SECONDS),
+        causation_id=_corr(quote.quote_id),
+        now=now,
+        kick=False,  # the answer's event kicks the dispatcher
+    )
     command = QuoteCommand.objects.create(
         quote_id=quote.quote_id,
         decision=decision,
+        reservation=reservation,
         pair=quote.pair,
         give_asset=quote.asset_out,
         give_amount=decision.amount_out,
@@ -528,13 +680,10 @@ def _command(decision: QuoteDecision, quote: RelayQuote, parsed: dict, deadline:
         quote_hash=intent_hash(signed),
         response=response,
     )
-    event_record(
-        topic="near_intents.command.created",
-        aggregate_type="near_quote",
-        aggregate_id=quote.quote_id,
-        correlation_id=_corr(quote.quote_id),
-        actor="solver",
-        payload={
+    created = _event(
+        quote.quote_id,
+        "near_intents.command.created",
+        {
             "command_id": command.command_id,
             "decision_id": decision.decision_id,
             "quote_id": quote.quote_id,
@@ -544,29 +693,14 @@ def _command(decision: QuoteDecision, quote: RelayQuote, parsed: dict, deadline:
             "quote_hash": command.quote_hash,
             "public_key": signed["public_key"],
         },
-        kick=False,
     )
+    created.update(id=created_id, occurred_at=created_at)
+    # no kick: the answer's event (`response_record`, always written) kicks the dispatcher
+    event_record_rows([*events, decided, created], kick=False)
     try:
-        reservation = inventory_reserve(
-            venue=VENUE,
-            account=net.solver_account,
-            asset=quote.asset_out,
-            amount=decision.amount_out,
-            ref=f"quote:{quote.quote_id}",
-            actor="solver",
-            reason=f"quote {quote.quote_id} until its deadline",
-            # the loop releases or consumes it once the verifier says; the treasury's sweep of
-            # expired holds is only the backstop of a loop that stopped
-            expires_at=deadline + timedelta(seconds=HOLD_GRACE_SECONDS),
-            causation_id=_corr(quote.quote_id),
-        )
-    except ApplicationError as exc:  # INSUFFICIENT_INVENTORY (a concurrent hold won), INVENTORY_STALE/UNKNOWN
-        transaction.savepoint_rollback(savepoint)
-        decision._state.adding = True  # its row went with the savepoint: the skip is a new row
-        raise Skip(exc.code, exc.message) from None
-    QuoteCommand.objects.filter(pk=command.pk).update(reservation=reservation)
-    command.reservation = reservation
-    transaction.savepoint_commit(savepoint)
+        inventory_hold_take(balance, reservation, now=now)
+    except InventoryRefused:
+        raise _HoldRefused from None
     transaction.on_commit(lambda: _hour_add(decision.notional))
     _decision_log(decision)
     log(
@@ -584,19 +718,9 @@ def _command(decision: QuoteDecision, quote: RelayQuote, parsed: dict, deadline:
     )
 
 
-def _decision_event(decision: QuoteDecision, *, log_it: bool = True) -> None:
-    payload = decision_view(decision)
-    event_record(
-        topic="near_intents.quote.decided",
-        aggregate_type="near_quote",
-        aggregate_id=decision.quote_id,
-        correlation_id=_corr(decision.quote_id),
-        actor="solver",
-        payload=payload,
-        kick=decision.decision == "skip",
-    )
-    if log_it:
-        _decision_log(decision)
+def _decision_event(decision: QuoteDecision) -> dict:
+    """The `near_intents.quote.decided` event: the decision record."""
+    return _event(decision.quote_id, "near_intents.quote.decided", decision_view(decision))
 
 
 def _decision_log(decision: QuoteDecision) -> None:

@@ -255,3 +255,51 @@ def event_record_many(events: list[dict]) -> list[str]:
     if messages:
         outbox.kick_after_commit()
     return ids
+
+
+def event_record_rows(events: list[dict], *, kick: bool = True) -> list[str]:
+    """`event_record` for a few events at once in ONE statement (a multi-row INSERT of the
+    events and their outbox rows), in the caller's transaction: one round trip where
+    `event_record_many`'s COPY takes two to four. Same fields as `event_record`'s keyword
+    arguments, plus an optional `id` and `occurred_at` taken when the event happened (the ledger
+    orders by id). Returns the new event ids, in order."""
+    from trading.ulid import new_ulids
+
+    if not connection.in_atomic_block:
+        raise RuntimeError("event_record_rows must run inside the transaction of the state change")
+    if not events:
+        return []
+    default_correlation = correlation_id_var.get() or ""
+    now = timezone.now()
+    fresh = iter(new_ulids(len(events)))
+    ids = [e.get("id") or next(fresh) for e in events]  # an id taken earlier keeps the event's place
+    rows, params, messages, message_params = [], [], [], []
+    for pk, e in zip(ids, events, strict=True):
+        rows.append("(%s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb, %s)")
+        params += [
+            pk,
+            e.get("occurred_at") or now,
+            e["topic"],
+            e["aggregate_type"],
+            str(e["aggregate_id"]),
+            e.get("correlation_id") or default_correlation,
+            e.get("causation_id") or "",
+            e.get("actor", "system"),
+            json.dumps(e.get("payload") or {}, cls=DjangoJSONEncoder),
+            e.get("version", 1),
+        ]
+        for name in outbox.handlers_for(e["topic"]):
+            messages.append(f"(%s, %s, '{OutboxMessage.Status.PENDING}', 0, %s, '', %s)")
+            message_params += [pk, name, now, now]
+    statement = f"INSERT INTO {Event._meta.db_table} ({_EVENT_COLUMNS}) VALUES {', '.join(rows)}"
+    if messages:  # the outbox rows' foreign keys are checked at the end of the one statement
+        statement = (
+            f"WITH event AS ({statement}) INSERT INTO {OutboxMessage._meta.db_table} "
+            "(event_id, handler, status, attempts, next_attempt_at, last_error, created_at) "
+            f"VALUES {', '.join(messages)}"
+        )
+    with connection.cursor() as cur:
+        cur.execute(statement, params + message_params)
+    if messages and kick:
+        outbox.kick_after_commit()
+    return ids
