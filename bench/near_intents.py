@@ -191,7 +191,7 @@ def _run() -> None:
     settings.NEAR_SOLVER_HOUSEKEEPING_SECONDS = 1.0
     with tempfile.TemporaryDirectory() as tmp:
         _setup(config, tmp, commands, replies)
-        runner = SolverRunner(url=config["relay_ws_url"], workers=4)
+        runner = SolverRunner(url=config["relay_ws_url"], workers=12)
         loop = asyncio.new_event_loop()
         stop = asyncio.Event()
         thread = threading.Thread(target=lambda: loop.run_until_complete(runner.run(stop)), daemon=True)

@@ -28,7 +28,7 @@ from datetime import datetime, timedelta
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal, InvalidOperation
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
 from django.db.models import Sum
 from django.utils import timezone
 
@@ -43,18 +43,13 @@ from providers.near_intents.tokens import KNOWN, TokenIdError, to_raw, to_units,
 from providers.reference.service import FairRate, ReferenceUnavailable, ReferenceUnknownPair, reference_rate_use
 from solver.models import EXECUTOR, STRATEGY, QuoteCommand, QuoteDecision, RelayQuote
 from solver.services.config import config_cached, config_forget
+from trading import outbox
 from trading.models import ControlState, TradingState
 from trading.services.control import control_gate
-from trading.services.ledger import _insert_returning_id, event_record, event_record_rows
+from trading.services.ledger import _insert_returning_id, event_record, event_rows_sql
 from trading.ulid import new_ulid
 from treasury.models import InventoryBalance, InventorySnapshot, Reservation
-from treasury.services.inventory import (
-    InventoryRefused,
-    inventory_consume,
-    inventory_hold_insert,
-    inventory_hold_take,
-    inventory_release,
-)
+from treasury.services.inventory import inventory_consume, inventory_hold_parts, inventory_release
 
 logger = logging.getLogger("tradedesk.near_intents.solver")
 VENUE = "near_intents"
@@ -353,7 +348,13 @@ def _receive(data, metadata, parsed, config, received_at, ingest_open, fair, *, 
         note=parsed["note"] if ingest_open else "ingest closed (paused, draining or disarmed)",
     )
     known = parsed.get("pair", "") if status == RelayQuote.Status.ACCEPTED else "other"
-    if not _insert_new(quote):
+    state = None
+    if status == RelayQuote.Status.ACCEPTED:
+        state = _insert_and_read(quote, network_config().solver_account)
+        inserted = state is not None
+    else:
+        inserted = _insert_new(quote)
+    if not inserted:
         log(logging.INFO, "ingest", "duplicate", "raw.near_intents.quote", quote_id=parsed["quote_id"])
         metrics.after_commit(metrics.NEAR_QUOTES.labels(known or "other", "duplicate").inc)
         return Outcome("duplicate", pair=parsed.get("pair", ""))
@@ -376,7 +377,7 @@ def _receive(data, metadata, parsed, config, received_at, ingest_open, fair, *, 
             "received_at": received_at,
         },
     )
-    return _decide(quote, parsed, config, received_at, fair, [received], hold_refused=hold_refused)
+    return _decide(quote, parsed, config, received_at, fair, state, [received], hold_refused=hold_refused)
 
 
 def _event(quote_id: str, topic: str, payload: dict) -> dict:
@@ -412,8 +413,7 @@ def _gate(component: str, state: ControlState | None) -> None:
         raise Skip(f"{'STRATEGY' if component == STRATEGY else 'EXECUTOR'}_DRAINING", f"{component} is draining.")
 
 
-_STATE_SQL = """
-SELECT
+_STATE_COLUMNS = """
     (SELECT coalesce(json_agg(json_build_array(component, armed, paused, draining, expires_at)), '[]')
      FROM {control} WHERE component IN (%s, %s))::text,
     (SELECT coalesce(json_agg(json_build_array(scope_type, scope_key, state, previous_state, expires_at)), '[]')
@@ -422,28 +422,47 @@ SELECT
     (SELECT row_to_json(b)::text FROM (
         SELECT bal.*, (SELECT s.id FROM {snapshot} s WHERE s.balance_id = bal.id ORDER BY s.id DESC LIMIT 1)
             AS last_snapshot_id
-        FROM {balance} bal WHERE venue = %s AND account = %s AND asset = %s LIMIT 1) b)
+        FROM {balance} bal WHERE venue = %s AND account = %s AND asset = %s LIMIT 1) b),
+    nextval(pg_get_serial_sequence('{reservation}', 'id'))
 """
+
+
+@dataclass
+class State:
+    """What a quote is decided on, read with its raw row's INSERT: the strategy's and the
+    executor's control rows, the trading states over the pair, the given asset's balance (with
+    its last snapshot's id), and an id for the hold's row should the quote be answered."""
+
+    controls: dict[str, ControlState]
+    trading: list[TradingState]
+    balance: InventoryBalance | None
+    reservation_id: int
 
 
 def _when(text: str | None) -> datetime | None:
     return datetime.fromisoformat(text) if text else None
 
 
-def _state_read(
-    pair: str, account: str, give_asset: str
-) -> tuple[dict[str, ControlState], list[TradingState], InventoryBalance | None]:
-    """The strategy's and the executor's control rows, the trading states over the pair and the
-    balance of the given asset with its last snapshot's id, now (one statement)."""
-    sql = _STATE_SQL.format(
+def _insert_and_read(quote: RelayQuote, account: str) -> State | None:
+    """INSERT the raw quote unless its quote_id is stored already (None then) and read the
+    `State` to decide it on, in one statement."""
+    statement, params = _insert_returning_id(quote)
+    head, sep, tail = statement.rpartition(" RETURNING ")
+    columns = _STATE_COLUMNS.format(
         control=ControlState._meta.db_table,
         trading=TradingState._meta.db_table,
         snapshot=InventorySnapshot._meta.db_table,
         balance=InventoryBalance._meta.db_table,
+        reservation=Reservation._meta.db_table,
     )
+    sql = f"WITH q AS ({head} ON CONFLICT (quote_id) DO NOTHING{sep}{tail}) SELECT (SELECT id FROM q), {columns}"
     with connection.cursor() as cur:
-        cur.execute(sql, [STRATEGY, EXECUTOR, VENUE, pair, VENUE, VENUE, account, give_asset])
-        control_json, trading_json, balance_json = cur.fetchone()
+        cur.execute(sql, [*params, STRATEGY, EXECUTOR, VENUE, quote.pair, VENUE, VENUE, account, quote.asset_out])
+        pk, control_json, trading_json, balance_json, reservation_id = cur.fetchone()
+    if pk is None:
+        return None
+    quote.pk = pk
+    quote._state.adding = False
     controls = {
         key: ControlState(component=key, armed=armed, paused=paused, draining=draining, expires_at=_when(expires))
         for key, armed, paused, draining, expires in json.loads(control_json)
@@ -472,7 +491,39 @@ def _state_read(
         balance = InventoryBalance(**fields)
         balance._state.adding = False
         balance.last_snapshot_id = row.get("last_snapshot_id")
-    return controls, trading, balance
+    return State(controls, trading, balance, reservation_id)
+
+
+_ROW_SQL: dict[tuple[type, tuple[bool, ...]], str] = {}
+
+
+def _row_insert(instance) -> tuple[str, list]:
+    """`INSERT INTO <table> (<every column>) VALUES (...)` of a new row, its primary key set
+    (compiled once per model and pattern of NULL columns, as `_insert_returning_id` does)."""
+    model = type(instance)
+    conn = connections[DEFAULT_DB_ALIAS]
+    fields = model._meta.concrete_fields
+    values = [f.get_db_prep_save(f.pre_save(instance, True), connection=conn) for f in fields]
+    nulls = tuple(v is None for v in values)
+    sql = _ROW_SQL.get((model, nulls))
+    if sql is None:
+        quote = conn.ops.quote_name
+        sql = _ROW_SQL[model, nulls] = (
+            f"INSERT INTO {quote(model._meta.db_table)} ({', '.join(quote(f.column) for f in fields)}) "
+            f"VALUES ({', '.join('NULL' if null else '%s' for null in nulls)})"
+        )
+    instance._state.adding = False
+    return sql, [v for v in values if v is not None]
+
+
+def _one_statement(parts: list[tuple[str, list]]) -> tuple[str, list]:
+    """Statements as one: every part but the last a CTE of the last (each runs once, in order of
+    need; foreign keys between them are checked at the end of the statement)."""
+    parts = [(sql, params) for sql, params in parts if sql]
+    *ctes, (last, last_params) = parts
+    head = ", ".join(f"w{i} AS ({sql})" for i, (sql, _) in enumerate(ctes))
+    params = [p for _, ps in ctes for p in ps] + list(last_params)
+    return (f"WITH {head} {last}" if ctes else last), params
 
 
 def _trading_states(rows: list[TradingState], now) -> None:
@@ -506,15 +557,15 @@ def _decide(
     config,
     received_at: datetime,
     fair: FairRate | Exception,
+    state: State,
     events: list[dict],
     *,
     hold_refused: bool,
 ) -> Outcome:
     now = timezone.now()
     net = network_config()
-    give_asset = quote.asset_out
     decision = QuoteDecision(relay_quote=quote, quote_id=quote.quote_id, pair=quote.pair, direction=quote.direction)
-    controls, trading, balance = _state_read(quote.pair, net.solver_account, give_asset)
+    controls, trading, balance = state.controls, state.trading, state.balance
     decision.inventory_snapshot = _inventory_view(balance, now)
     if balance is not None:
         decision.inventory_snapshot_row_id = balance.last_snapshot_id
@@ -535,12 +586,17 @@ def _decide(
         if hold_refused:  # the first attempt's hold lost to a concurrent one, or the balance went stale
             raise Skip("INSUFFICIENT_INVENTORY", "the hold was refused: a concurrent quote's hold took the inventory")
         deadline = now + timedelta(milliseconds=quote.min_deadline_ms + settings.NEAR_SOLVER_DEADLINE_EXTRA_MS)
-        plan = _command(decision, quote, parsed, deadline, net, balance, events, now)
+        plan = _command(decision, quote, parsed, deadline, net, state, events, now)
     except Skip as skip:
         decision.decision, decision.decision_reason, decision.detail = "skip", skip.reason, skip.detail[:500]
-    if plan is None:
-        decision.save()
-        event_record_rows([*events, _decision_event(decision)])
+    if plan is None:  # the decision and the quote's events in one statement
+        decision_row = _row_insert(decision)  # first: it sets created_at, which the event shows
+        events_sql, events_params, outbox_sql, outbox_params, _ = event_rows_sql([*events, _decision_event(decision)])
+        statement, params = _one_statement([decision_row, (events_sql, events_params), (outbox_sql, outbox_params)])
+        with connection.cursor() as cur:
+            cur.execute(statement, params)
+        if outbox_sql:
+            outbox.kick_after_commit()
         _decision_log(decision)
         return Outcome("skip", pair=quote.pair, reason=decision.decision_reason)
     return Outcome("quote", pair=quote.pair, reason="QUOTED", plan=plan)
@@ -626,19 +682,26 @@ def _limits(decision: QuoteDecision, config, balance: InventoryBalance | None, n
         )
 
 
+_GATE_AT_HOLD = (
+    " AND (SELECT count(*) FROM {control} WHERE component IN (%s, %s) AND armed AND NOT paused AND NOT draining"
+    " AND (expires_at IS NULL OR expires_at > %s)) = 2"
+)
+
+
 def _command(
     decision: QuoteDecision,
     quote: RelayQuote,
     parsed: dict,
     deadline: datetime,
     net,
-    balance: InventoryBalance,
+    state: State,
     events: list[dict],
     now: datetime,
 ) -> Plan:
-    """The decision, the hold's row, the command and the quote's events, then the hold itself
-    (the last statement: it locks the balance row until the commit); a refused hold rolls the
-    whole transaction back (`_HoldRefused`)."""
+    """Sign, then ONE statement: the decision, the hold's row, the command, the quote's events
+    and, last, the hold itself (it locks the balance row until the commit, and takes it only
+    while the strategy and the executor are still armed, unpaused and not draining). A refused
+    hold rolls the whole transaction back (`_HoldRefused`)."""
     dec_in, dec_out = parsed["decimals"]
     raw_in, raw_out = to_raw(decision.amount_in, dec_in), to_raw(decision.amount_out, dec_out)
     try:
@@ -648,28 +711,14 @@ def _command(
     except VenueException as exc:
         raise Skip("SIGNER_UNAVAILABLE", f"{exc.error.code}: {exc.error.message}"[:500]) from None
     decision.decision, decision.decision_reason = "quote", "QUOTED"
-    decision.save()
+    decision_row = _row_insert(decision)  # first: it sets created_at, which the event shows
     decided = _decision_event(decision)
-    created_id, created_at = new_ulid(), timezone.now()  # before the hold's own event, as it happens
     output = {"amount_out": str(raw_out)} if quote.exact_amount_in else {"amount_in": str(raw_in)}
     response = {"quote_id": quote.quote_id, "quote_output": output, "signed_data": signed}
-    reservation = inventory_hold_insert(
-        balance,
-        amount=decision.amount_out,
-        ref=f"quote:{quote.quote_id}",
-        actor="solver",
-        reason=f"quote {quote.quote_id} until its deadline",
-        # the loop releases or consumes it once the verifier says; the treasury's sweep of
-        # expired holds is only the backstop of a loop that stopped
-        expires_at=deadline + timedelta(seconds=HOLD_GRACE_SECONDS),
-        causation_id=_corr(quote.quote_id),
-        now=now,
-        kick=False,  # the answer's event kicks the dispatcher
-    )
-    command = QuoteCommand.objects.create(
+    command = QuoteCommand(
         quote_id=quote.quote_id,
         decision=decision,
-        reservation=reservation,
+        reservation_id=state.reservation_id,
         pair=quote.pair,
         give_asset=quote.asset_out,
         give_amount=decision.amount_out,
@@ -694,13 +743,38 @@ def _command(
             "public_key": signed["public_key"],
         },
     )
-    created.update(id=created_id, occurred_at=created_at)
+    reservation, reserved, hold_sql, hold_params = inventory_hold_parts(
+        state.balance,
+        reservation_id=state.reservation_id,
+        amount=decision.amount_out,
+        ref=f"quote:{quote.quote_id}",
+        actor="solver",
+        reason=f"quote {quote.quote_id} until its deadline",
+        # the loop releases or consumes it once the verifier says; the treasury's sweep of
+        # expired holds is only the backstop of a loop that stopped
+        expires_at=deadline + timedelta(seconds=HOLD_GRACE_SECONDS),
+        causation_id=_corr(quote.quote_id),
+        now=now,
+    )
+    head, sep, tail = hold_sql.rpartition(" RETURNING ")
+    hold_sql = head + _GATE_AT_HOLD.format(control=ControlState._meta.db_table) + sep + tail
+    hold_params = [*hold_params, STRATEGY, EXECUTOR, now]
     # no kick: the answer's event (`response_record`, always written) kicks the dispatcher
-    event_record_rows([*events, decided, created], kick=False)
-    try:
-        inventory_hold_take(balance, reservation, now=now)
-    except InventoryRefused:
-        raise _HoldRefused from None
+    events_sql, events_params, outbox_sql, outbox_params, _ = event_rows_sql([*events, decided, created, reserved])
+    statement, params = _one_statement(
+        [
+            decision_row,
+            _row_insert(reservation),
+            _row_insert(command),
+            (events_sql, events_params),
+            (outbox_sql, outbox_params),
+            (hold_sql, hold_params),
+        ]
+    )
+    with connection.cursor() as cur:
+        cur.execute(statement, params)
+        if cur.fetchone() is None:
+            raise _HoldRefused
     transaction.on_commit(lambda: _hour_add(decision.notional))
     _decision_log(decision)
     log(

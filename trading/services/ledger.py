@@ -257,18 +257,15 @@ def event_record_many(events: list[dict]) -> list[str]:
     return ids
 
 
-def event_record_rows(events: list[dict], *, kick: bool = True) -> list[str]:
-    """`event_record` for a few events at once in ONE statement (a multi-row INSERT of the
-    events and their outbox rows), in the caller's transaction: one round trip where
-    `event_record_many`'s COPY takes two to four. Same fields as `event_record`'s keyword
+def event_rows_sql(events: list[dict]) -> tuple[str, list, str, list, list[str]]:
+    """The multi-row INSERTs of `events` and of their outbox rows (empty when no handler wants
+    them): (events SQL, params, outbox SQL, params, event ids), for a caller that writes them as
+    parts of one statement (`event_record_rows`, or a bigger statement's CTEs: the outbox rows'
+    foreign keys are checked at the end of the statement). Each event: `event_record`'s keyword
     arguments, plus an optional `id` and `occurred_at` taken when the event happened (the ledger
-    orders by id). Returns the new event ids, in order."""
+    orders by id)."""
     from trading.ulid import new_ulids
 
-    if not connection.in_atomic_block:
-        raise RuntimeError("event_record_rows must run inside the transaction of the state change")
-    if not events:
-        return []
     default_correlation = correlation_id_var.get() or ""
     now = timezone.now()
     fresh = iter(new_ulids(len(events)))
@@ -291,15 +288,30 @@ def event_record_rows(events: list[dict], *, kick: bool = True) -> list[str]:
         for name in outbox.handlers_for(e["topic"]):
             messages.append(f"(%s, %s, '{OutboxMessage.Status.PENDING}', 0, %s, '', %s)")
             message_params += [pk, name, now, now]
-    statement = f"INSERT INTO {Event._meta.db_table} ({_EVENT_COLUMNS}) VALUES {', '.join(rows)}"
-    if messages:  # the outbox rows' foreign keys are checked at the end of the one statement
-        statement = (
-            f"WITH event AS ({statement}) INSERT INTO {OutboxMessage._meta.db_table} "
+    events_sql = f"INSERT INTO {Event._meta.db_table} ({_EVENT_COLUMNS}) VALUES {', '.join(rows)}"
+    outbox_sql = ""
+    if messages:
+        outbox_sql = (
+            f"INSERT INTO {OutboxMessage._meta.db_table} "
             "(event_id, handler, status, attempts, next_attempt_at, last_error, created_at) "
             f"VALUES {', '.join(messages)}"
         )
+    return events_sql, params, outbox_sql, message_params, ids
+
+
+def event_record_rows(events: list[dict], *, kick: bool = True) -> list[str]:
+    """`event_record` for a few events at once in ONE statement (a multi-row INSERT of the
+    events and their outbox rows), in the caller's transaction: one round trip where
+    `event_record_many`'s COPY takes two to four. Fields: see `event_rows_sql`. Returns the new
+    event ids, in order."""
+    if not connection.in_atomic_block:
+        raise RuntimeError("event_record_rows must run inside the transaction of the state change")
+    if not events:
+        return []
+    events_sql, params, outbox_sql, outbox_params, ids = event_rows_sql(events)
+    statement = f"WITH event AS ({events_sql}) {outbox_sql}" if outbox_sql else events_sql
     with connection.cursor() as cur:
-        cur.execute(statement, params + message_params)
-    if messages and kick:
+        cur.execute(statement, params + outbox_params)
+    if outbox_sql and kick:
         outbox.kick_after_commit()
     return ids

@@ -185,6 +185,56 @@ def inventory_hold_insert(
     return reservation
 
 
+def inventory_hold_parts(
+    balance: InventoryBalance,
+    *,
+    reservation_id: int,
+    amount: Decimal,
+    ref: str,
+    actor: str,
+    reason: str,
+    expires_at,
+    causation_id: str,
+    now,
+) -> tuple[Reservation, dict, str, list]:
+    """A hold written as parts of the caller's own statement: the hold's row (its id taken by
+    the caller from the table's sequence), its `inventory.reserved` event (for
+    `trading.services.ledger.event_rows_sql`) and the hold itself, `_RESERVE` with its params
+    (the statement that locks the balance row and checks freshness and what is spendable; it
+    returns no row when refused, and the caller then rolls its transaction back). For the NEAR
+    Intents solver, whose whole quote is one statement; `inventory_reserve` is the general way."""
+    from datetime import timedelta
+
+    from django.conf import settings
+
+    reservation = Reservation(
+        pk=reservation_id,
+        balance=balance,
+        amount=amount,
+        ref=ref,
+        actor=actor,
+        reason=reason,
+        expires_at=expires_at,
+        created_at=now,
+    )
+    event = {
+        "topic": "inventory.reserved",
+        "aggregate_type": "reservation",
+        "aggregate_id": reservation_id,
+        "correlation_id": f"reservation-{reservation_id}",
+        "actor": actor,
+        "causation_id": causation_id,
+        "payload": {
+            "reservation_id": reservation_id,
+            **_balance_ref(balance),
+            "ref": ref,
+            "amount": amount_text(amount),
+        },
+    }
+    fresh_since = now - timedelta(seconds=settings.INVENTORY_MAX_AGE_SECONDS)
+    return reservation, event, _RESERVE, [amount, now, balance.pk, fresh_since, amount]
+
+
 def inventory_hold_take(balance: InventoryBalance, reservation: Reservation, *, now) -> None:
     """Add `reservation` to the balance's reserved amount in one statement that takes the row
     lock and checks freshness and what is spendable as the row stands now; refused
