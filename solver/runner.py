@@ -32,6 +32,8 @@ logger = logging.getLogger("tradedesk.near_intents.solver")
 class SolverRunner:
     def __init__(self, *, url: str, api_key: str = "", workers: int | None = None):
         self.pool = ThreadPoolExecutor(max_workers=workers or settings.NEAR_SOLVER_WORKERS, thread_name_prefix="solver")
+        # the relay's answers are recorded on threads of their own: a quote never waits behind them
+        self.after = ThreadPoolExecutor(max_workers=2, thread_name_prefix="solver-after")
         self.stream = RelayStream(url, api_key=api_key, on_event=self.on_event)
         self.counters: Counter = Counter()
         self.skips: Counter = Counter()
@@ -52,6 +54,13 @@ class SolverRunner:
             return fn(*args, **kwargs)
 
         return await asyncio.get_running_loop().run_in_executor(self.pool, call)
+
+    async def after_send(self, fn, *args, **kwargs):
+        def call():
+            close_old_connections()
+            return fn(*args, **kwargs)
+
+        return await asyncio.get_running_loop().run_in_executor(self.after, call)
 
     # --- controls -------------------------------------------------------------------------------
     def _controls_read(self) -> None:
@@ -140,13 +149,13 @@ class SolverRunner:
                     plan.response, timeout=settings.NEAR_SOLVER_RESPONSE_TIMEOUT, on_sent=sent
                 )
             except RelayError as exc:
-                await self.db(loop.response_record, plan.command_id, error=exc.error)
+                await self.after_send(loop.response_record, plan.command_id, error=exc.error)
             except RelayTimeout as exc:
-                await self.db(loop.response_record, plan.command_id, timeout=str(exc))
+                await self.after_send(loop.response_record, plan.command_id, timeout=str(exc))
             except RelayNotConnected as exc:
-                await self.db(loop.response_record, plan.command_id, not_sent=str(exc))
+                await self.after_send(loop.response_record, plan.command_id, not_sent=str(exc))
             else:
-                await self.db(loop.response_record, plan.command_id, result=result)
+                await self.after_send(loop.response_ok, plan, result)
             self.last_command = {"at": time.time(), "command_id": plan.command_id, "quote_id": plan.quote_id}
             self.counters["responses"] += 1
         finally:
@@ -228,6 +237,7 @@ class SolverRunner:
                     "solver state not written at stop", extra={"venue": "near_intents", "event": "state_write_failed"}
                 )
             self.pool.shutdown(wait=True)
+            self.after.shutdown(wait=True)
 
 
 def dumps(state: dict) -> str:

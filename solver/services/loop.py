@@ -226,6 +226,7 @@ class Plan:
     quote_id: str
     response: dict
     decision_id: str
+    pair: str = ""
 
 
 @dataclass
@@ -788,7 +789,11 @@ def _command(
         command_id=command.command_id,
     )
     return Plan(
-        command_id=command.command_id, quote_id=quote.quote_id, response=response, decision_id=decision.decision_id
+        command_id=command.command_id,
+        quote_id=quote.quote_id,
+        response=response,
+        decision_id=decision.decision_id,
+        pair=quote.pair,
     )
 
 
@@ -898,6 +903,57 @@ def _release(command: QuoteCommand, reason: str) -> None:
     if command.reservation_id:
         reservation = Reservation.objects.get(pk=command.reservation_id)
         inventory_release(reservation=reservation, actor="solver", reason=reason)
+
+
+_SENT_SQL = (
+    "UPDATE {table} SET status = %s, sent_at = coalesce(sent_at, %s), relay_answer = %s::jsonb, answered_at = %s "
+    "WHERE command_id = %s AND status = %s RETURNING command_id"
+)
+
+
+def response_ok(plan: Plan, result) -> bool:
+    """The relay said OK to a quote_response (the common answer): the command is sent, with its
+    `near_intents.quote.responded` event, in one statement of its own (a command that has moved on
+    meanwhile, quote_status first, keeps its state and gets no event). `response_record` is the
+    general way."""
+    now = timezone.now()
+    answer = {"result": result}
+    event = _event(
+        plan.quote_id,
+        "near_intents.quote.responded",
+        {
+            "command_id": plan.command_id,
+            "quote_id": plan.quote_id,
+            "status": C.SENT,
+            "reason": "",
+            "relay_answer": answer,
+        },
+    )
+    events_sql, events_params, outbox_sql, outbox_params, _ = event_rows_sql([event])
+    update = _SENT_SQL.format(table=QuoteCommand._meta.db_table)
+    update_params = [C.SENT, now, json.dumps(answer, default=str), now, plan.command_id, C.SIGNED]
+
+    def only_if_sent(insert: str) -> str:  # the event's rows only when the UPDATE changed the command
+        head, _, rows = insert.partition(" VALUES ")
+        return f"{head} SELECT * FROM (VALUES {rows}) AS v WHERE EXISTS (SELECT 1 FROM w0)"
+
+    parts = [(update, update_params), (only_if_sent(events_sql), events_params)]
+    if outbox_sql:
+        parts.append((only_if_sent(outbox_sql), outbox_params))
+    statement, params = _one_statement([*parts, ("SELECT count(*) FROM w0", [])])
+    with connection.cursor() as cur:
+        cur.execute(statement, params)
+        (changed,) = cur.fetchone()
+    if not changed:
+        return False
+    if outbox_sql:
+        outbox.kick_after_commit()
+    metrics.after_commit(metrics.NEAR_RESPONSES.labels("responded").inc)
+    command = QuoteCommand(
+        command_id=plan.command_id, quote_id=plan.quote_id, pair=plan.pair, decision_id=plan.decision_id
+    )
+    _result_log(command, C.SENT)
+    return True
 
 
 @transaction.atomic
