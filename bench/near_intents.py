@@ -191,7 +191,7 @@ def _run() -> None:
     settings.NEAR_SOLVER_HOUSEKEEPING_SECONDS = 1.0
     with tempfile.TemporaryDirectory() as tmp:
         _setup(config, tmp, commands, replies)
-        runner = SolverRunner(url=config["relay_ws_url"], workers=12)
+        runner = SolverRunner(url=config["relay_ws_url"])
         loop = asyncio.new_event_loop()
         stop = asyncio.Event()
         thread = threading.Thread(target=lambda: loop.run_until_complete(runner.run(stop)), daemon=True)
@@ -218,7 +218,7 @@ def _run() -> None:
                     if time.monotonic() > drain:
                         break
                     time.sleep(0.05)
-                while runner.in_flight and time.monotonic() < drain:
+                while (runner.deciding or runner.in_flight) and time.monotonic() < drain:
                     time.sleep(0.05)
                 cpu1, wall1 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
                 cpu = (cpu1.ru_utime + cpu1.ru_stime - cpu0.ru_utime - cpu0.ru_stime) / (wall1 - wall0)

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import threading
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -27,6 +28,8 @@ from solver.services import loop
 from solver.services.state import state_write
 
 logger = logging.getLogger("tradedesk.near_intents.solver")
+CONNECTION_CHECK_SECONDS = 1.0
+_thread = threading.local()
 
 
 class SolverRunner:
@@ -45,22 +48,30 @@ class SolverRunner:
         self.last_command: dict = {}
         self.last_status: dict = {}
         self.in_flight = 0
+        self.deciding = 0  # quotes received and not decided yet (waiting for a worker or on one)
         self.latencies_ms: list[float] = []  # quote received → quote_response sent (bench, state)
         self.started_at = time.time()
 
-    async def db(self, fn, *args, **kwargs):
-        def call():
+    @staticmethod
+    def _call(fn, *args, **kwargs):
+        """`fn` on a worker thread's own connection. The connection is checked (Django's health
+        check: a `SELECT 1` round trip) at most once a CONNECTION_CHECK_SECONDS per thread, and
+        after any error, instead of before every call."""
+        now = time.monotonic()
+        if now - getattr(_thread, "checked", 0.0) > CONNECTION_CHECK_SECONDS:
             close_old_connections()
+            _thread.checked = now
+        try:
             return fn(*args, **kwargs)
+        except Exception:
+            _thread.checked = 0.0
+            raise
 
-        return await asyncio.get_running_loop().run_in_executor(self.pool, call)
+    async def db(self, fn, *args, **kwargs):
+        return await asyncio.get_running_loop().run_in_executor(self.pool, lambda: self._call(fn, *args, **kwargs))
 
     async def after_send(self, fn, *args, **kwargs):
-        def call():
-            close_old_connections()
-            return fn(*args, **kwargs)
-
-        return await asyncio.get_running_loop().run_in_executor(self.after, call)
+        return await asyncio.get_running_loop().run_in_executor(self.after, lambda: self._call(fn, *args, **kwargs))
 
     # --- controls -------------------------------------------------------------------------------
     def _controls_read(self) -> None:
@@ -118,6 +129,7 @@ class SolverRunner:
         received = datetime.now(UTC) - timedelta(seconds=time.perf_counter() - started)
         self.counters["quotes"] += 1
         self.last_quote = {"at": time.time(), "quote_id": data.get("quote_id")}
+        self.deciding += 1
         try:
             outcome = await self.db(
                 loop.quote_receive, data, metadata, received_at=received, ingest_open=self.ingest_open()
@@ -129,6 +141,8 @@ class SolverRunner:
                 extra={"venue": "near_intents", "event": "quote_failed", "quote_id": data.get("quote_id")},
             )
             return
+        finally:
+            self.deciding -= 1
         self.counters[outcome.status] += 1
         if outcome.pair and outcome.status not in ("filtered", "invalid"):
             self.pair_seen[outcome.pair] = time.time()
@@ -206,6 +220,7 @@ class SolverRunner:
             "last_command": self.last_command,
             "last_status": self.last_status,
             "in_flight": self.in_flight,
+            "deciding": self.deciding,
             "latency_ms": {"p50": pct(0.5), "p99": pct(0.99), "n": len(latencies)},
         }
 
