@@ -1,17 +1,21 @@
-"""One quote through the loop (sync code; the `near_solver` process runs it on worker threads):
+"""One quote through the loop (sync code; the `near_solver` process runs it on worker threads).
+The hot path is four round trips (docs/near-intents.md, "The hot path"):
 
 1. **Ingest** (`quote_receive`): the raw request is stored once per quote_id (a duplicate is
-   dropped); a pair outside the filter or an unreadable request stops here.
-2. **Strategy**: the fair rate of the pair (`reference_rate_use`, a pinned sample) and the
-   desk's price under it by the spread give the answer's amounts, its implied rate and its gross
-   edge; freshness, edge threshold, notional caps and credited inventory of the asset the desk
-   gives are checked. Every quote of a filtered pair gets one `QuoteDecision`.
+   dropped); a pair outside the filter or an unreadable request stops here. The INSERT of an
+   accepted one reads, in the same statement, what it is decided on (`State`).
+2. **Strategy**: the fair rate of the pair (`fair_rate`: `reference_rate_use`, a pinned sample,
+   kept NEAR_SOLVER_FAIR_RATE_MS) and the desk's price under it by the spread give the answer's
+   amounts, its implied rate and its gross edge; freshness, edge threshold, notional caps and
+   credited inventory of the asset the desk gives are checked. Every quote of a filtered pair
+   gets one `QuoteDecision`.
 3. **Gate and executor**, in the same transaction: the strategy's and the executor's control
-   states and the trading states *now*, the hold on the given asset (row-locked, until the
-   intent's deadline), and the command with its signed `token_diff` — committed before the
-   response is sent.
-4. `response_record` writes the relay's answer; `status_apply` a `quote_status`; `reconcile`
-   settles (`get_status`, the verifier's `is_nonce_used`) or expires what is open.
+   states and the trading states *now*, the signed `token_diff`, then one statement writes the
+   decision, the hold's row, the command and the quote's events, and takes the hold last
+   (row-locked, until the intent's deadline; it re-checks the arm state) — committed before the
+   response is sent. A refused hold rolls everything back; the quote is recorded again as a skip.
+4. `response_ok` / `response_record` write the relay's answer; `status_apply` a `quote_status`;
+   `reconcile` settles (`get_status`, the verifier's `is_nonce_used`) or expires what is open.
 
 Each step writes its ledger event (correlation `near-quote-<quote_id>`) and a log line with the
 stable fields (`solver.log`)."""

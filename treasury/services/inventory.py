@@ -124,50 +124,13 @@ def inventory_reserve(
 
 
 def _reserve(venue, account, asset, amount, ref, actor, reason, expires_at, causation_id) -> Reservation:
+    from datetime import timedelta
+
+    from django.conf import settings
+
     balance = InventoryBalance.objects.filter(venue=venue, account=account, asset=asset).first()
     now = timezone.now()
     inventory_usable(balance, venue=venue, account=account, asset=asset, now=now)
-    reservation = inventory_hold_insert(
-        balance,
-        amount=amount,
-        ref=ref,
-        actor=actor,
-        reason=reason,
-        expires_at=expires_at,
-        causation_id=causation_id,
-        now=now,
-    )
-    try:
-        inventory_hold_take(balance, reservation, now=now)
-    except InventoryRefused:  # say why, from the row as the winner of the lock left it
-        balance = InventoryBalance.objects.get(pk=balance.pk)
-        inventory_usable(balance, venue=venue, account=account, asset=asset, now=now)
-        spendable = max(balance.credited - balance.reserved, ZERO)
-        raise InventoryRefused(
-            f"Only {amount_text(spendable)} {balance.symbol or balance.asset} spendable on {balance}; "
-            f"{amount_text(amount)} asked.",
-            code="INSUFFICIENT_INVENTORY",
-            details={**_balance_ref(balance), "spendable": amount_text(spendable), "asked": amount_text(amount)},
-        ) from None
-    return reservation
-
-
-def inventory_hold_insert(
-    balance: InventoryBalance,
-    *,
-    amount: Decimal,
-    ref: str,
-    actor: str,
-    reason: str,
-    expires_at,
-    causation_id: str,
-    now,
-    kick: bool = True,
-) -> Reservation:
-    """The hold's row and its `inventory.reserved` event (one statement, in the caller's
-    transaction); `inventory_hold_take` then takes it from the balance. For a caller that has
-    read `balance` itself and rolls its whole transaction back when the take is refused (the
-    NEAR Intents solver's quote); `inventory_reserve` is the general way."""
     reservation = Reservation(
         balance=balance, amount=amount, ref=ref, actor=actor, reason=reason, expires_at=expires_at, created_at=now
     )
@@ -180,8 +143,21 @@ def inventory_hold_insert(
         actor=actor,
         causation_id=causation_id,
         payload={**_balance_ref(balance), "ref": ref, "amount": amount_text(amount)},
-        kick=kick,
     )
+    fresh_since = now - timedelta(seconds=settings.INVENTORY_MAX_AGE_SECONDS)
+    with connection.cursor() as cur:
+        cur.execute(_RESERVE, [amount, now, balance.pk, fresh_since, amount])
+        taken = cur.fetchone()
+    if taken is None:  # refused: say why, from the row as the winner of the lock left it
+        balance = InventoryBalance.objects.get(pk=balance.pk)
+        inventory_usable(balance, venue=venue, account=account, asset=asset, now=now)
+        spendable = max(balance.credited - balance.reserved, ZERO)
+        raise InventoryRefused(
+            f"Only {amount_text(spendable)} {balance.symbol or balance.asset} spendable on {balance}; "
+            f"{amount_text(amount)} asked.",
+            code="INSUFFICIENT_INVENTORY",
+            details={**_balance_ref(balance), "spendable": amount_text(spendable), "asked": amount_text(amount)},
+        )
     return reservation
 
 
@@ -233,28 +209,6 @@ def inventory_hold_parts(
     }
     fresh_since = now - timedelta(seconds=settings.INVENTORY_MAX_AGE_SECONDS)
     return reservation, event, _RESERVE, [amount, now, balance.pk, fresh_since, amount]
-
-
-def inventory_hold_take(balance: InventoryBalance, reservation: Reservation, *, now) -> None:
-    """Add `reservation` to the balance's reserved amount in one statement that takes the row
-    lock and checks freshness and what is spendable as the row stands now; refused
-    (InventoryRefused INSUFFICIENT_INVENTORY, without a re-read) leaves the reservation's row
-    written: the caller rolls back."""
-    from datetime import timedelta
-
-    from django.conf import settings
-
-    fresh_since = now - timedelta(seconds=settings.INVENTORY_MAX_AGE_SECONDS)
-    with connection.cursor() as cur:
-        cur.execute(_RESERVE, [reservation.amount, now, balance.pk, fresh_since, reservation.amount])
-        taken = cur.fetchone()
-    if taken is None:
-        raise InventoryRefused(
-            f"{amount_text(reservation.amount)} {balance.symbol or balance.asset} could not be held on {balance} "
-            "(not spendable or stale when the hold was taken).",
-            code="INSUFFICIENT_INVENTORY",
-            details={**_balance_ref(balance), "asked": amount_text(reservation.amount)},
-        )
 
 
 def _close(reservation: Reservation, *, status: str, actor: str, reason: str, consume: bool) -> Reservation:
