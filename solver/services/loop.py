@@ -112,6 +112,23 @@ def caches_forget() -> None:
     with _cache_lock:
         _seed.clear()
         _fair.clear()
+        _net.clear()
+
+
+_net: list = []  # (the network's configuration, when read)
+
+
+def net_cached():
+    """`network_config()` as read at most CACHE_SECONDS ago (the sandbox's is a file read and
+    parsed: three times per quote)."""
+    with _cache_lock:
+        hit = _net[0] if _net else None
+    if hit is not None and time.monotonic() - hit[1] <= CACHE_SECONDS:
+        return hit[0]
+    net = network_config()
+    with _cache_lock:
+        _net[:] = [(net, time.monotonic())]
+    return net
 
 
 # The solver key's seed, decrypted once and kept in this process's memory for SEED_SECONDS (it
@@ -211,7 +228,7 @@ def salt_forget() -> None:
 def quote_sign(*, asset_in: str, raw_in: int, asset_out: str, raw_out: int, deadline: datetime) -> dict:
     """The NEP-413 signed `token_diff`: the desk receives `raw_in` of asset_in and gives `raw_out`
     of asset_out, valid until `deadline` (versioned nonce with the verifier's current salt)."""
-    client = near_intents_client()
+    client = near_intents_client(net_cached())
     net = client.net
     diff = {asset_in: str(raw_in), asset_out: str(-raw_out)}
     message = intent_message(
@@ -355,7 +372,7 @@ def _receive(data, metadata, parsed, config, received_at, ingest_open, fair, *, 
     known = parsed.get("pair", "") if status == RelayQuote.Status.ACCEPTED else "other"
     state = None
     if status == RelayQuote.Status.ACCEPTED:
-        state = _insert_and_read(quote, network_config().solver_account)
+        state = _insert_and_read(quote, net_cached().solver_account)
         inserted = state is not None
     else:
         inserted = _insert_new(quote)
@@ -568,7 +585,7 @@ def _decide(
     hold_refused: bool,
 ) -> Outcome:
     now = timezone.now()
-    net = network_config()
+    net = net_cached()
     decision = QuoteDecision(relay_quote=quote, quote_id=quote.quote_id, pair=quote.pair, direction=quote.direction)
     controls, trading, balance = state.controls, state.trading, state.balance
     decision.inventory_snapshot = _inventory_view(balance, now)
