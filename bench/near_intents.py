@@ -1,9 +1,10 @@
 """NEAR Intents solver loop: quote received → `quote_response` sent.
 
 The NEAR Intents doubles run in a child process (the relay's websocket, the NEAR RPC with the
-verifier); the solver runner (`solver.runner.SolverRunner`, every component armed, 4 worker
-threads) in this one, on the bench database. The relay emits BTC/EURe quote requests at 50 and
-then 500 a second for a few seconds; for each answered quote the time from its frame's arrival
+verifier); the solver runner (`solver.runner.SolverRunner`, every component armed,
+`NEAR_SOLVER_WORKERS` deciding threads) in this one, on the bench database. The relay emits
+BTC/EURe quote requests at 50 and then 500 a second for a few seconds, and the bench waits until
+every quote is decided; for each answered quote the time from its frame's arrival
 at the client to the signed `quote_response` written to the socket (raw quote stored, fair rate
 sampled, decision, hold, command committed, NEP-413 signature), p50 / p99 / max, how many were
 answered, and the client process's CPU. The relay picks no winner (settlement is not part of
