@@ -403,7 +403,7 @@ def _receive(data, metadata, parsed, config, received_at, ingest_open, fair, *, 
 
 
 def _event(quote_id: str, topic: str, payload: dict) -> dict:
-    """One of the quote's events, for `event_record_rows` (its events go in one statement)."""
+    """One of the quote's events, for `event_rows_sql` (its events go in one statement)."""
     return {
         "id": new_ulid(),  # taken now: the ledger orders the quote's timeline by id
         "occurred_at": timezone.now(),

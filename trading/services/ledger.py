@@ -260,8 +260,9 @@ def event_record_many(events: list[dict]) -> list[str]:
 def event_rows_sql(events: list[dict]) -> tuple[str, list, str, list, list[str]]:
     """The multi-row INSERTs of `events` and of their outbox rows (empty when no handler wants
     them): (events SQL, params, outbox SQL, params, event ids), for a caller that writes them as
-    parts of one statement (`event_record_rows`, or a bigger statement's CTEs: the outbox rows'
-    foreign keys are checked at the end of the statement). Each event: `event_record`'s keyword
+    parts of one statement of its own, in its transaction (as CTEs of it: the outbox rows'
+    foreign keys are checked at the end of the statement; the caller kicks the dispatcher,
+    `outbox.kick_after_commit`, when there are outbox rows). Each event: `event_record`'s keyword
     arguments, plus an optional `id` and `occurred_at` taken when the event happened (the ledger
     orders by id)."""
     from trading.ulid import new_ulids
@@ -297,21 +298,3 @@ def event_rows_sql(events: list[dict]) -> tuple[str, list, str, list, list[str]]
             f"VALUES {', '.join(messages)}"
         )
     return events_sql, params, outbox_sql, message_params, ids
-
-
-def event_record_rows(events: list[dict], *, kick: bool = True) -> list[str]:
-    """`event_record` for a few events at once in ONE statement (a multi-row INSERT of the
-    events and their outbox rows), in the caller's transaction: one round trip where
-    `event_record_many`'s COPY takes two to four. Fields: see `event_rows_sql`. Returns the new
-    event ids, in order."""
-    if not connection.in_atomic_block:
-        raise RuntimeError("event_record_rows must run inside the transaction of the state change")
-    if not events:
-        return []
-    events_sql, params, outbox_sql, outbox_params, ids = event_rows_sql(events)
-    statement = f"WITH event AS ({events_sql}) {outbox_sql}" if outbox_sql else events_sql
-    with connection.cursor() as cur:
-        cur.execute(statement, params + outbox_params)
-    if outbox_sql and kick:
-        outbox.kick_after_commit()
-    return ids
