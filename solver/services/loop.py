@@ -12,7 +12,7 @@ The hot path is four round trips (docs/near-intents.md, "The hot path"):
 3. **Gate and executor**, in the same transaction: the strategy's and the executor's control
    states and the trading states *now*, the signed `token_diff`, then one statement writes the
    decision, the hold's row, the command and the quote's events, and takes the hold last
-   (row-locked, until the intent's deadline; it re-checks the arm state) — committed before the
+   (row-locked, until the intent's deadline; it re-checks the arm and trading states) — committed before the
    response is sent. A refused hold rolls everything back; the quote is recorded again as a skip.
 4. `response_ok` / `response_record` write the relay's answer; `status_apply` a `quote_status`;
    `reconcile` settles (`get_status`, the verifier's `is_nonce_used`) or expires what is open.
@@ -704,9 +704,17 @@ def _limits(decision: QuoteDecision, config, balance: InventoryBalance | None, n
         )
 
 
+# The hold is taken only while the strategy and the executor are armed (not expired), unpaused and
+# not draining, and every trading state over the quote is ACTIVE (an expired one counts as its
+# previous state): `_gate` and `_trading_states` again, in SQL, as the balance row is locked.
 _GATE_AT_HOLD = (
     " AND (SELECT count(*) FROM {control} WHERE component IN (%s, %s) AND armed AND NOT paused AND NOT draining"
     " AND (expires_at IS NULL OR expires_at > %s)) = 2"
+    " AND NOT EXISTS (SELECT 1 FROM {trading} t WHERE (t.scope_type = 'global'"
+    " OR (t.scope_type = 'venue' AND t.scope_key = %s) OR (t.scope_type = 'instrument' AND t.scope_key = %s)"
+    " OR (t.scope_type = 'strategy' AND t.scope_key = %s))"
+    " AND CASE WHEN t.expires_at IS NOT NULL AND t.expires_at <= %s"
+    " THEN coalesce(nullif(t.previous_state, ''), 'ACTIVE') ELSE t.state END <> 'ACTIVE')"
 )
 
 
@@ -722,8 +730,9 @@ def _command(
 ) -> Plan:
     """Sign, then ONE statement: the decision, the hold's row, the command, the quote's events
     and, last, the hold itself (it locks the balance row until the commit, and takes it only
-    while the strategy and the executor are still armed, unpaused and not draining). A refused
-    hold rolls the whole transaction back (`_HoldRefused`)."""
+    while the strategy and the executor are still armed, unpaused and not draining and the
+    trading states still ACTIVE). A refused hold rolls the whole transaction back
+    (`_HoldRefused`)."""
     dec_in, dec_out = parsed["decimals"]
     raw_in, raw_out = to_raw(decision.amount_in, dec_in), to_raw(decision.amount_out, dec_out)
     try:
@@ -779,8 +788,9 @@ def _command(
         now=now,
     )
     head, sep, tail = hold_sql.rpartition(" RETURNING ")
-    hold_sql = head + _GATE_AT_HOLD.format(control=ControlState._meta.db_table) + sep + tail
-    hold_params = [*hold_params, STRATEGY, EXECUTOR, now]
+    gate = _GATE_AT_HOLD.format(control=ControlState._meta.db_table, trading=TradingState._meta.db_table)
+    hold_sql = head + gate + sep + tail
+    hold_params = [*hold_params, STRATEGY, EXECUTOR, now, VENUE, quote.pair, VENUE, now]
     # no kick: the answer's event (`response_record`, always written) kicks the dispatcher
     events_sql, events_params, outbox_sql, outbox_params, _ = event_rows_sql([*events, decided, created, reserved])
     statement, params = _one_statement(

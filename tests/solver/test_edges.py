@@ -381,3 +381,66 @@ def test_a_hold_lost_to_a_concurrent_one_after_the_decision_rolls_back_and_recor
     assert (decision.decision, decision.decision_reason) == ("skip", "INSUFFICIENT_INVENTORY")
     assert not QuoteCommand.objects.filter(quote_id=quote_id).exists()
     assert not Reservation.objects.filter(ref=f"quote:{quote_id}").exists()
+
+
+def test_a_disarm_committed_after_the_decision_stops_the_hold_and_nothing_is_sent(desk):
+    """The quote is decided on an armed executor; the executor is disarmed before the quote's
+    last statement runs (held back here by a lock on the commands' table): the hold re-checks
+    the arm state, the transaction is rolled back, and the quote is recorded as a skip."""
+    import threading
+    import uuid
+
+    from django.db import connection, transaction
+
+    from solver.models import QuoteCommand, QuoteDecision
+    from solver.services import loop
+    from solver.services.config import config_set
+    from trading.models import ControlState
+    from treasury.models import Reservation
+
+    arm()
+    config_set(actor="test", reason="test", max_notional_quote="1000000", max_notional_hour="1000000")
+    locked, release, done = threading.Event(), threading.Event(), threading.Event()
+    released_by_the_wait = []
+
+    def disarmer():  # the disarm, committed once the quote's last statement waits on the lock
+        try:
+            with transaction.atomic():
+                with connection.cursor() as cur:
+                    cur.execute(f"LOCK TABLE {QuoteCommand._meta.db_table} IN SHARE MODE")
+                ControlState.objects.filter(component="executor:near_intents").update(armed=False)
+                locked.set()
+                released_by_the_wait.append(release.wait(30))
+        finally:
+            connection.close()
+            done.set()
+
+    threading.Thread(target=disarmer, daemon=True).start()
+    assert locked.wait(10)
+
+    def quote_waits_on_the_lock():
+        with connection.cursor() as cur:
+            cur.execute("SELECT count(*) FROM pg_locks WHERE NOT granted AND locktype = 'relation'")
+            return cur.fetchone()[0] > 0
+
+    def let_go():
+        wait_for(quote_waits_on_the_lock, what="the quote's last statement waiting on the lock")
+        release.set()
+
+    threading.Thread(target=lambda: (let_go(), connection.close()), daemon=True).start()
+    quote_id = str(uuid.uuid4())
+    data = {
+        "quote_id": quote_id,
+        "defuse_asset_identifier_in": EURE,
+        "defuse_asset_identifier_out": BTC,
+        "exact_amount_in": str(1000 * EURE_RAW),
+        "min_deadline_ms": 60000,
+    }
+    outcome = loop.quote_receive(data, {})
+    assert done.wait(10) and released_by_the_wait == [True]  # the quote did wait on the lock
+    assert (outcome.status, outcome.reason, outcome.plan) == ("skip", "EXECUTOR_DISARMED", None)
+    decision = QuoteDecision.objects.get(quote_id=quote_id)
+    assert (decision.decision, decision.decision_reason) == ("skip", "EXECUTOR_DISARMED")
+    assert not QuoteCommand.objects.filter(quote_id=quote_id).exists()
+    assert not Reservation.objects.filter(ref=f"quote:{quote_id}").exists()
+    assert reserved() == 0
