@@ -395,7 +395,7 @@ def test_a_disarm_committed_after_the_decision_stops_the_hold_and_nothing_is_sen
     from solver.models import QuoteCommand, QuoteDecision
     from solver.services import loop
     from solver.services.config import config_set
-    from trading.models import ControlState
+    from trading.services.control import control_disarm
     from treasury.models import Reservation
 
     arm()
@@ -408,7 +408,7 @@ def test_a_disarm_committed_after_the_decision_stops_the_hold_and_nothing_is_sen
             with transaction.atomic():
                 with connection.cursor() as cur:
                     cur.execute(f"LOCK TABLE {QuoteCommand._meta.db_table} IN SHARE MODE")
-                ControlState.objects.filter(component="executor:near_intents").update(armed=False)
+                control_disarm(component="executor:near_intents", actor="test", reason="test")
                 locked.set()
                 released_by_the_wait.append(release.wait(30))
         finally:
