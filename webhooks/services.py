@@ -134,6 +134,13 @@ def endpoint_update(
 
 @transaction.atomic
 def endpoint_delete(*, endpoint: WebhookEndpoint, actor: str) -> None:
+    """Delete the endpoint with its deliveries and their attempt log. The endpoint row and then
+    its deliveries are locked first: a delivery run recording an attempt holds its deliveries
+    locked until it commits, and the dispatcher adding a delivery holds the endpoint's key. Waiting
+    for them here lets the cascade see their rows; without it the cascade, collected before they
+    committed, would leave an attempt pointing at a deleted delivery and fail at commit."""
+    list(WebhookEndpoint.objects.select_for_update().filter(pk=endpoint.pk).values_list("pk", flat=True))
+    list(WebhookDelivery.objects.select_for_update().filter(endpoint_id=endpoint.pk).values_list("pk", flat=True))
     _endpoint_event(endpoint, "webhook.endpoint_deleted", actor)
     endpoint.delete()
 

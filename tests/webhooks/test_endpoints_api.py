@@ -273,3 +273,68 @@ def test_the_list_is_under_webhooks_with_last_delivery_and_retry_count(api, user
     assert row["retry_count"] == 3 and row["last_delivery_at"].startswith(delivered_at.isoformat()[:19])
     one = api.get(f"/api/v1/webhooks/{pk}").json()
     assert (one["retry_count"], one["last_delivery_at"]) == (3, row["last_delivery_at"])
+
+
+@pytest.mark.django_db(transaction=True)
+def test_deleting_an_endpoint_while_a_run_records_an_attempt_waits_for_it_and_deletes_both(
+    django_user_model, allow_loopback, receiver
+):
+    """A delivery run records an attempt (its delivery locked, the attempt not yet committed) as
+    the owner deletes the endpoint: the delete waits for the run and takes the attempt with it,
+    instead of failing at commit on an attempt that points at a deleted delivery (a 500)."""
+    import threading
+    from datetime import timedelta
+
+    from django.db import connection, transaction
+    from django.utils import timezone
+
+    from tests.conftest import wait_for
+    from webhooks import services
+    from webhooks.models import WebhookAttempt, WebhookDelivery
+
+    owner = django_user_model.objects.create_user(username="carol", email="carol@example.com")
+    endpoint, _secret = services.endpoint_create(user=owner, url=receiver.url(), event_types=["*"])
+    later = timezone.now() + timedelta(days=1)  # not due: no worker claims it meanwhile
+    delivery = services._new_delivery(
+        endpoint, event_id="01TESTEVENT", event_type="ping", occurred_at=later, data={}, now=later
+    )
+    delivery.save()
+    recording, commit, deleted, errors = threading.Event(), threading.Event(), threading.Event(), []
+
+    def run_records_an_attempt():
+        try:
+            with transaction.atomic():
+                WebhookDelivery.objects.select_for_update().filter(pk=delivery.pk).update(attempts=1)
+                WebhookAttempt.objects.create(delivery_id=delivery.pk, number=1, started_at=delivery.created_at)
+                recording.set()
+                commit.wait(30)
+        finally:
+            connection.close()
+
+    def owner_deletes():
+        try:
+            services.endpoint_delete(endpoint=endpoint, actor="test")
+        except Exception as exc:  # the failure this test is about
+            errors.append(exc)
+        finally:
+            connection.close()
+            deleted.set()
+
+    threading.Thread(target=run_records_an_attempt, daemon=True).start()
+    assert recording.wait(10)
+    threading.Thread(target=owner_deletes, daemon=True).start()
+
+    def delete_waits_on_a_lock():
+        with connection.cursor() as cur:
+            cur.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            )
+            return cur.fetchone()[0] > 0
+
+    wait_for(delete_waits_on_a_lock, what="the delete waiting for the run")
+    commit.set()
+    assert deleted.wait(30)
+    assert errors == []
+    assert not WebhookEndpoint.objects.filter(pk=endpoint.pk).exists()
+    assert not WebhookDelivery.objects.filter(pk=delivery.pk).exists()
+    assert not WebhookAttempt.objects.filter(delivery_id=delivery.pk).exists()
