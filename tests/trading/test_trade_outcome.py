@@ -136,3 +136,30 @@ def test_an_idempotent_replay_answers_the_outcome_or_the_stored_202(http, celery
     assert stored.status_code == 202 and stored.headers["Idempotent-Replayed"] == "true", stored.text
     assert stored.json() == first.json()
     assert Order.objects.filter(order_type="MARKET", reduce_only=False).count() == 1  # one order, not two
+
+
+def test_prefer_wait_shortens_the_servers_wait(http, celery_worker, settings, gated_venue):
+    """`Prefer: wait=1` (RFC 7240): the answer comes after the client's bound, not the server's
+    (here 120 s, four times the client's own 30 s timeout: a request that waited for it fails)."""
+    settings.TRADE_SYNC_WAIT_SECONDS = 120
+    placed = http.post("/api/v1/trading/trades", json=OPEN, headers={"Prefer": "wait=1"})
+    assert placed.status_code == 202, placed.text
+    assert placed.headers["Preference-Applied"] == "wait=1"
+    assert placed.json()["order_status"] == "SUBMITTING"
+    gated_venue.set()
+    assert _settled(placed.json()["order_id"]) == "FILLED"
+
+
+def test_prefer_parsing():
+    from django.test import RequestFactory
+
+    from trading.api.outcome import respond_async, wait_preferred
+
+    def request(prefer):
+        return RequestFactory().post("/", HTTP_PREFER=prefer)
+
+    assert respond_async(request("respond-async")) and respond_async(request('wait=5, Respond-Async; x="y"'))
+    assert not respond_async(request("wait=5")) and not respond_async(request("respond-asynchronously"))
+    assert wait_preferred(request("respond-async, wait=7")) == 7
+    assert wait_preferred(request("wait=²")) is None and wait_preferred(request("wait=-1")) is None
+    assert wait_preferred(request("handling=lenient")) is None

@@ -5,7 +5,8 @@
 (RFC 7240), it hangs a `deferred` coroutine on that response. The ASGI handler
 (`config/handler.py`) gives the request's thread back, awaits `deferred` on the event loop
 (`trading.realtime.waits`: the order's events, no polling, no thread) for up to
-TRADE_SYNC_WAIT_SECONDS, and sends what it made of the response:
+TRADE_SYNC_WAIT_SECONDS (or the client's `Prefer: wait=N`, if shorter), and sends what it made
+of the response:
 
     filled              open 201 {status: "success", transaction_hash, pair_id, trade_index, ...}
                         close 200 {status: "closed", transaction_hash, ...}
@@ -27,7 +28,7 @@ import json
 
 from django.conf import settings
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter
 from rest_framework.renderers import JSONRenderer
 
 from config.errors import envelope
@@ -39,11 +40,12 @@ PREFER_PARAMETER = OpenApiParameter(
     type=OpenApiTypes.STR,
     location=OpenApiParameter.HEADER,
     required=False,
-    enum=["respond-async"],
+    examples=[OpenApiExample("async", value="respond-async"), OpenApiExample("wait", value="wait=5")],
     description=(
         "RFC 7240. Without it the request waits for the venue's outcome up to TRADE_SYNC_WAIT_SECONDS "
         "(default 10): 201/200 with the outcome, 502/504 on a failure, 202 `pending` when it takes longer. "
         "`respond-async` answers 202 `pending` at once (with `Preference-Applied: respond-async`); "
+        "`wait=N` waits at most N seconds (if shorter than the server's bound; `Preference-Applied: wait=N`); "
         "follow the order through GET /orders/{id}, the websocket or webhooks."
     ),
 )
@@ -54,10 +56,25 @@ FAILED = frozenset({Order.Status.REJECTED, Order.Status.CANCELLED, Order.Status.
 RESTING = frozenset({Order.Status.SUBMITTED, Order.Status.PENDING_TRIGGER})  # a LIMIT or protective order
 
 
+def _preferences(request) -> dict[str, str]:
+    """The request's Prefer header(s) (RFC 7240) as {name: value}, names lower-cased."""
+    out = {}
+    for item in request.headers.get("Prefer", "").replace("\n", ",").split(","):
+        name, _, value = item.split(";", 1)[0].strip().partition("=")
+        if name:
+            out.setdefault(name.lower(), value.strip().strip('"'))
+    return out
+
+
 def respond_async(request) -> bool:
     """Whether the request's Prefer header(s) hold the `respond-async` preference."""
-    prefer = ",".join(request.headers.get("Prefer", "").split("\n"))
-    return any(p.split(";", 1)[0].strip().lower() == "respond-async" for p in prefer.split(","))
+    return "respond-async" in _preferences(request)
+
+
+def wait_preferred(request) -> int | None:
+    """The `wait=N` preference in seconds (RFC 7240 §4.3), or None when absent or not a number."""
+    value = _preferences(request).get("wait", "")
+    return int(value) if value.isascii() and value.isdigit() else None
 
 
 def settled(order: Order) -> bool:
@@ -117,8 +134,18 @@ def outcome_waited(kind: str):
                 return response
             if body.get("order_type") != Order.Type.MARKET and body.get("order_status") in RESTING:
                 return response  # resting or held at once: nothing to wait for
+            timeout = settings.TRADE_SYNC_WAIT_SECONDS
+            wait = wait_preferred(request)
+            if wait is not None:  # the client's own bound, never longer than the server's
+                timeout = min(wait, timeout)
+                response["Preference-Applied"] = f"wait={wait}"
             response.deferred = functools.partial(
-                _deferred, response, kind=kind, user_id=request.user.pk, request_id=getattr(request, "request_id", "")
+                _deferred,
+                response,
+                kind=kind,
+                user_id=request.user.pk,
+                request_id=getattr(request, "request_id", ""),
+                timeout=timeout,
             )
             return response
 
@@ -127,14 +154,12 @@ def outcome_waited(kind: str):
     return decorate
 
 
-async def _deferred(response, *, kind: str, user_id: int, request_id: str) -> None:
+async def _deferred(response, *, kind: str, user_id: int, request_id: str, timeout: float) -> None:
     """Wait for the order, then turn `response` (rendered, 202) into its outcome's answer."""
     from trading.realtime.waits import order_settled_wait
 
     placed = json.loads(response.content)
-    order = await order_settled_wait(
-        order_id=placed["order_id"], user_id=user_id, settled=settled, timeout=settings.TRADE_SYNC_WAIT_SECONDS
-    )
+    order = await order_settled_wait(order_id=placed["order_id"], user_id=user_id, settled=settled, timeout=timeout)
     answer = None if order is None else outcome_answer(order, kind=kind, placed=placed, request_id=request_id)
     if answer is None:
         return
