@@ -500,13 +500,15 @@ def _retry_after(headers: dict | None, now: datetime) -> float | None:
     return min(max(seconds, settings.WEBHOOK_RETRY_AFTER_MIN), settings.WEBHOOK_RETRY_AFTER_MAX)
 
 
-# Pending deliveries that are due, of endpoints no run holds (no delivery of theirs leased).
-# Plain SQL, compiled once: the ORM's version of this query (a subquery, a row lock) took most of
-# a run's CPU when deliveries trickle in and each run claims one or two.
+# Pending deliveries that are due, of endpoints no other run holds (no delivery of theirs
+# leased, but for the asking run's own in flight: `own`). Plain SQL, compiled once: the ORM's
+# version of this query (a subquery, a row lock) took most of a run's CPU when deliveries
+# trickle in and each run claims one or two.
 _DUE_WHERE = """
 d.status = 'pending' AND d.next_attempt_at <= %(now)s AND NOT EXISTS (
     SELECT 1 FROM {table} AS x
     WHERE x.endpoint_id = d.endpoint_id AND x.status = 'delivering' AND x.lease_until > %(now)s
+      AND x.id <> ALL(%(own)s::bigint[])
 )
 """
 _DUE_EXISTS_SQL = "SELECT EXISTS (SELECT 1 FROM {table} AS d WHERE " + _DUE_WHERE + ")"
@@ -523,16 +525,20 @@ def _sql(template: str, **parts) -> str:
 
 def _any_due(now: datetime) -> bool:
     with connection.cursor() as cur:
-        cur.execute(_sql(_DUE_EXISTS_SQL), {"now": now})
+        cur.execute(_sql(_DUE_EXISTS_SQL), {"now": now, "own": []})
         return bool(cur.fetchone()[0])
 
 
 @transaction.atomic
-def _claim_batch(*, now: datetime, limit: int, delivery_id: int | None = None) -> list[_Claim]:
-    """Take up to `limit` due deliveries (oldest first) of endpoints no run holds."""
+def _claim_batch(*, now: datetime, limit: int, delivery_id: int | None = None, own=()) -> list[_Claim]:
+    """Take up to `limit` due deliveries (oldest first) of endpoints no other run holds: `own`
+    are the ids the calling run has in flight (its endpoints it may claim more of)."""
     only = "" if delivery_id is None else " AND d.id = %(id)s"
+    own = list(own)
     rows = list(
-        WebhookDelivery.objects.raw(_sql(_CLAIM_SQL, only=only), {"now": now, "limit": limit, "id": delivery_id})
+        WebhookDelivery.objects.raw(
+            _sql(_CLAIM_SQL, only=only), {"now": now, "limit": limit, "id": delivery_id, "own": own}
+        )
     )
     if not rows:
         return []
@@ -546,7 +552,9 @@ def _claim_batch(*, now: datetime, limit: int, delivery_id: int | None = None) -
     held = set(
         WebhookDelivery.objects.filter(
             endpoint_id__in=list(endpoints), status=WebhookDelivery.Status.DELIVERING, lease_until__gt=now
-        ).values_list("endpoint_id", flat=True)
+        )
+        .exclude(pk__in=own)
+        .values_list("endpoint_id", flat=True)
     )
     disabled = [r.pk for r in rows if r.endpoint_id in endpoints and not endpoints[r.endpoint_id].is_active]
     if disabled:
@@ -613,19 +621,33 @@ TARGET_CHECK_REUSE = 1.0
 LEASE_MARGIN = 5.0
 
 
-async def _send_group(claims: list[_Claim], *, allowlist, fixed_now: datetime | None) -> list[_Sent]:
-    """Send one endpoint's claimed deliveries, at most WEBHOOK_ENDPOINT_CONCURRENCY at once, on
-    the webhook loop. The target is checked (resolved, refused if unsafe) before the attempts
-    and again before any made more than TARGET_CHECK_REUSE seconds later; each request goes to
-    the checked address. An attempt that could outlast its lease is not made (its delivery goes
-    back untouched), nor is any after a 410 (the endpoint is being disabled)."""
+class _Lane:
+    """What one endpoint's groups in flight in a run share (touched only on the webhook loop):
+    the WEBHOOK_ENDPOINT_CONCURRENCY slots, the last target check, and whether it answered 410."""
+
+    def __init__(self):
+        self.slots: asyncio.Semaphore | None = None
+        self.checked: dict = {}
+        self.gone = False
+
+
+async def _send_group(
+    claims: list[_Claim], *, allowlist, fixed_now: datetime | None, lane: _Lane | None = None
+) -> list[_Sent]:
+    """Send one endpoint's claimed deliveries, at most WEBHOOK_ENDPOINT_CONCURRENCY at once
+    (with the other groups of its `lane`), on the webhook loop. The target is checked (resolved,
+    refused if unsafe) before the attempts and again before any made more than
+    TARGET_CHECK_REUSE seconds later; each request goes to the checked address. An attempt that
+    could outlast its lease is not made (its delivery goes back untouched), nor is any after a
+    410 (the endpoint is being disabled)."""
     loop = asyncio.get_running_loop()
     timeout, ca_bundle = settings.WEBHOOK_TIMEOUT, settings.WEBHOOK_CA_BUNDLE
     lease, url = settings.WEBHOOK_LEASE, claims[0].url
-    slots = asyncio.Semaphore(settings.WEBHOOK_ENDPOINT_CONCURRENCY)
-    checked: dict = {}
+    lane = lane or _Lane()
+    if lane.slots is None:
+        lane.slots = asyncio.Semaphore(settings.WEBHOOK_ENDPOINT_CONCURRENCY)
+    slots, checked = lane.slots, lane.checked
     literal = is_address(urlsplit(url).hostname or "")
-    gone = False
 
     async def check():
         if checked and time.monotonic() - checked["at"] <= TARGET_CHECK_REUSE:
@@ -640,9 +662,8 @@ async def _send_group(claims: list[_Claim], *, allowlist, fixed_now: datetime | 
         return target
 
     async def one(claim: _Claim) -> _Sent:
-        nonlocal gone
         async with slots:
-            if gone or time.monotonic() - claim.claimed_at + timeout + LEASE_MARGIN > lease:
+            if lane.gone or time.monotonic() - claim.claimed_at + timeout + LEASE_MARGIN > lease:
                 return _Sent(claim, "unsent")
             try:
                 started_at, started = fixed_now or clock.now(), time.monotonic()
@@ -667,7 +688,7 @@ async def _send_group(claims: list[_Claim], *, allowlist, fixed_now: datetime | 
             except Exception:  # a defect, not the receiver: the delivery goes back untouched
                 logger.exception("webhook attempt failed to run", extra={"delivery": claim.delivery.webhook_id})
                 return _Sent(claim, "unsent")
-            gone = gone or kind == "gone"
+            lane.gone = lane.gone or kind == "gone"
             duration_ms = int((time.monotonic() - started) * 1000)
             return _Sent(claim, kind, started_at, duration_ms, result, error)
 
@@ -842,31 +863,43 @@ RUN_POLL = 0.2
 
 
 def deliveries_run() -> dict:
-    """Deliver what is due: claim batches (WEBHOOK_BATCH_SIZE deliveries in flight at most),
-    send each endpoint's group on the webhook loop, record groups as they finish and claim again,
-    until nothing is due or WEBHOOK_RUN_SECONDS have passed (then a follow-up run is kicked).
-    Due deliveries left because a run held their endpoint, or were locked by a claim under way,
-    get a run WEBHOOK_CONCURRENCY_RETRY_DELAY seconds later."""
+    """Deliver what is due: claim batches of up to WEBHOOK_BATCH_SIZE (twice that in flight at
+    most), send each endpoint's group on the webhook loop, record groups as they finish, and
+    claim again while they are sent (more of the endpoints this run holds too: their groups
+    share the endpoint's concurrency slots), until nothing is due or WEBHOOK_RUN_SECONDS have
+    passed (then a follow-up run is kicked). Due deliveries left because another run held their
+    endpoint, or were locked by a claim under way, get a run WEBHOOK_CONCURRENCY_RETRY_DELAY
+    seconds later."""
     deadline = time.monotonic() + settings.WEBHOOK_RUN_SECONDS
     groups: dict[concurrent.futures.Future, list[_Claim]] = {}
+    lanes: dict[tuple, list] = {}  # (endpoint, url) -> [_Lane, groups in flight]
     counts: dict[str, int] = {}
+    allowlist, allowlist_at = None, 0.0
     while True:
-        room = settings.WEBHOOK_BATCH_SIZE - sum(len(g) for g in groups.values())
+        own = [c.delivery.pk for g in groups.values() for c in g]
+        room = min(settings.WEBHOOK_BATCH_SIZE, 2 * settings.WEBHOOK_BATCH_SIZE - len(own))
         if room > 0 and time.monotonic() < deadline:
-            claims = _claim_batch(now=clock.now(), limit=room)
+            claims = _claim_batch(now=clock.now(), limit=room, own=own)
             if claims:
-                allowlist = allowlist_load()
-                by_endpoint: dict[int, list[_Claim]] = {}
+                if allowlist is None or time.monotonic() - allowlist_at > TARGET_CHECK_REUSE:
+                    allowlist, allowlist_at = allowlist_load(), time.monotonic()
+                by_endpoint: dict[tuple, list[_Claim]] = {}
                 for c in claims:
-                    by_endpoint.setdefault(c.delivery.endpoint_id, []).append(c)
-                for group in by_endpoint.values():
-                    future = transport.submit(_send_group(group, allowlist=allowlist, fixed_now=None))
+                    by_endpoint.setdefault((c.delivery.endpoint_id, c.url), []).append(c)
+                for key, group in by_endpoint.items():
+                    lane = lanes.setdefault(key, [_Lane(), 0])
+                    lane[1] += 1
+                    future = transport.submit(_send_group(group, allowlist=allowlist, fixed_now=None, lane=lane[0]))
                     groups[future] = group
         if not groups:
             break
         done, _ = concurrent.futures.wait(groups, timeout=RUN_POLL, return_when=concurrent.futures.FIRST_COMPLETED)
         for future in done:
-            del groups[future]
+            group = groups.pop(future)
+            key = (group[0].delivery.endpoint_id, group[0].url)
+            lanes[key][1] -= 1
+            if not lanes[key][1]:  # a lane lives while its endpoint has groups in flight
+                del lanes[key]
             for outcome in _record(future.result()):
                 counts[outcome.status] = counts.get(outcome.status, 0) + 1
     if _any_due(clock.now()):

@@ -573,3 +573,64 @@ def test_deliveries_committed_while_a_run_waits_in_the_queue_enqueue_no_more(tra
         app.control.purge()
         services.run_mark_clear()
     assert WebhookDelivery.objects.count() == 6  # all there for a run (a session worker's may have sent them)
+
+
+@pytest.mark.django_db(transaction=True)
+@override_settings(WEBHOOK_ENDPOINT_CONCURRENCY=2)
+def test_a_run_claims_more_of_its_endpoint_while_a_group_is_sent_within_the_endpoints_cap(
+    user, make_endpoint, receiver
+):
+    """A run does not wait for an endpoint's group to finish before it claims that endpoint's
+    newer deliveries: they join the group's queue, and the cap counts both groups."""
+    import threading
+    import time
+
+    from django.db import connection
+
+    endpoint, secret = make_endpoint(user)
+    now = timezone.now()
+
+    def due(n):  # written directly (no outbox, so no session worker takes them first)
+        return WebhookDelivery.objects.create(
+            webhook_id=f"msg_overlap_{n}",
+            endpoint=endpoint,
+            event_id=f"EVT{n}",
+            event_type="trade.closed",
+            payload={"n": n},
+            next_attempt_at=now,
+        )
+
+    release = threading.Event()
+    receiver.script(Reply(200, hold=release))  # the first request is answered only when told
+    first = [due(0), due(1)]
+    result = {}
+
+    def run():
+        try:
+            result["counts"] = services.deliveries_run()
+        finally:
+            connection.close()
+
+    runner = threading.Thread(target=run)
+    runner.start()
+    try:
+        # given the run's first group in flight (one request held, the other slot free)
+        deadline = time.monotonic() + 10
+        while len(receiver.requests) < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert {r.headers["webhook-id"] for r in receiver.requests} == {d.webhook_id for d in first}
+        # when a newer delivery of the same endpoint becomes due
+        late = due(2)
+        # then the same run claims it while the held request is still open, and sends it
+        deadline = time.monotonic() + 10
+        while len(receiver.requests) < 3 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert receiver.requests[-1].headers["webhook-id"] == late.webhook_id
+    finally:
+        release.set()
+        runner.join(30)
+    assert result["counts"] == {"delivered": 3}
+    assert receiver.max_in_flight == 2  # the two groups shared the endpoint's two slots
+    for r in receiver.requests:
+        Webhook(secret).verify(r.body, r.headers)
+    assert set(WebhookDelivery.objects.values_list("status", "attempts")) == {("delivered", 1)}
