@@ -446,7 +446,7 @@ def endpoint_redeliver_failed(*, endpoint: WebhookEndpoint, actor: str, now: dat
 class _Claim:
     delivery: WebhookDelivery
     number: int
-    secrets: list[str]
+    signer: signing.Signer  # the endpoint's secrets (newest first), keyed once per claim
     url: str
     endpoint_failing: bool
     lease_until: datetime
@@ -575,7 +575,8 @@ def _claim_batch(*, now: datetime, limit: int, delivery_id: int | None = None, o
         lease_until=lease_until,
         updated_at=clock.now(),
     )
-    secrets = {pk: endpoint_secrets(e, now) for pk, e in endpoints.items() if pk in {r.endpoint_id for r in rows}}
+    claimed_endpoints = {r.endpoint_id for r in rows}
+    signers = {pk: signing.Signer(endpoint_secrets(e, now)) for pk, e in endpoints.items() if pk in claimed_endpoints}
     claimed_at = time.monotonic()
     claims = []
     for r in rows:
@@ -588,7 +589,7 @@ def _claim_batch(*, now: datetime, limit: int, delivery_id: int | None = None, o
             _Claim(
                 delivery=r,
                 number=r.total_attempts,
-                secrets=secrets[r.endpoint_id],
+                signer=signers[r.endpoint_id],
                 url=endpoint.url,
                 endpoint_failing=endpoint.failing_since is not None,
                 lease_until=lease_until,
@@ -669,8 +670,7 @@ async def _send_group(
                 started_at, started = fixed_now or clock.now(), time.monotonic()
                 delivery = claim.delivery
                 body = body_bytes(delivery.payload)
-                headers = signing.signed_headers(
-                    secrets_newest_first=claim.secrets,
+                headers = claim.signer.headers(
                     msg_id=delivery.webhook_id,
                     delivery_id=delivery.webhook_id,
                     event_type=delivery.event_type,
