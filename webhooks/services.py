@@ -795,13 +795,16 @@ def _record_failure(sent: _Sent) -> Outcome:
     return Outcome(status=outcome_status, response_code=code, error=error, next_attempt_at=next_at)
 
 
-@transaction.atomic
 def _release(sent: list[_Sent]) -> None:
     """Unattempted deliveries go back as they were (still due; the attempt is not counted),
     unless the sweep took them back meanwhile; those of an endpoint disabled meanwhile (a 410
-    in their group) fail as its waiting deliveries did."""
-    if not sent:
-        return
+    in their group) fail as its waiting deliveries did. (Nothing to release: no transaction.)"""
+    if sent:
+        with transaction.atomic():
+            _release_rows(sent)
+
+
+def _release_rows(sent: list[_Sent]) -> None:
     ids = [s.claim.delivery.pk for s in sent]
     WebhookDelivery.objects.filter(
         pk__in=ids, status=WebhookDelivery.Status.DELIVERING, lease_until=sent[0].claim.lease_until
