@@ -77,7 +77,7 @@ def test_commits_while_a_dispatch_waits_in_the_queue_enqueue_no_more(transaction
         outbox.kick_mark_clear()
     # whatever was kicked or not, every message is there for the dispatcher (here, or the
     # session worker's, if one runs and took the kicked run before the purge)
-    wait_for(lambda: outbox.outbox_dispatch() >= 0 and len(recorder["a"]) == 6)
+    wait_for(lambda: outbox.outbox_dispatch() >= 0 and len(recorder["a"]) == len(recorder["b"]) == 6)
     assert not OutboxMessage.objects.filter(handler__startswith="test-", status="pending").exists()
 
 
