@@ -208,6 +208,24 @@ def events_for_correlation(correlation_id: str):
     return Event.objects.filter(correlation_id=correlation_id).order_by("id")
 
 
+def _event_values(pk: str, e: dict, *, now, correlation: str) -> tuple:
+    """One event's column values, in `_EVENT_COLUMNS` order, for the bulk writers: `e` holds
+    `event_record`'s keyword arguments, plus an optional `occurred_at` and a `payload_json`
+    already encoded."""
+    return (
+        pk,
+        e.get("occurred_at") or now,
+        e["topic"],
+        e["aggregate_type"],
+        str(e["aggregate_id"]),
+        e.get("correlation_id") or correlation,
+        e.get("causation_id") or "",
+        e.get("actor", "system"),
+        e.get("payload_json") or json.dumps(e.get("payload") or {}, cls=DjangoJSONEncoder),
+        e.get("version", 1),
+    )
+
+
 def event_record_many(events: list[dict]) -> list[str]:
     """`event_record` for many events at once (same fields as its keyword arguments; a payload
     may come already encoded as `payload_json`), written with COPY in the caller's transaction:
@@ -224,26 +242,10 @@ def event_record_many(events: list[dict]) -> list[str]:
     messages = []
     connection.ensure_connection()
     with connection.connection.cursor() as cursor:
-        with cursor.copy(
-            f"COPY {Event._meta.db_table} (id, occurred_at, topic, aggregate_type, aggregate_id, correlation_id, "
-            "causation_id, actor, payload, version) FROM STDIN"
-        ) as copy:
+        with cursor.copy(f"COPY {Event._meta.db_table} ({_EVENT_COLUMNS}) FROM STDIN") as copy:
             ids = new_ulids(len(events))
             for pk, e in zip(ids, events, strict=True):
-                copy.write_row(
-                    (
-                        pk,
-                        now,
-                        e["topic"],
-                        e["aggregate_type"],
-                        str(e["aggregate_id"]),
-                        e.get("correlation_id") or default_correlation,
-                        e.get("causation_id") or "",
-                        e.get("actor", "system"),
-                        e.get("payload_json") or json.dumps(e.get("payload") or {}, cls=DjangoJSONEncoder),
-                        e.get("version", 1),
-                    )
-                )
+                copy.write_row(_event_values(pk, e, now=now, correlation=default_correlation))
                 messages.extend((pk, name) for name in outbox.handlers_for(e["topic"]))
         if messages:
             with cursor.copy(
@@ -274,18 +276,7 @@ def event_rows_sql(events: list[dict]) -> tuple[str, list, str, list, list[str]]
     rows, params, messages, message_params = [], [], [], []
     for pk, e in zip(ids, events, strict=True):
         rows.append("(%s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb, %s)")
-        params += [
-            pk,
-            e.get("occurred_at") or now,
-            e["topic"],
-            e["aggregate_type"],
-            str(e["aggregate_id"]),
-            e.get("correlation_id") or default_correlation,
-            e.get("causation_id") or "",
-            e.get("actor", "system"),
-            json.dumps(e.get("payload") or {}, cls=DjangoJSONEncoder),
-            e.get("version", 1),
-        ]
+        params += _event_values(pk, e, now=now, correlation=default_correlation)
         for name in outbox.handlers_for(e["topic"]):
             messages.append(f"(%s, %s, '{OutboxMessage.Status.PENDING}', 0, %s, '', %s)")
             message_params += [pk, name, now, now]
