@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import connection, transaction
+from django.db import OperationalError, connection, transaction
 from django.db.models import F
 
 from config import crypto, metrics
@@ -132,15 +132,29 @@ def endpoint_update(
     return endpoint
 
 
-@transaction.atomic
 def endpoint_delete(*, endpoint: WebhookEndpoint, actor: str) -> None:
-    """Delete the endpoint with its deliveries and their attempt log. The endpoint row and then
-    its deliveries are locked first: a delivery run recording an attempt holds its deliveries
-    locked until it commits, and the dispatcher adding a delivery holds the endpoint's key. Waiting
-    for them here lets the cascade see their rows; without it the cascade, collected before they
-    committed, would leave an attempt pointing at a deleted delivery and fail at commit."""
-    list(WebhookEndpoint.objects.select_for_update().filter(pk=endpoint.pk).values_list("pk", flat=True))
-    list(WebhookDelivery.objects.select_for_update().filter(endpoint_id=endpoint.pk).values_list("pk", flat=True))
+    """Delete the endpoint with its deliveries and their attempt log. Its deliveries and then the
+    endpoint are locked first, in the order a delivery run locks them: a run recording an attempt
+    holds its deliveries until it commits, and the dispatcher adding a delivery holds the
+    endpoint's key. Waiting for them here lets the cascade see their rows; without it the cascade,
+    collected before they committed, would leave an attempt pointing at a deleted delivery and
+    fail at commit. A deadlock (a run claiming a delivery added meanwhile) is tried again."""
+    for attempt in range(3):
+        try:
+            with transaction.atomic():
+                _endpoint_delete_locked(endpoint, actor)
+            return
+        except OperationalError as exc:
+            deadlock = getattr(getattr(exc, "__cause__", None), "sqlstate", None) == "40P01"
+            if not deadlock or attempt == 2 or connection.in_atomic_block:
+                raise
+
+
+def _endpoint_delete_locked(endpoint: WebhookEndpoint, actor: str) -> None:
+    pk = endpoint.pk
+    list(WebhookDelivery.objects.select_for_update().filter(endpoint_id=pk).order_by("pk").values_list("pk", flat=True))
+    list(WebhookEndpoint.objects.select_for_update().filter(pk=pk).values_list("pk", flat=True))
+    list(WebhookDelivery.objects.select_for_update().filter(endpoint_id=pk).order_by("pk").values_list("pk", flat=True))
     _endpoint_event(endpoint, "webhook.endpoint_deleted", actor)
     endpoint.delete()
 
