@@ -125,15 +125,18 @@ if _db["OPTIONS"]["server_side_binding"]:
 # The web process runs each request's sync code on a thread borrowed from a pool that grows
 # with the requests in flight (config/handler.py), and shares a psycopg pool of connections
 # among those threads (the Procfile sets DB_POOL_MAX_SIZE) so that their number stays bounded;
-# the worker and Beat keep one persistent connection per thread (CONN_MAX_AGE).
+# the worker and Beat keep one persistent connection per thread (CONN_MAX_AGE). Either way a
+# connection is checked (one empty statement) before a request reuses it: a connection that
+# sat idle in the pool while PostgreSQL restarted is replaced, not handed to a view (a 503).
 DB_POOL_MAX_SIZE = env.int("DB_POOL_MAX_SIZE", default=0)
 if DB_POOL_MAX_SIZE:
     _db["CONN_MAX_AGE"] = 0
-    _db["CONN_HEALTH_CHECKS"] = False
     _db.setdefault("OPTIONS", {})["pool"] = {
         "min_size": 1,
         "max_size": DB_POOL_MAX_SIZE,
-        "timeout": env.float("DB_POOL_TIMEOUT", default=10.0),
+        # how long a request waits for a connection before its 503: while PostgreSQL is down
+        # every request waits this long (the pool has no live connection to give)
+        "timeout": env.float("DB_POOL_TIMEOUT", default=3.0),
     }
 DATABASES = {"default": _db}
 # Idle request threads a web process keeps for the next requests (config/handler.py); more

@@ -151,6 +151,31 @@ class _LateBeat:
             raise AssertionError(f"Beat did not stop on SIGTERM:\n{self.output()[-3000:]}") from None
 
 
+def test_connections_the_server_dropped_are_not_handed_to_a_request(live_desk, desk_user):
+    """PostgreSQL ends every idle session (as a restart does): the web processes' pooled
+    connections are dead while they wait, and each is checked and replaced before a request
+    gets it, so no request answers 503 for a connection that broke while nobody used it."""
+    desk, (_email, token) = live_desk, desk_user
+    with desk.client(token) as c:
+        for _ in range(4):  # every web process has used (and pooled) a connection
+            assert c.get("/api/v1/trading/orders").status_code == 200
+    ended = desk.shell(
+        "from django.db import connection\n"
+        "with connection.cursor() as cur:\n"
+        '    cur.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE "\n'
+        "                \"datname = current_database() AND pid <> pg_backend_pid() AND state = 'idle'\")\n"
+        "    print('ended', cur.fetchone()[0])\n"
+    )
+    assert int(ended.split()[-1]) >= 1, ended
+    with desk.client(token) as c:
+        answers = [c.get("/api/v1/trading/orders").status_code for _ in range(8)]
+    assert answers == [200] * 8, answers
+    placed = place_order(desk, token)
+    assert placed.status_code == 202, placed.text
+    _filled(desk, token, placed.json()["order_id"])
+    assert desk.exits() == [], desk.log_text()[-4000:]
+
+
 def test_postgres_down_for_20_seconds(live_desk, desk_user):
     desk, (_email, token) = live_desk, desk_user
     placed = place_order(desk, token)  # accepted just before the outage
