@@ -284,6 +284,15 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # one stable name per choice set that several components share (a generated client's types)
+    "ENUM_NAME_OVERRIDES": {
+        "OrderStatusEnum": "trading.models.Order.Status",
+        "OrderTypeEnum": "trading.models.Order.Type",
+        "TradeStatusEnum": "trading.models.Trade.Status",
+        "DepositStatusEnum": ["pending", "processing", "completed", "failed"],
+        "ReferenceSourceEnum": ["kraken", "coingecko"],
+        "VenueEnum": "treasury.models.Venue",
+    },
     # every operation documents the error envelope for the errors any request can get (config/schema.py)
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",

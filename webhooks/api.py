@@ -143,6 +143,7 @@ class EndpointList(APIView):
     @extend_schema(
         responses=inline_serializer("WebhookList", {"webhooks": EndpointSerializer(many=True)}),
         summary="List my webhook endpoints: {webhooks: [...]}",
+        operation_id="v1_webhooks_list",
     )
     def get(self, request):
         qs = WebhookEndpoint.objects.filter(user=request.user).annotate(**DELIVERY_STATS).order_by("id")
