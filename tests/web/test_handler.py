@@ -49,6 +49,14 @@ async def _request(app, path: str) -> dict:
     return {"status": start["status"], "headers": dict(start["headers"]), "body": body}
 
 
+async def _until(condition, timeout: float = 15) -> None:
+    """Wait (on the loop) until `condition()` holds: the requests got where the test looks."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, "the requests did not get there in time"
+        await asyncio.sleep(0.02)
+
+
 def test_sync_requests_run_whole_on_a_reused_thread():
     from config.handler import ASGIHandler
 
@@ -83,8 +91,9 @@ def test_async_views_wait_without_blocking_a_thread_and_sync_requests_go_on_mean
 
     async def scenario():
         web_urls.released = asyncio.Event()
+        web_urls.entered = 0
         waiting = [asyncio.create_task(_request(app, "/t/waiting")) for _ in range(20)]
-        await asyncio.sleep(0.5)  # all twenty are inside the view, awaiting
+        await _until(lambda: web_urls.entered == 20)  # all twenty are inside the view, awaiting
         blocked = _threads_blocked_on_the_loop()
         served = await asyncio.wait_for(_request(app, "/t/counted"), 10)
         web_urls.released.set()
@@ -106,8 +115,10 @@ def test_a_sync_views_deferred_work_waits_on_the_loop_with_its_thread_given_back
     async def scenario():
         web_urls.released = asyncio.Event()
         waiting = [asyncio.create_task(_request(app, "/t/deferring")) for _ in range(20)]
-        await asyncio.sleep(0.5)  # all twenty placed by their views, their deferred work awaiting
-        idle = len(app._idle)  # the threads they borrowed, back in the pool
+        # all twenty placed by their views, their deferred work awaiting, and the threads they
+        # borrowed back in the pool
+        await _until(lambda: len(app._idle) == 20)
+        idle = len(app._idle)
         served = await asyncio.wait_for(_request(app, "/t/counted"), 10)
         web_urls.released.set()
         return idle, served, await asyncio.wait_for(asyncio.gather(*waiting), 10)

@@ -17,7 +17,12 @@ def counted(request):
     return JsonResponse({"this_thread_served": _served.n})
 
 
+entered = 0  # async views that have started waiting
+
+
 async def waiting(request):
+    global entered
+    entered += 1
     await released.wait()
     return JsonResponse({"waited": True})
 
