@@ -34,6 +34,8 @@ from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from config.kicks import CoalescedKick
+
 logger = logging.getLogger("tradedesk.outbox")
 
 
@@ -63,38 +65,29 @@ def handlers_for(topic: str) -> list[str]:
     return [h.name for h in _handlers.values() if h.wants(topic)]
 
 
-# Set while a kicked dispatch waits in the queue (it clears the mark when it starts, before it
-# reads): kicks meanwhile enqueue nothing, the waiting dispatch publishes their messages too.
-# A burst of N commits costs one or two dispatch runs instead of N. The mark expires on its own
-# in case the queued run is lost; Beat's sweep (every 2 s) covers that gap.
+# A kick enqueues a dispatch only when none is queued or running (config/kicks.py): the one
+# there is absorbs it, and a running dispatch drains again before it ends (`outbox_dispatch_
+# while_kicked`). A burst of N commits costs one dispatch task that stays alive while they keep
+# coming, not one queued task per commit. The mark expires on its own in case the queued task is
+# lost; Beat's sweep (every 2 s) covers that gap.
 KICK_QUEUED = "outbox:dispatch-queued"
 KICK_QUEUED_TTL = 5
+DISPATCH_KICKS = CoalescedKick(KICK_QUEUED, KICK_QUEUED_TTL)
 
 
 def _kick() -> None:
-    from django.core.cache import cache
-
     from config.celery import enqueue
     from trading.tasks import outbox_dispatch_task
 
-    try:
-        if not cache.add(KICK_QUEUED, 1, KICK_QUEUED_TTL):
-            return  # a dispatch is queued and has not started: it will see this commit
-    except Exception:  # Redis down: the broker is too; Beat's sweep publishes the messages
-        logger.warning("could not enqueue outbox dispatch; Beat will retry", exc_info=True)
-        return
-    enqueue(outbox_dispatch_task, swept_by="the Beat outbox sweep")
+    if not DISPATCH_KICKS.kick():
+        return  # a dispatch is queued or running: it will see this commit
+    if not enqueue(outbox_dispatch_task, swept_by="the Beat outbox sweep"):
+        DISPATCH_KICKS.clear()  # nothing stands for the kicks now: the next one tries again
 
 
 def kick_mark_clear() -> None:
-    """Forget the queued-dispatch mark: a dispatch run is starting (commits from now on need a
-    run of their own), or the queue was purged (the run it stood for is gone)."""
-    from django.core.cache import cache
-
-    try:
-        cache.delete(KICK_QUEUED)
-    except Exception:  # Redis down: the mark expires on its own, Beat sweeps meanwhile
-        logger.warning("could not clear the queued-dispatch mark", exc_info=True)
+    """Forget the queued-dispatch mark: the queue was purged (the run it stood for is gone)."""
+    DISPATCH_KICKS.clear()
 
 
 def kick_after_commit() -> None:
@@ -200,3 +193,35 @@ def outbox_dispatch(*, batch_size: int | None = None, max_rounds: int = 50) -> i
         if not progressed:
             break
     return total
+
+
+def outbox_dispatch_while_kicked(*, seconds: float | None = None) -> int:
+    """The dispatch task: publish, and again while kicks keep coming (commits made meanwhile),
+    for at most `seconds` (OUTBOX_DISPATCH_SECONDS); then hand over to a follow-up task (queued
+    behind what else waits, so a long burst does not keep a worker process from other tasks).
+    A task that finds another draining (a Beat sweep's) publishes once and leaves the kicks to it."""
+    import time
+
+    from config.celery import enqueue
+    from trading.tasks import outbox_dispatch_task
+
+    deadline = time.monotonic() + (settings.OUTBOX_DISPATCH_SECONDS if seconds is None else seconds)
+    drainer, token = DISPATCH_KICKS.acquire()
+    total = 0
+    while True:
+        try:
+            total += outbox_dispatch()
+        except BaseException:
+            if drainer:
+                DISPATCH_KICKS.clear()  # the next kick enqueues a dispatch (Beat sweeps meanwhile)
+            raise
+        if not drainer:
+            return total
+        done, token = DISPATCH_KICKS.finish(token)
+        if done:
+            return total
+        if time.monotonic() >= deadline:  # kicks are waiting: the counter stays, for the follow-up
+            DISPATCH_KICKS.release()
+            if not enqueue(outbox_dispatch_task, swept_by="the Beat outbox sweep"):
+                DISPATCH_KICKS.clear()
+            return total

@@ -1,13 +1,12 @@
 from celery import shared_task
 from django.db import OperationalError
 
-from trading.outbox import kick_mark_clear, outbox_dispatch
+from trading.outbox import outbox_dispatch_while_kicked
 
 
 @shared_task(ignore_result=True, acks_late=True, expires=30)
 def outbox_dispatch_task() -> int:
-    kick_mark_clear()
-    return outbox_dispatch()
+    return outbox_dispatch_while_kicked()
 
 
 # Execution tasks are safe to redeliver: the executor claims the order and never sends a

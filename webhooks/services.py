@@ -28,6 +28,7 @@ from django.db.models import F
 
 from config import crypto, metrics
 from config.errors import ApplicationError
+from config.kicks import CoalescedKick
 from configuration.runtime import config_value
 from trading.services.ledger import event_record
 from webhooks import clock, signing, transport
@@ -242,28 +243,35 @@ def body_bytes(payload: dict) -> bytes:
     return json.dumps(payload, cls=DjangoJSONEncoder, sort_keys=True, separators=(",", ":")).encode()
 
 
-# Set while a kicked delivery run waits in the queue (the run clears it when it starts, before
-# it claims): kicks meanwhile enqueue nothing, the waiting run sends their deliveries too. A
-# run kicked for later (a retry's time) is marked by the second it is due in, so a burst of
-# retries costs one run per second, not one task per delivery. Marks expire on their own; the
-# Beat sweep covers a lost run.
+# An immediate kick enqueues a run only when none is queued or draining (config/kicks.py): the
+# draining run claims again before it ends when kicks came meanwhile (deliveries committed), so
+# a burst is served by one run that stays alive while deliveries keep coming, not by a run per
+# commit queued behind the outbox's tasks. A run kicked for later (a retry's time) is marked by
+# the second it is due in, so a burst of retries costs one run per second, not one task per
+# delivery. Marks expire on their own; the Beat sweep covers a lost run.
 RUN_QUEUED = "webhooks:run-queued"
 RUN_QUEUED_TTL = 5
+RUN_KICKS = CoalescedKick(RUN_QUEUED, RUN_QUEUED_TTL)
 
 
 def deliveries_kick(countdown: float = 0) -> bool:
-    """Enqueue a delivery run now, or at the first whole second at least `countdown` from now
-    (so that it finds every delivery due within that second). Returns whether one was enqueued."""
+    """Enqueue a delivery run now (unless one is queued or running: it takes these deliveries
+    too), or at the first whole second at least `countdown` from now (so that it finds every
+    delivery due within that second). Returns whether one was enqueued."""
     from django.core.cache import cache
 
     from config.celery import enqueue
     from webhooks.tasks import webhook_deliver_task
 
-    if countdown > 0:
-        due = math.ceil(time.time() + countdown)
-        key, ttl, countdown = f"{RUN_QUEUED}:{due}", math.ceil(countdown) + 60, due - time.time()
-    else:
-        key, ttl, countdown = RUN_QUEUED, RUN_QUEUED_TTL, 0
+    if countdown <= 0:
+        if not RUN_KICKS.kick():
+            return False  # a run is queued or running: it will claim these
+        if enqueue(webhook_deliver_task, swept_by="the webhook sweep"):
+            return True
+        RUN_KICKS.clear()  # nothing stands for the kicks now: the next one tries again
+        return False
+    due = math.ceil(time.time() + countdown)
+    key, ttl, countdown = f"{RUN_QUEUED}:{due}", math.ceil(countdown) + 60, due - time.time()
     try:
         if not cache.add(key, 1, ttl):
             return False  # a run is queued for then already
@@ -274,14 +282,8 @@ def deliveries_kick(countdown: float = 0) -> bool:
 
 
 def run_mark_clear() -> None:
-    """A run is starting (deliveries committed from now on need a run of their own), or the
-    queue was purged (the run the mark stood for is gone)."""
-    from django.core.cache import cache
-
-    try:
-        cache.delete(RUN_QUEUED)
-    except Exception:  # Redis down: the mark expires on its own
-        logger.warning("could not clear the queued-run mark", exc_info=True)
+    """Forget the queued-run mark: the queue was purged (the run it stood for is gone)."""
+    RUN_KICKS.clear()
 
 
 def _kick_after_commit(countdown: float = 0) -> None:
@@ -879,20 +881,38 @@ def delivery_attempt(*, delivery_id: int, now: datetime | None = None) -> Outcom
 RUN_POLL = 0.2
 
 
-def deliveries_run() -> dict:
+def deliveries_run(*, kicks: CoalescedKick | None = None) -> dict:
     """Deliver what is due: claim batches of up to WEBHOOK_BATCH_SIZE (twice that in flight at
     most), send each endpoint's group on the webhook loop, record groups as they finish, and
     claim again while they are sent (more of the endpoints this run holds too: their groups
     share the endpoint's concurrency slots), until nothing is due or WEBHOOK_RUN_SECONDS have
-    passed (then a follow-up run is kicked). Due deliveries left because another run held their
-    endpoint, or were locked by a claim under way, get a run WEBHOOK_CONCURRENCY_RETRY_DELAY
-    seconds later."""
+    passed (then a follow-up run is kicked). With `kicks` (the task's run), the run that is the
+    drainer (config/kicks.py: no other run is) looks again when it finds nothing more to claim
+    if kicks came meanwhile (deliveries committed since), rather than end and leave them to a
+    run queued behind other tasks; any other run claims what it can and ends. Due deliveries left
+    because another run held their endpoint, or were locked by a claim under way, get a run
+    WEBHOOK_CONCURRENCY_RETRY_DELAY seconds later."""
     deadline = time.monotonic() + settings.WEBHOOK_RUN_SECONDS
+    drainer, token = kicks.acquire() if kicks else (False, None)
+    try:
+        return _run_loop(deadline, kicks if drainer else None, token)
+    except BaseException:
+        if drainer:
+            kicks.clear()  # the next kick enqueues a run (its deliveries: the sweep, if need be)
+        raise
+
+
+def _run_loop(deadline: float, kicks: CoalescedKick | None, token) -> dict:
     groups: dict[concurrent.futures.Future, list[_Claim]] = {}
     lanes: dict[tuple, list] = {}  # (endpoint, url) -> [_Lane, groups in flight]
     counts: dict[str, int] = {}
     allowlist, allowlist_at = None, 0.0
+    drainer = kicks is not None
+    touched = time.monotonic()
     while True:
+        if drainer and time.monotonic() - touched > 1.0:
+            kicks.touch()
+            touched = time.monotonic()
         own = [c.delivery.pk for g in groups.values() for c in g]
         room = min(settings.WEBHOOK_BATCH_SIZE, 2 * settings.WEBHOOK_BATCH_SIZE - len(own))
         if room > 0 and time.monotonic() < deadline:
@@ -909,7 +929,21 @@ def deliveries_run() -> dict:
                     future = transport.submit(_send_group(group, allowlist=allowlist, fixed_now=None, lane=lane[0]))
                     groups[future] = group
         if not groups:
-            break
+            if not drainer:
+                break
+            done, token = kicks.finish(token)
+            if done:
+                break
+            if time.monotonic() < deadline:
+                continue  # deliveries were committed meanwhile: claim them
+            # the counter stays set (kicks keep coming): it stands for this follow-up run
+            from config.celery import enqueue
+            from webhooks.tasks import webhook_deliver_task
+
+            kicks.release()
+            if not enqueue(webhook_deliver_task, swept_by="the webhook sweep"):
+                kicks.clear()
+            return counts
         done, _ = concurrent.futures.wait(groups, timeout=RUN_POLL, return_when=concurrent.futures.FIRST_COMPLETED)
         for future in done:
             group = groups.pop(future)

@@ -1,14 +1,14 @@
 from celery import shared_task
 
-from webhooks.services import deliveries_run, deliveries_sweep, run_mark_clear
+from webhooks.services import RUN_KICKS, deliveries_run, deliveries_sweep
 
 
 @shared_task(ignore_result=True, acks_late=True)
 def webhook_deliver_task(delivery_id: int | None = None) -> dict:
     """A delivery run: every due delivery, in batches (see `deliveries_run`). The argument is
-    ignored; tasks queued by an earlier version carried one delivery's id."""
-    run_mark_clear()  # before claiming: deliveries committed from now on kick a run of their own
-    return deliveries_run()
+    ignored; tasks queued by an earlier version carried one delivery's id. It answers the kicks
+    made so far and those that come while it runs (see `deliveries_kick`)."""
+    return deliveries_run(kicks=RUN_KICKS)
 
 
 @shared_task(ignore_result=True, acks_late=True, expires=60)
