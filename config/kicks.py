@@ -74,9 +74,10 @@ class CoalescedKick:
             if not client.set(lock, 1, nx=True, ex=self.lock_ttl):
                 return False, None
             pipe = client.pipeline(transaction=False)
+            pipe.set(key, 1, nx=True, ex=self.ttl)  # started unkicked (Beat): later kicks count on it
             pipe.get(key)
             pipe.expire(key, self.ttl)
-            return True, pipe.execute()[0]
+            return True, pipe.execute()[1]
         except Exception:
             logger.warning("could not take the drainer lock of %s", self.name, exc_info=True)
             return True, None

@@ -53,10 +53,45 @@ def test_committed_events_reach_each_matching_handler_once_in_order(celery_worke
 
 
 @pytest.mark.ledger_drift  # made-up order events (no rows): a test of the event transport
+def test_commits_while_a_dispatch_drains_enqueue_nothing_and_the_drainer_publishes_them(transactional_db, recorder):
+    """The draining dispatch absorbs the kicks of commits made while it runs and publishes them
+    before it ends; a dispatch task that finds it draining publishes what it can and leaves the
+    kicks to it; once the drainer ends, the next commit kicks a task again."""
+    from config.celery import app
+    from tests.conftest import tasks_published
+
+    app.control.purge()
+    outbox.kick_mark_clear()
+    try:
+        drainer, token = outbox.DISPATCH_KICKS.acquire()  # this test is the running dispatch
+        assert drainer
+        with tasks_published("trading.tasks.outbox_dispatch_task") as published:
+            for n in range(3):
+                _record("order.accepted", n)
+            assert published == []
+            outbox.outbox_dispatch_while_kicked()  # another dispatch task: not the drainer
+            done, token = outbox.DISPATCH_KICKS.finish(token)
+            assert not done  # the kicks are still the drainer's: it publishes again
+            outbox.outbox_dispatch()
+            done, _ = outbox.DISPATCH_KICKS.finish(token)
+            assert done
+            assert not OutboxMessage.objects.filter(handler__startswith="test-", status="pending").exists()
+            assert published == []
+            _record("order.accepted", 3)
+            assert len(published) == 1
+    finally:
+        app.control.purge()
+        outbox.kick_mark_clear()
+    pending = OutboxMessage.objects.filter(handler__startswith="test-", status="pending")
+    wait_for(lambda: outbox.outbox_dispatch() >= 0 and not pending.exists(), what="every test message published")
+    assert sorted(recorder["a"]) == sorted(set(recorder["a"])) and len(recorder["a"]) == 4
+
+
+@pytest.mark.ledger_drift  # made-up order events (no rows): a test of the event transport
 def test_commits_while_a_dispatch_waits_in_the_queue_enqueue_no_more(transactional_db, recorder):
     """A burst of commits costs one dispatch run, not one per commit: while a kicked dispatch
-    waits in the queue (its mark is set) kicks publish nothing; once it starts (clears the mark)
-    the next commit kicks again. No worker here: the queue is purged before and after."""
+    waits in the queue (its mark is set) kicks publish nothing; once the mark is gone (the queue
+    was purged) the next commit kicks again. No worker here: the queue is purged before and after."""
     from django.core.cache import cache
 
     from config.celery import app
@@ -69,7 +104,7 @@ def test_commits_while_a_dispatch_waits_in_the_queue_enqueue_no_more(transaction
             for n in range(5):
                 _record("order.accepted", n)
             assert published == []
-            outbox.kick_mark_clear()  # it starts: commits from now on need a run of their own
+            outbox.kick_mark_clear()  # purged: the run the mark stood for is gone
             _record("order.accepted", 5)
             assert len(published) == 1
     finally:

@@ -534,8 +534,9 @@ def test_the_deliveries_schema_is_the_page_the_endpoint_returns(make_endpoint, u
 
 def test_deliveries_committed_while_a_run_waits_in_the_queue_enqueue_no_more(transactional_db, user, make_endpoint):
     """A burst of deliveries costs one queued run, not a task per delivery: while a kicked run
-    waits in the queue (its mark is set) new deliveries publish nothing; once it starts (clears
-    the mark) the next one kicks again. No worker here: the queue is purged before and after."""
+    waits in the queue (its mark is set) new deliveries publish nothing; once the mark is gone
+    (the queue was purged) the next one kicks again. No worker here: the queue is purged before
+    and after."""
     from django.core.cache import cache
 
     from config.celery import app
@@ -566,7 +567,7 @@ def test_deliveries_committed_while_a_run_waits_in_the_queue_enqueue_no_more(tra
                 break
         assert published == []
         with tasks_published("webhooks.tasks.webhook_deliver_task") as published:
-            services.run_mark_clear()  # it starts: deliveries from now on need a run of their own
+            services.run_mark_clear()  # purged: deliveries from now on need a run of their own
             delivery(made)
             assert len(published) == 1
     finally:
