@@ -307,9 +307,6 @@ OUTBOX_MAX_ATTEMPTS = env.int("OUTBOX_MAX_ATTEMPTS", default=10)
 # A dispatch task publishes again while commits keep kicking it, for at most this many seconds
 # (then a follow-up task, queued behind the other tasks, continues).
 OUTBOX_DISPATCH_SECONDS = env.float("OUTBOX_DISPATCH_SECONDS", default=10.0)
-# ... and waits this long after a round that published something before the next, so that a
-# round of a burst takes several commits at once (the first commit is published at once).
-OUTBOX_DISPATCH_PAUSE = env.float("OUTBOX_DISPATCH_PAUSE", default=0.02)
 
 # --- providers: venues, router, prices, paper venue ---------------------------------------------
 # Venue a symbol trades on when no ProviderRoute matches it.

@@ -181,13 +181,8 @@ def _handlers_pending(handlers: list[Handler]) -> list[Handler]:
     return [h for h in handlers if h.name in pending]
 
 
-def outbox_dispatch(*, batch_size: int | None = None, max_rounds: int = 50, pause: float = 0) -> int:
-    """Publish pending messages for every handler until nothing is ready; returns the count.
-    `pause`: seconds to wait after a round that published something, before the next (while
-    commits keep coming, a round then takes several of them at once, at a fraction of the cost
-    per event of a round per commit)."""
-    import time
-
+def outbox_dispatch(*, batch_size: int | None = None, max_rounds: int = 50) -> int:
+    """Publish pending messages for every handler until nothing is ready; returns the count."""
     batch_size = batch_size or settings.OUTBOX_BATCH_SIZE
     max_attempts = settings.OUTBOX_MAX_ATTEMPTS
     total = 0
@@ -197,8 +192,6 @@ def outbox_dispatch(*, batch_size: int | None = None, max_rounds: int = 50, paus
         total += progressed
         if not progressed:
             break
-        if pause:
-            time.sleep(pause)
     return total
 
 
@@ -217,7 +210,7 @@ def outbox_dispatch_while_kicked(*, seconds: float | None = None) -> int:
     total = 0
     while True:
         try:
-            total += outbox_dispatch(pause=settings.OUTBOX_DISPATCH_PAUSE)
+            total += outbox_dispatch()
         except BaseException:
             if drainer:
                 DISPATCH_KICKS.clear()  # the next kick enqueues a dispatch (Beat sweeps meanwhile)
