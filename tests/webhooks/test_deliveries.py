@@ -577,6 +577,67 @@ def test_deliveries_committed_while_a_run_waits_in_the_queue_enqueue_no_more(tra
 
 
 @pytest.mark.django_db(transaction=True)
+def test_deliveries_kicked_while_a_run_drains_enqueue_no_run_and_that_run_sends_them(user, make_endpoint, receiver):
+    """A burst is one run: the draining run (the task's) absorbs the kicks of deliveries
+    committed while it works and sends them before it ends; afterwards a kick enqueues again."""
+    import threading
+    import time
+
+    from django.db import connection
+
+    from config.celery import app
+    from tests.conftest import _drain_worker, tasks_published
+
+    endpoint, _ = make_endpoint(user)
+    _drain_worker()
+
+    def due(n):  # written directly (no outbox, so no session worker takes them first)
+        return WebhookDelivery.objects.create(
+            webhook_id=f"msg_drain_{n}",
+            endpoint=endpoint,
+            event_id=f"EVT{n}",
+            event_type="trade.closed",
+            payload={"n": n},
+            next_attempt_at=timezone.now(),
+        )
+
+    release = threading.Event()
+    receiver.script(Reply(200, hold=release))  # the first request is answered only when told
+    due(0)
+    result = {}
+
+    def run():
+        try:
+            result["counts"] = services.deliveries_run(kicks=services.RUN_KICKS)
+        finally:
+            connection.close()
+
+    runner = threading.Thread(target=run)
+    try:
+        with tasks_published("webhooks.tasks.webhook_deliver_task") as published:
+            runner.start()
+            deadline = time.monotonic() + 10
+            while not receiver.requests and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert receiver.requests  # the run is draining, its first request held
+            due(1)
+            assert services.deliveries_kick() is False  # absorbed by the draining run
+            release.set()
+            runner.join(30)
+            assert published == []
+        assert result["counts"] == {"delivered": 2}
+        assert sorted(r.headers["webhook-id"] for r in receiver.requests) == ["msg_drain_0", "msg_drain_1"]
+        with tasks_published("webhooks.tasks.webhook_deliver_task") as published:
+            assert services.deliveries_kick() is True  # the run ended: the next kick enqueues
+            assert len(published) == 1
+    finally:
+        release.set()
+        runner.join(30)
+        app.control.purge()
+        services.run_mark_clear()
+
+
+@pytest.mark.django_db(transaction=True)
 @override_settings(WEBHOOK_ENDPOINT_CONCURRENCY=2)
 def test_a_run_claims_more_of_its_endpoint_while_a_group_is_sent_within_the_endpoints_cap(
     user, make_endpoint, receiver
