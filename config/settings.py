@@ -304,9 +304,10 @@ SPECTACULAR_SETTINGS = {
 # --- ledger / outbox ----------------------------------------------------------------------------
 OUTBOX_BATCH_SIZE = env.int("OUTBOX_BATCH_SIZE", default=200)
 OUTBOX_MAX_ATTEMPTS = env.int("OUTBOX_MAX_ATTEMPTS", default=10)
-# A dispatch task publishes again while commits keep kicking it, for at most this many seconds
-# (then a follow-up task, queued behind the other tasks, continues).
-OUTBOX_DISPATCH_SECONDS = env.float("OUTBOX_DISPATCH_SECONDS", default=10.0)
+# A dispatch task publishes again while commits keep kicking it, for at most this many seconds;
+# then a follow-up task, queued behind the other tasks (order executions), continues: a long
+# burst does not keep a worker process from them.
+OUTBOX_DISPATCH_SECONDS = env.float("OUTBOX_DISPATCH_SECONDS", default=1.0)
 
 # --- providers: venues, router, prices, paper venue ---------------------------------------------
 # Venue a symbol trades on when no ProviderRoute matches it.
