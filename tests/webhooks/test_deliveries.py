@@ -638,6 +638,41 @@ def test_deliveries_kicked_while_a_run_drains_enqueue_no_run_and_that_run_sends_
 
 
 @pytest.mark.django_db(transaction=True)
+def test_while_a_dead_runs_drainer_lock_lasts_kicks_still_get_runs_that_send(user, make_endpoint, receiver):
+    """A run died while draining (its lock stays until it expires): once the kicks' counter has
+    expired, a kick enqueues a run again, and that run, not the drainer, still claims and sends."""
+    from django.core.cache import cache
+
+    from config.cache import cache_redis
+    from config.celery import app
+    from tests.conftest import _drain_worker, tasks_published
+
+    endpoint, _ = make_endpoint(user)
+    _drain_worker()
+    try:
+        assert services.RUN_KICKS.acquire()[0]  # the run that died
+        cache_redis().delete(cache.make_key(services.RUN_QUEUED))  # its counter expired
+        WebhookDelivery.objects.create(
+            webhook_id="msg_after_death",
+            endpoint=endpoint,
+            event_id="EVT1",
+            event_type="trade.closed",
+            payload={"n": 1},
+            next_attempt_at=timezone.now(),
+        )
+        with tasks_published("webhooks.tasks.webhook_deliver_task") as published:
+            assert services.deliveries_kick() is True
+            assert len(published) == 1
+        app.control.purge()
+        counts = services.deliveries_run(kicks=services.RUN_KICKS)  # what that task runs
+        assert counts == {"delivered": 1}
+        assert [r.headers["webhook-id"] for r in receiver.requests] == ["msg_after_death"]
+    finally:
+        app.control.purge()
+        services.run_mark_clear()
+
+
+@pytest.mark.django_db(transaction=True)
 @override_settings(WEBHOOK_ENDPOINT_CONCURRENCY=2)
 def test_a_run_claims_more_of_its_endpoint_while_a_group_is_sent_within_the_endpoints_cap(
     user, make_endpoint, receiver
