@@ -15,9 +15,9 @@ Two Redis keys per kind:
   dies, the lock expires after `lock_ttl` and kicks enqueue tasks again after `ttl`.
 
 So a burst of commits costs one task that stays alive while they keep coming, instead of one
-task per commit queued behind the others. If Redis cannot be reached, or the cache is not Redis
-(a test's local memory cache), every kick enqueues and every task drains (as if nothing were
-queued).
+task per commit queued behind the others. If the cache is not Redis (a test's local memory
+cache), every kick enqueues and every task drains. If Redis cannot be reached, a kick enqueues
+nothing (the broker is that Redis: a publish would only block) and the Beat sweeps publish.
 """
 
 from __future__ import annotations
@@ -60,9 +60,9 @@ class CoalescedKick:
                 return False
             client.expire(key, self.ttl)
             return True
-        except Exception:  # Redis down: enqueue (the broker is Redis too: the Beat sweeps retry)
-            logger.warning("could not count a kick of %s", self.name, exc_info=True)
-            return True
+        except Exception:  # Redis down: so is the broker (a publish would only block); Beat sweeps
+            logger.warning("could not count a kick of %s; the Beat sweep will", self.name, exc_info=True)
+            return False
 
     def acquire(self) -> tuple[bool, bytes | None]:
         """(drainer, token): whether this task is the drainer (no other one is), and the kicks it

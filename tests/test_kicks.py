@@ -89,3 +89,13 @@ def test_a_lost_drainers_lock_expires(kicks):
     short = CoalescedKick(kicks.name, ttl=30, lock_ttl=1)
     assert short.acquire()[0] is True
     assert cache_redis().ttl(cache.make_key(f"{kicks.name}:drainer")) <= 1
+
+
+def test_with_redis_unreachable_a_kick_enqueues_nothing_and_a_task_drains(settings, tmp_path):
+    """The broker is that Redis too: a publish would only block the committing request; the
+    Beat sweeps publish once it is back. A task that runs anyway drains and ends."""
+    settings.CACHES = {"default": {**settings.CACHES["default"], "LOCATION": f"unix://{tmp_path}/gone.sock"}}
+    k = CoalescedKick("kicks-test:unreachable", ttl=30)
+    assert k.kick() is False
+    assert k.acquire() == (True, None)
+    assert k.finish(None) == (True, None)
