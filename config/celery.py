@@ -9,6 +9,17 @@ app = Celery("tradedesk")
 app.autodiscover_tasks()
 
 
+def _outbox_listener_step() -> None:
+    """Every worker listens for new outbox messages (`trading/outbox_listener.py`): a new
+    order's INSERT notifies, and the listener kicks the dispatcher."""
+    from trading.outbox_listener import KickListenerStep
+
+    app.steps["worker"].add(KickListenerStep)
+
+
+_outbox_listener_step()
+
+
 def _redis_channel_close_after_connection_loss() -> None:
     """kombu 5.7: when the worker loses Redis with an unacknowledged message in hand, closing
     the broker connection closes its channel after the transport was detached from it; the

@@ -110,8 +110,9 @@ def _queued_marks_clear() -> None:
 
 
 @pytest.fixture(scope="session")
-def celery_worker_session(django_db_blocker):
-    """A real Celery worker (threads pool) consuming from the real Redis broker."""
+def celery_worker_session(django_db_setup, django_db_blocker):
+    """A real Celery worker (threads pool) consuming from the real Redis broker, with its
+    outbox listener on the test database (set up first: the listener connects at start)."""
     from celery.contrib.testing.worker import start_worker
 
     from config.celery import app

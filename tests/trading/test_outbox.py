@@ -215,10 +215,11 @@ def test_handler_database_writes_roll_back_with_its_failure(django_user_model):
 @pytest.mark.celery
 @pytest.mark.parametrize("arm", [True, False], ids=["armed", "disarmed"])
 def test_an_order_for_the_executor_is_published_from_accepted_on(celery_worker, recorder, markets, trader, arm):
-    """Placing a MARKET order publishes no task of its own, only the dispatcher's (debounced)
-    kick: the dispatcher hands the order to the executor, whose claim writes the order's next
-    event (submitting, or rejected when the venue is disarmed), and `order.accepted` goes out
-    first."""
+    """Placing a MARKET order publishes no task of its own and leaves nothing to do after its
+    commit: its INSERT notifies the worker's outbox listener, which kicks the dispatcher
+    (debounced); the dispatcher hands the order to the executor, whose claim writes the order's
+    next event (submitting, or rejected when the venue is disarmed), and `order.accepted` goes
+    out first."""
     from decimal import Decimal
 
     from django.db import connection
@@ -233,7 +234,7 @@ def test_an_order_for_the_executor_is_published_from_accepted_on(celery_worker, 
     with transaction.atomic():
         order = order_place(user=trader, asset="BTC-USD", side="long", collateral=Decimal(100), leverage=Decimal(10))
         hooks = [hook for _, hook, _ in connection.run_on_commit if not isinstance(hook, metrics.AfterCommitCount)]
-    assert hooks == [outbox._kick]  # the dispatcher's kick only (besides the metrics' counts)
+    assert hooks == []  # no kick after commit (besides the metrics' counts): the commit notifies
 
     def published():
         topics = dict(Event.objects.filter(id__in=recorder["a"]).values_list("id", "topic"))

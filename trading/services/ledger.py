@@ -11,7 +11,7 @@ from django.db.models import sql
 from django.utils import timezone
 
 from config.context import correlation_id_var
-from trading import outbox
+from trading import outbox, outbox_listener
 from trading.models import Event, OutboxMessage
 from trading.ulid import new_ulid
 
@@ -39,8 +39,12 @@ WITH row AS ({{insert}}), event AS (
         jsonb_build_object(%s::text, row.id) || %s::jsonb, %s::int
     FROM row
 ){{outbox}}
-SELECT id FROM row
+SELECT id FROM row{{notify}}
 """
+# Joined to the row's SELECT when the new row has outbox messages: the worker's listener
+# (`trading/outbox_listener.py`) hears it when the transaction commits and kicks the dispatcher.
+# One statement still; a dispatcher kick after commit would cost the writer a Redis round trip.
+_NOTIFY_JOIN = f", ({outbox_listener.NOTIFY_SQL}) AS notified"
 
 
 def event_record(
@@ -119,11 +123,17 @@ def insert_with_event(
     The new row's id is the event's aggregate id, its correlation id (`correlation_prefix` +
     id) and `payload[id_key]`. Two round trips fewer than BEGIN, the two INSERTs and COMMIT,
     for the writes that need nothing else in their transaction (a new order on its way to the
-    executor)."""
+    executor). With outbox rows (and `kick`), the statement also notifies the workers' outbox
+    listeners (`trading/outbox_listener.py`), delivered when the transaction commits: no kick
+    after commit, no round trip of its own."""
     insert_sql, insert_params = _insert_returning_id(instance)
     event_id, occurred_at = new_ulid(), timezone.now()
     names = outbox.handlers_for(topic)
-    statement = _ROW_EVENT_SQL.format(insert=insert_sql, outbox=f", outbox AS ({_OUTBOX_SQL})" if names else "")
+    statement = _ROW_EVENT_SQL.format(
+        insert=insert_sql,
+        outbox=f", outbox AS ({_OUTBOX_SQL})" if names else "",
+        notify=_NOTIFY_JOIN if names and kick else "",
+    )
     params = [
         *insert_params,
         event_id,
@@ -158,8 +168,6 @@ def insert_with_event(
         version=version,
     )
     event._state.adding = False
-    if names and kick:
-        outbox.kick_after_commit()
     return event
 
 
