@@ -65,3 +65,11 @@ def cache_redis():
 
     backend = getattr(cache, "_cache", None)
     return backend.get_client(write=True) if hasattr(backend, "get_client") else None
+
+
+def cache_decode(raw):
+    """A value read from Redis directly (a script's reply) as the default cache would return it:
+    Django's Redis serializer (integers as they are, the rest pickled); None stays None."""
+    from django.core.cache import cache
+
+    return None if raw is None else cache._cache._serializer.loads(raw)

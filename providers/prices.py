@@ -71,6 +71,12 @@ def _cache_key(venue: str, symbol: str) -> str:
     return f"providers:price:{venue}:{symbol}"
 
 
+def price_cache_key(symbol: str, *, venue: str) -> str:
+    """The cache key of `symbol`'s tick at `venue`: for a caller that reads it together with
+    other keys (`price_get(..., prefetched=)`)."""
+    return _cache_key(venue, _norm(symbol))
+
+
 def _to_cache(tick: PriceTick) -> dict:
     return {
         "symbol": tick.symbol,
@@ -145,14 +151,19 @@ def _norm(symbol: str) -> str:
 
 
 # --- reads --------------------------------------------------------------------------------------
-def price_get(symbol: str, *, venue: str | None = None, use_cache: bool = True) -> PriceTick:
+def price_get(
+    symbol: str, *, venue: str | None = None, use_cache: bool = True, prefetched: dict | None = None
+) -> PriceTick:
     """The price of `symbol` at `venue` (default: the venue it routes to): the cached tick, or
     (miss / use_cache=False) the venue feed's, then cached. Raises
-    VenueException(PRICE_UNAVAILABLE) when the feed has none."""
+    VenueException(PRICE_UNAVAILABLE) when the feed has none. `prefetched`: cache values the
+    caller already read ({cache key: value or None}, `price_cache_key`); the cache is read only
+    when the tick's key is not among them."""
     symbol = _norm(symbol)
     venue = venue or price_venue(symbol)
     if use_cache:
-        data = cache.get(_cache_key(venue, symbol))
+        key = _cache_key(venue, symbol)
+        data = prefetched[key] if prefetched and key in prefetched else cache.get(key)
         if data:
             return _from_cache(data)
     tick = venue_feed(venue).get_price(symbol)

@@ -95,22 +95,9 @@ class KickListener:
 
 class KickListenerStep(bootsteps.StartStopStep):
     """Runs a `KickListener` for as long as the Celery worker runs (every pool: prefork's main
-    process, the threads pool of the tests)."""
+    process, the threads pool of the tests); stopped on a warm or a cold shutdown."""
 
     requires = ("celery.worker.components:Pool",)
 
-    def __init__(self, parent, **kwargs):
-        super().__init__(parent, **kwargs)
-        self.listener: KickListener | None = None
-
-    def start(self, parent):
-        self.listener = KickListener()
-        self.listener.start()
-        parent.outbox_listener = self.listener
-
-    def stop(self, parent):
-        if self.listener is not None:
-            self.listener.stop()
-
-    def shutdown(self, parent):
-        self.stop(parent)
+    def create(self, parent):
+        return KickListener()

@@ -15,7 +15,9 @@ answers 429 in the error envelope with `Retry-After`.
 Counters are fixed windows (`<scope>:<who>:<window number>`, INCR is atomic in Redis), so
 concurrent requests from many processes are counted exactly; a client can burst up to twice the
 rate across a window boundary. A request's buckets (its IP and its user) are counted in one Redis
-round trip (a Lua script: per key SET NX EX, then INCR). The client IP is REMOTE_ADDR unless
+round trip (a Lua script: per key SET NX EX, then INCR). A view may name cache keys it reads next
+(`throttle_prefetch(request) -> list[str]`): the script reads them too, and the values wait on the
+request (`request.cache_prefetched`), saving the view its own round trip. The client IP is REMOTE_ADDR unless
 `API_NUM_PROXIES` says how many trusted proxies append to X-Forwarded-For."""
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from rest_framework.permissions import SAFE_METHODS
 from rest_framework.settings import api_settings
 from rest_framework.throttling import BaseThrottle
 
-from config.cache import REDIS_ERRORS, cache_redis
+from config.cache import REDIS_ERRORS, cache_decode, cache_redis
 
 KEY_NAMESPACE = "throttle"
 logger = logging.getLogger("tradedesk.throttling")
@@ -63,43 +65,61 @@ def _hit_with_cache(key: str, duration: int) -> int:
     return 1
 
 
-# Per key: start the counter at 0 for this window (expiring with it) unless it exists, then
-# count. One script, so one round trip for all of a request's buckets, and atomic, so that a key
-# cannot expire between the two.
+# Per bucket key (the first ARGV[2] keys): start the counter at 0 for this window (expiring with
+# it) unless it exists, then count. One script, so one round trip for all of a request's
+# buckets, and atomic, so that a key cannot expire between the two. The keys after the buckets
+# are only read (GET): cache entries the request needs next (a trade's price), in the same
+# round trip.
 _HIT_SCRIPT = """
-local counts = {}
+local buckets = tonumber(ARGV[2])
+local out = {}
 for i, key in ipairs(KEYS) do
-  redis.call('SET', key, 0, 'EX', ARGV[1], 'NX')
-  counts[i] = redis.call('INCR', key)
+  if i <= buckets then
+    redis.call('SET', key, 0, 'EX', ARGV[1], 'NX')
+    out[i] = redis.call('INCR', key)
+  else
+    out[i] = redis.call('GET', key)
+  end
 end
-return counts
+return out
 """
 _hit_script = None  # the registered script (EVALSHA; loaded into whichever client misses it)
 
 
-def _hits(keys: list[str], duration: int) -> list[int]:
-    """Count one request in each bucket; the counts so far in their windows."""
+def _hits(keys: list[str], duration: int, reads: list[str] = ()) -> tuple[list[int], dict]:
+    """Count one request in each bucket; the counts so far in their windows, and the cache
+    values of `reads` (cache keys; None when absent)."""
     client = cache_redis()
     if client is None:
-        return [_hit_with_cache(key, duration) for key in keys]
+        return [_hit_with_cache(key, duration) for key in keys], {key: cache.get(key) for key in reads}
     global _hit_script
     if _hit_script is None:
         _hit_script = client.register_script(_HIT_SCRIPT)
-    full_keys = [cache.make_and_validate_key(key) for key in keys]
-    return [int(count) for count in _hit_script(keys=full_keys, args=[duration + 1], client=client)]
+    full_keys = [cache.make_and_validate_key(key) for key in (*keys, *reads)]
+    out = _hit_script(keys=full_keys, args=[duration + 1, len(keys)], client=client)
+    return [int(count) for count in out[: len(keys)]], {
+        key: cache_decode(raw) for key, raw in zip(reads, out[len(keys) :], strict=True)
+    }
+
+
+def counter_hits_reading(*, scope: str, whos: list[str], reads: list[str] = ()) -> tuple[float | None, dict]:
+    """`counter_hits`, reading the cache values of `reads` in the same round trip: (the seconds
+    to wait or None, {cache key: value or None}). No limit for `scope`: nothing counted or read
+    ({})."""
+    rate = rate_for(scope)
+    if rate is None or not whos:
+        return None, {}
+    num, duration = rate
+    now = time.time()
+    window = int(now // duration)
+    counts, values = _hits([f"{KEY_NAMESPACE}:{scope}:{who}:{window}" for who in whos], duration, list(reads))
+    return (max(duration - (now % duration), 1.0) if max(counts) > num else None), values
 
 
 def counter_hits(*, scope: str, whos: list[str]) -> float | None:
     """Count one event for each of `whos` under `scope` (one Redis round trip for all); the
     seconds to wait when any of them is over the limit, else None."""
-    rate = rate_for(scope)
-    if rate is None or not whos:
-        return None
-    num, duration = rate
-    now = time.time()
-    window = int(now // duration)
-    counts = _hits([f"{KEY_NAMESPACE}:{scope}:{who}:{window}" for who in whos], duration)
-    return max(duration - (now % duration), 1.0) if max(counts) > num else None
+    return counter_hits_reading(scope=scope, whos=whos)[0]
 
 
 def counter_hit(*, scope: str, who: str) -> float | None:
@@ -139,8 +159,9 @@ class ScopedUserAndIpThrottle(BaseThrottle):
         user = getattr(request, "user", None)
         if user is not None and user.is_authenticated:
             whos.append(f"user:{user.pk}")
+        reads = self._reads(request, view)
         try:
-            self._wait = counter_hits(scope=scope, whos=whos)
+            self._wait, values = counter_hits_reading(scope=scope, whos=whos, reads=reads)
         except REDIS_ERRORS:
             if request.method not in SAFE_METHODS:
                 raise  # a write is refused (503 SERVICE_UNAVAILABLE) when its limit cannot be counted
@@ -148,7 +169,16 @@ class ScopedUserAndIpThrottle(BaseThrottle):
             # need the database (GET /orders); they stay limited by whatever else they need
             logger.warning("rate limit %s not counted: Redis unavailable", scope)
             return True
+        if reads:
+            request.cache_prefetched = values
         return self._wait is None
+
+    @staticmethod
+    def _reads(request, view) -> list[str]:
+        """The cache keys the view will read next (`throttle_prefetch(request)`), read in the rate
+        limit's round trip and left on the request as `cache_prefetched` ({key: value or None})."""
+        prefetch = getattr(view, "throttle_prefetch", None)
+        return list(prefetch(request)) if callable(prefetch) else []
 
     def wait(self):
         return self._wait

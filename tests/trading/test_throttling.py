@@ -182,3 +182,35 @@ def test_counting_survives_redis_forgetting_its_scripts():
         # then the next request is still counted, in the same window
         assert counter_hits(scope="probe", whos=["user:flush"]) is None
         assert cache.get(key) == 2
+
+
+@pytest.mark.django_db
+def test_a_trade_reads_its_price_in_the_rate_limits_round_trip(api, markets, monkeypatch):
+    """Opening a trade reads the price cache together with the `trade` counters (one Lua script):
+    no round trip of its own for the price, and the order is placed at the cached price."""
+    import redis
+
+    from providers.prices import price_cache_key, price_set
+    from trading.models import Order
+
+    price_set("BTC-USD", markets["BTC-USD"] + 1)
+    price_key = price_cache_key("BTC-USD", venue="paper")
+    sent = []
+    original = redis.Redis.execute_command
+
+    def record(self, *args, **options):
+        sent.append(args)
+        return original(self, *args, **options)
+
+    monkeypatch.setattr(redis.Redis, "execute_command", record)
+    r = api.post(
+        "/api/v1/trading/trades",
+        {"asset": "BTCUSDT", "direction": "long", "order_type": "MARKET", "collateral": "50", "leverage": "5"},
+        format="json",
+        HTTP_PREFER="respond-async",
+    )
+    monkeypatch.undo()
+    assert r.status_code == 202, r.json()
+    naming_the_price = [args[0] for args in sent if any(price_key in str(a) for a in args)]
+    assert set(naming_the_price) == {"EVALSHA"}  # the rate limit's script (again after a NOSCRIPT), nothing else
+    assert Order.objects.get(pk=r.json()["order_id"]).reference_price == markets["BTC-USD"] + 1

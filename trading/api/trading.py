@@ -1,5 +1,6 @@
 """Trading API (`/api/v1/trading/...`): thin doors onto `trading.services.orders`."""
 
+import json
 from decimal import Decimal
 
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
@@ -48,6 +49,20 @@ class _Throttled:
 
 class TradeOpen(_Throttled, APIView):
     trade_methods = ("POST",)
+
+    def throttle_prefetch(self, request) -> list[str]:
+        """The new order's price, read in the rate limit's Redis round trip (a plain open: a
+        protective order or a close of a trade is priced at the trade's venue, read as usual)."""
+        try:  # the body as it came (request.data would swallow a parse error the view must answer)
+            data = json.loads(request.body or b"null")
+        except Exception:  # not JSON, or a stream already read: the view reads it as usual
+            return []
+        if not isinstance(data, dict) or data.get("pair_id") or data.get("trade_index"):
+            return []
+        asset, asset_type = data.get("asset"), data.get("asset_type") or ""
+        if not isinstance(asset, str) or not asset or not isinstance(asset_type, str):
+            return []
+        return order_services.order_price_keys(asset=asset, asset_type=asset_type)
 
     @extend_schema(
         operation_id="trading_trade_open",
@@ -107,6 +122,7 @@ class TradeOpen(_Throttled, APIView):
             trade=trade,
             max_slippage=None if slippage is None else slippage / Decimal(100),
             client_order_id=d.get("client_order_id") or None,
+            cache_prefetched=getattr(request, "cache_prefetched", None),
         )
         return Response(s.order_placed_data(order), status=status.HTTP_202_ACCEPTED)
 

@@ -223,16 +223,30 @@ def asset_resolve(asset: str, asset_type: str = "") -> str:
     return symbol
 
 
-def _price(asset: str, venue: str):
+def _price(asset: str, venue: str, prefetched: dict | None = None):
     """The price `asset` trades at on `venue` (its own feed: paper's walk, Ostium's price API)."""
     from providers.prices import price_get
 
     try:
-        return price_get(asset, venue=venue)
+        return price_get(asset, venue=venue, prefetched=prefetched)
     except VenueException as exc:
         raise ApplicationError(
             exc.error.message, code=str(exc.error.code), details={"asset": asset}, status_code=503
         ) from exc
+
+
+def order_price_keys(*, asset: str, asset_type: str = "") -> list[str]:
+    """The cache key of the price a new order on `asset` (as the client wrote it) is placed at,
+    for a caller that reads it ahead (`order_place(cache_prefetched=)`); [] when the asset does
+    not resolve (placing says why)."""
+    from providers.prices import price_cache_key
+
+    try:
+        symbol = asset_resolve(asset, asset_type)
+        venue, _ = venue_and_market(symbol.upper())
+    except ApplicationError:
+        return []
+    return [price_cache_key(symbol, venue=venue)]
 
 
 def order_hand_off(event) -> None:
@@ -331,13 +345,15 @@ def order_place(
     parent: Order | None = None,
     actor: str | None = None,
     causation_id: str = "",
+    cache_prefetched: dict | None = None,
 ) -> Order:
     """Validate, run the risk engine, write the order and `order.accepted` in one transaction,
     and enqueue execution after commit. MARKET/LIMIT go to the executor (LIMIT rests at the
     venue); protective orders wait in PENDING_TRIGGER for the protective engine. Never calls
     a venue (only the cached market list and the price cache). The order records the wallet it
     trades from: the address (explicit, else the Safe of a delegated venue account, else the
-    user's sign-in address) and the user's Wallet row for it."""
+    user's sign-in address) and the user's Wallet row for it. `cache_prefetched`: cache values
+    the caller read already (the API reads the price with the rate limit: `order_price_keys`)."""
     actor = actor or f"user:{user.pk}"
     order_type = str(order_type).upper()
     side = str(side).lower()
@@ -349,7 +365,7 @@ def order_place(
     provider, market = venue_and_market(asset)
     if trade is not None:
         provider = trade.provider
-    tick = _price(asset, provider)
+    tick = _price(asset, provider, cache_prefetched)
     ref = tick.price
     protective = order_type in validation.PROTECTIVE
     validation.order_validate(
