@@ -436,3 +436,24 @@ def test_the_endpoints_are_in_the_openapi_schema(staff_client):
         examples = {s: operation["responses"][s]["content"]["application/json"]["examples"] for s in (done, "202")}
         assert next(iter(examples["202"].values()))["value"]["status"] == "pending"
         assert next(iter(examples[done].values()))["value"]["status"] == ("success" if done == "201" else "closed")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_placed_orders_response_is_stored_by_the_orders_own_statement(markets, trader, api):
+    """Served outside a transaction (as the API runs), the 202 is stored with the order, in its
+    INSERT's statement: no statement of its own; the replay answers it."""
+    from django.test.utils import CaptureQueriesContext
+
+    from trading.models import IdempotencyRecord
+
+    with CaptureQueriesContext(connection) as queries:
+        first = api.post("/api/v1/trading/trades", OPEN, format="json", HTTP_IDEMPOTENCY_KEY="stored")
+    assert first.status_code == 202, first.json()
+    updates = [q["sql"] for q in queries.captured_queries if q["sql"].lstrip().upper().startswith("UPDATE")]
+    assert updates == []  # the completion is a CTE of the order's INSERT
+    record = IdempotencyRecord.objects.get(user=trader, key="stored")
+    assert (record.status, record.response_status, record.response_body) == ("done", 202, first.json())
+    replay = api.post("/api/v1/trading/trades", OPEN, format="json", HTTP_IDEMPOTENCY_KEY="stored")
+    assert replay.status_code == 202 and replay["Idempotent-Replayed"] == "true"
+    assert replay.json() == first.json()
+    assert Order.objects.count() == 1

@@ -19,6 +19,7 @@ from rest_framework.response import Response
 from trading.services.idempotency import (
     idempotency_claim,
     idempotency_complete,
+    idempotency_holding,
     idempotency_release,
     request_hash,
 )
@@ -52,14 +53,17 @@ def idempotent(view_method):
                 claim.record.response_body, status=claim.record.response_status, headers={REPLAY_HEADER: "true"}
             )
         try:
-            try:
-                response = view_method(self, request, *args, **kwargs)
-            except Exception as exc:
-                response = self.handle_exception(exc)  # the envelope, as DRF would send it
+            with idempotency_holding(record=claim.record) as pending:
+                try:
+                    response = view_method(self, request, *args, **kwargs)
+                except Exception as exc:
+                    response = self.handle_exception(exc)  # the envelope, as DRF would send it
         except BaseException:
             idempotency_release(record=claim.record)
             raise
-        idempotency_complete(record=claim.record, status=response.status_code, body=getattr(response, "data", None))
+        body = getattr(response, "data", None)
+        if pending.stored != (response.status_code, body):  # not stored with the view's write, as answered
+            idempotency_complete(record=claim.record, status=response.status_code, body=body)
         return response
 
     return wrapper

@@ -47,6 +47,11 @@ class _Throttled:
         return "trade" if request.method in self.trade_methods else "api"
 
 
+def _placed(order: Order) -> tuple[int, dict]:
+    """The answer to a placed order (before `outcome_waited` waits for its outcome)."""
+    return status.HTTP_202_ACCEPTED, s.order_placed_data(order)
+
+
 class TradeOpen(_Throttled, APIView):
     trade_methods = ("POST",)
 
@@ -123,6 +128,7 @@ class TradeOpen(_Throttled, APIView):
             max_slippage=None if slippage is None else slippage / Decimal(100),
             client_order_id=d.get("client_order_id") or None,
             cache_prefetched=getattr(request, "cache_prefetched", None),
+            placed_response=_placed,
         )
         return Response(s.order_placed_data(order), status=status.HTTP_202_ACCEPTED)
 

@@ -11,8 +11,10 @@ purges older ones."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -133,6 +135,61 @@ def idempotency_complete(*, record: IdempotencyRecord, status: int, body) -> Non
         return
     with connection.cursor() as cur:
         cur.execute(_COMPLETE_SQL, [status, json.dumps(body, cls=DjangoJSONEncoder), now, record.pk])
+
+
+# --- the response stored by the view's own write ------------------------------------------------
+# While a view runs under a claimed key, the request's record waits in a context variable. A
+# write that already knows the response it leads to (a placed order's 202) may store it in its
+# own statement (`idempotency_completion_sql`, a CTE of the order's INSERT): one round trip
+# fewer, and the record completes in the same commit as the order. The decorator then checks
+# that the view answered exactly what was stored, and completes the record itself otherwise.
+
+
+@dataclass
+class Pending:
+    record_pk: int
+    stored: tuple[int, object] | None = None  # (status, body) committed with the view's write
+
+
+_pending: ContextVar[Pending | None] = ContextVar("idempotency_pending", default=None)
+
+
+@contextlib.contextmanager
+def idempotency_holding(*, record: IdempotencyRecord):
+    """The view's run under `record`'s claim: its writes may store the response
+    (`idempotency_pending`)."""
+    token = _pending.set(Pending(record_pk=record.pk))
+    try:
+        yield _pending.get()
+    finally:
+        _pending.reset(token)
+
+
+def idempotency_pending() -> Pending | None:
+    """The claimed record of the request being served, when its response may still be stored
+    with a write that commits on its own (autocommit: not inside a caller's transaction, whose
+    rollback would leave the record in progress)."""
+    pending = _pending.get()
+    if pending is None or pending.stored is not None or connection.in_atomic_block:
+        return None
+    return pending
+
+
+# A CTE of a statement whose first CTE is `row` (`ledger.insert_with_event`): the record done
+# with the response, the new row's id under `id_key` in the body.
+_COMPLETE_WITH_ROW_SQL = """
+UPDATE trading_idempotencyrecord
+SET status = 'done', response_status = %s, completed_at = %s,
+    response_body = %s::jsonb || jsonb_build_object(%s::text, (SELECT id FROM row))
+WHERE id = %s AND status = 'in_progress'
+"""
+
+
+def idempotency_completion_sql(*, pending: Pending, status: int, body: dict, id_key: str) -> tuple[str, list]:
+    """(SQL, params) of the CTE storing `status` and `body` (its `id_key` filled in with the new
+    row's id) as `pending`'s response."""
+    encoded = json.dumps({k: v for k, v in body.items() if k != id_key}, cls=DjangoJSONEncoder)
+    return _COMPLETE_WITH_ROW_SQL, [status, timezone.now(), encoded, id_key, pending.record_pk]
 
 
 def idempotency_release(*, record: IdempotencyRecord) -> None:

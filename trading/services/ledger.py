@@ -117,6 +117,7 @@ def insert_with_event(
     causation_id: str = "",
     version: int = 1,
     kick: bool = True,
+    also=None,
 ) -> Event:
     """INSERT `instance` (a new model row) and its first event in one statement: a
     single-statement transaction of its own outside `atomic`, or part of the caller's inside.
@@ -125,13 +126,16 @@ def insert_with_event(
     for the writes that need nothing else in their transaction (a new order on its way to the
     executor). With outbox rows (and `kick`), the statement also notifies the workers' outbox
     listeners (`trading/outbox_listener.py`), delivered when the transaction commits: no kick
-    after commit, no round trip of its own."""
+    after commit, no round trip of its own. `also(instance) -> (sql, params)`: one more CTE of
+    the statement (it may read the new row's id: `(SELECT id FROM row)`), built once the row's
+    own values are set (e.g. a request's idempotent response)."""
     insert_sql, insert_params = _insert_returning_id(instance)
     event_id, occurred_at = new_ulid(), timezone.now()
     names = outbox.handlers_for(topic)
+    also_sql, also_params = also(instance) if also is not None else ("", [])
     statement = _ROW_EVENT_SQL.format(
         insert=insert_sql,
-        outbox=f", outbox AS ({_OUTBOX_SQL})" if names else "",
+        outbox=(f", outbox AS ({_OUTBOX_SQL})" if names else "") + (f", also AS ({also_sql})" if also_sql else ""),
         notify=_NOTIFY_JOIN if names and kick else "",
     )
     params = [
@@ -149,6 +153,7 @@ def insert_with_event(
     ]
     if names:
         params += [event_id, occurred_at, occurred_at, names]
+    params += also_params
     with connection.cursor() as cur:
         cur.execute(statement, params)
         (pk,) = cur.fetchone()

@@ -24,6 +24,7 @@ from trading.models import Event, Order, Trade
 from trading.risk import OrderIntent, risk_check
 from trading.selectors import risk_snapshot_load, trade_open_for_user
 from trading.services.accounts import wallet_for_order
+from trading.services.idempotency import idempotency_completion_sql, idempotency_pending
 from trading.services.ledger import event_record, insert_with_event
 from trading.services.reference import reference_band_for
 
@@ -346,6 +347,7 @@ def order_place(
     actor: str | None = None,
     causation_id: str = "",
     cache_prefetched: dict | None = None,
+    placed_response: Callable[[Order], tuple[int, dict]] | None = None,
 ) -> Order:
     """Validate, run the risk engine, write the order and `order.accepted` in one transaction,
     and enqueue execution after commit. MARKET/LIMIT go to the executor (LIMIT rests at the
@@ -353,7 +355,9 @@ def order_place(
     a venue (only the cached market list and the price cache). The order records the wallet it
     trades from: the address (explicit, else the Safe of a delegated venue account, else the
     user's sign-in address) and the user's Wallet row for it. `cache_prefetched`: cache values
-    the caller read already (the API reads the price with the rate limit: `order_price_keys`)."""
+    the caller read already (the API reads the price with the rate limit: `order_price_keys`).
+    `placed_response(order) -> (status, body)`: what the API answers for the new order; under an
+    Idempotency-Key it is stored as the request's response in the order's own statement."""
     actor = actor or f"user:{user.pk}"
     order_type = str(order_type).upper()
     side = str(side).lower()
@@ -450,6 +454,7 @@ def order_place(
             tick=tick,
             protective=protective,
             causation_id=causation_id,
+            placed_response=placed_response,
             extra={"reference_check": band.record()} if band else {},
             fields={
                 "wallet": wallet,
@@ -492,11 +497,29 @@ def order_place(
 
 
 def _order_write(
-    *, user, actor: str, tick, protective: bool, causation_id: str, fields: dict, extra: dict | None = None
+    *,
+    user,
+    actor: str,
+    tick,
+    protective: bool,
+    causation_id: str,
+    fields: dict,
+    extra: dict | None = None,
+    placed_response: Callable[[Order], tuple[int, dict]] | None = None,
 ) -> Order:
     order = Order(user=user, **fields)
     if protective or _limit_held_here(order):
         return _order_write_held(order=order, actor=actor, tick=tick, causation_id=causation_id, extra=extra)
+    # Under an Idempotency-Key, the request's response is stored by the order's statement (its
+    # record completes in the order's commit, one round trip fewer); the decorator checks it.
+    pending = idempotency_pending() if placed_response is not None else None
+    stored = []
+
+    def completion(row: Order):
+        status, body = placed_response(row)
+        stored.append((status, body))
+        return idempotency_completion_sql(pending=pending, status=status, body=body, id_key="order_id")
+
     # An order on its way to the executor: the order and `order.accepted` in one statement (its
     # own transaction, or a savepoint in the caller's so that a duplicate client_order_id leaves
     # the caller's transaction usable). The kick after commit has the dispatcher hand it to the
@@ -513,7 +536,11 @@ def _order_write(
             actor=actor,
             causation_id=causation_id,
             payload={**snapshot, "price_source": tick.source, "price_at": tick.timestamp, **(extra or {})},
+            also=completion if pending is not None else None,
         )
+    if stored:
+        status, body = stored[0]
+        pending.stored = (status, {**body, "order_id": order.pk})
     metrics.order_status_count(status=Order.Status.ACCEPTED, venue=order.provider)
     return order
 
