@@ -91,7 +91,8 @@ def idempotency_claim(*, user, key: str, method: str, path: str, digest: str) ->
 # flushes WAL in order, so the order committed after a claim makes the claim durable too; a
 # completion lost in a crash leaves the key `in_progress` (409 until it expires), never a
 # second order. Inside a caller's transaction the plain ORM is used (its commit is not ours
-# to relax).
+# to relax). A placed order's 202 is stored by the order's own statement instead
+# (`idempotency_completion_sql`): it commits with the order.
 _CLAIM_SQL = """
 INSERT INTO trading_idempotencyrecord
     (user_id, key, method, path, request_hash, status, created_at)
