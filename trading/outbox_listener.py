@@ -5,8 +5,8 @@ the same statement, so the notification rides the order's COMMIT: the placing re
 round trip for it (the per-commit Redis kick it replaces cost the request about 0.2 ms of CPU).
 PostgreSQL delivers a notification only when its transaction commits, and folds the ones of a
 transaction into one. This thread, in each worker's main process, wakes on them and kicks the
-dispatcher as the committing process used to (`outbox._kick`: debounced by the queued-dispatch
-mark, so a burst of orders costs one or two dispatch runs).
+dispatcher as the committing process used to (`outbox._kick`, coalesced by `config/kicks.py`:
+a burst of orders costs one dispatch task, not one per order).
 
 Nothing is lost when a notification is: the messages are rows, Beat's sweep (every 2 s) runs the
 dispatcher whatever happened, and on every (re)connect the listener kicks once for what was
