@@ -137,6 +137,12 @@ if DB_POOL_MAX_SIZE:
         # how long a request waits for a connection before its 503: while PostgreSQL is down
         # every request waits this long (the pool has no live connection to give)
         "timeout": env.float("DB_POOL_TIMEOUT", default=3.0),
+        # A connection the pool cannot open is retried with a doubling back-off (1, 2, 4, ... s)
+        # for this long, then given up; the next request that finds the pool short asks for a new
+        # one at once. Kept short so that after an outage the pool is back within a couple of
+        # seconds of PostgreSQL (psycopg's default, 5 min, let the back-off grow to 16-30 s and
+        # more: every request in that gap answered 503 on a healthy database).
+        "reconnect_timeout": env.float("DB_POOL_RECONNECT_TIMEOUT", default=5.0),
     }
 DATABASES = {"default": _db}
 # Idle request threads a web process keeps for the next requests (config/handler.py); more

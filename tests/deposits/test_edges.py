@@ -8,6 +8,7 @@ from decimal import Decimal
 import pytest
 from django.utils import timezone
 
+from tests.conftest import minute_with_room
 from tests.deposits.conftest import BASE, create, send, submitted, topics
 
 NATIVE = "0x0000000000000000000000000000000000000000"
@@ -368,6 +369,7 @@ def test_a_safe_deposits_from_the_target_chain_only(lifi, one_owner_safe, chain_
 @pytest.mark.django_db(transaction=True)
 def test_deposits_are_rate_limited_at_five_a_minute(lifi, eoa, chain_env):
     owner, user, client = eoa
+    minute_with_room(30)  # six deposits (each a LI-FI quote) in one window of the limit
     for _ in range(5):
         create(client, token_address=NATIVE)
     response = client.post(BASE, {"token_symbol": "ETH", "chain": "arbitrum", "amount": "0.1"}, format="json")
