@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import threading
@@ -29,12 +30,22 @@ from solver.services.state import state_write
 
 logger = logging.getLogger("tradedesk.near_intents.solver")
 CONNECTION_CHECK_SECONDS = 1.0
+BATCH_MAX = 100  # quotes decided in one transaction at most
+# batches being decided at once: while one waits on the database, the next is decided
+DECIDERS = 2
 _thread = threading.local()
 
 
 class SolverRunner:
     def __init__(self, *, url: str, api_key: str = "", workers: int | None = None):
         self.pool = ThreadPoolExecutor(max_workers=workers or settings.NEAR_SOLVER_WORKERS, thread_name_prefix="solver")
+        # quotes are decided in batches on one thread of their own (group commit)
+        self.decide_pool = ThreadPoolExecutor(max_workers=DECIDERS, thread_name_prefix="solver-decide")
+        self.waiting: list[tuple[loop.Received, float]] = []  # quotes received, not in a batch yet
+        self.deciders: set[asyncio.Task] = set()
+        self.sending: set[asyncio.Task] = set()
+        self.oks: list = []  # (plan, the relay's result, a future) to record
+        self.recorder: asyncio.Task | None = None
         # the relay's answers are recorded on threads of their own: a quote never waits behind them
         self.after = ThreadPoolExecutor(max_workers=2, thread_name_prefix="solver-after")
         self.stream = RelayStream(url, api_key=api_key, on_event=self.on_event)
@@ -125,33 +136,52 @@ class SolverRunner:
                 )
 
     async def on_quote(self, data: dict, metadata: dict, *, received: float | None = None) -> None:
+        """Queue the quote for the decider: every quote waiting when it is free is decided in one
+        batch (`loop.quotes_receive`: one transaction, one commit)."""
         started = received or time.perf_counter()
-        received = datetime.now(UTC) - timedelta(seconds=time.perf_counter() - started)
+        received_at = datetime.now(UTC) - timedelta(seconds=time.perf_counter() - started)
         self.counters["quotes"] += 1
         self.last_quote = {"at": time.time(), "quote_id": data.get("quote_id")}
         self.deciding += 1
-        try:
-            outcome = await self.db(
-                loop.quote_receive, data, metadata, received_at=received, ingest_open=self.ingest_open()
-            )
-        except Exception:
-            self.counters["errors"] += 1
-            logger.exception(
-                "quote handling failed",
-                extra={"venue": "near_intents", "event": "quote_failed", "quote_id": data.get("quote_id")},
-            )
-            return
-        finally:
-            self.deciding -= 1
-        self.counters[outcome.status] += 1
-        if outcome.pair and outcome.status not in ("filtered", "invalid"):
-            self.pair_seen[outcome.pair] = time.time()
-        if outcome.status == "skip":
-            self.skips[outcome.reason] += 1
-        plan = outcome.plan
-        if plan is None:
-            return
-        self.in_flight += 1
+        self.waiting.append((loop.Received(data, metadata, received_at), started))
+        if sum(not task.done() for task in self.deciders) < DECIDERS:
+            task = asyncio.get_running_loop().create_task(self._decide_waiting())
+            self.deciders.add(task)
+            task.add_done_callback(self.deciders.discard)
+
+    async def _decide_waiting(self) -> None:
+        """Decide what waits, a batch (at most BATCH_MAX quotes) at a time, on the decider thread;
+        each answered quote's response is sent as its batch commits."""
+        while self.waiting:
+            batch, self.waiting = self.waiting[:BATCH_MAX], self.waiting[BATCH_MAX:]
+            ingest_open = self.ingest_open()
+            try:
+                outcomes = await asyncio.get_running_loop().run_in_executor(
+                    self.decide_pool,
+                    functools.partial(self._call, loop.quotes_receive, [r for r, _ in batch], ingest_open=ingest_open),
+                )
+            except Exception:
+                self.counters["errors"] += len(batch)
+                logger.exception(
+                    "quote handling failed",
+                    extra={"venue": "near_intents", "event": "quote_failed", "count": len(batch)},
+                )
+                continue
+            finally:
+                self.deciding -= len(batch)
+            for (_, started), outcome in zip(batch, outcomes, strict=True):
+                self.counters[outcome.status] += 1
+                if outcome.pair and outcome.status not in ("filtered", "invalid"):
+                    self.pair_seen[outcome.pair] = time.time()
+                if outcome.status == "skip":
+                    self.skips[outcome.reason] += 1
+                if outcome.plan is not None:
+                    self.in_flight += 1
+                    task = asyncio.get_running_loop().create_task(self._send(outcome.plan, started))
+                    self.sending.add(task)
+                    task.add_done_callback(self.sending.discard)
+
+    async def _send(self, plan: loop.Plan, started: float) -> None:
         try:
 
             def sent():  # quote received → quote_response written to the socket
@@ -169,11 +199,39 @@ class SolverRunner:
             except RelayNotConnected as exc:
                 await self.after_send(loop.response_record, plan.command_id, not_sent=str(exc))
             else:
-                await self.after_send(loop.response_ok, plan, result)
+                await self._record_ok(plan, result)
             self.last_command = {"at": time.time(), "command_id": plan.command_id, "quote_id": plan.quote_id}
             self.counters["responses"] += 1
+        except Exception:
+            logger.exception(
+                "recording the relay's answer failed",
+                extra={"venue": "near_intents", "event": "result_failed", "command_id": plan.command_id},
+            )
         finally:
             self.in_flight -= 1
+
+    async def _record_ok(self, plan: loop.Plan, result) -> None:
+        """The relay's "OK" recorded: with every other one that arrives while the last ones are
+        being recorded, in one statement (`loop.responses_ok`), on the threads of their own."""
+        done = asyncio.get_running_loop().create_future()
+        self.oks.append((plan, result, done))
+        if self.recorder is None or self.recorder.done():
+            self.recorder = asyncio.get_running_loop().create_task(self._record_oks())
+        await done
+
+    async def _record_oks(self) -> None:
+        while self.oks:
+            batch, self.oks = self.oks[: BATCH_MAX * 2], self.oks[BATCH_MAX * 2 :]
+            try:
+                await asyncio.get_running_loop().run_in_executor(
+                    self.after, functools.partial(self._call, loop.responses_ok, [(p, r) for p, r, _ in batch])
+                )
+            except Exception as exc:
+                for *_, done in batch:
+                    done.set_exception(exc)
+            else:
+                for *_, done in batch:
+                    done.set_result(None)
 
     # --- housekeeping -----------------------------------------------------------------------------
     def _housekeeping(self) -> dict:
@@ -252,6 +310,7 @@ class SolverRunner:
                     "solver state not written at stop", extra={"venue": "near_intents", "event": "state_write_failed"}
                 )
             self.pool.shutdown(wait=True)
+            self.decide_pool.shutdown(wait=True)
             self.after.shutdown(wait=True)
 
 

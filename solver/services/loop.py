@@ -35,6 +35,7 @@ from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
 from django.db.models import Sum
 from django.utils import timezone
+from psycopg import RawCursor
 
 from config import metrics
 from providers.interface import VenueException
@@ -50,10 +51,10 @@ from solver.services.config import config_cached, config_forget
 from trading import outbox
 from trading.models import ControlState, TradingState
 from trading.services.control import control_gate
-from trading.services.ledger import _insert_returning_id, event_record, event_rows_sql
+from trading.services.ledger import event_record, event_rows_sql
 from trading.ulid import new_ulid
 from treasury.models import InventoryBalance, InventorySnapshot, Reservation
-from treasury.services.inventory import inventory_consume, inventory_hold_parts, inventory_release
+from treasury.services.inventory import inventory_consume, inventory_hold_parts, inventory_holds_sql, inventory_release
 
 logger = logging.getLogger("tradedesk.near_intents.solver")
 VENUE = "near_intents"
@@ -87,6 +88,8 @@ def _text(value: Decimal | None) -> str | None:
 CACHE_SECONDS = 1.0  # the settings and the notional of the hour, re-read at most this often
 _cache_lock = threading.Lock()
 _hour: list = [Decimal(0), 0.0]  # committed notional of the last hour (as read) + this process's since
+_pending: list = [Decimal(0)]  # the notional of this process's batches decided and not committed yet
+_decide_lock = threading.Lock()  # a batch's quotes are decided in memory one batch at a time
 
 
 def hour_notional_cached(now) -> Decimal:
@@ -107,6 +110,7 @@ def _hour_add(amount: Decimal) -> None:
 def caches_forget() -> None:
     config_forget()
     _hour[0], _hour[1] = Decimal(0), 0.0
+    _pending[0] = Decimal(0)
     tokens_forget()
     salt_forget()
     with _cache_lock:
@@ -310,98 +314,6 @@ def _parse(data: dict, pairs: list[str]) -> dict:
     return out
 
 
-def _insert_new(quote: RelayQuote) -> bool:
-    """INSERT the raw quote unless its quote_id is stored already (one statement, no savepoint)."""
-    statement, params = _insert_returning_id(quote)
-    head, sep, tail = statement.rpartition(" RETURNING ")
-    with connection.cursor() as cur:
-        cur.execute(f"{head} ON CONFLICT (quote_id) DO NOTHING{sep}{tail}", params)
-        row = cur.fetchone()
-    if row is None:
-        return False
-    quote.pk = row[0]
-    quote._state.adding = False
-    return True
-
-
-class _HoldRefused(Exception):
-    """The hold, the quote transaction's last statement, was refused (a concurrent quote took the
-    inventory, or the balance went stale): the transaction is rolled back whole and the quote
-    recorded again, as a skip."""
-
-
-def quote_receive(
-    data: dict, metadata: dict | None = None, *, received_at: datetime | None = None, ingest_open: bool = True
-) -> Outcome:
-    """Handle one `quote` event end to end up to the signed response (see the module doc)."""
-    received_at = received_at or timezone.now()
-    config = config_cached()
-    parsed = _parse(data if isinstance(data, dict) else {}, list(config.pairs))
-    if not parsed["quote_id"]:
-        return Outcome("invalid", reason="no quote_id")
-    fair = None
-    if ingest_open and parsed["status"] == RelayQuote.Status.ACCEPTED:
-        # outside the quote's transaction: a sample it writes is committed whatever the quote's fate
-        fair = _fair_or_refusal(parsed["pair"])
-    args = (data, metadata, parsed, config, received_at, ingest_open, fair)
-    try:
-        with transaction.atomic():
-            return _receive(*args, hold_refused=False)
-    except _HoldRefused:
-        with transaction.atomic():
-            return _receive(*args, hold_refused=True)
-
-
-def _receive(data, metadata, parsed, config, received_at, ingest_open, fair, *, hold_refused: bool) -> Outcome:
-    status = parsed["status"] if ingest_open else RelayQuote.Status.DROPPED
-    quote = RelayQuote(
-        quote_id=parsed["quote_id"],
-        received_at=received_at,
-        raw={"data": data, "metadata": metadata or {}},
-        asset_in=parsed["asset_in"],
-        asset_out=parsed["asset_out"],
-        exact_amount_in=parsed["exact_amount_in"],
-        exact_amount_out=parsed["exact_amount_out"],
-        min_deadline_ms=parsed["min_deadline_ms"],
-        pair=parsed.get("pair", ""),
-        direction=parsed.get("direction", ""),
-        amount=parsed.get("amount"),
-        status=status,
-        note=parsed["note"] if ingest_open else "ingest closed (paused, draining or disarmed)",
-    )
-    known = parsed.get("pair", "") if status == RelayQuote.Status.ACCEPTED else "other"
-    state = None
-    if status == RelayQuote.Status.ACCEPTED:
-        state = _insert_and_read(quote, net_cached().solver_account)
-        inserted = state is not None
-    else:
-        inserted = _insert_new(quote)
-    if not inserted:
-        log(logging.INFO, "ingest", "duplicate", "raw.near_intents.quote", quote_id=parsed["quote_id"])
-        metrics.after_commit(metrics.NEAR_QUOTES.labels(known or "other", "duplicate").inc)
-        return Outcome("duplicate", pair=parsed.get("pair", ""))
-    metrics.after_commit(metrics.NEAR_QUOTES.labels(known or "other", str(status)).inc)
-    if status != RelayQuote.Status.ACCEPTED:
-        return Outcome(str(status), pair=parsed.get("pair", ""), reason=parsed["note"])
-    received = _event(
-        quote.quote_id,
-        "near_intents.quote.received",
-        {
-            "quote_id": quote.quote_id,
-            "pair": quote.pair,
-            "direction": quote.direction,
-            "asset_in": quote.asset_in,
-            "asset_out": quote.asset_out,
-            "exact_amount_in": quote.exact_amount_in,
-            "exact_amount_out": quote.exact_amount_out,
-            "amount": _text(quote.amount),
-            "min_deadline_ms": quote.min_deadline_ms,
-            "received_at": received_at,
-        },
-    )
-    return _decide(quote, parsed, config, received_at, fair, state, [received], hold_refused=hold_refused)
-
-
 def _event(quote_id: str, topic: str, payload: dict) -> dict:
     """One of the quote's events, for `event_rows_sql` (its events go in one statement)."""
     return {
@@ -435,56 +347,202 @@ def _gate(component: str, state: ControlState | None) -> None:
         raise Skip(f"{'STRATEGY' if component == STRATEGY else 'EXECUTOR'}_DRAINING", f"{component} is draining.")
 
 
-_STATE_COLUMNS = """
+class _HoldRefused(Exception):
+    """The holds, the last part of a batch's statement, were refused (a concurrent hold took the
+    inventory, the balance went stale, or a component was disarmed or trading halted meanwhile):
+    the transaction is rolled back whole and the batch decided again on a fresh read."""
+
+
+HOLD_ATTEMPTS = 3  # a batch whose holds are refused this many times records its fired quotes as skips
+
+
+@dataclass
+class Received:
+    """One `quote` event as the process received it."""
+
+    data: dict
+    metadata: dict | None = None
+    received_at: datetime | None = None
+
+
+@dataclass
+class _Item:
+    """One quote of a batch on its way through the loop."""
+
+    data: dict
+    metadata: dict | None
+    received_at: datetime
+    parsed: dict
+    fair: FairRate | Exception | None = None
+    quote: RelayQuote | None = None
+    outcome: Outcome | None = None
+
+
+def quote_receive(
+    data: dict, metadata: dict | None = None, *, received_at: datetime | None = None, ingest_open: bool = True
+) -> Outcome:
+    """Handle one `quote` event end to end up to the signed response (`quotes_receive` of one)."""
+    return quotes_receive([Received(data, metadata, received_at)], ingest_open=ingest_open)[0]
+
+
+def quotes_receive(batch: list[Received], *, ingest_open: bool = True) -> list[Outcome]:
+    """Handle the `quote` events waiting to be decided, together (group commit, see the module
+    doc): one transaction, three statements whatever their number; an Outcome each, in order."""
+    config = config_cached()
+    pairs = list(config.pairs)
+    items: list[_Item] = []
+    outcomes: list[Outcome | None] = []
+    seen: set[str] = set()
+    for r in batch:
+        parsed = _parse(r.data if isinstance(r.data, dict) else {}, pairs)
+        quote_id = parsed["quote_id"]
+        if not quote_id:
+            outcomes.append(Outcome("invalid", reason="no quote_id"))
+            continue
+        if quote_id in seen:  # the same quote_id twice in one batch: the second is a duplicate
+            log(logging.INFO, "ingest", "duplicate", "raw.near_intents.quote", quote_id=quote_id)
+            metrics.NEAR_QUOTES.labels(parsed.get("pair", "") or "other", "duplicate").inc()
+            outcomes.append(Outcome("duplicate", pair=parsed.get("pair", "")))
+            continue
+        seen.add(quote_id)
+        item = _Item(r.data, r.metadata, r.received_at or timezone.now(), parsed)
+        if ingest_open and parsed["status"] == RelayQuote.Status.ACCEPTED:
+            # outside the batch's transaction: a sample it writes is committed whatever the quotes' fate
+            item.fair = _fair_or_refusal(parsed["pair"])
+        items.append(item)
+        outcomes.append(None)
+    if items:
+        pending: list[Decimal] = []  # the batch's notional while it is written
+        for attempt in range(1, HOLD_ATTEMPTS + 1):
+            try:
+                with transaction.atomic():
+                    _batch(items, config, ingest_open, pending, hold_refused=attempt == HOLD_ATTEMPTS)
+                break
+            except _HoldRefused:
+                continue
+            finally:  # committed (and added to the hour's as it did) or rolled back
+                with _cache_lock:
+                    _pending[0] -= sum(pending, Decimal(0))
+                pending.clear()
+    done = iter(item.outcome for item in items)
+    return [outcome if outcome is not None else next(done) for outcome in outcomes]
+
+
+_STATE_SQL = """
+    (SELECT coalesce(json_agg(json_build_array(quote_id, id)), '[]') FROM q)::text,
     (SELECT coalesce(json_agg(json_build_array(component, armed, paused, draining, expires_at)), '[]')
      FROM {control} WHERE component IN (%s, %s))::text,
     (SELECT coalesce(json_agg(json_build_array(scope_type, scope_key, state, previous_state, expires_at)), '[]')
      FROM {trading} WHERE scope_type = 'global' OR (scope_type = 'venue' AND scope_key = %s)
-        OR (scope_type = 'instrument' AND scope_key = %s) OR (scope_type = 'strategy' AND scope_key = %s))::text,
-    (SELECT row_to_json(b)::text FROM (
+        OR (scope_type = 'instrument' AND scope_key = ANY(%s::text[]))
+        OR (scope_type = 'strategy' AND scope_key = %s))::text,
+    (SELECT coalesce(json_agg(b), '[]') FROM (
         SELECT bal.*, (SELECT s.id FROM {snapshot} s WHERE s.balance_id = bal.id ORDER BY s.id DESC LIMIT 1)
             AS last_snapshot_id
-        FROM {balance} bal WHERE venue = %s AND account = %s AND asset = %s LIMIT 1) b),
-    nextval(pg_get_serial_sequence('{reservation}', 'id'))
+        FROM {balance} bal WHERE venue = %s AND account = %s AND asset = ANY(%s::text[])) b)::text,
+    (SELECT coalesce(array_agg(nextval(pg_get_serial_sequence('{reservation}', 'id'))), '{{}}')
+     FROM generate_series(1, %s))
 """
 
 
 @dataclass
 class State:
-    """What a quote is decided on, read with its raw row's INSERT: the strategy's and the
-    executor's control rows, the trading states over the pair, the given asset's balance (with
-    its last snapshot's id), and an id for the hold's row should the quote be answered."""
+    """What a batch is decided on, read with its raw rows' INSERT: the strategy's and the
+    executor's control rows, the trading states over its pairs, the given assets' balances (with
+    their last snapshot's id) by asset, and ids for the holds' rows should its quotes be answered."""
 
     controls: dict[str, ControlState]
     trading: list[TradingState]
-    balance: InventoryBalance | None
-    reservation_id: int
+    balances: dict[str, InventoryBalance]
+    reservation_ids: list[int]
 
 
 def _when(text: str | None) -> datetime | None:
     return datetime.fromisoformat(text) if text else None
 
 
-def _insert_and_read(quote: RelayQuote, account: str) -> State | None:
-    """INSERT the raw quote unless its quote_id is stored already (None then) and read the
-    `State` to decide it on, in one statement."""
-    statement, params = _insert_returning_id(quote)
-    head, sep, tail = statement.rpartition(" RETURNING ")
-    columns = _STATE_COLUMNS.format(
+_COLUMNS: dict[tuple[type, bool], tuple[list, str]] = {}
+
+
+def _rows_insert(instances: list, suffix: str = "") -> tuple[str, list]:
+    """One multi-row `INSERT INTO <table> (<every column>) VALUES (...), (...)` of new rows of one
+    model, their primary keys set (an auto one left to its sequence when unset). The values are
+    the attributes as they are (what Django's preparation gives on PostgreSQL for these models'
+    field types), JSON ones wrapped and `auto_now` ones set as Django's `pre_save` does."""
+    model = type(instances[0])
+    with_pk = instances[0].pk is not None
+    hit = _COLUMNS.get((model, with_pk))
+    if hit is None:
+        conn = connections[DEFAULT_DB_ALIAS]
+        fields = [f for f in model._meta.concrete_fields if with_pk or not f.primary_key]
+        quote = conn.ops.quote_name
+        hit = _COLUMNS[model, with_pk] = (
+            [
+                (
+                    f.attname,
+                    f
+                    if f.get_internal_type() == "JSONField"
+                    or getattr(f, "auto_now", False)
+                    or getattr(f, "auto_now_add", False)
+                    else None,
+                )
+                for f in fields
+            ],
+            f"INSERT INTO {quote(model._meta.db_table)} ({', '.join(quote(f.column) for f in fields)}) VALUES ",
+        )
+    columns, head = hit
+    conn = connections[DEFAULT_DB_ALIAS]
+    params: list = []
+    for instance in instances:
+        for attname, field in columns:
+            if field is None:
+                params.append(getattr(instance, attname))
+            else:
+                params.append(field.get_db_prep_save(field.pre_save(instance, True), connection=conn))
+    row = f"({', '.join(['%s'] * len(columns))})"
+    return head + ", ".join([row] * len(instances)) + suffix, params
+
+
+def _insert_and_read(items: list[_Item], ingest_open: bool, account: str) -> State:
+    """INSERT the batch's raw quotes (a quote_id stored already is a duplicate: no `quote.pk`) and
+    read the `State` to decide them on, in one statement."""
+    for item in items:
+        parsed = item.parsed
+        item.quote = RelayQuote(
+            quote_id=parsed["quote_id"],
+            received_at=item.received_at,
+            raw={"data": item.data, "metadata": item.metadata or {}},
+            asset_in=parsed["asset_in"],
+            asset_out=parsed["asset_out"],
+            exact_amount_in=parsed["exact_amount_in"],
+            exact_amount_out=parsed["exact_amount_out"],
+            min_deadline_ms=parsed["min_deadline_ms"],
+            pair=parsed.get("pair", ""),
+            direction=parsed.get("direction", ""),
+            amount=parsed.get("amount"),
+            status=parsed["status"] if ingest_open else RelayQuote.Status.DROPPED,
+            note=parsed["note"] if ingest_open else "ingest closed (paused, draining or disarmed)",
+        )
+    insert, params = _rows_insert(
+        [item.quote for item in items], " ON CONFLICT (quote_id) DO NOTHING RETURNING id, quote_id"
+    )
+    accepted = [i.quote for i in items if i.quote.status == RelayQuote.Status.ACCEPTED]
+    columns = _STATE_SQL.format(
         control=ControlState._meta.db_table,
         trading=TradingState._meta.db_table,
         snapshot=InventorySnapshot._meta.db_table,
         balance=InventoryBalance._meta.db_table,
         reservation=Reservation._meta.db_table,
     )
-    sql = f"WITH q AS ({head} ON CONFLICT (quote_id) DO NOTHING{sep}{tail}) SELECT (SELECT id FROM q), {columns}"
-    with connection.cursor() as cur:
-        cur.execute(sql, [*params, STRATEGY, EXECUTOR, VENUE, quote.pair, VENUE, VENUE, account, quote.asset_out])
-        pk, control_json, trading_json, balance_json, reservation_id = cur.fetchone()
-    if pk is None:
-        return None
-    quote.pk = pk
-    quote._state.adding = False
+    params += [STRATEGY, EXECUTOR, VENUE, sorted({q.pair for q in accepted}), VENUE, VENUE, account]
+    params += [sorted({q.asset_out for q in accepted}), len(accepted)]
+    ids_json, control_json, trading_json, balances_json, reservation_ids = _execute(
+        f"WITH q AS ({insert}) SELECT {columns}", params
+    )
+    ids = dict(json.loads(ids_json))
+    for item in items:
+        item.quote.pk = ids.get(item.quote.quote_id)
+        item.quote._state.adding = False
     controls = {
         key: ControlState(component=key, armed=armed, paused=paused, draining=draining, expires_at=_when(expires))
         for key, armed, paused, draining, expires in json.loads(control_json)
@@ -499,11 +557,10 @@ def _insert_and_read(quote: RelayQuote, account: str) -> State | None:
         )
         for scope_type, scope_key, state, previous, expires in json.loads(trading_json)
     ]
-    balance = None
-    if balance_json:
-        row = json.loads(balance_json, parse_float=Decimal)
+    balances = {}
+    for row in json.loads(balances_json, parse_float=Decimal):
         fields = {}
-        for field in InventoryBalance._meta.concrete_fields:
+        for field in _BALANCE_FIELDS:
             value = row.get(field.column)
             if value is not None and field.get_internal_type() == "DecimalField":
                 value = Decimal(value) if not isinstance(value, Decimal) else value
@@ -513,29 +570,31 @@ def _insert_and_read(quote: RelayQuote, account: str) -> State | None:
         balance = InventoryBalance(**fields)
         balance._state.adding = False
         balance.last_snapshot_id = row.get("last_snapshot_id")
-    return State(controls, trading, balance, reservation_id)
+        balances[balance.asset] = balance
+    return State(controls, trading, balances, list(reservation_ids or []))
 
 
-_ROW_SQL: dict[tuple[type, tuple[bool, ...]], str] = {}
+_BALANCE_FIELDS = InventoryBalance._meta.concrete_fields
 
 
-def _row_insert(instance) -> tuple[str, list]:
-    """`INSERT INTO <table> (<every column>) VALUES (...)` of a new row, its primary key set
-    (compiled once per model and pattern of NULL columns, as `_insert_returning_id` does)."""
-    model = type(instance)
-    conn = connections[DEFAULT_DB_ALIAS]
-    fields = model._meta.concrete_fields
-    values = [f.get_db_prep_save(f.pre_save(instance, True), connection=conn) for f in fields]
-    nulls = tuple(v is None for v in values)
-    sql = _ROW_SQL.get((model, nulls))
-    if sql is None:
-        quote = conn.ops.quote_name
-        sql = _ROW_SQL[model, nulls] = (
-            f"INSERT INTO {quote(model._meta.db_table)} ({', '.join(quote(f.column) for f in fields)}) "
-            f"VALUES ({', '.join('NULL' if null else '%s' for null in nulls)})"
-        )
-    instance._state.adding = False
-    return sql, [v for v in values if v is not None]
+_DOLLARS: dict[str, str] = {}
+
+
+def _execute(sql: str, params: list):
+    """Run one of the batch's statements on the connection's psycopg cursor without the query
+    conversion: the `%s` placeholders become PostgreSQL's `$1, $2, …` here by a plain split (the
+    driver's conversion parses the whole text in Python, and caches no text longer than 4 KB or
+    with more than 50 parameters: a batch's statements are both). Returns its first row, if any."""
+    dollars = _DOLLARS.get(sql)
+    if dollars is None:
+        head, *rest = sql.split("%s")
+        dollars = head + "".join(f"${i}{part}" for i, part in enumerate(rest, 1))
+        if len(sql) <= 8192 and len(_DOLLARS) < 256:
+            _DOLLARS[sql] = dollars
+    connection.ensure_connection()
+    with RawCursor(connection.connection) as cur:
+        cur.execute(dollars, params)
+        return cur.fetchone() if cur.description else None
 
 
 def _one_statement(parts: list[tuple[str, list]]) -> tuple[str, list]:
@@ -548,15 +607,19 @@ def _one_statement(parts: list[tuple[str, list]]) -> tuple[str, list]:
     return (f"WITH {head} {last}" if ctes else last), params
 
 
-def _trading_states(rows: list[TradingState], now) -> None:
+def _trading_states(rows: list[TradingState], now, pair: str) -> None:
     for row in rows:
+        if row.scope_type == "instrument" and row.scope_key != pair:
+            continue
         state = row.effective_state(now)
         if state != TradingState.State.ACTIVE:  # a quote always adds exposure: REDUCE_ONLY refuses it too
             label = "global" if row.scope_type == "global" else f"{row.scope_type}:{row.scope_key}"
             raise Skip("TRADING_HALTED" if state == "HALTED" else "TRADING_REDUCE_ONLY", f"{state} ({label})")
 
 
-def _inventory_view(balance: InventoryBalance | None, now) -> dict:
+def _inventory_view(balance: InventoryBalance | None, now, taken: Decimal = Decimal(0)) -> dict:
+    """The given asset's balance as the quote is decided on it: `taken` is what the batch's
+    earlier quotes hold of it (in `reserved` and `spendable`)."""
     if balance is None:
         return {"status": "unknown"}
     return {
@@ -564,8 +627,8 @@ def _inventory_view(balance: InventoryBalance | None, now) -> dict:
         "asset": balance.asset,
         "symbol": balance.symbol,
         "credited": _text(balance.credited),
-        "reserved": _text(balance.reserved),
-        "spendable": _text(balance.spendable),
+        "reserved": _text(balance.reserved + taken),
+        "spendable": _text(max(balance.spendable - taken, Decimal(0))),
         "pending_in": _text(balance.pending_in),
         "status": balance.effective_status(now),
         "synced_at": balance.synced_at.isoformat() if balance.synced_at else None,
@@ -573,55 +636,174 @@ def _inventory_view(balance: InventoryBalance | None, now) -> dict:
     }
 
 
+@dataclass
+class _Fired:
+    """A quote that fires: its rows and events, written with the batch's."""
+
+    item: _Item
+    decision: QuoteDecision
+    reservation: Reservation
+    command: QuoteCommand
+    events: list[dict]
+    plan: Plan
+
+
+def _batch(items: list[_Item], config, ingest_open: bool, pending: list, *, hold_refused: bool) -> None:
+    """One attempt at the batch, in the caller's transaction: its raw rows and state (one
+    statement), every quote decided in order in memory (the inventory each gives and the hour's
+    notional counted on as the batch goes), then one statement writing every decision, hold row,
+    command and event, the holds last (`_HoldRefused` when one is refused)."""
+    net = net_cached()
+    state = _insert_and_read(items, ingest_open, net.solver_account)
+    # decided one batch at a time in the process (the batches' statements and commits overlap):
+    # the hour's notional counts what the batches not committed yet will add
+    with _decide_lock:
+        now = timezone.now()
+        taken: dict[int, Decimal] = {}  # balance id → what the batch's earlier quotes hold of it
+        # the hour's notional (as read, and what batches being written hold of it), and this batch's
+        hour = [hour_notional_cached(now) + _pending[0], Decimal(0)]
+        reservation_ids = iter(state.reservation_ids)
+        decisions: list[QuoteDecision] = []
+        events: list[dict] = []
+        fired: list[_Fired] = []
+        for item in items:
+            quote, parsed = item.quote, item.parsed
+            if quote.pk is None:
+                item.outcome = Outcome("duplicate", pair=parsed.get("pair", ""))
+                continue
+            if quote.status != RelayQuote.Status.ACCEPTED:
+                item.outcome = Outcome(str(quote.status), pair=parsed.get("pair", ""), reason=parsed["note"])
+                continue
+            events.append(
+                _event(
+                    quote.quote_id,
+                    "near_intents.quote.received",
+                    {
+                        "quote_id": quote.quote_id,
+                        "pair": quote.pair,
+                        "direction": quote.direction,
+                        "asset_in": quote.asset_in,
+                        "asset_out": quote.asset_out,
+                        "exact_amount_in": quote.exact_amount_in,
+                        "exact_amount_out": quote.exact_amount_out,
+                        "amount": _text(quote.amount),
+                        "min_deadline_ms": quote.min_deadline_ms,
+                        "received_at": item.received_at,
+                    },
+                )
+            )
+            decision = QuoteDecision(
+                relay_quote=quote, quote_id=quote.quote_id, pair=quote.pair, direction=quote.direction
+            )
+            decisions.append(decision)
+            done = _decide(
+                decision, item, config, state, taken, hour, reservation_ids, now, net, hold_refused=hold_refused
+            )
+            if done is None:
+                events.append(_decision_event(decision))
+                item.outcome = Outcome("skip", pair=quote.pair, reason=decision.decision_reason)
+            else:
+                events += done.events
+                fired.append(done)
+                item.outcome = Outcome("quote", pair=quote.pair, reason="QUOTED", plan=done.plan)
+        with _cache_lock:
+            _pending[0] += hour[1]
+        pending.append(hour[1])
+    if decisions:
+        parts = [_rows_insert(decisions)]
+        if fired:
+            parts += [_rows_insert([f.reservation for f in fired]), _rows_insert([f.command for f in fired])]
+        events_sql, events_params, outbox_sql, outbox_params, _ = event_rows_sql(events)
+        parts += [(events_sql, events_params), (outbox_sql, outbox_params)]
+        parts = [part for part in parts if part[0]]
+        if fired:
+            parts.append(_holds(fired, now))
+            parts.append((f"SELECT count(*) FROM w{len(parts) - 1}", []))
+        statement, params = _one_statement(parts)
+        row = _execute(statement, params)
+        if fired and row[0] != len({f.reservation.balance_id for f in fired}):
+            raise _HoldRefused
+        if outbox_sql:
+            outbox.kick_soon_after_commit()
+    _batch_done(items, decisions, fired, hour[1])
+
+
+def _batch_done(items: list[_Item], decisions: list[QuoteDecision], fired: list[_Fired], notional: Decimal) -> None:
+    """The batch's log lines and counters, and its notional added to the hour's once it commits."""
+    if notional:
+        transaction.on_commit(lambda: _hour_add(notional))
+    counts: dict[tuple[str, str], int] = {}
+    for item in items:
+        accepted = item.quote.status == RelayQuote.Status.ACCEPTED
+        if item.outcome.status == "duplicate":
+            log(logging.INFO, "ingest", "duplicate", "raw.near_intents.quote", quote_id=item.quote.quote_id)
+        key = (
+            (item.quote.pair if accepted else "") or "other",
+            "duplicate" if item.outcome.status == "duplicate" else str(item.quote.status),
+        )
+        counts[key] = counts.get(key, 0) + 1
+    for (pair, status), n in counts.items():
+        metrics.after_commit(lambda pair=pair, status=status, n=n: metrics.NEAR_QUOTES.labels(pair, status).inc(n))
+    for decision in decisions:
+        _decision_log(decision)
+    for f in fired:
+        log(
+            logging.INFO,
+            "executor",
+            "submit",
+            "cmd.execute_trade",
+            pair=f.command.pair,
+            quote_id=f.command.quote_id,
+            decision_id=f.decision.decision_id,
+            command_id=f.command.command_id,
+        )
+
+
 def _decide(
-    quote: RelayQuote,
-    parsed: dict,
+    decision: QuoteDecision,
+    item: _Item,
     config,
-    received_at: datetime,
-    fair: FairRate | Exception,
     state: State,
-    events: list[dict],
+    taken: dict[int, Decimal],
+    hour: list[Decimal],
+    reservation_ids,
+    now: datetime,
+    net,
     *,
     hold_refused: bool,
-) -> Outcome:
-    now = timezone.now()
-    net = net_cached()
-    decision = QuoteDecision(relay_quote=quote, quote_id=quote.quote_id, pair=quote.pair, direction=quote.direction)
-    controls, trading, balance = state.controls, state.trading, state.balance
-    decision.inventory_snapshot = _inventory_view(balance, now)
+) -> _Fired | None:
+    """Decide one quote of the batch on `state` less what the batch's earlier quotes took (`taken`
+    of each balance, `hour[1]` of the hour's notional): None when it is skipped (the reason on
+    `decision`), else its rows to write."""
+    quote, parsed = item.quote, item.parsed
+    balance = state.balances.get(quote.asset_out)
+    spent = taken.get(balance.pk, Decimal(0)) if balance is not None else Decimal(0)
+    decision.inventory_snapshot = _inventory_view(balance, now, spent)
     if balance is not None:
         decision.inventory_snapshot_row_id = balance.last_snapshot_id
-    plan = None
     try:
-        _gate(STRATEGY, controls.get(STRATEGY))
+        _gate(STRATEGY, state.controls.get(STRATEGY))
         if quote.min_deadline_ms > settings.NEAR_SOLVER_MAX_DEADLINE_MS:
             raise Skip(
                 "DEADLINE_TOO_LONG", f"min_deadline_ms {quote.min_deadline_ms} > {settings.NEAR_SOLVER_MAX_DEADLINE_MS}"
             )
-        late_ms = int((now - received_at).total_seconds() * 1000)
+        late_ms = int((now - item.received_at).total_seconds() * 1000)
         if late_ms > settings.NEAR_SOLVER_ANSWER_WINDOW_MS:
             raise Skip("QUOTE_EXPIRED", f"decided {late_ms} ms after it arrived (the relay waits about 3 s)")
-        _price(decision, quote, parsed, config, fair)
-        _limits(decision, config, balance, now)
-        _gate(EXECUTOR, controls.get(EXECUTOR))
-        _trading_states(trading, now)
-        if hold_refused:  # the first attempt's hold lost to a concurrent one, or the balance went stale
-            raise Skip("INSUFFICIENT_INVENTORY", "the hold was refused: a concurrent quote's hold took the inventory")
+        _price(decision, quote, parsed, config, item.fair)
+        _limits(decision, config, balance, now, spent=spent, hour_used=hour[0] + hour[1])
+        _gate(EXECUTOR, state.controls.get(EXECUTOR))
+        _trading_states(state.trading, now, quote.pair)
+        if hold_refused:  # the batch's holds lost to concurrent ones every time
+            raise Skip("INSUFFICIENT_INVENTORY", "the hold was refused: concurrent holds took the inventory")
         deadline = now + timedelta(milliseconds=quote.min_deadline_ms + settings.NEAR_SOLVER_DEADLINE_EXTRA_MS)
-        plan = _command(decision, quote, parsed, deadline, net, state, events, now)
+        fired = _command(decision, item, deadline, net, balance, next(reservation_ids), now)
     except Skip as skip:
         decision.decision, decision.decision_reason, decision.detail = "skip", skip.reason, skip.detail[:500]
-    if plan is None:  # the decision and the quote's events in one statement
-        decision_row = _row_insert(decision)  # first: it sets created_at, which the event shows
-        events_sql, events_params, outbox_sql, outbox_params, _ = event_rows_sql([*events, _decision_event(decision)])
-        statement, params = _one_statement([decision_row, (events_sql, events_params), (outbox_sql, outbox_params)])
-        with connection.cursor() as cur:
-            cur.execute(statement, params)
-        if outbox_sql:
-            outbox.kick_after_commit()
-        _decision_log(decision)
-        return Outcome("skip", pair=quote.pair, reason=decision.decision_reason)
-    return Outcome("quote", pair=quote.pair, reason="QUOTED", plan=plan)
+        return None
+    taken[balance.pk] = spent + decision.amount_out
+    hour[1] += decision.notional
+    return fired
 
 
 def _fair_or_refusal(pair: str) -> FairRate | Exception:
@@ -684,55 +866,70 @@ def hour_notional(now=None) -> Decimal:
     )["total"] or Decimal(0)
 
 
-def _limits(decision: QuoteDecision, config, balance: InventoryBalance | None, now) -> None:
+def _limits(
+    decision: QuoteDecision, config, balance: InventoryBalance | None, now, *, spent: Decimal, hour_used: Decimal
+) -> None:
     if decision.notional > config.max_notional_quote:
         raise Skip("NOTIONAL_CAP_QUOTE", f"{_text(decision.notional)} > {_text(config.max_notional_quote)} per quote")
-    used = hour_notional_cached(now)
-    if used + decision.notional > config.max_notional_hour:
+    if hour_used + decision.notional > config.max_notional_hour:
         raise Skip(
             "NOTIONAL_CAP_HOUR",
-            f"{_text(used)} answered in the last hour + {_text(decision.notional)} > {_text(config.max_notional_hour)}",
+            f"{_text(hour_used)} answered in the last hour + {_text(decision.notional)} > "
+            f"{_text(config.max_notional_hour)}",
         )
     if balance is None:
         raise Skip("INVENTORY_UNKNOWN", "no credited inventory of the given asset has been synced")
     if balance.effective_status(now) == InventoryBalance.Status.STALE:
         raise Skip("INVENTORY_STALE", f"inventory is stale: {balance.why_stale(now)}")
-    if balance.spendable < decision.amount_out:
+    spendable = balance.spendable - spent
+    if spendable < decision.amount_out:
         raise Skip(
             "INSUFFICIENT_INVENTORY",
-            f"{_text(balance.spendable)} {balance.symbol} credited and spendable; {_text(decision.amount_out)} asked",
+            f"{_text(max(spendable, Decimal(0)))} {balance.symbol} credited and spendable; "
+            f"{_text(decision.amount_out)} asked",
         )
 
 
-# The hold is taken only while the strategy and the executor are armed (not expired), unpaused and
-# not draining, and every trading state over the quote is ACTIVE (an expired one counts as its
-# previous state): `_gate` and `_trading_states` again, in SQL, as the balance row is locked.
+# The holds are taken only while the strategy and the executor are armed (not expired), unpaused
+# and not draining, and every trading state over the batch's pairs is ACTIVE (an expired one counts
+# as its previous state): `_gate` and `_trading_states` again, in SQL, as the balance rows are locked.
 _GATE_AT_HOLD = (
     " AND (SELECT count(*) FROM {control} WHERE component IN (%s, %s) AND armed AND NOT paused AND NOT draining"
     " AND (expires_at IS NULL OR expires_at > %s)) = 2"
     " AND NOT EXISTS (SELECT 1 FROM {trading} t WHERE (t.scope_type = 'global'"
-    " OR (t.scope_type = 'venue' AND t.scope_key = %s) OR (t.scope_type = 'instrument' AND t.scope_key = %s)"
+    " OR (t.scope_type = 'venue' AND t.scope_key = %s)"
+    " OR (t.scope_type = 'instrument' AND t.scope_key = ANY(%s::text[]))"
     " OR (t.scope_type = 'strategy' AND t.scope_key = %s))"
     " AND CASE WHEN t.expires_at IS NOT NULL AND t.expires_at <= %s"
     " THEN coalesce(nullif(t.previous_state, ''), 'ACTIVE') ELSE t.state END <> 'ACTIVE')"
 )
 
 
+def _holds(fired: list[_Fired], now: datetime) -> tuple[str, list]:
+    """The batch's holds, one per balance given (the treasury's statement for many), with the
+    gate re-checked: it returns the ids of the balances held."""
+    amounts: dict[int, Decimal] = {}
+    for f in fired:
+        amounts[f.reservation.balance_id] = amounts.get(f.reservation.balance_id, Decimal(0)) + f.reservation.amount
+    sql, params = inventory_holds_sql(amounts, now=now)
+    head, sep, tail = sql.rpartition(" RETURNING ")
+    gate = _GATE_AT_HOLD.format(control=ControlState._meta.db_table, trading=TradingState._meta.db_table)
+    pairs = sorted({f.command.pair for f in fired})
+    return head + gate + sep + tail, [*params, STRATEGY, EXECUTOR, now, VENUE, pairs, VENUE, now]
+
+
 def _command(
     decision: QuoteDecision,
-    quote: RelayQuote,
-    parsed: dict,
+    item: _Item,
     deadline: datetime,
     net,
-    state: State,
-    events: list[dict],
+    balance: InventoryBalance,
+    reservation_id: int,
     now: datetime,
-) -> Plan:
-    """Sign, then ONE statement: the decision, the hold's row, the command, the quote's events
-    and, last, the hold itself (it locks the balance row until the commit, and takes it only
-    while the strategy and the executor are still armed, unpaused and not draining and the
-    trading states still ACTIVE). A refused hold rolls the whole transaction back
-    (`_HoldRefused`)."""
+) -> _Fired:
+    """Sign the quote's `token_diff`; its decision, hold row, command, events and response (the
+    batch writes them, the holds last: `_batch`)."""
+    quote, parsed = item.quote, item.parsed
     dec_in, dec_out = parsed["decimals"]
     raw_in, raw_out = to_raw(decision.amount_in, dec_in), to_raw(decision.amount_out, dec_out)
     try:
@@ -742,14 +939,13 @@ def _command(
     except VenueException as exc:
         raise Skip("SIGNER_UNAVAILABLE", f"{exc.error.code}: {exc.error.message}"[:500]) from None
     decision.decision, decision.decision_reason = "quote", "QUOTED"
-    decision_row = _row_insert(decision)  # first: it sets created_at, which the event shows
     decided = _decision_event(decision)
     output = {"amount_out": str(raw_out)} if quote.exact_amount_in else {"amount_in": str(raw_in)}
     response = {"quote_id": quote.quote_id, "quote_output": output, "signed_data": signed}
     command = QuoteCommand(
         quote_id=quote.quote_id,
         decision=decision,
-        reservation_id=state.reservation_id,
+        reservation_id=reservation_id,
         pair=quote.pair,
         give_asset=quote.asset_out,
         give_amount=decision.amount_out,
@@ -774,9 +970,9 @@ def _command(
             "public_key": signed["public_key"],
         },
     )
-    reservation, reserved, hold_sql, hold_params = inventory_hold_parts(
-        state.balance,
-        reservation_id=state.reservation_id,
+    reservation, reserved, _, _ = inventory_hold_parts(
+        balance,
+        reservation_id=reservation_id,
         amount=decision.amount_out,
         ref=f"quote:{quote.quote_id}",
         actor="solver",
@@ -787,45 +983,14 @@ def _command(
         causation_id=_corr(quote.quote_id),
         now=now,
     )
-    head, sep, tail = hold_sql.rpartition(" RETURNING ")
-    gate = _GATE_AT_HOLD.format(control=ControlState._meta.db_table, trading=TradingState._meta.db_table)
-    hold_sql = head + gate + sep + tail
-    hold_params = [*hold_params, STRATEGY, EXECUTOR, now, VENUE, quote.pair, VENUE, now]
-    # no kick: the answer's event (`response_record`, always written) kicks the dispatcher
-    events_sql, events_params, outbox_sql, outbox_params, _ = event_rows_sql([*events, decided, created, reserved])
-    statement, params = _one_statement(
-        [
-            decision_row,
-            _row_insert(reservation),
-            _row_insert(command),
-            (events_sql, events_params),
-            (outbox_sql, outbox_params),
-            (hold_sql, hold_params),
-        ]
-    )
-    with connection.cursor() as cur:
-        cur.execute(statement, params)
-        if cur.fetchone() is None:
-            raise _HoldRefused
-    transaction.on_commit(lambda: _hour_add(decision.notional))
-    _decision_log(decision)
-    log(
-        logging.INFO,
-        "executor",
-        "submit",
-        "cmd.execute_trade",
-        pair=quote.pair,
-        quote_id=quote.quote_id,
-        decision_id=decision.decision_id,
-        command_id=command.command_id,
-    )
-    return Plan(
+    plan = Plan(
         command_id=command.command_id,
         quote_id=quote.quote_id,
         response=response,
         decision_id=decision.decision_id,
         pair=quote.pair,
     )
+    return _Fired(item, decision, reservation, command, [decided, created, reserved], plan)
 
 
 def _decision_event(decision: QuoteDecision) -> dict:
@@ -985,6 +1150,72 @@ def response_ok(plan: Plan, result) -> bool:
     )
     _result_log(command, C.SENT)
     return True
+
+
+_SENT_MANY_SQL = (
+    "UPDATE {table} c SET status = %s, sent_at = coalesce(c.sent_at, %s), relay_answer = v.answer, answered_at = %s "
+    "FROM (VALUES {rows}) AS v (command_id, answer) WHERE c.command_id = v.command_id AND c.status = %s "
+    "RETURNING c.command_id, c.quote_id"
+)
+
+
+def responses_ok(answered: list[tuple[Plan, object]]) -> int:
+    """`response_ok` for many answers at once (the relay's "OK"s that arrived while the last ones
+    were being recorded): one statement whatever their number, the commands still `signed` made
+    `sent` with their `near_intents.quote.responded` events. Returns how many changed."""
+    if not answered:
+        return 0
+    now = timezone.now()
+    events, update_params = [], [C.SENT, now, now]
+    for plan, result in answered:
+        answer = {"result": result}
+        update_params += [plan.command_id, json.dumps(answer, default=str)]
+        events.append(
+            _event(
+                plan.quote_id,
+                "near_intents.quote.responded",
+                {
+                    "command_id": plan.command_id,
+                    "quote_id": plan.quote_id,
+                    "status": C.SENT,
+                    "reason": "",
+                    "relay_answer": answer,
+                },
+            )
+        )
+    update_params.append(C.SIGNED)
+    update = _SENT_MANY_SQL.format(
+        table=QuoteCommand._meta.db_table, rows=", ".join(["(%s, %s::jsonb)"] * len(answered))
+    )
+    events_sql, events_params, outbox_sql, outbox_params, _ = event_rows_sql(events)
+    # an event only for a command the UPDATE changed (its quote_id is the event's aggregate_id)
+    head, _, rows = events_sql.partition(" VALUES ")
+    parts = [
+        (update, update_params),
+        (
+            f"{head} SELECT * FROM (VALUES {rows}) AS v WHERE v.column5 IN (SELECT quote_id FROM w0) RETURNING id",
+            events_params,
+        ),
+    ]
+    if outbox_sql:
+        head, _, rows = outbox_sql.partition(" VALUES ")
+        parts.append(
+            (f"{head} SELECT * FROM (VALUES {rows}) AS v WHERE v.column1 IN (SELECT id FROM w1)", outbox_params)
+        )
+    statement, params = _one_statement([*parts, ("SELECT coalesce(array_agg(command_id), '{}') FROM w0", [])])
+    with transaction.atomic():
+        (changed,) = _execute(statement, params)
+        if changed and outbox_sql:
+            outbox.kick_soon_after_commit()
+    changed = set(changed)
+    metrics.NEAR_RESPONSES.labels("responded").inc(len(changed))
+    for plan, _ in answered:
+        if plan.command_id in changed:
+            command = QuoteCommand(
+                command_id=plan.command_id, quote_id=plan.quote_id, pair=plan.pair, decision_id=plan.decision_id
+            )
+            _result_log(command, C.SENT)
+    return len(changed)
 
 
 @transaction.atomic

@@ -161,6 +161,32 @@ def _reserve(venue, account, asset, amount, ref, actor, reason, expires_at, caus
     return reservation
 
 
+def inventory_holds_sql(amounts: dict[int, Decimal], *, now) -> tuple[str, list]:
+    """`_RESERVE` for several balances at once (balance id → amount), as a part of the caller's
+    own statement: the rows are locked in id order (two such statements cannot deadlock), each
+    held only while fresh and `credited − reserved` covers its amount. Returns the ids of the
+    balances held: when fewer than asked, the caller rolls its transaction back. For the NEAR
+    Intents solver's batches (with `inventory_hold_parts` for each hold's row and event)."""
+    from datetime import timedelta
+
+    from django.conf import settings
+
+    ids = sorted(amounts)
+    table = InventoryBalance._meta.db_table
+    values = ", ".join(["(%s::bigint, %s::numeric)"] * len(ids))
+    sql = (
+        f"UPDATE {table} b SET reserved = b.reserved + v.amount, updated_at = %s "
+        f"FROM (SELECT l.id, a.amount FROM {table} l JOIN (VALUES {values}) AS a (id, amount) ON l.id = a.id "
+        "ORDER BY l.id FOR UPDATE OF l) AS v "
+        "WHERE b.id = v.id AND b.status <> 'stale' AND b.synced_at >= %s AND b.credited - b.reserved >= v.amount "
+        "RETURNING b.id"
+    )
+    params: list = [now]
+    for pk in ids:
+        params += [pk, amounts[pk]]
+    return sql, [*params, now - timedelta(seconds=settings.INVENTORY_MAX_AGE_SECONDS)]
+
+
 def inventory_hold_parts(
     balance: InventoryBalance,
     *,

@@ -1,0 +1,145 @@
+"""Group commit: the quotes waiting to be decided are decided together (`loop.quotes_receive`),
+in order against the running balance and the hour's notional, written in one transaction; a
+refused hold rolls the batch back and it is decided again on a fresh read, losing none of it."""
+
+import threading
+import uuid
+from decimal import Decimal
+
+from tests.conftest import wait_for
+from tests.solver.conftest import BTC, BTC_RAW, EURE, EURE_RAW, arm
+
+
+def request(asset_in, asset_out, **amount):
+    return {
+        "quote_id": str(uuid.uuid4()),
+        "defuse_asset_identifier_in": asset_in,
+        "defuse_asset_identifier_out": asset_out,
+        "min_deadline_ms": 60000,
+        **{key: str(value) for key, value in amount.items()},
+    }
+
+
+def buy_btc(eure=1000):
+    """A user gives `eure` EURe for BTC: the desk gives BTC (1000 EURe: 0.01626016 BTC)."""
+    return request(EURE, BTC, exact_amount_in=eure * EURE_RAW)
+
+
+def balance(asset):
+    from treasury.models import InventoryBalance
+
+    return InventoryBalance.objects.get(venue="near_intents", asset=asset)
+
+
+def caps(**limits):
+    from solver.services.config import config_set
+
+    config_set(
+        actor="test", reason="test", **{"max_notional_quote": "1000000", "max_notional_hour": "1000000", **limits}
+    )
+
+
+def test_two_quotes_of_one_batch_that_together_exceed_inventory_only_the_first_is_answered(desk):
+    from solver.models import QuoteCommand, QuoteDecision, RelayQuote
+    from solver.services import loop
+
+    arm()
+    caps()
+    first, second = (request(EURE, BTC, exact_amount_out=3 * BTC_RAW // 2) for _ in range(2))  # 1.5 BTC each, 2 held
+    outcomes = loop.quotes_receive([loop.Received(first, {}), loop.Received(second, {})])
+
+    assert [(o.status, o.reason) for o in outcomes] == [("quote", "QUOTED"), ("skip", "INSUFFICIENT_INVENTORY")]
+    assert outcomes[0].plan is not None and outcomes[1].plan is None
+    assert RelayQuote.objects.count() == QuoteDecision.objects.count() == 2
+    assert list(QuoteCommand.objects.values_list("quote_id", flat=True)) == [first["quote_id"]]
+    assert balance(BTC).reserved == Decimal("1.5")
+    # the second was decided on what the first left: its record shows the running balance
+    skipped = QuoteDecision.objects.get(quote_id=second["quote_id"])
+    assert skipped.inventory_snapshot["spendable"] == "0.5" and skipped.inventory_snapshot["reserved"] == "1.5"
+    assert skipped.inventory_snapshot_row_id is not None and skipped.reference_sample_id is not None
+
+
+def test_the_hour_cap_counts_the_earlier_quotes_of_the_batch(desk):
+    from solver.services import loop
+
+    arm()
+    caps(max_notional_hour="1500")  # EURe: one 1000 EURe quote fits, two do not
+    outcomes = loop.quotes_receive([loop.Received(buy_btc(), {}), loop.Received(buy_btc(), {})])
+    assert [(o.status, o.reason) for o in outcomes] == [("quote", "QUOTED"), ("skip", "NOTIONAL_CAP_HOUR")]
+
+
+def test_a_duplicate_within_a_batch_and_a_filtered_quote_are_recorded_beside_the_others(desk):
+    from solver.models import QuoteDecision, RelayQuote
+    from solver.services import loop
+
+    arm()
+    caps()
+    quote = buy_btc()
+    usdc = request(EURE, "nep141:arb-0xaf88d065e77c8cc2239327c5edb3a432268e5831.omft.near", exact_amount_in=10**18)
+    outcomes = loop.quotes_receive([loop.Received(quote, {}), loop.Received(dict(quote), {}), loop.Received(usdc, {})])
+    assert [o.status for o in outcomes] == ["quote", "duplicate", "filtered"]
+    assert RelayQuote.objects.count() == 2 and QuoteDecision.objects.count() == 1
+
+
+def test_a_refused_hold_loses_none_of_the_batch_it_is_decided_again_on_a_fresh_read(desk):
+    """The batch is decided on 2 BTC and 50,000 EURe: two quotes give BTC, one gives EURe. Its
+    holds (its statement's last part) wait on the BTC row a concurrent hold has locked; that one
+    leaves 0.02 BTC: the batch's BTC hold (0.0325) is refused, the whole batch is rolled back and
+    decided again: the first BTC quote fits what is left, the second does not, the EURe one is
+    answered as before."""
+    from django.db import connection, transaction
+
+    from solver.models import QuoteCommand, QuoteDecision, RelayQuote
+    from solver.services import loop
+    from treasury.models import InventoryBalance
+
+    arm()
+    caps()
+    locked, release, done = threading.Event(), threading.Event(), threading.Event()
+    released_by_the_wait = []
+
+    def rival():  # a concurrent hold leaving 0.02 BTC, committed once the batch waits on its lock
+        try:
+            with transaction.atomic():
+                row = InventoryBalance.objects.select_for_update().get(venue="near_intents", asset=BTC)
+                row.reserved = row.credited - Decimal("0.02")
+                row.save(update_fields=["reserved"])
+                locked.set()
+                released_by_the_wait.append(release.wait(30))
+        finally:
+            connection.close()
+            done.set()
+
+    threading.Thread(target=rival, daemon=True).start()
+    assert locked.wait(10)
+
+    def batch_waits_on_the_lock():
+        with connection.cursor() as cur:
+            cur.execute("SELECT count(*) FROM pg_locks WHERE NOT granted AND locktype = 'transactionid'")
+            return cur.fetchone()[0] > 0
+
+    def let_go():
+        wait_for(batch_waits_on_the_lock, what="the batch's holds waiting on the rival's lock")
+        release.set()
+
+    threading.Thread(target=lambda: (let_go(), connection.close()), daemon=True).start()
+    first, second = buy_btc(), buy_btc()
+    sell_btc = request(BTC, EURE, exact_amount_in=BTC_RAW // 10)  # the desk gives 5850 EURe
+    outcomes = loop.quotes_receive([loop.Received(q, {}) for q in (first, second, sell_btc)])
+
+    assert done.wait(10) and released_by_the_wait == [True]  # the batch did wait on the rival's lock
+    assert [(o.status, o.reason) for o in outcomes] == [
+        ("quote", "QUOTED"),
+        ("skip", "INSUFFICIENT_INVENTORY"),
+        ("quote", "QUOTED"),
+    ]
+    ids = [q["quote_id"] for q in (first, second, sell_btc)]
+    assert RelayQuote.objects.filter(quote_id__in=ids).count() == 3
+    assert QuoteDecision.objects.filter(quote_id__in=ids).count() == 3
+    assert set(QuoteCommand.objects.values_list("quote_id", flat=True)) == {first["quote_id"], sell_btc["quote_id"]}
+    assert balance(BTC).reserved == balance(BTC).credited - Decimal("0.02") + Decimal("0.01626016")
+    assert balance(EURE).reserved == Decimal("5850")
+    # each answered quote is on the record before it is sent: decision, command, hold and events
+    for outcome, quote_id in ((outcomes[0], ids[0]), (outcomes[2], ids[2])):
+        command = QuoteCommand.objects.get(quote_id=quote_id)
+        assert command.command_id == outcome.plan.command_id and command.reservation.status == "held"
