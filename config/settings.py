@@ -696,8 +696,8 @@ NEAR_SOLVER_STORM_MAX = env.int("NEAR_SOLVER_STORM_MAX", default=12)
 NEAR_SOLVER_PAIR_SILENT_SECONDS = env.float("NEAR_SOLVER_PAIR_SILENT_SECONDS", default=300.0)
 # Seconds between the loop's housekeeping rounds (deadlines, unknown outcomes, silent pairs).
 NEAR_SOLVER_HOUSEKEEPING_SECONDS = env.float("NEAR_SOLVER_HOUSEKEEPING_SECONDS", default=1.0)
-# Threads the loop decides quotes on (each its own database connection; two more record the
-# relay's answers).
+# Threads for quote_status events and the housekeeping rounds (each its own database connection);
+# quotes are decided in batches on two threads of their own, and two more record the relay's answers.
 NEAR_SOLVER_WORKERS = env.int("NEAR_SOLVER_WORKERS", default=8)
 # Raw quotes (and the decisions of quotes never answered) are kept this many days.
 NEAR_SOLVER_QUOTE_RETENTION_DAYS = env.float("NEAR_SOLVER_QUOTE_RETENTION_DAYS", default=7)

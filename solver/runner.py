@@ -1,9 +1,10 @@
 """The `near_solver` process: the relay websocket (`providers.near_intents.relay.RelayStream`)
-feeding the loop (`solver.services.loop`) on a few worker threads, and the housekeeping rounds
+feeding the loop (`solver.services.loop`) on threads of its own, and the housekeeping rounds
 (deadlines and unknown outcomes, silent pairs, the component state written to Redis).
 
 - Ingest disarmed: no connection at all. Paused or draining: connected, quotes dropped (counted).
-- Each quote: stored, decided, and when armed gated, held, signed and committed, then the
+- The quotes waiting are decided together (`loop.quotes_receive`, a batch in one transaction):
+  stored, decided, and when armed gated, held, signed and committed, then each answered one's
   `quote_response` is sent and the relay's answer recorded (`RelayTimeout` → unknown).
 - At start, commands signed but without a recorded answer become unknown: nothing is resent."""
 

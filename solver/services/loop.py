@@ -1,20 +1,21 @@
-"""One quote through the loop (sync code; the `near_solver` process runs it on worker threads).
-The hot path is four round trips (docs/near-intents.md, "The hot path"):
+"""The quotes through the loop (sync code; the `near_solver` process runs it on threads of its
+own). The quotes waiting are decided together, a batch in one transaction of four round trips
+whatever its size (group commit; docs/near-intents.md, "The hot path"):
 
-1. **Ingest** (`quote_receive`): the raw request is stored once per quote_id (a duplicate is
-   dropped); a pair outside the filter or an unreadable request stops here. The INSERT of an
-   accepted one reads, in the same statement, what it is decided on (`State`).
-2. **Strategy**: the fair rate of the pair (`fair_rate`: `reference_rate_use`, a pinned sample,
-   kept NEAR_SOLVER_FAIR_RATE_MS) and the desk's price under it by the spread give the answer's
-   amounts, its implied rate and its gross edge; freshness, edge threshold, notional caps and
-   credited inventory of the asset the desk gives are checked. Every quote of a filtered pair
-   gets one `QuoteDecision`.
+1. **Ingest** (`quotes_receive`): the raw requests are stored once per quote_id (a duplicate is
+   dropped); a pair outside the filter or an unreadable request stops there. The multi-row
+   INSERT reads, in the same statement, what the batch is decided on (`State`).
+2. **Strategy**, each quote in arrival order on what the earlier ones left: the fair rate of the
+   pair (`fair_rate`: `reference_rate_use`, a pinned sample, kept NEAR_SOLVER_FAIR_RATE_MS) and
+   the desk's price under it by the spread give the answer's amounts, its implied rate and its
+   gross edge; freshness, edge threshold, notional caps and credited inventory of the asset the
+   desk gives are checked. Every quote of a filtered pair gets one `QuoteDecision`.
 3. **Gate and executor**, in the same transaction: the strategy's and the executor's control
-   states and the trading states *now*, the signed `token_diff`, then one statement writes the
-   decision, the hold's row, the command and the quote's events, and takes the hold last
-   (row-locked, until the intent's deadline; it re-checks the arm and trading states) — committed before the
-   response is sent. A refused hold rolls everything back; the quote is recorded again as a skip.
-4. `response_ok` / `response_record` write the relay's answer; `status_apply` a `quote_status`;
+   states and the trading states *now*, the signed `token_diff`s, then one statement writes the
+   decisions, the holds' rows, the commands and the events, and takes the holds last (row-locked,
+   until the intents' deadlines; they re-check the arm and trading states) — committed before the
+   responses are sent. A refused hold rolls the batch back; it is decided again on a fresh read.
+4. `responses_ok` / `response_record` write the relay's answers; `status_apply` a `quote_status`;
    `reconcile` settles (`get_status`, the verifier's `is_nonce_used`) or expires what is open.
 
 Each step writes its ledger event (correlation `near-quote-<quote_id>`) and a log line with the
@@ -1101,57 +1102,6 @@ def _release(command: QuoteCommand, reason: str) -> None:
         inventory_release(reservation=reservation, actor="solver", reason=reason)
 
 
-_SENT_SQL = (
-    "UPDATE {table} SET status = %s, sent_at = coalesce(sent_at, %s), relay_answer = %s::jsonb, answered_at = %s "
-    "WHERE command_id = %s AND status = %s RETURNING command_id"
-)
-
-
-def response_ok(plan: Plan, result) -> bool:
-    """The relay said OK to a quote_response (the common answer): the command is sent, with its
-    `near_intents.quote.responded` event, in one statement of its own (a command that has moved on
-    meanwhile, quote_status first, keeps its state and gets no event). `response_record` is the
-    general way."""
-    now = timezone.now()
-    answer = {"result": result}
-    event = _event(
-        plan.quote_id,
-        "near_intents.quote.responded",
-        {
-            "command_id": plan.command_id,
-            "quote_id": plan.quote_id,
-            "status": C.SENT,
-            "reason": "",
-            "relay_answer": answer,
-        },
-    )
-    events_sql, events_params, outbox_sql, outbox_params, _ = event_rows_sql([event])
-    update = _SENT_SQL.format(table=QuoteCommand._meta.db_table)
-    update_params = [C.SENT, now, json.dumps(answer, default=str), now, plan.command_id, C.SIGNED]
-
-    def only_if_sent(insert: str) -> str:  # the event's rows only when the UPDATE changed the command
-        head, _, rows = insert.partition(" VALUES ")
-        return f"{head} SELECT * FROM (VALUES {rows}) AS v WHERE EXISTS (SELECT 1 FROM w0)"
-
-    parts = [(update, update_params), (only_if_sent(events_sql), events_params)]
-    if outbox_sql:
-        parts.append((only_if_sent(outbox_sql), outbox_params))
-    statement, params = _one_statement([*parts, ("SELECT count(*) FROM w0", [])])
-    with connection.cursor() as cur:
-        cur.execute(statement, params)
-        (changed,) = cur.fetchone()
-    if not changed:
-        return False
-    if outbox_sql:
-        outbox.kick_after_commit()
-    metrics.after_commit(metrics.NEAR_RESPONSES.labels("responded").inc)
-    command = QuoteCommand(
-        command_id=plan.command_id, quote_id=plan.quote_id, pair=plan.pair, decision_id=plan.decision_id
-    )
-    _result_log(command, C.SENT)
-    return True
-
-
 _SENT_MANY_SQL = (
     "UPDATE {table} c SET status = %s, sent_at = coalesce(c.sent_at, %s), relay_answer = v.answer, answered_at = %s "
     "FROM (VALUES {rows}) AS v (command_id, answer) WHERE c.command_id = v.command_id AND c.status = %s "
@@ -1160,9 +1110,11 @@ _SENT_MANY_SQL = (
 
 
 def responses_ok(answered: list[tuple[Plan, object]]) -> int:
-    """`response_ok` for many answers at once (the relay's "OK"s that arrived while the last ones
-    were being recorded): one statement whatever their number, the commands still `signed` made
-    `sent` with their `near_intents.quote.responded` events. Returns how many changed."""
+    """The relay said OK to quote_responses (the common answer; those that arrived while the last
+    ones were being recorded): one statement whatever their number, the commands still `signed`
+    made `sent` with their `near_intents.quote.responded` events (a command that has moved on
+    meanwhile, quote_status first, keeps its state and gets no event). Returns how many changed.
+    `response_record` is the general way."""
     if not answered:
         return 0
     now = timezone.now()
