@@ -291,6 +291,7 @@ class SolverRunner:
                 extra={"venue": "near_intents", "event": "restart_recover", "count": recovered},
             )
         await self.db(self._controls_read)
+        await self.db(loop.caches_warm)
         streaming = asyncio.create_task(self.stream.run(stop, may_connect=self.may_connect))
         try:
             while not stop.is_set():

@@ -185,6 +185,24 @@ def fair_rate(pair: str) -> FairRate:
     return value
 
 
+def caches_warm() -> None:
+    """Fill the process's caches before the first quote (the settings, the network's
+    configuration, the solver key's seed, the verifier's salt, the hour's notional), so that the
+    first batch does not pay for them (the fair rates are not: a quote sees a rate at most
+    NEAR_SOLVER_FAIR_RATE_MS after it was evaluated). What cannot be
+    read now is read by the first quote, as it would have been."""
+    for step in (
+        config_cached,
+        lambda: seed_cached(net_cached().name),
+        lambda: salt_current(near_intents_client(net_cached())),
+        lambda: hour_notional_cached(timezone.now()),
+    ):
+        try:
+            step()
+        except Exception:  # no key yet, the verifier not reachable: the quotes will say
+            logger.info("a solver cache was not warmed", exc_info=True, extra={"venue": VENUE, "event": "warm"})
+
+
 # --- tokens -----------------------------------------------------------------------------------------
 _tokens: dict[str, tuple[str, int]] = {}
 _tokens_lock = threading.Lock()
@@ -711,14 +729,21 @@ def _batch(items: list[_Item], config, ingest_open: bool, pending: list, *, hold
             _pending[0] += hour[1]
         pending.append(hour[1])
     if decisions:
-        parts = [_rows_insert(decisions)]
+        returning = " RETURNING 1" if fired else ""  # the holds run them to the end first
+        parts = [_rows_insert(decisions, returning)]
         if fired:
-            parts += [_rows_insert([f.reservation for f in fired]), _rows_insert([f.command for f in fired])]
+            parts += [
+                _rows_insert([f.reservation for f in fired], returning),
+                _rows_insert([f.command for f in fired], returning),
+            ]
         events_sql, events_params, outbox_sql, outbox_params, _ = event_rows_sql(events)
-        parts += [(events_sql, events_params), (outbox_sql, outbox_params)]
+        parts += [
+            (events_sql + returning, events_params),
+            (outbox_sql + returning if outbox_sql else "", outbox_params),
+        ]
         parts = [part for part in parts if part[0]]
         if fired:
-            parts.append(_holds(fired, now))
+            parts.append(_holds(fired, now, after=tuple(f"w{i}" for i in range(len(parts)))))
             parts.append((f"SELECT count(*) FROM w{len(parts) - 1}", []))
         statement, params = _one_statement(parts)
         row = _execute(statement, params)
@@ -906,13 +931,15 @@ _GATE_AT_HOLD = (
 )
 
 
-def _holds(fired: list[_Fired], now: datetime) -> tuple[str, list]:
+def _holds(fired: list[_Fired], now: datetime, *, after: tuple[str, ...]) -> tuple[str, list]:
     """The batch's holds, one per balance given (the treasury's statement for many), with the
-    gate re-checked: it returns the ids of the balances held."""
+    gate re-checked: it returns the ids of the balances held. It locks the balance rows once the
+    CTEs `after` (the batch's rows) are written: the locks are held from there to the commit only,
+    so that two batches' writes overlap."""
     amounts: dict[int, Decimal] = {}
     for f in fired:
         amounts[f.reservation.balance_id] = amounts.get(f.reservation.balance_id, Decimal(0)) + f.reservation.amount
-    sql, params = inventory_holds_sql(amounts, now=now)
+    sql, params = inventory_holds_sql(amounts, now=now, after=after)
     head, sep, tail = sql.rpartition(" RETURNING ")
     gate = _GATE_AT_HOLD.format(control=ControlState._meta.db_table, trading=TradingState._meta.db_table)
     pairs = sorted({f.command.pair for f in fired})

@@ -161,12 +161,14 @@ def _reserve(venue, account, asset, amount, ref, actor, reason, expires_at, caus
     return reservation
 
 
-def inventory_holds_sql(amounts: dict[int, Decimal], *, now) -> tuple[str, list]:
+def inventory_holds_sql(amounts: dict[int, Decimal], *, now, after: tuple[str, ...] = ()) -> tuple[str, list]:
     """`_RESERVE` for several balances at once (balance id → amount), as a part of the caller's
     own statement: the rows are locked in id order (two such statements cannot deadlock), each
     held only while fresh and `credited − reserved` covers its amount. Returns the ids of the
-    balances held: when fewer than asked, the caller rolls its transaction back. For the NEAR
-    Intents solver's batches (with `inventory_hold_parts` for each hold's row and event)."""
+    balances held: when fewer than asked, the caller rolls its transaction back. `after`: names of
+    the caller's CTEs (each with a RETURNING) to run to the end before the rows are locked, so
+    that the lock is held from there to the commit only. For the NEAR Intents solver's batches
+    (with `inventory_hold_parts` for each hold's row and event)."""
     from datetime import timedelta
 
     from django.conf import settings
@@ -174,10 +176,11 @@ def inventory_holds_sql(amounts: dict[int, Decimal], *, now) -> tuple[str, list]
     ids = sorted(amounts)
     table = InventoryBalance._meta.db_table
     values = ", ".join(["(%s::bigint, %s::numeric)"] * len(ids))
+    first = f"WHERE {' + '.join(f'(SELECT count(*) FROM {name})' for name in after)} >= 0 " if after else ""
     sql = (
         f"UPDATE {table} b SET reserved = b.reserved + v.amount, updated_at = %s "
         f"FROM (SELECT l.id, a.amount FROM {table} l JOIN (VALUES {values}) AS a (id, amount) ON l.id = a.id "
-        "ORDER BY l.id FOR UPDATE OF l) AS v "
+        f"{first}ORDER BY l.id FOR NO KEY UPDATE OF l) AS v "
         "WHERE b.id = v.id AND b.status <> 'stale' AND b.synced_at >= %s AND b.credited - b.reserved >= v.amount "
         "RETURNING b.id"
     )
