@@ -291,3 +291,29 @@ def test_a_batch_handler_takes_the_ready_messages_at_once_and_a_failing_batch_go
         ) == ["batch-0"]  # the failed batch's write was rolled back
     finally:
         outbox.unregister_handler("test-batch")
+
+
+def test_a_hot_loop_kicks_the_dispatcher_from_one_thread_not_once_per_commit(transactional_db):
+    """`kick_soon_after_commit` (the NEAR Intents solver's): the first commit's kick goes at once,
+    the commits made while the kicker waits are covered by one more kick, from the kicker thread.
+    Each commit here clears the queued-dispatch mark (as a dispatch starting would), so per-commit
+    kicks would publish one task per commit."""
+    from config.celery import app
+    from tests.conftest import tasks_published
+
+    app.control.purge()
+    try:
+        with tasks_published("trading.tasks.outbox_dispatch_task") as published:
+            for _ in range(20):
+                before = len(published)
+                with transaction.atomic():
+                    outbox.kick_soon_after_commit()
+                    outbox.kick_soon_after_commit()  # once per transaction
+                outbox.kick_mark_clear()
+            # the last commit is covered: a kick follows it
+            wait_for(lambda: len(published) > before, what="a kick after the last commit")
+        assert 1 <= len(published) < 20
+        assert {thread.name for thread in published} == {"outbox-kicker"}
+    finally:
+        app.control.purge()
+        outbox.kick_mark_clear()
