@@ -171,6 +171,9 @@ class SolverRunner:
             finally:
                 self.deciding -= len(batch)
             for (_, started), outcome in zip(batch, outcomes, strict=True):
+                if outcome.status == "error":  # logged; nothing recorded, nothing sent
+                    self.counters["errors"] += 1
+                    continue
                 self.counters[outcome.status] += 1
                 if outcome.pair and outcome.status not in ("filtered", "invalid"):
                     self.pair_seen[outcome.pair] = time.time()

@@ -277,7 +277,7 @@ class Plan:
 class Outcome:
     """What happened to one quote request (for the process's counters)."""
 
-    status: str  # duplicate | filtered | invalid | dropped | skip | quote
+    status: str  # duplicate | filtered | invalid | dropped | skip | quote | error (not recorded)
     pair: str = ""
     reason: str = ""
     plan: Plan | None = None
@@ -430,21 +430,44 @@ def quotes_receive(batch: list[Received], *, ingest_open: bool = True) -> list[O
             item.fair = _fair_or_refusal(parsed["pair"])
         items.append(item)
         outcomes.append(None)
-    if items:
-        pending: list[Decimal] = []  # the batch's notional while it is written
-        for attempt in range(1, HOLD_ATTEMPTS + 1):
-            try:
-                with transaction.atomic():
-                    _batch(items, config, ingest_open, pending, hold_refused=attempt == HOLD_ATTEMPTS)
-                break
-            except _HoldRefused:
-                continue
-            finally:  # committed (and added to the hour's as it did) or rolled back
-                with _cache_lock:
-                    _pending[0] -= sum(pending, Decimal(0))
-                pending.clear()
+    if len(items) == 1:
+        _batch_attempts(items, config, ingest_open)
+    elif items:
+        try:
+            _batch_attempts(items, config, ingest_open)
+        except Exception:  # one quote the database refuses must not lose the others: one by one
+            logger.warning(
+                "a batch of quotes failed: deciding them one by one",
+                exc_info=True,
+                extra={"venue": VENUE, "event": "batch_failed", "count": len(items)},
+            )
+            for item in items:
+                try:
+                    _batch_attempts([item], config, ingest_open)
+                except Exception as exc:
+                    logger.exception(
+                        "quote handling failed",
+                        extra={"venue": VENUE, "event": "quote_failed", "quote_id": item.parsed["quote_id"]},
+                    )
+                    item.outcome = Outcome("error", pair=item.parsed.get("pair", ""), reason=str(exc)[:300])
     done = iter(item.outcome for item in items)
     return [outcome if outcome is not None else next(done) for outcome in outcomes]
+
+
+def _batch_attempts(items: list[_Item], config, ingest_open: bool) -> None:
+    """`_batch` in a transaction of its own, again on a fresh read while its holds are refused."""
+    pending: list[Decimal] = []  # the batch's notional while it is written
+    for attempt in range(1, HOLD_ATTEMPTS + 1):
+        try:
+            with transaction.atomic():
+                _batch(items, config, ingest_open, pending, hold_refused=attempt == HOLD_ATTEMPTS)
+            return
+        except _HoldRefused:
+            continue
+        finally:  # committed (and added to the hour's as it did) or rolled back
+            with _cache_lock:
+                _pending[0] -= sum(pending, Decimal(0))
+            pending.clear()
 
 
 _STATE_SQL = """

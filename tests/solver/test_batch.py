@@ -143,3 +143,18 @@ def test_a_refused_hold_loses_none_of_the_batch_it_is_decided_again_on_a_fresh_r
     for outcome, quote_id in ((outcomes[0], ids[0]), (outcomes[2], ids[2])):
         command = QuoteCommand.objects.get(quote_id=quote_id)
         assert command.command_id == outcome.plan.command_id and command.reservation.status == "held"
+
+
+def test_a_quote_the_database_refuses_loses_none_of_its_batch(desk):
+    """A request the database cannot store (a NUL character in its raw JSON) fails its batch's
+    transaction: the batch is decided again one quote at a time, and only that one is lost."""
+    from solver.models import QuoteCommand, RelayQuote
+    from solver.services import loop
+
+    arm()
+    caps()
+    good, poisoned, other = buy_btc(), {**buy_btc(), "memo": "a\x00b"}, buy_btc()
+    outcomes = loop.quotes_receive([loop.Received(q, {}) for q in (good, poisoned, other)])
+    assert [o.status for o in outcomes] == ["quote", "error", "quote"]
+    assert set(RelayQuote.objects.values_list("quote_id", flat=True)) == {good["quote_id"], other["quote_id"]}
+    assert QuoteCommand.objects.count() == 2
