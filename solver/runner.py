@@ -40,7 +40,7 @@ _thread = threading.local()
 class SolverRunner:
     def __init__(self, *, url: str, api_key: str = "", workers: int | None = None):
         self.pool = ThreadPoolExecutor(max_workers=workers or settings.NEAR_SOLVER_WORKERS, thread_name_prefix="solver")
-        # quotes are decided in batches on one thread of their own (group commit)
+        # quotes are decided in batches (group commit) on DECIDERS threads of their own
         self.decide_pool = ThreadPoolExecutor(max_workers=DECIDERS, thread_name_prefix="solver-decide")
         self.waiting: list[tuple[loop.Received, float]] = []  # quotes received, not in a batch yet
         self.deciders: set[asyncio.Task] = set()
@@ -151,7 +151,7 @@ class SolverRunner:
             task.add_done_callback(self.deciders.discard)
 
     async def _decide_waiting(self) -> None:
-        """Decide what waits, a batch (at most BATCH_MAX quotes) at a time, on the decider thread;
+        """Decide what waits, a batch (at most BATCH_MAX quotes) at a time, on a decider thread;
         each answered quote's response is sent as its batch commits."""
         while self.waiting:
             batch, self.waiting = self.waiting[:BATCH_MAX], self.waiting[BATCH_MAX:]
