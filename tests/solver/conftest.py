@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from contextlib import contextmanager
 from decimal import Decimal
 
 import pytest
@@ -15,6 +16,48 @@ EURE = "nep141:gnosis-0x420ca0f9b9b604ce0fd9c18ef134c705e5fa3430.omft.near"
 USDC = "nep141:arb-0xaf88d065e77c8cc2239327c5edb3a432268e5831.omft.near"
 SOLVER = "desk-solver.near"
 BTC_RAW, EURE_RAW = 10**8, 10**18
+
+
+@contextmanager
+def rival_holding_btc(reserved):
+    """A concurrent hold of the BTC balance: its transaction locks the row, sets `reserved` to
+    `reserved(row)`, and commits only once another transaction waits on its lock (the quote's
+    hold, inside the block). Leaving the block checks that the rival was let go by that wait."""
+    from django.db import connection, transaction
+
+    from tests.conftest import wait_for
+    from treasury.models import InventoryBalance
+
+    locked, release, done = threading.Event(), threading.Event(), threading.Event()
+    released_by_the_wait = []
+
+    def rival():
+        try:
+            with transaction.atomic():
+                row = InventoryBalance.objects.select_for_update().get(venue="near_intents", asset=BTC)
+                row.reserved = reserved(row)
+                row.save(update_fields=["reserved"])
+                locked.set()
+                released_by_the_wait.append(release.wait(30))
+        finally:
+            connection.close()
+            done.set()
+
+    threading.Thread(target=rival, daemon=True).start()
+    assert locked.wait(10)
+
+    def hold_waits_on_the_lock():
+        with connection.cursor() as cur:
+            cur.execute("SELECT count(*) FROM pg_locks WHERE NOT granted AND locktype = 'transactionid'")
+            return cur.fetchone()[0] > 0
+
+    def let_go():
+        wait_for(hold_waits_on_the_lock, what="the hold waiting on the rival's lock")
+        release.set()
+
+    threading.Thread(target=lambda: (let_go(), connection.close()), daemon=True).start()
+    yield
+    assert done.wait(10) and released_by_the_wait == [True], "the hold did not wait on the rival's lock"
 
 
 def put_price(price="60000", *, age_ms=0, coingecko=None, gecko_age_ms=0):

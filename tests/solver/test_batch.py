@@ -2,12 +2,10 @@
 in order against the running balance and the hour's notional, written in one transaction; a
 refused hold rolls the batch back and it is decided again on a fresh read, losing none of it."""
 
-import threading
 import uuid
 from decimal import Decimal
 
-from tests.conftest import wait_for
-from tests.solver.conftest import BTC, BTC_RAW, EURE, EURE_RAW, arm
+from tests.solver.conftest import BTC, BTC_RAW, EURE, EURE_RAW, arm, rival_holding_btc
 
 
 def request(asset_in, asset_out, **amount):
@@ -87,47 +85,18 @@ def test_a_refused_hold_loses_none_of_the_batch_it_is_decided_again_on_a_fresh_r
     leaves 0.02 BTC: the batch's BTC hold (0.0325) is refused, the whole batch is rolled back and
     decided again: the first BTC quote fits what is left, the second does not, the EURe one is
     answered as before."""
-    from django.db import connection, transaction
 
     from solver.models import QuoteCommand, QuoteDecision, RelayQuote
     from solver.services import loop
-    from treasury.models import InventoryBalance
 
     arm()
     caps()
-    locked, release, done = threading.Event(), threading.Event(), threading.Event()
-    released_by_the_wait = []
+    # a concurrent hold leaving 0.02 BTC, committed once the batch's holds wait on its lock
+    with rival_holding_btc(lambda row: row.credited - Decimal("0.02")):
+        first, second = buy_btc(), buy_btc()
+        sell_btc = request(BTC, EURE, exact_amount_in=BTC_RAW // 10)  # the desk gives 5850 EURe
+        outcomes = loop.quotes_receive([loop.Received(q, {}) for q in (first, second, sell_btc)])
 
-    def rival():  # a concurrent hold leaving 0.02 BTC, committed once the batch waits on its lock
-        try:
-            with transaction.atomic():
-                row = InventoryBalance.objects.select_for_update().get(venue="near_intents", asset=BTC)
-                row.reserved = row.credited - Decimal("0.02")
-                row.save(update_fields=["reserved"])
-                locked.set()
-                released_by_the_wait.append(release.wait(30))
-        finally:
-            connection.close()
-            done.set()
-
-    threading.Thread(target=rival, daemon=True).start()
-    assert locked.wait(10)
-
-    def batch_waits_on_the_lock():
-        with connection.cursor() as cur:
-            cur.execute("SELECT count(*) FROM pg_locks WHERE NOT granted AND locktype = 'transactionid'")
-            return cur.fetchone()[0] > 0
-
-    def let_go():
-        wait_for(batch_waits_on_the_lock, what="the batch's holds waiting on the rival's lock")
-        release.set()
-
-    threading.Thread(target=lambda: (let_go(), connection.close()), daemon=True).start()
-    first, second = buy_btc(), buy_btc()
-    sell_btc = request(BTC, EURE, exact_amount_in=BTC_RAW // 10)  # the desk gives 5850 EURe
-    outcomes = loop.quotes_receive([loop.Received(q, {}) for q in (first, second, sell_btc)])
-
-    assert done.wait(10) and released_by_the_wait == [True]  # the batch did wait on the rival's lock
     assert [(o.status, o.reason) for o in outcomes] == [
         ("quote", "QUOTED"),
         ("skip", "INSUFFICIENT_INVENTORY"),

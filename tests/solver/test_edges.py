@@ -6,7 +6,18 @@ from decimal import Decimal
 from django.utils import timezone
 
 from tests.conftest import wait_for
-from tests.solver.conftest import BTC, BTC_RAW, EURE, EURE_RAW, SOLVER, SolverThread, arm, put_price, sync
+from tests.solver.conftest import (
+    BTC,
+    BTC_RAW,
+    EURE,
+    EURE_RAW,
+    SOLVER,
+    SolverThread,
+    arm,
+    put_price,
+    rival_holding_btc,
+    sync,
+)
 
 
 def decided(quote_id):
@@ -325,56 +336,26 @@ def test_a_hold_lost_to_a_concurrent_one_after_the_decision_rolls_back_and_recor
     """The quote reads the balance, signs, and its hold (the last statement) waits on the row a
     concurrent hold has locked; that one takes everything: the quote's transaction is rolled back
     whole (no command, no hold row, nothing to send) and the quote recorded again as a skip."""
-    import threading
     import uuid
-
-    from django.db import connection, transaction
 
     from solver.models import QuoteCommand, QuoteDecision, RelayQuote
     from solver.services import loop
     from solver.services.config import config_set
-    from treasury.models import InventoryBalance, Reservation
+    from treasury.models import Reservation
 
     arm()
     config_set(actor="test", reason="test", max_notional_quote="1000000", max_notional_hour="1000000")
-    locked, release, done = threading.Event(), threading.Event(), threading.Event()
-    released_by_the_wait = []
-
-    def rival():  # a concurrent hold of all the BTC, committed once the quote waits on its lock
-        try:
-            with transaction.atomic():
-                balance = InventoryBalance.objects.select_for_update().get(venue="near_intents", asset=BTC)
-                balance.reserved = balance.credited
-                balance.save(update_fields=["reserved"])
-                locked.set()
-                released_by_the_wait.append(release.wait(30))
-        finally:
-            connection.close()
-            done.set()
-
-    threading.Thread(target=rival, daemon=True).start()
-    assert locked.wait(10)
-
-    def quote_waits_on_the_lock():
-        with connection.cursor() as cur:
-            cur.execute("SELECT count(*) FROM pg_locks WHERE NOT granted AND locktype = 'transactionid'")
-            return cur.fetchone()[0] > 0
-
-    def let_go():
-        wait_for(quote_waits_on_the_lock, what="the quote's hold waiting on the rival's lock")
-        release.set()
-
-    threading.Thread(target=lambda: (let_go(), connection.close()), daemon=True).start()
     quote_id = str(uuid.uuid4())
-    data = {
-        "quote_id": quote_id,
-        "defuse_asset_identifier_in": EURE,
-        "defuse_asset_identifier_out": BTC,
-        "exact_amount_in": str(1000 * EURE_RAW),
-        "min_deadline_ms": 60000,
-    }
-    outcome = loop.quote_receive(data, {})
-    assert done.wait(10) and released_by_the_wait == [True]  # the quote did wait on the rival's lock
+    # a concurrent hold of all the BTC, committed once the quote's hold waits on its lock
+    with rival_holding_btc(lambda row: row.credited):
+        data = {
+            "quote_id": quote_id,
+            "defuse_asset_identifier_in": EURE,
+            "defuse_asset_identifier_out": BTC,
+            "exact_amount_in": str(1000 * EURE_RAW),
+            "min_deadline_ms": 60000,
+        }
+        outcome = loop.quote_receive(data, {})
     assert (outcome.status, outcome.reason, outcome.plan) == ("skip", "INSUFFICIENT_INVENTORY", None)
     assert RelayQuote.objects.filter(quote_id=quote_id).count() == 1
     decision = QuoteDecision.objects.get(quote_id=quote_id)
