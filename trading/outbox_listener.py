@@ -1,6 +1,7 @@
-"""The worker's ear for new outbox messages: `LISTEN outbox_pending` on a connection of its own.
+"""The worker's ear for new outbox messages: `LISTEN "outbox_pending:<queue>"` (its Celery queue)
+on a connection of its own.
 
-A new order's INSERT (`ledger.insert_with_event`) carries `pg_notify('outbox_pending', '')` in
+A new order's INSERT (`ledger.insert_with_event`) carries `pg_notify('outbox_pending:<queue>', '')` in
 the same statement, so the notification rides the order's COMMIT: the placing request pays no
 round trip for it (the per-commit Redis kick it replaces cost the request about 0.2 ms of CPU).
 PostgreSQL delivers a notification only when its transaction commits, and folds the ones of a
@@ -21,11 +22,23 @@ second, not at this desk's order rates."""
 from __future__ import annotations
 
 import logging
+import re
 import threading
 
 from celery import bootsteps
 
-CHANNEL = "outbox_pending"
+
+def _channel() -> str:
+    """The notification channel of this desk's workers: named after its Celery queue, so that
+    another desk's processes on the same database (a demo started by a test, with a queue of its
+    own) are not kicked to execute its orders with their settings."""
+    from django.conf import settings
+
+    queue = re.sub(r"[^A-Za-z0-9_.:-]", "_", settings.CELERY_TASK_DEFAULT_QUEUE)
+    return f"outbox_pending:{queue}"[:63]  # a channel name is at most 63 bytes
+
+
+CHANNEL = _channel()
 NOTIFY_SQL = f"SELECT pg_notify('{CHANNEL}', '')"
 
 logger = logging.getLogger("tradedesk.outbox")
@@ -67,12 +80,13 @@ class KickListener:
 
     def _run(self) -> None:
         import psycopg
+        from psycopg import sql
 
         retry = self.retry_seconds
         while not self._stop.is_set():
             try:
                 with psycopg.connect(**_connection_params(), autocommit=True) as conn:
-                    conn.execute(f"LISTEN {CHANNEL}")
+                    conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(CHANNEL)))
                     retry = self.retry_seconds
                     self._kick()  # what was committed while nobody listened
                     self.listening.set()
