@@ -48,6 +48,19 @@ def beat_heartbeat_read() -> float | None:
     return float(value) if value is not None else None
 
 
+def stop_on_signal() -> None:
+    """SIGTERM and SIGINT stop Beat by raising SystemExit where it is, and Beat's loop saves the
+    schedule on its way out (`celery.beat.Service.start`). Celery's own handler saved it inside
+    the handler: when the signal came while Beat was in a query, that re-entered the connection
+    the interrupted query held (its lock is not re-entrant) and Beat hung for good."""
+    from celery import platforms
+
+    def _stop(signum, frame):
+        raise SystemExit()
+
+    platforms.signals.update(SIGTERM=_stop, SIGINT=_stop)
+
+
 class ResilientDatabaseScheduler(DatabaseScheduler):
     def __init__(self, *args, **kwargs):
         self._down_since: float | None = None
@@ -95,8 +108,12 @@ class ResilientDatabaseScheduler(DatabaseScheduler):
         self._heartbeat_at = now
 
     def sync(self):
-        if self._down_since is None:  # (while paused the entries' run times are written later)
+        if self._down_since is not None:  # (while paused the entries' run times are written later)
+            return
+        try:
             super().sync()
+        except DATABASE_ERRORS as exc:  # e.g. stopped mid-query (stop_on_signal): the run times are lost
+            logger.warning("Beat: could not save the schedule's run times: %s", exc)
 
     def schedule_changed(self) -> bool:
         """The base class's check, except that a database error reaches `tick()` (which pauses)

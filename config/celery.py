@@ -110,6 +110,9 @@ def _task_postrun(task_id=None, task=None, state=None, **kwargs):
 def _beat_init(**kwargs):
     global _in_beat
     _in_beat = True
+    from config.beat import stop_on_signal
+
+    stop_on_signal()  # (after Celery installed its own handlers)
 
 
 def _before_task_publish(sender=None, **kwargs):
