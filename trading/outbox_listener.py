@@ -21,6 +21,7 @@ second, not at this desk's order rates."""
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import threading
@@ -28,7 +29,8 @@ import threading
 from celery import bootsteps
 
 
-def _channel() -> str:
+@functools.cache
+def channel() -> str:
     """The notification channel of this desk's workers: named after its Celery queue, so that
     another desk's processes on the same database (a demo started by a test, with a queue of its
     own) are not kicked to execute its orders with their settings."""
@@ -36,10 +38,14 @@ def _channel() -> str:
 
     queue = re.sub(r"[^A-Za-z0-9_.:-]", "_", settings.CELERY_TASK_DEFAULT_QUEUE)
     return f"outbox_pending:{queue}"[:63]  # a channel name is at most 63 bytes
+    # (read when first used, not at import: the worker's bootstep imports this module while
+    # the settings module, which imports the Celery app, may still be loading)
 
 
-CHANNEL = _channel()
-NOTIFY_SQL = f"SELECT pg_notify('{CHANNEL}', '')"
+def notify_sql() -> str:
+    """The statement that notifies this desk's listeners (joined to a new order's INSERT)."""
+    return f"SELECT pg_notify('{channel()}', '')"
+
 
 logger = logging.getLogger("tradedesk.outbox")
 
@@ -86,7 +92,7 @@ class KickListener:
         while not self._stop.is_set():
             try:
                 with psycopg.connect(**_connection_params(), autocommit=True) as conn:
-                    conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(CHANNEL)))
+                    conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel())))
                     retry = self.retry_seconds
                     self._kick()  # what was committed while nobody listened
                     self.listening.set()

@@ -7,7 +7,7 @@ import pytest
 from django.db import transaction
 
 from tests.conftest import wait_for
-from trading.outbox_listener import CHANNEL, KickListener
+from trading.outbox_listener import KickListener, channel
 
 
 @pytest.fixture
@@ -51,7 +51,7 @@ def test_a_listener_that_lost_its_connection_listens_again_and_kicks(listener, t
         cur.execute(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query = %s"
             " AND datname = current_database() AND pid <> pg_backend_pid()",
-            [f'LISTEN "{CHANNEL}"'],
+            [f'LISTEN "{channel()}"'],
         )
     wait_for(lambda: len(kicks) == 2, what="the kick on reconnecting")
     wait_for(ear.listening.is_set, what="LISTEN in place again")

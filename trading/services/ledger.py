@@ -41,10 +41,13 @@ WITH row AS ({{insert}}), event AS (
 ){{outbox}}
 SELECT id FROM row{{notify}}
 """
+
+
 # Joined to the row's SELECT when the new row has outbox messages: the worker's listener
 # (`trading/outbox_listener.py`) hears it when the transaction commits and kicks the dispatcher.
 # One statement still; a dispatcher kick after commit would cost the writer a Redis round trip.
-_NOTIFY_JOIN = f", ({outbox_listener.NOTIFY_SQL}) AS notified"
+def _notify_join() -> str:
+    return f", ({outbox_listener.notify_sql()}) AS notified"
 
 
 def event_record(
@@ -136,7 +139,7 @@ def insert_with_event(
     statement = _ROW_EVENT_SQL.format(
         insert=insert_sql,
         outbox=(f", outbox AS ({_OUTBOX_SQL})" if names else "") + (f", also AS ({also_sql})" if also_sql else ""),
-        notify=_NOTIFY_JOIN if names and kick else "",
+        notify=_notify_join() if names and kick else "",
     )
     params = [
         *insert_params,
