@@ -15,6 +15,11 @@ from configuration.runtime import config_refresh, config_value
 from trading.models import ControlState, Event, Order, Position, RiskLimit, Trade, TradingState
 from trading.risk import RiskLimits, RiskSnapshot
 from trading.services.control import executor_component
+from trading.services.idempotency import (
+    idempotency_claim_deferred_now,
+    idempotency_claim_settle,
+    idempotency_claim_sql,
+)
 
 _limits_cache: dict[str, tuple[float, RiskLimits]] = {}
 
@@ -84,20 +89,30 @@ def risk_snapshot_load(*, user, venue: str, asset: str, market_max_leverage: Dec
     limits = risk_limits_for(asset)
     now = timezone.now()
     day_start = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    params = {
+        "user": user.pk,
+        "minute_ago": now - timedelta(minutes=1),
+        "rate_limit": limits.max_orders_per_minute,
+        "day_start": day_start,
+        "component": executor_component(venue),
+        "venue": venue,
+        "asset": asset,
+    }
+    # A request's deferred Idempotency-Key claim rides this read (services/idempotency.py): it is
+    # made before the risk engine runs, with no round trip of its own.
+    claim = idempotency_claim_sql()
     with connection.cursor() as cur:
-        cur.execute(
-            _USER_STATS_SQL,
-            {
-                "user": user.pk,
-                "minute_ago": now - timedelta(minutes=1),
-                "rate_limit": limits.max_orders_per_minute,
-                "day_start": day_start,
-                "component": executor_component(venue),
-                "venue": venue,
-                "asset": asset,
-            },
-        )
-        recent, net_today, open_positions, draining, paused, states = cur.fetchone()
+        if claim is None:
+            cur.execute(_USER_STATS_SQL, params)
+            recent, net_today, open_positions, draining, paused, states = cur.fetchone()
+        else:
+            cte, claim_params = claim
+            cur.execute(f"WITH {cte}\n{_USER_STATS_SQL}, (SELECT id FROM claim)", params | claim_params)
+            recent, net_today, open_positions, draining, paused, states, claimed = cur.fetchone()
+    if claim is not None:
+        idempotency_claim_settle(claimed)  # ClaimTaken when the key was held: nothing else ran
+    else:
+        idempotency_claim_deferred_now()  # one this read could not carry (inside a transaction)
     if isinstance(open_positions, str):
         open_positions = json.loads(open_positions)
     if isinstance(states, str):

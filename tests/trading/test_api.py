@@ -457,3 +457,94 @@ def test_a_placed_orders_response_is_stored_by_the_orders_own_statement(markets,
     assert replay.status_code == 202 and replay["Idempotent-Replayed"] == "true"
     assert replay.json() == first.json()
     assert Order.objects.count() == 1
+
+
+# --- the claim folded into the risk snapshot's read (served outside a transaction, as the API runs)
+
+
+def _post_with_key(api, body, key):
+    return api.post("/api/v1/trading/trades", body, format="json", HTTP_IDEMPOTENCY_KEY=key)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_key_is_claimed_by_the_risk_snapshots_read(markets, trader, api):
+    """No statement of its own for the claim: the risk snapshot's read carries it, and the order's
+    statement stores the 202."""
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as queries:
+        first = _post_with_key(api, OPEN, "folded")
+    assert first.status_code == 202, first.json()
+    statements = [q["sql"].lstrip() for q in queries.captured_queries]
+    claims = [sql for sql in statements if "INSERT INTO trading_idempotencyrecord" in sql]
+    assert len(claims) == 1 and claims[0].startswith("WITH") and "FROM trading_position" in claims[0]
+    record = IdempotencyRecord.objects.get(user=trader, key="folded")
+    assert (record.status, record.response_status, record.response_body) == ("done", 202, first.json())
+    replay = _post_with_key(api, OPEN, "folded")
+    assert replay.status_code == 202 and replay["Idempotent-Replayed"] == "true" and replay.json() == first.json()
+    assert Order.objects.count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_replay_answers_the_stored_response_even_where_its_body_would_now_be_refused(markets, trader, api):
+    """Validation runs before the deferred claim; when it fails, the key is claimed then, and a
+    key already answered replays its answer, not this run's error."""
+    from trading.services.idempotency import request_hash
+
+    bad = OPEN | {"leverage": "500"}  # 400 INVALID_ORDER before any read that could claim
+    IdempotencyRecord.objects.create(
+        user=trader,
+        key="answered",
+        method="POST",
+        path="/api/v1/trading/trades",
+        request_hash=request_hash(method="POST", path="/api/v1/trading/trades", body=bad),
+        status=IdempotencyRecord.Status.DONE,
+        response_status=202,
+        response_body={"order_id": 7, "status": "pending"},
+    )
+    replay = _post_with_key(api, bad, "answered")
+    assert replay.status_code == 202 and replay.json() == {"order_id": 7, "status": "pending"}
+    assert replay["Idempotent-Replayed"] == "true"
+    first = _post_with_key(api, bad, "fresh")  # a new key stores the error, and replays it
+    again = _post_with_key(api, bad, "fresh")
+    assert first.status_code == again.status_code == 400 and again["Idempotent-Replayed"] == "true"
+    assert IdempotencyRecord.objects.get(key="fresh").response_body == first.json()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_replayed_risk_denial_records_one_risk_rejected_event(markets, trader, api):
+    from trading.models import RiskLimit
+
+    RiskLimit.objects.create(instrument="BTC-USD", max_notional=D("500"))
+    first = _post_with_key(api, OPEN, "denied")
+    replay = _post_with_key(api, OPEN, "denied")
+    assert first.status_code == replay.status_code == 422 and replay["Idempotent-Replayed"] == "true"
+    assert replay.json() == first.json() and first.json()["error"]["code"] == "RISK_MAX_NOTIONAL"
+    assert Event.objects.filter(topic="risk.rejected").count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_folded_claim_finding_the_key_held_is_409_reused_or_reclaimed(markets, trader, api):
+    """In flight: 409 and no order; another body: 422; expired: claimed again and placed."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from trading.services.idempotency import request_hash
+
+    IdempotencyRecord.objects.create(
+        user=trader,
+        key="busy",
+        method="POST",
+        path="/api/v1/trading/trades",
+        request_hash=request_hash(method="POST", path="/api/v1/trading/trades", body=OPEN),
+    )
+    busy = _post_with_key(api, OPEN, "busy")
+    assert busy.status_code == 409 and busy.json()["error"]["code"] == "IDEMPOTENCY_IN_PROGRESS"
+    other = _post_with_key(api, OPEN | {"leverage": "5"}, "busy")
+    assert other.status_code == 422 and other.json()["error"]["code"] == "IDEMPOTENCY_KEY_REUSED"
+    assert not Order.objects.exists()
+    IdempotencyRecord.objects.update(created_at=timezone.now() - timedelta(hours=25))
+    again = _post_with_key(api, OPEN, "busy")
+    assert again.status_code == 202 and "Idempotent-Replayed" not in again
+    assert Order.objects.count() == 1 and IdempotencyRecord.objects.get(key="busy").status == "done"

@@ -94,7 +94,7 @@ class TradeOpen(_Throttled, APIView):
         ),
     )
     @outcome_waited("open")
-    @idempotent
+    @idempotent(claim_with_read=True)  # claimed by the risk snapshot's read (order_place)
     def post(self, request):
         body = s.TradeOpenRequest(data=request.data)
         body.is_valid(raise_exception=True)

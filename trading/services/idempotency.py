@@ -55,11 +55,15 @@ def _expired(record: IdempotencyRecord) -> bool:
     return record.created_at < timezone.now() - timedelta(hours=settings.IDEMPOTENCY_TTL_HOURS)
 
 
-def idempotency_claim(*, user, key: str, method: str, path: str, digest: str) -> Claim:
+def _check_key(key: str) -> None:
     if not key or len(key) > MAX_KEY_LENGTH:
         raise ApplicationError(
             f"Idempotency-Key must be 1 to {MAX_KEY_LENGTH} characters.", code="IDEMPOTENCY_KEY_INVALID"
         )
+
+
+def idempotency_claim(*, user, key: str, method: str, path: str, digest: str) -> Claim:
+    _check_key(key)
     for _ in range(2):
         try:
             return Claim(
@@ -111,6 +115,11 @@ def _relaxed() -> bool:
     return connection.vendor == "postgresql" and not connection.in_atomic_block
 
 
+def idempotency_deferrable() -> bool:
+    """A claim may wait for the view's first read: it will commit with that read (autocommit)."""
+    return _relaxed()
+
+
 def _insert_claim(*, user, key: str, method: str, path: str, digest: str) -> IdempotencyRecord:
     now = timezone.now()
     if not _relaxed():
@@ -148,8 +157,9 @@ def idempotency_complete(*, record: IdempotencyRecord, status: int, body) -> Non
 
 @dataclass
 class Pending:
-    record_pk: int
+    record_pk: int | None  # None: a deferred claim not made yet (`idempotency_deferring`)
     stored: tuple[int, object] | None = None  # (status, body) committed with the view's write
+    deferred: dict | None = None  # the claim's values, while it waits for the view's first read
 
 
 _pending: ContextVar[Pending | None] = ContextVar("idempotency_pending", default=None)
@@ -169,11 +179,91 @@ def idempotency_holding(*, record: IdempotencyRecord):
 def idempotency_pending() -> Pending | None:
     """The claimed record of the request being served, when its response may still be stored
     with a write that commits on its own (autocommit: not inside a caller's transaction, whose
-    rollback would leave the record in progress)."""
+    rollback would leave the record in progress). A claim still deferred is made first (a write
+    never runs unclaimed; `ClaimTaken` when the key is held)."""
     pending = _pending.get()
+    if pending is not None and pending.deferred is not None:
+        idempotency_claim_deferred_now()
     if pending is None or pending.stored is not None or connection.in_atomic_block:
         return None
     return pending
+
+
+# --- the claim folded into the view's first read ------------------------------------------------
+# Under `@idempotent(claim_with_read=True)` the key is not claimed before the view runs: the
+# view's first statement (the order's risk snapshot, `selectors.risk_snapshot_load`) carries the
+# claim as a CTE (`INSERT ... ON CONFLICT DO NOTHING`), committed with it. One round trip fewer
+# per request. What ran before it only read. The claim still comes before anything the view does
+# that counts: a replay finds its key before the risk engine runs (no second `risk.rejected`),
+# and of concurrent duplicates only the one whose INSERT won goes on; the others stop with
+# `ClaimTaken` and the decorator answers them as an ordinary claim would (replay, 409, 422).
+
+
+class ClaimTaken(Exception):
+    """The deferred claim found the key held (in flight, done or expired): the view stops; the
+    decorator claims the usual way to learn which."""
+
+
+@contextlib.contextmanager
+def idempotency_deferring(*, user, key: str, method: str, path: str, digest: str):
+    """The view's run with the claim deferred to its first read (`idempotency_claim_sql`)."""
+    _check_key(key)
+    claim = {"user": user, "key": key, "method": method, "path": path, "digest": digest}
+    token = _pending.set(Pending(record_pk=None, deferred=claim))
+    try:
+        yield _pending.get()
+    finally:
+        _pending.reset(token)
+
+
+_CLAIM_CTE_SQL = """
+claim AS (
+    INSERT INTO trading_idempotencyrecord (user_id, key, method, path, request_hash, status, created_at)
+    SELECT %(claim_user)s, %(claim_key)s, %(claim_method)s, %(claim_path)s, %(claim_digest)s, 'in_progress',
+        %(claim_at)s
+    FROM (SELECT set_config('synchronous_commit', 'off', true)) AS _cfg
+    ON CONFLICT (user_id, key) DO NOTHING
+    RETURNING id
+)"""
+
+
+def idempotency_claim_sql() -> tuple[str, dict] | None:
+    """(CTE, named params) of the deferred claim, for a read that commits on its own (autocommit;
+    `synchronous_commit` off for it, as `_CLAIM_SQL`), or None when there is none to make. The
+    read selects `(SELECT id FROM claim)` and hands it to `idempotency_claim_settle`."""
+    pending = _pending.get()
+    if pending is None or pending.deferred is None or not _relaxed():
+        return None
+    c = pending.deferred
+    return _CLAIM_CTE_SQL, {
+        "claim_user": c["user"].pk,
+        "claim_key": c["key"],
+        "claim_method": c["method"],
+        "claim_path": c["path"],
+        "claim_digest": c["digest"],
+        "claim_at": timezone.now(),
+    }
+
+
+def idempotency_claim_settle(claimed_id: int | None) -> None:
+    """The folded claim's outcome: the record is the request's, or `ClaimTaken`."""
+    pending = _pending.get()
+    if claimed_id is None:
+        raise ClaimTaken()
+    pending.record_pk, pending.deferred = claimed_id, None
+
+
+def idempotency_claim_deferred_now() -> None:
+    """Make a deferred claim on its own (a read that cannot carry it: inside a transaction)."""
+    pending = _pending.get()
+    if pending is None or pending.deferred is None:
+        return
+    c = pending.deferred
+    try:
+        record = _insert_claim(user=c["user"], key=c["key"], method=c["method"], path=c["path"], digest=c["digest"])
+    except IntegrityError:
+        raise ClaimTaken() from None
+    pending.record_pk, pending.deferred = record.pk, None
 
 
 # A CTE of a statement whose first CTE is `row` (`ledger.insert_with_event`): the record done
