@@ -36,12 +36,33 @@ redis.call('EXPIRE', KEYS[1], ARGV[2])
 redis.call('EXPIRE', KEYS[2], ARGV[3])
 return v
 """
+# A kick: count it, and give the counter its expiry when this kick started it (one round trip).
+_KICK = """
+local n = redis.call('INCR', KEYS[1])
+if n == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
+return n
+"""
+# Take the drainer lock; when taken, start the counter if unkicked (Beat) and refresh it, and
+# return it (nil when the lock was not taken: `false`). One round trip.
+_ACQUIRE = """
+if not redis.call('SET', KEYS[2], 1, 'NX', 'EX', ARGV[2]) then return false end
+redis.call('SET', KEYS[1], 1, 'NX')
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+return {redis.call('GET', KEYS[1])}
+"""
 
 
 class CoalescedKick:
     def __init__(self, name: str, ttl: int, lock_ttl: int = 30):
         self.name, self.ttl, self.lock_ttl = name, ttl, lock_ttl
-        self._script = None
+        self._scripts: dict[str, object] = {}
+
+    def _run(self, client, source: str, keys: list, args: list):
+        """A Lua script (sent once, then called by its hash: EVALSHA)."""
+        script = self._scripts.get(source)
+        if script is None:
+            script = self._scripts[source] = client.register_script(source)
+        return script(keys=keys, args=args, client=client)
 
     def _redis(self):
         from django.core.cache import cache
@@ -56,10 +77,7 @@ class CoalescedKick:
             client, key, _ = self._redis()
             if client is None:
                 return True
-            if client.incr(key) != 1:
-                return False
-            client.expire(key, self.ttl)
-            return True
+            return self._run(client, _KICK, [key], [self.ttl]) == 1
         except Exception:  # Redis down: so is the broker (a publish would only block); Beat sweeps
             logger.warning("could not count a kick of %s; the Beat sweep will", self.name, exc_info=True)
             return False
@@ -71,13 +89,10 @@ class CoalescedKick:
             client, key, lock = self._redis()
             if client is None:
                 return True, None
-            if not client.set(lock, 1, nx=True, ex=self.lock_ttl):
+            taken = self._run(client, _ACQUIRE, [key, lock], [self.ttl, self.lock_ttl])
+            if not taken:
                 return False, None
-            pipe = client.pipeline(transaction=False)
-            pipe.set(key, 1, nx=True, ex=self.ttl)  # started unkicked (Beat): later kicks count on it
-            pipe.get(key)
-            pipe.expire(key, self.ttl)
-            return True, pipe.execute()[1]
+            return True, taken[0]  # (started unkicked, by Beat: later kicks count on it)
         except Exception:
             logger.warning("could not take the drainer lock of %s", self.name, exc_info=True)
             return True, None
@@ -103,9 +118,7 @@ class CoalescedKick:
             client, key, lock = self._redis()
             if client is None:
                 return True, None
-            if self._script is None:
-                self._script = client.register_script(_FINISH)
-            value = self._script(keys=[key, lock], args=[token or b"", self.ttl, self.lock_ttl], client=client)
+            value = self._run(client, _FINISH, [key, lock], [token or b"", self.ttl, self.lock_ttl])
             return (value is None, value)
         except Exception:  # the keys expire on their own; the Beat sweeps cover the gap
             logger.warning("could not finish the kicks of %s", self.name, exc_info=True)

@@ -55,8 +55,26 @@ class Handler:
 _handlers: dict[str, Handler] = {}
 
 
-def register_handler(name: str, fn: Callable, *, topics: Iterable[str] = ("*",), batch: Callable | None = None) -> None:
-    _handlers[name] = Handler(name=name, fn=fn, topics=tuple(topics), batch=batch)
+def register_handler(
+    name: str,
+    fn: Callable,
+    *,
+    topics: Iterable[str] = ("*",),
+    batch: Callable | None = None,
+    before: str | None = None,
+) -> None:
+    """A dispatch round runs the handlers in the order they were registered, or this one just
+    `before` another (registered already): a handler whose work goes on elsewhere after it (a
+    webhook delivery: a run, an HTTP request) before one that is the last step itself."""
+    handler = Handler(name=name, fn=fn, topics=tuple(topics), batch=batch)
+    _handlers.pop(name, None)
+    if before not in _handlers:
+        _handlers[name] = handler
+        return
+    ordered = list(_handlers.items())
+    at = [n for n, _ in ordered].index(before)
+    _handlers.clear()
+    _handlers.update(ordered[:at] + [(name, handler)] + ordered[at:])
 
 
 def unregister_handler(name: str) -> None:
@@ -232,13 +250,71 @@ def outbox_dispatch(*, batch_size: int | None = None, max_rounds: int = 50) -> i
     return total
 
 
+# Follow-up work a handler's commit sets off (a webhook delivery run), which the dispatch task
+# may do itself once it has published everything: no task published, handed over by the worker
+# and started in another process (a few Redis round trips and a prefork hand-off, a third of a
+# paced webhook's commit → first attempt). Per thread: the tests' worker runs tasks in threads.
+_local = threading.local()
+
+
+def after_dispatch(fn: Callable[[], object], *, otherwise: Callable[[], object]) -> object:
+    """In a dispatch task: call `fn` in this task once the dispatch has nothing more to publish
+    (a quiet moment: one round); if kicks keep it draining instead (a burst), call `otherwise`
+    (publish a task for the work) after the current round, so the work does not wait for the
+    burst to end nor run in the process that dispatches it. Outside a dispatch task (a test, a
+    web request, another task): `otherwise` at once. Each kind of work once per round: `fn` and
+    `otherwise` are told apart by `fn`. Returns what `otherwise` returned, or True when deferred."""
+    pending = getattr(_local, "after", None)
+    if pending is None:
+        return otherwise()
+    if all(f is not fn for f, _ in pending):
+        pending.append((fn, otherwise))
+    return True
+
+
+def _after_take() -> list[tuple[Callable, Callable]]:
+    pending, _local.after = _local.after, []
+    return pending
+
+
+def _after_run(pending: list[tuple[Callable, Callable]]) -> None:
+    for fn, _ in pending:
+        try:
+            fn()
+        except Exception:  # the dispatch's work is committed; the follow-up's own recovery covers it
+            logger.exception("work after the outbox dispatch failed", extra={"work": getattr(fn, "__name__", fn)})
+
+
+def _after_hand_off(pending: list[tuple[Callable, Callable]]) -> None:
+    for _, otherwise in pending:
+        try:
+            otherwise()
+        except Exception:
+            logger.exception("could not hand off work after the outbox dispatch")
+
+
 def outbox_dispatch_while_kicked(*, seconds: float | None = None) -> int:
+    """`_dispatch_while_kicked`, with the work handlers set off (`after_dispatch`) done in this
+    task when the dispatch ends with nothing left to publish, or handed off while it drains."""
+    _local.after = []
+    try:
+        total, idle = _dispatch_while_kicked(seconds=seconds)
+    except BaseException:
+        _after_hand_off(_after_take())
+        _local.after = None
+        raise
+    pending = _after_take()
+    _local.after = None
+    (_after_run if idle else _after_hand_off)(pending)
+    return total
+
+
+def _dispatch_while_kicked(*, seconds: float | None = None) -> tuple[int, bool]:
     """The dispatch task: publish, and again while kicks keep coming (commits made meanwhile),
     for at most `seconds` (OUTBOX_DISPATCH_SECONDS); then hand over to a follow-up task (queued
     behind what else waits, so a long burst does not keep a worker process from other tasks).
-    A task that finds another draining (a Beat sweep's) publishes once and leaves the kicks to it."""
-    import time
-
+    A task that finds another draining (a Beat sweep's) publishes once and leaves the kicks to it.
+    Returns the count and whether it ended idle (no kick waiting: not handed over)."""
     from config.celery import enqueue
     from trading.tasks import outbox_dispatch_task
 
@@ -253,12 +329,13 @@ def outbox_dispatch_while_kicked(*, seconds: float | None = None) -> int:
                 DISPATCH_KICKS.clear()  # the next kick enqueues a dispatch (Beat sweeps meanwhile)
             raise
         if not drainer:
-            return total
+            return total, True
         done, token = DISPATCH_KICKS.finish(token)
         if done:
-            return total
+            return total, True
+        _after_hand_off(_after_take())  # kicks are coming (a burst): the follow-ups go to other tasks
         if time.monotonic() >= deadline:  # kicks are waiting: the counter stays, for the follow-up
             DISPATCH_KICKS.release()
             if not enqueue(outbox_dispatch_task, swept_by="the Beat outbox sweep"):
                 DISPATCH_KICKS.clear()
-            return total
+            return total, False

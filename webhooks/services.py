@@ -254,22 +254,40 @@ RUN_QUEUED_TTL = 5
 RUN_KICKS = CoalescedKick(RUN_QUEUED, RUN_QUEUED_TTL)
 
 
+def _run_enqueue() -> bool:
+    from config.celery import enqueue
+    from webhooks.tasks import webhook_deliver_task
+
+    if enqueue(webhook_deliver_task, swept_by="the webhook sweep"):
+        return True
+    RUN_KICKS.clear()  # nothing stands for the kicks now: the next one tries again
+    return False
+
+
+def _run_here() -> dict:
+    return deliveries_run(kicks=RUN_KICKS)
+
+
 def deliveries_kick(countdown: float = 0) -> bool:
-    """Enqueue a delivery run now (unless one is queued or running: it takes these deliveries
+    """Start a delivery run now (unless one is queued or running: it takes these deliveries
     too), or at the first whole second at least `countdown` from now (so that it finds every
-    delivery due within that second). Returns whether one was enqueued."""
+    delivery due within that second). Returns whether one was started or enqueued.
+
+    A run kicked by the outbox dispatch task (new deliveries committed by its handler) is made by
+    that task once it has nothing more to publish (`outbox.after_dispatch`): one event at a time,
+    its first attempt does not wait for a task to be published, handed over and started in the
+    other worker process. While the dispatch keeps draining (a burst), the run is enqueued as a
+    task of its own, as elsewhere."""
     from django.core.cache import cache
 
     from config.celery import enqueue
+    from trading import outbox
     from webhooks.tasks import webhook_deliver_task
 
     if countdown <= 0:
         if not RUN_KICKS.kick():
             return False  # a run is queued or running: it will claim these
-        if enqueue(webhook_deliver_task, swept_by="the webhook sweep"):
-            return True
-        RUN_KICKS.clear()  # nothing stands for the kicks now: the next one tries again
-        return False
+        return bool(outbox.after_dispatch(_run_here, otherwise=_run_enqueue))
     due = math.ceil(time.time() + countdown)
     key, ttl, countdown = f"{RUN_QUEUED}:{due}", math.ceil(countdown) + 60, due - time.time()
     try:

@@ -733,3 +733,76 @@ def test_a_run_claims_more_of_its_endpoint_while_a_group_is_sent_within_the_endp
     for r in receiver.requests:
         Webhook(secret).verify(r.body, r.headers)
     assert set(WebhookDelivery.objects.values_list("status", "attempts")) == {("delivered", 1)}
+
+
+def _event_unkicked(user_id: int, n: int) -> None:
+    """A committed event whose dispatch the test makes itself (no kick: the session worker, if
+    running, does not take it first)."""
+    from django.db import transaction
+
+    from trading.services.ledger import event_record
+
+    with transaction.atomic():
+        event_record(
+            topic="trade.closed",
+            aggregate_type="test",
+            aggregate_id=n,
+            payload={"user_id": user_id, "n": n},
+            kick=False,
+        )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_dispatch_task_with_nothing_more_to_publish_makes_the_delivery_run_itself(user, make_endpoint, receiver):
+    """One event at a time: the dispatch task that wrote the delivery sends it before it ends,
+    without publishing a run task for the other worker process to start."""
+    from tests.conftest import _drain_worker, tasks_published
+
+    make_endpoint(user)
+    _drain_worker()
+    _event_unkicked(user.pk, 1)
+    try:
+        with tasks_published("webhooks.tasks.webhook_deliver_task") as published:
+            assert outbox.outbox_dispatch_while_kicked() >= 1
+        assert published == []
+        delivery = WebhookDelivery.objects.get()
+        assert delivery.status == WebhookDelivery.Status.DELIVERED
+        assert [r.headers["webhook-id"] for r in receiver.requests] == [delivery.webhook_id]
+    finally:
+        _drain_worker()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_dispatch_kicked_while_it_publishes_hands_the_delivery_run_to_a_task(user, make_endpoint, receiver):
+    """A burst: a commit kicks the dispatch while it publishes, so it will publish again; the
+    run for the deliveries it wrote goes to a task of its own at once, not after the burst."""
+    from tests.conftest import _drain_worker, tasks_published
+
+    make_endpoint(user)
+    _drain_worker()
+    _event_unkicked(user.pk, 1)
+    kicked = []
+
+    def commit_meanwhile(event):
+        if not kicked:  # the first round: another event is committed and kicks the dispatcher
+            kicked.append(outbox.DISPATCH_KICKS.kick())
+
+    outbox.register_handler("test-commit-meanwhile", commit_meanwhile, topics=["trade.*"])
+    _event_unkicked(user.pk, 2)  # (its message for the test handler; registered after the first)
+    try:
+        with tasks_published("webhooks.tasks.webhook_deliver_task") as published:
+            outbox.outbox_dispatch_while_kicked()
+        assert kicked == [False]  # counted on the draining dispatch, not enqueued
+        assert len(published) == 1
+        assert WebhookDelivery.objects.count() == 2
+    finally:
+        outbox.unregister_handler("test-commit-meanwhile")
+        _drain_worker()
+        services.run_mark_clear()
+        outbox.kick_mark_clear()
+
+
+def test_outside_a_dispatch_task_the_follow_up_is_handed_off_at_once():
+    done = []
+    assert outbox.after_dispatch(lambda: done.append("here"), otherwise=lambda: done.append("task") or 7) == 7
+    assert done == ["task"]
