@@ -55,26 +55,8 @@ class Handler:
 _handlers: dict[str, Handler] = {}
 
 
-def register_handler(
-    name: str,
-    fn: Callable,
-    *,
-    topics: Iterable[str] = ("*",),
-    batch: Callable | None = None,
-    before: str | None = None,
-) -> None:
-    """A dispatch round runs the handlers in the order they were registered, or this one just
-    `before` another (registered already): a handler whose work goes on elsewhere after it (a
-    webhook delivery: a run, an HTTP request) before one that is the last step itself."""
-    handler = Handler(name=name, fn=fn, topics=tuple(topics), batch=batch)
-    _handlers.pop(name, None)
-    if before not in _handlers:
-        _handlers[name] = handler
-        return
-    ordered = list(_handlers.items())
-    at = [n for n, _ in ordered].index(before)
-    _handlers.clear()
-    _handlers.update(ordered[:at] + [(name, handler)] + ordered[at:])
+def register_handler(name: str, fn: Callable, *, topics: Iterable[str] = ("*",), batch: Callable | None = None) -> None:
+    _handlers[name] = Handler(name=name, fn=fn, topics=tuple(topics), batch=batch)
 
 
 def unregister_handler(name: str) -> None:

@@ -568,7 +568,9 @@ def test_deliveries_committed_while_a_run_waits_in_the_queue_enqueue_no_more(tra
         assert published == []
         with tasks_published("webhooks.tasks.webhook_deliver_task") as published:
             services.run_mark_clear()  # purged: deliveries from now on need a run of their own
-            delivery(made)
+            # dispatched here, not by a dispatch task (which would make the run itself)
+            _event_unkicked(user.pk, made)
+            outbox.outbox_dispatch()
             assert len(published) == 1
     finally:
         app.control.purge()
