@@ -223,8 +223,10 @@ def outbox_dispatch(*, batch_size: int | None = None, max_rounds: int = 50) -> i
     batch_size = batch_size or settings.OUTBOX_BATCH_SIZE
     max_attempts = settings.OUTBOX_MAX_ATTEMPTS
     total = 0
-    for _ in range(max_rounds):
+    for round_ in range(max_rounds):
         handlers = _handlers_pending(list(_handlers.values()))
+        if handlers and round_:
+            _after_hand_off_now()  # more to publish (a burst): the follow-ups go to tasks of their own now
         progressed = sum(_dispatch_handler(h, batch_size, max_attempts) for h in handlers)
         total += progressed
         if not progressed:
@@ -241,9 +243,10 @@ _local = threading.local()
 
 def after_dispatch(fn: Callable[[], object], *, otherwise: Callable[[], object]) -> object:
     """In a dispatch task: call `fn` in this task once the dispatch has nothing more to publish
-    (a quiet moment: one round); if kicks keep it draining instead (a burst), call `otherwise`
-    (publish a task for the work) after the current round, so the work does not wait for the
-    burst to end nor run in the process that dispatches it. Outside a dispatch task (a test, a
+    (a quiet moment: one round); if it has more after the round instead (a burst: the next
+    round finds messages, or commits kicked it meanwhile), call `otherwise` (publish a task for
+    the work) then, so the work waits neither for the burst to end nor for the process that
+    dispatches it. Outside a dispatch task (a test, a
     web request, another task): `otherwise` at once. Each kind of work once per round: `fn` and
     `otherwise` are told apart by `fn`. Returns what `otherwise` returned, or True when deferred."""
     pending = getattr(_local, "after", None)
@@ -252,6 +255,11 @@ def after_dispatch(fn: Callable[[], object], *, otherwise: Callable[[], object])
     if all(f is not fn for f, _ in pending):
         pending.append((fn, otherwise))
     return True
+
+
+def _after_hand_off_now() -> None:
+    if getattr(_local, "after", None):
+        _after_hand_off(_after_take())
 
 
 def _after_take() -> list[tuple[Callable, Callable]]:
@@ -315,7 +323,7 @@ def _dispatch_while_kicked(*, seconds: float | None = None) -> tuple[int, bool]:
         done, token = DISPATCH_KICKS.finish(token)
         if done:
             return total, True
-        _after_hand_off(_after_take())  # kicks are coming (a burst): the follow-ups go to other tasks
+        _after_hand_off_now()  # kicks are coming (a burst): the follow-ups go to tasks of their own
         if time.monotonic() >= deadline:  # kicks are waiting: the counter stays, for the follow-up
             DISPATCH_KICKS.release()
             if not enqueue(outbox_dispatch_task, swept_by="the Beat outbox sweep"):

@@ -804,6 +804,28 @@ def test_a_dispatch_kicked_while_it_publishes_hands_the_delivery_run_to_a_task(u
         outbox.kick_mark_clear()
 
 
+@pytest.mark.django_db(transaction=True)
+@override_settings(OUTBOX_BATCH_SIZE=1)
+def test_a_dispatch_with_more_to_publish_after_a_round_hands_the_delivery_run_to_a_task(user, make_endpoint):
+    """A burst already committed: the round after the first finds more messages, so the run for
+    the first round's deliveries is published then, not made after the whole backlog."""
+    from tests.conftest import _drain_worker, tasks_published
+
+    make_endpoint(user)
+    _drain_worker()
+    _event_unkicked(user.pk, 1)
+    _event_unkicked(user.pk, 2)
+    try:
+        with tasks_published("webhooks.tasks.webhook_deliver_task") as published:
+            outbox.outbox_dispatch_while_kicked()
+        assert len(published) == 1
+        assert WebhookDelivery.objects.count() == 2
+    finally:
+        _drain_worker()
+        services.run_mark_clear()
+        outbox.kick_mark_clear()
+
+
 def test_outside_a_dispatch_task_the_follow_up_is_handed_off_at_once():
     done = []
     assert outbox.after_dispatch(lambda: done.append("here"), otherwise=lambda: done.append("task") or 7) == 7
