@@ -140,6 +140,13 @@ def _backoff(attempts: int) -> timedelta:
 
 
 def _dispatch_handler(handler: Handler, batch_size: int, max_attempts: int) -> int:
+    try:
+        return _dispatch_handler_round(handler, batch_size, max_attempts)
+    finally:
+        _local.several = False
+
+
+def _dispatch_handler_round(handler: Handler, batch_size: int, max_attempts: int) -> int:
     from trading.models import OutboxMessage
 
     done = 0
@@ -161,6 +168,7 @@ def _dispatch_handler(handler: Handler, batch_size: int, max_attempts: int) -> i
             if row.next_attempt_at > now:
                 break  # head of line is waiting for its retry: keep order
             ready.append(row)
+        _local.several = len(ready) > 1  # a burst: `after_dispatch` hands off at once
         delivered = []
         if handler.batch is not None and len(ready) > 1:
             try:
@@ -243,14 +251,14 @@ _local = threading.local()
 
 def after_dispatch(fn: Callable[[], object], *, otherwise: Callable[[], object]) -> object:
     """In a dispatch task: call `fn` in this task once the dispatch has nothing more to publish
-    (a quiet moment: one round); if it has more after the round instead (a burst: the next
-    round finds messages, or commits kicked it meanwhile), call `otherwise` (publish a task for
-    the work) then, so the work waits neither for the burst to end nor for the process that
-    dispatches it. Outside a dispatch task (a test, a
+    (a quiet moment: one message a round); in a burst (the handler was given several messages
+    at once, the next round finds more, or commits kicked the dispatch meanwhile) call
+    `otherwise` (publish a task for the work) at once instead, so the work waits neither for
+    the burst to end nor for the process that dispatches it. Outside a dispatch task (a test, a
     web request, another task): `otherwise` at once. Each kind of work once per round: `fn` and
     `otherwise` are told apart by `fn`. Returns what `otherwise` returned, or True when deferred."""
     pending = getattr(_local, "after", None)
-    if pending is None:
+    if pending is None or getattr(_local, "several", False):
         return otherwise()
     if all(f is not fn for f, _ in pending):
         pending.append((fn, otherwise))

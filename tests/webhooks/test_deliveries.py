@@ -782,7 +782,6 @@ def test_a_dispatch_kicked_while_it_publishes_hands_the_delivery_run_to_a_task(u
 
     make_endpoint(user)
     _drain_worker()
-    _event_unkicked(user.pk, 1)
     kicked = []
 
     def commit_meanwhile(event):
@@ -790,15 +789,36 @@ def test_a_dispatch_kicked_while_it_publishes_hands_the_delivery_run_to_a_task(u
             kicked.append(outbox.DISPATCH_KICKS.kick())
 
     outbox.register_handler("test-commit-meanwhile", commit_meanwhile, topics=["trade.*"])
-    _event_unkicked(user.pk, 2)  # (its message for the test handler; registered after the first)
+    _event_unkicked(user.pk, 1)  # one event: one message a round for each handler
     try:
         with tasks_published("webhooks.tasks.webhook_deliver_task") as published:
             outbox.outbox_dispatch_while_kicked()
         assert kicked == [False]  # counted on the draining dispatch, not enqueued
         assert len(published) == 1
-        assert WebhookDelivery.objects.count() == 2
+        assert WebhookDelivery.objects.count() == 1
     finally:
         outbox.unregister_handler("test-commit-meanwhile")
+        _drain_worker()
+        services.run_mark_clear()
+        outbox.kick_mark_clear()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_dispatch_given_several_events_at_once_hands_the_delivery_run_to_a_task(user, make_endpoint):
+    """Events committed together (a burst): the run is published when their deliveries commit,
+    as before, not made by the dispatch after its last round."""
+    from tests.conftest import _drain_worker, tasks_published
+
+    make_endpoint(user)
+    _drain_worker()
+    _event_unkicked(user.pk, 1)
+    _event_unkicked(user.pk, 2)
+    try:
+        with tasks_published("webhooks.tasks.webhook_deliver_task") as published:
+            outbox.outbox_dispatch_while_kicked()
+        assert len(published) == 1
+        assert WebhookDelivery.objects.count() == 2
+    finally:
         _drain_worker()
         services.run_mark_clear()
         outbox.kick_mark_clear()
