@@ -276,8 +276,8 @@ def deliveries_kick(countdown: float = 0) -> bool:
     A run kicked by the outbox dispatch task (new deliveries committed by its handler) is made by
     that task once it has nothing more to publish (`outbox.after_dispatch`): one event at a time,
     its first attempt does not wait for a task to be published, handed over and started in the
-    other worker process. While the dispatch keeps draining (a burst), the run is enqueued as a
-    task of its own, as elsewhere."""
+    other worker process. In a burst (several events in the dispatch's round, or more to publish
+    after it), the run is enqueued as a task of its own at once, as elsewhere."""
     from django.core.cache import cache
 
     from config.celery import enqueue
