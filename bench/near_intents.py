@@ -7,8 +7,9 @@ BTC/EURe quote requests at 50 and then 500 a second for a few seconds, and the b
 every quote is decided; for each answered quote the time from its frame's arrival
 at the client to the signed `quote_response` written to the socket (raw quote stored, fair rate
 sampled, decision, hold, command committed, NEP-413 signature), p50 / p99 / max, how many were
-answered, and the client process's CPU. The relay picks no winner (settlement is not part of
-this path and would add its own load).
+answered, and the client process's CPU (share of one core, and per quote emitted: the solver's
+whole work for it, the answer's recording and the housekeeping included). The relay picks no
+winner (settlement is not part of this path and would add its own load).
 
 Baseline, same run, same rates: a bare websocket client sending the relay double's `echo` and
 waiting for its answer — the round trip any answer pays at least.
@@ -201,7 +202,10 @@ def _run() -> None:
         while not runner.stream.connected and time.monotonic() < deadline:
             time.sleep(0.05)
         print(f"solver connected to {config['relay_ws_url']}; {SECONDS:.0f} s per rate\n")
-        print(f"{'rate/s':>7} {'path':<34} {'n':>6} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'cpu':>6}")
+        print(
+            f"{'rate/s':>7} {'path':<34} {'n':>6} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'cpu':>6} "
+            f"{'cpu/quote':>10}"
+        )
         try:
             for rate in RATES:
                 echo = asyncio.run(_echo(config["relay_ws_url"], rate, SECONDS))
@@ -222,12 +226,14 @@ def _run() -> None:
                 while (runner.deciding or runner.in_flight) and time.monotonic() < drain:
                     time.sleep(0.05)
                 cpu1, wall1 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
-                cpu = (cpu1.ru_utime + cpu1.ru_stime - cpu0.ru_utime - cpu0.ru_stime) / (wall1 - wall0)
+                cpu_s = cpu1.ru_utime + cpu1.ru_stime - cpu0.ru_utime - cpu0.ru_stime
+                cpu = cpu_s / (wall1 - wall0)
                 lat = runner.latencies_ms[before:]
                 answered = runner.counters["responses"] - answered_before
                 print(
                     f"{rate:>7} {'quote received → response sent':<34} {len(lat):>6} {_pct(lat, 0.5):>8.2f} "
-                    f"{_pct(lat, 0.99):>8.2f} {max(lat) if lat else float('nan'):>8.2f} {cpu:>5.0%}"
+                    f"{_pct(lat, 0.99):>8.2f} {max(lat) if lat else float('nan'):>8.2f} {cpu:>5.0%} "
+                    f"{cpu_s * 1000 / max(emitted, 1):>7.2f} ms"
                     f"   ({emitted} emitted, {answered} answered, skips {dict(runner.skips)})"
                 )
         finally:

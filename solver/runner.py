@@ -45,6 +45,7 @@ class SolverRunner:
         self.waiting: list[tuple[loop.Received, float]] = []  # quotes received, not in a batch yet
         self.deciders: set[asyncio.Task] = set()
         self.sending: set[asyncio.Task] = set()
+        self.background: set[asyncio.Task] = set()  # fair rates evaluated ahead of time
         self.oks: list = []  # (plan, the relay's result, a future) to record
         self.recorder: asyncio.Task | None = None
         # the relay's answers are recorded on threads of their own: a quote never waits behind them
@@ -156,10 +157,13 @@ class SolverRunner:
         while self.waiting:
             batch, self.waiting = self.waiting[:BATCH_MAX], self.waiting[BATCH_MAX:]
             ingest_open = self.ingest_open()
+            logs: list = []  # the batch's log lines, written once its responses are on their way
             try:
                 outcomes = await asyncio.get_running_loop().run_in_executor(
                     self.decide_pool,
-                    functools.partial(self._call, loop.quotes_receive, [r for r, _ in batch], ingest_open=ingest_open),
+                    functools.partial(
+                        self._call, loop.quotes_receive, [r for r, _ in batch], ingest_open=ingest_open, logs_later=logs
+                    ),
                 )
             except Exception:
                 self.counters["errors"] += len(batch)
@@ -170,6 +174,8 @@ class SolverRunner:
                 continue
             finally:
                 self.deciding -= len(batch)
+            for pair in loop.fair_rates_due():  # evaluated ahead, so that the next quotes do not wait for it
+                self._background(self.db(loop.fair_rate_refresh, pair), "fair rate refresh failed")
             for (_, started), outcome in zip(batch, outcomes, strict=True):
                 if outcome.status == "error":  # logged; nothing recorded, nothing sent
                     self.counters["errors"] += 1
@@ -184,6 +190,37 @@ class SolverRunner:
                     task = asyncio.get_running_loop().create_task(self._send(outcome.plan, started))
                     self.sending.add(task)
                     task.add_done_callback(self.sending.discard)
+            if logs:  # after the sends: their tasks were scheduled first and write before they wait
+                asyncio.get_running_loop().call_soon(self._write_logs, logs)
+
+    def _background(self, work, failed: str) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self.background.add(task)
+
+        def done(task):
+            self.background.discard(task)
+            if not task.cancelled() and task.exception() is not None:
+                extra = {"venue": "near_intents", "event": "background_failed"}
+                logger.warning(failed, exc_info=task.exception(), extra=extra)
+
+        task.add_done_callback(done)
+
+    def _write_logs(self, logs: list) -> None:
+        """A committed batch's log lines, on the threads that record the relay's answers."""
+
+        def write():
+            for lines in logs:
+                try:
+                    lines()
+                except Exception:
+                    logger.exception(
+                        "writing a batch's log lines failed", extra={"venue": "near_intents", "event": "log_failed"}
+                    )
+
+        try:
+            self.after.submit(write)
+        except RuntimeError:  # stopping: the pool is shut down
+            write()
 
     async def _send(self, plan: loop.Plan, started: float) -> None:
         try:

@@ -172,6 +172,9 @@ class RelayStream:
             ping_timeout=20,
             max_size=2**22,
             user_agent_header="tradedesk",
+            # no permessage-deflate: the frames are small JSON, and compressing each one cost
+            # CPU on the hot path (a quote in, its response out) at both ends
+            compression=None,
         ) as ws:
             self.ws, self.connections = ws, self.connections + 1
             self.subscriptions = {}

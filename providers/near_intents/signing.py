@@ -79,16 +79,28 @@ def _key_bytes(value: str, size: int) -> bytes:
     return raw
 
 
+class Nep413Signer:
+    """A key that signs many payloads: the ed25519 key and its public key are derived from the
+    seed once (a scalar multiplication and a base58 encoding that `sign_nep413` pays each time)."""
+
+    def __init__(self, seed: bytes):
+        self._key = nacl.signing.SigningKey(seed)
+        self.public_key = ED25519 + base58.b58encode(bytes(self._key.verify_key)).decode()
+
+    def sign(self, *, message: str, nonce: bytes, recipient: str) -> dict:
+        """The verifier's MultiPayload (standard nep413) for `message`."""
+        signature = self._key.sign(nep413_prehash(message=message, nonce=nonce, recipient=recipient)).signature
+        return {
+            "standard": "nep413",
+            "payload": {"message": message, "nonce": base64.b64encode(nonce).decode(), "recipient": recipient},
+            "public_key": self.public_key,
+            "signature": ED25519 + base58.b58encode(signature).decode(),
+        }
+
+
 def sign_nep413(seed: bytes, *, message: str, nonce: bytes, recipient: str) -> dict:
     """The verifier's MultiPayload (standard nep413) for `message`, signed with `seed`."""
-    key = nacl.signing.SigningKey(seed)
-    signature = key.sign(nep413_prehash(message=message, nonce=nonce, recipient=recipient)).signature
-    return {
-        "standard": "nep413",
-        "payload": {"message": message, "nonce": base64.b64encode(nonce).decode(), "recipient": recipient},
-        "public_key": ED25519 + base58.b58encode(bytes(key.verify_key)).decode(),
-        "signature": ED25519 + base58.b58encode(signature).decode(),
-    }
+    return Nep413Signer(seed).sign(message=message, nonce=nonce, recipient=recipient)
 
 
 def payload_prehash(signed: dict) -> bytes:

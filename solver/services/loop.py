@@ -24,10 +24,12 @@ stable fields (`solver.log`)."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal, InvalidOperation
@@ -43,7 +45,7 @@ from providers.interface import VenueException
 from providers.near_intents.client import near_intents_client
 from providers.near_intents.config import network_config
 from providers.near_intents.intents import intent_message
-from providers.near_intents.signing import intent_hash, sign_nep413, versioned_nonce
+from providers.near_intents.signing import Nep413Signer, intent_hash, versioned_nonce
 from providers.near_intents.solver_keys import solver_seed
 from providers.near_intents.tokens import KNOWN, TokenIdError, to_raw, to_units, token_id_parse
 from providers.reference.service import FairRate, ReferenceUnavailable, ReferenceUnknownPair, reference_rate_use
@@ -117,6 +119,7 @@ def caches_forget() -> None:
     with _cache_lock:
         _seed.clear()
         _fair.clear()
+        _fair_due.clear()
         _net.clear()
 
 
@@ -136,30 +139,63 @@ def net_cached():
     return net
 
 
-# The solver key's seed, decrypted once and kept in this process's memory for SEED_SECONDS (it
-# was read and decrypted per quote): a key replaced in custody is signed with from at most that
-# long after (the verifier refuses the old key's signatures once it is removed there: the relay
-# rejects the response, the hold is released; nothing is lost).
+# The solver key's seed, decrypted once and kept in this process's memory for SEED_SECONDS as a
+# ready signer (it was read and decrypted per quote): a key replaced in custody is signed with
+# from at most that long after (the verifier refuses the old key's signatures once it is removed
+# there: the relay rejects the response, the hold is released; nothing is lost).
 SEED_SECONDS = 30.0
-_seed: dict[str, tuple[bytes, float]] = {}
+_seed: dict[str, tuple[Nep413Signer, float]] = {}
 
 
-def seed_cached(network: str) -> bytes:
+def signer_cached(network: str) -> Nep413Signer:
     with _cache_lock:
         hit = _seed.get(network)
     if hit is not None and time.monotonic() - hit[1] <= SEED_SECONDS:
         return hit[0]
-    seed = solver_seed(network)
+    signer = Nep413Signer(solver_seed(network))
     with _cache_lock:
-        _seed[network] = (seed, time.monotonic())
-    return seed
+        _seed[network] = (signer, time.monotonic())
+    return signer
 
 
 # The fair rate of a pair (or the refusal), evaluated at most every NEAR_SOLVER_FAIR_RATE_MS
 # (it was evaluated per quote: the policy's reads and the pair's last sample, three round trips).
 # A cached rate's freshness is its age when evaluated plus the time since, so the staleness limit
 # holds exactly; a source that conflicts or fails is seen at most that long later.
+# A quote that finds its pair's rate past FAIR_REFRESH_AT of that window asks for it to be
+# evaluated again ahead of time (`fair_rates_due`: the runner does it on a worker thread), so that
+# while quotes keep coming none waits for the evaluation (several ms: it went into the p99).
 _fair: dict[str, tuple[object, float]] = {}
+_fair_due: set[str] = set()  # pairs to evaluate ahead of time (asked for, not taken yet)
+FAIR_REFRESH_AT = 0.75
+
+
+def _fair_evaluate(pair: str, window: float) -> tuple[object, float]:
+    now = time.monotonic()
+    try:
+        value = reference_rate_use(pair, purpose="decision")
+    except (ReferenceUnavailable, ReferenceUnknownPair) as exc:
+        value = exc
+    hit = (value, now)
+    if window > 0:
+        with _cache_lock:
+            if pair not in _fair or _fair[pair][1] < now:
+                _fair[pair] = hit
+    return hit
+
+
+def fair_rates_due() -> list[str]:
+    """The pairs whose cached fair rate quotes found old (past FAIR_REFRESH_AT of its window),
+    taken: the caller evaluates each (`fair_rate_refresh`), once."""
+    with _cache_lock:
+        due = sorted(_fair_due)
+        _fair_due.clear()
+    return due
+
+
+def fair_rate_refresh(pair: str) -> None:
+    """Evaluate the pair's fair rate ahead of time, into the cache."""
+    _fair_evaluate(pair, settings.NEAR_SOLVER_FAIR_RATE_MS / 1000)
 
 
 def fair_rate(pair: str) -> FairRate:
@@ -167,15 +203,10 @@ def fair_rate(pair: str) -> FairRate:
     now = time.monotonic()
     with _cache_lock:
         hit = _fair.get(pair)
+        if hit is not None and window * FAIR_REFRESH_AT < now - hit[1] <= window:
+            _fair_due.add(pair)
     if hit is None or now - hit[1] > window:
-        try:
-            value = reference_rate_use(pair, purpose="decision")
-        except (ReferenceUnavailable, ReferenceUnknownPair) as exc:
-            value = exc
-        hit = (value, now)
-        if window > 0:
-            with _cache_lock:
-                _fair[pair] = hit
+        hit = _fair_evaluate(pair, window)
     value, at = hit
     if isinstance(value, Exception):
         raise value
@@ -193,7 +224,7 @@ def caches_warm() -> None:
     read now is read by the first quote, as it would have been."""
     for step in (
         config_cached,
-        lambda: seed_cached(net_cached().name),
+        lambda: signer_cached(net_cached().name),
         lambda: salt_current(near_intents_client(net_cached())),
         lambda: hour_notional_cached(timezone.now()),
     ):
@@ -258,7 +289,7 @@ def quote_sign(*, asset_in: str, raw_in: int, asset_out: str, raw_out: int, dead
         signer_id=net.solver_account, deadline=deadline, intents=[{"intent": "token_diff", "diff": diff}]
     )
     nonce = versioned_nonce(salt=salt_current(client), deadline=deadline)
-    return sign_nep413(seed_cached(net.name), message=message, nonce=nonce, recipient=net.verifier)
+    return signer_cached(net.name).sign(message=message, nonce=nonce, recipient=net.verifier)
 
 
 # --- ingest -----------------------------------------------------------------------------------------
@@ -404,9 +435,16 @@ def quote_receive(
     return quotes_receive([Received(data, metadata, received_at)], ingest_open=ingest_open)[0]
 
 
-def quotes_receive(batch: list[Received], *, ingest_open: bool = True) -> list[Outcome]:
+def quotes_receive(
+    batch: list[Received], *, ingest_open: bool = True, logs_later: list[Callable[[], None]] | None = None
+) -> list[Outcome]:
     """Handle the `quote` events waiting to be decided, together (group commit, see the module
-    doc): one transaction, three statements whatever their number; an Outcome each, in order."""
+    doc): one transaction, three statements whatever their number; an Outcome each, in order.
+
+    The batch's log lines (a decision each, a submit each answered one) are written once it has
+    committed; with `logs_later` they are appended to it as callables instead, for the caller to
+    write once the responses are sent (the runner does: they are not on a quote's way out)."""
+    logs: list[Callable[[], None]] = [] if logs_later is None else logs_later
     config = config_cached()
     pairs = list(config.pairs)
     items: list[_Item] = []
@@ -431,10 +469,10 @@ def quotes_receive(batch: list[Received], *, ingest_open: bool = True) -> list[O
         items.append(item)
         outcomes.append(None)
     if len(items) == 1:
-        _batch_attempts(items, config, ingest_open)
+        logs.append(_batch_attempts(items, config, ingest_open))
     elif items:
         try:
-            _batch_attempts(items, config, ingest_open)
+            logs.append(_batch_attempts(items, config, ingest_open))
         except Exception:  # one quote the database refuses must not lose the others: one by one
             logger.warning(
                 "a batch of quotes failed: deciding them one by one",
@@ -443,25 +481,29 @@ def quotes_receive(batch: list[Received], *, ingest_open: bool = True) -> list[O
             )
             for item in items:
                 try:
-                    _batch_attempts([item], config, ingest_open)
+                    logs.append(_batch_attempts([item], config, ingest_open))
                 except Exception as exc:
                     logger.exception(
                         "quote handling failed",
                         extra={"venue": VENUE, "event": "quote_failed", "quote_id": item.parsed["quote_id"]},
                     )
                     item.outcome = Outcome("error", pair=item.parsed.get("pair", ""), reason=str(exc)[:300])
+    if logs_later is None:
+        for write in logs:
+            write()
     done = iter(item.outcome for item in items)
     return [outcome if outcome is not None else next(done) for outcome in outcomes]
 
 
-def _batch_attempts(items: list[_Item], config, ingest_open: bool) -> None:
-    """`_batch` in a transaction of its own, again on a fresh read while its holds are refused."""
+def _batch_attempts(items: list[_Item], config, ingest_open: bool) -> Callable[[], None]:
+    """`_batch` in a transaction of its own, again on a fresh read while its holds are refused.
+    Returns what writes the committed batch's log lines."""
     pending: list[Decimal] = []  # the batch's notional while it is written
     for attempt in range(1, HOLD_ATTEMPTS + 1):
         try:
             with transaction.atomic():
-                _batch(items, config, ingest_open, pending, hold_refused=attempt == HOLD_ATTEMPTS)
-            return
+                logs = _batch(items, config, ingest_open, pending, hold_refused=attempt == HOLD_ATTEMPTS)
+            return logs
         except _HoldRefused:
             continue
         finally:  # committed (and added to the hour's as it did) or rolled back
@@ -690,11 +732,12 @@ class _Fired:
     plan: Plan
 
 
-def _batch(items: list[_Item], config, ingest_open: bool, pending: list, *, hold_refused: bool) -> None:
+def _batch(items: list[_Item], config, ingest_open: bool, pending: list, *, hold_refused: bool) -> Callable[[], None]:
     """One attempt at the batch, in the caller's transaction: its raw rows and state (one
     statement), every quote decided in order in memory (the inventory each gives and the hour's
     notional counted on as the batch goes), then one statement writing every decision, hold row,
-    command and event, the holds last (`_HoldRefused` when one is refused)."""
+    command and event, the holds last (`_HoldRefused` when one is refused). Returns what writes
+    its log lines (not written here: the balance rows stay locked until the commit)."""
     net = net_cached()
     state = _insert_and_read(items, ingest_open, net.solver_account)
     # decided one batch at a time in the process (the batches' statements and commits overlap):
@@ -774,18 +817,17 @@ def _batch(items: list[_Item], config, ingest_open: bool, pending: list, *, hold
             raise _HoldRefused
         if outbox_sql:
             outbox.kick_soon_after_commit()
-    _batch_done(items, decisions, fired, hour[1])
+    _batch_done(items, decisions, hour[1])
+    return functools.partial(_batch_logs, items, decisions, fired)
 
 
-def _batch_done(items: list[_Item], decisions: list[QuoteDecision], fired: list[_Fired], notional: Decimal) -> None:
-    """The batch's log lines and counters, and its notional added to the hour's once it commits."""
+def _batch_done(items: list[_Item], decisions: list[QuoteDecision], notional: Decimal) -> None:
+    """The batch's counters, and its notional added to the hour's, once it commits."""
     if notional:
         transaction.on_commit(lambda: _hour_add(notional))
     counts: dict[tuple[str, str], int] = {}
     for item in items:
         accepted = item.quote.status == RelayQuote.Status.ACCEPTED
-        if item.outcome.status == "duplicate":
-            log(logging.INFO, "ingest", "duplicate", "raw.near_intents.quote", quote_id=item.quote.quote_id)
         key = (
             (item.quote.pair if accepted else "") or "other",
             "duplicate" if item.outcome.status == "duplicate" else str(item.quote.status),
@@ -793,6 +835,17 @@ def _batch_done(items: list[_Item], decisions: list[QuoteDecision], fired: list[
         counts[key] = counts.get(key, 0) + 1
     for (pair, status), n in counts.items():
         metrics.after_commit(lambda pair=pair, status=status, n=n: metrics.NEAR_QUOTES.labels(pair, status).inc(n))
+    for decision in decisions:
+        metrics.after_commit(
+            metrics.NEAR_DECISIONS.labels(str(decision.decision), str(decision.decision_reason or "none")).inc
+        )
+
+
+def _batch_logs(items: list[_Item], decisions: list[QuoteDecision], fired: list[_Fired]) -> None:
+    """The committed batch's log lines: a duplicate, a decision, a submit."""
+    for item in items:
+        if item.outcome.status == "duplicate":
+            log(logging.INFO, "ingest", "duplicate", "raw.near_intents.quote", quote_id=item.quote.quote_id)
     for decision in decisions:
         _decision_log(decision)
     for f in fired:
@@ -1050,9 +1103,6 @@ def _decision_event(decision: QuoteDecision) -> dict:
 
 
 def _decision_log(decision: QuoteDecision) -> None:
-    metrics.after_commit(
-        metrics.NEAR_DECISIONS.labels(str(decision.decision), str(decision.decision_reason or "none")).inc
-    )
     level = logging.INFO
     if decision.decision_reason in ("PRICE_STALE", "REFERENCE_UNHEALTHY", "REFERENCE_CONFLICTED"):
         log(
