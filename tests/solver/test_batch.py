@@ -127,3 +127,42 @@ def test_a_quote_the_database_refuses_loses_none_of_its_batch(desk):
     assert [o.status for o in outcomes] == ["quote", "error", "quote"]
     assert set(RelayQuote.objects.values_list("quote_id", flat=True)) == {good["quote_id"], other["quote_id"]}
     assert QuoteCommand.objects.count() == 2
+
+
+def test_the_log_lines_of_a_batch_can_wait_until_its_responses_are_sent(desk, caplog):
+    import logging
+
+    from solver.services import loop
+
+    arm()
+    caps()
+    logs = []
+    quote = buy_btc()
+    with caplog.at_level(logging.INFO, logger="tradedesk.near_intents.solver"):
+        (outcome,) = loop.quotes_receive([loop.Received(quote, {})], logs_later=logs)
+        assert outcome.status == "quote"
+        assert not [r for r in caplog.records if getattr(r, "event", "") in ("decision", "submit")]
+        for write in logs:
+            write()
+    events = {r.event: r for r in caplog.records if getattr(r, "quote_id", "") == quote["quote_id"]}
+    assert events["decision"].decision_reason == "QUOTED"
+    assert events["submit"].command_id == outcome.plan.command_id
+
+
+def test_a_fair_rate_quotes_find_old_is_evaluated_again_ahead_of_time(desk, settings):
+    from solver.services import loop
+
+    settings.NEAR_SOLVER_FAIR_RATE_MS = 1000
+    first = loop.fair_rate("BTC/EURE")
+    assert loop.fair_rates_due() == []
+    # the cached rate past ¾ of its window: still used, and asked for again
+    value, at = loop._fair["BTC/EURE"]
+    loop._fair["BTC/EURE"] = (value, at - 0.8)
+    old = loop.fair_rate("BTC/EURE")
+    assert old.sample_id == first.sample_id and old.age_ms >= first.age_ms + 800  # its age counts on
+    assert loop.fair_rates_due() == ["BTC/EURE"]
+    assert loop.fair_rates_due() == []  # taken once
+
+    loop.fair_rate_refresh("BTC/EURE")
+    assert loop._fair["BTC/EURE"][1] > at  # evaluated again, now
+    assert loop.fair_rate("BTC/EURE").age_ms < old.age_ms
