@@ -510,6 +510,7 @@ def _batch_attempts(items: list[_Item], config, ingest_open: bool) -> Callable[[
             with _cache_lock:
                 _pending[0] -= sum(pending, Decimal(0))
             pending.clear()
+    return lambda: None  # not reached: the last attempt takes no hold, so none is refused
 
 
 _STATE_SQL = """
