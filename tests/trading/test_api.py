@@ -185,15 +185,7 @@ def test_errors_are_replayed_too_and_keys_are_per_user(markets, trader, other_tr
 
 @pytest.mark.django_db
 def test_a_key_still_in_progress_is_409(markets, trader, api):
-    from trading.services.idempotency import request_hash
-
-    IdempotencyRecord.objects.create(
-        user=trader,
-        key="busy",
-        method="POST",
-        path="/api/v1/trading/trades",
-        request_hash=request_hash(method="POST", path="/api/v1/trading/trades", body=OPEN),
-    )
+    _trade_key_record(trader, "busy", OPEN)
     response = api.post("/api/v1/trading/trades", OPEN, format="json", HTTP_IDEMPOTENCY_KEY="busy")
     assert response.status_code == 409 and response.json()["error"]["code"] == "IDEMPOTENCY_IN_PROGRESS"
     assert not Order.objects.exists()
@@ -462,6 +454,21 @@ def test_a_placed_orders_response_is_stored_by_the_orders_own_statement(markets,
 # --- the claim folded into the risk snapshot's read (served outside a transaction, as the API runs)
 
 
+def _trade_key_record(user, key, body, **fields):
+    """An Idempotency-Key record of a trade open with `body` (in progress unless `fields` say)."""
+    from trading.services.idempotency import request_hash
+
+    path = "/api/v1/trading/trades"
+    return IdempotencyRecord.objects.create(
+        user=user,
+        key=key,
+        method="POST",
+        path=path,
+        request_hash=request_hash(method="POST", path=path, body=body),
+        **fields,
+    )
+
+
 def _post_with_key(api, body, key):
     return api.post("/api/v1/trading/trades", body, format="json", HTTP_IDEMPOTENCY_KEY=key)
 
@@ -489,15 +496,11 @@ def test_the_key_is_claimed_by_the_risk_snapshots_read(markets, trader, api):
 def test_a_replay_answers_the_stored_response_even_where_its_body_would_now_be_refused(markets, trader, api):
     """Validation runs before the deferred claim; when it fails, the key is claimed then, and a
     key already answered replays its answer, not this run's error."""
-    from trading.services.idempotency import request_hash
-
     bad = OPEN | {"leverage": "500"}  # 400 INVALID_ORDER before any read that could claim
-    IdempotencyRecord.objects.create(
-        user=trader,
-        key="answered",
-        method="POST",
-        path="/api/v1/trading/trades",
-        request_hash=request_hash(method="POST", path="/api/v1/trading/trades", body=bad),
+    _trade_key_record(
+        trader,
+        "answered",
+        bad,
         status=IdempotencyRecord.Status.DONE,
         response_status=202,
         response_body={"order_id": 7, "status": "pending"},
@@ -530,15 +533,7 @@ def test_a_folded_claim_finding_the_key_held_is_409_reused_or_reclaimed(markets,
 
     from django.utils import timezone
 
-    from trading.services.idempotency import request_hash
-
-    IdempotencyRecord.objects.create(
-        user=trader,
-        key="busy",
-        method="POST",
-        path="/api/v1/trading/trades",
-        request_hash=request_hash(method="POST", path="/api/v1/trading/trades", body=OPEN),
-    )
+    _trade_key_record(trader, "busy", OPEN)
     busy = _post_with_key(api, OPEN, "busy")
     assert busy.status_code == 409 and busy.json()["error"]["code"] == "IDEMPOTENCY_IN_PROGRESS"
     other = _post_with_key(api, OPEN | {"leverage": "5"}, "busy")

@@ -804,9 +804,12 @@ def test_a_dispatch_kicked_while_it_publishes_hands_the_delivery_run_to_a_task(u
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_dispatch_given_several_events_at_once_hands_the_delivery_run_to_a_task(user, make_endpoint):
+@pytest.mark.parametrize("batch_size", [200, 1], ids=["one-round", "more-after-a-round"])
+def test_a_dispatch_given_a_burst_hands_the_delivery_run_to_a_task(user, make_endpoint, batch_size):
     """Events committed together (a burst): the run is published when their deliveries commit,
-    as before, not made by the dispatch after its last round."""
+    as before, not made by the dispatch after its last round. With one message a round, the
+    round after the first finds more, so the run for the first round's deliveries is published
+    then, not made after the whole backlog."""
     from tests.conftest import _drain_worker, tasks_published
 
     make_endpoint(user)
@@ -814,29 +817,10 @@ def test_a_dispatch_given_several_events_at_once_hands_the_delivery_run_to_a_tas
     _event_unkicked(user.pk, 1)
     _event_unkicked(user.pk, 2)
     try:
-        with tasks_published("webhooks.tasks.webhook_deliver_task") as published:
-            outbox.outbox_dispatch_while_kicked()
-        assert len(published) == 1
-        assert WebhookDelivery.objects.count() == 2
-    finally:
-        _drain_worker()
-        services.run_mark_clear()
-        outbox.kick_mark_clear()
-
-
-@pytest.mark.django_db(transaction=True)
-@override_settings(OUTBOX_BATCH_SIZE=1)
-def test_a_dispatch_with_more_to_publish_after_a_round_hands_the_delivery_run_to_a_task(user, make_endpoint):
-    """A burst already committed: the round after the first finds more messages, so the run for
-    the first round's deliveries is published then, not made after the whole backlog."""
-    from tests.conftest import _drain_worker, tasks_published
-
-    make_endpoint(user)
-    _drain_worker()
-    _event_unkicked(user.pk, 1)
-    _event_unkicked(user.pk, 2)
-    try:
-        with tasks_published("webhooks.tasks.webhook_deliver_task") as published:
+        with (
+            override_settings(OUTBOX_BATCH_SIZE=batch_size),
+            tasks_published("webhooks.tasks.webhook_deliver_task") as published,
+        ):
             outbox.outbox_dispatch_while_kicked()
         assert len(published) == 1
         assert WebhookDelivery.objects.count() == 2
