@@ -4,25 +4,29 @@ python-ulid gives random low bits within one millisecond; here, ids made in the 
 millisecond by this process increment the previous one, so creation order is sort order.
 (Ids from different processes in the same millisecond are ordered arbitrarily.)"""
 
+import os
 import threading
 import time
-
-from ulid import ULID
 
 _lock = threading.Lock()
 _last = 0  # the last ULID issued by this process, as a 128-bit int
 _RANDOM_BITS = 80
 
 
+def _fresh() -> int:
+    """A ULID of this millisecond as an int: the time in its high 48 bits, 80 random bits below
+    (as python-ulid makes them, without its objects: this runs for every event written)."""
+    return (time.time_ns() // 1_000_000) << _RANDOM_BITS | int.from_bytes(os.urandom(10), "big")
+
+
 def new_ulid() -> str:
     global _last
     with _lock:
-        ms = time.time_ns() // 1_000_000
-        candidate = int(ULID.from_timestamp(ms / 1000))
+        candidate = _fresh()
         if candidate >> _RANDOM_BITS <= _last >> _RANDOM_BITS:
             candidate = _last + 1  # same (or earlier) millisecond: step past the last id
         _last = candidate
-        return str(ULID.from_int(candidate))
+    return _encode(candidate)
 
 
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
@@ -42,8 +46,7 @@ def new_ulids(count: int) -> list[str]:
     if count <= 0:
         return []
     with _lock:
-        ms = time.time_ns() // 1_000_000
-        candidate = int(ULID.from_timestamp(ms / 1000))
+        candidate = _fresh()
         if candidate >> _RANDOM_BITS <= _last >> _RANDOM_BITS:
             candidate = _last + 1
         _last = candidate + count - 1
@@ -59,8 +62,7 @@ def new_ulid_prefix(suffix_chars: int = 6) -> str:
     global _last
     bits = 5 * suffix_chars
     with _lock:
-        ms = time.time_ns() // 1_000_000
-        candidate = int(ULID.from_timestamp(ms / 1000))
+        candidate = _fresh()
         if candidate >> _RANDOM_BITS <= _last >> _RANDOM_BITS:
             candidate = _last + 1
         base = -(-candidate >> bits) << bits  # rounded up to a multiple of the block size

@@ -3,6 +3,7 @@ from django.urls import path
 from trading.api import accounts, auth, ledger, prices, reference, trading
 
 urlpatterns = [
+    path("trading/trades", trading.TradeOpen.as_view(), name="trading-trades"),  # first: the hot path
     path("auth/register", auth.RegisterView.as_view(), name="auth-register"),
     path("auth/login", auth.LoginView.as_view(), name="auth-login"),
     path("auth/refresh", auth.RefreshView.as_view(), name="auth-refresh"),
@@ -14,7 +15,6 @@ urlpatterns = [
     path("wallets/<int:pk>/deactivate", accounts.WalletDeactivate.as_view(), name="wallet-deactivate"),
     path("ledger/events", ledger.EventList.as_view(), name="ledger-events"),
     path("ledger/events/<str:pk>", ledger.EventDetail.as_view(), name="ledger-event"),
-    path("trading/trades", trading.TradeOpen.as_view(), name="trading-trades"),
     path("trading/trades/<str:pair_id>/<str:index>", trading.TradeDetail.as_view(), name="trading-trade"),
     path("trading/positions", trading.PositionList.as_view(), name="trading-positions"),
     path("trading/orders", trading.OrderList.as_view(), name="trading-orders"),

@@ -185,10 +185,35 @@ def test_counting_survives_redis_forgetting_its_scripts():
 
 
 @pytest.mark.django_db
+def test_counting_survives_redis_dropping_its_connection():
+    """The script is sent on a connection each thread keeps for it; when Redis drops that
+    connection (a restart, an idle timeout), the next count reconnects rather than failing."""
+    import time
+
+    from django.core.cache import cache
+
+    from config.cache import cache_redis
+    from trading import throttling
+    from trading.throttling import KEY_NAMESPACE, counter_hits
+
+    duration = 1000 * 86400
+    with _rates(probe="3/1000d"):
+        key = f"{KEY_NAMESPACE}:probe:user:dropped:{int(time.time() // duration)}"
+        assert counter_hits(scope="probe", whos=["user:dropped"]) is None
+        own = throttling._own.conn
+        own.send_command("CLIENT", "ID")
+        # when Redis closes this thread's connection between two requests
+        assert cache_redis().client_kill_filter(_id=own.read_response()) == 1
+        # then the next request is still counted, in the same window
+        assert counter_hits(scope="probe", whos=["user:dropped"]) is None
+        assert cache.get(key) == 2
+
+
+@pytest.mark.django_db
 def test_a_trade_reads_its_price_in_the_rate_limits_round_trip(api, markets, monkeypatch):
     """Opening a trade reads the price cache together with the `trade` counters (one Lua script):
     no round trip of its own for the price, and the order is placed at the cached price."""
-    import redis
+    from redis.connection import AbstractConnection
 
     from providers.prices import price_cache_key, price_set
     from trading.models import Order
@@ -196,13 +221,13 @@ def test_a_trade_reads_its_price_in_the_rate_limits_round_trip(api, markets, mon
     price_set("BTC-USD", markets["BTC-USD"] + 1)
     price_key = price_cache_key("BTC-USD", venue="paper")
     sent = []
-    original = redis.Redis.execute_command
+    original = AbstractConnection.send_command
 
-    def record(self, *args, **options):
+    def record(self, *args, **options):  # every command sent on any connection, pooled or not
         sent.append(args)
         return original(self, *args, **options)
 
-    monkeypatch.setattr(redis.Redis, "execute_command", record)
+    monkeypatch.setattr(AbstractConnection, "send_command", record)
     r = api.post(
         "/api/v1/trading/trades",
         {"asset": "BTCUSDT", "direction": "long", "order_type": "MARKET", "collateral": "50", "leverage": "5"},
