@@ -95,9 +95,10 @@ def _evalsha(client, keys: list[str], args: list) -> list:
     """The script's reply, sent on a connection this thread keeps for it (taken from the client's
     pool once): a command through the pool checks a connection out and back in, with its locks
     and checks, which cost the web process as much again as the round trip itself (about 50 µs
-    of a trade's). One request at a time runs on a thread, so the connection is never shared. A
-    broken connection (Redis restarted) is dropped and the command sent once more on a new one;
-    a Redis that forgot the script (restart, SCRIPT FLUSH) is given it again."""
+    of a trade's). One request at a time runs on a thread, so the connection is never shared;
+    it closes when its thread ends (an idle web thread shut down). A broken connection (Redis
+    restarted) is dropped and the command sent once more on a new one; a Redis that forgot the
+    script (restart, SCRIPT FLUSH) is given it again."""
     pool = client.connection_pool
     conn = getattr(_own, "conn", None)
     if conn is None or _own.pool is not pool or _own.pid != os.getpid():
