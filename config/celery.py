@@ -47,6 +47,42 @@ def _redis_channel_close_after_connection_loss() -> None:
 _redis_channel_close_after_connection_loss()
 
 
+def _database_connections_kept_between_tasks() -> None:
+    """Celery 5.6+'s Django fix-up closes every database connection before and after each task
+    (celery/celery#9824 reverted honouring CONN_MAX_AGE): every task opened a new PostgreSQL
+    connection, a few milliseconds of a paced webhook's way to its first attempt, and no
+    statement a task runs was ever prepared (DB_PREPARE_THRESHOLD counts per connection). Around
+    a task the worker now does what Django does around a request: `close_old_connections()`,
+    which closes a connection past CONN_MAX_AGE, in a broken state or after errors that left it
+    unusable, and has the next task's first query check it (CONN_HEALTH_CHECKS), so a worker
+    still reconnects after PostgreSQL restarts. The connections a forked child inherits are
+    still closed by the fix-up's own `on_worker_process_init`."""
+    from celery.fixups.django import DjangoWorkerFixup
+
+    if getattr(DjangoWorkerFixup.on_task_prerun, "keeps_connections", False):
+        return
+
+    def on_task_prerun(self, sender, **kwargs):
+        if not getattr(sender.request, "is_eager", False):
+            from django.db import close_old_connections
+
+            close_old_connections()
+
+    def on_task_postrun(self, sender, **kwargs):
+        if not getattr(sender.request, "is_eager", False):
+            from django.db import close_old_connections
+
+            close_old_connections()
+            self.close_cache()
+
+    on_task_prerun.keeps_connections = True
+    DjangoWorkerFixup.on_task_prerun = on_task_prerun
+    DjangoWorkerFixup.on_task_postrun = on_task_postrun
+
+
+_database_connections_kept_between_tasks()
+
+
 @app.on_configure.connect
 def _settings_snapshot(sender, **kwargs):
     """Celery's configuration: the CELERY_* Django settings (namespace CELERY), copied into a
