@@ -23,3 +23,29 @@ def test_no_setting_reads_as_a_deprecated_celery_3_name():
     # names: a deprecation warning for each on every worker and Beat start
     assert not app.conf.deprecated_settings
     assert not app.conf.maybe_warn_deprecated_settings()
+
+
+def test_a_task_keeps_the_database_connection_it_found_and_drops_an_expired_one(transactional_db):
+    """Celery's Django fix-up closed every connection before and after each task: every task
+    connected afresh. Around a task the worker now closes only what Django closes around a
+    request (config/celery.py)."""
+    import time
+
+    from celery.fixups.django import DjangoWorkerFixup
+    from django.db import connection
+
+    from trading.tasks import outbox_dispatch_task as task
+
+    fixup = DjangoWorkerFixup(app)
+    connection.ensure_connection()
+    kept = connection.connection
+    fixup.on_task_prerun(sender=task)
+    fixup.on_task_postrun(sender=task)
+    assert connection.connection is kept
+    with connection.cursor() as cur:  # checked at the next task's first query, then used
+        cur.execute("SELECT 1")
+    assert connection.connection is kept
+
+    connection.close_at = time.monotonic() - 1  # past DB_CONN_MAX_AGE
+    fixup.on_task_prerun(sender=task)
+    assert connection.connection is None
