@@ -551,6 +551,23 @@ _CLAIM_SQL = (
     + _DUE_WHERE
     + "{only} ORDER BY d.next_attempt_at, d.id LIMIT %(limit)s FOR UPDATE OF d SKIP LOCKED"
 )
+# The claim proper, after the endpoints' locks: the rows (locked by the first statement) whose
+# endpoint no other run holds become this run's. In a statement of its own: under READ COMMITTED
+# a check inside the first statement used the snapshot taken before any lock wait, and would miss
+# a run that claimed deliveries of the same endpoint and committed meanwhile. The check and the
+# UPDATE are one statement (one round trip less on every attempt's way); the rows it updates are
+# not visible to its own check, so it claims several of one endpoint at once.
+_CLAIM_UPDATE_SQL = """
+UPDATE {table} AS d
+SET status = 'delivering', attempts = d.attempts + 1, total_attempts = d.total_attempts + 1,
+    lease_until = %(lease)s, updated_at = %(at)s
+WHERE d.id = ANY(%(ids)s::bigint[]) AND NOT EXISTS (
+    SELECT 1 FROM {table} AS x
+    WHERE x.endpoint_id = d.endpoint_id AND x.status = 'delivering' AND x.lease_until > %(now)s
+      AND x.id <> ALL(%(own)s::bigint[])
+)
+RETURNING d.id
+"""
 
 
 def _sql(template: str, **parts) -> str:
@@ -580,16 +597,6 @@ def _claim_batch(*, now: datetime, limit: int, delivery_id: int | None = None, o
         e.pk: e
         for e in WebhookEndpoint.objects.select_for_update().filter(pk__in={r.endpoint_id for r in rows}).order_by("pk")
     }
-    # After the endpoints' locks, in a statement of its own: under READ COMMITTED a check inside
-    # the first statement used the snapshot taken before any lock wait, and would miss a run
-    # that claimed deliveries of the same endpoint and committed meanwhile.
-    held = set(
-        WebhookDelivery.objects.filter(
-            endpoint_id__in=list(endpoints), status=WebhookDelivery.Status.DELIVERING, lease_until__gt=now
-        )
-        .exclude(pk__in=own)
-        .values_list("endpoint_id", flat=True)
-    )
     disabled = [r.pk for r in rows if r.endpoint_id in endpoints and not endpoints[r.endpoint_id].is_active]
     if disabled:
         WebhookDelivery.objects.filter(pk__in=disabled).update(
@@ -598,17 +605,19 @@ def _claim_batch(*, now: datetime, limit: int, delivery_id: int | None = None, o
             last_error="endpoint disabled",
             updated_at=clock.now(),
         )
-    rows = [r for r in rows if r.endpoint_id in endpoints and r.endpoint_id not in held and r.pk not in disabled]
+    rows = [r for r in rows if r.endpoint_id in endpoints and r.pk not in disabled]
     if not rows:
         return []
     lease_until = now + timedelta(seconds=settings.WEBHOOK_LEASE)
-    WebhookDelivery.objects.filter(pk__in=[r.pk for r in rows]).update(
-        status=WebhookDelivery.Status.DELIVERING,
-        attempts=F("attempts") + 1,
-        total_attempts=F("total_attempts") + 1,
-        lease_until=lease_until,
-        updated_at=clock.now(),
-    )
+    with connection.cursor() as cur:
+        cur.execute(
+            _sql(_CLAIM_UPDATE_SQL),
+            {"ids": [r.pk for r in rows], "lease": lease_until, "at": clock.now(), "now": now, "own": own},
+        )
+        claimed = {row[0] for row in cur.fetchall()}
+    rows = [r for r in rows if r.pk in claimed]
+    if not rows:
+        return []
     claimed_endpoints = {r.endpoint_id for r in rows}
     signers = {pk: signing.Signer(endpoint_secrets(e, now)) for pk, e in endpoints.items() if pk in claimed_endpoints}
     claimed_at = time.monotonic()
