@@ -451,6 +451,36 @@ def test_a_placed_orders_response_is_stored_by_the_orders_own_statement(markets,
     assert Order.objects.count() == 1
 
 
+@pytest.mark.django_db(transaction=True)
+def test_a_keyed_trade_makes_no_statement_more_than_one_without_a_key(markets, trader, api):
+    """The key rides the trade's two statements (the claim in the risk snapshot's read, the
+    completion in the order's INSERT): as many statements as without a key, and the record holds
+    the response served."""
+    from django.test.utils import CaptureQueriesContext
+
+    def statements(**headers):
+        with CaptureQueriesContext(connection) as queries:
+            response = api.post("/api/v1/trading/trades", OPEN, format="json", **headers)
+        assert response.status_code == 202, response.json()
+        return response, [q["sql"] for q in queries.captured_queries if q["sql"] != "BEGIN"]
+
+    statements(HTTP_IDEMPOTENCY_KEY="warm")  # the first request's look-ups, alike for both
+    statements()
+    served, keyed = statements(HTTP_IDEMPOTENCY_KEY="counted")
+    _, plain = statements()
+    assert len(keyed) == len(plain)
+    touching = [sql.lstrip() for sql in keyed if "trading_idempotencyrecord" in sql]
+    assert len(touching) == 2
+    assert "FROM trading_position" in touching[0] and 'INSERT INTO "trading_order"' in touching[1]
+    record = IdempotencyRecord.objects.get(user=trader, key="counted")
+    assert (record.status, record.response_status) == ("done", served.status_code)
+    assert record.response_body == served.json() and record.response_body["order_id"] == served.json()["order_id"]
+    replay = api.post("/api/v1/trading/trades", OPEN, format="json", HTTP_IDEMPOTENCY_KEY="counted")
+    assert replay.status_code == served.status_code and replay["Idempotent-Replayed"] == "true"
+    assert replay.json() == served.json()
+    assert Order.objects.count() == 4
+
+
 # --- the claim folded into the risk snapshot's read (served outside a transaction, as the API runs)
 
 
