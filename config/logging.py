@@ -34,7 +34,15 @@ _ANY_SENSITIVE_VALUE = re.compile(
 )
 
 
+# What a text shorter than the hash-sized pattern must hold for any pattern to match: the cheap
+# test first (most of a line's fields are short ids and names; each regex search costs microseconds).
+_SHORT_MARKERS = ("=", "eyJ", "whsec_", "tdk_")
+_SHORTEST_HEX = 64
+
+
 def redact_text(text: str) -> str:
+    if len(text) < _SHORTEST_HEX and not any(marker in text for marker in _SHORT_MARKERS):
+        return text
     if not _ANY_SENSITIVE_VALUE.search(text):
         return text
     for pattern in SENSITIVE_VALUE:
@@ -45,19 +53,30 @@ def redact_text(text: str) -> str:
     return text
 
 
+_KEYS: dict[str, bool] = {}  # key → SENSITIVE_KEY matches it (keys are few: names in the code)
+
+
+def sensitive_key(key: str) -> bool:
+    hit = _KEYS.get(key)
+    if hit is None:
+        hit = SENSITIVE_KEY.search(key) is not None
+        if len(_KEYS) < 4096:
+            _KEYS[key] = hit
+    return hit
+
+
 def redact(value, depth: int = 0):
     """Redact secrets in nested dicts/lists/strings (keys by name, values by shape)."""
     if depth > 8:
         return value
+    if isinstance(value, str):
+        return redact_text(value)
     if isinstance(value, dict):
         return {
-            k: (REDACTED if isinstance(k, str) and SENSITIVE_KEY.search(k) else redact(v, depth + 1))
-            for k, v in value.items()
+            k: (REDACTED if isinstance(k, str) and sensitive_key(k) else redact(v, depth + 1)) for k, v in value.items()
         }
     if isinstance(value, list | tuple):
         return type(value)(redact(v, depth + 1) for v in value)
-    if isinstance(value, str):
-        return redact_text(value)
     if value is None or isinstance(value, bool | int | float):
         return value
     # anything else is written as its str() (JsonFormatter's default=str): redact that text —
@@ -85,7 +104,7 @@ class RedactionFilter(logging.Filter):
         for key, val in list(record.__dict__.items()):
             if key in _STD_ATTRS:
                 continue
-            record.__dict__[key] = REDACTED if SENSITIVE_KEY.search(key) else redact(val)
+            record.__dict__[key] = REDACTED if sensitive_key(key) else redact(val)
         return True
 
 

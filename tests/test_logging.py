@@ -2,6 +2,7 @@ import json
 import logging
 
 from config.context import request_id_var
+from config.logging import REDACTED as REDACTED_TEXT
 from config.logging import ContextFilter, JsonFormatter, RedactionFilter, redact
 
 
@@ -49,6 +50,17 @@ def test_secrets_are_redacted_by_key_and_by_shape():
     for secret in ("hunter2", key, jwt, "whsec_abc", "Bearer x"):
         assert secret not in text
     assert line["payload"]["nested"]["ok"] == "fine"
+
+
+def test_each_secret_shape_is_redacted_alone_in_a_short_field():
+    """Short texts skip the regular expressions unless they hold what one of them needs: each
+    shape shorter than a hash, alone in a field of its own, is still caught."""
+    from config.logging import redact_text
+
+    for secret in ("eyJa.eyJb.c", "whsec_abc", "tdk_abc", "x?token=abc", "PASSWORD=hunter2"):
+        assert REDACTED_TEXT in redact_text(secret), secret
+    for plain in ("BTC/EURE", "01M961968590S64JZ70ND33C70", "near_intents", "8e0b4b4e-1f0a-4d4e-9a6d-3f6c2a1b0c9d"):
+        assert redact_text(plain) == plain
 
 
 def test_redact_keeps_structure():
