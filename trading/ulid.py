@@ -33,11 +33,12 @@ _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 
 
 _PAIRS = [a + b for a in _CROCKFORD for b in _CROCKFORD]  # 10 bits -> two characters
+_SHIFTS = range(120, -10, -10)
 
 
 def _encode(value: int) -> str:
     """Crockford base32 of a 128-bit int, 26 characters (as python-ulid spells it)."""
-    return "".join(_PAIRS[(value >> shift) & 1023] for shift in range(120, -10, -10))
+    return "".join([_PAIRS[(value >> shift) & 1023] for shift in _SHIFTS])
 
 
 def new_ulids(count: int) -> list[str]:
