@@ -101,10 +101,9 @@ class RedactionFilter(logging.Filter):
             message = str(record.msg)
         record.msg = redact_text(message)
         record.args = None
-        for key, val in list(record.__dict__.items()):
-            if key in _STD_ATTRS:
-                continue
-            record.__dict__[key] = REDACTED if sensitive_key(key) else redact(val)
+        attrs = record.__dict__
+        for key in attrs.keys() - _STD_ATTRS:
+            attrs[key] = REDACTED if sensitive_key(key) else redact(attrs[key])
         return True
 
 

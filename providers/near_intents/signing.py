@@ -28,6 +28,24 @@ NONCE_V1 = b"\x00"
 ED25519 = "ed25519:"
 
 
+_B58 = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
+_B58_PAIRS = [a + b for a in _B58 for b in _B58]  # a value below 58**2 → its two digits
+_B58_CHUNK = 58**10
+
+
+def b58encode(data: bytes) -> str:
+    """`base58.b58encode(data).decode()` (Bitcoin's alphabet), ten digits per big-number division
+    instead of one: a signature and an intent hash are encoded for every quote answered."""
+    n = int.from_bytes(data, "big")
+    pairs = []
+    while n:
+        n, chunk = divmod(n, _B58_CHUNK)
+        for _ in range(5):
+            chunk, pair = divmod(chunk, 58 * 58)
+            pairs.append(_B58_PAIRS[pair])
+    return "1" * (len(data) - len(data.lstrip(b"\0"))) + "".join(reversed(pairs)).lstrip("1")
+
+
 def _borsh_string(value: str) -> bytes:
     data = value.encode()
     return struct.pack("<I", len(data)) + data
@@ -94,7 +112,7 @@ class Nep413Signer:
             "standard": "nep413",
             "payload": {"message": message, "nonce": base64.b64encode(nonce).decode(), "recipient": recipient},
             "public_key": self.public_key,
-            "signature": ED25519 + base58.b58encode(signature).decode(),
+            "signature": ED25519 + b58encode(signature),
         }
 
 
@@ -115,7 +133,7 @@ def payload_prehash(signed: dict) -> bytes:
 
 def intent_hash(signed: dict) -> str:
     """The intent's hash on the verifier (the NEP-413 prehash), base58."""
-    return base58.b58encode(payload_prehash(signed)).decode()
+    return b58encode(payload_prehash(signed))
 
 
 def verify_nep413(signed: dict) -> bool:

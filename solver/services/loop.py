@@ -664,11 +664,12 @@ def _insert_and_read(items: list[_Item], ingest_open: bool, account: str) -> Sta
         item.quote.pk = ids.get(item.quote.quote_id)
         item.quote._state.adding = False
     controls = {
-        key: ControlState(component=key, armed=armed, paused=paused, draining=draining, expires_at=_when(expires))
+        key: _new(ControlState, component=key, armed=armed, paused=paused, draining=draining, expires_at=_when(expires))
         for key, armed, paused, draining, expires in json.loads(control_json)
     }
     trading = [
-        TradingState(
+        _new(
+            TradingState,
             scope_type=scope_type,
             scope_key=scope_key,
             state=state,
@@ -680,21 +681,21 @@ def _insert_and_read(items: list[_Item], ingest_open: bool, account: str) -> Sta
     balances = {}
     for row in json.loads(balances_json, parse_float=Decimal):
         fields = {}
-        for field in _BALANCE_FIELDS:
-            value = row.get(field.column)
-            if value is not None and field.get_internal_type() == "DecimalField":
+        for attname, column, kind in _BALANCE_FIELDS:
+            value = row.get(column)
+            if value is not None and kind == "DecimalField":
                 value = Decimal(value) if not isinstance(value, Decimal) else value
-            elif value is not None and field.get_internal_type() == "DateTimeField":
+            elif value is not None and kind == "DateTimeField":
                 value = _when(value)
-            fields[field.attname] = value
-        balance = InventoryBalance(**fields)
+            fields[attname] = value
+        balance = _new(InventoryBalance, **fields)
         balance._state.adding = False
         balance.last_snapshot_id = row.get("last_snapshot_id")
         balances[balance.asset] = balance
     return State(controls, trading, balances, list(reservation_ids or []))
 
 
-_BALANCE_FIELDS = InventoryBalance._meta.concrete_fields
+_BALANCE_FIELDS = [(f.attname, f.column, f.get_internal_type()) for f in InventoryBalance._meta.concrete_fields]
 
 
 _DOLLARS: dict[str, str] = {}
@@ -1296,10 +1297,10 @@ def responses_ok(answered: list[tuple[Plan, object]]) -> int:
             (f"{head} SELECT * FROM (VALUES {rows}) AS v WHERE v.column1 IN (SELECT id FROM w1)", outbox_params)
         )
     statement, params = _one_statement([*parts, ("SELECT coalesce(array_agg(command_id), '{}') FROM w0", [])])
-    with transaction.atomic():
-        (changed,) = _execute(statement, params)
-        if changed and outbox_sql:
-            outbox.kick_soon_after_commit()
+    # one statement: atomic on its own (no BEGIN and COMMIT round trips around it)
+    (changed,) = _execute(statement, params)
+    if changed and outbox_sql:
+        outbox.kick_soon_after_commit()
     changed = set(changed)
     metrics.NEAR_RESPONSES.labels("responded").inc(len(changed))
     for plan, _ in answered:

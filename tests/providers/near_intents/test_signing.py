@@ -107,3 +107,14 @@ def test_ft_withdraw_to_a_near_account_and_through_the_bridge():
     assert poa["memo"] == "WITHDRAW_TO:0xabc"
     with pytest.raises(ValueError):
         ft_withdraw(token_id="nep245:v2_1.omni.hot.tg:1117_x", amount_raw=1, chain="near", address="bob.near")
+
+
+def test_the_base58_encoding_is_the_base58_librarys():
+    import os
+
+    from providers.near_intents.signing import b58encode
+
+    samples = [b"", b"\0", b"\0\0\x01", b"\xff" * 64, b"\0" * 3 + os.urandom(29)]
+    samples += [os.urandom(size) for size in (1, 9, 31, 32, 33, 64, 65) for _ in range(50)]
+    for data in samples:
+        assert b58encode(data) == base58.b58encode(data).decode(), data.hex()
