@@ -27,6 +27,7 @@ import dataclasses
 import functools
 import json
 import logging
+import operator
 import threading
 import time
 from collections.abc import Callable
@@ -611,13 +612,14 @@ def _rows_insert(instances: list, suffix: str = "") -> tuple[str, list]:
         )
     columns, head = hit
     conn = connections[DEFAULT_DB_ALIAS]
+    values = operator.attrgetter(*(attname for attname, _ in columns))  # every column's at once
+    prepared = [(i, field) for i, (_, field) in enumerate(columns) if field is not None]
     params: list = []
     for instance in instances:
-        for attname, field in columns:
-            if field is None:
-                params.append(getattr(instance, attname))
-            else:
-                params.append(field.get_db_prep_save(field.pre_save(instance, True), connection=conn))
+        cells = list(values(instance))
+        for i, field in prepared:
+            cells[i] = field.get_db_prep_save(field.pre_save(instance, True), connection=conn)
+        params += cells
     row = f"({', '.join(['%s'] * len(columns))})"
     return head + ", ".join([row] * len(instances)) + suffix, params
 
@@ -876,10 +878,12 @@ def _batch_done(items: list[_Item], decisions: list[QuoteDecision], notional: De
         counts[key] = counts.get(key, 0) + 1
     for (pair, status), n in counts.items():
         metrics.after_commit(lambda pair=pair, status=status, n=n: metrics.NEAR_QUOTES.labels(pair, status).inc(n))
+    decided: dict[tuple[str, str], int] = {}
     for decision in decisions:
-        metrics.after_commit(
-            metrics.NEAR_DECISIONS.labels(str(decision.decision), str(decision.decision_reason or "none")).inc
-        )
+        key = (str(decision.decision), str(decision.decision_reason or "none"))
+        decided[key] = decided.get(key, 0) + 1
+    for (what, reason), n in decided.items():
+        metrics.after_commit(lambda what=what, reason=reason, n=n: metrics.NEAR_DECISIONS.labels(what, reason).inc(n))
 
 
 def _batch_logs(items: list[_Item], decisions: list[QuoteDecision], fired: list[_Fired]) -> None:
