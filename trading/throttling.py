@@ -102,7 +102,10 @@ def _evalsha(client, keys: list[str], args: list) -> list:
     pool = client.connection_pool
     conn = getattr(_own, "conn", None)
     if conn is None or _own.pool is not pool or _own.pid != os.getpid():
-        conn = _own.conn = pool.make_connection()
+        # built like the pool's own, but outside its count: the pool's `make_connection` counts
+        # every connection against its cap for good, and threads that come and go (a server
+        # with a thread per request) would use the cap up; this one closes with its thread
+        conn = _own.conn = pool.connection_class(**pool.connection_kwargs)
         _own.pool, _own.pid = pool, os.getpid()
     for attempt in (1, 2):
         try:

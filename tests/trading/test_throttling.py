@@ -210,6 +210,39 @@ def test_counting_survives_redis_dropping_its_connection():
 
 
 @pytest.mark.django_db
+def test_threads_that_come_and_go_are_all_counted_beyond_the_pools_cap():
+    """A server that runs each request on a new thread: every thread's script connection closes
+    with its thread and never takes a place of the shared pool's, so more threads than the
+    pool's cap all count (none fails with "Too many connections" and turns into a 503)."""
+    import threading
+    import time
+
+    from django.core.cache import cache
+
+    from config.cache import cache_redis
+    from trading.throttling import KEY_NAMESPACE, counter_hits
+
+    threads = cache_redis().connection_pool.max_connections + 20
+    duration = 1000 * 86400
+    failures = []
+
+    def one_request():
+        try:
+            counter_hits(scope="probe", whos=["user:threads"])
+        except Exception as exc:  # whatever a thread raised is reported
+            failures.append(repr(exc))
+
+    with _rates(probe=f"{threads + 1}/1000d"):
+        key = f"{KEY_NAMESPACE}:probe:user:threads:{int(time.time() // duration)}"
+        for _ in range(threads):
+            thread = threading.Thread(target=one_request)
+            thread.start()
+            thread.join()
+        assert failures == []
+        assert cache.get(key) == threads
+
+
+@pytest.mark.django_db
 def test_a_trade_reads_its_price_in_the_rate_limits_round_trip(api, markets, monkeypatch):
     """Opening a trade reads the price cache together with the `trade` counters (one Lua script):
     no round trip of its own for the price, and the order is placed at the cached price."""
