@@ -577,7 +577,7 @@ def _compare(measured: dict[str, dict[str, dict]]) -> None:
             f"{stack:10}{r['baseline']['throughput']:>16.1f}{r['trades']['throughput']:>14.1f}{ratio:>8.0%}"
             f"{r['trades']['server_p99']:>18.2f} ms"
         )
-    if "before" in measured and "now" in measured:
+    if "before" in measured and "now" in measured and measured["before"]["trades"]["throughput"]:
         gain = measured["now"]["trades"]["throughput"] / measured["before"]["trades"]["throughput"]
         print(f"trades now/before: {gain:.2f}x")
     print(
