@@ -107,24 +107,29 @@ def _evalsha(client, keys: list[str], args: list) -> list:
         # with a thread per request) would use the cap up; this one closes with its thread
         conn = _own.conn = pool.connection_class(**pool.connection_kwargs)
         _own.pool, _own.pid = pool, os.getpid()
-    for attempt in (1, 2):
+    # A restarted Redis needs both: the first send finds the connection broken, the second finds
+    # the script forgotten. Each is put right once; a second time of either is raised.
+    reconnected = loaded = False
+    while True:
         try:
             conn.send_command("EVALSHA", _HIT_SHA, len(keys), *keys, *args)
             return conn.read_response()
         except redis.exceptions.NoScriptError:
-            if attempt == 2:
+            if loaded:
                 raise
-            client.script_load(_HIT_SCRIPT)
+            loaded = True
+            conn.send_command("SCRIPT", "LOAD", _HIT_SCRIPT)  # on this connection: the pool's may be broken too
+            conn.read_response()
         except redis.exceptions.ResponseError:
             raise  # Redis answered (the script failed): the connection is in step
         except REDIS_ERRORS:
             conn.disconnect()
-            if attempt == 2:
+            if reconnected:
                 raise
+            reconnected = True
         except BaseException:
             conn.disconnect()  # a reply may be left unread on it: never reuse it
             raise
-    raise AssertionError("unreachable")
 
 
 def _hits(keys: list[str], duration: int, reads: list[str] = ()) -> tuple[list[int], dict]:

@@ -185,9 +185,11 @@ def test_counting_survives_redis_forgetting_its_scripts():
 
 
 @pytest.mark.django_db
-def test_counting_survives_redis_dropping_its_connection():
+@pytest.mark.parametrize("restarted", [False, True], ids=["connection-dropped", "redis-restarted"])
+def test_counting_survives_redis_dropping_its_connection(restarted):
     """The script is sent on a connection each thread keeps for it; when Redis drops that
-    connection (a restart, an idle timeout), the next count reconnects rather than failing."""
+    connection (an idle timeout), the next count reconnects rather than failing. A restart also
+    forgets the script: the same next count reconnects and loads it again."""
     import time
 
     from django.core.cache import cache
@@ -204,6 +206,8 @@ def test_counting_survives_redis_dropping_its_connection():
         own.send_command("CLIENT", "ID")
         # when Redis closes this thread's connection between two requests
         assert cache_redis().client_kill_filter(_id=own.read_response()) == 1
+        if restarted:  # a restarted Redis has no scripts (every client's: they load them again)
+            cache_redis().script_flush()
         # then the next request is still counted, in the same window
         assert counter_hits(scope="probe", whos=["user:dropped"]) is None
         assert cache.get(key) == 2
