@@ -1209,19 +1209,20 @@ def decision_view(d: QuoteDecision) -> dict:
 
 
 # --- after the send -------------------------------------------------------------------------------------
-def _result_log(command: QuoteCommand, status: str, *, level: int = logging.INFO) -> None:
-    """The executor's `exec.trade_result` line for a command's outcome."""
+def _result_log(of: QuoteCommand | Plan, status: str, *, level: int = logging.INFO, reason: str = "") -> None:
+    """The executor's `exec.trade_result` line for a command's outcome (`of`: the command, or the
+    plan it was sent from; both carry its ids and pair)."""
     log(
         level,
         "executor",
         "result",
         "exec.trade_result",
-        pair=command.pair,
-        quote_id=command.quote_id,
-        decision_id=command.decision_id,
-        command_id=command.command_id,
+        pair=of.pair,
+        quote_id=of.quote_id,
+        decision_id=of.decision_id,
+        command_id=of.command_id,
         status=status,
-        reason=command.outcome_reason,
+        reason=reason,
     )
 
 
@@ -1309,17 +1310,7 @@ def responses_ok(answered: list[tuple[Plan, object]]) -> int:
     metrics.NEAR_RESPONSES.labels("responded").inc(len(changed))
     for plan, _ in answered:
         if plan.command_id in changed:
-            log(
-                logging.INFO,
-                "executor",
-                "result",
-                "exec.trade_result",
-                pair=plan.pair,
-                quote_id=plan.quote_id,
-                decision_id=plan.decision_id,
-                command_id=plan.command_id,
-                status=C.SENT,
-            )
+            _result_log(plan, C.SENT)
     return len(changed)
 
 
@@ -1351,7 +1342,8 @@ def response_record(command_id: str, *, result=None, error=None, timeout: str = 
     topic = {C.SENT: "responded", C.UNKNOWN: "unknown", C.REJECTED: "rejected"}[command.status]
     metrics.after_commit(metrics.NEAR_RESPONSES.labels(topic).inc)
     _command_event(command, f"near_intents.quote.{topic}", relay_answer=command.relay_answer)
-    _result_log(command, command.status, level=logging.INFO if command.status == C.SENT else logging.WARNING)
+    level = logging.INFO if command.status == C.SENT else logging.WARNING
+    _result_log(command, command.status, level=level, reason=command.outcome_reason)
     return command
 
 
@@ -1417,7 +1409,7 @@ def settle(command_id: str, *, reason: str, tx_hash: str = "") -> QuoteCommand:
         give={"asset": command.give_asset, "amount": _text(command.give_amount)},
         receive={"asset": command.receive_asset, "amount": _text(command.receive_amount)},
     )
-    _result_log(command, "settled")
+    _result_log(command, "settled", reason=command.outcome_reason)
     return command
 
 
@@ -1431,7 +1423,7 @@ def expire(command_id: str, *, reason: str) -> QuoteCommand:
     command.save()
     _release(command, reason)
     _command_event(command, "near_intents.quote.expired")
-    _result_log(command, "expired")
+    _result_log(command, "expired", reason=command.outcome_reason)
     return command
 
 
