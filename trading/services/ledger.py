@@ -121,7 +121,7 @@ def insert_with_event(
     version: int = 1,
     kick: bool = True,
     also=None,
-) -> Event:
+) -> str:
     """INSERT `instance` (a new model row) and its first event in one statement: a
     single-statement transaction of its own outside `atomic`, or part of the caller's inside.
     The new row's id is the event's aggregate id, its correlation id (`correlation_prefix` +
@@ -131,7 +131,8 @@ def insert_with_event(
     listeners (`trading/outbox_listener.py`), delivered when the transaction commits: no kick
     after commit, no round trip of its own. `also(instance) -> (sql, params)`: one more CTE of
     the statement (it may read the new row's id: `(SELECT id FROM row)`), built once the row's
-    own values are set (e.g. a request's idempotent response)."""
+    own values are set (e.g. a request's idempotent response). Returns the event's id (no Event
+    is built: the new order's path has no use for one, and building it cost ~30 µs a trade)."""
     insert_sql, insert_params = _insert_returning_id(instance)
     event_id, occurred_at = new_ulid(), timezone.now()
     names = outbox.handlers_for(topic)
@@ -163,20 +164,7 @@ def insert_with_event(
     instance.pk = pk
     instance._state.adding = False
     instance._state.db = connection.alias
-    event = Event(
-        id=event_id,
-        occurred_at=occurred_at,
-        topic=topic,
-        aggregate_type=aggregate_type,
-        aggregate_id=str(pk),
-        payload={id_key: pk, **payload},
-        actor=actor,
-        correlation_id=f"{correlation_prefix}{pk}",
-        causation_id=causation_id,
-        version=version,
-    )
-    event._state.adding = False
-    return event
+    return event_id
 
 
 # A model's `INSERT ... RETURNING id` depends only on its fields, so it is compiled once per
