@@ -45,7 +45,7 @@ class SolverRunner:
         self.waiting: list[tuple[loop.Received, float]] = []  # quotes received, not in a batch yet
         self.deciders: set[asyncio.Task] = set()
         self.sending: set[asyncio.Task] = set()
-        self.background: set[asyncio.Task] = set()  # fair rates evaluated ahead of time
+        self.background: set[asyncio.Task] = set()  # fair rates and the hour's notional read ahead of time
         self.oks: list = []  # (plan, the relay's result, a future) to record
         self.recorder: asyncio.Task | None = None
         # the relay's answers are recorded on threads of their own: a quote never waits behind them
@@ -176,6 +176,8 @@ class SolverRunner:
                 self.deciding -= len(batch)
             for pair in loop.fair_rates_due():  # evaluated ahead, so that the next quotes do not wait for it
                 self._background(self.db(loop.fair_rate_refresh, pair), "fair rate refresh failed")
+            if loop.hour_notional_due():  # read ahead too, so that no batch waits for it
+                self._background(self.db(loop.hour_notional_refresh), "hour notional refresh failed")
             for (_, started), outcome in zip(batch, outcomes, strict=True):
                 if outcome.status == "error":  # logged; nothing recorded, nothing sent
                     self.counters["errors"] += 1

@@ -41,6 +41,7 @@ from django.db.models import Sum
 from django.db.models.base import ModelState
 from django.utils import timezone
 from psycopg import RawCursor
+from psycopg import errors as psycopg_errors
 
 from config import metrics
 from providers.interface import VenueException
@@ -95,18 +96,47 @@ def _text(value: Decimal | None) -> str | None:
 
 # --- per-process caches ------------------------------------------------------------------------------
 CACHE_SECONDS = 1.0  # the settings and the notional of the hour, re-read at most this often
+REFRESH_AT = 0.75  # a cached fair rate or hour's notional this far into its window is read again ahead
 _cache_lock = threading.Lock()
 _hour: list = [Decimal(0), 0.0]  # committed notional of the last hour (as read) + this process's since
+_hour_added: list = [Decimal(0)]  # all this process's batches have added to the hour's, as they committed
+_hour_due: list = [False]  # the hour's notional to be read again ahead of time (asked for, not taken yet)
 _pending: list = [Decimal(0)]  # the notional of this process's batches decided and not committed yet
 _decide_lock = threading.Lock()  # a batch's quotes are decided in memory one batch at a time
 
 
 def hour_notional_cached(now) -> Decimal:
+    """The hour's notional as read at most CACHE_SECONDS ago, plus what this process's batches
+    have committed since. One that finds it past REFRESH_AT of that asks for it to be read
+    again ahead of time (`hour_notional_due`: the runner does it on a worker thread): the read
+    (a sum over the hour's commands, several ms) was paid once a second by a batch, holding the
+    lock every batch decides under, and went into the p99."""
     with _cache_lock:
-        if time.monotonic() - _hour[1] <= CACHE_SECONDS:
+        age = time.monotonic() - _hour[1]
+        if age <= CACHE_SECONDS:
+            if age > CACHE_SECONDS * REFRESH_AT:
+                _hour_due[0] = True
             return _hour[0]
-    value = hour_notional(now)
+    return hour_notional_refresh(now)
+
+
+def hour_notional_due() -> bool:
+    """Whether a batch found the hour's notional old (see `hour_notional_cached`), taken: the
+    caller reads it again (`hour_notional_refresh`), once."""
     with _cache_lock:
+        due, _hour_due[0] = _hour_due[0], False
+    return due
+
+
+def hour_notional_refresh(now=None) -> Decimal:
+    """Read the hour's notional into the cache. What this process's batches committed while it
+    was read is added to it: a batch the read saw too is counted twice until the next read
+    (more, never less: the cap holds)."""
+    with _cache_lock:
+        added_before = _hour_added[0]
+    value = hour_notional(now or timezone.now())
+    with _cache_lock:
+        value += _hour_added[0] - added_before
         _hour[0], _hour[1] = value, time.monotonic()
     return value
 
@@ -114,11 +144,13 @@ def hour_notional_cached(now) -> Decimal:
 def _hour_add(amount: Decimal) -> None:
     with _cache_lock:
         _hour[0] += amount
+        _hour_added[0] += amount
 
 
 def caches_forget() -> None:
     config_forget()
     _hour[0], _hour[1] = Decimal(0), 0.0
+    _hour_due[0] = False
     _pending[0] = Decimal(0)
     tokens_forget()
     salt_forget()
@@ -173,7 +205,7 @@ def signer_cached(network: str) -> Nep413Signer:
 # while quotes keep coming none waits for the evaluation (several ms: it went into the p99).
 _fair: dict[str, tuple[object, float]] = {}
 _fair_due: set[str] = set()  # pairs to evaluate ahead of time (asked for, not taken yet)
-FAIR_REFRESH_AT = 0.75
+FAIR_REFRESH_AT = REFRESH_AT
 
 
 def _fair_evaluate(pair: str, window: float) -> tuple[object, float]:
@@ -703,11 +735,17 @@ _BALANCE_FIELDS = [(f.attname, f.column, f.get_internal_type()) for f in Invento
 _DOLLARS: dict[str, str] = {}
 
 
-def _execute(sql: str, params: list):
+def _execute(sql: str, params: list, *, commit: bool = False):
     """Run one of the batch's statements on the connection's psycopg cursor without the query
     conversion: the `%s` placeholders become PostgreSQL's `$1, $2, …` here by a plain split (the
     driver's conversion parses the whole text in Python, and caches no text longer than 4 KB or
-    with more than 50 parameters: a batch's statements are both). Returns its first row, if any."""
+    with more than 50 parameters: a batch's statements are both). Returns its first row, if any.
+
+    `commit`: the transaction (the outermost `atomic` block, whose exit then finds nothing to
+    commit) is committed with the statement, in one round trip (psycopg's pipeline mode: the
+    statement, the COMMIT and a sync sent together). The server runs the COMMIT as the statement
+    ends, without waiting for the client; when the statement fails, the COMMIT is not run (the
+    pipeline is aborted up to its sync) and the error is raised: the `atomic` block rolls back."""
     dollars = _DOLLARS.get(sql)
     if dollars is None:
         head, *rest = sql.split("%s")
@@ -715,8 +753,14 @@ def _execute(sql: str, params: list):
         if len(sql) <= 8192 and len(_DOLLARS) < 256:
             _DOLLARS[sql] = dollars
     connection.ensure_connection()
-    with RawCursor(connection.connection) as cur:
+    pg = connection.connection
+    if not commit:
+        with RawCursor(pg) as cur:
+            cur.execute(dollars, params)
+            return cur.fetchone() if cur.description else None
+    with pg.pipeline(), RawCursor(pg) as cur:
         cur.execute(dollars, params)
+        pg.commit()
         return cur.fetchone() if cur.description else None
 
 
@@ -853,11 +897,16 @@ def _batch(items: list[_Item], config, ingest_open: bool, pending: list, *, hold
         parts = [part for part in parts if part[0]]
         if fired:
             parts.append(_holds(fired, now, after=tuple(f"w{i}" for i in range(len(parts)))))
-            parts.append((f"SELECT count(*) FROM w{len(parts) - 1}", []))
+            # a hold refused fails the statement (so that the COMMIT sent with it does not commit)
+            held = len({f.reservation.balance_id for f in fired})
+            parts.append((_HELD_ALL_SQL.format(w=f"w{len(parts) - 1}", refused=_REFUSED), [held]))
         statement, params = _one_statement(parts)
-        row = _execute(statement, params)
-        if fired and row[0] != len({f.reservation.balance_id for f in fired}):
-            raise _HoldRefused
+        try:
+            _execute(statement, params, commit=len(connection.atomic_blocks) == 1)
+        except psycopg_errors.InvalidTextRepresentation as exc:
+            if _REFUSED in str(exc):
+                raise _HoldRefused from None
+            raise
         if outbox_sql:
             outbox.kick_soon_after_commit()
     _batch_done(items, decisions, hour[1])
@@ -1050,6 +1099,13 @@ _GATE_AT_HOLD = (
     " AND CASE WHEN t.expires_at IS NOT NULL AND t.expires_at <= %s"
     " THEN coalesce(nullif(t.previous_state, ''), 'ACTIVE') ELSE t.state END <> 'ACTIVE')"
 )
+
+
+# The last part of a batch's statement when it holds: the number of balances held, or, when a hold
+# is refused (fewer held), an error (a text that is no number cast to one; plain SQL has no RAISE):
+# the statement fails, and the COMMIT sent with it is not run (`_execute`).
+_REFUSED = "hold refused"
+_HELD_ALL_SQL = "SELECT CASE WHEN count(*) = %s THEN count(*) ELSE ('{refused}: ' || count(*))::bigint END FROM {w}"
 
 
 def _holds(fired: list[_Fired], now: datetime, *, after: tuple[str, ...]) -> tuple[str, list]:
