@@ -166,3 +166,26 @@ def test_a_fair_rate_quotes_find_old_is_evaluated_again_ahead_of_time(desk, sett
     loop.fair_rate_refresh("BTC/EURE")
     assert loop._fair["BTC/EURE"][1] > at  # evaluated again, now
     assert loop.fair_rate("BTC/EURE").age_ms < old.age_ms
+
+
+def test_the_hours_notional_a_batch_finds_old_is_read_again_ahead_of_time(desk):
+    from django.utils import timezone
+
+    from solver.services import loop
+
+    arm()
+    caps()
+    assert loop.quotes_receive([loop.Received(buy_btc(), {})])[0].status == "quote"  # 1000 EURe answered
+    now = timezone.now()
+    assert loop.hour_notional_cached(now) == Decimal(1000)
+    assert loop.hour_notional_due() is False
+    # read 0.8 s ago, past ¾ of its second: still used, and asked for again
+    loop._hour[0], loop._hour[1] = Decimal(0), loop._hour[1] - 0.8
+    assert loop.hour_notional_cached(now) == Decimal(0)
+    assert loop.hour_notional_due() is True
+    assert loop.hour_notional_due() is False  # taken once
+
+    assert loop.hour_notional_refresh() == Decimal(1000)  # read again from the commands
+    assert loop.hour_notional_cached(now) == Decimal(1000)
+    loop._hour_add(Decimal(5))  # a batch committed since: counted on
+    assert loop.hour_notional_cached(now) == Decimal(1005)
