@@ -1,6 +1,7 @@
 """The quotes through the loop (sync code; the `near_solver` process runs it on threads of its
-own). The quotes waiting are decided together, a batch in one transaction of four round trips
-whatever its size (group commit; docs/near-intents.md, "The hot path"):
+own). The quotes waiting are decided together, a batch in one transaction of three round trips
+whatever its size (BEGIN, the INSERT that reads, the statement that writes sent with its COMMIT;
+group commit; docs/near-intents.md, "The hot path"):
 
 1. **Ingest** (`quotes_receive`): the raw requests are stored once per quote_id (a duplicate is
    dropped); a pair outside the filter or an unreadable request stops there. The multi-row
@@ -13,8 +14,9 @@ whatever its size (group commit; docs/near-intents.md, "The hot path"):
 3. **Gate and executor**, in the same transaction: the strategy's and the executor's control
    states and the trading states *now*, the signed `token_diff`s, then one statement writes the
    decisions, the holds' rows, the commands and the events, and takes the holds last (row-locked,
-   until the intents' deadlines; they re-check the arm and trading states) — committed before the
-   responses are sent. A refused hold rolls the batch back; it is decided again on a fresh read.
+   until the intents' deadlines; they re-check the arm and trading states), the COMMIT sent with
+   it — committed before the responses are sent. A refused hold fails that statement (so its
+   COMMIT is not run) and rolls the batch back; it is decided again on a fresh read.
 4. `responses_ok` / `response_record` write the relay's answers; `status_apply` a `quote_status`;
    `reconcile` settles (`get_status`, the verifier's `is_nonce_used`) or expires what is open.
 
@@ -477,7 +479,7 @@ def quotes_receive(
     batch: list[Received], *, ingest_open: bool = True, logs_later: list[Callable[[], None]] | None = None
 ) -> list[Outcome]:
     """Handle the `quote` events waiting to be decided, together (group commit, see the module
-    doc): one transaction, three statements whatever their number; an Outcome each, in order.
+    doc): one transaction, three round trips whatever their number; an Outcome each, in order.
 
     The batch's log lines (a decision each, a submit each answered one) are written once it has
     committed; with `logs_later` they are appended to it as callables instead, for the caller to
