@@ -202,12 +202,11 @@ def signer_cached(network: str) -> Nep413Signer:
 # (it was evaluated per quote: the policy's reads and the pair's last sample, three round trips).
 # A cached rate's freshness is its age when evaluated plus the time since, so the staleness limit
 # holds exactly; a source that conflicts or fails is seen at most that long later.
-# A quote that finds its pair's rate past FAIR_REFRESH_AT of that window asks for it to be
+# A quote that finds its pair's rate past REFRESH_AT of that window asks for it to be
 # evaluated again ahead of time (`fair_rates_due`: the runner does it on a worker thread), so that
 # while quotes keep coming none waits for the evaluation (several ms: it went into the p99).
 _fair: dict[str, tuple[object, float]] = {}
 _fair_due: set[str] = set()  # pairs to evaluate ahead of time (asked for, not taken yet)
-FAIR_REFRESH_AT = REFRESH_AT
 
 
 def _fair_evaluate(pair: str, window: float) -> tuple[object, float]:
@@ -225,7 +224,7 @@ def _fair_evaluate(pair: str, window: float) -> tuple[object, float]:
 
 
 def fair_rates_due() -> list[str]:
-    """The pairs whose cached fair rate quotes found old (past FAIR_REFRESH_AT of its window),
+    """The pairs whose cached fair rate quotes found old (past REFRESH_AT of its window),
     taken: the caller evaluates each (`fair_rate_refresh`), once."""
     with _cache_lock:
         due = sorted(_fair_due)
@@ -243,7 +242,7 @@ def fair_rate(pair: str) -> FairRate:
     now = time.monotonic()
     with _cache_lock:
         hit = _fair.get(pair)
-        if hit is not None and window * FAIR_REFRESH_AT < now - hit[1] <= window:
+        if hit is not None and window * REFRESH_AT < now - hit[1] <= window:
             _fair_due.add(pair)
     if hit is None or now - hit[1] > window:
         hit = _fair_evaluate(pair, window)
