@@ -30,6 +30,7 @@ from decimal import Decimal
 from pathlib import Path
 
 from bench._db import on_bench_database
+from config.aio import event_loop_new, run
 
 RATES = (50, 500)
 SECONDS = 4.0
@@ -194,7 +195,7 @@ def _run() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         _setup(config, tmp, commands, replies)
         runner = SolverRunner(url=config["relay_ws_url"])
-        loop = asyncio.new_event_loop()
+        loop = event_loop_new()
         stop = asyncio.Event()
         thread = threading.Thread(target=lambda: loop.run_until_complete(runner.run(stop)), daemon=True)
         thread.start()
@@ -208,7 +209,7 @@ def _run() -> None:
         )
         try:
             for rate in RATES:
-                echo = asyncio.run(_echo(config["relay_ws_url"], rate, SECONDS))
+                echo = run(_echo(config["relay_ws_url"], rate, SECONDS))
                 print(
                     f"{rate:>7} {'baseline: relay echo round trip':<34} {len(echo):>6} {_pct(echo, 0.5):>8.2f} "
                     f"{_pct(echo, 0.99):>8.2f} {max(echo):>8.2f} {'':>6}"

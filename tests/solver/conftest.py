@@ -86,13 +86,15 @@ def sync():
 
 
 class SolverThread:
-    """The `near_solver` process's runner on an event loop in a thread of this process."""
+    """The `near_solver` process's runner in a thread of this process, on the event loop the
+    process runs on (`config.aio`: uvloop's)."""
 
     def __init__(self, url: str, api_key: str = ""):
+        from config.aio import event_loop_new
         from solver.runner import SolverRunner
 
         self.runner = SolverRunner(url=url, api_key=api_key, workers=4)
-        self.loop = asyncio.new_event_loop()
+        self.loop = event_loop_new()
         self.stop_event = None
         self.thread = threading.Thread(target=self._run, name="solver-test", daemon=True)
         self.error = None

@@ -13,6 +13,8 @@ from collections.abc import Callable
 
 import uvicorn
 
+from config.aio import run
+
 
 class RpcFault(Exception):
     """A JSON-RPC error answer (`error` is sent as is: a string or an object)."""
@@ -121,7 +123,7 @@ class Server:
         return f"http://127.0.0.1:{self.port}"
 
     def _run(self):
-        asyncio.run(self.server.serve(sockets=[self.sock]))
+        run(self.server.serve(sockets=[self.sock]))
 
     def start(self, timeout: float = 10.0) -> Server:
         self.thread.start()

@@ -9,6 +9,8 @@ import signal
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
+from config.aio import run
+
 
 class Command(BaseCommand):
     help = "Run the NEAR Intents solver loop until Ctrl-C."
@@ -40,4 +42,4 @@ class Command(BaseCommand):
             self.stdout.write(f"NEAR Intents solver: relay {url}")
             await SolverRunner(url=url, api_key=settings.NEAR_INTENTS_RELAY_API_KEY).run(stop)
 
-        asyncio.run(main())
+        run(main())
