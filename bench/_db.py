@@ -18,7 +18,9 @@ def bench_database() -> str:
 
     name = settings.DATABASES["default"]["NAME"]
     settings.DATABASES["default"].setdefault("TEST", {})["NAME"] = f"{name}_bench"
-    connection.creation.create_test_db(verbosity=0, autoclobber=True, keepdb=True)
+    # not serialized: that copy of every row (for tests' serialized rollback) is nothing a bench
+    # uses, and it took most of a run's set-up as the kept database grew
+    connection.creation.create_test_db(verbosity=0, autoclobber=True, keepdb=True, serialize=False)
     return name
 
 
