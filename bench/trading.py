@@ -53,6 +53,8 @@ import uuid
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+from config.aio import run  # the client's event loop: uvloop, as the server's
+
 ROOT = Path(__file__).resolve().parent.parent
 CLIENTS = int(os.environ.get("BENCH_CLIENTS", "32"))
 # Each client posts for its own users in turn, so that each stays under the default risk limit
@@ -315,15 +317,6 @@ async def _load(base: str, path: str, users: list[int], *, seconds: float, idemp
     return {"spread": spread, "server_ms": server_ms, "client_ms": client_ms, "errors": errors, "wall": wall}
 
 
-def _run(coro):
-    """The client's event loop: uvloop (installed with uvicorn[standard], as the server uses) if present."""
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.run(coro)
-    return uvloop.run(coro)
-
-
 def _cpu_seconds(pids: list[int]) -> float:
     """User + system CPU seconds used so far by `pids` (Linux /proc; NaN elsewhere)."""
     total = 0.0
@@ -381,7 +374,7 @@ def _slice(base: str, path: str, users: list[int], server_pids: list[int], *, id
     and the local PostgreSQL and Redis spent on it, and how busy the machine was."""
     client_before, server_before = time.process_time(), _cpu_seconds(server_pids)
     store_before, machine_before = _store_cpu(), _machine_busy()
-    result = _run(_load(base, path, users, seconds=SECONDS / ROUNDS, idempotent=idempotent))
+    result = run(_load(base, path, users, seconds=SECONDS / ROUNDS, idempotent=idempotent))
     result["server_cpu_s"] = _cpu_seconds(server_pids) - server_before
     result["client_cpu_s"] = time.process_time() - client_before
     store_after, machine_after = _store_cpu(), _machine_busy()
@@ -546,7 +539,7 @@ def _measure(stacks: list[str], env: dict, users: list[int], queries: list[str])
         pids = {stack: _process_tree(server.pid) for stack, (_, server) in servers.items()}
         for base, _ in servers.values():
             for _, path, idem in ENDPOINTS:
-                _run(_load(base, path, users, seconds=WARMUP, idempotent=idem))
+                run(_load(base, path, users, seconds=WARMUP, idempotent=idem))
         slices = {stack: {name: [] for name, _, _ in ENDPOINTS} for stack in stacks}
         for _ in range(ROUNDS):
             for stack, (base, _) in servers.items():
