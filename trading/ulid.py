@@ -13,19 +13,21 @@ _last = 0  # the last ULID issued by this process, as a 128-bit int
 _RANDOM_BITS = 80
 
 
-def _fresh() -> int:
-    """A ULID of this millisecond as an int: the time in its high 48 bits, 80 random bits below
-    (as python-ulid makes them, without its objects: this runs for every event written)."""
-    return (time.time_ns() // 1_000_000) << _RANDOM_BITS | int.from_bytes(os.urandom(10), "big")
+def _next() -> int:
+    """The next ULID as an int (under `_lock`): in a millisecond after the last id's, the time in
+    its high 48 bits and 80 random bits below (as python-ulid makes them, without its objects:
+    this runs for every event written); in the same (or an earlier) one, the last id + 1, and no
+    random bits are drawn."""
+    ms = time.time_ns() // 1_000_000
+    if ms <= _last >> _RANDOM_BITS:
+        return _last + 1
+    return ms << _RANDOM_BITS | int.from_bytes(os.urandom(10), "big")
 
 
 def new_ulid() -> str:
     global _last
     with _lock:
-        candidate = _fresh()
-        if candidate >> _RANDOM_BITS <= _last >> _RANDOM_BITS:
-            candidate = _last + 1  # same (or earlier) millisecond: step past the last id
-        _last = candidate
+        candidate = _last = _next()
     return _encode(candidate)
 
 
@@ -47,9 +49,7 @@ def new_ulids(count: int) -> list[str]:
     if count <= 0:
         return []
     with _lock:
-        candidate = _fresh()
-        if candidate >> _RANDOM_BITS <= _last >> _RANDOM_BITS:
-            candidate = _last + 1
+        candidate = _next()
         _last = candidate + count - 1
     return [_encode(candidate + i) for i in range(count)]
 
@@ -63,9 +63,7 @@ def new_ulid_prefix(suffix_chars: int = 6) -> str:
     global _last
     bits = 5 * suffix_chars
     with _lock:
-        candidate = _fresh()
-        if candidate >> _RANDOM_BITS <= _last >> _RANDOM_BITS:
-            candidate = _last + 1
+        candidate = _next()
         base = -(-candidate >> bits) << bits  # rounded up to a multiple of the block size
         _last = base + (1 << bits) - 1
     return _encode(base)[: 26 - suffix_chars]

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import itertools
 import json
 import logging
 import operator
@@ -734,6 +735,7 @@ _BALANCE_FIELDS = [(f.attname, f.column, f.get_internal_type()) for f in Invento
 
 
 _DOLLARS: dict[str, str] = {}
+_PLACEHOLDERS: list[str] = []  # "$1", "$2", …: as many as the longest statement has needed (only added to)
 
 
 def _execute(sql: str, params: list, *, commit: bool = False):
@@ -750,7 +752,10 @@ def _execute(sql: str, params: list, *, commit: bool = False):
     dollars = _DOLLARS.get(sql)
     if dollars is None:
         head, *rest = sql.split("%s")
-        dollars = head + "".join(f"${i}{part}" for i, part in enumerate(rest, 1))
+        if len(_PLACEHOLDERS) < len(rest):
+            with _cache_lock:
+                _PLACEHOLDERS.extend(f"${i}" for i in range(len(_PLACEHOLDERS) + 1, len(rest) + 1))
+        dollars = head + "".join(itertools.chain.from_iterable(zip(_PLACEHOLDERS, rest, strict=False)))
         if len(sql) <= 8192 and len(_DOLLARS) < 256:
             _DOLLARS[sql] = dollars
     connection.ensure_connection()

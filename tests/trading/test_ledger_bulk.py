@@ -20,6 +20,21 @@ def test_bulk_ulids_are_valid_monotonic_and_unique():
     assert new_ulids(0) == []
 
 
+def test_an_id_of_a_later_millisecond_carries_its_time_and_fresh_random_bits():
+    """Within a millisecond an id is the last + 1 (no random bits drawn); the first id of a later
+    one is that millisecond's, with random bits of its own, not a step past the last."""
+    import time
+
+    last = new_ulid()
+    time.sleep(0.003)
+    now_ms = time.time_ns() // 1_000_000
+    ids = [new_ulid() for _ in range(50)]
+    first = ULID.from_str(ids[0])
+    assert first.milliseconds >= now_ms > ULID.from_str(last).milliseconds
+    assert int(first) != int(ULID.from_str(last)) + 1
+    assert [int(ULID.from_str(i)) for i in ids] == sorted({int(ULID.from_str(i)) for i in ids})
+
+
 @pytest.mark.ledger_drift  # made-up order events (no rows): a test of the bulk event write
 def test_bulk_events_are_stored_in_order_with_outbox_rows_for_matching_handlers(db):
     outbox.register_handler("bulk-test", lambda event: None, topics=["order.*"])
