@@ -34,6 +34,11 @@ CONNECTION_CHECK_SECONDS = 1.0
 BATCH_MAX = 100  # quotes decided in one transaction at most
 # batches being decided at once: while one waits on the database, the next is decided
 DECIDERS = 2
+# the caches a batch reads (`loop.caches_refresh`) are read again ahead of time this often, while
+# the ingest is armed; the fair rates (whose evaluation may write a sample, pinned for decisions)
+# only while quotes came in the last WARM_FAIR_SECONDS
+WARM_SECONDS = 0.05
+WARM_FAIR_SECONDS = 60.0
 _thread = threading.local()
 
 
@@ -45,7 +50,6 @@ class SolverRunner:
         self.waiting: list[tuple[loop.Received, float]] = []  # quotes received, not in a batch yet
         self.deciders: set[asyncio.Task] = set()
         self.sending: set[asyncio.Task] = set()
-        self.background: set[asyncio.Task] = set()  # fair rates and the hour's notional read ahead of time
         self.oks: list = []  # (plan, the relay's result, a future) to record
         self.recorder: asyncio.Task | None = None
         # the relay's answers are recorded on threads of their own: a quote never waits behind them
@@ -174,10 +178,6 @@ class SolverRunner:
                 continue
             finally:
                 self.deciding -= len(batch)
-            for pair in loop.fair_rates_due():  # evaluated ahead, so that the next quotes do not wait for it
-                self._background(self.db(loop.fair_rate_refresh, pair), "fair rate refresh failed")
-            if loop.hour_notional_due():  # read ahead too, so that no batch waits for it
-                self._background(self.db(loop.hour_notional_refresh), "hour notional refresh failed")
             for (_, started), outcome in zip(batch, outcomes, strict=True):
                 if outcome.status == "error":  # logged; nothing recorded, nothing sent
                     self.counters["errors"] += 1
@@ -195,17 +195,20 @@ class SolverRunner:
             if logs:  # after the sends: their tasks were scheduled first and write before they wait
                 asyncio.get_running_loop().call_soon(self._write_logs, logs)
 
-    def _background(self, work, failed: str) -> None:
-        task = asyncio.get_running_loop().create_task(work)
-        self.background.add(task)
-
-        def done(task):
-            self.background.discard(task)
-            if not task.cancelled() and task.exception() is not None:
-                extra = {"venue": "near_intents", "event": "background_failed"}
-                logger.warning(failed, exc_info=task.exception(), extra=extra)
-
-        task.add_done_callback(done)
+    async def _warm(self, stop: asyncio.Event) -> None:
+        """Keep the caches a batch reads warm (`loop.caches_refresh`), so that no quote pays for
+        a read, the first after a quiet spell included."""
+        while not stop.is_set():
+            if self.controls.get(INGEST, {}).get("armed"):
+                fair = time.time() - self.last_quote.get("at", 0.0) < WARM_FAIR_SECONDS
+                try:
+                    await self.db(loop.caches_refresh, fair_rates=fair)
+                except Exception:
+                    logger.warning(
+                        "solver caches not refreshed", exc_info=True, extra={"venue": "near_intents", "event": "warm"}
+                    )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=WARM_SECONDS)
 
     def _write_logs(self, logs: list) -> None:
         """A committed batch's log lines, on the threads that record the relay's answers."""
@@ -335,6 +338,7 @@ class SolverRunner:
         await self.db(self._controls_read)
         await self.db(loop.caches_warm)
         streaming = asyncio.create_task(self.stream.run(stop, may_connect=self.may_connect))
+        warming = asyncio.create_task(self._warm(stop))
         try:
             while not stop.is_set():
                 try:
@@ -347,6 +351,7 @@ class SolverRunner:
                     await asyncio.wait_for(stop.wait(), timeout=settings.NEAR_SOLVER_HOUSEKEEPING_SECONDS)
         finally:
             await streaming
+            await warming
             try:
                 await self.db(state_write, {**self.state(), "stopped": True})
             except Exception:

@@ -40,11 +40,11 @@ _cached: tuple = (None, 0.0)
 CACHE_SECONDS = 1.0
 
 
-def config_cached() -> SolverConfig:
-    """The settings as read at most CACHE_SECONDS ago (a change made in this process is seen at once)."""
+def config_cached(max_age: float = CACHE_SECONDS) -> SolverConfig:
+    """The settings as read at most `max_age` seconds ago (a change made in this process is seen at once)."""
     global _cached
     row, at = _cached
-    if row is None or time.monotonic() - at > CACHE_SECONDS:
+    if row is None or time.monotonic() - at > max_age:
         row = config_get()
         _cached = (row, time.monotonic())
     return row

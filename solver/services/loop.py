@@ -56,6 +56,7 @@ from providers.near_intents.solver_keys import solver_seed
 from providers.near_intents.tokens import KNOWN, TokenIdError, to_raw, to_units, token_id_parse
 from providers.reference.service import FairRate, ReferenceUnavailable, ReferenceUnknownPair, reference_rate_use
 from solver.models import EXECUTOR, STRATEGY, QuoteCommand, QuoteDecision, RelayQuote
+from solver.services.config import CACHE_SECONDS as CONFIG_SECONDS
 from solver.services.config import config_cached, config_forget
 from trading import outbox
 from trading.models import ControlState, TradingState
@@ -103,32 +104,18 @@ REFRESH_AT = 0.75  # a cached fair rate or hour's notional this far into its win
 _cache_lock = threading.Lock()
 _hour: list = [Decimal(0), 0.0]  # committed notional of the last hour (as read) + this process's since
 _hour_added: list = [Decimal(0)]  # all this process's batches have added to the hour's, as they committed
-_hour_due: list = [False]  # the hour's notional to be read again ahead of time (asked for, not taken yet)
 _pending: list = [Decimal(0)]  # the notional of this process's batches decided and not committed yet
 _decide_lock = threading.Lock()  # a batch's quotes are decided in memory one batch at a time
 
 
 def hour_notional_cached(now) -> Decimal:
     """The hour's notional as read at most CACHE_SECONDS ago, plus what this process's batches
-    have committed since. One that finds it past REFRESH_AT of that asks for it to be read
-    again ahead of time (`hour_notional_due`: the runner does it on a worker thread): the read
-    (a sum over the hour's commands, several ms) was paid once a second by a batch, holding the
-    lock every batch decides under, and went into the p99."""
+    have committed since (`caches_refresh` reads it again ahead of time: the read, a sum over
+    the hour's commands, is not paid by a batch, under the lock every batch decides under)."""
     with _cache_lock:
-        age = time.monotonic() - _hour[1]
-        if age <= CACHE_SECONDS:
-            if age > CACHE_SECONDS * REFRESH_AT:
-                _hour_due[0] = True
+        if time.monotonic() - _hour[1] <= CACHE_SECONDS:
             return _hour[0]
     return hour_notional_refresh(now)
-
-
-def hour_notional_due() -> bool:
-    """Whether a batch found the hour's notional old (see `hour_notional_cached`), taken: the
-    caller reads it again (`hour_notional_refresh`), once."""
-    with _cache_lock:
-        due, _hour_due[0] = _hour_due[0], False
-    return due
 
 
 def hour_notional_refresh(now=None) -> Decimal:
@@ -153,26 +140,24 @@ def _hour_add(amount: Decimal) -> None:
 def caches_forget() -> None:
     config_forget()
     _hour[0], _hour[1] = Decimal(0), 0.0
-    _hour_due[0] = False
     _pending[0] = Decimal(0)
     tokens_forget()
     salt_forget()
     with _cache_lock:
         _seed.clear()
         _fair.clear()
-        _fair_due.clear()
         _net.clear()
 
 
 _net: list = []  # (the network's configuration, when read)
 
 
-def net_cached():
-    """`network_config()` as read at most CACHE_SECONDS ago (the sandbox's is a file read and
+def net_cached(max_age: float = CACHE_SECONDS):
+    """`network_config()` as read at most `max_age` seconds ago (the sandbox's is a file read and
     parsed: three times per quote)."""
     with _cache_lock:
         hit = _net[0] if _net else None
-    if hit is not None and time.monotonic() - hit[1] <= CACHE_SECONDS:
+    if hit is not None and time.monotonic() - hit[1] <= max_age:
         return hit[0]
     net = network_config()
     with _cache_lock:
@@ -188,10 +173,10 @@ SEED_SECONDS = 30.0
 _seed: dict[str, tuple[Nep413Signer, float]] = {}
 
 
-def signer_cached(network: str) -> Nep413Signer:
+def signer_cached(network: str, max_age: float = SEED_SECONDS) -> Nep413Signer:
     with _cache_lock:
         hit = _seed.get(network)
-    if hit is not None and time.monotonic() - hit[1] <= SEED_SECONDS:
+    if hit is not None and time.monotonic() - hit[1] <= max_age:
         return hit[0]
     signer = Nep413Signer(solver_seed(network))
     with _cache_lock:
@@ -203,11 +188,9 @@ def signer_cached(network: str) -> Nep413Signer:
 # (it was evaluated per quote: the policy's reads and the pair's last sample, three round trips).
 # A cached rate's freshness is its age when evaluated plus the time since, so the staleness limit
 # holds exactly; a source that conflicts or fails is seen at most that long later.
-# A quote that finds its pair's rate past REFRESH_AT of that window asks for it to be
-# evaluated again ahead of time (`fair_rates_due`: the runner does it on a worker thread), so that
-# while quotes keep coming none waits for the evaluation (several ms: it went into the p99).
+# `caches_refresh` evaluates it again ahead of time, past REFRESH_AT of that window, so that while
+# quotes keep coming none waits for the evaluation (several ms: it went into the p99).
 _fair: dict[str, tuple[object, float]] = {}
-_fair_due: set[str] = set()  # pairs to evaluate ahead of time (asked for, not taken yet)
 
 
 def _fair_evaluate(pair: str, window: float) -> tuple[object, float]:
@@ -224,15 +207,6 @@ def _fair_evaluate(pair: str, window: float) -> tuple[object, float]:
     return hit
 
 
-def fair_rates_due() -> list[str]:
-    """The pairs whose cached fair rate quotes found old (past REFRESH_AT of its window),
-    taken: the caller evaluates each (`fair_rate_refresh`), once."""
-    with _cache_lock:
-        due = sorted(_fair_due)
-        _fair_due.clear()
-    return due
-
-
 def fair_rate_refresh(pair: str) -> None:
     """Evaluate the pair's fair rate ahead of time, into the cache."""
     _fair_evaluate(pair, settings.NEAR_SOLVER_FAIR_RATE_MS / 1000)
@@ -243,8 +217,6 @@ def fair_rate(pair: str) -> FairRate:
     now = time.monotonic()
     with _cache_lock:
         hit = _fair.get(pair)
-        if hit is not None and window * REFRESH_AT < now - hit[1] <= window:
-            _fair_due.add(pair)
     if hit is None or now - hit[1] > window:
         hit = _fair_evaluate(pair, window)
     value, at = hit
@@ -272,6 +244,35 @@ def caches_warm() -> None:
             step()
         except Exception:  # no key yet, the verifier not reachable: the quotes will say
             logger.info("a solver cache was not warmed", exc_info=True, extra={"venue": VENUE, "event": "warm"})
+
+
+def caches_refresh(*, fair_rates: bool = True) -> None:
+    """Read again, ahead of time, what a batch reads from this process's caches and is past
+    REFRESH_AT of its window: the settings, the network's configuration, the hour's notional, the
+    solver key's seed, the verifier's salt and (with `fair_rates`) the configured pairs' fair
+    rates. The runner calls it every few tens of ms on a worker thread, quotes or none: the first
+    quote after a quiet second paid for all of them (35-65 ms of its latency)."""
+    now = time.monotonic()
+    steps = [
+        lambda: config_cached(max_age=CONFIG_SECONDS * REFRESH_AT),
+        lambda: net_cached(max_age=CACHE_SECONDS * REFRESH_AT),
+        lambda: signer_cached(net_cached().name, max_age=SEED_SECONDS * REFRESH_AT),
+        lambda: salt_current(near_intents_client(net_cached()), max_age=SALT_TTL * REFRESH_AT),
+    ]
+    if now - _hour[1] > CACHE_SECONDS * REFRESH_AT:
+        steps.append(hour_notional_refresh)
+    window = settings.NEAR_SOLVER_FAIR_RATE_MS / 1000
+    if fair_rates and window > 0:
+        for pair in config_cached().pairs:
+            with _cache_lock:
+                hit = _fair.get(pair)
+            if hit is None or now - hit[1] > window * REFRESH_AT:
+                steps.append(functools.partial(fair_rate_refresh, pair))
+    for step in steps:
+        try:
+            step()
+        except Exception:  # the quote that needs it reads it again, and says what is wrong
+            logger.info("a solver cache was not refreshed", exc_info=True, extra={"venue": VENUE, "event": "warm"})
 
 
 # --- tokens -----------------------------------------------------------------------------------------
@@ -307,10 +308,10 @@ _salt: dict[str, tuple[bytes, float]] = {}
 SALT_TTL = 30.0  # seconds the verifier's current_salt is reused (as the official SDK does)
 
 
-def salt_current(client) -> bytes:
+def salt_current(client, max_age: float = SALT_TTL) -> bytes:
     key = client.net.name
     hit = _salt.get(key)
-    if hit is None or time.monotonic() - hit[1] > SALT_TTL:
+    if hit is None or time.monotonic() - hit[1] > max_age:
         hit = _salt[key] = (client.current_salt(), time.monotonic())
     return hit[0]
 

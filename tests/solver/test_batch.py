@@ -149,26 +149,32 @@ def test_the_log_lines_of_a_batch_can_wait_until_its_responses_are_sent(desk, ca
     assert events["submit"].command_id == outcome.plan.command_id
 
 
-def test_a_fair_rate_quotes_find_old_is_evaluated_again_ahead_of_time(desk, settings):
+def test_a_fair_rate_past_three_quarters_of_its_window_is_evaluated_again_ahead_of_time(
+    desk, settings, django_assert_num_queries
+):
     from solver.services import loop
 
     settings.NEAR_SOLVER_FAIR_RATE_MS = 1000
     first = loop.fair_rate("BTC/EURE")
-    assert loop.fair_rates_due() == []
-    # the cached rate past ¾ of its window: still used, and asked for again
+    loop.caches_refresh()  # the settings and the hour's notional read; the rate is fresh
+    with django_assert_num_queries(0):
+        loop.caches_refresh()  # nothing is old: nothing is read
+    # the cached rate past ¾ of its window: still used as it is (its age counts on) ...
     value, at = loop._fair["BTC/EURE"]
     loop._fair["BTC/EURE"] = (value, at - 0.8)
     old = loop.fair_rate("BTC/EURE")
-    assert old.sample_id == first.sample_id and old.age_ms >= first.age_ms + 800  # its age counts on
-    assert loop.fair_rates_due() == ["BTC/EURE"]
-    assert loop.fair_rates_due() == []  # taken once
-
-    loop.fair_rate_refresh("BTC/EURE")
+    assert old.sample_id == first.sample_id and old.age_ms >= first.age_ms + 800
+    # ... until the refresh evaluates it again ahead of time (not when told to leave the rates)
+    loop.caches_refresh(fair_rates=False)
+    assert loop._fair["BTC/EURE"][1] == at - 0.8
+    loop.caches_refresh()
     assert loop._fair["BTC/EURE"][1] > at  # evaluated again, now
     assert loop.fair_rate("BTC/EURE").age_ms < old.age_ms
 
 
-def test_the_hours_notional_a_batch_finds_old_is_read_again_ahead_of_time(desk):
+def test_the_hours_notional_past_three_quarters_of_its_second_is_read_again_ahead_of_time(
+    desk, django_assert_num_queries
+):
     from django.utils import timezone
 
     from solver.services import loop
@@ -178,14 +184,15 @@ def test_the_hours_notional_a_batch_finds_old_is_read_again_ahead_of_time(desk):
     assert loop.quotes_receive([loop.Received(buy_btc(), {})])[0].status == "quote"  # 1000 EURe answered
     now = timezone.now()
     assert loop.hour_notional_cached(now) == Decimal(1000)
-    assert loop.hour_notional_due() is False
-    # read 0.8 s ago, past ¾ of its second: still used, and asked for again
+    # read 0.8 s ago, past ¾ of its second: still used as it is, with no read
     loop._hour[0], loop._hour[1] = Decimal(0), loop._hour[1] - 0.8
-    assert loop.hour_notional_cached(now) == Decimal(0)
-    assert loop.hour_notional_due() is True
-    assert loop.hour_notional_due() is False  # taken once
-
-    assert loop.hour_notional_refresh() == Decimal(1000)  # read again from the commands
+    with django_assert_num_queries(0):
+        assert loop.hour_notional_cached(now) == Decimal(0)
+    loop.caches_refresh(fair_rates=False)  # read again from the commands, ahead of time
     assert loop.hour_notional_cached(now) == Decimal(1000)
     loop._hour_add(Decimal(5))  # a batch committed since: counted on
     assert loop.hour_notional_cached(now) == Decimal(1005)
+    # past its second, a batch would read it itself (the refresh has stopped, say)
+    loop._hour[1] -= 1.5
+    with django_assert_num_queries(1):
+        assert loop.hour_notional_cached(now) == Decimal(1000)
