@@ -3,13 +3,15 @@
 The NEAR Intents doubles run in a child process (the relay's websocket, the NEAR RPC with the
 verifier); the solver runner (`solver.runner.SolverRunner`, every component armed,
 `NEAR_SOLVER_WORKERS` deciding threads) in this one, on the bench database. The relay emits
-BTC/EURe quote requests at 50 and then 500 a second for a few seconds, and the bench waits until
-every quote is decided; for each answered quote the time from its frame's arrival
-at the client to the signed `quote_response` written to the socket (raw quote stored, fair rate
-sampled, decision, hold, command committed, NEP-413 signature), p50 / p99 / max, how many were
-answered, and the client process's CPU (share of one core, and per quote emitted: the solver's
-whole work for it, the answer's recording and the housekeeping included). The relay picks no
-winner (settlement is not part of this path and would add its own load).
+BTC/EURe quote requests at 50 a second for a few seconds, then at 500 a second in three rounds
+of a few seconds (its p99 moves a lot from run to run on 2 cores: each round is printed, and
+their median is set against the goal), and the bench waits until every quote is decided; for
+each answered quote the time from its frame's arrival at the client to the signed
+`quote_response` written to the socket (raw quote stored, fair rate sampled, decision, hold,
+command committed, NEP-413 signature), p50 / p99 / max, how many were answered, and the client
+process's CPU (share of one core, and per quote emitted: the solver's whole work for it, the
+answer's recording and the housekeeping included). The relay picks no winner (settlement is not
+part of this path and would add its own load).
 
 Baseline, same run, same rates: a bare websocket client sending the relay double's `echo` and
 waiting for its answer — the round trip any answer pays at least.
@@ -34,6 +36,10 @@ from config.aio import event_loop_new, run
 
 RATES = (50, 500)
 SECONDS = 4.0
+# the goal's rate is measured in rounds: on a 2-core machine its p99 moves a lot from one run of
+# the same code to the next (24-85 ms over eight runs), so one round says little
+ROUNDS = {50: 1, 500: 3}
+GOAL_RATE, GOAL_P99_MS = 500, 20.0
 SOLVER = "bench-solver.near"
 BTC = "nep141:btc.omft.near"
 EURE = "nep141:gnosis-0x420ca0f9b9b604ce0fd9c18ef134c705e5fa3430.omft.near"
@@ -221,34 +227,23 @@ def _run() -> None:
             f"{'cpu/quote':>10}"
         )
         try:
+            emitted_total, goal_p99s = 0, []
             for rate in RATES:
                 echo = run(_echo(config["relay_ws_url"], rate, SECONDS))
                 print(
                     f"{rate:>7} {'baseline: relay echo round trip':<34} {len(echo):>6} {_pct(echo, 0.5):>8.2f} "
                     f"{_pct(echo, 0.99):>8.2f} {max(echo):>8.2f} {'':>6}"
                 )
-                before = len(runner.latencies_ms)
-                answered_before = runner.counters["responses"]
-                cpu0, wall0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
-                commands.put(("emit", (rate, SECONDS)))
-                emitted = replies.get(timeout=SECONDS * 10)
-                drain = time.monotonic() + 30
-                while runner.counters["quotes"] < emitted + sum(r * SECONDS for r in RATES if r < rate):
-                    if time.monotonic() > drain:
-                        break
-                    time.sleep(0.05)
-                while (runner.deciding or runner.in_flight) and time.monotonic() < drain:
-                    time.sleep(0.05)
-                cpu1, wall1 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
-                cpu_s = cpu1.ru_utime + cpu1.ru_stime - cpu0.ru_utime - cpu0.ru_stime
-                cpu = cpu_s / (wall1 - wall0)
-                lat = runner.latencies_ms[before:]
-                answered = runner.counters["responses"] - answered_before
+                for n in range(ROUNDS.get(rate, 1)):
+                    p99, emitted = _round(runner, commands, replies, rate, emitted_before=emitted_total, label=n)
+                    emitted_total += emitted
+                    if rate == GOAL_RATE:
+                        goal_p99s.append(p99)
+            if goal_p99s:
+                median = sorted(goal_p99s)[len(goal_p99s) // 2]
                 print(
-                    f"{rate:>7} {'quote received → response sent':<34} {len(lat):>6} {_pct(lat, 0.5):>8.2f} "
-                    f"{_pct(lat, 0.99):>8.2f} {max(lat) if lat else float('nan'):>8.2f} {cpu:>5.0%} "
-                    f"{cpu_s * 1000 / max(emitted, 1):>7.2f} ms"
-                    f"   ({emitted} emitted, {answered} answered, skips {dict(runner.skips)})"
+                    f"\n{GOAL_RATE}/s p99 by round: {' / '.join(f'{v:.1f}' for v in goal_p99s)} ms; median "
+                    f"{median:.1f} ms (goal < {GOAL_P99_MS:.0f} ms: {'met' if median < GOAL_P99_MS else 'not met'})"
                 )
         finally:
             loop.call_soon_threadsafe(stop.set)
@@ -259,6 +254,34 @@ def _run() -> None:
                 replies.get(timeout=20)
             finally:
                 child.join(timeout=10)
+
+
+def _round(runner, commands, replies, rate: int, *, emitted_before: int, label: int) -> tuple[float, int]:
+    """One round at `rate`: the relay emits for SECONDS, the bench waits until every quote is
+    decided and answered, and prints the round's line. Returns its p99 and how many were emitted."""
+    before = len(runner.latencies_ms)
+    answered_before = runner.counters["responses"]
+    cpu0, wall0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
+    commands.put(("emit", (rate, SECONDS)))
+    emitted = replies.get(timeout=SECONDS * 10)
+    drain = time.monotonic() + 30
+    while runner.counters["quotes"] < emitted_before + emitted and time.monotonic() < drain:
+        time.sleep(0.05)
+    while (runner.deciding or runner.in_flight) and time.monotonic() < drain:
+        time.sleep(0.05)
+    cpu1, wall1 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
+    cpu_s = cpu1.ru_utime + cpu1.ru_stime - cpu0.ru_utime - cpu0.ru_stime
+    cpu = cpu_s / (wall1 - wall0)
+    lat = runner.latencies_ms[before:]
+    answered = runner.counters["responses"] - answered_before
+    path = "quote received → response sent" + (f" ({label + 1})" if ROUNDS.get(rate, 1) > 1 else "")
+    print(
+        f"{rate:>7} {path:<34} {len(lat):>6} {_pct(lat, 0.5):>8.2f} "
+        f"{_pct(lat, 0.99):>8.2f} {max(lat) if lat else float('nan'):>8.2f} {cpu:>5.0%} "
+        f"{cpu_s * 1000 / max(emitted, 1):>7.2f} ms"
+        f"   ({emitted} emitted, {answered} answered, skips {dict(runner.skips)})"
+    )
+    return _pct(lat, 0.99), emitted
 
 
 def main() -> None:
