@@ -22,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
-from django.db import close_old_connections
+from django.db import close_old_connections, connection
 
 from providers.near_intents.relay import RelayError, RelayEvent, RelayNotConnected, RelayStream, RelayTimeout
 from solver.models import EXECUTOR, INGEST, STRATEGY
@@ -73,9 +73,13 @@ class SolverRunner:
     def _call(fn, *args, **kwargs):
         """`fn` on a worker thread's own connection. The connection is checked (Django's health
         check: a `SELECT 1` round trip) at most once a CONNECTION_CHECK_SECONDS per thread, and
-        after any error, instead of before every call."""
+        after any error, instead of before every call. It is kept past CONN_MAX_AGE (only a
+        broken one is replaced): closed and opened again once a minute, a thread paid the new
+        connection (a few ms) on a quote's way, and its statements were parsed and planned
+        again (prepared ones are the connection's)."""
         now = time.monotonic()
         if now - getattr(_thread, "checked", 0.0) > CONNECTION_CHECK_SECONDS:
+            connection.close_at = None
             close_old_connections()
             _thread.checked = now
         try:

@@ -196,3 +196,39 @@ def test_the_hours_notional_past_three_quarters_of_its_second_is_read_again_ahea
     loop._hour[1] -= 1.5
     with django_assert_num_queries(1):
         assert loop.hour_notional_cached(now) == Decimal(1000)
+
+
+def test_a_solver_thread_keeps_its_connection_past_its_max_age_and_replaces_a_broken_one(transactional_db):
+    """The solver's threads keep their connection (and the statements prepared on it) past
+    CONN_MAX_AGE; the check once a second still replaces one the server has closed."""
+    import time
+
+    from django.db import connection
+
+    from solver import runner
+
+    def check_now():
+        runner._thread.checked = 0.0  # the next call checks the connection
+
+    check_now()
+    runner.SolverRunner._call(connection.ensure_connection)
+    raw = connection.connection
+    connection.close_at = time.monotonic() - 1  # past its max age
+    check_now()
+    runner.SolverRunner._call(connection.ensure_connection)
+    assert connection.connection is raw
+
+    with connection.cursor() as cur:  # the server ends the connection
+        cur.execute("SELECT pg_backend_pid()")
+        (pid,) = cur.fetchone()
+    from django.db import connections
+
+    other = connections.create_connection("default")
+    try:
+        with other.cursor() as cur:
+            cur.execute("SELECT pg_terminate_backend(%s)", [pid])
+    finally:
+        other.close()
+    check_now()
+    assert runner.SolverRunner._call(lambda: connection.cursor().execute("SELECT 1") or True)
+    assert connection.connection is not raw
