@@ -39,6 +39,9 @@ class LiveServer:
             ws="websockets-sansio",
             access_log=False,
             ws_ping_interval=None,  # the slow-client tests stop reading on purpose
+            # at the session's end, a websocket a test left open is closed after 2 s instead of
+            # being waited for (the join below gave up after 30 s: half a minute of every run)
+            timeout_graceful_shutdown=2,
         )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
