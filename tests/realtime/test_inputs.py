@@ -32,3 +32,21 @@ def test_a_message_over_the_size_limit_closes_with_1009(ws_server, make_user, se
     with ws_connect(ws_server, path, token=make_token(user)) as ws:  # the server is fine
         send(ws, {"type": "ping"})
         assert recv(ws)["type"] == "pong"
+
+
+def test_connections_closed_for_oversized_messages_leave_no_task_behind(ws_server, make_user):
+    """Every connection's task ends with it. A consumer's channel-layer receive, cancelled as the
+    connection closed, could swallow the cancellation (Python 3.11's `asyncio.wait_for`, which
+    redis-py wrapped each command's send in while a socket timeout was set) and wait on Redis
+    for good: about one close in two, each leaving a task and a Redis connection behind."""
+    import time
+
+    user = make_user()
+    for _ in range(12):
+        with ws_connect(ws_server, "/ws", token=make_token(user), max_size=None) as ws:
+            send(ws, DEEP)
+            assert close_code(ws) == 1009
+    deadline = time.monotonic() + 10
+    while ws_server.server.server_state.tasks and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not ws_server.server.server_state.tasks

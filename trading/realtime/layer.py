@@ -9,8 +9,9 @@ connection instead (up to `pool_timeout` seconds).
 
 redis-py 8 also gives every connection a 5 s socket timeout by default, the same 5 s that
 channels-redis blocks in BZPOPMIN waiting for a message: a consumer that receives nothing for
-5 s then dies with "Timeout reading from Redis". The socket timeout here is longer than the
-blocking pop.
+5 s then dies with "Timeout reading from Redis". The connections here have no socket timeout
+(see `create_pool`: with one, a cancelled receive could outlive its consumer); TCP keepalive
+finds a Redis that went away without closing them.
 
 Redis going away (restart, failover, outage):
 - `receive` waits and tries again (0.5 s, doubling to 5 s) instead of raising into the
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import weakref
 
 import redis
@@ -37,6 +39,14 @@ from redis.asyncio import BlockingConnectionPool
 from config.cache import REDIS_ERRORS
 
 logger = logging.getLogger("tradedesk.realtime")
+
+# idle 10 s, then a probe every 5 s, given up after 3 unanswered (Linux's names; where a
+# platform lacks one, it keeps its default)
+_KEEPALIVE = {
+    getattr(socket, name): value
+    for name, value in (("TCP_KEEPIDLE", 10), ("TCP_KEEPINTVL", 5), ("TCP_KEEPCNT", 3))
+    if hasattr(socket, name)
+}
 
 WATCH_GROUP = "realtime.watch"  # one sentinel member per process and event loop; nothing is sent to it
 RECEIVE_RETRY_MAX = 5.0
@@ -96,10 +106,17 @@ class RedisChannelLayer(_RedisChannelLayer):
         address = host.pop("address", None)
         if address is None:  # sentinel or keyword hosts: channels-redis's own pool
             return super().create_pool(index)
-        host.setdefault("socket_timeout", self.brpop_timeout + 10)
+        # No socket timeout: with one, redis-py sends every command through `asyncio.wait_for`,
+        # which on Python 3.11 swallows a cancellation that lands as the send completes; a
+        # consumer's receive, cancelled as its connection closed, then went on to block in
+        # BZPOPMIN for good (a task and a Redis connection left behind). Reads still end: the
+        # blocking pop returns after `brpop_timeout`; a Redis that vanished without closing the
+        # connection is found by TCP keepalive (about 25 s) instead.
+        host.setdefault("socket_timeout", None)
         host.setdefault("socket_connect_timeout", 5)
         if not address.startswith("unix:"):  # TCP only: unix-socket connections take no keepalive
             host.setdefault("socket_keepalive", True)
+            host.setdefault("socket_keepalive_options", _KEEPALIVE)
         return BlockingConnectionPool.from_url(
             address, max_connections=self.max_connections, timeout=self.pool_timeout, **host
         )
