@@ -39,8 +39,9 @@ class LiveServer:
             ws="websockets-sansio",
             access_log=False,
             ws_ping_interval=None,  # the slow-client tests stop reading on purpose
-            # at the session's end, a websocket a test left open is closed after 2 s instead of
-            # being waited for (the join below gave up after 30 s: half a minute of every run)
+            # at the session's end, a connection's task that has not ended is cancelled after 2 s
+            # instead of being waited for (the join below gives up after 30 s); the production web
+            # process has the same limit (Procfile: --timeout-graceful-shutdown 5)
             timeout_graceful_shutdown=2,
         )
         self.server = uvicorn.Server(config)
