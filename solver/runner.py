@@ -340,7 +340,7 @@ class SolverRunner:
                 extra={"venue": "near_intents", "event": "restart_recover", "count": recovered},
             )
         await self.db(self._controls_read)
-        await self.db(loop.caches_warm)
+        await self.db(loop.caches_refresh, fair_rates=False)
         streaming = asyncio.create_task(self.stream.run(stop, may_connect=self.may_connect))
         warming = asyncio.create_task(self._warm(stop))
         try:

@@ -228,30 +228,15 @@ def fair_rate(pair: str) -> FairRate:
     return value
 
 
-def caches_warm() -> None:
-    """Fill the process's caches before the first quote (the settings, the network's
-    configuration, the solver key's seed, the verifier's salt, the hour's notional), so that the
-    first batch does not pay for them (the fair rates are not: a quote sees a rate at most
-    NEAR_SOLVER_FAIR_RATE_MS after it was evaluated). What cannot be
-    read now is read by the first quote, as it would have been."""
-    for step in (
-        config_cached,
-        lambda: signer_cached(net_cached().name),
-        lambda: salt_current(near_intents_client(net_cached())),
-        lambda: hour_notional_cached(timezone.now()),
-    ):
-        try:
-            step()
-        except Exception:  # no key yet, the verifier not reachable: the quotes will say
-            logger.info("a solver cache was not warmed", exc_info=True, extra={"venue": VENUE, "event": "warm"})
-
-
 def caches_refresh(*, fair_rates: bool = True) -> None:
     """Read again, ahead of time, what a batch reads from this process's caches and is past
     REFRESH_AT of its window: the settings, the network's configuration, the hour's notional, the
     solver key's seed, the verifier's salt and (with `fair_rates`) the configured pairs' fair
-    rates. The runner calls it every few tens of ms on a worker thread, quotes or none: the first
-    quote after a quiet second paid for all of them (35-65 ms of its latency)."""
+    rates. The runner calls it before it connects (without the fair rates: a quote sees a rate at
+    most NEAR_SOLVER_FAIR_RATE_MS after it was evaluated), so that the first batch does not pay
+    for them, then every few tens of ms on a worker thread, quotes or none: the first quote after
+    a quiet second paid for all of them (35-65 ms of its latency). What cannot be read (no key
+    yet, the verifier not reachable) is read by the quote that needs it, which says what is wrong."""
     now = time.monotonic()
     steps = [
         lambda: config_cached(max_age=CONFIG_SECONDS * REFRESH_AT),
