@@ -4,6 +4,7 @@ web process) or one with control characters is an `error` and the session goes o
 
 import pytest
 
+from tests.conftest import wait_for
 from tests.realtime.conftest import close_code, make_token, recv, send, ws_connect
 
 DEEP = "[" * 100_000 + "]" * 100_000
@@ -39,14 +40,9 @@ def test_connections_closed_for_oversized_messages_leave_no_task_behind(ws_serve
     connection closed, could swallow the cancellation (Python 3.11's `asyncio.wait_for`, which
     redis-py wrapped each command's send in while a socket timeout was set) and wait on Redis
     for good: about one close in two, each leaving a task and a Redis connection behind."""
-    import time
-
     user = make_user()
     for _ in range(12):
         with ws_connect(ws_server, "/ws", token=make_token(user), max_size=None) as ws:
             send(ws, DEEP)
             assert close_code(ws) == 1009
-    deadline = time.monotonic() + 10
-    while ws_server.server.server_state.tasks and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert not ws_server.server.server_state.tasks
+    wait_for(lambda: not ws_server.server.server_state.tasks, timeout=10, what="every connection's task ended")
