@@ -130,12 +130,17 @@ _worker_started = False
 
 def _drain_worker(timeout: float = 30.0) -> None:
     """Drop queued tasks and wait until the in-process worker runs none: a task still
-    querying while the test database is flushed (TRUNCATE) can deadlock the flush."""
+    querying while the test database is flushed (TRUNCATE) can deadlock the flush. Tasks the
+    worker holds for later (a countdown: a webhook retry's run) are revoked too: they are in
+    neither the queue nor the worker's reserved requests, and one would otherwise run in the
+    middle of a later test."""
     from celery.worker import state
 
     from config.celery import app
 
     app.control.purge()
+    for request in list(state.scheduled_requests):
+        state.revoked.add(request.id)  # skipped (and acknowledged) when it comes due
     _queued_marks_clear()
     deadline = time.monotonic() + timeout
     while (state.active_requests or state.reserved_requests) and time.monotonic() < deadline:

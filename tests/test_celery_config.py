@@ -49,3 +49,38 @@ def test_a_task_keeps_the_database_connection_it_found_and_drops_an_expired_one(
     connection.close_at = time.monotonic() - 1  # past DB_CONN_MAX_AGE
     fixup.on_task_prerun(sender=task)
     assert connection.connection is None
+
+
+def test_a_task_the_worker_holds_for_later_is_dropped_between_tests(celery_worker):
+    """A countdown task (a webhook retry's run) waits in the worker, neither queued nor
+    reserved: the drain between tests revokes it, or it would run in the middle of a later one."""
+    import threading
+    import uuid
+
+    from celery.signals import task_prerun, task_revoked
+    from celery.worker import state
+
+    from tests.conftest import _drain_worker, wait_for
+    from webhooks.tasks import webhook_deliver_task
+
+    wanted, ran, revoked = str(uuid.uuid4()), threading.Event(), threading.Event()
+
+    def on_prerun(task_id=None, **_):
+        if task_id == wanted:
+            ran.set()
+
+    def on_revoked(request=None, **_):
+        if getattr(request, "id", None) == wanted:
+            revoked.set()
+
+    task_prerun.connect(on_prerun, weak=False)
+    task_revoked.connect(on_revoked, weak=False)
+    try:
+        webhook_deliver_task.apply_async(countdown=1, task_id=wanted)
+        wait_for(lambda: any(r.id == wanted for r in list(state.scheduled_requests)), what="held by the worker")
+        _drain_worker()
+        assert revoked.wait(10), "the held task neither ran nor was revoked when it came due"
+        assert not ran.is_set()
+    finally:
+        task_prerun.disconnect(on_prerun)
+        task_revoked.disconnect(on_revoked)
