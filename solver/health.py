@@ -1,10 +1,19 @@
 """The solver loop's lines on the control panel (registered with
-`trading.admin_panel.health.health_provider_register`): one per component with the last message
-and its age and the counters, silent pairs, open commands."""
+`trading.admin_panel.health.health_provider_register`): one per component with what its control
+state lets it do now (`state`: armed, paused, draining, disarmed, lapsed — a timed arming or
+pause that has run out — or disabled), the last message and its age and the counters, silent pairs, open
+commands."""
 
 from __future__ import annotations
 
 from trading.admin_panel.health import DOWN, OK, UNKNOWN, WARN, HealthItem
+
+
+def _status(component: dict) -> str:
+    """Armed: ok; paused or draining (an operator's hold, nothing new done): warn; disarmed,
+    lapsed or disabled by the environment's kill switch: unknown (off, nothing to judge)."""
+    state = component["state"]
+    return OK if state == "armed" else WARN if state in ("paused", "draining") else UNKNOWN
 
 
 def solver_health() -> list[HealthItem]:
@@ -15,12 +24,14 @@ def solver_health() -> list[HealthItem]:
     ingest, strategy, executor = c["ingest"], c["strategy"], c["executor"]
     items = []
     n = ingest["counters"]
-    if not ingest["armed"]:
-        status, value = UNKNOWN, "disarmed"
+    if ingest["state"] in ("disarmed", "lapsed", "disabled"):
+        status, value = UNKNOWN, ingest["state"]
     elif not state["running"]:
         status, value = DOWN, "process not running (manage.py near_solver)"
     elif not ingest["connected"]:
         status, value = DOWN, "relay not connected"
+    elif ingest["state"] != "armed":  # paused or draining: connected, the quotes stored dropped
+        status, value = WARN, f"connected, {ingest['state']}"
     else:
         status, value = (WARN if ingest["silent_pairs"] else OK), "connected"
     age = ingest["last_message_age_s"]
@@ -39,8 +50,8 @@ def solver_health() -> list[HealthItem]:
     items.append(
         HealthItem(
             name="NEAR Intents strategy",
-            status=OK if strategy["armed"] and not strategy["paused"] else UNKNOWN,
-            value="armed" if strategy["armed"] else "disarmed",
+            status=_status(strategy),
+            value=strategy["state"],
             detail=f"edge ≥ {strategy['threshold_pct']} %, spread {strategy['spread_pct']} %; "
             + (f"last: {latest['decision']} {latest['decision_reason']}; " if latest else "no decision yet; ")
             + "skips last hour: "
@@ -50,8 +61,8 @@ def solver_health() -> list[HealthItem]:
     items.append(
         HealthItem(
             name="NEAR Intents executor",
-            status=OK if executor["armed"] and not executor["paused"] else UNKNOWN,
-            value="armed" if executor["armed"] else "disarmed",
+            status=_status(executor),
+            value=executor["state"],
             detail=f"in flight {executor['in_flight']}, completed {executor['completed']}; "
             + ", ".join(f"{k} {v}" for k, v in sorted(executor["by_status"].items())),
         )

@@ -16,6 +16,7 @@ from solver.services.config import config_get
 from solver.services.loop import decision_view, hour_notional
 from solver.services.state import state_read
 from trading.models import ControlState, Event
+from trading.services.control import control_gate
 
 COMPONENT_NAMES = {"ingest": INGEST, "strategy": STRATEGY, "executor": EXECUTOR}
 
@@ -140,10 +141,24 @@ def skip_reasons(*, now=None) -> dict:
     return out
 
 
-def _control(row: ControlState | None) -> dict:
+_GATE_STATE = {"VENUE_DISARMED": "disarmed", "VENUE_PAUSED": "paused", "VENUE_DISABLED": "disabled"}
+
+
+def _control(row: ControlState | None, component: str) -> dict:
+    """The row, and what it lets the component do now (`state`: armed, draining, paused,
+    disarmed, lapsed or disabled: the gate's answer, which also knows the environment's kill
+    switch and a timed state that has run out, then the drain)."""
+    gate = control_gate(row, component=component)
+    if gate.ok:
+        state = "draining" if row.draining else "armed"
+    else:  # armed but refused as disarmed: its arming (or timed pause) has run out, the panel's "lapsed"
+        lapsed = gate.code == "VENUE_DISARMED" and row is not None and row.armed
+        state = "lapsed" if lapsed else _GATE_STATE.get(gate.code, gate.code)
     if row is None:
-        return {"armed": False, "paused": False, "draining": False}
+        return {"armed": False, "paused": False, "draining": False, "state": state, "state_detail": gate.message}
     return {
+        "state": state,
+        "state_detail": gate.message,
         "armed": row.armed,
         "paused": row.paused,
         "draining": row.draining,
@@ -173,7 +188,7 @@ def solver_state() -> dict:
     components = {
         "ingest": {
             "component": INGEST,
-            **_control(rows.get(INGEST)),
+            **_control(rows.get(INGEST), INGEST),
             "connected": relay.get("connected", False),
             "last_message_age_s": age(relay.get("last_message_at")),
             "last_quote": live.get("last_quote"),
@@ -196,7 +211,7 @@ def solver_state() -> dict:
         },
         "strategy": {
             "component": STRATEGY,
-            **_control(rows.get(STRATEGY)),
+            **_control(rows.get(STRATEGY), STRATEGY),
             "threshold_pct": _text(config.threshold_pct),
             "spread_pct": _text(config.spread_pct),
             "max_notional_quote": _text(config.max_notional_quote),
@@ -208,7 +223,7 @@ def solver_state() -> dict:
         },
         "executor": {
             "component": EXECUTOR,
-            **_control(rows.get(EXECUTOR)),
+            **_control(rows.get(EXECUTOR), EXECUTOR),
             "last_command": command_view(last_command) if last_command else None,
             "in_flight": QuoteCommand.objects.filter(status__in=QuoteCommand.OPEN).count(),
             "completed": QuoteCommand.objects.filter(status__in=QuoteCommand.FINAL).count(),

@@ -164,3 +164,44 @@ def test_the_control_panel_shows_each_component(desk, solver, staff_client):
     text = str(status)
     assert "NEAR Intents ingest" in text and "NEAR Intents executor" in text
     assert "completed 1" in text and "quotes 1" in text
+
+
+def test_the_panel_says_what_each_component_may_do_now_not_only_whether_it_is_armed(desk, solver, staff_client):
+    """A paused or draining component is armed but does nothing new: its health line says so
+    (amber); one whose arming has run out is "lapsed" (the loop's own gate treats it as disarmed)."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from trading.models import ControlState
+    from trading.services.control import control_arm, control_drain, control_pause, control_resume
+
+    def lines():
+        items = staff_client.get("/admin/control-panel/status.json").json()["health"]
+        return {i["name"]: (i["status"], i["value"]) for i in items if i["name"].startswith("NEAR Intents")}
+
+    arm("strategy:near_intents", "executor:near_intents")
+    wait_for(lambda: lines()["NEAR Intents ingest"] == ("ok", "connected"), what="connected")
+    assert lines()["NEAR Intents strategy"] == ("ok", "armed")
+    assert lines()["NEAR Intents executor"] == ("ok", "armed")
+
+    control_pause(component="near_intents:ingest", actor="test", reason="look")
+    control_pause(component="strategy:near_intents", actor="test", reason="look")
+    control_drain(component="executor:near_intents", actor="test", reason="wind down")
+    now = lines()
+    assert now["NEAR Intents ingest"] == ("warn", "connected, paused")
+    assert now["NEAR Intents strategy"] == ("warn", "paused")
+    assert now["NEAR Intents executor"] == ("warn", "draining")
+
+    control_resume(component="executor:near_intents", actor="test", reason="back")
+    control_arm(
+        component="executor:near_intents",
+        actor="test",
+        reason="a while",
+        expires_at=timezone.now() + timedelta(seconds=1),
+    )
+    assert lines()["NEAR Intents executor"] == ("ok", "armed")
+    wait_for(lambda: lines()["NEAR Intents executor"] == ("unknown", "lapsed"), what="the arming lapsed")
+    assert ControlState.objects.get(component="executor:near_intents").armed  # the row, until the expiry job
+    state = staff_client.get("/api/v1/ops/near-intents").json()["components"]["executor"]
+    assert state["armed"] is True and state["state"] == "lapsed" and "armed until" in state["state_detail"]
