@@ -407,7 +407,17 @@ class ControlStateAdmin(ControlStateActions, ReadOnlyAdmin):
     """Changed only through the control services: each action asks for a reason (and an
     optional expiry) on a confirmation page. The control panel is the everyday view."""
 
-    list_display = ("component", "armed", "paused", "draining", "reason", "changed_by", "changed_at", "expires_at")
+    list_display = (
+        "component",
+        "armed",
+        "paused",
+        "draining",
+        "reason",
+        "changed_by",
+        "changed_at",
+        "expires_at",
+        "paused_until",
+    )
     list_filter = ("armed", "paused", "draining")
 
 

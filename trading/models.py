@@ -514,6 +514,7 @@ class ControlState(models.Model):
     changed_by = models.CharField(max_length=150, blank=True, default="")
     changed_at = models.DateTimeField(default=timezone.now)
     expires_at = models.DateTimeField(null=True, blank=True, help_text="an armed state lapses to disarmed then")
+    paused_until = models.DateTimeField(null=True, blank=True, help_text="a timed pause ends then (resumed)")
 
     class Meta:
         ordering = ["component"]

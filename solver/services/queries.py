@@ -166,6 +166,7 @@ def _control(row: ControlState | None, component: str) -> dict:
         "changed_by": row.changed_by,
         "changed_at": row.changed_at,
         "expires_at": row.expires_at,
+        "paused_until": row.paused_until,
     }
 
 

@@ -233,6 +233,34 @@ def test_the_panel_shows_a_kill_switched_venue_as_disabled_whatever_its_row_says
     assert "OSTIUM_ENABLED=false" in ostium["waiting_on"]
 
 
+def test_the_panel_shows_an_armings_end_and_a_pauses_end_apart(client):
+    from datetime import UTC, datetime, timedelta
+
+    from trading.services.control import control_arm, control_pause, control_resume
+
+    arm_end = datetime.now(UTC).replace(second=0, microsecond=0) + timedelta(hours=2)
+    pause_end = arm_end - timedelta(hours=1)
+    control_arm(component="executor:paper", actor="op", reason="two hours", expires_at=arm_end)
+    control_pause(component="executor:paper", actor="op", reason="an hour", expires_at=pause_end)
+    _login(client, "viewer")
+
+    paper = next(
+        c
+        for c in client.get(reverse("admin:control_panel_status")).json()["components"]
+        if c["component"] == "executor:paper"
+    )
+    assert paper["status"] == "paused" and f"{pause_end:%H:%M}" in paper["waiting_on"]
+    assert (paper["expires_at"], paper["paused_until"]) == (arm_end.isoformat(), pause_end.isoformat())
+    page = client.get(reverse("admin:index")).content.decode()
+    assert (
+        f"paused until {pause_end:%Y-%m-%d %H:%M} UTC" in page and f"armed until {arm_end:%Y-%m-%d %H:%M} UTC" in page
+    )
+
+    control_resume(component="executor:paper", actor="op", reason="back")  # the arming's end stays
+    page = client.get(reverse("admin:index")).content.decode()
+    assert "paused until" not in page and f"armed until {arm_end:%Y-%m-%d %H:%M} UTC" in page
+
+
 def test_halt_everything_from_the_panel_as_a_risk_admin(client):
     from trading.services.control import control_arm
 

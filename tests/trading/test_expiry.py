@@ -99,6 +99,63 @@ def test_a_timed_pause_lapses_to_running_and_a_timed_arm_to_disarmed():
     assert Event.objects.filter(topic="control.expired").count() == 2
 
 
+def test_a_timed_arming_outlives_a_pause_a_resume_and_a_drain_and_still_lapses():
+    """Arm for an hour, pause to look, resume: still armed until the hour ends, then disarmed
+    (the pause and the resume used to clear the arming's expiry: armed for good)."""
+    until = timezone.now() + timedelta(hours=1)
+    control.control_arm(component="executor:paper", actor="op", reason="one hour", expires_at=until)
+    control.control_pause(component="executor:paper", actor="op", reason="look")
+    control.control_resume(component="executor:paper", actor="op", reason="fine")
+    control.control_drain(component="executor:paper", actor="op", reason="wind down")
+    control.control_resume(component="executor:paper", actor="op", reason="back")
+
+    row = ControlState.objects.get(component="executor:paper")
+    assert row.armed and row.expires_at == until and control.executor_gate("paper").ok
+    assert control.control_gate(row, component="executor:paper", now=until).code == "VENUE_DISARMED"
+    assert control_expiry_run(now=until + timedelta(seconds=1))["control_states"] == 1
+    row.refresh_from_db()
+    assert not row.armed and row.expires_at is None
+    assert Event.objects.get(topic="control.expired").payload["lapsed"] == "arm"
+
+
+def test_a_timed_pause_of_a_timed_arming_ends_first_and_the_arming_keeps_its_own_end():
+    now = timezone.now()
+    pause_end, arm_end = now + timedelta(minutes=10), now + timedelta(hours=1)
+    control.control_arm(component="executor:paper", actor="op", reason="one hour", expires_at=arm_end)
+    control.control_pause(component="executor:paper", actor="op", reason="ten minutes", expires_at=pause_end)
+    row = ControlState.objects.get(component="executor:paper")
+    assert (row.paused_until, row.expires_at) == (pause_end, arm_end)
+    assert control.executor_gate("paper").code == "VENUE_PAUSED"
+
+    assert control_expiry_run(now=pause_end + timedelta(seconds=1))["control_states"] == 1
+    row.refresh_from_db()
+    assert row.armed and not row.paused and row.paused_until is None and row.expires_at == arm_end
+    assert control.executor_gate("paper").ok
+
+    # paused again (for good) before the hour ends: disarmed at its end all the same
+    control.control_pause(component="executor:paper", actor="op", reason="look")
+    assert control_expiry_run(now=arm_end + timedelta(seconds=1))["control_states"] == 1
+    row.refresh_from_db()
+    assert not row.armed and row.paused and row.expires_at is None
+    lapses = list(Event.objects.filter(topic="control.expired").order_by("id").values_list("payload", flat=True))
+    assert [p["lapsed"] for p in lapses] == ["pause", "arm"]
+    assert lapses[0]["after"]["paused"] is False and lapses[1]["after"]["armed"] is False
+
+
+def test_a_pause_and_an_arming_due_together_lapse_in_one_run_with_an_event_each():
+    until = timezone.now() + timedelta(minutes=5)
+    control.control_arm(component="executor:paper", actor="op", reason="r", expires_at=until)
+    control.control_pause(component="executor:paper", actor="op", reason="r", expires_at=until)
+
+    assert control_expiry_run(now=until + timedelta(seconds=1))["control_states"] == 1
+    row = ControlState.objects.get(component="executor:paper")
+    assert not row.armed and not row.paused and row.expires_at is None and row.paused_until is None
+    assert [e.payload["lapsed"] for e in Event.objects.filter(topic="control.expired").order_by("id")] == [
+        "pause",
+        "arm",
+    ]
+
+
 def test_the_expiry_job_is_in_the_beat_schedule():
     from config.schedule import BEAT_SCHEDULE
 

@@ -62,6 +62,7 @@ class ComponentView:
             "changed_by": s.changed_by,
             "changed_at": s.changed_at.isoformat(),
             "expires_at": s.expires_at.isoformat() if s.expires_at else None,
+            "paused_until": s.paused_until.isoformat() if s.paused_until else None,
             "heartbeat": self.heartbeat.isoformat() if self.heartbeat else None,
             "waiting_on": self.waiting_on,
         }
@@ -128,12 +129,12 @@ def component_views(now=None) -> list[ComponentView]:
         if venue and not venue_enabled(venue):
             status, badge = "disabled", "down"
             waiting = f"environment kill switch {KILL_SWITCH_VARS.get(venue, venue.upper() + '_ENABLED')}=false"
-        elif not s.armed or (lapsed and not s.paused):
+        elif not s.armed or lapsed:
             status, badge = ("lapsed" if s.armed else "disarmed"), "down"
             waiting = "an operator to arm it" + (f"; {_plural(busy, 'order')} will be refused" if busy else "")
         elif s.paused:
             status, badge = "paused", "warn"
-            waiting = "resume" + (f" (until {s.expires_at:%Y-%m-%d %H:%M} UTC)" if s.expires_at else "")
+            waiting = "resume" + (f" (until {s.paused_until:%Y-%m-%d %H:%M} UTC)" if s.paused_until else "")
         elif s.draining:
             status, badge = ("draining", "warn") if busy else ("drained", "warn")
             waiting = (

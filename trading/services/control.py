@@ -52,11 +52,14 @@ def _snapshot(state: ControlState) -> dict:
         "changed_by": state.changed_by,
         "changed_at": state.changed_at,
         "expires_at": state.expires_at,
+        "paused_until": state.paused_until,
     }
 
 
 @transaction.atomic
-def _control_change(*, component: str, actor: str, reason: str, topic: str, expires_at=None, **changes) -> ControlState:
+def _control_change(*, component: str, actor: str, reason: str, topic: str, **changes) -> ControlState:
+    """Apply `changes` (and only them: an arming's expiry outlives a pause, a resume or a drain;
+    a timed pause's end is its own) with the reason and the actor, and record the event."""
     if not reason or not reason.strip():
         raise ApplicationError("A reason is required.", code="REASON_REQUIRED", details={"component": component})
     state, _ = ControlState.objects.select_for_update().get_or_create(component=component)
@@ -66,7 +69,6 @@ def _control_change(*, component: str, actor: str, reason: str, topic: str, expi
     state.reason = reason.strip()
     state.changed_by = actor
     state.changed_at = timezone.now()
-    state.expires_at = expires_at
     state.save()
     event_record(
         topic=topic,
@@ -100,19 +102,29 @@ def control_arm(*, component: str, actor: str, reason: str, expires_at: datetime
 
 
 def control_disarm(*, component: str, actor: str, reason: str) -> ControlState:
-    return _control_change(component=component, actor=actor, reason=reason, topic="control.disarmed", armed=False)
+    return _control_change(
+        component=component, actor=actor, reason=reason, topic="control.disarmed", armed=False, expires_at=None
+    )
 
 
 def control_pause(*, component: str, actor: str, reason: str, expires_at: datetime | None = None) -> ControlState:
+    """Pause (until `expires_at` when given: then it resumes by itself, `paused_until`). A timed
+    arming keeps its own expiry: the component is disarmed then, paused or not."""
     return _control_change(
-        component=component, actor=actor, reason=reason, topic="control.paused", expires_at=expires_at, paused=True
+        component=component, actor=actor, reason=reason, topic="control.paused", paused=True, paused_until=expires_at
     )
 
 
 def control_resume(*, component: str, actor: str, reason: str) -> ControlState:
-    """Lift a pause or a drain (arming is separate)."""
+    """Lift a pause or a drain (arming is separate: a timed arming keeps its expiry)."""
     return _control_change(
-        component=component, actor=actor, reason=reason, topic="control.resumed", paused=False, draining=False
+        component=component,
+        actor=actor,
+        reason=reason,
+        topic="control.resumed",
+        paused=False,
+        paused_until=None,
+        draining=False,
     )
 
 

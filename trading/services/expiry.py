@@ -8,10 +8,11 @@ the gates already read an expired state conservatively (`TradingState.effective_
 from __future__ import annotations
 
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from trading.models import ControlState, TradingState
-from trading.services.control import _log_change
+from trading.services.control import _log_change, _snapshot
 from trading.services.ledger import event_record
 
 EXPIRY_ACTOR = "system:expiry"
@@ -49,34 +50,38 @@ def trading_state_expire(*, pk: int, now=None) -> TradingState | None:
 
 @transaction.atomic
 def control_state_expire(*, pk: int, now=None) -> ControlState | None:
-    """A timed pause lapses to running; a timed arm lapses to disarmed."""
+    """A timed pause lapses to running (`paused_until`); a timed arm lapses to disarmed
+    (`expires_at`), paused or not. One event per lapse, the pause's first."""
     now = now or timezone.now()
-    row = ControlState.objects.select_for_update().filter(pk=pk, expires_at__lte=now).first()
+    row = (
+        ControlState.objects.select_for_update()
+        .filter(Q(expires_at__lte=now) | Q(paused_until__lte=now, paused=True), pk=pk)
+        .first()
+    )
     if row is None:
         return None
-    before = {"armed": row.armed, "paused": row.paused, "draining": row.draining, "expires_at": row.expires_at}
-    if row.paused:
-        row.paused, lapsed = False, "pause"
-    else:
-        row.armed, lapsed = False, "arm"
-    row.reason = f"timed {lapsed} expired at {row.expires_at.isoformat()}"
-    row.changed_by, row.changed_at, row.expires_at = EXPIRY_ACTOR, now, None
-    row.save()
-    event_record(
-        topic="control.expired",
-        aggregate_type="control_state",
-        aggregate_id=row.component,
-        correlation_id=f"control-{row.component}",
-        actor=EXPIRY_ACTOR,
-        payload={
-            "component": row.component,
-            "lapsed": lapsed,
-            "before": before,
-            "after": {"armed": row.armed, "paused": row.paused, "draining": row.draining},
-        },
-    )
-    component, reason = row.component, row.reason
-    transaction.on_commit(lambda: _log_change("control.expired", component, EXPIRY_ACTOR, reason))
+    lapses = []
+    if row.paused and row.paused_until and row.paused_until <= now:
+        lapses.append(("pause", row.paused_until, {"paused": False, "paused_until": None}))
+    if row.expires_at and row.expires_at <= now:
+        lapses.append(("arm", row.expires_at, {"armed": False, "expires_at": None}))
+    for lapsed, at, changes in lapses:
+        before = _snapshot(row)
+        for name, value in changes.items():
+            setattr(row, name, value)
+        row.reason = f"timed {lapsed} expired at {at.isoformat()}"
+        row.changed_by, row.changed_at = EXPIRY_ACTOR, now
+        row.save()
+        event_record(
+            topic="control.expired",
+            aggregate_type="control_state",
+            aggregate_id=row.component,
+            correlation_id=f"control-{row.component}",
+            actor=EXPIRY_ACTOR,
+            payload={"component": row.component, "lapsed": lapsed, "before": before, "after": _snapshot(row)},
+        )
+        component, reason = row.component, row.reason
+        transaction.on_commit(lambda c=component, r=reason: _log_change("control.expired", c, EXPIRY_ACTOR, r))
     return row
 
 
@@ -86,6 +91,7 @@ def control_expiry_run(*, now=None) -> dict[str, int]:
     out = {"trading_states": 0, "control_states": 0}
     for pk in TradingState.objects.filter(expires_at__lte=now).values_list("pk", flat=True):
         out["trading_states"] += trading_state_expire(pk=pk, now=now) is not None
-    for pk in ControlState.objects.filter(expires_at__lte=now).values_list("pk", flat=True):
+    due = Q(expires_at__lte=now) | Q(paused_until__lte=now, paused=True)
+    for pk in ControlState.objects.filter(due).values_list("pk", flat=True):
         out["control_states"] += control_state_expire(pk=pk, now=now) is not None
     return out
