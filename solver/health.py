@@ -1,7 +1,7 @@
 """The solver loop's lines on the control panel (registered with
 `trading.admin_panel.health.health_provider_register`): one per component with what its control
-state lets it do now (`state`: armed, paused, draining, disarmed, lapsed — a timed arming or
-pause that has run out — or disabled), the last message and its age and the counters, silent pairs, open
+state lets it do now (`state`: armed, paused, draining, disarmed, lapsed — a timed arming that
+has run out — or disabled), the last message and its age and the counters, silent pairs, open
 commands."""
 
 from __future__ import annotations

@@ -147,11 +147,11 @@ _GATE_STATE = {"VENUE_DISARMED": "disarmed", "VENUE_PAUSED": "paused", "VENUE_DI
 def _control(row: ControlState | None, component: str) -> dict:
     """The row, and what it lets the component do now (`state`: armed, draining, paused,
     disarmed, lapsed or disabled: the gate's answer, which also knows the environment's kill
-    switch and a timed state that has run out, then the drain)."""
+    switch and a timed arming that has run out, then the drain)."""
     gate = control_gate(row, component=component)
     if gate.ok:
         state = "draining" if row.draining else "armed"
-    else:  # armed but refused as disarmed: its arming (or timed pause) has run out, the panel's "lapsed"
+    else:  # armed but refused as disarmed: its timed arming has run out (the panel's "lapsed")
         lapsed = gate.code == "VENUE_DISARMED" and row is not None and row.armed
         state = "lapsed" if lapsed else _GATE_STATE.get(gate.code, gate.code)
     if row is None:
