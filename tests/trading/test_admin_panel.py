@@ -5,8 +5,9 @@ from decimal import Decimal
 
 import pytest
 from django.urls import reverse
+from django.utils import timezone
 
-from tests.conftest import ledger_events_for
+from tests.conftest import ledger_events_for, wait_for
 from tests.trading.roles import user_in
 from trading.models import ControlState, Event, Order, RiskLimit, TradingState
 
@@ -445,6 +446,32 @@ def test_halt_everything_shows_a_banner_on_every_page_and_resume_rearms_exactly_
     assert resumed.payload["rearmed"] == ["executor:paper", "treasury:withdrawals"]
     assert resumed.causation_id == Event.objects.get(topic="desk.halted").id
     assert 'id="td-restrictions"' not in client.get(reverse("admin:trading_order_changelist")).content.decode()
+
+
+def test_resume_gives_a_timed_arming_back_with_its_end_and_not_one_that_ended_during_the_halt(client):
+    from datetime import UTC, datetime, timedelta
+
+    from trading.services.control import control_arm
+
+    later = datetime.now(UTC).replace(second=0, microsecond=0) + timedelta(hours=2)
+    soon = timezone.now() + timedelta(seconds=1)
+    control_arm(component="executor:paper", actor="op", reason="two hours", expires_at=later)
+    control_arm(component="treasury:withdrawals", actor="op", reason="a moment", expires_at=soon)
+    _login(client, "risk_admin")
+    client.post(reverse("admin:halt_all"), {"reason": "venue outage"})
+    assert Event.objects.get(topic="desk.halted").payload["was_armed"] == ["executor:paper", "treasury:withdrawals"]
+    wait_for(lambda: timezone.now() > soon, what="the short arming's end")
+
+    confirm = client.get(reverse("admin:resume_all")).content.decode()
+    assert f"arm executor:paper until {later:%Y-%m-%d %H:%M} UTC" in confirm
+    assert "not treasury:withdrawals: its arming ended during the halt" in confirm
+    client.post(reverse("admin:resume_all"), {"reason": "outage over"})
+
+    paper = ControlState.objects.get(component="executor:paper")
+    assert paper.armed and paper.expires_at == later
+    assert not ControlState.objects.get(component="treasury:withdrawals").armed
+    resumed = Event.objects.get(topic="desk.resumed").payload
+    assert (resumed["rearmed"], resumed["lapsed_during_halt"]) == (["executor:paper"], ["treasury:withdrawals"])
 
 
 def test_resume_needs_the_halt_all_permission(client):

@@ -383,10 +383,14 @@ def resume_all(request, site):
         if response:
             return response
     halt = plan["halt"]
+    until = plan["until"]
     if plan["rearm"]:
-        targets = ["global trading state → ACTIVE", *[f"arm {c}" for c in plan["rearm"]]]
+        targets = ["global trading state → ACTIVE"] + [
+            f"arm {c}" + (f" until {until[c]:%Y-%m-%d %H:%M} UTC" if c in until else "") for c in plan["rearm"]
+        ]
     else:
         targets = ["global trading state → ACTIVE", "no component to re-arm (none was armed before the halt)"]
+    targets += [f"not {c}: its arming ended during the halt ({until[c]:%Y-%m-%d %H:%M} UTC)" for c in plan["lapsed"]]
     return _confirm_page(
         request,
         site,

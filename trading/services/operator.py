@@ -16,6 +16,7 @@ from decimal import Decimal
 
 from django.db import transaction
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 
 from config.errors import ApplicationError
 from trading.models import ControlState, Event, Order, Position, RiskLimit, Trade, TradingState
@@ -120,19 +121,29 @@ def desk_halt_all(*, actor, reason: str, expires_at: datetime | None = None) -> 
         reason=reason,
         expires_at=_future(expires_at),
     )
-    disarmed, was_armed = [], []
-    for component, armed in ControlState.objects.order_by("component").values_list("component", "armed"):
+    disarmed, was_armed, armed_until = [], [], {}
+    now = timezone.now()
+    rows = ControlState.objects.order_by("component").values_list("component", "armed", "expires_at")
+    for component, armed, until in rows:
         control.control_disarm(component=component, actor=label, reason=reason)
         disarmed.append(component)
-        if armed:
+        if armed and (until is None or until > now):  # an arming already run out is not given back
             was_armed.append(component)
+            if until is not None:
+                armed_until[component] = until
     event_record(
         topic="desk.halted",
         aggregate_type="desk",
         aggregate_id="global",
         correlation_id="trading-state-global:",
         actor=label,
-        payload={"reason": reason.strip(), "expires_at": expires_at, "disarmed": disarmed, "was_armed": was_armed},
+        payload={
+            "reason": reason.strip(),
+            "expires_at": expires_at,
+            "disarmed": disarmed,
+            "was_armed": was_armed,
+            "armed_until": armed_until,  # a timed arming is given back with its end
+        },
     )
     return {"trading_state": state, "disarmed": disarmed, "was_armed": was_armed}
 
@@ -141,7 +152,8 @@ def desk_resume_plan() -> dict | None:
     """What "Resume trading" would do now: None when the global scope is not HALTED; else the
     halt it undoes (`desk.halted` event, or None when the global halt was set on its own) and
     the components it re-arms: those the halt disarmed that were armed before it and are still
-    disarmed (a component armed again by hand since is left alone)."""
+    disarmed (a component armed again by hand since is left alone), a timed arming until its
+    end (`until`); one whose end passed during the halt is not re-armed (`lapsed`)."""
     row = TradingState.objects.filter(scope_type=TradingState.Scope.GLOBAL).first()
     if row is None or row.effective_state() != TradingState.State.HALTED:
         return None
@@ -149,9 +161,13 @@ def desk_resume_plan() -> dict | None:
     if halt is not None and halt.occurred_at < row.changed_at - timedelta(seconds=5):
         halt = None  # the global state was set HALTED again after (and apart from) that halt
     wanted = (halt.payload.get("was_armed") or []) if halt else []
+    until = {c: parse_datetime(at) for c, at in ((halt.payload.get("armed_until") or {}) if halt else {}).items()}
     disarmed = ControlState.objects.filter(component__in=wanted, armed=False)
     still_disarmed = set(disarmed.values_list("component", flat=True))
-    return {"halt": halt, "state": row, "rearm": [c for c in wanted if c in still_disarmed]}
+    now = timezone.now()
+    lapsed = [c for c in wanted if c in still_disarmed and c in until and until[c] <= now]
+    rearm = [c for c in wanted if c in still_disarmed and c not in lapsed]
+    return {"halt": halt, "state": row, "rearm": rearm, "until": until, "lapsed": lapsed}
 
 
 @transaction.atomic
@@ -170,7 +186,7 @@ def desk_resume(*, actor, reason: str) -> dict:
         scope_type=TradingState.Scope.GLOBAL, state=TradingState.State.ACTIVE, actor=label, reason=reason
     )
     for component in plan["rearm"]:
-        control.control_arm(component=component, actor=label, reason=reason)
+        control.control_arm(component=component, actor=label, reason=reason, expires_at=plan["until"].get(component))
     halt = plan["halt"]
     event_record(
         topic="desk.resumed",
@@ -179,9 +195,14 @@ def desk_resume(*, actor, reason: str) -> dict:
         correlation_id="trading-state-global:",
         causation_id=halt.id if halt else "",
         actor=label,
-        payload={"reason": reason.strip(), "rearmed": plan["rearm"], "halted_by": halt.actor if halt else ""},
+        payload={
+            "reason": reason.strip(),
+            "rearmed": plan["rearm"],
+            "lapsed_during_halt": plan["lapsed"],
+            "halted_by": halt.actor if halt else "",
+        },
     )
-    return {"rearmed": plan["rearm"]}
+    return {"rearmed": plan["rearm"], "lapsed": plan["lapsed"]}
 
 
 def trade_force_close(*, actor, trade: Trade, reason: str) -> Order:
