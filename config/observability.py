@@ -147,7 +147,7 @@ def executors() -> list[dict]:
     out = []
     for venue in settings.VENUE_ENABLED:
         state = states.get(f"executor:{venue}")
-        armed = bool(state and state.armed and (state.expires_at is None or state.expires_at > now))
+        armed = bool(state and state.armed_at(now))
         out.append({"venue": venue, "armed": armed, "enabled": venue_enabled(venue)})
     return out
 

@@ -526,6 +526,11 @@ class ControlState(models.Model):
     def __str__(self):
         return f"{self.component} ({'armed' if self.armed else 'disarmed'})"
 
+    def armed_at(self, now=None) -> bool:
+        """Armed, and a timed arming has not run out by `now`. A lapsed arming counts as
+        disarmed at once; the expiry job (`trading.services.expiry`) makes it durable."""
+        return self.armed and (self.expires_at is None or self.expires_at > (now or timezone.now()))
+
 
 class TradingState(models.Model):
     """ACTIVE / REDUCE_ONLY / HALTED for one scope (global, a venue, an instrument, a strategy).

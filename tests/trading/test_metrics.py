@@ -228,3 +228,30 @@ def test_requests_tallied_in_memory_reach_the_histogram_as_observe_would_write_t
     assert grew(bucket, le="+Inf", **route) == 4
     assert grew("tradedesk_http_request_duration_seconds_count", **route) == 4
     assert abs(grew("tradedesk_http_request_duration_seconds_sum", **route) - 20.208) < 1e-9
+
+
+def test_the_armed_gauge_counts_a_timed_arming_that_has_run_out_as_disarmed(client, settings, db):
+    """Before the expiry job has run, a lapsed arming is disarmed to the gates, so it is to the gauge."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from trading.services import control
+
+    settings.METRICS_TOKEN = TOKEN
+    auth = {"HTTP_AUTHORIZATION": f"Bearer {TOKEN}"}
+
+    def armed() -> float:
+        return value(
+            samples(client.get("/metrics", **auth).content.decode()), "tradedesk_executor_armed", venue="paper"
+        )
+
+    control.control_arm(
+        component="executor:paper", actor="op", reason="an hour", expires_at=timezone.now() + timedelta(hours=1)
+    )
+    assert armed() == 1
+    control.control_arm(
+        component="executor:paper", actor="op", reason="ran out", expires_at=timezone.now() - timedelta(seconds=1)
+    )
+    assert armed() == 0
+    assert control.executor_gate("paper").code == "VENUE_DISARMED"

@@ -125,7 +125,7 @@ def component_views(now=None) -> list[ComponentView]:
         venue = s.component[len(EXECUTOR_PREFIX) :] if s.component.startswith(EXECUTOR_PREFIX) else None
         busy = in_flight.get(venue, 0) if venue else 0
         heartbeat = heartbeats.get(venue) if venue else None
-        lapsed = bool(s.expires_at and s.expires_at <= now)
+        lapsed = s.armed and not s.armed_at(now)
         if venue and not venue_enabled(venue):
             status, badge = "disabled", "down"
             waiting = f"environment kill switch {KILL_SWITCH_VARS.get(venue, venue.upper() + '_ENABLED')}=false"

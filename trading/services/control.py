@@ -146,7 +146,7 @@ def control_gate(state: ControlState | None, *, component: str, now=None) -> Gat
         return Gate(False, "VENUE_DISABLED", f"{component} is disabled by its environment kill switch.")
     if state is None or not state.armed:
         return Gate(False, "VENUE_DISARMED", f"{component} is disarmed.")
-    if state.expires_at and state.expires_at <= (now or timezone.now()):
+    if not state.armed_at(now):
         return Gate(False, "VENUE_DISARMED", f"{component} was armed until {state.expires_at.isoformat()}.")
     if state.paused:
         return Gate(False, "VENUE_PAUSED", f"{component} is paused.")

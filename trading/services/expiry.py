@@ -18,6 +18,11 @@ from trading.services.ledger import event_record
 EXPIRY_ACTOR = "system:expiry"
 
 
+def _control_due(now) -> Q:
+    """Control states with an end passed by `now`: a timed arming, or a timed pause still paused."""
+    return Q(expires_at__lte=now) | Q(paused_until__lte=now, paused=True)
+
+
 @transaction.atomic
 def trading_state_expire(*, pk: int, now=None) -> TradingState | None:
     """Return one expired trading state to its previous state (ACTIVE when none was recorded)."""
@@ -53,11 +58,7 @@ def control_state_expire(*, pk: int, now=None) -> ControlState | None:
     """A timed pause lapses to running (`paused_until`); a timed arm lapses to disarmed
     (`expires_at`), paused or not. One event per lapse, the pause's first."""
     now = now or timezone.now()
-    row = (
-        ControlState.objects.select_for_update()
-        .filter(Q(expires_at__lte=now) | Q(paused_until__lte=now, paused=True), pk=pk)
-        .first()
-    )
+    row = ControlState.objects.select_for_update().filter(_control_due(now), pk=pk).first()
     if row is None:
         return None
     lapses = []
@@ -91,7 +92,6 @@ def control_expiry_run(*, now=None) -> dict[str, int]:
     out = {"trading_states": 0, "control_states": 0}
     for pk in TradingState.objects.filter(expires_at__lte=now).values_list("pk", flat=True):
         out["trading_states"] += trading_state_expire(pk=pk, now=now) is not None
-    due = Q(expires_at__lte=now) | Q(paused_until__lte=now, paused=True)
-    for pk in ControlState.objects.filter(due).values_list("pk", flat=True):
+    for pk in ControlState.objects.filter(_control_due(now)).values_list("pk", flat=True):
         out["control_states"] += control_state_expire(pk=pk, now=now) is not None
     return out

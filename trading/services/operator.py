@@ -123,14 +123,13 @@ def desk_halt_all(*, actor, reason: str, expires_at: datetime | None = None) -> 
     )
     disarmed, was_armed, armed_until = [], [], {}
     now = timezone.now()
-    rows = ControlState.objects.order_by("component").values_list("component", "armed", "expires_at")
-    for component, armed, until in rows:
-        control.control_disarm(component=component, actor=label, reason=reason)
-        disarmed.append(component)
-        if armed and (until is None or until > now):  # an arming already run out is not given back
-            was_armed.append(component)
-            if until is not None:
-                armed_until[component] = until
+    for row in ControlState.objects.order_by("component"):
+        control.control_disarm(component=row.component, actor=label, reason=reason)
+        disarmed.append(row.component)
+        if row.armed_at(now):  # an arming already run out is not given back
+            was_armed.append(row.component)
+            if row.expires_at is not None:
+                armed_until[row.component] = row.expires_at
     event_record(
         topic="desk.halted",
         aggregate_type="desk",
