@@ -43,3 +43,48 @@ def test_calls_that_need_redis_are_503_and_a_refused_write_leaves_nothing(api, r
     _unavailable(api.post("/api/v1/trading/trades", OPEN, format="json", HTTP_IDEMPOTENCY_KEY="k-1"))
     assert not Order.objects.exists() and not IdempotencyRecord.objects.exists()
     _unavailable(APIClient().post("/api/v1/auth/login", {"email": "u@example.com", "password": "x"}, format="json"))
+
+
+@pytest.fixture
+def redis_hung(settings):
+    """A Redis that accepts the connection and then never answers (a host gone without closing
+    its connections, a network partition): the listener's backlog completes the handshake."""
+    import socket
+
+    listener = socket.create_server(("127.0.0.1", 0), backlog=16)
+    port = listener.getsockname()[1]
+    settings.CACHES = {"default": {**settings.CACHES["default"], "LOCATION": f"redis://127.0.0.1:{port}/0"}}
+    yield
+    listener.close()
+
+
+@pytest.mark.timeout(60)
+def test_a_redis_that_never_answers_is_a_503_in_seconds_not_a_request_hung_for_good(api, redis_hung):
+    import time
+
+    started = time.monotonic()
+    _unavailable(api.post("/api/v1/trading/trades", OPEN, format="json", HTTP_IDEMPOTENCY_KEY="k-2"))
+    assert time.monotonic() - started < 20  # the client's socket timeout (redis-py's 5 s), not for ever
+    assert not Order.objects.exists() and not IdempotencyRecord.objects.exists()
+
+
+@pytest.mark.timeout(60)
+def test_the_feeds_redis_client_gives_up_on_a_redis_that_never_answers(redis_hung):
+    import asyncio
+    import time
+
+    import redis
+
+    from providers.reference import store
+
+    async def write():
+        client = store.async_client()
+        try:
+            await store.astate_update(client, "kraken", fields={"connected": 1})
+        finally:
+            await client.aclose()
+
+    started = time.monotonic()
+    with pytest.raises(redis.exceptions.TimeoutError):
+        asyncio.run(write())
+    assert time.monotonic() - started < 20  # the stream fails and its supervisor starts it again
