@@ -312,6 +312,14 @@ class Order(models.Model):
             raise IllegalTransition(self.pk, self.status, to)
 
 
+def venue_ref(value: str) -> int | str | None:
+    """A venue's pair id / trade index (stored as text, whatever the venue) as the seed's integer,
+    None while unknown: the shape of every API answer and event payload that names one."""
+    if not value:
+        return None
+    return int(value) if value.isdigit() else value
+
+
 class Trade(models.Model):
     """One venue position leg (Ostium "trade"): opened by one fill, closed in one or more parts."""
 

@@ -81,6 +81,16 @@ def test_open_fill_partial_close_close_through_the_api(markets, trader, armed, a
     assert Order.objects.get(order_type="STOP_LOSS").status == "CANCELLED"
     assert api.delete(f"/api/v1/trading/trades/{pair_id}/{index}").status_code == 404
 
+    # the trade's events (a `trade.closed` is a webhook's data) name it as the API does: integers
+    from trading.models import Event
+
+    assert isinstance(pair_id, int) and isinstance(index, int)
+    named = {
+        (e.topic, e.payload["pair_id"], e.payload["trade_index"]) for e in Event.objects.filter(aggregate_type="trade")
+    }
+    assert {"trade.opened", "trade.closed"} <= {topic for topic, _, _ in named}
+    assert {(p, i) for _, p, i in named} == {(pair_id, index)}
+
 
 @pytest.mark.celery
 def test_open_positions_are_shown_marked_at_the_latest_price(markets, trader, armed, api, celery_worker):

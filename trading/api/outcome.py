@@ -32,8 +32,7 @@ from drf_spectacular.utils import OpenApiExample, OpenApiParameter
 from rest_framework.renderers import JSONRenderer
 
 from config.errors import envelope
-from trading.api.serializers import venue_ref
-from trading.models import Order
+from trading.models import Order, venue_ref
 
 PREFER_PARAMETER = OpenApiParameter(
     name="Prefer",

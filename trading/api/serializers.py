@@ -9,7 +9,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from config.inputs import QueryParams
-from trading.models import Event, Order, Position, Trade
+from trading.models import Event, Order, Position, Trade, venue_ref
 
 
 class DecimalOut(serializers.DecimalField):
@@ -213,13 +213,6 @@ class OrderPlacedResponse(serializers.Serializer):
     transaction_hash = serializers.CharField(allow_blank=True)
     client_order_id = serializers.CharField(allow_null=True)
     created_at = serializers.DateTimeField()
-
-
-def venue_ref(value: str) -> int | str | None:
-    """A venue's pair id / trade index as the seed's integer (None while unknown)."""
-    if not value:
-        return None
-    return int(value) if value.isdigit() else value
 
 
 def order_placed_data(order: Order) -> dict:

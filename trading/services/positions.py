@@ -12,7 +12,7 @@ from django.utils import timezone
 from config import metrics
 from providers.interface import Fill as VenueFill
 from trading.lock_objects import position_lock, trade_lock, trade_waiting_orders_lock
-from trading.models import Fill, Order, Position, Trade
+from trading.models import Fill, Order, Position, Trade, venue_ref
 from trading.services.ledger import event_record
 
 ZERO = Decimal(0)
@@ -30,8 +30,8 @@ def _trade_event(trade: Trade, topic: str, *, payload: dict, actor="system", cau
         payload={
             "user_id": trade.user_id,
             "trade_id": trade.pk,
-            "pair_id": trade.pair_id,
-            "trade_index": trade.trade_index,
+            "pair_id": venue_ref(trade.pair_id),
+            "trade_index": venue_ref(trade.trade_index),
             **payload,
         },
     )

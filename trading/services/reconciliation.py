@@ -21,7 +21,7 @@ from django.utils import timezone
 from config.errors import ApplicationError
 from providers.interface import Fill as VenueFill
 from providers.interface import VenueException
-from trading.models import Order, ReconciliationBreak, Trade
+from trading.models import Order, ReconciliationBreak, Trade, venue_ref
 from trading.services.closes import trade_close_record
 from trading.services.execution import venue_account
 from trading.services.ledger import event_record
@@ -43,8 +43,8 @@ def _event(brk: ReconciliationBreak, topic: str, *, actor: str, payload: dict) -
             "venue": brk.venue,
             "kind": brk.kind,
             "account": brk.account,
-            "pair_id": brk.pair_id,
-            "trade_index": brk.trade_index,
+            "pair_id": venue_ref(brk.pair_id),
+            "trade_index": venue_ref(brk.trade_index),
             "trade_id": brk.trade_id,
             **payload,
         },

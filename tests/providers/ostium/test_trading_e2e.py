@@ -239,7 +239,12 @@ def test_reconciliation_breaks_are_detected_and_resolved_with_events(desk, ostiu
     assert breaks["missing_at_venue"].trade_id == gone.pk and breaks["size_mismatch"].trade_id == drift.pk
     assert breaks["unknown_at_venue"].details["symbol"] == "ETH-USD"
     assert venue_reconcile(grace_seconds=0) == []  # one open row per difference
-    assert Event.objects.filter(topic="reconciliation.break_detected").count() == 3
+    detected = Event.objects.filter(topic="reconciliation.break_detected")
+    assert detected.count() == 3
+    # the events name the venue's trade as the API does: integers
+    assert {(e.payload["pair_id"], e.payload["trade_index"]) for e in detected} == {
+        (int(b.pair_id), int(b.trade_index)) for b in breaks.values()
+    }
 
     with pytest.raises(ApplicationError):
         reconciliation_break_resolve(break_id=breaks["missing_at_venue"].pk, action="adopt", actor="op", note="x")
