@@ -5,6 +5,7 @@ than DEPOSIT_DELAY_ALERT_MINUTES (red), and LI.FI status polls failing (LI.FI do
 from __future__ import annotations
 
 from django.conf import settings
+from django.db.models import Max
 
 from deposits.admin import late_q
 from deposits.in_flight import in_flight_totals
@@ -50,3 +51,14 @@ def deposits_health() -> list[HealthItem]:
             detail=(errors[0] if errors else "")[:300],
         ),
     ]
+
+
+def sent_activity(source: str, what: str):
+    """The last transaction the desk sent for deposits of `source` (the relay's SafeTx, a
+    treasury swap): the panel's "last activity" of the component that gates it."""
+
+    def read():
+        sent = Deposit.objects.filter(source=source, submitted_at__isnull=False)
+        return sent.aggregate(at=Max("submitted_at"))["at"], what
+
+    return read

@@ -6,14 +6,16 @@ commands."""
 
 from __future__ import annotations
 
-from trading.admin_panel.health import DOWN, OK, UNKNOWN, WARN, HealthItem
+from datetime import UTC, datetime
+
+from trading.admin_panel.health import DOWN, OFF, OK, WARN, HealthItem
 
 
 def _status(component: dict) -> str:
     """Armed: ok; paused or draining (an operator's hold, nothing new done): warn; disarmed,
-    lapsed or disabled by the environment's kill switch: unknown (off, nothing to judge)."""
+    lapsed or disabled by the environment's kill switch: off (nothing to judge)."""
     state = component["state"]
-    return OK if state == "armed" else WARN if state in ("paused", "draining") else UNKNOWN
+    return OK if state == "armed" else WARN if state in ("paused", "draining") else OFF
 
 
 def solver_health() -> list[HealthItem]:
@@ -25,7 +27,7 @@ def solver_health() -> list[HealthItem]:
     items = []
     n = ingest["counters"]
     if ingest["state"] in ("disarmed", "lapsed", "disabled"):
-        status, value = UNKNOWN, ingest["state"]
+        status, value = OFF, ingest["state"]
     elif not state["running"]:
         status, value = DOWN, "process not running (manage.py near_solver)"
     elif not ingest["connected"]:
@@ -68,3 +70,24 @@ def solver_health() -> list[HealthItem]:
         )
     )
     return items
+
+
+# --- the panel's "last activity" of each component (`activity_provider_register`) ---------------
+def ingest_activity():
+    from solver.services.state import state_read
+
+    at = state_read().get("relay", {}).get("last_message_at")
+    return (datetime.fromtimestamp(float(at), UTC) if at else None), "message from the relay"
+
+
+def strategy_activity():
+    from solver.models import QuoteDecision
+
+    return QuoteDecision.objects.order_by("-created_at").values_list("created_at", flat=True).first(), "decision"
+
+
+def executor_activity():
+    from solver.models import QuoteCommand
+
+    sent = QuoteCommand.objects.filter(sent_at__isnull=False).order_by("-created_at")  # created_at is indexed
+    return sent.values_list("sent_at", flat=True).first(), "quote_response sent"

@@ -4,7 +4,7 @@ balances (red: spending them is refused), delayed liquidity actions and unacknow
 
 from __future__ import annotations
 
-from django.db.models import Q
+from django.db.models import Max, Q
 from django.utils import timezone
 
 from trading.admin_panel.health import DOWN, OK, UNKNOWN, WARN, HealthItem
@@ -51,3 +51,11 @@ def treasury_health() -> list[HealthItem]:
         )
     )
     return items
+
+
+def withdrawals_activity():
+    """`treasury:withdrawals`' last side effect: a withdrawal or rebalance intent sent."""
+    sent = LiquidityAction.objects.filter(
+        kind__in=(LiquidityAction.Kind.WITHDRAWAL, LiquidityAction.Kind.REBALANCE), submitted_at__isnull=False
+    )
+    return sent.aggregate(at=Max("submitted_at"))["at"], "withdrawal or rebalance sent"

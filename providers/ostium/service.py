@@ -325,6 +325,16 @@ def _send_once(endpoint: str, data: dict, request, delegate_address: str, *, red
     return _idempotent(endpoint, data, send)
 
 
+def signer_activity():
+    """`signer:ostium`'s last write: the newest open or close this service answered (the panel's
+    "last activity"; a replay is not a new one)."""
+    from django.db.models import Max
+
+    from providers.models import OstiumServiceResponse
+
+    return OstiumServiceResponse.objects.aggregate(at=Max("created_at"))["at"], "open or close answered"
+
+
 class Written:
     """The outcome of a write (an ExecutionResult as JSON): answered as success, failure or unknown."""
 

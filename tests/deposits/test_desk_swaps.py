@@ -59,6 +59,10 @@ def test_a_treasury_swap_runs_only_while_armed(lifi, chain_env, desk_wallet, dja
     with pytest.raises(ApplicationError) as again:  # once only
         desk_swap_send(deposit_id=swap.pk)
     assert again.value.code == "DEPOSIT_NOT_SUBMITTABLE"
+    from trading.admin_panel.panel import component_views
+
+    shown = next(c for c in component_views() if c.component == "treasury:swaps")  # the panel's last activity
+    assert (shown.last_activity, shown.activity) == (Deposit.objects.get(pk=swap.pk).submitted_at, "swap sent")
 
     deposits_poll()
     done = Deposit.objects.get(pk=swap.pk)

@@ -165,6 +165,23 @@ def test_the_control_panel_shows_each_component(desk, solver, staff_client):
     assert "NEAR Intents ingest" in text and "NEAR Intents executor" in text
     assert "completed 1" in text and "quotes 1" in text
 
+    # the components table: when each last did something, and what (not an executor's venue commands)
+    from datetime import datetime, timedelta
+
+    from django.utils import timezone
+
+    from solver.models import QuoteDecision
+
+    command = QuoteCommand.objects.get(quote_id=quote_id)
+    activity = {c["component"]: (c["last_activity"], c["activity"]) for c in status["components"]}
+    assert activity["executor:near_intents"] == (command.sent_at.isoformat(), "quote_response sent")
+    decided = QuoteDecision.objects.get(quote_id=quote_id).created_at
+    assert activity["strategy:near_intents"] == (decided.isoformat(), "decision")
+    at, what = activity["near_intents:ingest"]
+    assert what == "message from the relay" and timezone.now() - datetime.fromisoformat(at) < timedelta(seconds=30)
+    assert activity["executor:paper"] == (None, "command sent to the venue")  # none to the paper venue
+    assert activity["treasury:withdrawals"] == (None, "withdrawal or rebalance sent")
+
 
 def test_the_panel_says_what_each_component_may_do_now_not_only_whether_it_is_armed(desk, solver, staff_client):
     """A paused or draining component is armed but does nothing new: its health line says so
@@ -201,7 +218,7 @@ def test_the_panel_says_what_each_component_may_do_now_not_only_whether_it_is_ar
         expires_at=timezone.now() + timedelta(seconds=1),
     )
     assert lines()["NEAR Intents executor"] == ("ok", "armed")
-    wait_for(lambda: lines()["NEAR Intents executor"] == ("unknown", "lapsed"), what="the arming lapsed")
+    wait_for(lambda: lines()["NEAR Intents executor"] == ("off", "lapsed"), what="the arming lapsed")
     assert ControlState.objects.get(component="executor:near_intents").armed  # the row, until the expiry job
     state = staff_client.get("/api/v1/ops/near-intents").json()["components"]["executor"]
     assert state["armed"] is True and state["state"] == "lapsed" and "armed until" in state["state_detail"]

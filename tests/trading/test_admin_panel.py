@@ -185,8 +185,32 @@ def test_drain_shows_draining_while_orders_are_in_flight_then_drained(client, ma
         return next(c for c in data["components"] if c["component"] == "executor:paper")
 
     assert status()["status"] == "draining" and status()["in_flight"] == 1
+    assert (status()["last_activity"], status()["activity"]) == (None, "command sent to the venue")  # none yet
     order_execute(order_id=order.pk)
     assert status()["status"] == "drained"
+    from trading.models import ExecutionCommand
+
+    sent = ExecutionCommand.objects.get(order=order).sent_at
+    assert (status()["last_activity"], status()["activity"]) == (sent.isoformat(), "command sent to the venue")
+
+
+def test_a_components_activity_probe_that_fails_shows_as_failed_not_an_error_page(client):
+    from trading.admin_panel import panel
+
+    def broken():
+        raise RuntimeError("the store is gone")
+
+    _login(client, "viewer")
+    was = panel._activity.get("treasury:withdrawals")
+    panel.activity_provider_register("treasury:withdrawals", broken)
+    try:
+        data = client.get(reverse("admin:control_panel_status")).json()
+        page = client.get(reverse("admin:index"))
+    finally:
+        panel.activity_provider_register("treasury:withdrawals", was)
+    shown = next(c for c in data["components"] if c["component"] == "treasury:withdrawals")
+    assert (shown["last_activity"], shown["activity"]) == (None, "probe failed: RuntimeError")
+    assert page.status_code == 200 and "probe failed: RuntimeError" in page.content.decode()
 
 
 def test_the_timeline_shows_events_commands_and_redacts_secrets(client, markets, trader, armed):

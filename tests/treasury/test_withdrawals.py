@@ -44,6 +44,10 @@ def test_a_withdrawal_is_signed_published_settled_and_completed(near, operators,
     assert balance(USDC).reserved == Decimal(100)
     action = withdrawal_submit(action_id=action.pk)
     assert action.status == "submitted" and action.relay_response["status"] == "OK"
+    from trading.admin_panel.panel import component_views
+
+    shown = next(c for c in component_views() if c.component == "treasury:withdrawals")  # the panel's last activity
+    assert (shown.last_activity, shown.activity) == (action.submitted_at, "withdrawal or rebalance sent")
     payload = action.signed_intent
     assert payload["standard"] == "nep413" and payload["payload"]["recipient"] == "intents.near"
     import base64

@@ -20,12 +20,13 @@ from config import observability
 logger = logging.getLogger("tradedesk.health")
 
 OK, WARN, DOWN, UNKNOWN = "ok", "warn", "down", "unknown"
+OFF = "off"  # switched off by an operator (disarmed, or a kill switch): nothing to judge, nothing wrong
 
 
 @dataclass
 class HealthItem:
     name: str
-    status: str  # ok / warn / down / unknown
+    status: str  # ok / warn / down / unknown / off
     value: str = ""
     detail: str = ""
     last_seen: datetime | None = None

@@ -3,6 +3,8 @@ prices, counts that need attention, exposure and today's PnL per venue."""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -35,15 +37,39 @@ WORKING_STATUSES = (
 )
 KILL_SWITCH_VARS = {"paper": "PAPER_ENABLED", "ostium": "OSTIUM_ENABLED", "near_intents": "NEAR_INTENTS_ENABLED"}
 
+logger = logging.getLogger("tradedesk.admin")
+
+# component -> () -> (when, what): the last thing the component did (its newest side effect or
+# message), registered by the app that owns it in `AppConfig.ready()`. An executor of a venue
+# without one shows its last command sent to the venue.
+Activity = tuple[datetime | None, str]
+_activity: dict[str, Callable[[], Activity]] = {}
+
+
+def activity_provider_register(component: str, fn: Callable[[], Activity]) -> None:
+    _activity[component] = fn
+
+
+def _activity_read(component: str) -> Activity | None:
+    fn = _activity.get(component)
+    if fn is None:
+        return None
+    try:
+        return fn()
+    except Exception as exc:  # a broken probe must not take the panel down
+        logger.warning("activity provider failed", extra={"component": component}, exc_info=True)
+        return None, f"probe failed: {type(exc).__name__}"
+
 
 @dataclass
 class ComponentView:
     state: ControlState
     status: str  # armed / disarmed / paused / draining / drained / disabled / lapsed
     badge: str  # ok / warn / down
-    heartbeat: datetime | None
+    last_activity: datetime | None  # when the component last did something (`activity`: what)
     waiting_on: str
     in_flight: int = 0
+    activity: str = ""
 
     @property
     def component(self) -> str:
@@ -63,7 +89,8 @@ class ComponentView:
             "changed_at": s.changed_at.isoformat(),
             "expires_at": s.expires_at.isoformat() if s.expires_at else None,
             "paused_until": s.paused_until.isoformat() if s.paused_until else None,
-            "heartbeat": self.heartbeat.isoformat() if self.heartbeat else None,
+            "last_activity": self.last_activity.isoformat() if self.last_activity else None,
+            "activity": self.activity,
             "waiting_on": self.waiting_on,
         }
 
@@ -108,7 +135,7 @@ def component_views(now=None) -> list[ComponentView]:
     now = now or timezone.now()
     states = list(ControlState.objects.order_by("component"))
     venues = [s.component[len(EXECUTOR_PREFIX) :] for s in states if s.component.startswith(EXECUTOR_PREFIX)]
-    heartbeats = dict(
+    commands_sent = dict(
         ExecutionCommand.objects.filter(provider__in=venues)
         .values("provider")
         .annotate(last=Max("sent_at"))
@@ -124,7 +151,9 @@ def component_views(now=None) -> list[ComponentView]:
     for s in states:
         venue = s.component[len(EXECUTOR_PREFIX) :] if s.component.startswith(EXECUTOR_PREFIX) else None
         busy = in_flight.get(venue, 0) if venue else 0
-        heartbeat = heartbeats.get(venue) if venue else None
+        activity = _activity_read(s.component)
+        if activity is None:
+            activity = (commands_sent.get(venue), "command sent to the venue") if venue else (None, "")
         lapsed = s.armed and not s.armed_at(now)
         if venue and not venue_enabled(venue):
             status, badge = "disabled", "down"
@@ -143,7 +172,7 @@ def component_views(now=None) -> list[ComponentView]:
         else:
             status, badge = "armed", "ok"
             waiting = f"{_plural(busy, 'order')} in flight" if busy else ("new orders" if venue else "work")
-        out.append(ComponentView(s, status, badge, heartbeat, waiting, busy))
+        out.append(ComponentView(s, status, badge, activity[0], waiting, busy, activity[1]))
     return out
 
 

@@ -357,6 +357,12 @@ def test_open_and_close_replay_the_stored_response(client, hmac_secrets, ostium,
     second = signed(client, "positions/open", body)  # a new signature (a new time stamp)
     assert second.json()["data"] == first.json()["data"] and second["Idempotent-Replayed"] == "true"
     assert ostium.w3.eth.get_transaction_count(me) == nonce  # nothing sent again
+    from providers.models import OstiumServiceResponse
+    from trading.admin_panel.panel import component_views
+
+    shown = next(c for c in component_views() if c.component == "signer:ostium")  # the panel's last activity
+    answered = OstiumServiceResponse.objects.get(idempotency_key="svc-9").created_at
+    assert (shown.last_activity, shown.activity) == (answered, "open or close answered")
     other = signed(client, "positions/open", body | {"collateral": "60"})
     assert other.status_code == 422
     jsonschema.validate(other.json(), ERROR_ENVELOPE)
