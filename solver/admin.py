@@ -18,6 +18,7 @@ from solver.models import QuoteCommand, QuoteDecision, RelayQuote, SolverConfig
 from solver.services import config as config_services
 from solver.services.queries import quote_chain
 from trading.admin import ReadOnlyAdmin
+from trading.admin_panel.formatting import number
 from trading.services.operator import PERM_RISK_LIMIT, actor_label, permission_require
 
 
@@ -29,11 +30,26 @@ def _chain_link(quote_id: str):
     return format_html('<a href="{}">chain</a>', reverse("admin:solver_chain", args=[quote_id]))
 
 
+def _amount(value, token_id: str) -> str:
+    """A token amount as an operator reads it: `0.00741666 BTC`, not 27 decimals of a token id."""
+    if value is None:
+        return ""
+    from solver.services.loop import token_info
+
+    info = token_info(token_id) if token_id else None
+    return f"{number(value)} {info[0]}" if info else number(value)
+
+
 @admin.register(RelayQuote)
 class RelayQuoteAdmin(ReadOnlyAdmin):
-    list_display = ("quote_id", "received_at", "pair", "direction", "amount", "status", "chain")
+    list_display = ("quote_id", "received_at", "pair", "direction", "amount_col", "status", "chain")
     list_filter = ("status", "pair")
     search_fields = ("quote_id",)
+
+    @admin.display(description="exact amount", ordering="amount")
+    def amount_col(self, obj):
+        given = bool(obj.exact_amount_in)  # the user gives an exact amount in, or asks an exact amount out
+        return f"{_amount(obj.amount, obj.asset_in if given else obj.asset_out)} {'in' if given else 'out'}"
 
     @admin.display(description="chain")
     def chain(self, obj):
@@ -92,12 +108,16 @@ class QuoteDecisionAdmin(ReadOnlyAdmin):
         "direction",
         "decision",
         "decision_reason",
-        "gross_edge_pct",
+        "edge_col",
         "price_freshness_ms",
         "chain",
     )
     list_filter = ("decision", "decision_reason", "pair")
     search_fields = ("quote_id", "decision_id")
+
+    @admin.display(description="gross edge %", ordering="gross_edge_pct")
+    def edge_col(self, obj):
+        return number(obj.gross_edge_pct, places=4) if obj.gross_edge_pct is not None else ""
 
     @admin.display(description="chain")
     def chain(self, obj):
@@ -106,9 +126,27 @@ class QuoteDecisionAdmin(ReadOnlyAdmin):
 
 @admin.register(QuoteCommand)
 class QuoteCommandAdmin(ReadOnlyAdmin):
-    list_display = ("command_id", "created_at", "quote_id", "pair", "status", "give_amount", "deadline", "chain")
+    list_display = (
+        "command_id",
+        "created_at",
+        "quote_id",
+        "pair",
+        "status",
+        "give_col",
+        "receive_col",
+        "deadline",
+        "chain",
+    )
     list_filter = ("status", "pair")
     search_fields = ("quote_id", "command_id", "quote_hash", "intent_hash")
+
+    @admin.display(description="desk gives", ordering="give_amount")
+    def give_col(self, obj):
+        return _amount(obj.give_amount, obj.give_asset)
+
+    @admin.display(description="desk receives", ordering="receive_amount")
+    def receive_col(self, obj):
+        return _amount(obj.receive_amount, obj.receive_asset)
 
     @admin.display(description="chain")
     def chain(self, obj):

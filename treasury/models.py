@@ -304,6 +304,7 @@ class DepositAddress(models.Model):
 
     class Meta:
         ordering = ["venue", "chain"]
+        verbose_name_plural = "deposit addresses"
         constraints = [
             models.UniqueConstraint(fields=["venue", "account", "chain", "address"], name="deposit_address_unique")
         ]

@@ -182,6 +182,13 @@ def test_the_control_panel_shows_each_component(desk, solver, staff_client):
     assert activity["executor:paper"] == (None, "command sent to the venue")  # none to the paper venue
     assert activity["treasury:withdrawals"] == (None, "withdrawal or rebalance sent")
 
+    # the lists print amounts as an operator reads them, in the token's symbol
+    quotes = staff_client.get("/admin/solver/relayquote/").content.decode()
+    assert "500 EURE in" in quotes and "500.000000" not in quotes
+    commands = staff_client.get("/admin/solver/quotecommand/").content.decode()
+    assert f"{command.give_amount.normalize():f} BTC" in commands and "EURE" in commands
+    assert "Gross edge %" in staff_client.get("/admin/solver/quotedecision/").content.decode()
+
 
 def test_the_panel_says_what_each_component_may_do_now_not_only_whether_it_is_armed(desk, solver, staff_client):
     """A paused or draining component is armed but does nothing new: its health line says so
