@@ -10,8 +10,8 @@ class DepositsConfig(AppConfig):
         from deposits.health import deposits_health, sent_activity
         from deposits.models import Deposit
         from deposits.relay import RELAY
+        from trading.admin_panel.activity import activity_provider_register
         from trading.admin_panel.health import health_provider_register
-        from trading.admin_panel.panel import activity_provider_register
 
         health_provider_register("deposits", deposits_health)
         activity_provider_register(RELAY, sent_activity(Deposit.Source.SAFE, "SafeTx relayed"))

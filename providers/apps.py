@@ -7,6 +7,6 @@ class ProvidersConfig(AppConfig):
 
     def ready(self):
         from providers.ostium.service import SIGNER, signer_activity
-        from trading.admin_panel.panel import activity_provider_register
+        from trading.admin_panel.activity import activity_provider_register
 
         activity_provider_register(SIGNER, signer_activity)

@@ -9,8 +9,8 @@ class SolverConfig(AppConfig):
     def ready(self):
         from solver.health import executor_activity, ingest_activity, solver_health, strategy_activity
         from solver.models import EXECUTOR, INGEST, STRATEGY
+        from trading.admin_panel.activity import activity_provider_register
         from trading.admin_panel.health import health_provider_register
-        from trading.admin_panel.panel import activity_provider_register
 
         health_provider_register("near_intents_solver", solver_health)
         activity_provider_register(INGEST, ingest_activity)

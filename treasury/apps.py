@@ -6,8 +6,8 @@ class TreasuryConfig(AppConfig):
     verbose_name = "Treasury"
 
     def ready(self):
+        from trading.admin_panel.activity import activity_provider_register
         from trading.admin_panel.health import health_provider_register
-        from trading.admin_panel.panel import activity_provider_register
         from treasury.health import treasury_health, withdrawals_activity
         from treasury.services.liquidity import WITHDRAWALS
 

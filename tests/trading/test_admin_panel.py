@@ -195,19 +195,19 @@ def test_drain_shows_draining_while_orders_are_in_flight_then_drained(client, ma
 
 
 def test_a_components_activity_probe_that_fails_shows_as_failed_not_an_error_page(client):
-    from trading.admin_panel import panel
+    from trading.admin_panel import activity
 
     def broken():
         raise RuntimeError("the store is gone")
 
     _login(client, "viewer")
-    was = panel._activity.get("treasury:withdrawals")
-    panel.activity_provider_register("treasury:withdrawals", broken)
+    was = activity._activity.get("treasury:withdrawals")
+    activity.activity_provider_register("treasury:withdrawals", broken)
     try:
         data = client.get(reverse("admin:control_panel_status")).json()
         page = client.get(reverse("admin:index"))
     finally:
-        panel.activity_provider_register("treasury:withdrawals", was)
+        activity.activity_provider_register("treasury:withdrawals", was)
     shown = next(c for c in data["components"] if c["component"] == "treasury:withdrawals")
     assert (shown["last_activity"], shown["activity"]) == (None, "probe failed: RuntimeError")
     assert page.status_code == 200 and "probe failed: RuntimeError" in page.content.decode()

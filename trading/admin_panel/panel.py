@@ -3,8 +3,6 @@ prices, counts that need attention, exposure and today's PnL per venue."""
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -14,6 +12,7 @@ from django.db.models import Count, DecimalField, Exists, ExpressionWrapper, F, 
 from django.utils import timezone
 
 from configuration.services import scheduled_changes
+from trading.admin_panel.activity import activity_read
 from trading.admin_panel.health import HealthItem, health_collect
 from trading.models import ControlState, ExecutionCommand, Fill, Order, Position, Trade, TradingState
 from trading.services.control import EXECUTOR_PREFIX, venue_enabled
@@ -36,29 +35,6 @@ WORKING_STATUSES = (
     Order.Status.SUBMITTED,
 )
 KILL_SWITCH_VARS = {"paper": "PAPER_ENABLED", "ostium": "OSTIUM_ENABLED", "near_intents": "NEAR_INTENTS_ENABLED"}
-
-logger = logging.getLogger("tradedesk.admin")
-
-# component -> () -> (when, what): the last thing the component did (its newest side effect or
-# message), registered by the app that owns it in `AppConfig.ready()`. An executor of a venue
-# without one shows its last command sent to the venue.
-Activity = tuple[datetime | None, str]
-_activity: dict[str, Callable[[], Activity]] = {}
-
-
-def activity_provider_register(component: str, fn: Callable[[], Activity]) -> None:
-    _activity[component] = fn
-
-
-def _activity_read(component: str) -> Activity | None:
-    fn = _activity.get(component)
-    if fn is None:
-        return None
-    try:
-        return fn()
-    except Exception as exc:  # a broken probe must not take the panel down
-        logger.warning("activity provider failed", extra={"component": component}, exc_info=True)
-        return None, f"probe failed: {type(exc).__name__}"
 
 
 @dataclass
@@ -151,7 +127,7 @@ def component_views(now=None) -> list[ComponentView]:
     for s in states:
         venue = s.component[len(EXECUTOR_PREFIX) :] if s.component.startswith(EXECUTOR_PREFIX) else None
         busy = in_flight.get(venue, 0) if venue else 0
-        activity = _activity_read(s.component)
+        activity = activity_read(s.component)
         if activity is None:
             activity = (commands_sent.get(venue), "command sent to the venue") if venue else (None, "")
         lapsed = s.armed and not s.armed_at(now)
