@@ -43,7 +43,7 @@ _thread = threading.local()
 
 
 class SolverRunner:
-    def __init__(self, *, url: str, api_key: str = "", workers: int | None = None):
+    def __init__(self, *, url: str, api_key: str = "", workers: int | None = None, url_source=None):
         self.pool = ThreadPoolExecutor(max_workers=workers or settings.NEAR_SOLVER_WORKERS, thread_name_prefix="solver")
         # quotes are decided in batches (group commit) on DECIDERS threads of their own
         self.decide_pool = ThreadPoolExecutor(max_workers=DECIDERS, thread_name_prefix="solver-decide")
@@ -54,7 +54,7 @@ class SolverRunner:
         self.recorder: asyncio.Task | None = None
         # the relay's answers are recorded on threads of their own: a quote never waits behind them
         self.after = ThreadPoolExecutor(max_workers=2, thread_name_prefix="solver-after")
-        self.stream = RelayStream(url, api_key=api_key, on_event=self.on_event)
+        self.stream = RelayStream(url, api_key=api_key, on_event=self.on_event, url_source=url_source)
         self.counters: Counter = Counter()
         self.skips: Counter = Counter()
         self.controls: dict[str, dict] = {}

@@ -87,8 +87,20 @@ Handler = Callable[[RelayEvent], Awaitable[None]]
 
 
 class RelayStream:
-    def __init__(self, url: str, *, api_key: str = "", on_event: Handler, rng: random.Random | None = None):
+    def __init__(
+        self,
+        url: str,
+        *,
+        api_key: str = "",
+        on_event: Handler,
+        rng: random.Random | None = None,
+        url_source: Callable[[], str] | None = None,
+    ):
+        """`url_source`, when given, is asked for the relay's address before each connection (the
+        demo's relay double gets a new port each time it starts); when it fails, that attempt fails
+        as a refused connection would (backoff, then asked again)."""
         self.url, self.api_key, self.on_event = url, api_key, on_event
+        self.url_source = url_source
         self.ws = None
         self.connected = False
         self.subscriptions: dict[str, str] = {}  # subscription id -> topic
@@ -143,6 +155,8 @@ class RelayStream:
             started = time.monotonic()
             self._opened.append(started)
             try:
+                if self.url_source is not None:
+                    self.url = self.url_source()
                 await self._session(stop, may_connect)
             except Exception as exc:  # refused, handshake, closed: reconnect
                 self._error(f"{type(exc).__name__}: {exc}"[:300])

@@ -89,11 +89,11 @@ class SolverThread:
     """The `near_solver` process's runner in a thread of this process, on the event loop the
     process runs on (`config.aio`: uvloop's)."""
 
-    def __init__(self, url: str, api_key: str = ""):
+    def __init__(self, url: str, api_key: str = "", url_source=None):
         from config.aio import event_loop_new
         from solver.runner import SolverRunner
 
-        self.runner = SolverRunner(url=url, api_key=api_key, workers=4)
+        self.runner = SolverRunner(url=url, api_key=api_key, workers=4, url_source=url_source)
         self.loop = event_loop_new()
         self.stop_event = None
         self.thread = threading.Thread(target=self._run, name="solver-test", daemon=True)

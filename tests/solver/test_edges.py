@@ -116,6 +116,32 @@ def test_a_reconnect_storm_is_capped(desk, settings, caplog):
         thread.stop()
 
 
+def test_the_relays_address_is_asked_again_before_each_connection(desk):
+    """The demo's relay double gets a new port each time it starts (the supervisor restarts a
+    process that exits): a solver that kept the address it started with would knock on a dead port
+    for good. Given a source, it asks before each connection; a source that fails is a failed try."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = f"ws://127.0.0.1:{s.getsockname()[1]}/ws"  # nothing listens there once closed
+    answers = [dead, RuntimeError("the sandbox is writing its config"), dead]
+
+    def source():
+        answer = answers.pop(0) if answers else desk.config()["relay_ws_url"]
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    arm("near_intents:ingest")
+    thread = SolverThread(dead, url_source=source).start()
+    try:
+        wait_for(lambda: desk.world.relay.subscribed("quote_status") == 1, what="connected to the live address")
+        assert thread.runner.stream.url == desk.config()["relay_ws_url"] and thread.runner.stream.errors >= 3
+    finally:
+        thread.stop()
+
+
 def test_a_pair_silent_while_the_connection_is_healthy_is_shown(desk, solver, settings, staff_client):
     settings.NEAR_SOLVER_PAIR_SILENT_SECONDS = 0.3
     wait_for(lambda: solver.runner.silent == ["BTC/EURE"], what="silent")

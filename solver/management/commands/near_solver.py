@@ -28,6 +28,9 @@ class Command(BaseCommand):
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, stop.set)
             url, said = options["url"], False
+            # no --url: the network's relay, read again before each connection (the demo's double
+            # has a new address each time it starts)
+            source = None if url else (lambda: network_config().relay_ws_url)
             while not url and not stop.is_set():  # the sandbox writes its config when it is up
                 try:
                     url = network_config().relay_ws_url
@@ -40,6 +43,6 @@ class Command(BaseCommand):
             if stop.is_set():
                 return
             self.stdout.write(f"NEAR Intents solver: relay {url}")
-            await SolverRunner(url=url, api_key=settings.NEAR_INTENTS_RELAY_API_KEY).run(stop)
+            await SolverRunner(url=url, api_key=settings.NEAR_INTENTS_RELAY_API_KEY, url_source=source).run(stop)
 
         run(main())

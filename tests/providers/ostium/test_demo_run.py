@@ -4,12 +4,12 @@ against the test database, with the desk's trader, delegate and relayer funded b
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import uuid
 from decimal import Decimal as D
 from pathlib import Path
@@ -33,6 +33,12 @@ def demo(transactional_db, settings, tmp_path):
     port = _free_port()
     tag = uuid.uuid4().hex[:8]
     config = tmp_path / "ostium-localnet.json"
+    # the last run's NEAR sandbox address file, its relay long gone: this run must not use it
+    near = tmp_path / "near-intents-sandbox.json"
+    near.write_text(
+        '{"rpc_url": "http://127.0.0.1:9", "relay_url": "http://127.0.0.1:9/rpc", '
+        '"relay_ws_url": "ws://127.0.0.1:9/ws", "bridge_url": "http://127.0.0.1:9/rpc"}'
+    )
     env = {
         **os.environ,
         "DATABASE_URL": _database_url_for_tests(),
@@ -43,6 +49,9 @@ def demo(transactional_db, settings, tmp_path):
         "DJANGO_SECRET_KEY": settings.SECRET_KEY,
         "OSTIUM_NETWORK": "localnet",
         "OSTIUM_LOCALNET_CONFIG": str(config),
+        "NEAR_INTENTS_SANDBOX_CONFIG": str(near),
+        "REFERENCE_SANDBOX_CONFIG": str(tmp_path / "reference-sandbox.json"),
+        "LIFI_SANDBOX_CONFIG": str(tmp_path / "lifi-sandbox.json"),
         "OSTIUM_TRADER_KEY_FILE": "",
         "OSTIUM_SERVICE_BASE_URL": "",
         "DELEGATE_KEY_ENCRYPTION_KEY_FILE": str(tmp_path / "kek"),
@@ -50,7 +59,9 @@ def demo(transactional_db, settings, tmp_path):
         # its own metrics directory: `manage.py run` empties the one it is given
         "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "prometheus"),
     }
-    log = tempfile.TemporaryFile()  # noqa: SIM115 (closed at teardown) a file, not a pipe: never blocks
+    log_path = tmp_path / "run.log"
+    # a file, not a pipe: never blocks; appended to by the processes, read through its path
+    log = open(log_path, "ab")  # noqa: SIM115 (closed at teardown)
     proc = subprocess.Popen(
         [sys.executable, "manage.py", "run", "--port", str(port)],
         cwd=settings.BASE_DIR,
@@ -63,8 +74,7 @@ def demo(transactional_db, settings, tmp_path):
 
     def up():
         if proc.poll() is not None:
-            log.seek(0)
-            pytest.fail(f"manage.py run exited: {log.read().decode()[-3000:]}")
+            pytest.fail(f"manage.py run exited: {log_path.read_text(errors='replace')[-3000:]}")
         try:
             return httpx.get(f"{base}/health", timeout=1).status_code == 200 and config.exists()
         except httpx.HTTPError:
@@ -73,7 +83,7 @@ def demo(transactional_db, settings, tmp_path):
     try:
         wait_for(up, timeout=120, interval=0.5)
         settings.OSTIUM_LOCALNET_CONFIG = str(config)
-        yield base, config
+        yield base, config, near, log_path
     finally:
         proc.send_signal(signal.SIGINT)  # as Ctrl-C: honcho stops the processes
         try:
@@ -93,7 +103,22 @@ def test_make_run_trades_ostium_on_the_localnet_after_routing_and_arming(demo, s
     from trading.services.control import control_arm
     from trading.tokens import access_encode
 
-    base, config = demo
+    base, config, near, log_path = demo
+
+    # the NEAR Intents solver reached this run's relay, not the one in the stale address file
+
+    staff, _ = access_encode(user=User.objects.filter(is_superuser=True).first())
+    ops = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {staff}"}, timeout=10)
+
+    def ingest():
+        return ops.get("/api/v1/ops/near-intents").json()["components"]["ingest"]
+
+    wait_for(lambda: ingest()["connected"], timeout=60, interval=0.5, what="the solver connected to the relay")
+    relay = json.loads(near.read_text())["relay_ws_url"]
+    assert relay != "ws://127.0.0.1:9/ws"
+    lines = log_path.read_text(errors="replace").splitlines()
+    assert [line for line in lines if "NEAR Intents solver: relay" in line][-1].endswith(relay)
+
     # the operator routes ETH-USD to Ostium and arms its executor (the control panel does the same)
     ProviderRoute.objects.create(match_type="symbol", value="ETH-USD", venue="ostium")
     control_arm(component="executor:ostium", actor="user:op", reason="demo")

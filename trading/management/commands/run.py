@@ -32,9 +32,21 @@ from config import embedded, metrics
 from config.supervisor import Supervisor, read_procfile
 
 
+def _project_path(name: str) -> Path:
+    path = Path(name)
+    return path if path.is_absolute() else Path(settings.BASE_DIR) / path
+
+
 def _localnet_config() -> Path:
-    config = Path(settings.OSTIUM_LOCALNET_CONFIG)
-    return config if config.is_absolute() else Path(settings.BASE_DIR) / config
+    return _project_path(settings.OSTIUM_LOCALNET_CONFIG)
+
+
+def _stale_sandbox_configs(*, ostium: bool) -> list[Path]:
+    """The address files the last run's doubles wrote: their processes are gone, and a process that
+    read one first (the solver, the feeds) would knock on a dead port. Removed before the processes
+    start, each reader waits for this run's."""
+    names = [settings.NEAR_INTENTS_SANDBOX_CONFIG, settings.REFERENCE_SANDBOX_CONFIG, settings.LIFI_SANDBOX_CONFIG]
+    return [_project_path(name) for name in names] + ([_localnet_config()] if ostium else [])
 
 
 def _free_port(preferred: int) -> int:
@@ -74,8 +86,8 @@ class Command(BaseCommand):
         if check:
             self.stdout.write(login.getvalue().strip())
             return
-        if ostium:
-            _localnet_config().unlink(missing_ok=True)  # the last run's localnet is gone: wait for this one's
+        for stale in _stale_sandbox_configs(ostium=bool(ostium)):
+            stale.unlink(missing_ok=True)
         try:
             port = _free_port(port)
             self.stdout.write(f"starting the desk on port {port} (another: make run PORT=8001) …")
