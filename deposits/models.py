@@ -9,6 +9,8 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from trading.admin_panel.formatting import number
+
 
 class Deposit(models.Model):
     class Status(models.TextChoices):
@@ -95,7 +97,7 @@ class Deposit(models.Model):
         ]
 
     def __str__(self):
-        return f"deposit {self.pk} {self.amount} {self.token_symbol}@{self.chain} ({self.status})"
+        return f"deposit {self.pk} {number(self.amount)} {self.token_symbol}@{self.chain} ({self.status})"
 
     @property
     def correlation_id(self) -> str:

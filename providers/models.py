@@ -14,6 +14,8 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
 from django.utils import timezone
 
+from trading.admin_panel.formatting import number
+
 # Money, prices and sizes: 38 digits, 18 after the point (sizes of small-priced assets need them).
 MONEY = {"max_digits": 38, "decimal_places": 18}
 RATE = {"max_digits": 20, "decimal_places": 12}
@@ -132,7 +134,7 @@ class PaperPriceState(models.Model):
     updated_at = models.DateTimeField(default=timezone.now)
 
     def __str__(self):
-        return f"{self.symbol} {self.price} (step {self.step})"
+        return f"{self.symbol} {number(self.price)} (step {self.step})"
 
 
 class PaperAccount(models.Model):
@@ -148,7 +150,7 @@ class PaperAccount(models.Model):
         constraints = [models.CheckConstraint(condition=models.Q(balance__gte=0), name="paper_balance_non_negative")]
 
     def __str__(self):
-        return f"{self.name} ({self.balance} USD)"
+        return f"{self.name} ({number(self.balance)} USD)"
 
 
 class PaperPosition(models.Model):
@@ -188,7 +190,7 @@ class PaperPosition(models.Model):
         ]
 
     def __str__(self):
-        return f"#{self.pk} {self.account.name} {self.side} {self.size} {self.market.symbol} ({self.status})"
+        return f"#{self.pk} {self.account.name} {self.side} {number(self.size)} {self.market.symbol} ({self.status})"
 
     @property
     def trade_index(self) -> str:
@@ -278,7 +280,7 @@ class PaperFill(models.Model):
         ordering = ["-id"]
 
     def __str__(self):
-        return f"fill #{self.pk} {self.reason} {self.direction} {self.size} @ {self.price}"
+        return f"fill #{self.pk} {self.reason} {self.direction} {number(self.size)} @ {number(self.price)}"
 
 
 class PaperFundingCharge(models.Model):
@@ -300,7 +302,7 @@ class PaperFundingCharge(models.Model):
         ]
 
     def __str__(self):
-        return f"funding #{self.pk} position {self.position_id}: {self.amount}"
+        return f"funding #{self.pk} position {self.position_id}: {number(self.amount)}"
 
 
 class OstiumOrder(models.Model):

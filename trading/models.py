@@ -4,6 +4,7 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
 from django.utils import timezone
 
+from trading.admin_panel.formatting import number
 from trading.ulid import new_ulid
 
 
@@ -468,7 +469,7 @@ class Fill(models.Model):
         indexes = [models.Index(fields=["user", "occurred_at"], name="fill_user_time")]
 
     def __str__(self):
-        return f"fill {self.kind} {self.size}@{self.price} trade {self.trade_id}"
+        return f"fill {self.kind} {number(self.size)}@{number(self.price)} trade {self.trade_id}"
 
 
 class ExecutionCommand(models.Model):

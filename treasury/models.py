@@ -22,6 +22,8 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from trading.admin_panel.formatting import number
+
 # Token units: as many decimals as the verifier's tokens have (wNEAR: 24).
 AMOUNT = {"max_digits": 64, "decimal_places": 24}
 ZERO = Decimal(0)
@@ -172,7 +174,7 @@ class Reservation(models.Model):
         ]
 
     def __str__(self):
-        return f"{self.ref} {self.amount} ({self.status})"
+        return f"{self.ref} {number(self.amount)} ({self.status})"
 
 
 class IllegalLiquidityTransition(Exception):
@@ -271,7 +273,7 @@ class LiquidityAction(models.Model):
         ]
 
     def __str__(self):
-        return f"#{self.pk} {self.kind} {self.amount or ''} {self.symbol or self.asset} ({self.status})".replace(
+        return f"#{self.pk} {self.kind} {number(self.amount)} {self.symbol or self.asset} ({self.status})".replace(
             "  ", " "
         )
 

@@ -67,3 +67,33 @@ def test_risk_limits_are_editable_in_the_admin_and_changes_are_recorded(staff_cl
     assert response.status_code == 302
     event = Event.objects.get(topic="risk.limit_changed")
     assert event.aggregate_id == "BTC-USD" and D(event.payload["after"]["max_notional"]) == 2500
+
+
+def test_every_list_prints_its_decimal_columns_without_their_storage_zeros(staff_client, markets):
+    """A DecimalField stored with 18-27 places printed as `10000.000000000000000000000000`; every
+    model admin the site registers shows them as the control panel does (10,000; 0.0005)."""
+    import re
+
+    from django.contrib import admin
+
+    from providers.models import PaperMarket
+    from trading.admin_panel.columns import TrimmedDecimals
+    from treasury.models import LiquidityAction
+
+    assert all(isinstance(model_admin, TrimmedDecimals) for model_admin in admin.site._registry.values())
+    LiquidityAction.objects.create(kind="funding", venue="near_intents", account="desk.near", asset="nep141:usdc",
+                                   symbol="USDC", amount=D("10000"), requested_by="test")  # fmt: skip
+    market = PaperMarket.objects.get(symbol="BTC-USD")
+    for page in ("/admin/treasury/liquidityaction/", "/admin/providers/papermarket/", "/admin/trading/risklimit/"):
+        html = staff_client.get(page).content.decode()
+        assert not re.search(r"\d\.\d*0{6,}\b", html), page  # no run of storage zeros
+    assert (
+        f">{market.taker_fee_rate.normalize():f}<" in staff_client.get("/admin/providers/papermarket/").content.decode()
+    )
+    # the column still sorts by its field
+    LiquidityAction.objects.create(kind="funding", venue="near_intents", account="desk.near", asset="nep141:usdc",
+                                   symbol="USDC", amount=D("5"), requested_by="test")  # fmt: skip
+    html = staff_client.get("/admin/treasury/liquidityaction/").content.decode()
+    assert 'class="sortable column-amount"' in html
+    ascending = staff_client.get("/admin/treasury/liquidityaction/?o=7").content.decode()
+    assert ascending.index('field-amount">5<') < ascending.index('field-amount">10,000<')

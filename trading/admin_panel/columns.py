@@ -5,6 +5,7 @@ closes (reduce-only, fraction); times with seconds in UTC; people by name, not `
 from __future__ import annotations
 
 from django.contrib import admin
+from django.db.models import DecimalField
 from django.utils.html import format_html
 
 from trading.admin_panel.formatting import money, number, price, when
@@ -37,6 +38,34 @@ def person(user) -> str:
     if user is None:
         return ""
     return f"{user.get_username()} (user {user.pk})"
+
+
+def _decimal_column(name: str, field: DecimalField):
+    @admin.display(description=field.verbose_name, ordering=name)
+    def column(obj):
+        return number(getattr(obj, name))
+
+    column.__name__ = name
+    return column
+
+
+class TrimmedDecimals:
+    """Every list shows its decimal columns as `number` prints them (10,000, not
+    10000.000000000000000000000000): the admin site mixes this into each model admin it registers.
+    A column an operator edits in the list keeps its field."""
+
+    def get_list_display(self, request):
+        columns = self.__dict__.get("_decimal_columns")
+        if columns is None:  # one callable per column (the list's sorting finds its columns by identity)
+            editable = set(self.list_editable or ())
+            columns = self._decimal_columns = {
+                f.name: _decimal_column(f.name, f)
+                for f in self.model._meta.concrete_fields
+                if isinstance(f, DecimalField) and f.name not in editable
+            }
+        return [
+            columns.get(name, name) if isinstance(name, str) else name for name in super().get_list_display(request)
+        ]
 
 
 class WideList:

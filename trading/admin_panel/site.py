@@ -4,12 +4,21 @@ from django.contrib import admin
 from django.urls import path
 
 from trading.admin_panel import views
+from trading.admin_panel.columns import TrimmedDecimals
 
 
 class TradedeskAdminSite(admin.AdminSite):
     site_header = "Tradedesk"
     site_title = "Tradedesk admin"
     index_title = "Control panel"
+
+    def register(self, model_or_iterable, admin_class=None, **options):
+        admin_class = admin_class or admin.ModelAdmin
+        if not issubclass(admin_class, TrimmedDecimals):
+            admin_class = type(
+                admin_class.__name__, (TrimmedDecimals, admin_class), {"__module__": admin_class.__module__}
+            )
+        super().register(model_or_iterable, admin_class, **options)
 
     def get_urls(self):
         def v(fn):
