@@ -7,6 +7,7 @@ from __future__ import annotations
 from django.db.models import Max, Q
 from django.utils import timezone
 
+from trading.admin_panel.formatting import number
 from trading.admin_panel.health import DOWN, OK, UNKNOWN, WARN, HealthItem
 from treasury.models import InventoryBalance, LiquidityAction
 from treasury.selectors import inventory_rows, sync_rows
@@ -44,10 +45,17 @@ def treasury_health() -> list[HealthItem]:
     )
     delayed = LiquidityAction.objects.filter(status=LiquidityAction.Status.DELAYED).count()
     items.append(HealthItem(name="Treasury delayed actions", status=DOWN if delayed else OK, value=str(delayed)))
-    drift = InventoryBalance.objects.filter(~Q(drift=0)).count()
+    drifting = InventoryBalance.objects.filter(~Q(drift=0)).order_by("venue", "asset")
+    drift = drifting.count()
+    shown = ", ".join(f"{b.venue} {b.symbol or b.asset} {number(b.drift)} short" for b in drifting[:6])
     items.append(
         HealthItem(
-            name="Treasury drift", status=WARN if drift else OK, value=str(drift), detail="credited less than expected"
+            name="Treasury drift",
+            status=WARN if drift else OK,
+            value=str(drift),
+            detail=f"credited less than expected: {shown} — acknowledge on the treasury page"
+            if drift
+            else "no balance credited less than expected",
         )
     )
     return items

@@ -77,6 +77,7 @@ def test_a_credit_lower_than_expected_is_a_drift_alerted_and_shown(near, operato
 
     drift_item = next(i for i in treasury_health() if i.name == "Treasury drift")
     assert drift_item.status == "warn" and drift_item.value == "1"
+    assert drift_item.detail.startswith("credited less than expected: near_intents USDC 10 short")
     client.force_login(alice)
     page = client.get("/admin/treasury/inventorybalance/").content.decode()
     assert "−10" in page and "acknowledge" in page
@@ -86,6 +87,8 @@ def test_a_credit_lower_than_expected_is_a_drift_alerted_and_shown(near, operato
 
     inventory_drift_acknowledge(balance_id=row.pk, actor="test", reason="bridge fee")
     assert (balance(USDC).status, balance(USDC).drift) == ("ok", 0)
+    drift_item = next(i for i in treasury_health() if i.name == "Treasury drift")
+    assert (drift_item.status, drift_item.detail) == ("ok", "no balance credited less than expected")
 
 
 def test_the_same_tx_hash_twice_is_flagged_and_counted_once(near, operators):
