@@ -30,6 +30,12 @@ def _chain_link(quote_id: str):
     return format_html('<a href="{}">chain</a>', reverse("admin:solver_chain", args=[quote_id]))
 
 
+def _exact_amount(amount, exact_amount_in, asset_in: str, asset_out: str) -> str:
+    """What a quote request fixes: the amount the user gives (`in`) or the amount they ask (`out`)."""
+    given = bool(exact_amount_in)
+    return f"{_amount(amount, asset_in if given else asset_out)} {'in' if given else 'out'}"
+
+
 def _amount(value, token_id: str) -> str:
     """A token amount as an operator reads it: `0.00741666 BTC`, not 27 decimals of a token id."""
     if value is None:
@@ -48,8 +54,7 @@ class RelayQuoteAdmin(ReadOnlyAdmin):
 
     @admin.display(description="exact amount", ordering="amount")
     def amount_col(self, obj):
-        given = bool(obj.exact_amount_in)  # the user gives an exact amount in, or asks an exact amount out
-        return f"{_amount(obj.amount, obj.asset_in if given else obj.asset_out)} {'in' if given else 'out'}"
+        return _exact_amount(obj.amount, obj.exact_amount_in, obj.asset_in, obj.asset_out)
 
     @admin.display(description="chain")
     def chain(self, obj):
@@ -85,6 +90,18 @@ class RelayQuoteAdmin(ReadOnlyAdmin):
                 **self.admin_site.each_context(request),
                 "title": f"Quote {quote_id}",
                 "chain": chain,
+                "amount": _exact_amount(
+                    chain["quote"]["amount"],
+                    chain["quote"]["exact_amount_in"],
+                    chain["quote"]["asset_in"],
+                    chain["quote"]["asset_out"],
+                )
+                if chain["quote"]["amount"]
+                else "",
+                "rates": {
+                    name: number((chain["decision"] or {}).get(name))
+                    for name in ("implied_rate", "reference_rate", "gross_edge_pct")
+                },
                 "sample": _pretty(chain["reference_sample"]),
                 "inventory": _pretty(
                     {

@@ -143,6 +143,8 @@ def test_one_quote_s_chain_and_skip_reasons_in_one_call(desk, solver, staff_clie
     assert page.status_code == 200
     html = page.content.decode()
     assert "near_intents.quote.settled" in html and "QUOTED" in html
+    assert "BTC/EURE sell · 1,000 EURE in · accepted" in html  # what the quote asked, in the token's units
+    assert "<td>60,000</td>" in html  # the reference rate as a number, not its 18 stored decimals
 
     wait_for(lambda: staff_client.get("/api/v1/ops/near-intents").json()["running"], what="state written")
     state = staff_client.get("/api/v1/ops/near-intents").json()
