@@ -17,8 +17,10 @@ def deposits_health() -> list[HealthItem]:
     late = Deposit.objects.filter(late_q())
     count = late.count()
     ids = list(late.order_by("submitted_at").values_list("pk", flat=True)[:6])
-    failing = Deposit.objects.filter(status__in=Deposit.FOLLOWED, poll_failures__gt=0)
+    followed = Deposit.objects.filter(status__in=Deposit.FOLLOWED)
+    failing = followed.filter(poll_failures__gt=0)
     errors = list(failing.values_list("poll_error", flat=True)[:1])
+    polled = followed.count() if not errors else 0
     flying = in_flight_totals()
     return [
         HealthItem(
@@ -44,11 +46,16 @@ def deposits_health() -> list[HealthItem]:
             if count
             else "",
         ),
+        # LI.FI is asked only about deposits under way: with none, there is nothing to judge it by
         HealthItem(
             name="Deposits LI.FI polling",
             status=WARN if errors else OK,
-            value=f"{failing.count()} failing" if errors else "ok",
-            detail=(errors[0] if errors else "")[:300],
+            value=f"{failing.count()} failing"
+            if errors
+            else f"ok · {polled} followed"
+            if polled
+            else "nothing to poll",
+            detail=(errors[0] if errors else "" if polled else "no deposit under way: LI.FI is not being asked")[:300],
         ),
     ]
 

@@ -139,6 +139,13 @@ def test_slippage_beyond_the_limit(lifi, eoa, chain_env):
     assert "deposit.completed" not in topics(d.pk) and "swap.completed" not in topics(d.pk)
 
 
+def polling_line() -> tuple[str, str, str]:
+    from deposits.health import deposits_health
+
+    line = next(item for item in deposits_health() if item.name == "Deposits LI.FI polling")
+    return line.status, line.value, line.detail
+
+
 @pytest.mark.django_db(transaction=True)
 def test_lifi_down_backs_off_and_the_deposit_stays_pending(lifi, eoa, chain_env, settings):
     settings.DEPOSIT_POLL_KICK = False  # this test polls itself, step by step (no worker's poll beside it)
@@ -150,6 +157,7 @@ def test_lifi_down_backs_off_and_the_deposit_stays_pending(lifi, eoa, chain_env,
     poll()
     d = deposit(body["id"])
     assert d.status == "submitted" and d.poll_failures == 1 and "HTTP 503" in d.poll_error
+    assert polling_line()[:2] == ("warn", "1 failing") and "HTTP 503" in polling_line()[2]
     first_wait = d.next_poll_at - d.last_polled_at
     assert timedelta(seconds=29) < first_wait <= timedelta(seconds=31)
     calls = len(lifi.world.calls)
@@ -173,6 +181,7 @@ def test_lifi_down_backs_off_and_the_deposit_stays_pending(lifi, eoa, chain_env,
     poll()
     d = deposit(body["id"])
     assert d.status == "completed" and d.poll_failures == 0 and d.poll_error == ""
+    assert polling_line()[:2] == ("ok", "nothing to poll")  # none under way: LI.FI is not being asked
 
 
 @pytest.mark.django_db(transaction=True)

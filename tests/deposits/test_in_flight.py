@@ -74,6 +74,10 @@ def test_in_flight_deposits_are_pending_in_the_treasury_and_counted_on_the_panel
 
     poll()  # LI.FI: the wallet's completes, the Safe's stays pending
     assert safe_usdc().pending_in == Decimal("598.2") and panel_line().value == "1 · 598.20 USDC"
+    from deposits.health import deposits_health
+
+    polling = next(item for item in deposits_health() if item.name == "Deposits LI.FI polling")
+    assert (polling.status, polling.value) == ("ok", "ok · 1 followed")  # what it judged LI.FI by
 
     lifi.world.transfers[tx_hash.lower()].script.pending_for = 0.0  # the bridge delivers
     poll()
