@@ -36,13 +36,19 @@ def _redis():
         client.close()
 
 
-def _celery():
+def celery_workers() -> list[str]:
+    """The Celery worker that answered a ping first (READY_CELERY_TIMEOUT), or none: [] then."""
     from config.celery import app
 
     replies = app.control.ping(timeout=settings.READY_CELERY_TIMEOUT, limit=1) or []
-    if not replies:
+    return sorted(name for reply in replies for name in reply)
+
+
+def _celery():
+    workers = celery_workers()
+    if not workers:
         raise RuntimeError("no Celery worker answered")
-    return {"workers": sorted(name for reply in replies for name in reply)}
+    return {"workers": workers}
 
 
 def _realtime():

@@ -345,6 +345,27 @@ def test_a_viewer_cannot_force_close_from_the_positions_list(client, markets, tr
     assert not Event.objects.filter(topic="trade.force_close_requested").exists()
 
 
+@pytest.mark.celery
+def test_the_celery_line_is_red_when_no_worker_answers_even_with_an_empty_queue(celery_worker, settings):
+    """An empty queue is not health by itself: with every worker gone, what Beat and the API hand
+    over waits there, and the line said "0 waiting", green."""
+    from config.celery import app
+    from trading.admin_panel.health import celery_queue_health
+
+    (line,) = celery_queue_health()
+    assert (line.status, line.value) == ("ok", "0 waiting") and line.detail.startswith("a worker answers (")
+
+    settings.READY_CELERY_TIMEOUT = 0.2
+    original = app.control.ping
+    app.control.ping = lambda timeout, limit=None: []  # every worker gone: what the broker would answer
+    try:
+        (line,) = celery_queue_health()
+    finally:
+        app.control.ping = original
+    assert (line.status, line.value) == ("down", "0 waiting")
+    assert line.detail == "no worker answered within 0.2 s: nothing runs this queue"
+
+
 def test_the_beat_badge_reads_beats_own_heartbeat():
     import time
 

@@ -93,12 +93,21 @@ queue_depth = observability.queue_depth  # the same reading as /metrics' tradede
 
 
 def celery_queue_health() -> list[HealthItem]:
+    """The queue's depth, and whether a worker answers at all: an empty queue with no worker is
+    not healthy (what Beat and the API hand over would wait there)."""
+    from config.health import celery_workers
+
     depth = queue_depth()
+    workers = celery_workers()
+    status = OK if depth < 100 else WARN if depth < 1000 else DOWN
     return [
         HealthItem(
             name=f"Celery queue {settings.CELERY_TASK_DEFAULT_QUEUE}",
-            status=OK if depth < 100 else WARN if depth < 1000 else DOWN,
+            status=status if workers else DOWN,
             value=f"{depth} waiting",
+            detail=f"a worker answers ({workers[0]})"
+            if workers
+            else f"no worker answered within {settings.READY_CELERY_TIMEOUT:g} s: nothing runs this queue",
         )
     ]
 
