@@ -31,7 +31,10 @@ def _chain_link(quote_id: str):
 
 
 def _exact_amount(amount, exact_amount_in, asset_in: str, asset_out: str) -> str:
-    """What a quote request fixes: the amount the user gives (`in`) or the amount they ask (`out`)."""
+    """What a quote request fixes: the amount the user gives (`in`) or the amount they ask (`out`);
+    "" when the request had none that could be read."""
+    if amount in (None, ""):
+        return ""
     given = bool(exact_amount_in)
     return f"{_amount(amount, asset_in if given else asset_out)} {'in' if given else 'out'}"
 
@@ -95,9 +98,7 @@ class RelayQuoteAdmin(ReadOnlyAdmin):
                     chain["quote"]["exact_amount_in"],
                     chain["quote"]["asset_in"],
                     chain["quote"]["asset_out"],
-                )
-                if chain["quote"]["amount"]
-                else "",
+                ),
                 "rates": {
                     name: number((chain["decision"] or {}).get(name))
                     for name in ("implied_rate", "reference_rate", "gross_edge_pct")

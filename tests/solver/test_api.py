@@ -185,8 +185,14 @@ def test_the_control_panel_shows_each_component(desk, solver, staff_client):
     assert activity["treasury:withdrawals"] == (None, "withdrawal or rebalance sent")
 
     # the lists print amounts as an operator reads them, in the token's symbol
+    from solver.models import RelayQuote
+
+    unreadable = RelayQuote.objects.create(quote_id="unreadable", raw={}, status="invalid", note="both amounts")
     quotes = staff_client.get("/admin/solver/relayquote/").content.decode()
     assert "500 EURE in" in quotes and "500.000000" not in quotes
+    assert 'field-amount_col">-</td>' in quotes  # a request with no readable amount: a dash, not " in"
+    chain_page = staff_client.get(f"/admin/solver/relayquote/chain/{unreadable.quote_id}/").content.decode()
+    assert "(no pair)  · invalid" in chain_page
     commands = staff_client.get("/admin/solver/quotecommand/").content.decode()
     assert f"{command.give_amount.normalize():f} BTC" in commands and "EURE" in commands
     assert "Gross edge %" in staff_client.get("/admin/solver/quotedecision/").content.decode()
