@@ -9,12 +9,17 @@ from pathlib import Path
 from django.conf import settings
 
 
+def project_path(name: str | Path) -> Path:
+    """`name` as the desk reads and writes it: an absolute path as is, a relative one under the
+    project (BASE_DIR), whatever the process's working directory."""
+    path = Path(name)
+    return path if path.is_absolute() else Path(settings.BASE_DIR) / path
+
+
 def sandbox_config_read(path: str, *, label: str, start_hint: str, error: type[Exception]) -> dict:
     """The JSON object in `path` (relative to the project); `error(message)` when it is missing
     (the message says how to start the sandbox) or not JSON."""
-    file = Path(path)
-    if not file.is_absolute():
-        file = Path(settings.BASE_DIR) / file
+    file = project_path(path)
     try:
         return json.loads(file.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:

@@ -13,12 +13,12 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from decimal import Decimal
-from pathlib import Path
 
 import httpx
 from django.conf import settings
 
 from configuration.runtime import config_value, provider_enabled
+from providers.sandbox_config import project_path
 
 API_KEY_HEADER = "x-lifi-api-key"
 
@@ -112,8 +112,7 @@ def base_url() -> str:
     double's address from LIFI_SANDBOX_CONFIG with LIFI_ENDPOINTS=sandbox."""
     if settings.LIFI_ENDPOINTS != "sandbox":
         return str(config_value("LIFI_API_URL")).rstrip("/")
-    path = Path(settings.LIFI_SANDBOX_CONFIG)
-    path = path if path.is_absolute() else Path(settings.BASE_DIR) / path
+    path = project_path(settings.LIFI_SANDBOX_CONFIG)
     try:
         return str(json.loads(path.read_text())["url"]).rstrip("/")
     except (OSError, ValueError, KeyError) as exc:

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from django.conf import settings
 from eth_utils import is_checksum_address, to_checksum_address
 
 from configuration.runtime import config_value
+from providers.sandbox_config import project_path
 
 LOCALNET, TESTNET, MAINNET = "localnet", "testnet", "mainnet"
 NETWORKS = (LOCALNET, TESTNET, MAINNET)
@@ -67,9 +67,7 @@ def _checksummed(contracts: dict, network: str) -> dict:
 
 
 def _localnet_file() -> dict:
-    path = Path(getattr(settings, "OSTIUM_LOCALNET_CONFIG", ".var/ostium-localnet.json"))
-    if not path.is_absolute():
-        path = Path(settings.BASE_DIR) / path
+    path = project_path(getattr(settings, "OSTIUM_LOCALNET_CONFIG", ".var/ostium-localnet.json"))
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:

@@ -13,13 +13,18 @@ from treasury.models import InventoryBalance, LiquidityAction
 pytestmark = pytest.mark.django_db(transaction=True)  # the sandbox thread writes the solver key
 
 
-def test_the_demo_sandbox_scripts_a_deposit_from_pending_to_credited(settings, tmp_path):
+def test_the_demo_sandbox_scripts_a_deposit_from_pending_to_credited(settings, tmp_path, monkeypatch):
+    """The address file's relative name is the project's, as the readers take it, not the working
+    directory's: the sandbox started from elsewhere still writes where the solver looks."""
     from providers.management.commands.near_intents_sandbox import sandbox_run
     from providers.near_intents.client import clients_reset
 
-    config = tmp_path / "near.json"
+    config = "var/near.json"
+    settings.BASE_DIR = tmp_path / "project"
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
     settings.NEAR_INTENTS_NETWORK = "sandbox"
-    settings.NEAR_INTENTS_SANDBOX_CONFIG = str(config)
+    settings.NEAR_INTENTS_SANDBOX_CONFIG = config
     settings.NEAR_INTENTS_SOLVER_ACCOUNT = ""
     clients_reset()
     stop, lines = threading.Event(), []
@@ -35,7 +40,7 @@ def test_the_demo_sandbox_scripts_a_deposit_from_pending_to_credited(settings, t
     runner = threading.Thread(
         target=run,
         kwargs={
-            "config_out": str(config),
+            "config_out": config,
             "solver_account": "demo-solver.near",
             "demo": True,
             "deposit_every": 0.1,

@@ -13,15 +13,11 @@ import json
 import signal
 import threading
 import time
-from pathlib import Path
 
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
-
-def _path(value: str) -> Path:
-    path = Path(value)
-    return path if path.is_absolute() else Path(settings.BASE_DIR) / path
+from providers.sandbox_config import project_path
 
 
 class Command(BaseCommand):
@@ -45,7 +41,7 @@ class Command(BaseCommand):
             return
         world = World()
         if str(settings.OSTIUM_NETWORK).lower() == "localnet":
-            localnet = _path(settings.OSTIUM_LOCALNET_CONFIG)
+            localnet = project_path(settings.OSTIUM_LOCALNET_CONFIG)
             deadline = time.monotonic() + wait_localnet
             while not localnet.exists() and not stop.is_set() and time.monotonic() < deadline:
                 time.sleep(0.5)
@@ -59,7 +55,7 @@ class Command(BaseCommand):
                 world.minter = net["accounts"][0]["address"]
                 self.stdout.write(f"lifi sandbox: delivering on the localnet (chain {chain_id})")
         server = start_sandbox(world=world, port=port)
-        path = _path(config_out)
+        path = project_path(config_out)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps({"url": server.url + "/v1"}, indent=2))

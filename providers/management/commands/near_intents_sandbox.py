@@ -14,6 +14,8 @@ import time
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
+from providers.sandbox_config import project_path
+
 DEMO_BALANCES = {  # token id: units
     "nep141:btc.omft.near": ("2.5", 8),
     "nep141:eth.omft.near": ("40", 18),
@@ -86,7 +88,7 @@ def sandbox_run(
     if demo:
         for token_id, (units, decimals) in DEMO_BALANCES.items():
             world.balance_set(solver_account, token_id, int(Decimal(units).scaleb(decimals)))
-    path = sandbox.write_config(config_out)
+    path = sandbox.write_config(project_path(config_out))
     out(f"NEAR Intents sandbox: rpc {sandbox.rpc.url}, bridge {sandbox.bridge.url}, relay {sandbox.relay.url}")
     out(f"solver account {solver_account}, public key {public_key}; config written to {path}")
     next_deposit = time.monotonic() + min(20.0, deposit_every)

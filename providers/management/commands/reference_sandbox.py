@@ -20,22 +20,18 @@ import random
 import signal
 import threading
 from decimal import Decimal
-from pathlib import Path
 
 import httpx
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
+
+from providers.sandbox_config import project_path
 
 # Where the walk starts when the paper venue has no price to start from.
 DEFAULT_PRICES = {"BTC/USD": "65000", "BTC/EUR": "60000", "ETH/USD": "3200", "SOL/USD": "150", "ETH/EUR": "2950"}
 SPREAD = Decimal("0.0001")  # Kraken's top of book: 1 bp wide
 STEP_SECONDS = 0.5
 GECKO_EVERY = 10  # walk steps between two CoinGecko updates (its answers lag, as CoinGecko's cache)
-
-
-def _config_path() -> Path:
-    path = Path(settings.REFERENCE_SANDBOX_CONFIG)
-    return path if path.is_absolute() else Path(settings.BASE_DIR) / path
 
 
 def _start_prices(pairs: list[str]) -> dict[str, Decimal]:
@@ -92,7 +88,7 @@ class Command(BaseCommand):
                 gecko.set_price(*coins[pair], prices[pair])
         kraken.start()
         gecko.start()
-        path = _config_path()
+        path = project_path(settings.REFERENCE_SANDBOX_CONFIG)
         path.parent.mkdir(parents=True, exist_ok=True)
         config = {"kraken_ws_url": kraken.ws_url, "kraken_rest_url": kraken.rest_url, "coingecko_url": gecko.url}
         tmp = path.with_suffix(".tmp")
@@ -118,7 +114,7 @@ class Command(BaseCommand):
 
     def _script(self, source: str, action: str = "", raw: str = "{}") -> None:
         try:
-            config = json.loads(_config_path().read_text())
+            config = json.loads(project_path(settings.REFERENCE_SANDBOX_CONFIG).read_text())
             kwargs = json.loads(raw)
         except (OSError, ValueError) as exc:
             raise CommandError(f"cannot script the sandbox: {exc}") from exc

@@ -30,15 +30,11 @@ from django.db import OperationalError, connections
 
 from config import embedded, metrics
 from config.supervisor import Supervisor, read_procfile
-
-
-def _project_path(name: str) -> Path:
-    path = Path(name)
-    return path if path.is_absolute() else Path(settings.BASE_DIR) / path
+from providers.sandbox_config import project_path
 
 
 def _localnet_config() -> Path:
-    return _project_path(settings.OSTIUM_LOCALNET_CONFIG)
+    return project_path(settings.OSTIUM_LOCALNET_CONFIG)
 
 
 def _stale_sandbox_configs(*, ostium: bool) -> list[Path]:
@@ -46,7 +42,7 @@ def _stale_sandbox_configs(*, ostium: bool) -> list[Path]:
     read one first (the solver, the feeds) would knock on a dead port. Removed before the processes
     start, each reader waits for this run's."""
     names = [settings.NEAR_INTENTS_SANDBOX_CONFIG, settings.REFERENCE_SANDBOX_CONFIG, settings.LIFI_SANDBOX_CONFIG]
-    return [_project_path(name) for name in names] + ([_localnet_config()] if ostium else [])
+    return [project_path(name) for name in names] + ([_localnet_config()] if ostium else [])
 
 
 def _free_port(preferred: int) -> int:
