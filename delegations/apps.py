@@ -26,6 +26,20 @@ class DelegationsConfig(AppConfig):
         # the control panel shows the ETH the Ostium signers hold for gas
         health_provider_register("ostium_gas", ostium_gas_health)
 
+        from delegations.services import RELAY
+        from trading.admin_panel.activity import activity_provider_register
+
+        activity_provider_register(RELAY, relay_activity)
+
+
+def relay_activity():
+    """The panel's "last activity" of `delegations:relay`: the last SafeTx it relayed."""
+    from django.db.models import Max
+
+    from delegations.models import OstiumDelegation
+
+    return OstiumDelegation.objects.aggregate(at=Max("submitted_at"))["at"], "SafeTx relayed"
+
 
 def ostium_pretrade(*, user, intent):
     """Ostium orders of a user trading through a Safe: delegated mode, account = the Safe."""

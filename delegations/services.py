@@ -21,12 +21,18 @@ from config.errors import ApplicationError, ConflictError, NotFoundError
 from delegations import chain, keys
 from delegations.models import DelegationSignature, OstiumDelegation
 from trading.models import Wallet
+from trading.services import control
 from trading.services.ledger import event_record
 
 logger = logging.getLogger("tradedesk.delegations")
 
 S = OstiumDelegation.Status
 A = OstiumDelegation.Action
+# The desk's relay of a delegation's `execTransaction` (its relayer pays the gas): a control
+# component, disarmed on deploy and by Halt everything. Disarmed, execute answers 503 and the
+# delegation keeps its signatures; owners can execute the SafeTx from their Safe themselves, and
+# the chain check notices the delegate change (`delegations_chain_check`).
+RELAY = "delegations:relay"
 
 
 # --- events & locks ------------------------------------------------------------------------------
@@ -71,9 +77,7 @@ def _transition(delegation: OstiumDelegation, to: str, *, actor: str, fields=(),
 def _writes_enabled() -> None:
     """The environment kill switch (OSTIUM_ENABLED=false) stops every Ostium write, delegations
     included: nothing is prepared, signed, executed or revoked; reads and reconciliation go on."""
-    from trading.services.control import venue_enabled
-
-    if not venue_enabled("ostium"):
+    if not control.venue_enabled("ostium"):
         raise ApplicationError(
             "Ostium writes are disabled (OSTIUM_ENABLED=false).", code="VENUE_DISABLED", status_code=503
         )
@@ -272,7 +276,8 @@ def delegation_signers(delegation: OstiumDelegation) -> list[str]:
 
 def delegation_execute(*, user, delegation_id: int, actor: str | None = None) -> OstiumDelegation:
     """Relay `execTransaction` with the collected signatures (our relayer pays gas), wait for
-    the receipt and confirm `delegations(safe)` on chain. Runs once per prepared SafeTx: a
+    the receipt and confirm `delegations(safe)` on chain; only while `delegations:relay` is
+    armed (else 503 VENUE_DISARMED, nothing claimed). Runs once per prepared SafeTx: a
     second call finds the delegation no longer executable. A send that never left (the relayer
     has no ETH for gas, its nonce was taken, the node refused it) leaves the delegation
     executable with its signatures and answers the cause (INSUFFICIENT_GAS, ...)."""
@@ -305,6 +310,11 @@ def delegation_execute(*, user, delegation_id: int, actor: str | None = None) ->
                 "Not enough owner signatures yet.",
                 code="THRESHOLD_NOT_MET",
                 details={"signatures": len(signatures), "threshold": state.threshold},
+            )
+        gate = control.component_gate(RELAY)  # checked at the side effect, under the lock
+        if not gate.ok:
+            raise ApplicationError(
+                gate.message, code=gate.code, status_code=503, details={"component": RELAY, "status": delegation.status}
             )
         claimed_at = delegation.submitted_at = timezone.now()
         if delegation.action == A.DELEGATE:

@@ -34,7 +34,16 @@ def chain_env(localnet, settings, tmp_path, db):  # noqa: F811
     relayer = keys.relayer_key_create(network="localnet")
     localnet.fund(relayer.address, eth=10)
     localnet.fund(delegate.address, eth=10)
+    relay_arm()
     return ChainEnv(localnet, delegate.address, relayer.address)
+
+
+def relay_arm() -> None:
+    """`delegations:relay` armed: the desk relays the owners' SafeTx (disarmed on deploy)."""
+    from delegations.services import RELAY
+    from trading.services.control import control_arm
+
+    control_arm(component=RELAY, actor="test", reason="delegation tests relay")
 
 
 def new_owner(net) -> LocalAccount:

@@ -51,6 +51,7 @@ COMPONENTS = (
     "signer:ostium",
     "deposits:relay",
     "treasury:swaps",
+    "delegations:relay",
 )
 
 
