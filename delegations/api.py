@@ -219,10 +219,12 @@ class DelegationExecute(_Base):
     @extend_schema(
         operation_id="ostium_delegation_execute",
         request=None,
-        responses={200: DelegationOut, 404: ERROR, 409: ERROR, 502: ERROR},
+        responses={200: DelegationOut, 404: ERROR, 409: ERROR, 502: ERROR, 503: ERROR},
         description=(
             "Relay `execTransaction` (Tradedesk's relayer pays gas) once the threshold is met, wait for the receipt "
-            "and confirm `delegations(safe)` on chain. A second execute is refused (DELEGATION_NOT_EXECUTABLE). An "
+            "and confirm `delegations(safe)` on chain. Only while the `delegations:relay` component is armed (503 "
+            "VENUE_DISARMED otherwise: nothing is claimed, the signatures stay; the owners may also execute the "
+            "SafeTx from their Safe, and the next read sees it). A second execute is refused (DELEGATION_NOT_EXECUTABLE). An "
             "execution interrupted before it reached the chain is recovered after DELEGATION_RECOVERY_AFTER_SECONDS "
             "(Beat, or the next read): an activation goes back to pending_signature (error_code "
             "EXECUTION_INTERRUPTED) with its signatures, ready to execute again."
