@@ -119,6 +119,20 @@ def test_make_run_trades_ostium_on_the_localnet_after_routing_and_arming(demo, s
     lines = log_path.read_text(errors="replace").splitlines()
     assert [line for line in lines if "NEAR Intents solver: relay" in line][-1].endswith(relay)
 
+    # the demo's first trades, through the worker's paper executor: a BTC long with its stop-loss
+    # and take-profit, an ETH short opened and closed (then the banner, last)
+    wait_for(lambda: "Tradedesk is up." in log_path.read_text(errors="replace"), timeout=90, what="the banner")
+    lines = log_path.read_text(errors="replace").splitlines()
+    assert any("demo trades: a BTC long open with its stop-loss and take-profit" in line for line in lines), lines[-20:]
+    demo_trades = {t.asset: t for t in Trade.objects.filter(user__username="demo")}
+    assert {(a, t.provider, t.side, t.status) for a, t in demo_trades.items()} == {
+        ("BTC-USD", "paper", "long", "open"),
+        ("ETH-USD", "paper", "short", "closed"),
+    }
+    protective = Order.objects.filter(trade=demo_trades["BTC-USD"], status="PENDING_TRIGGER")
+    assert sorted(protective.values_list("order_type", flat=True)) == ["STOP_LOSS", "TAKE_PROFIT"]
+    assert demo_trades["ETH-USD"].realized_pnl != 0  # its fees at least
+
     # the operator routes ETH-USD to Ostium and arms its executor (the control panel does the same)
     ProviderRoute.objects.create(match_type="symbol", value="ETH-USD", venue="ostium")
     control_arm(component="executor:ostium", actor="user:op", reason="demo")

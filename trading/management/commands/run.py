@@ -88,7 +88,7 @@ class Command(BaseCommand):
             port = _free_port(port)
             self.stdout.write(f"starting the desk on port {port} (another: make run PORT=8001) …")
             threading.Thread(
-                target=self._announce_when_ready, args=(port, login.getvalue().strip()), daemon=True
+                target=self._announce_when_ready, args=(port, login.getvalue().strip(), not no_seed), daemon=True
             ).start()
             self._run_procfile(port, ostium)
         finally:
@@ -97,8 +97,9 @@ class Command(BaseCommand):
             if stopped:
                 self.stdout.write(f"stopped embedded services: {', '.join(stopped)}")
 
-    def _announce_when_ready(self, port: int, login: str, timeout: float = 300.0) -> None:
-        """Once /ready answers 200 (database, Redis, a Celery worker, the channel layer), print
+    def _announce_when_ready(self, port: int, login: str, demo: bool, timeout: float = 300.0) -> None:
+        """Once /ready answers 200 (database, Redis, a Celery worker, the channel layer), place
+        the demo's first trades (`trading/demo.py`; the demo user's first run only), then print
         where to go and how to log in: the last lines of a normal start, after the processes'
         own start-up output."""
         import time
@@ -115,6 +116,16 @@ class Command(BaseCommand):
         else:
             self.stdout.write(f"the desk did not report ready within {timeout:.0f} s: see {base}/ready")
             return
+        placed = ""
+        if demo:
+            from django.db import connection
+
+            from trading.demo import demo_trades_place
+
+            try:
+                placed = demo_trades_place()
+            finally:
+                connection.close()  # this thread's
         rule = "─" * 72
         lines = [
             rule,
@@ -122,6 +133,7 @@ class Command(BaseCommand):
             f"  admin (control panel): {base}/admin/",
             f"  {login}" if login else "",
             f"  API docs (Swagger):    {base}/api/docs/",
+            f"  {placed}" if placed else "",
             "  Ctrl-C stops everything.",
             rule,
         ]
