@@ -25,6 +25,11 @@ SENSITIVE_VALUE = [
     re.compile(r"(?i)(password|secret|token|api_key|private_key)=([^&\s\"'<>]+)"),
 ]
 REDACTED = "[REDACTED]"
+# Public identifiers of the chains' hash shape (a transaction, a SafeTx, a NEAR intent or quote):
+# a value of exactly that shape under one of these keys is kept — the operator follows a trade
+# on a block explorer by it — where the same shape under any other key is taken for a key.
+PUBLIC_HASH_KEY = re.compile(r"(?:^|_)(?:transaction|tx|safe_tx|intent|quote|block)_?hash(?:es)?$", re.I)
+_HASH_SHAPE = re.compile(r"(?:0x)?[0-9a-fA-F]{64}")
 # Any of them, in one pass: most texts match none, and are then returned as they are.
 _ANY_SENSITIVE_VALUE = re.compile(
     "|".join(
@@ -65,6 +70,27 @@ def sensitive_key(key: str) -> bool:
     return hit
 
 
+def public_hash(key, value) -> bool:
+    """Is `value` a public hash (`PUBLIC_HASH_KEY`) rather than a secret of the same shape?"""
+    return (
+        isinstance(value, str)
+        and len(value) in (64, 66)
+        and isinstance(key, str)
+        and _HASH_SHAPE.fullmatch(value) is not None
+        and PUBLIC_HASH_KEY.search(key) is not None
+    )
+
+
+def redact_field(key, value, depth: int = 0):
+    """`value` as it may be shown under `key`: REDACTED for a sensitive key, a public hash as
+    it is, anything else redacted by shape."""
+    if isinstance(key, str) and sensitive_key(key):
+        return REDACTED
+    if public_hash(key, value):
+        return value
+    return redact(value, depth)
+
+
 def redact(value, depth: int = 0):
     """Redact secrets in nested dicts/lists/strings (keys by name, values by shape)."""
     if depth > 8:
@@ -72,9 +98,7 @@ def redact(value, depth: int = 0):
     if isinstance(value, str):
         return redact_text(value)
     if isinstance(value, dict):
-        return {
-            k: (REDACTED if isinstance(k, str) and sensitive_key(k) else redact(v, depth + 1)) for k, v in value.items()
-        }
+        return {k: redact_field(k, v, depth + 1) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return type(value)(redact(v, depth + 1) for v in value)
     if value is None or isinstance(value, bool | int | float):
@@ -103,7 +127,7 @@ class RedactionFilter(logging.Filter):
         record.args = None
         attrs = record.__dict__
         for key in attrs.keys() - _STD_ATTRS:
-            attrs[key] = REDACTED if sensitive_key(key) else redact(attrs[key])
+            attrs[key] = redact_field(key, attrs[key])
         return True
 
 

@@ -63,6 +63,31 @@ def test_each_secret_shape_is_redacted_alone_in_a_short_field():
         assert redact_text(plain) == plain
 
 
+def test_a_public_hash_is_kept_under_its_own_key_and_nowhere_else():
+    """A transaction's hash is what an operator looks a trade up by on a block explorer: kept in
+    the logs and the admin's payloads under the keys that name one. The same shape anywhere else,
+    or with more than the hash in the field, is still taken for a private key."""
+    tx = "0x" + "ab" * 32
+    payload = {
+        "transaction_hash": tx,
+        "safe_tx_hash": tx,
+        "txHash": "cd" * 32,
+        "intent_hashes": tx,
+        "key": tx,
+        "transaction_hash_note": tx,
+        "quote_hash": f"{tx} and more",
+        "nested": [{"tx_hash": tx, "private_key_hash": tx}],
+    }
+    shown = redact(payload)
+    assert shown["transaction_hash"] == shown["safe_tx_hash"] == shown["intent_hashes"] == tx
+    assert shown["txHash"] == "cd" * 32 and shown["nested"][0]["tx_hash"] == tx
+    assert shown["key"] == shown["transaction_hash_note"] == shown["nested"][0]["private_key_hash"] == REDACTED_TEXT
+    assert tx not in shown["quote_hash"]
+
+    line = _emit("sent", transaction_hash=tx, safe_tx_hash=tx, digest=tx)
+    assert (line["transaction_hash"], line["safe_tx_hash"], line["digest"]) == (tx, tx, REDACTED_TEXT)
+
+
 def test_redact_keeps_structure():
     assert redact({"a": [1, {"secret": "s"}]}) == {"a": [1, {"secret": "[REDACTED]"}]}
 

@@ -1,6 +1,7 @@
 """The admin as control panel: panel page, confirmations, role enforcement at the door,
 read-only ledger, risk limit edits with audit events, and the order timeline."""
 
+import html
 from decimal import Decimal
 
 import pytest
@@ -234,6 +235,9 @@ def test_the_timeline_shows_events_commands_and_redacts_secrets(client, markets,
         assert topic in body, topic
     assert "risk engine passed" in body and command.idempotency_key in body
     assert "tdk_live_secret" not in body and "[REDACTED]" in body
+    # the trade's transaction hash is public: shown, for the block explorer
+    opened = Event.objects.get(topic="trade.opened", payload__order_id=order.pk).payload["transaction_hash"]
+    assert len(opened) == 66 and f'"transaction_hash": "{opened}"' in html.unescape(body)
     order.refresh_from_db()
     assert f"/admin/trading/trade/{order.trade_id}/change/" in body
     assert client.get(reverse("admin:timeline", args=["trade", order.trade_id])).status_code == 200
