@@ -7,7 +7,7 @@ from __future__ import annotations
 from django.db.models import Max, Q
 from django.utils import timezone
 
-from trading.admin_panel.formatting import number
+from trading.admin_panel.formatting import number, plural
 from trading.admin_panel.health import DOWN, OK, UNKNOWN, WARN, HealthItem
 from treasury.models import InventoryBalance, LiquidityAction
 from treasury.selectors import inventory_rows, sync_rows
@@ -20,7 +20,7 @@ def treasury_health() -> list[HealthItem]:
     items = []
     for row in sync_rows(now=now):
         s = row["sync"]
-        value = f"{row['assets']} assets" if s and s.last_success_at else "never synced"
+        value = plural(row["assets"], "asset") if s and s.last_success_at else "never synced"
         detail = row["error"] or ""
         if s and s.last_error_code == "NOT_CONFIGURED":
             detail = f"not configured: {s.last_error}"

@@ -8,7 +8,7 @@ import pytest
 
 from tests.treasury.conftest import USDC, allow, arm_withdrawals, sync
 from trading.models import ControlState, Event
-from treasury.models import LiquidityAction
+from treasury.models import InventoryBalance, LiquidityAction
 
 pytestmark = pytest.mark.django_db
 PAGE = "/admin/treasury/inventorybalance/"
@@ -51,6 +51,11 @@ def test_a_stale_balance_is_red_with_its_reason_and_refresh_recovers_it(near, op
     assert 'class="td-stale"' not in client.get(PAGE).content.decode()
     items = {h.name: h for h in panel_snapshot()["health"]}
     assert items["Treasury stale balances"].status == "ok" and items["Treasury sync near_intents"].status == "ok"
+    synced = InventoryBalance.objects.filter(venue="near_intents").count()
+    assert synced > 1 and items["Treasury sync near_intents"].value == f"{synced} assets"
+    from trading.admin_panel.formatting import plural
+
+    assert (plural(1, "asset"), plural(0, "asset")) == ("1 asset", "0 assets")  # the paper venue's one
 
 
 def test_the_control_panel_shows_the_treasury_lines(near, operators, client):

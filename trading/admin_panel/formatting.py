@@ -9,6 +9,11 @@ from decimal import Decimal
 DEFAULT_PRICE_PLACES = 2
 
 
+def plural(n: int, word: str) -> str:
+    """'1 asset', '2 assets'."""
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
 def number(value, *, places: int | None = None) -> str:
     """59931.11 → "59,931.11"; 58000.000 → "58,000"; 0E-8 → "0" (trailing zeros dropped unless
     `places` fixes them; at most 8 decimals)."""

@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from configuration.services import scheduled_changes
 from trading.admin_panel.activity import activity_read
+from trading.admin_panel.formatting import plural
 from trading.admin_panel.health import HealthItem, health_collect
 from trading.models import ControlState, ExecutionCommand, Fill, Order, Position, Trade, TradingState
 from trading.services.control import EXECUTOR_PREFIX, venue_enabled
@@ -103,10 +104,6 @@ def restrictions(now=None) -> list[dict]:
     return out
 
 
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}{'' if n == 1 else 's'}"
-
-
 def component_views(now=None) -> list[ComponentView]:
     now = now or timezone.now()
     states = list(ControlState.objects.order_by("component"))
@@ -136,18 +133,18 @@ def component_views(now=None) -> list[ComponentView]:
             waiting = f"environment kill switch {KILL_SWITCH_VARS.get(venue, venue.upper() + '_ENABLED')}=false"
         elif not s.armed or lapsed:
             status, badge = ("lapsed" if s.armed else "disarmed"), "down"
-            waiting = "an operator to arm it" + (f"; {_plural(busy, 'order')} will be refused" if busy else "")
+            waiting = "an operator to arm it" + (f"; {plural(busy, 'order')} will be refused" if busy else "")
         elif s.paused:
             status, badge = "paused", "warn"
             waiting = "resume" + (f" (until {s.paused_until:%Y-%m-%d %H:%M} UTC)" if s.paused_until else "")
         elif s.draining:
             status, badge = ("draining", "warn") if busy else ("drained", "warn")
             waiting = (
-                f"{_plural(busy, 'in-flight order')} to finish" if busy else "nothing: drained; resume to take new work"
+                f"{plural(busy, 'in-flight order')} to finish" if busy else "nothing: drained; resume to take new work"
             )
         else:
             status, badge = "armed", "ok"
-            waiting = f"{_plural(busy, 'order')} in flight" if busy else ("new orders" if venue else "work")
+            waiting = f"{plural(busy, 'order')} in flight" if busy else ("new orders" if venue else "work")
         out.append(ComponentView(s, status, badge, activity[0], waiting, busy, activity[1]))
     return out
 
