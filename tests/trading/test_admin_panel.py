@@ -251,15 +251,22 @@ def test_the_timeline_shows_events_commands_and_redacts_secrets(client, markets,
 def test_the_panel_shows_a_kill_switched_venue_as_disabled_whatever_its_row_says(client, settings):
     from trading.services.control import control_arm
 
-    control_arm(component="executor:ostium", actor="op", reason="live")
+    """The executor, and the components that write to Ostium beside it (the signer service, the
+    delegations' relay): none can act, so none is shown armed."""
+    ostium = ("executor:ostium", "signer:ostium", "delegations:relay")
+    for component in ostium:
+        control_arm(component=component, actor="op", reason="live")
+    control_arm(component="deposits:relay", actor="op", reason="live")  # not an Ostium write
     settings.VENUE_ENABLED = settings.VENUE_ENABLED | {"ostium": False}
     _login(client, "viewer")
 
     data = client.get(reverse("admin:control_panel_status")).json()
 
-    ostium = next(c for c in data["components"] if c["component"] == "executor:ostium")
-    assert ostium["armed"] is True and ostium["status"] == "disabled"
-    assert "OSTIUM_ENABLED=false" in ostium["waiting_on"]
+    shown = {c["component"]: c for c in data["components"]}
+    for component in ostium:
+        assert shown[component]["armed"] is True and shown[component]["status"] == "disabled", component
+        assert "OSTIUM_ENABLED=false" in shown[component]["waiting_on"]
+    assert shown["deposits:relay"]["status"] == "armed"
 
 
 def test_the_panel_shows_an_armings_end_and_a_pauses_end_apart(client):

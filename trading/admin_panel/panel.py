@@ -16,7 +16,7 @@ from trading.admin_panel.activity import activity_read
 from trading.admin_panel.formatting import plural
 from trading.admin_panel.health import HealthItem, health_collect
 from trading.models import ControlState, ExecutionCommand, Fill, Order, Position, Trade, TradingState
-from trading.services.control import EXECUTOR_PREFIX, venue_enabled
+from trading.services.control import EXECUTOR_PREFIX, kill_switch_venue, venue_enabled
 
 ZERO = Decimal(0)
 NEAR_LIQUIDATION = Decimal("0.05")  # within 5 % of the liquidation price
@@ -128,9 +128,10 @@ def component_views(now=None) -> list[ComponentView]:
         if activity is None:
             activity = (commands_sent.get(venue), "command sent to the venue") if venue else (None, "")
         lapsed = s.armed and not s.armed_at(now)
-        if venue and not venue_enabled(venue):
+        killed = kill_switch_venue(s.component)
+        if killed and not venue_enabled(killed):
             status, badge = "disabled", "down"
-            waiting = f"environment kill switch {KILL_SWITCH_VARS.get(venue, venue.upper() + '_ENABLED')}=false"
+            waiting = f"environment kill switch {KILL_SWITCH_VARS.get(killed, killed.upper() + '_ENABLED')}=false"
         elif not s.armed or lapsed:
             status, badge = ("lapsed" if s.armed else "disarmed"), "down"
             waiting = "an operator to arm it" + (f"; {plural(busy, 'order')} will be refused" if busy else "")

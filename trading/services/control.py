@@ -39,8 +39,21 @@ def venue_enabled(venue: str) -> bool:
     return provider_enabled(venue)
 
 
+# Components that write to a venue without being its executor: the venue's kill switch stops them
+# as it stops the executor (their own code refuses too), and the panel shows them disabled.
+KILL_SWITCHED_WITH = {"signer:ostium": "ostium", "delegations:relay": "ostium"}
+
+
+def kill_switch_venue(component: str) -> str | None:
+    """The venue whose environment kill switch stops `component` (None: no kill switch)."""
+    if component.startswith(EXECUTOR_PREFIX):
+        return component[len(EXECUTOR_PREFIX) :]
+    return KILL_SWITCHED_WITH.get(component)
+
+
 def _kill_switched(component: str) -> bool:
-    return component.startswith(EXECUTOR_PREFIX) and not venue_enabled(component[len(EXECUTOR_PREFIX) :])
+    venue = kill_switch_venue(component)
+    return venue is not None and not venue_enabled(venue)
 
 
 def _snapshot(state: ControlState) -> dict:
