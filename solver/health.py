@@ -60,13 +60,14 @@ def solver_health() -> list[HealthItem]:
             + (", ".join(f"{k} {v}" for k, v in state["skip_reasons"]["last_hour"].items()) or "none"),
         )
     )
+    by_status = ", ".join(f"{k} {v}" for k, v in sorted(executor["by_status"].items()))
     items.append(
         HealthItem(
             name="NEAR Intents executor",
             status=_status(executor),
             value=executor["state"],
-            detail=f"in flight {executor['in_flight']}, completed {executor['completed']}; "
-            + ", ".join(f"{k} {v}" for k, v in sorted(executor["by_status"].items())),
+            detail=f"in flight {executor['in_flight']}, completed {executor['completed']}"
+            + (f"; {by_status}" if by_status else ""),
         )
     )
     return items

@@ -208,10 +208,15 @@ def test_the_panel_says_what_each_component_may_do_now_not_only_whether_it_is_ar
     from trading.models import ControlState
     from trading.services.control import control_arm, control_drain, control_pause, control_resume
 
-    def lines():
+    def lines(details=False):
         items = staff_client.get("/admin/control-panel/status.json").json()["health"]
-        return {i["name"]: (i["status"], i["value"]) for i in items if i["name"].startswith("NEAR Intents")}
+        return {
+            i["name"]: i["detail"] if details else (i["status"], i["value"])
+            for i in items
+            if i["name"].startswith("NEAR Intents")
+        }
 
+    assert lines(details=True)["NEAR Intents executor"] == "in flight 0, completed 0"  # no dangling "; "
     arm("strategy:near_intents", "executor:near_intents")
     wait_for(lambda: lines()["NEAR Intents ingest"] == ("ok", "connected"), what="connected")
     assert lines()["NEAR Intents strategy"] == ("ok", "armed")
@@ -230,7 +235,7 @@ def test_the_panel_says_what_each_component_may_do_now_not_only_whether_it_is_ar
         component="executor:near_intents",
         actor="test",
         reason="a while",
-        expires_at=timezone.now() + timedelta(seconds=1),
+        expires_at=timezone.now() + timedelta(seconds=4),  # a panel read waits up to 1 s for a worker's ping
     )
     assert lines()["NEAR Intents executor"] == ("ok", "armed")
     wait_for(lambda: lines()["NEAR Intents executor"] == ("off", "lapsed"), what="the arming lapsed")
