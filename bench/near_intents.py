@@ -58,11 +58,15 @@ def _double(commands, replies) -> None:
     import django
 
     django.setup()
+    from config.gc_freeze import long_lived_freeze
     from providers.near_intents.sandbox import start_sandbox
 
     sandbox = start_sandbox(solver_account=SOLVER)
     world = sandbox.world
     world.relay.settle = False
+    # the double's own full collections (90-110 ms with Django loaded) stalled its emitter and
+    # sent the quotes due meanwhile in one burst: a harness artefact in the solver's p99
+    long_lived_freeze()
     replies.put(sandbox.config())
     while True:
         command, arg = commands.get()

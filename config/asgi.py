@@ -27,3 +27,10 @@ application = ProtocolTypeRouter(
         "websocket": SessionOriginValidator(websocket_auth_stack(URLRouter(websocket_urlpatterns))),
     }
 )
+
+from django.urls import get_resolver  # noqa: E402
+
+from config.gc_freeze import long_lived_freeze  # noqa: E402
+
+_ = get_resolver().url_patterns  # the URLconf and its views imported now, not by the first request
+long_lived_freeze()  # what was loaded lives as long as the process (config/gc_freeze.py)

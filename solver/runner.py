@@ -24,6 +24,7 @@ from datetime import UTC, datetime, timedelta
 from django.conf import settings
 from django.db import close_old_connections, connection
 
+from config.gc_freeze import long_lived_freeze
 from providers.near_intents.relay import RelayError, RelayEvent, RelayNotConnected, RelayStream, RelayTimeout
 from solver.models import EXECUTOR, INGEST, STRATEGY
 from solver.services import loop
@@ -341,6 +342,7 @@ class SolverRunner:
             )
         await self.db(self._controls_read)
         await self.db(loop.caches_refresh, fair_rates=False)
+        long_lived_freeze()  # a full collection would otherwise stall every quote ~90 ms (config/gc_freeze.py)
         streaming = asyncio.create_task(self.stream.run(stop, may_connect=self.may_connect))
         warming = asyncio.create_task(self._warm(stop))
         try:

@@ -452,3 +452,20 @@ def test_a_disarm_committed_after_the_decision_stops_the_hold_and_nothing_is_sen
     assert not QuoteCommand.objects.filter(quote_id=quote_id).exists()
     assert not Reservation.objects.filter(ref=f"quote:{quote_id}").exists()
     assert reserved() == 0
+
+
+def test_the_solver_freezes_once_started(desk):
+    """A full collection would stall every quote in flight about 90 ms (config/gc_freeze.py)."""
+    import gc
+
+    from tests.solver.conftest import SolverThread, arm
+
+    gc.unfreeze()
+    arm("near_intents:ingest")
+    thread = SolverThread(desk.config()["relay_ws_url"]).start()
+    try:
+        wait_for(lambda: thread.runner.stream.connected, what="the solver connected")
+        assert gc.get_freeze_count() > 10_000
+    finally:
+        thread.stop()
+        gc.unfreeze()
