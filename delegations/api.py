@@ -224,10 +224,10 @@ class DelegationExecute(_Base):
             "Relay `execTransaction` (Tradedesk's relayer pays gas) once the threshold is met, wait for the receipt "
             "and confirm `delegations(safe)` on chain. Only while the `delegations:relay` component is armed (503 "
             "VENUE_DISARMED otherwise: nothing is claimed, the signatures stay; the owners may also execute the "
-            "SafeTx from their Safe, and the next read sees it). A second execute is refused (DELEGATION_NOT_EXECUTABLE). An "
-            "execution interrupted before it reached the chain is recovered after DELEGATION_RECOVERY_AFTER_SECONDS "
-            "(Beat, or the next read): an activation goes back to pending_signature (error_code "
-            "EXECUTION_INTERRUPTED) with its signatures, ready to execute again."
+            "SafeTx from their Safe, and the next read sees it). A second execute is refused "
+            "(DELEGATION_NOT_EXECUTABLE). An execution interrupted before it reached the chain is recovered after "
+            "DELEGATION_RECOVERY_AFTER_SECONDS (Beat, or the next read): an activation goes back to "
+            "pending_signature (error_code EXECUTION_INTERRUPTED) with its signatures, ready to execute again."
         ),
     )
     def post(self, request, pk: int):
