@@ -124,6 +124,8 @@ class Command(BaseCommand):
 
             try:
                 placed = demo_trades_place()
+            except Exception as exc:  # the banner (and its once-shown login) is printed whatever happens here
+                placed = f"demo trades: failed ({type(exc).__name__}: {exc})"
             finally:
                 connection.close()  # this thread's
         rule = "─" * 72
