@@ -15,6 +15,7 @@ from django.contrib.auth import get_user_model
 from config.errors import ApplicationError
 from providers.interface import VenueException
 from providers.prices import price_get
+from trading.api.outcome import settled
 from trading.models import Order
 from trading.services.control import component_gate
 from trading.services.orders import order_place, trade_close
@@ -23,12 +24,12 @@ DEMO_USER = "demo"
 
 
 def _settled(order: Order, timeout: float) -> Order:
+    """The order once its outcome is known (the synchronous API's test, `outcome.settled`), or as
+    it stands after `timeout` seconds."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        order.refresh_from_db()
-        if order.is_terminal and (order.trade_id or order.status != Order.Status.FILLED):
-            return order
+    while not settled(order) and time.monotonic() < deadline:
         time.sleep(0.25)
+        order.refresh_from_db()
     return order
 
 
