@@ -25,7 +25,7 @@ def test_a_full_collection_after_the_freeze_visits_only_what_was_made_since():
     gc.unfreeze()
     try:
         frozen = long_lived_freeze()
-        assert frozen > 10_000 and gc.get_freeze_count() == frozen
+        assert frozen > 10_000  # (a frozen object freed since leaves the count: no equality after)
         garbage = [[] for _ in range(10)]
         for a, b in zip(garbage, garbage[1:] + garbage[:1], strict=True):
             a.append(b)  # a cycle made after the freeze is still collected
