@@ -8,14 +8,14 @@ writes (`OSTIUM_LOCALNET_CONFIG`). Nothing here touches the network except `osti
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from django.conf import settings
 from eth_utils import is_checksum_address, to_checksum_address
 
 from configuration.runtime import config_value
-from providers.sandbox_config import project_path
+from providers.sandbox_config import project_path, sandbox_config_read
 
 LOCALNET, TESTNET, MAINNET = "localnet", "testnet", "mainnet"
 NETWORKS = (LOCALNET, TESTNET, MAINNET)
@@ -66,16 +66,19 @@ def _checksummed(contracts: dict, network: str) -> dict:
     return out
 
 
+def localnet_config_path() -> Path:
+    """Where the localnet writes its config (`OSTIUM_LOCALNET_CONFIG`, under the project)."""
+    return project_path(getattr(settings, "OSTIUM_LOCALNET_CONFIG", ".var/ostium-localnet.json"))
+
+
 def _localnet_file() -> dict:
-    path = project_path(getattr(settings, "OSTIUM_LOCALNET_CONFIG", ".var/ostium-localnet.json"))
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise OstiumConfigError(
-            f"localnet config {path} not found: start `python -m providers.ostium.localnet --config-out {path}`"
-        ) from exc
-    except json.JSONDecodeError as exc:
-        raise OstiumConfigError(f"localnet config {path} is not JSON: {exc}") from exc
+    path = localnet_config_path()
+    return sandbox_config_read(
+        str(path),
+        label="localnet config",
+        start_hint=f"start `python -m providers.ostium.localnet --config-out {path}`",
+        error=OstiumConfigError,
+    )
 
 
 def network_config(name: str | None = None) -> OstiumNetwork:

@@ -17,6 +17,7 @@ import time
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
+from providers.ostium.config import localnet_config_path
 from providers.sandbox_config import project_path
 
 
@@ -41,7 +42,7 @@ class Command(BaseCommand):
             return
         world = World()
         if str(settings.OSTIUM_NETWORK).lower() == "localnet":
-            localnet = project_path(settings.OSTIUM_LOCALNET_CONFIG)
+            localnet = localnet_config_path()
             deadline = time.monotonic() + wait_localnet
             while not localnet.exists() and not stop.is_set() and time.monotonic() < deadline:
                 time.sleep(0.5)

@@ -30,11 +30,8 @@ from django.db import OperationalError, connections
 
 from config import embedded, metrics
 from config.supervisor import Supervisor, read_procfile
+from providers.ostium.config import localnet_config_path
 from providers.sandbox_config import project_path
-
-
-def _localnet_config() -> Path:
-    return project_path(settings.OSTIUM_LOCALNET_CONFIG)
 
 
 def _stale_sandbox_configs(*, ostium: bool) -> list[Path]:
@@ -42,7 +39,7 @@ def _stale_sandbox_configs(*, ostium: bool) -> list[Path]:
     read one first (the solver, the feeds) would knock on a dead port. Removed before the processes
     start, each reader waits for this run's."""
     names = [settings.NEAR_INTENTS_SANDBOX_CONFIG, settings.REFERENCE_SANDBOX_CONFIG, settings.LIFI_SANDBOX_CONFIG]
-    return [project_path(name) for name in names] + ([_localnet_config()] if ostium else [])
+    return [project_path(name) for name in names] + ([localnet_config_path()] if ostium else [])
 
 
 def _free_port(preferred: int) -> int:
@@ -179,7 +176,7 @@ class Command(BaseCommand):
 
         from delegations.keys import custody_keys_ensure
 
-        config = _localnet_config()
+        config = localnet_config_path()
         env = {}
         key_file = settings.OSTIUM_TRADER_KEY_FILE
         if not key_file:
