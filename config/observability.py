@@ -16,11 +16,9 @@ from django.db.models import Count, Max, Min
 from django.utils import timezone
 from prometheus_client.core import GaugeMetricFamily
 
+from config.clock import seconds_since
+
 logger = logging.getLogger("tradedesk.metrics")
-
-
-def _age(when: datetime | None, now: datetime) -> float | None:
-    return None if when is None else max(0.0, (now - when).total_seconds())
 
 
 # --- readings (the panel reads these too) ------------------------------------------------------
@@ -77,7 +75,7 @@ def queue_depth() -> int:
 def beat_last_run():
     """When Beat's scheduler last ticked: its own heartbeat (config/beat.py), the reading the
     control panel's Beat badge shows."""
-    from datetime import UTC, datetime
+    from datetime import UTC
 
     from config.beat import beat_heartbeat_read
 
@@ -192,7 +190,7 @@ def _orders(now):
     for row in orders_open():
         open_.add_metric([row["status"], row["provider"]], row["count"])
         if row["status"] == "UNKNOWN":
-            unknown_age.add_metric([row["provider"]], _age(row["oldest"], now) or 0.0)
+            unknown_age.add_metric([row["provider"]], seconds_since(row["oldest"], now) or 0.0)
         if row["status"] == "SUBMITTING":
             in_flight.add_metric([row["provider"]], row["count"])
     yield from (open_, unknown_age, in_flight)
@@ -203,7 +201,7 @@ def _outbox(now):
     g = _gauge("tradedesk_outbox_backlog", "Outbox messages not yet published")
     g.add_metric([], state["pending"])
     age = _gauge("tradedesk_outbox_oldest_age_seconds", "Age of the oldest unpublished outbox message")
-    age.add_metric([], _age(state["oldest_pending"], now) or 0.0)
+    age.add_metric([], seconds_since(state["oldest_pending"], now) or 0.0)
     dead = _gauge("tradedesk_outbox_dead", "Outbox messages given up on")
     dead.add_metric([], state["dead"])
     yield from (g, age, dead)
@@ -214,7 +212,7 @@ def _webhooks(now):
     backlog = _gauge("tradedesk_webhook_backlog", "Webhook deliveries not yet delivered (pending or in flight)")
     backlog.add_metric([], state["backlog"])
     age = _gauge("tradedesk_webhook_oldest_age_seconds", "Age of the oldest undelivered webhook delivery")
-    age.add_metric([], _age(state["oldest_backlog"], now) or 0.0)
+    age.add_metric([], seconds_since(state["oldest_backlog"], now) or 0.0)
     failed = _gauge("tradedesk_webhook_failed", "Webhook deliveries given up on")
     failed.add_metric([], state["failed"])
     disabled = _gauge("tradedesk_webhook_endpoints_disabled", "Webhook endpoints disabled after failing")
@@ -247,7 +245,7 @@ def _prices(now):
     )
     stale = _gauge("tradedesk_price_stale", "1 when the cached price is older than PRICE_MAX_AGE", ("source", "symbol"))
     for tick in prices_cached():
-        seconds = max(0.0, (now - tick.timestamp).total_seconds())
+        seconds = seconds_since(tick.timestamp, now)
         age.add_metric([tick.venue, tick.symbol], seconds)
         stale.add_metric([tick.venue, tick.symbol], float(seconds > settings.PRICE_MAX_AGE))
     yield from (age, stale)

@@ -22,6 +22,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from config.clock import seconds_since
 from trading.admin_panel.formatting import number
 
 # Token units: as many decimals as the verifier's tokens have (wNEAR: 24).
@@ -82,9 +83,7 @@ class InventoryBalance(models.Model):
         return max(self.credited - self.reserved, ZERO)
 
     def age_seconds(self, now=None) -> float | None:
-        if self.synced_at is None:
-            return None
-        return ((now or timezone.now()) - self.synced_at).total_seconds()
+        return seconds_since(self.synced_at, now)
 
     def effective_status(self, now=None) -> str:
         """stale when never synced, marked stale by a failed sync, or older than INVENTORY_MAX_AGE_SECONDS."""

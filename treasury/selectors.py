@@ -6,6 +6,7 @@ from django.conf import settings
 from django.db.models import Case, IntegerField, Q, Value, When
 from django.utils import timezone
 
+from config.clock import seconds_since
 from treasury.models import InventoryBalance, InventorySync, LiquidityAction, Venue
 
 BADGE = {"ok": "ok", "drift": "warn", "stale": "down"}
@@ -55,7 +56,7 @@ def sync_rows(*, now=None) -> list[dict]:
     rows = []
     for venue in Venue.values:
         s = beats.get(venue)
-        age = (now - s.last_success_at).total_seconds() if s and s.last_success_at else None
+        age = seconds_since(s.last_success_at, now) if s else None
         if s is None or s.last_error_code == "NOT_CONFIGURED":
             badge = "unknown"
         elif s.last_error_code or age is None or age > settings.INVENTORY_MAX_AGE_SECONDS:

@@ -47,6 +47,7 @@ from psycopg import RawCursor
 from psycopg import errors as psycopg_errors
 
 from config import metrics
+from config.clock import seconds_since
 from providers.interface import VenueException
 from providers.near_intents.client import near_intents_client
 from providers.near_intents.config import network_config
@@ -791,7 +792,7 @@ def _inventory_view(balance: InventoryBalance | None, now, taken: Decimal = Deci
         "pending_in": _text(balance.pending_in),
         "status": balance.effective_status(now),
         "synced_at": balance.synced_at.isoformat() if balance.synced_at else None,
-        "age_ms": int((now - balance.synced_at).total_seconds() * 1000) if balance.synced_at else None,
+        "age_ms": int(seconds_since(balance.synced_at, now) * 1000) if balance.synced_at else None,
     }
 
 

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.utils import timezone
 
 from config import observability
+from config.clock import seconds_since
 
 logger = logging.getLogger("tradedesk.health")
 
@@ -63,7 +63,7 @@ def health_collect() -> list[HealthItem]:
 def age_status(when: datetime | None, *, warn_after: float, down_after: float) -> str:
     if when is None:
         return UNKNOWN
-    age = (timezone.now() - when).total_seconds()
+    age = seconds_since(when)
     return OK if age <= warn_after else WARN if age <= down_after else DOWN
 
 

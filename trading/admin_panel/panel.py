@@ -11,6 +11,7 @@ from django.conf import settings
 from django.db.models import Count, DecimalField, Exists, ExpressionWrapper, F, Max, OuterRef, Q, Sum
 from django.utils import timezone
 
+from config.clock import seconds_since
 from configuration.services import scheduled_changes
 from trading.admin_panel.activity import activity_read
 from trading.admin_panel.formatting import plural
@@ -184,7 +185,7 @@ def price_rows(now=None) -> list[dict]:
     rows = []
     for venue, symbol in sorted(pairs, key=lambda p: (p[1], p[0])):
         tick = price_cached(symbol, venue=venue)
-        age = (now - tick.timestamp).total_seconds() if tick else None
+        age = seconds_since(tick.timestamp, now) if tick else None
         stale = age is None or age > settings.PRICE_MAX_AGE
         rows.append(
             {

@@ -3,7 +3,8 @@
 from decimal import Decimal
 
 from django import template
-from django.utils import timezone
+
+from config.clock import seconds_since
 
 register = template.Library()
 
@@ -45,7 +46,7 @@ def ago(value):
     """How long ago, to the second under a minute: `12 s ago`, `3 min ago`, `2 h 5 min ago`."""
     if not value:
         return "—"
-    seconds = max(0, int((timezone.now() - value).total_seconds()))
+    seconds = int(seconds_since(value))
     if seconds < 60:
         return f"{seconds} s ago"
     if seconds < 3600:
