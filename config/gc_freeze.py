@@ -5,7 +5,9 @@ web3 and the apps loaded, about 230,000 of them and 90 ms on this 2-core machine
 nothing else in the process runs (every quote or request in flight waits). Those objects live as
 long as the process: `long_lived_freeze()`, called once the process has loaded what it serves
 with, moves them out of the collector's reach (`gc.freeze`), and a full collection then visits
-only what was made since (under a millisecond in the same process)."""
+only what was made since (under a millisecond in the same process). Called by the web process
+(config/asgi.py), the solver (solver/runner.py) and each Celery worker child once forked
+(config/celery.py)."""
 
 from __future__ import annotations
 

@@ -19,6 +19,19 @@ def test_the_web_process_freezes_what_it_loaded_with_its_urlconf():
     assert int(frozen) > 50_000 and views == "True", out.stderr[-2000:]
 
 
+def test_each_worker_child_freezes_what_it_inherited_once_forked():
+    probe = (
+        "import gc, django; django.setup(); import config.celery; from celery import signals; "
+        "before = gc.get_freeze_count(); signals.worker_process_init.send(sender=None); "
+        "print(before, gc.get_freeze_count())"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], cwd=settings.BASE_DIR, env=os.environ, capture_output=True, text=True, timeout=99
+    )
+    before, after = out.stdout.split()[-2:]
+    assert int(before) == 0 and int(after) > 50_000, out.stderr[-2000:]
+
+
 def test_a_full_collection_after_the_freeze_visits_only_what_was_made_since():
     from config.gc_freeze import long_lived_freeze
 
