@@ -29,6 +29,17 @@ def test_the_page_shows_each_venue_with_sync_age_and_balances(near, operators, c
     assert fragment.status_code == 200 and "td-sync-age" in fragment.content.decode()
 
 
+def test_an_amount_finer_than_its_asset_is_shown_rounded_with_the_exact_value_in_its_tooltip(operators, client):
+    from providers.models import PaperAccount
+
+    PaperAccount.objects.create(name="user:7", balance=Decimal("99899.550466705509487074"))
+    sync("paper")
+    client.force_login(operators[0])
+    html = client.get(PAGE).content.decode()
+    assert '<span title="99899.550466705509487074">99899.55</span>' in html
+    assert ">99899.550466705509487074<" not in html
+
+
 def test_a_stale_balance_is_red_with_its_reason_and_refresh_recovers_it(near, operators, client):
     sync()
     near.world.down.add("rpc")

@@ -1,4 +1,7 @@
+from decimal import Decimal
+
 from django import template
+from django.utils.html import format_html
 
 from treasury.models import amount_text
 
@@ -6,6 +9,14 @@ register = template.Library()
 
 
 @register.filter
-def amount(value):
-    """An amount without trailing zeros ("2.5", "60000")."""
-    return "" if value is None else amount_text(value)
+def amount(value, places=None):
+    """An amount without trailing zeros ("2.5", "60000"). With `places` (the asset's decimals), a
+    value carrying more is shown rounded to them, the exact value in its tooltip: a paper USD
+    balance of 99899.550466705509487074 reads "99899.55"."""
+    if value is None:
+        return ""
+    exact = amount_text(value)
+    if places in (None, "") or -Decimal(value).normalize().as_tuple().exponent <= int(places):
+        return exact
+    shown = amount_text(Decimal(value).quantize(Decimal(1).scaleb(-int(places))))
+    return format_html('<span title="{}">{}</span>', exact, shown)
