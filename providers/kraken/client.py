@@ -31,7 +31,7 @@ from websockets.asyncio.client import connect
 from configuration.runtime import config_value
 from providers.kraken import wire
 from providers.reference import store
-from providers.reference.config import KRAKEN, kraken_rest_url, kraken_ws_url
+from providers.reference.config import KRAKEN, ReferenceConfigError, kraken_rest_url, kraken_ws_url
 from providers.reference.store import Quote, now_ms
 
 logger = logging.getLogger("tradedesk.reference.kraken")
@@ -91,6 +91,7 @@ class KrakenStream:
         self.redis = store.async_client()
         try:
             await store.astate_update(self.redis, KRAKEN, fields={"connected": 0})
+            await self._endpoint_wait(stop)
             retry = False
             while not stop.is_set():
                 if await _db(_kraken_paused):
@@ -115,6 +116,26 @@ class KrakenStream:
                 await wait_or_stop(stop, self.backoff(self.attempts))
         finally:
             await self.redis.aclose()
+
+    async def _endpoint_wait(self, stop: asyncio.Event) -> None:
+        """Until the stream's address resolves. The demo's double writes it once it is up, and the
+        feeds process may start first: that is waiting, not a failed connection (no error, no
+        reconnect counted); the panel says what it waits for. An address lost later is an error
+        like any other."""
+        waiting = ""
+        while not stop.is_set():
+            try:
+                kraken_ws_url()
+            except ReferenceConfigError as exc:
+                if not waiting:
+                    waiting = str(exc)
+                    logger.info("kraken waiting for its address", extra={"why": waiting[:200]})
+                    await store.astate_update(self.redis, KRAKEN, fields={"waiting": waiting[:500]})
+                await wait_or_stop(stop, 1.0)
+                continue
+            break
+        if waiting:
+            await store.astate_update(self.redis, KRAKEN, fields={"waiting": ""})
 
     async def _session(self, stop: asyncio.Event) -> None:
         url = kraken_ws_url()

@@ -396,7 +396,8 @@ def source_health(name: str, state: dict, *, paused: bool, symbols_fresh: bool, 
         return PAUSED_HEALTH, "paused by an operator"
     if name == KRAKEN:
         if state.get("connected") != "1":
-            return DOWN, "not connected"
+            waiting = state.get("waiting")
+            return DOWN, f"not connected: waiting for its address ({waiting})" if waiting else "not connected"
         last_frame = int_field(state, "last_frame_ms")
         idle = settings.KRAKEN_IDLE_TIMEOUT_SECONDS * 1000 + 2000
         if last_frame is None or now - last_frame > idle:

@@ -63,6 +63,9 @@ def processes(tmp_path, transactional_db):
 
 def test_feeds_follow_the_demo_sandbox_and_stop_cleanly(processes):
     feeds = processes("feeds")  # before the sandbox: it waits for the sandbox's address file
+    kraken = lambda: next(s for s in reference_state()["sources"] if s["name"] == "kraken")  # noqa: E731
+    wait_for(lambda: "waiting for its address" in kraken()["health_reason"], timeout=30)
+    assert "reference_sandbox" in kraken()["health_reason"]  # what to start
     sandbox = processes("reference_sandbox")
     wait_for(lambda: processes.config.exists(), timeout=30)
     wait_for(lambda: evaluate_pairs(["BTC/EUR"])["BTC/EUR"].source == "kraken", timeout=30)
@@ -70,6 +73,9 @@ def test_feeds_follow_the_demo_sandbox_and_stop_cleanly(processes):
     wait_for(lambda: evaluate_pairs(["BTC/EUR"])["BTC/EUR"].rate != first, timeout=10)  # the walk streams
     assert evaluate_pairs(["BTC/EURE"])["BTC/EURE"].outcome == "ok"
     wait_for(lambda: ReferenceSample.objects.exists(), timeout=10)  # the sampler stores as it goes
+    # waiting for the address was no error: nothing counted, nothing left to read as one
+    assert (kraken()["errors"], kraken()["reconnects"], kraken()["last_error"]) == (0, 0, "")
+    assert kraken()["health_reason"] == ""
 
     script = subprocess.run(
         [sys.executable, "manage.py", "reference_sandbox", "--script", "kraken", "disconnect"],
@@ -81,7 +87,6 @@ def test_feeds_follow_the_demo_sandbox_and_stop_cleanly(processes):
     )
     assert script.returncode == 0, script.stdout + script.stderr
     assert json.loads(script.stdout)["result"] == 1  # one connection dropped
-    kraken = lambda: next(s for s in reference_state()["sources"] if s["name"] == "kraken")  # noqa: E731
     wait_for(lambda: kraken()["reconnects"] >= 1 and kraken()["connected"], timeout=15)
 
     for proc in (feeds, sandbox):
