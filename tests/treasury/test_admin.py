@@ -121,10 +121,14 @@ def test_approve_and_cancel_from_the_page(near, operators, client, settings, dja
         address="0x1111111111111111111111111111111111111111",
     )
     client.force_login(bob)
-    assert "needs approval" in client.get(PAGE).content.decode()
+    html = client.get(PAGE).content.decode()
+    change = f'<a href="/admin/treasury/liquidityaction/{action.pk}/change/">{action.pk}</a>'
+    assert "needs approval" in html and change in html  # the pipeline's # opens the action
     with django_capture_on_commit_callbacks(execute=False):
         client.post(PAGE + f"actions/{action.pk}/approve/", {"reason": "looks right"})
     action.refresh_from_db()
     assert action.approved_by.endswith(":bob")
     client.post(PAGE + f"actions/{action.pk}/cancel/", {"reason": "changed our mind"})
     assert LiquidityAction.objects.get(pk=action.pk).status == "cancelled"
+    closed = client.get(PAGE).content.decode().split('id="td-closed"')[1]
+    assert "<th>Closed</th>" in closed and change in closed  # and so does the closed list's
