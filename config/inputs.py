@@ -114,6 +114,17 @@ def json_loads(raw: bytes | str, *, max_depth: int | None = None, parse_constant
     return data
 
 
+def wire_json(raw: bytes | str, **options):
+    """A JSON text from outside the desk (a relay frame, a price source's or a venue's answer):
+    `json.loads`, with a document nested too deep for Python's parser (RecursionError) refused as
+    a ValueError, like any other text that is not JSON: a stream that counts and skips bad frames
+    keeps its connection, a client that answers "not JSON" says so."""
+    try:
+        return json.loads(raw, **options)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply to parse") from None
+
+
 def read_bounded(stream) -> bytes:
     limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
     if limit is None:

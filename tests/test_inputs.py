@@ -5,6 +5,7 @@ running desk (tests/resilience/test_bad_input.py)."""
 
 import json
 import time
+from decimal import Decimal
 
 import httpx
 import pytest
@@ -139,3 +140,12 @@ def test_the_server_refuses_an_oversized_body_before_reading_it(asgi_server):
     response = httpx.post(f"{base}/api/v1/auth/login", content=DEEP.encode()[:60000] + b"]")
     assert response.status_code in (400, 415)  # under the limit: parsed (or refused) by the API
     assert httpx.get(f"{base}/health").status_code == 200
+
+
+def test_wire_json_refuses_a_document_too_deep_for_the_parser_as_not_json():
+    from config.inputs import wire_json
+
+    assert wire_json(b'{"a": [1.5]}', parse_float=Decimal) == {"a": [Decimal("1.5")]}
+    for text in ("{oops", DEEP):  # the second: JSON, but a RecursionError in json.loads
+        with pytest.raises(ValueError):
+            wire_json(text)

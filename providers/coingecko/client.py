@@ -7,13 +7,13 @@ Retry-After it gave (seconds or an HTTP date)."""
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 from decimal import Decimal
 from email.utils import parsedate_to_datetime
 
 import httpx
 
+from config.inputs import wire_json
 from configuration.runtime import config_value
 from providers.reference.config import COINGECKO_KEY_HEADER, coingecko_plan, coingecko_url
 
@@ -79,7 +79,7 @@ def simple_price(ids: list[str], vs_currencies: list[str]) -> tuple[dict[tuple[s
     if response.status_code != 200:
         raise CoinGeckoError(f"HTTP {response.status_code}: {response.text[:200]}")
     try:
-        body = json.loads(response.content, parse_float=Decimal)
+        body = wire_json(response.content, parse_float=Decimal)
     except ValueError as exc:
         raise CoinGeckoError(f"answer is not JSON: {response.text[:80]!r}") from exc
     if not isinstance(body, dict):

@@ -28,6 +28,7 @@ from django.conf import settings
 from django.db import close_old_connections
 from websockets.asyncio.client import connect
 
+from config.inputs import wire_json
 from configuration.runtime import config_value
 from providers.kraken import wire
 from providers.reference import store
@@ -267,7 +268,7 @@ def ticker_rest(symbols: list[str]) -> tuple[list[Quote], dict[str, str]]:
             try:
                 response = client.get("/0/public/Ticker", params={"pair": wire.rest_pair(symbol)})
                 response.raise_for_status()
-                quotes.append(wire.rest_ticker_quote(response.json(), symbol=symbol, received_ms=now_ms()))
+                quotes.append(wire.rest_ticker_quote(wire_json(response.content), symbol=symbol, received_ms=now_ms()))
             except httpx.TimeoutException:
                 errors[symbol] = f"timeout after {config_value('KRAKEN_TIMEOUT'):g} s"
             except httpx.HTTPStatusError as exc:

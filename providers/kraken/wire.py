@@ -18,6 +18,7 @@ import json
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 
+from config.inputs import wire_json
 from providers.reference.config import KRAKEN
 from providers.reference.store import Quote
 
@@ -42,7 +43,7 @@ def subscribe_message(symbols: list[str], *, event_trigger: str, req_id: int) ->
 def decode(raw: str | bytes) -> dict:
     """A frame as a JSON object (numbers as Decimal); WireError otherwise."""
     try:
-        message = json.loads(raw, parse_float=Decimal)
+        message = wire_json(raw, parse_float=Decimal)
     except ValueError as exc:
         raise WireError(f"not JSON: {str(raw)[:80]!r}") from exc
     if not isinstance(message, dict):

@@ -17,6 +17,7 @@ from decimal import Decimal
 import httpx
 from django.conf import settings
 
+from config.inputs import wire_json
 from configuration.runtime import config_value, provider_enabled
 from providers.sandbox_config import project_path
 
@@ -146,7 +147,7 @@ def _get(path: str, params: dict) -> dict:
     except httpx.HTTPError as exc:
         raise LifiError(f"{type(exc).__name__}", unavailable=True) from exc
     try:
-        body = json.loads(response.content) if response.content else {}
+        body = wire_json(response.content) if response.content else {}
     except ValueError:
         body = {}
     if response.status_code == 429:

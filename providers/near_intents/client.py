@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import httpx
 from django.conf import settings
 
+from config.inputs import wire_json
 from providers import resilience
 from providers.interface import ErrorCode, VenueError, VenueException
 from providers.near_intents.config import NearIntentsNetwork, network_config
@@ -114,7 +115,7 @@ class JsonRpcEndpoint:
             code = ErrorCode.UNKNOWN_OUTCOME if write and response.status_code != 503 else ErrorCode.RPC_UNAVAILABLE
             raise _error(code, f"{label}: HTTP {response.status_code}", retryable=True, endpoint=self.kind)
         try:
-            data = response.json()
+            data = wire_json(response.content)
         except ValueError:
             self._record(ok=False)
             raise _error(ErrorCode.RPC_UNAVAILABLE, f"{label}: answer is not JSON", retryable=True) from None
@@ -182,7 +183,7 @@ class NearIntentsClient:
         if result.get("error"):  # older nodes report a contract failure inside the result
             raise _error(ErrorCode.INVALID_REQUEST, f"NEAR RPC {method}: {result['error']}"[:500], endpoint="rpc")
         try:
-            return json.loads(bytes(result["result"]).decode()), int(result.get("block_height") or 0)
+            return wire_json(bytes(result["result"]).decode()), int(result.get("block_height") or 0)
         except (KeyError, TypeError, ValueError) as exc:
             raise _error(ErrorCode.INTERNAL, f"NEAR RPC {method}: undecodable result ({exc})") from None
 

@@ -31,6 +31,8 @@ from dataclasses import dataclass, field
 from django.conf import settings
 from websockets.asyncio.client import connect
 
+from config.inputs import wire_json
+
 logger = logging.getLogger("tradedesk.near_intents.relay")
 TOPICS = ("quote", "quote_status")
 
@@ -223,7 +225,7 @@ class RelayStream:
         self.messages += 1
         self.last_message_at = time.time()
         try:
-            message = json.loads(raw)
+            message = wire_json(raw)
         except ValueError:
             self._invalid(f"not JSON: {str(raw)[:80]!r}")
             return

@@ -75,7 +75,8 @@ def test_invalid_json_is_counted_and_the_connection_stays(desk, solver):
     relay = desk.world.relay
     relay.send_raw("{oops")
     relay.send_raw("[1, 2]")
-    wait_for(lambda: solver.runner.stream.invalid_messages == 2, what="counted")
+    relay.send_raw("[" * 5000 + "]" * 5000)  # JSON, but too deep for Python's parser
+    wait_for(lambda: solver.runner.stream.invalid_messages == 3, what="counted")
     assert solver.runner.stream.connected and solver.runner.stream.connections == 1
     arm("strategy:near_intents", "executor:near_intents")
     command_in(buy_btc(relay), "settled")

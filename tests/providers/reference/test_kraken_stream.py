@@ -44,8 +44,9 @@ def test_invalid_json_is_counted_and_skipped_without_dropping_the_connection(ref
     feeds("kraken")
     wait_for(lambda: _rate().usable)
     reference.kraken.send_raw("{not json")
+    reference.kraken.send_raw("[" * 5000 + "]" * 5000)  # JSON, but too deep for Python's parser
     reference.kraken.send_raw('{"channel": "ticker", "type": "update", "data": [{"symbol": "BTC/EUR", "bid": -1}]}')
-    wait_for(lambda: states_get(["kraken"])["kraken"]["invalid_messages"] == 2)
+    wait_for(lambda: states_get(["kraken"])["kraken"]["invalid_messages"] == 3)
     reference.kraken.set_price("BTC/EUR", "61000", "61002")
     wait_for(lambda: _rate().rate == Decimal("61001"))
     assert reference.kraken.connections_total == 1
