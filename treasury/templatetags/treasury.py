@@ -1,4 +1,4 @@
-from decimal import Decimal
+from decimal import Context, Decimal
 
 from django import template
 from django.utils.html import format_html
@@ -18,5 +18,5 @@ def amount(value, places=None):
     exact = amount_text(value)
     if places in (None, "") or -Decimal(value).normalize().as_tuple().exponent <= int(places):
         return exact
-    shown = amount_text(Decimal(value).quantize(Decimal(1).scaleb(-int(places))))
+    shown = amount_text(Decimal(value).quantize(Decimal(1).scaleb(-int(places)), context=Context(prec=80)))
     return format_html('<span title="{}">{}</span>', exact, shown)
