@@ -12,9 +12,11 @@ from config.errors import ApplicationError
 from providers.admin import ReadOnlyAdmin
 from providers.models import ReferenceBasis, ReferenceSample, ReferenceSource
 from trading.admin_panel.actions import confirm_then_apply
+from trading.admin_panel.formatting import plural
 from trading.admin_panel.health import DOWN, OK, WARN, HealthItem, health_provider_register
 from trading.services import operator
 from trading.services import reference as reference_services
+from trading.templatetags.tradedesk_admin import ago
 
 SOURCE_BADGE = {"ok": OK, "stale": WARN, "rate_limited": WARN, "paused": WARN, "down": DOWN}
 PAIR_BADGE = {"ok": OK, "fallback": WARN, "conflicted": DOWN, "unhealthy": DOWN}
@@ -30,7 +32,9 @@ def reference_health() -> list[HealthItem]:
     state = reference_state()
     items = []
     for s in state["sources"]:
-        counts = f"{s['reconnects']} reconnects · {s['errors']} errors · {s['invalid_messages']} invalid"
+        counts = " · ".join(
+            (plural(s["reconnects"], "reconnect"), plural(s["errors"], "error"), f"{s['invalid_messages']} invalid")
+        )
         if s["rate_limited"]:
             counts += f" · {s['rate_limited']} × 429"
         prices = ", ".join(f"{x['pair']} {x['price'] or '—'} ({_age(x['age_ms'])})" for x in s["symbols"])
@@ -39,7 +43,7 @@ def reference_health() -> list[HealthItem]:
             for part in (
                 s["health_reason"],
                 f"paused: {s['pause_reason']}" if s["paused"] else "",
-                f"last error: {s['last_error']}" if s["last_error"] else "",
+                f"last error {ago(s['last_error_at'])}: {s['last_error']}" if s["last_error"] else "",
                 prices,
             )
             if part

@@ -39,6 +39,15 @@ def test_the_panel_shows_both_sources_health_and_each_pairs_fair_rate_age_and_ou
     assert "bps apart" in conflicted["detail"]
 
 
+def test_a_sources_last_error_says_when_it_happened(client, reference):
+    from providers.reference.store import error_fields, now_ms, state_update
+
+    client.force_login(user_in("viewer"))
+    state_update("coingecko", fields=error_fields("HTTP 500: boom", at_ms=now_ms() - 180_000), incr={"errors": 1})
+    gecko = _health(client)["Reference source coingecko"]
+    assert "· 1 error ·" in gecko["value"] and "last error 3 min ago: HTTP 500: boom" in gecko["detail"]
+
+
 def test_an_operator_pauses_a_source_from_the_admin_with_a_reason(client, reference):
     client.force_login(user_in("operator"))
     url = reverse("admin:providers_referencesource_changelist")
