@@ -222,6 +222,7 @@ AUTH_PASSWORD_VALIDATORS = [
 if TESTING:  # the default hasher's work factor is the point in production, and seconds per test here
     PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 LANGUAGE_CODE = "en-us"
+FORMAT_MODULE_PATH = ["config.formats"]  # times as the desk prints them: 2026-12-07 12:07:31 UTC
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True

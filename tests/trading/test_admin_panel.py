@@ -611,3 +611,16 @@ def test_pnl_over_time_charts_and_csv_exports_of_trades_and_fills(client, market
     empty = client.get(reverse("admin:export_csv", args=["trades"]), {"from": earlier, "to": earlier})
     assert len(empty.content.decode().strip().splitlines()) == 1
     assert client.get(reverse("admin:export_csv", args=["trades"]), {"from": "yesterday"}).status_code == 400
+
+
+def test_the_stock_admin_lists_print_times_as_the_panel_does(client):
+    """`2026-12-07 12:07:31 UTC`, as `formatting.when` and the panel's own templates print them
+    (config/formats), not Django's `Dec. 7, 2026, 12:07 p.m.`."""
+    from datetime import UTC, datetime
+
+    from webhooks.models import WebhookAllowlist
+
+    _login(client, "operator")
+    WebhookAllowlist.objects.create(cidr="10.0.0.0/8", created_at=datetime(2026, 12, 7, 12, 7, 31, tzinfo=UTC))
+    page = client.get(reverse("admin:webhooks_webhookallowlist_changelist")).content.decode()
+    assert "2026-12-07 12:07:31 UTC" in page and "p.m." not in page
