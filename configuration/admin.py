@@ -50,8 +50,28 @@ class _ChangeFields(forms.ModelForm):
         return reason
 
 
+def _key_choices() -> list:
+    """The keys an operator may add, grouped by category, each with what it does and what is in
+    force now (and from where): the bare names told an operator neither."""
+    from configuration.runtime import config_source
+
+    groups: dict[str, list] = {}
+    for name in sorted(APP_KEYS):
+        key = APP_KEYS[name]
+        value, source = config_source(name)
+        if key.secret:
+            now = "a secret"
+        elif value in ("", None):
+            now = "empty"
+        else:
+            now = json.dumps(value, default=str) if key.type == "json" else value
+        label = f"{name}: {key.description} (now {now}, from the {source})"
+        groups.setdefault(key.category, []).append((name, label))
+    return sorted(groups.items())
+
+
 class AppConfigurationForm(_ChangeFields):
-    config_key = forms.ChoiceField(choices=[(k, k) for k in sorted(APP_KEYS)])
+    config_key = forms.ChoiceField(choices=_key_choices)
     config_value = forms.CharField(
         required=False, help_text="As the environment writes it (JSON for json keys); empty keeps a secret."
     )

@@ -239,6 +239,9 @@ def test_the_control_panel_lists_pending_scheduled_changes(op, staff_client):
 
 
 def test_the_admin_pages_change_a_key_with_a_reason_and_show_history_diff_and_rollback(op, staff_client):
+    form = staff_client.get("/admin/configuration/appconfiguration/add/").content.decode()
+    assert '<optgroup label="prices">' in form  # each key with what it does and what is in force now
+    assert "PRICE_CACHE_TTL: Seconds a cached venue price lives. (now " in form and "from the environment)" in form
     add = staff_client.post(
         "/admin/configuration/appconfiguration/add/",
         {"config_key": "PRICE_CACHE_TTL", "config_value": "50", "is_active": "on", "reason": "from the admin"},
@@ -261,6 +264,8 @@ def test_the_admin_pages_change_a_key_with_a_reason_and_show_history_diff_and_ro
     assert staff_client.post(rollback, {"reason": "too long after all"}).status_code == 302
     assert config_value("PRICE_CACHE_TTL") == 50
     assert Event.objects.filter(topic="config.changed").count() == 3
+    form = staff_client.get("/admin/configuration/appconfiguration/add/").content.decode()
+    assert "PRICE_CACHE_TTL: Seconds a cached venue price lives. (now 50, from the database)" in form
 
 
 def test_the_docs_list_every_runtime_key():
