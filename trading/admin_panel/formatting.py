@@ -78,3 +78,19 @@ def when(value) -> str:
     if not value:
         return ""
     return f"{value.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC"
+
+
+def ago(value) -> str:
+    """How long ago, to the second under a minute: `12 s ago`, `3 min ago`, `2 h 5 min ago`."""
+    from config.clock import seconds_since
+
+    if not value:
+        return "—"
+    seconds = int(seconds_since(value))
+    if seconds < 60:
+        return f"{seconds} s ago"
+    if seconds < 3600:
+        return f"{seconds // 60} min ago"
+    if seconds < 86400:
+        return f"{seconds // 3600} h {seconds % 3600 // 60} min ago"
+    return f"{seconds // 86400} d ago"

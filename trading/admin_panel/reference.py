@@ -12,11 +12,10 @@ from config.errors import ApplicationError
 from providers.admin import ReadOnlyAdmin
 from providers.models import ReferenceBasis, ReferenceSample, ReferenceSource
 from trading.admin_panel.actions import confirm_then_apply
-from trading.admin_panel.formatting import plural
+from trading.admin_panel.formatting import ago, plural
 from trading.admin_panel.health import DOWN, OK, WARN, HealthItem, health_provider_register
 from trading.services import operator
 from trading.services import reference as reference_services
-from trading.templatetags.tradedesk_admin import ago
 
 SOURCE_BADGE = {"ok": OK, "stale": WARN, "rate_limited": WARN, "paused": WARN, "down": DOWN}
 PAIR_BADGE = {"ok": OK, "fallback": WARN, "conflicted": DOWN, "unhealthy": DOWN}

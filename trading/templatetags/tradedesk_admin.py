@@ -4,7 +4,7 @@ from decimal import Decimal
 
 from django import template
 
-from config.clock import seconds_since
+from trading.admin_panel.formatting import ago
 
 register = template.Library()
 
@@ -41,16 +41,4 @@ def actor(value):
     return actor_display(value or "")
 
 
-@register.filter
-def ago(value):
-    """How long ago, to the second under a minute: `12 s ago`, `3 min ago`, `2 h 5 min ago`."""
-    if not value:
-        return "—"
-    seconds = int(seconds_since(value))
-    if seconds < 60:
-        return f"{seconds} s ago"
-    if seconds < 3600:
-        return f"{seconds // 60} min ago"
-    if seconds < 86400:
-        return f"{seconds // 3600} h {seconds % 3600 // 60} min ago"
-    return f"{seconds // 86400} d ago"
+register.filter("ago", ago)
