@@ -13,7 +13,7 @@
   text, and none of our inputs has a use for the others.
 
 `json_loads` is the one bounded JSON loader: the DRF parser, the signer service and the
-websocket consumers use it.
+websocket consumers use it. `plain_decimal` is the one reading of an amount a client sent.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import re
 import uuid
+from decimal import Decimal
 
 from asgiref.sync import iscoroutinefunction
 from django.conf import settings
@@ -33,6 +34,8 @@ from rest_framework.utils.json import strict_constant
 from config.errors import ApplicationError, envelope
 from config.middleware import DualModeMiddleware
 
+DECIMAL_PATTERN = r"^-?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)$"
+_DECIMAL = re.compile(DECIMAL_PATTERN.replace("$", "\\Z"))
 CONTROL_CHARACTERS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 _JSON_STRING = re.compile(r'"(?:[^"\\]++|\\.)*+"', re.S)
 _BRACKET = re.compile(r"[\[\]{}]")
@@ -45,6 +48,22 @@ class PayloadTooLarge(ApplicationError):
 
 class InputRejected(ApplicationError):
     """Input refused before it reached a serializer: too deep, or control characters."""
+
+
+def plain_decimal(value) -> Decimal:
+    """An amount a client sent: a JSON number, a Decimal, or a string of ASCII digits with an
+    optional minus and point ("1000", "1000.5", ".5"). Anything else raises ValueError: booleans,
+    exponents ("1e3"), "1_000", other scripts' digits ("١"), surrounding spaces, NaN and
+    infinities — all of which Python's Decimal would take. Range checks are the caller's."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str, Decimal)):
+        raise ValueError("not a number")
+    if isinstance(value, float):
+        value = repr(value)  # 1000.0 → "1000.0"; nan, inf and 1e+20 fail the pattern below
+    if isinstance(value, str) and not _DECIMAL.match(value):
+        raise ValueError("not a plain decimal")
+    if isinstance(value, Decimal) and not value.is_finite():
+        raise ValueError("not finite")
+    return Decimal(value)
 
 
 def payload_too_large() -> PayloadTooLarge:

@@ -29,7 +29,11 @@ class CreateRequest(serializers.Serializer):
     )
     token_symbol = serializers.CharField(max_length=20)
     chain = serializers.CharField(max_length=32, help_text="ethereum, arbitrum, optimism, base, polygon, bsc")
-    amount = serializers.CharField(max_length=60, help_text='in the token\'s units, e.g. "1.5"')
+    amount = serializers.CharField(
+        max_length=60,
+        trim_whitespace=False,
+        help_text='in the token\'s units, e.g. "1.5": ASCII digits and an optional point, as for trades',
+    )
     transaction_hash = serializers.CharField(
         max_length=66,
         required=False,
@@ -266,7 +270,8 @@ class DepositListCreate(_Base):
             "`approvalAddress`, null for native tokens) and `transaction` (LI.FI's `transactionRequest`); a Safe gets "
             "`safe` (the SafeTx, its hash and EIP-712 typed data) for its owners. Send it, then POST the hash to "
             "`/deposits/{id}/submitted`. A token, chain or amount LI.FI cannot route is 422 (NO_ROUTE, "
-            "TOKEN_UNSUPPORTED, CHAIN_UNSUPPORTED); a quote with slippage beyond DEPOSIT_MAX_SLIPPAGE is 422 "
+            "TOKEN_UNSUPPORTED, CHAIN_UNSUPPORTED), and so is a token_address that is another token than token_symbol "
+            "(TOKEN_MISMATCH); a quote with slippage beyond DEPOSIT_MAX_SLIPPAGE is 422 "
             "SLIPPAGE_TOO_HIGH; LI.FI down or rate limiting is 503. USDC already on Arbitrum needs no swap."
         ),
     )

@@ -30,6 +30,7 @@ from django.utils import timezone
 from eth_utils import is_address, to_checksum_address
 
 from config.errors import ApplicationError, ConflictError, NotFoundError
+from config.inputs import plain_decimal
 from delegations import chain as safe_chain
 from deposits import chain, in_flight
 from deposits.models import Deposit, TokenSwap
@@ -316,12 +317,14 @@ def safe_typed_data(deposit: Deposit) -> dict | None:
 
 def _amount(value) -> Decimal:
     try:
-        amount = Decimal(str(value))
+        amount = plain_decimal(value)
     except (InvalidOperation, ValueError) as exc:
         raise ApplicationError(
-            "amount is not a number.", code="VALIDATION_ERROR", details={"amount": ["invalid"]}
+            'amount is not a number: give ASCII digits with an optional point, like "1.5".',
+            code="VALIDATION_ERROR",
+            details={"amount": ["invalid"]},
         ) from exc
-    if not amount.is_finite() or amount <= 0:
+    if amount <= 0:
         raise ApplicationError(
             "amount must be positive.", code="VALIDATION_ERROR", details={"amount": ["not positive"]}
         )
@@ -384,6 +387,15 @@ def deposit_create(
         token = {"address": to_checksum_address(net.usdc), "symbol": "USDC", "decimals": 6}
     else:
         token = _token(chain_id, token_address, token_symbol)
+    listed_symbol = str(token.get("symbol") or "")
+    if token_symbol and listed_symbol and token_symbol.strip().upper() != listed_symbol.upper():
+        # never quote another token than the one the user named: 1 "USDC" at the native
+        # address would have been 1 ETH to sign
+        raise DepositError(
+            f"The token at {token['address']} on {chain_name} is {listed_symbol}, not {token_symbol}.",
+            code="TOKEN_MISMATCH",
+            details={"token_address": token_address, "token_symbol": token_symbol, "listed_symbol": listed_symbol},
+        )
     decimals = int(token["decimals"])
     raw = (amount * Decimal(10) ** decimals).to_integral_value(rounding=ROUND_DOWN)
     if raw <= 0 or amount.as_tuple().exponent < -decimals:
@@ -399,7 +411,7 @@ def deposit_create(
     deposit = Deposit(
         user=user,
         token_address=to_checksum_address(token["address"]),
-        token_symbol=str(token.get("symbol") or token_symbol)[:20],
+        token_symbol=(listed_symbol or token_symbol)[:20],
         token_decimals=decimals,
         chain=chain_name,
         chain_id=chain_id,

@@ -12,6 +12,7 @@ from rest_framework.views import APIView
 from config.errors import ApplicationError
 from solver.services import config as config_services
 from solver.services import queries
+from trading.api.serializers import Amount
 from trading.permissions import IsStaff
 from trading.services.operator import PERM_PAUSE, PERM_RISK_LIMIT, actor_label, control_state_change, permission_require
 from trading.throttling import ScopedUserAndIpThrottle
@@ -39,13 +40,13 @@ class PairFilterRequest(ReasonRequest):
 
 
 class ThresholdRequest(ReasonRequest):
-    threshold_pct = serializers.DecimalField(max_digits=12, decimal_places=6, min_value=0, max_value=99)
+    threshold_pct = Amount(max_digits=12, decimal_places=6, min_value=0, max_value=99)
 
 
 class LimitsRequest(ReasonRequest):
-    spread_pct = serializers.DecimalField(max_digits=12, decimal_places=6, min_value=0, max_value=99, required=False)
-    max_notional_quote = serializers.DecimalField(max_digits=30, decimal_places=8, min_value=0, required=False)
-    max_notional_hour = serializers.DecimalField(max_digits=30, decimal_places=8, min_value=0, required=False)
+    spread_pct = Amount(max_digits=12, decimal_places=6, min_value=0, max_value=99, required=False)
+    max_notional_quote = Amount(max_digits=30, decimal_places=8, min_value=0, required=False)
+    max_notional_hour = Amount(max_digits=30, decimal_places=8, min_value=0, required=False)
     price_max_age_ms = serializers.IntegerField(min_value=1, max_value=3_600_000, required=False)
 
 

@@ -19,7 +19,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("config", "configuration", "trading", "providers", "webhooks", "delegations", "treasury", "solver")
+PACKAGES = (
+    "config",
+    "configuration",
+    "trading",
+    "providers",
+    "webhooks",
+    "delegations",
+    "deposits",
+    "treasury",
+    "solver",
+)
 SKIP_PARTS = {"tests", "migrations", "localnet", "sandbox", "__pycache__"}
 ERROR_SUFFIXES = ("Error", "Denied", "Refused", "Invalid", "Missing", "Unavailable", "Rejected", "Large", "Target")
 ENUMS = {"RiskCode", "ErrorCode"}

@@ -11,7 +11,7 @@ import httpx
 import pytest
 from rest_framework.test import APIClient
 
-from config.inputs import json_depth_exceeds
+from config.inputs import json_depth_exceeds, plain_decimal
 from providers.ostium.wire import signature
 
 pytestmark = pytest.mark.django_db
@@ -32,6 +32,23 @@ def api(django_user_model):
     client = APIClient()
     client.force_authenticate(django_user_model.objects.create_user(username="u", email="u@example.com"))
     return client
+
+
+@pytest.mark.parametrize(
+    "value, expected",
+    [(5, "5"), ("1000.50", "1000.50"), (".5", "0.5"), ("-2", "-2"), (1000.0, "1000.0"), (Decimal("0.1"), "0.1")],
+)
+def test_plain_decimal_reads_ascii_digits_and_json_numbers(value, expected):
+    assert plain_decimal(value) == Decimal(expected)
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["1e3", 1e20, "١٠", "１", " 5", "5 ", "1_000", "NaN", "Infinity", float("nan"), Decimal("NaN"), True, None, [], ""],
+)
+def test_plain_decimal_refuses_what_python_s_decimal_would_take(value):
+    with pytest.raises(ValueError):
+        plain_decimal(value)
 
 
 def test_the_depth_scan_skips_strings_and_counts_nesting():

@@ -14,6 +14,7 @@ from rest_framework.views import APIView
 
 from config.pagination import LimitOffsetPagination
 from trading.api.idempotency import IDEMPOTENCY_KEY_PARAMETER, idempotent
+from trading.api.serializers import Amount as PlainAmount
 from trading.permissions import IsStaff
 from trading.throttling import ScopedUserAndIpThrottle
 from treasury.models import AMOUNT, LiquidityAction, Venue, amount_text
@@ -105,7 +106,7 @@ class ActionRequest(serializers.Serializer):
     kind = serializers.ChoiceField(choices=LiquidityAction.Kind.choices)
     venue = serializers.ChoiceField(choices=Venue.choices, default=Venue.NEAR_INTENTS)
     asset = serializers.CharField(max_length=200, required=False, default="", help_text="NEAR Intents: token id")
-    amount = Amount(required=False, allow_null=True, default=None)
+    amount = PlainAmount(**AMOUNT, required=False, allow_null=True, default=None)
     chain = serializers.CharField(
         max_length=64,
         required=False,

@@ -328,6 +328,34 @@ def test_what_lifi_cannot_route_is_a_clear_422(lifi, eoa, chain_env, one_owner_s
 
 
 @pytest.mark.django_db(transaction=True)
+def test_a_token_address_that_is_not_the_named_token_is_refused_and_nothing_is_quoted(lifi, eoa, chain_env):
+    from deposits.models import Deposit
+
+    owner, user, client = eoa
+    # "1 USDC" at the native address was quoted as 1 ETH for the wallet to sign
+    refused = create(client, expected=422, token_address=NATIVE, token_symbol="USDC", amount="1")
+    assert refused["error"]["code"] == "TOKEN_MISMATCH"
+    assert refused["error"]["details"] == {"token_address": NATIVE, "token_symbol": "USDC", "listed_symbol": "ETH"}
+    usdc = chain_env.net.addresses.usdc
+    assert create(client, expected=422, token_address=usdc, token_symbol="ETH")["error"]["code"] == "TOKEN_MISMATCH"
+    assert not Deposit.objects.filter(user=user).exists() and not lifi.world.quotes
+    # the symbol is matched without regard to case, and the listed one is kept
+    body = create(client, token_address=NATIVE, token_symbol="eth")
+    assert body["token_symbol"] == "ETH"
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("amount", ["1e-1", "١", " 0.1", "0.1 ", "0_1", "NaN", "Infinity", True, [], "0x1"])
+def test_a_deposit_amount_is_plain_ascii_digits_as_for_trades(lifi, eoa, chain_env, amount):
+    from deposits.models import Deposit
+
+    owner, user, client = eoa
+    refused = create(client, expected=400, token_address=NATIVE, amount=amount)
+    assert refused["error"]["code"] == "VALIDATION_ERROR" and "amount" in refused["error"]["details"]
+    assert not Deposit.objects.filter(user=user).exists()
+
+
+@pytest.mark.django_db(transaction=True)
 def test_a_safe_deposits_from_the_target_chain_only(lifi, one_owner_safe, chain_env):
     from delegations.models import OstiumDelegation
 

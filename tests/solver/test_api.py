@@ -109,6 +109,13 @@ def test_the_threshold_needs_a_risk_admin_and_is_audited(operator_client, client
         content_type="application/json",
     )
     assert r.json()["max_notional_quote"] == "500"
+    for unplain in ("3e0", "３", "NaN"):  # refused as on the trade endpoints
+        r = client.put(
+            "/api/v1/ops/near-intents/threshold",
+            {"threshold_pct": unplain, "reason": "x"},
+            content_type="application/json",
+        )
+        assert r.status_code == 400 and "threshold_pct" in r.json()["error"]["details"], unplain
 
 
 def test_one_quote_s_chain_and_skip_reasons_in_one_call(desk, solver, staff_client):

@@ -105,6 +105,10 @@ def test_errors_are_enveloped_with_field_details(near, operators):
         api(alice).post(url, {"kind": "funding", "asset": USDC, "amount": "-1"}, format="json"), 400, "INVALID_AMOUNT"
     )
     assert "amount" in err["details"]
+    for unplain in ("5e0", "５", " 5"):  # refused as on the trade endpoints, not read as 5
+        response = api(alice).post(url, {"kind": "funding", "asset": USDC, "amount": unplain}, format="json")
+        err = envelope(response, 400, "VALIDATION_ERROR")
+        assert "amount" in err["details"]
     created = api(alice).post(url, {"kind": "funding", "asset": USDC, "amount": "5", "tx_hash": "0xf"}, format="json")
     assert created.status_code == 201
     envelope(

@@ -1,14 +1,13 @@
 """Request and response serializers of the trading API."""
 
 import copy
-import re
 from decimal import Decimal
 
 from django.db import models
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from config.inputs import QueryParams
+from config.inputs import DECIMAL_PATTERN, QueryParams, plain_decimal
 from trading.models import Event, Order, Position, Trade, venue_ref
 
 
@@ -61,10 +60,6 @@ class FlatRequestSerializer(serializers.Serializer):
         return super().to_internal_value(data)
 
 
-DECIMAL_PATTERN = r"^-?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)$"
-_DECIMAL = re.compile(DECIMAL_PATTERN.replace("$", "\\Z"))
-
-
 @extend_schema_field(
     {
         "oneOf": [
@@ -80,15 +75,12 @@ class Amount(serializers.DecimalField):
     surrounding spaces, NaN and infinities (Python's Decimal would take all of these)."""
 
     def to_internal_value(self, data):
-        if isinstance(data, bool) or not isinstance(data, (int, float, str, Decimal)):
+        if isinstance(data, str) and len(data) > self.MAX_STRING_LENGTH:
+            self.fail("max_string_length")
+        try:
+            data = plain_decimal(data)
+        except ValueError:
             self.fail("invalid")
-        if isinstance(data, float):
-            data = repr(data)  # 1000.0 → "1000.0"; nan/inf fail the pattern below
-        if isinstance(data, str):
-            if len(data) > self.MAX_STRING_LENGTH:
-                self.fail("max_string_length")
-            if not _DECIMAL.match(data):
-                self.fail("invalid")
         return super().to_internal_value(data)
 
 

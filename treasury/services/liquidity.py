@@ -22,6 +22,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from config.errors import ApplicationError, ConflictError, NotFoundError
+from config.inputs import plain_decimal
 from trading.models import ControlState
 from trading.services import control
 from trading.services.ledger import event_record
@@ -118,10 +119,10 @@ def _fail(action: LiquidityAction, *, code: str, message: str, actor: str = "sys
 
 def _amount(value, field: str = "amount") -> Decimal:
     try:
-        amount = Decimal(str(value))
-    except (InvalidOperation, TypeError, ValueError):
+        amount = plain_decimal(value)
+    except (InvalidOperation, ValueError):
         raise ApplicationError("Not a number.", code="INVALID_AMOUNT", details={field: ["Not a number."]}) from None
-    if not amount.is_finite() or amount <= 0:
+    if amount <= 0:
         raise ApplicationError(
             "The amount must be positive.", code="INVALID_AMOUNT", details={field: ["Must be positive."]}
         )

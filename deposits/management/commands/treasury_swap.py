@@ -17,7 +17,9 @@ class Command(BaseCommand):
         parser.add_argument("--operator", required=True, help="the staff user asking (recorded on the ledger)")
         parser.add_argument("--amount", required=True)
         parser.add_argument("--token", default="0x0000000000000000000000000000000000000000")
-        parser.add_argument("--symbol", default="ETH")
+        parser.add_argument(
+            "--symbol", default="", help="the token's symbol, checked against the token LI.FI lists at --token"
+        )
         parser.add_argument("--send", action="store_true", help="sign and send it now")
 
     def handle(self, *args, operator, amount, token, symbol, send, **options):
