@@ -108,6 +108,11 @@ def _text(value):
     return format(value.normalize(), "f") if isinstance(value, Decimal) else value
 
 
+def _pct(fraction: Decimal) -> str:
+    """A fraction limit as the percentage the API's fields speak (0.05 → "5")."""
+    return _text(fraction * 100)
+
+
 def _deny(code: str, message: str, **details) -> RiskDenied:
     return RiskDenied(message, code=code, details={k: _text(v) for k, v in details.items()})
 
@@ -136,9 +141,12 @@ def risk_check(intent: OrderIntent, snap: RiskSnapshot) -> None:
     if intent.max_slippage > limits.max_slippage:
         raise _deny(
             RiskCode.MAX_SLIPPAGE,
-            "Requested slippage tolerance exceeds the limit.",
+            f"Requested slippage tolerance {_pct(intent.max_slippage)} % exceeds the limit "
+            f"{_pct(limits.max_slippage)} %.",
             requested=intent.max_slippage,
             limit=limits.max_slippage,
+            requested_percentage=intent.max_slippage * 100,  # the API's slippage_percentage unit
+            limit_percentage=limits.max_slippage * 100,
         )
     ref = snap.reference_price
     if ref > 0:
@@ -149,11 +157,13 @@ def risk_check(intent: OrderIntent, snap: RiskSnapshot) -> None:
             if distance > limits.price_band:
                 raise _deny(
                     RiskCode.PRICE_BAND,
-                    f"{name} is too far from the reference price.",
+                    f"{name} is too far from the reference price {_text(ref)}: more than "
+                    f"{_pct(limits.price_band)} % away.",
                     field=name,
                     price=level,
                     reference_price=ref,
                     band=limits.price_band,
+                    band_percentage=limits.price_band * 100,
                 )
     if intent.reduces_exposure:
         return

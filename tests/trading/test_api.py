@@ -583,3 +583,20 @@ def test_a_folded_claim_finding_the_key_held_is_409_reused_or_reclaimed(markets,
     again = _post_with_key(api, OPEN, "busy")
     assert again.status_code == 202 and "Idempotent-Replayed" not in again
     assert Order.objects.count() == 1 and IdempotencyRecord.objects.get(key="busy").status == "done"
+
+
+@pytest.mark.django_db
+def test_slippage_and_price_band_refusals_speak_the_request_s_percentages(markets, trader, api):
+    """`slippage_percentage` is in percent; the limits are fractions. A refusal of 1000 % read
+    `requested: "10", limit: "0.05"` — as if 10 % had been asked against 0.05 %."""
+    refused = api.post("/api/v1/trading/trades", {**OPEN, "slippage_percentage": "1000"}, format="json")
+    error = refused.json()["error"]
+    assert refused.status_code == 422 and error["code"] == "RISK_MAX_SLIPPAGE"
+    assert error["message"] == "Requested slippage tolerance 1000 % exceeds the limit 5 %."
+    assert (error["details"]["requested_percentage"], error["details"]["limit_percentage"]) == ("1000", "5")
+    assert (error["details"]["requested"], error["details"]["limit"]) == ("10", "0.05")
+    refused = api.post("/api/v1/trading/trades", {**OPEN, "order_type": "LIMIT", "price": "1"}, format="json")
+    error = refused.json()["error"]
+    assert refused.status_code == 422 and error["code"] == "RISK_PRICE_BAND"
+    assert error["message"] == "price is too far from the reference price 60000: more than 10 % away."
+    assert (error["details"]["band"], error["details"]["band_percentage"]) == ("0.1", "10")
