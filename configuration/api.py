@@ -79,6 +79,12 @@ class AppConfigPage(serializers.Serializer):
 class _Count(serializers.IntegerField):
     """A whole number written in ASCII digits (`?skip=١` or `?limit=1_0` is a 400, as everywhere)."""
 
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        # "-5" is not "not an integer": one message for both, as the paginated lists say it
+        whole = f"Must be a whole number of at least {self.min_value}."
+        self.error_messages = {**self.error_messages, "invalid": whole, "min_value": whole}
+
     def get_value(self, dictionary):
         if dictionary.get(self.field_name) == "":
             return ""  # `?limit=` is not "no limit given"
