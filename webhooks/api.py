@@ -68,9 +68,20 @@ class EndpointWithSecretSerializer(EndpointSerializer):
         fields = [*EndpointSerializer.Meta.fields, "secret"]
 
 
+def _event_types(**kwargs) -> serializers.ListField:
+    """The subscribed types; a wrong one is answered with the list to choose from."""
+    choice = serializers.ChoiceField(
+        choices=SUBSCRIBABLE,
+        error_messages={"invalid_choice": '"{input}" is not an event type: give ' + ", ".join(SUBSCRIBABLE) + "."},
+    )
+    return serializers.ListField(
+        child=choice, min_length=1, error_messages={"min_length": "Give at least one event type."}, **kwargs
+    )
+
+
 class EndpointCreateSerializer(serializers.Serializer):
     url = serializers.URLField(max_length=2000)
-    event_types = serializers.ListField(child=serializers.ChoiceField(choices=SUBSCRIBABLE), min_length=1)
+    event_types = _event_types()
     description = serializers.CharField(max_length=500, required=False, allow_blank=True, default="")
     secret = serializers.CharField(
         max_length=256,
@@ -84,16 +95,14 @@ class EndpointCreateSerializer(serializers.Serializer):
 
 class EndpointReplaceSerializer(serializers.Serializer):
     url = serializers.URLField(max_length=2000)
-    event_types = serializers.ListField(child=serializers.ChoiceField(choices=SUBSCRIBABLE), min_length=1)
+    event_types = _event_types()
     description = serializers.CharField(max_length=500, required=False, allow_blank=True)
     is_active = serializers.BooleanField(required=False)
 
 
 class EndpointUpdateSerializer(serializers.Serializer):
     url = serializers.URLField(max_length=2000, required=False)
-    event_types = serializers.ListField(
-        child=serializers.ChoiceField(choices=SUBSCRIBABLE), min_length=1, required=False
-    )
+    event_types = _event_types(required=False)
     description = serializers.CharField(max_length=500, required=False, allow_blank=True)
     is_active = serializers.BooleanField(required=False)
 

@@ -43,6 +43,12 @@ def test_unknown_event_type_is_refused(api, allow_loopback, receiver):
     r = _create(api, receiver.url(), ["trade.executed", "moon.landed"])
     assert r.status_code == 400
     assert r.json()["error"]["code"] == "VALIDATION_ERROR"
+    # the answer says what to give instead (the ledger's `order.filled` is `trade.executed` here)
+    (message,) = r.json()["error"]["details"]["event_types"]["1"]
+    assert message.startswith('"moon.landed" is not an event type: give trade.executed, trade.closed,')
+    assert message.endswith(", *.")
+    r = _create(api, receiver.url(), [])
+    assert r.json()["error"]["details"] == {"event_types": ["Give at least one event type."]}
 
 
 @pytest.mark.parametrize(
