@@ -1,10 +1,9 @@
 from django.contrib import admin, messages
-from django.utils.html import format_html_join
 
 from config.errors import ApplicationError
 from delegations import services
 from delegations.models import CustodyKey, DelegationSignature, OstiumDelegation
-from trading.models import Event
+from trading.admin_panel.formatting import event_lines
 
 
 class DelegationSignatureInline(admin.TabularInline):
@@ -37,12 +36,7 @@ class OstiumDelegationAdmin(admin.ModelAdmin):
 
     @admin.display(description="Timeline")
     def timeline(self, obj):
-        events = Event.objects.filter(correlation_id=obj.correlation_id).order_by("id")
-        return format_html_join(
-            "\n",
-            "<div><code>{}</code> {} — <b>{}</b> by {}</div>",
-            ((e.id, e.occurred_at, e.topic, e.actor) for e in events),
-        )
+        return event_lines(obj.correlation_id)
 
     def has_add_permission(self, request):
         return False

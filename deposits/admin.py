@@ -10,10 +10,10 @@ from django.conf import settings
 from django.contrib import admin
 from django.db.models import Q
 from django.utils import timezone
-from django.utils.html import format_html_join
 
 from deposits.models import Deposit, DepositSignature, TokenSwap
-from trading.models import Event
+from trading.admin_panel.formatting import event_lines
+from treasury.models import amount_text
 
 
 def late_q(now=None) -> Q:
@@ -49,6 +49,16 @@ class ReadOnly(admin.ModelAdmin):
         return False
 
 
+@admin.display(description="amount", ordering="amount")
+def amount_exact(obj) -> str:
+    """The token amount without the column's 18 decimal places ("1", not "1.000000000000000000")."""
+    return amount_text(obj.amount)
+
+
+def _fields(model) -> list[str]:
+    return ["timeline", *("amount_exact" if f.name == "amount" else f.name for f in model._meta.fields)]
+
+
 class TokenSwapInline(admin.TabularInline):
     model = TokenSwap
     fields = (
@@ -57,7 +67,7 @@ class TokenSwapInline(admin.TabularInline):
         "substatus",
         "from_token",
         "from_chain",
-        "amount",
+        "amount_exact",
         "estimated_output",
         "min_output",
         "actual_output",
@@ -68,6 +78,7 @@ class TokenSwapInline(admin.TabularInline):
     readonly_fields = fields
     extra = 0
     can_delete = False
+    amount_exact = staticmethod(amount_exact)
 
     def has_add_permission(self, request, obj=None):
         return False
@@ -90,7 +101,7 @@ class DepositAdmin(ReadOnly):
         "id",
         "created_at",
         "user",
-        "amount",
+        "amount_exact",
         "token_symbol",
         "chain",
         "source",
@@ -103,9 +114,10 @@ class DepositAdmin(ReadOnly):
     list_filter = ("status", DelayedFilter, "chain", "source", "swaps__swap_status", "swaps__substatus")
     search_fields = ("=id", "user__username", "=transaction_hash", "target_address", "from_address", "=swaps__route_id")
     inlines = [TokenSwapInline, DepositSignatureInline]
+    amount_exact = staticmethod(amount_exact)
 
     def get_fields(self, request, obj=None):
-        return ["timeline", *[f.name for f in Deposit._meta.fields]]
+        return _fields(Deposit)
 
     @admin.display(description="swap")
     def swap_state(self, obj):
@@ -121,20 +133,8 @@ class DepositAdmin(ReadOnly):
 
     @admin.display(description="Timeline")
     def timeline(self, obj):
-        events = Event.objects.filter(correlation_id=obj.correlation_id).order_by("id")
-        return format_html_join(
-            "\n",
-            "<div><code>{}</code> {} — <b>{}</b> by {} {}</div>",
-            (
-                (
-                    e.id,
-                    e.occurred_at,
-                    e.topic,
-                    e.actor,
-                    e.payload.get("lifi_substatus") or e.payload.get("error_code") or "",
-                )
-                for e in events
-            ),
+        return event_lines(
+            obj.correlation_id, note=lambda e: e.payload.get("lifi_substatus") or e.payload.get("error_code") or ""
         )
 
 
@@ -146,7 +146,7 @@ class TokenSwapAdmin(ReadOnly):
         "deposit",
         "from_token",
         "from_chain",
-        "amount",
+        "amount_exact",
         "swap_status",
         "lifi_status",
         "substatus",
@@ -155,9 +155,10 @@ class TokenSwapAdmin(ReadOnly):
     )
     list_filter = ("swap_status", "lifi_status", "substatus", "from_chain", "tool")
     search_fields = ("=id", "=deposit__id", "route_id", "=swap_transaction_hash", "=receiving_transaction_hash")
+    amount_exact = staticmethod(amount_exact)
 
     def get_fields(self, request, obj=None):
-        return ["timeline", *[f.name for f in TokenSwap._meta.fields]]
+        return _fields(TokenSwap)
 
     @admin.display(description="Timeline (the deposit's)")
     def timeline(self, obj):

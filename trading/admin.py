@@ -12,6 +12,7 @@ from trading.admin_panel.actions import (
     trade_force_close_action,
 )
 from trading.admin_panel.columns import FillColumns, OrderColumns, PositionColumns, TradeColumns
+from trading.admin_panel.formatting import event_lines
 from trading.admin_panel.forms import RiskLimitForm
 from trading.models import (
     ApiKey,
@@ -313,14 +314,7 @@ class OrderAdmin(OrderColumns, TimelineLink, ReadOnlyAdmin):
 
     @admin.display(description="Timeline")
     def timeline(self, obj):
-        from django.utils.html import format_html_join
-
-        events = Event.objects.filter(correlation_id=obj.correlation_id).order_by("id")
-        return format_html_join(
-            "\n",
-            "<div><code>{}</code> {} — {} (caused by {})</div>",
-            ((e.id, e.occurred_at, e.topic, e.causation_id or "—") for e in events),
-        )
+        return event_lines(obj.correlation_id, note=lambda e: f"(caused by {e.causation_id or '—'})")
 
     def get_fields(self, request, obj=None):
         return ["timeline", *[f.name for f in Order._meta.fields]]

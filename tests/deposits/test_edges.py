@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, timedelta
 from decimal import Decimal
 
 import pytest
@@ -245,6 +245,13 @@ def test_a_status_that_never_ends_is_flagged_after_the_alert_delay(lifi, eoa, ch
     assert "Deposits delayed" in panel and f"#{d.pk}" in panel
     swaps = staff_client.get("/admin/deposits/tokenswap/", {"swap_status__exact": "processing"}).content.decode()
     assert f'href="/admin/deposits/tokenswap/{d.swap.pk}/change/' in swaps
+    # amounts as sent ("0.1", not the column's 18 places) and times as every admin page prints them
+    from trading.models import Event
+
+    assert "0.100000000000000000" not in page + listed + swaps
+    assert '<td class="field-amount_exact">0.1</td>' in listed and '<td class="field-amount_exact">0.1</td>' in swaps
+    first = Event.objects.filter(correlation_id=d.correlation_id).order_by("id").first()
+    assert f"{first.occurred_at.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC — <b>{first.topic}</b>" in page
 
 
 @pytest.mark.parametrize("outcome", ["PARTIAL", "REFUNDED"])

@@ -80,6 +80,21 @@ def when(value) -> str:
     return f"{value.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC"
 
 
+def event_lines(correlation_id: str, note=None):
+    """An object's ledger events, one line each, as its change page lists them: the event id,
+    when (as the admin prints times), the topic, who, and `note(event)` if given."""
+    from django.utils.html import format_html_join
+
+    from trading.models import Event
+
+    events = Event.objects.filter(correlation_id=correlation_id).order_by("id")
+    return format_html_join(
+        "\n",
+        "<div><code>{}</code> {} — <b>{}</b> by {} {}</div>",
+        ((e.id, when(e.occurred_at), e.topic, e.actor, note(e) if note else "") for e in events),
+    )
+
+
 def ago(value) -> str:
     """How long ago, to the second under a minute: `12 s ago`, `3 min ago`, `2 h 5 min ago`."""
     from config.clock import seconds_since
