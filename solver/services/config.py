@@ -65,6 +65,35 @@ def pair_normalise(pair: str) -> str:
     return f"{base}/{quote}"
 
 
+def _pairs_check(pairs: list[str], already: list[str]) -> None:
+    """A pair newly added to the filter must be one the loop can quote: both symbols NEAR Intents
+    tokens the desk knows (synced balances or the well-known list), and a reference price for it
+    (REFERENCE_PAIRS, either direction). Else every quote of it would be filtered or skipped, and
+    a typo (BTC/EUR for BTC/EURE) would silently stop the quoting."""
+    from providers.near_intents.tokens import KNOWN
+    from providers.reference.service import reference_pair_for
+    from treasury.models import InventoryBalance, Venue
+
+    new = [p for p in pairs if p not in already]
+    if not new:
+        return
+    synced = InventoryBalance.objects.filter(venue=Venue.NEAR_INTENTS).exclude(symbol="")
+    symbols = {t.symbol.upper() for t in KNOWN.values()} | {s.upper() for s in synced.values_list("symbol", flat=True)}
+    problems = {}
+    for pair in new:
+        unknown = [s for s in pair.split("/") if s not in symbols]
+        if unknown:
+            problems[pair] = f"{', '.join(unknown)}: not a NEAR Intents token ({', '.join(sorted(symbols))})"
+        elif reference_pair_for(pair) is None:
+            problems[pair] = "no reference price: add it to REFERENCE_PAIRS first"
+    if problems:
+        raise ApplicationError(
+            "The loop cannot quote " + "; ".join(f"{p} ({why})" for p, why in problems.items()) + ".",
+            code="INVALID_PAIR",
+            details={"pairs": [f"{p}: {why}" for p, why in problems.items()]},
+        )
+
+
 def _snapshot(row: SolverConfig) -> dict:
     def text(value):
         return format(Decimal(value).normalize(), "f") if isinstance(value, Decimal) else value
@@ -113,6 +142,8 @@ def config_set(*, actor: str, reason: str, **changes) -> SolverConfig:
     before = _snapshot(row)
     for name, value in changes.items():
         setattr(row, name, _clean(name, value))
+    if "pairs" in changes:
+        _pairs_check(row.pairs, before["pairs"])
     row.changed_by, row.changed_at, row.reason = actor, timezone.now(), reason.strip()[:300]
     row.save()
     transaction.on_commit(config_forget)

@@ -76,16 +76,35 @@ def test_the_pair_filter_is_read_edited_reset_and_audited(operator_client, setti
     settings.NEAR_SOLVER_PAIRS = ["BTC/EURE"]
     base = "/api/v1/ops/near-intents/pair-filter"
     assert operator_client.get(base).json() == {"pairs": ["BTC/EURE"], "defaults": ["BTC/EURE"]}
+    settings.REFERENCE_PAIRS = [*settings.REFERENCE_PAIRS, "BTC/USDC"]
     r = operator_client.put(
         base, {"pairs": ["btc-usdc", "BTC/EURE"], "reason": "add usdc"}, content_type="application/json"
     )
     assert r.status_code == 200 and r.json()["pairs"] == ["BTC/USDC", "BTC/EURE"]
     r = operator_client.put(base, {"pairs": ["nonsense"], "reason": "x"}, content_type="application/json")
     assert r.status_code == 400 and r.json()["error"]["code"] == "INVALID_PAIR"
+    # a pair the loop could never quote is refused, with why: a typo, or no reference price yet
+    r = operator_client.put(base, {"pairs": ["BTC/EUR", "ETH/USDT"], "reason": "x"}, content_type="application/json")
+    assert r.status_code == 400 and r.json()["error"]["code"] == "INVALID_PAIR"
+    assert r.json()["error"]["details"]["pairs"] == [
+        "BTC/EUR: EUR: not a NEAR Intents token (BTC, ETH, EURE, USDC, USDT, WNEAR)",
+        "ETH/USDT: no reference price: add it to REFERENCE_PAIRS first",
+    ]
+    assert operator_client.get(base).json()["pairs"] == ["BTC/USDC", "BTC/EURE"]  # unchanged
+    settings.REFERENCE_PAIRS = settings.REFERENCE_PAIRS[:-1]  # a pair already in the filter stays editable
+    r = operator_client.put(base, {"pairs": ["BTC/USDC"], "reason": "x"}, content_type="application/json")
+    assert r.status_code == 200
+    r = operator_client.put(base, {"pairs": ["BTC/USDC", "BTC/EURE"], "reason": "x"}, content_type="application/json")
+    assert r.status_code == 200
     r = operator_client.post(base + "/reset", {"reason": "back"}, content_type="application/json")
     assert r.json()["pairs"] == ["BTC/EURE"]
     changes = list(Event.objects.filter(topic="near_intents.settings_changed").order_by("id"))
-    assert [e.payload["after"]["pairs"] for e in changes] == [["BTC/USDC", "BTC/EURE"], ["BTC/EURE"]]
+    assert [e.payload["after"]["pairs"] for e in changes] == [
+        ["BTC/USDC", "BTC/EURE"],
+        ["BTC/USDC"],
+        ["BTC/USDC", "BTC/EURE"],
+        ["BTC/EURE"],
+    ]
     assert changes[0].payload["before"]["pairs"] == ["BTC/EURE"] and changes[0].actor.endswith(":operator")
 
 
