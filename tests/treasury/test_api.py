@@ -109,6 +109,13 @@ def test_errors_are_enveloped_with_field_details(near, operators):
         response = api(alice).post(url, {"kind": "funding", "asset": USDC, "amount": unplain}, format="json")
         err = envelope(response, 400, "VALIDATION_ERROR")
         assert "amount" in err["details"]
+    # finer than the token: the bridge credits whole units, so such a funding could never match
+    err = envelope(
+        api(alice).post(url, {"kind": "funding", "asset": USDC, "amount": "0.0000001"}, format="json"),
+        400,
+        "INVALID_AMOUNT",
+    )
+    assert err["message"] == "USDC has 6 decimals."
     created = api(alice).post(url, {"kind": "funding", "asset": USDC, "amount": "5", "tx_hash": "0xf"}, format="json")
     assert created.status_code == 201
     envelope(

@@ -117,6 +117,13 @@ def _fail(action: LiquidityAction, *, code: str, message: str, actor: str = "sys
     return action
 
 
+def _decimals_check(amount: Decimal, symbol: str, decimals: int) -> None:
+    if Decimal(amount).scaleb(decimals) % 1:
+        raise ApplicationError(
+            f"{symbol} has {decimals} decimals.", code="INVALID_AMOUNT", details={"amount": ["Too many decimals."]}
+        )
+
+
 def _amount(value, field: str = "amount") -> Decimal:
     try:
         amount = plain_decimal(value)
@@ -289,6 +296,7 @@ def funding_record(
         net, _ = _near()
         account = account or net.solver_account
         symbol, decimals = _token(asset)
+        _decimals_check(amount, symbol, decimals)  # the bridge credits whole units: a finer one never matches
     elif not (asset and account):
         raise ApplicationError(
             "asset and account are required.",
@@ -378,10 +386,7 @@ def withdrawal_request(
             "Not a NEAR account id.", code="INVALID_ADDRESS", details={"address": ["Not a NEAR account id."]}
         )
     symbol, decimals = _token(asset)
-    if Decimal(amount).scaleb(decimals) % 1:
-        raise ApplicationError(
-            f"{symbol} has {decimals} decimals.", code="INVALID_AMOUNT", details={"amount": ["Too many decimals."]}
-        )
+    _decimals_check(amount, symbol, decimals)
     if not _allowlisted(chain=chain, address=address, asset=asset):
         raise ApplicationError(
             f"{address} on {chain} is not on the treasury allowlist.",
