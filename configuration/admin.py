@@ -52,11 +52,13 @@ class _ChangeFields(forms.ModelForm):
 
 def _key_choices() -> list:
     """The keys an operator may add, grouped by category, each with what it does and what is in
-    force now (and from where): the bare names told an operator neither."""
+    force now (and from where): the bare names told an operator neither. A key that already has
+    its row is changed on that row, so it is not offered here."""
     from configuration.runtime import config_source
 
+    stored = set(AppConfiguration.objects.values_list("config_key", flat=True))
     groups: dict[str, list] = {}
-    for name in sorted(APP_KEYS):
+    for name in sorted(set(APP_KEYS) - stored):
         key = APP_KEYS[name]
         value, source = config_source(name)
         if key.secret:
