@@ -144,19 +144,15 @@ class QuoteDecisionAdmin(ReadOnlyAdmin):
 
 @admin.register(QuoteCommand)
 class QuoteCommandAdmin(ReadOnlyAdmin):
-    list_display = (
-        "command_id",
-        "created_at",
-        "quote_id",
-        "pair",
-        "status",
-        "give_col",
-        "receive_col",
-        "deadline",
-        "chain",
-    )
+    # narrow enough for a laptop beside the navigation: the quote id is shortened (whole in its
+    # tooltip and in the search), the deadline is on the command's page and its chain
+    list_display = ("command_id", "created_at", "quote", "pair", "status", "give_col", "receive_col", "chain")
     list_filter = ("status", "pair")
     search_fields = ("quote_id", "command_id", "quote_hash", "intent_hash")
+
+    @admin.display(description="quote id", ordering="quote_id")
+    def quote(self, obj):
+        return format_html('<span title="{}">{}…</span>', obj.quote_id, obj.quote_id[:8])
 
     @admin.display(description="desk gives", ordering="give_amount")
     def give_col(self, obj):

@@ -221,6 +221,7 @@ def test_the_control_panel_shows_each_component(desk, solver, staff_client):
     assert "(no pair)  · invalid" in chain_page
     commands = staff_client.get("/admin/solver/quotecommand/").content.decode()
     assert f"{command.give_amount.normalize():f} BTC" in commands and "EURE" in commands
+    assert f'<span title="{command.quote_id}">{command.quote_id[:8]}…</span>' in commands  # whole in its tooltip
     assert "Gross edge %" in staff_client.get("/admin/solver/quotedecision/").content.decode()
 
 
