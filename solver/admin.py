@@ -30,6 +30,12 @@ def _chain_link(quote_id: str):
     return format_html('<a href="{}">chain</a>', reverse("admin:solver_chain", args=[quote_id]))
 
 
+@admin.display(description="quote id", ordering="quote_id")
+def quote_short(obj):
+    """A quote id in a list: its first characters, the whole in the tooltip (and the search)."""
+    return format_html('<span title="{}">{}…</span>', obj.quote_id, obj.quote_id[:8])
+
+
 def _exact_amount(amount, exact_amount_in, asset_in: str, asset_out: str) -> str:
     """What a quote request fixes: the amount the user gives (`in`) or the amount they ask (`out`);
     "" when the request had none that could be read."""
@@ -118,16 +124,16 @@ class RelayQuoteAdmin(ReadOnlyAdmin):
 
 @admin.register(QuoteDecision)
 class QuoteDecisionAdmin(ReadOnlyAdmin):
+    # what an operator scans for first, left; the decision is its reason's (QUOTED or a skip), and
+    # the freshness is on the decision's page and its chain
     list_display = (
         "decision_id",
         "created_at",
-        "quote_id",
         "pair",
         "direction",
-        "decision",
         "decision_reason",
         "edge_col",
-        "price_freshness_ms",
+        quote_short,
         "chain",
     )
     list_filter = ("decision", "decision_reason", "pair")
@@ -144,15 +150,10 @@ class QuoteDecisionAdmin(ReadOnlyAdmin):
 
 @admin.register(QuoteCommand)
 class QuoteCommandAdmin(ReadOnlyAdmin):
-    # narrow enough for a laptop beside the navigation: the quote id is shortened (whole in its
-    # tooltip and in the search), the deadline is on the command's page and its chain
-    list_display = ("command_id", "created_at", "quote", "pair", "status", "give_col", "receive_col", "chain")
+    # narrow enough for a laptop beside the navigation: the deadline is on the command's page and its chain
+    list_display = ("command_id", "created_at", quote_short, "pair", "status", "give_col", "receive_col", "chain")
     list_filter = ("status", "pair")
     search_fields = ("quote_id", "command_id", "quote_hash", "intent_hash")
-
-    @admin.display(description="quote id", ordering="quote_id")
-    def quote(self, obj):
-        return format_html('<span title="{}">{}…</span>', obj.quote_id, obj.quote_id[:8])
 
     @admin.display(description="desk gives", ordering="give_amount")
     def give_col(self, obj):
