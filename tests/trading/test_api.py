@@ -316,10 +316,16 @@ def test_patch_replaces_stop_loss_and_take_profit(markets, trader, api, django_c
             format="json",
         )
         bad = api.patch("/api/v1/trading/trades/BTC-USD/41", {"take_profit_price": "50000"}, format="json")
+        # a refused stop-loss names the field as it was sent, not its order's `stop_price`
+        above = api.patch("/api/v1/trading/trades/BTC-USD/41", {"stop_loss_price": "61000"}, format="json")
+        far = api.patch("/api/v1/trading/trades/BTC-USD/41", {"stop_loss_price": "1"}, format="json")
 
     assert first.status_code == second.status_code == 200
     assert second.json()["stop_loss_price"] == "56000"
     assert bad.status_code == 400 and "take_profit_price" in bad.json()["error"]["details"]
+    assert above.status_code == 400 and list(above.json()["error"]["details"]) == ["stop_loss_price"]
+    assert far.status_code == 422 and far.json()["error"]["details"]["field"] == "stop_loss_price"
+    assert far.json()["error"]["message"].startswith("stop_loss_price is too far from the reference price")
     orders = Order.objects.filter(trade=trade).order_by("id")
     assert [(o.order_type, o.status, o.stop_price or o.take_profit_price) for o in orders] == [
         ("STOP_LOSS", "CANCELLED", D("57000")),

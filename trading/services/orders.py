@@ -630,6 +630,17 @@ def order_cancel(*, user, order_id: int, actor: str | None = None, reason: str =
 _UNSET = object()
 
 
+def _named_as_sent(exc: ApplicationError, internal: str, sent: str) -> ApplicationError:
+    """A refusal of the order behind a field, naming the field as the caller sent it: the
+    stop-loss order's level is `stop_price`, the request's field `stop_loss_price`."""
+    if internal != sent:
+        exc.details = {(sent if k == internal else k): v for k, v in exc.details.items()}
+        if exc.details.get("field") == internal:
+            exc.details["field"] = sent
+        exc.message = exc.message.replace(internal, sent)
+    return exc
+
+
 def trade_protection_update(
     *, user, pair_id: str, trade_index: str, stop_loss_price=_UNSET, take_profit_price=_UNSET
 ) -> Trade:
@@ -659,16 +670,19 @@ def trade_protection_update(
                     order=old, to=Order.Status.CANCELLED, actor=actor, fields=("error_code", "error_message")
                 )
             if level is not None:
-                new_orders.append(
-                    order_place(
-                        user=user,
-                        asset=trade.asset,
-                        side=trade.side,
-                        order_type=order_type,
-                        trade=trade,
-                        **{order_field: Decimal(level)},
+                try:
+                    new_orders.append(
+                        order_place(
+                            user=user,
+                            asset=trade.asset,
+                            side=trade.side,
+                            order_type=order_type,
+                            trade=trade,
+                            **{order_field: Decimal(level)},
+                        )
                     )
-                )
+                except ApplicationError as exc:
+                    raise _named_as_sent(exc, order_field, trade_field) from None
             setattr(trade, trade_field, level)
         trade.protection_sync_due_at = timezone.now()
         trade.save(update_fields=[c[1] for c in changes] + ["protection_sync_due_at", "updated_at"])
