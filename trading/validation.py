@@ -123,23 +123,27 @@ def order_validate(o: OrderInput, *, market, current_price: Decimal) -> None:
         elif o.trailing_stop_percentage is not None and o.trailing_stop_percentage >= 100:
             errors["trailing_stop_percentage"] = "must be below 100"
         elif o.trailing_stop_distance is not None and o.trailing_stop_distance >= current_price and o.side == LONG:
-            errors["trailing_stop_distance"] = "must be smaller than the current price"
+            errors["trailing_stop_distance"] = f"must be smaller than the current price {_n(current_price)}"
     elif o.order_type == OCO:
         if o.oco_stop_price is None:
             errors["oco_stop_price"] = "required for an OCO order"
         elif not stop_side_ok(o.side, o.oco_stop_price, current_price):
-            errors["oco_stop_price"] = f"must be {'below' if o.side == LONG else 'above'} the current price"
+            errors["oco_stop_price"] = (
+                f"must be {'below' if o.side == LONG else 'above'} the current price {_n(current_price)}"
+            )
         if o.oco_take_profit_price is None:
             errors["oco_take_profit_price"] = "required for an OCO order"
         elif not take_profit_side_ok(o.side, o.oco_take_profit_price, current_price):
-            errors["oco_take_profit_price"] = f"must be {'above' if o.side == LONG else 'below'} the current price"
+            errors["oco_take_profit_price"] = (
+                f"must be {'above' if o.side == LONG else 'below'} the current price {_n(current_price)}"
+            )
 
     if o.order_type in (MARKET, LIMIT) and not o.reduce_only:
         # SL/TP/trailing given with an open: attached protective orders, once filled
         if o.stop_price is not None and not stop_side_ok(o.side, o.stop_price, ref):
-            errors["stop_price"] = f"must be {'below' if o.side == LONG else 'above'} the entry price {ref}"
+            errors["stop_price"] = f"must be {'below' if o.side == LONG else 'above'} the entry price {_n(ref)}"
         if o.take_profit_price is not None and not take_profit_side_ok(o.side, o.take_profit_price, ref):
-            errors["take_profit_price"] = f"must be {'above' if o.side == LONG else 'below'} the entry price {ref}"
+            errors["take_profit_price"] = f"must be {'above' if o.side == LONG else 'below'} the entry price {_n(ref)}"
         if o.trailing_stop_distance is not None and o.trailing_stop_percentage is not None:
             errors["trailing_stop"] = "give at most one of trailing_stop_distance and trailing_stop_percentage"
     if errors:

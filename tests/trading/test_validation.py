@@ -146,6 +146,17 @@ def test_sl_tp_attached_to_an_open_are_checked_against_the_entry():
     assert {"stop_price", "take_profit_price"} <= set(errors)
     # a LIMIT's attached levels are judged against its limit price, not the market
     _check(order_type="LIMIT", price=D("50000"), stop_price=D("49000"), take_profit_price=D("55000"), **OPEN)
+    # and the message names that price as a person writes it (the API's limit price has 8 places)
+    errors = _errors(order_type="LIMIT", price=D("58123.54000000"), stop_price=D("59000"), **OPEN)
+    assert errors["stop_price"] == ["must be below the entry price 58123.54"]
+
+
+def test_oco_legs_name_the_price_they_are_judged_against():
+    errors = _errors(
+        order_type="OCO", side="long", oco_stop_price=D("61000"), oco_take_profit_price=D("59000"), **ON_TRADE
+    )
+    assert errors["oco_stop_price"] == ["must be below the current price 60000"]
+    assert errors["oco_take_profit_price"] == ["must be above the current price 60000"]
 
 
 def test_reduce_only_is_for_market_orders_on_a_trade():
