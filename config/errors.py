@@ -130,7 +130,9 @@ def exception_handler(exc, context):
         details = {}
         if isinstance(exc, drf.ValidationError):
             details = exc.detail if isinstance(exc.detail, dict) else {"non_field_errors": exc.detail}
-        elif message is None:
+        elif getattr(exc, "reason", None):  # a refused credential says why (trading/auth.py)
+            details = {"reason": exc.reason}
+        if message is None and not isinstance(exc, drf.ValidationError):
             message = str(exc.detail)
         headers = {}
         if getattr(exc, "auth_header", None):

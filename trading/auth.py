@@ -13,16 +13,27 @@ from trading import tokens
 from trading.models import User
 
 
+def refused(request, message: str, reason: str) -> exceptions.AuthenticationFailed:
+    """A 401 that says why, for a client to act on: `details.reason` in the envelope (the
+    websockets' words: `token_expired` — refresh; `token_invalid`, `api_key_invalid`,
+    `user_inactive`, `header_invalid` — sign in again or fix the request) and RFC 6750's `error`
+    in WWW-Authenticate."""
+    request.auth_refusal = reason
+    failed = exceptions.AuthenticationFailed(message)
+    failed.reason = reason
+    return failed
+
+
 def _credentials(request, keyword: bytes) -> str | None:
     parts = get_authorization_header(request).split()
     if not parts or parts[0].lower() != keyword.lower():
         return None
     if len(parts) != 2:
-        raise exceptions.AuthenticationFailed("Invalid Authorization header.")
+        raise refused(request, "Invalid Authorization header.", "header_invalid")
     try:
         return parts[1].decode("ascii")
     except UnicodeDecodeError:
-        raise exceptions.AuthenticationFailed("Invalid Authorization header.") from None
+        raise refused(request, "Invalid Authorization header.", "header_invalid") from None
 
 
 class JWTAuthentication(BaseAuthentication):
@@ -35,15 +46,20 @@ class JWTAuthentication(BaseAuthentication):
         try:
             claims = tokens.decode(raw, expected_type=tokens.ACCESS)
         except tokens.TokenError as exc:
-            raise exceptions.AuthenticationFailed(str(exc)) from None
+            reason = "token_expired" if isinstance(exc, tokens.TokenExpired) else "token_invalid"
+            raise refused(request, str(exc), reason) from None
         sub = str(claims["sub"])
         user = User.objects.filter(pk=int(sub)).first() if sub.isdigit() else None
         if user is None or not user.is_active:
-            raise exceptions.AuthenticationFailed("User is inactive or does not exist.")
+            raise refused(request, "User is inactive or does not exist.", "user_inactive")
         return user, tokens.AccessToken(claims=claims)
 
     def authenticate_header(self, request):
-        return 'Bearer realm="api"'
+        reason = getattr(request, "auth_refusal", None)
+        if reason is None:
+            return 'Bearer realm="api"'
+        error = "invalid_request" if reason == "header_invalid" else "invalid_token"
+        return f'Bearer realm="api", error="{error}"'
 
 
 class ApiKeyAuthentication(BaseAuthentication):
@@ -57,9 +73,9 @@ class ApiKeyAuthentication(BaseAuthentication):
 
         key = api_key_authenticate(raw)
         if key is None:
-            raise exceptions.AuthenticationFailed("Invalid, expired or revoked API key.")
+            raise refused(request, "Invalid, expired or revoked API key.", "api_key_invalid")
         if not key.user.is_active:
-            raise exceptions.AuthenticationFailed("User is inactive or does not exist.")
+            raise refused(request, "User is inactive or does not exist.", "user_inactive")
         return key.user, key
 
     def authenticate_header(self, request):

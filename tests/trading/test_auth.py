@@ -86,7 +86,8 @@ def test_inactive_user_is_refused_with_a_valid_access_token():
     user = UserFactory()
     body = login(user)
     User.objects.filter(pk=user.pk).update(is_active=False)
-    _envelope(bearer(body["access_token"]).get("/api/v1/me"), 401, "AUTHENTICATION_FAILED")
+    err = _envelope(bearer(body["access_token"]).get("/api/v1/me"), 401, "AUTHENTICATION_FAILED")
+    assert err["details"] == {"reason": "user_inactive"}
     # and cannot refresh either
     refresh = APIClient().post("/api/v1/auth/refresh", {"refresh_token": body["refresh_token"]}, format="json")
     _envelope(refresh, 401)
@@ -99,13 +100,21 @@ def test_unauthenticated_gets_401_with_www_authenticate():
 
 
 @pytest.mark.parametrize(
-    "header",
-    ["Bearer garbage", "Bearer a.b.c", "Bearer", "Bearer x y"],
+    ("header", "reason", "error"),
+    [
+        ("Bearer garbage", "token_invalid", "invalid_token"),
+        ("Bearer a.b.c", "token_invalid", "invalid_token"),
+        ("Bearer", "header_invalid", "invalid_request"),
+        ("Bearer x y", "header_invalid", "invalid_request"),
+        ("Api-Key tdk_nope", "api_key_invalid", "invalid_token"),
+    ],
 )
-def test_bad_bearer_tokens_are_401(header):
+def test_bad_bearer_tokens_are_401_saying_why(header, reason, error):
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=header)
-    _envelope(client.get("/api/v1/me"), 401, "AUTHENTICATION_FAILED")
+    response = client.get("/api/v1/me")
+    assert _envelope(response, 401, "AUTHENTICATION_FAILED")["details"] == {"reason": reason}
+    assert response["WWW-Authenticate"] == f'Bearer realm="api", error="{error}"'  # RFC 6750
 
 
 def test_refresh_token_is_not_an_access_token_and_expired_access_is_refused():
@@ -117,6 +126,7 @@ def test_refresh_token_is_not_an_access_token_and_expired_access_is_refused():
     expired = jwt.encode(claims, tokens.signing_key(), algorithm="HS256")
     err = _envelope(bearer(expired).get("/api/v1/me"), 401)
     assert "expired" in err["message"]
+    assert err["details"] == {"reason": "token_expired"}  # refresh, rather than sign in again
     forged = jwt.encode(
         {**claims, "exp": claims["iat"] + 900}, "another-key-of-enough-length-000000", algorithm="HS256"
     )
