@@ -48,17 +48,32 @@ def beat_heartbeat_read() -> float | None:
     return float(value) if value is not None else None
 
 
+_stop_requested = False
+
+
 def stop_on_signal() -> None:
     """SIGTERM and SIGINT stop Beat by raising SystemExit where it is, and Beat's loop saves the
     schedule on its way out (`celery.beat.Service.start`). Celery's own handler saved it inside
     the handler: when the signal came while Beat was in a query, that re-entered the connection
-    the interrupted query held (its lock is not re-entrant) and Beat hung for good."""
+    the interrupted query held (its lock is not re-entrant) and Beat hung for good.
+
+    The request is also remembered, and the next tick raises it again: a signal that lands in a
+    finaliser (a Redis client's `__del__` closing its connection) has its SystemExit swallowed
+    by Python ("Exception ignored in ..."), and Beat ran on."""
     from celery import platforms
 
-    def _stop(signum, frame):
-        raise SystemExit()
+    platforms.signals.update(SIGTERM=stop_request, SIGINT=stop_request)
 
-    platforms.signals.update(SIGTERM=_stop, SIGINT=_stop)
+
+def stop_request(signum=None, frame=None):
+    global _stop_requested
+    _stop_requested = True
+    raise SystemExit()
+
+
+def stop_if_requested() -> None:
+    if _stop_requested:
+        raise SystemExit()
 
 
 class ResilientDatabaseScheduler(DatabaseScheduler):
@@ -81,6 +96,7 @@ class ResilientDatabaseScheduler(DatabaseScheduler):
             self._database_down(exc)
 
     def tick(self, *args, **kwargs):
+        stop_if_requested()  # a stop whose SystemExit was swallowed (see stop_on_signal)
         try:
             if self._setup_pending:
                 super().setup_schedule()
