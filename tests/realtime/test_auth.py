@@ -71,6 +71,18 @@ def test_a_cookie_session_from_a_foreign_or_missing_origin_is_refused_before_the
 
 
 @pytest.mark.parametrize("origin", ["http://evil.example.com", None])
+@pytest.mark.parametrize("path", ["/ws", "/stream"])
+def test_a_client_with_no_credential_at_all_is_told_so_whatever_its_origin(ws_server, origin, path):
+    """The Origin check guards the session cookie; a bot that forgot its token sends neither, and
+    is answered `unauthenticated` and 4401 (it was refused with a bare HTTP 403, as if its
+    origin were the problem)."""
+    with ws_connect(ws_server, path, origin=origin) as ws:
+        refusal = recv(ws)
+        assert (refusal.get("data") or refusal)["code"] == "unauthenticated"
+        assert close_code(ws) == 4401
+
+
+@pytest.mark.parametrize("origin", ["http://evil.example.com", None])
 @pytest.mark.parametrize("via", ["query", "subprotocol", "header"])
 def test_token_clients_need_no_origin(ws_server, make_user, origin, via):
     """A bot with a JWT sends no Origin; a page on another site cannot read the token, so the

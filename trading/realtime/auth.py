@@ -123,7 +123,9 @@ class WebsocketSessionMiddleware(SessionMiddleware):
 class SessionOriginValidator:
     """Channels' `AllowedHostsOriginValidator` (the Origin must name one of ALLOWED_HOSTS, else
     HTTP 403 before the handshake) for connections that would authenticate by the session
-    cookie; a connection that brings a token passes without an Origin."""
+    cookie; a connection that brings a token, or no session cookie at all, passes without an
+    Origin (the check guards the cookie). One with no credential at all is then told
+    `unauthenticated` and closed 4401, not refused as if its origin were the problem."""
 
     def __init__(self, inner):
         from channels.security.websocket import AllowedHostsOriginValidator
@@ -133,8 +135,18 @@ class SessionOriginValidator:
 
     async def __call__(self, scope, receive, send):
         token, _ = token_from_scope(scope)
-        app = self.inner if token is not None else self.checked
+        app = self.inner if token is not None or not _session_cookie_sent(scope) else self.checked
         return await app(scope, receive, send)
+
+
+def _session_cookie_sent(scope) -> bool:
+    from django.conf import settings
+    from django.http.cookie import parse_cookie
+
+    for name, value in scope.get("headers", ()):
+        if name == b"cookie" and settings.SESSION_COOKIE_NAME in parse_cookie(value.decode("latin1")):
+            return True
+    return False
 
 
 def websocket_auth_stack(inner):
