@@ -6,11 +6,49 @@ permission classes in `trading.permissions` read scopes from either."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
 from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
 
 from trading import tokens
 from trading.models import User
+
+
+class TokenRejected(Exception):
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code  # token_invalid | token_expired | user_inactive
+
+
+@dataclass(frozen=True)
+class TokenIdentity:
+    user: object
+    claims: dict
+
+    @property
+    def expires_at(self) -> datetime:
+        return datetime.fromtimestamp(int(self.claims["exp"]), UTC)
+
+
+def user_from_token(token: str) -> TokenIdentity:
+    """An access token's active user: the one place a token becomes a user, for the REST API and
+    the websockets alike (`trading.tokens` checks signature, issuer, expiry and type)."""
+    try:
+        claims = tokens.decode(token, expected_type=tokens.ACCESS)
+    except tokens.TokenExpired as exc:
+        raise TokenRejected("token_expired", "The access token has expired.") from exc
+    except tokens.TokenError as exc:
+        raise TokenRejected("token_invalid", "The access token is not valid.") from exc
+    try:
+        user_id = int(claims["sub"])
+    except (TypeError, ValueError) as exc:
+        raise TokenRejected("token_invalid", "The access token has no valid subject.") from exc
+    user = User.objects.filter(pk=user_id).first()
+    if user is None or not user.is_active:
+        raise TokenRejected("user_inactive", "The user does not exist or is inactive.")
+    return TokenIdentity(user=user, claims=claims)
 
 
 def refused(request, message: str, reason: str) -> exceptions.AuthenticationFailed:
@@ -44,15 +82,10 @@ class JWTAuthentication(BaseAuthentication):
         if raw is None:
             return None
         try:
-            claims = tokens.decode(raw, expected_type=tokens.ACCESS)
-        except tokens.TokenError as exc:
-            reason = "token_expired" if isinstance(exc, tokens.TokenExpired) else "token_invalid"
-            raise refused(request, str(exc), reason) from None
-        sub = str(claims["sub"])
-        user = User.objects.filter(pk=int(sub)).first() if sub.isdigit() else None
-        if user is None or not user.is_active:
-            raise refused(request, "User is inactive or does not exist.", "user_inactive")
-        return user, tokens.AccessToken(claims=claims)
+            identity = user_from_token(raw)
+        except TokenRejected as exc:
+            raise refused(request, str(exc), exc.code) from None
+        return identity.user, tokens.AccessToken(claims=identity.claims)
 
     def authenticate_header(self, request):
         reason = getattr(request, "auth_refusal", None)

@@ -11,57 +11,23 @@ The Origin check (`SessionOriginValidator`) guards cookie sessions against cross
 page on another site cannot read a token, but its browser sends the cookie. A connection that
 brings a token needs no Origin header (a Python bot sends none).
 
-`user_from_token` is the one place a token becomes a user; point it at the shared decoder
-when there is one.
+`trading.auth.user_from_token` is the one place a token becomes a user, here and in the REST
+API, with the same refusal codes.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from urllib.parse import parse_qs
 
 from channels.auth import AuthMiddleware
 from channels.db import database_sync_to_async
 from channels.middleware import BaseMiddleware
 from channels.sessions import CookieMiddleware, InstanceSessionWrapper, SessionMiddleware
-from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AnonymousUser
 
-from trading import tokens
+from trading.auth import TokenRejected, user_from_token
 
 BEARER_SUBPROTOCOL = "bearer"
-
-
-class TokenRejected(Exception):
-    def __init__(self, code: str, message: str):
-        super().__init__(message)
-        self.code = code  # token_invalid | token_expired | user_inactive
-
-
-@dataclass(frozen=True)
-class TokenIdentity:
-    user: object
-    expires_at: datetime
-
-
-def user_from_token(token: str) -> TokenIdentity:
-    """Decode an access token with the API's own decoder (`trading.tokens`: signature, issuer,
-    expiry, type) and load its active user."""
-    try:
-        claims = tokens.decode(token, expected_type=tokens.ACCESS)
-    except tokens.TokenExpired as exc:
-        raise TokenRejected("token_expired", "The access token has expired.") from exc
-    except tokens.TokenError as exc:
-        raise TokenRejected("token_invalid", "The access token is not valid.") from exc
-    try:
-        user_id = int(claims["sub"])
-    except (TypeError, ValueError) as exc:
-        raise TokenRejected("token_invalid", "The access token has no valid subject.") from exc
-    user = get_user_model().objects.filter(pk=user_id).first()
-    if user is None or not user.is_active:
-        raise TokenRejected("user_inactive", "The user does not exist or is inactive.")
-    return TokenIdentity(user=user, expires_at=datetime.fromtimestamp(int(claims["exp"]), UTC))
 
 
 def token_from_scope(scope) -> tuple[str | None, str | None]:
